@@ -1,0 +1,154 @@
+// Package memory is a Store that keeps everything in process memory. It is
+// for tests and for running without a data directory; nothing survives a
+// restart.
+package memory
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/parleychat/parley/server/store"
+)
+
+// Store is an in-memory store.Store. The zero value is not usable; call New.
+type Store struct {
+	mu     sync.RWMutex
+	rooms  map[string]*room
+	closed bool
+	now    func() time.Time
+}
+
+type room struct {
+	info     store.Room
+	messages []store.Message // messages[i].Seq == i+1
+	byClient map[clientKey]uint64
+}
+
+type clientKey struct{ sender, id string }
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{rooms: make(map[string]*room), now: time.Now}
+}
+
+var _ store.Store = (*Store)(nil)
+
+// CreateRoom implements store.Store.
+func (s *Store) CreateRoom(_ context.Context, r store.Room) (store.Room, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.Room{}, store.ErrClosed
+	}
+	if _, ok := s.rooms[r.Name]; ok {
+		return store.Room{}, fmt.Errorf("create room %q: %w", r.Name, store.ErrRoomExists)
+	}
+	r.CreatedAt = s.now().UTC()
+	r.LastSeq, r.LastMessageAt = 0, time.Time{}
+	s.rooms[r.Name] = &room{info: r, byClient: make(map[clientKey]uint64)}
+	return r, nil
+}
+
+// Room implements store.Store.
+func (s *Store) Room(_ context.Context, name string) (store.Room, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, err := s.room(name)
+	if err != nil {
+		return store.Room{}, err
+	}
+	return r.info, nil
+}
+
+func (s *Store) room(name string) (*room, error) {
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	r, ok := s.rooms[name]
+	if !ok {
+		return nil, fmt.Errorf("room %q: %w", name, store.ErrRoomNotFound)
+	}
+	return r, nil
+}
+
+// ListRooms implements store.Store.
+func (s *Store) ListRooms(_ context.Context, afterName string, limit int) ([]store.Room, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	var out []store.Room
+	for name, r := range s.rooms {
+		if name > afterName {
+			out = append(out, r.info)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// Append implements store.Store.
+func (s *Store) Append(_ context.Context, m store.NewMessage) (store.Message, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.room(m.Room)
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	key := clientKey{m.Sender, m.ClientMsgID}
+	if m.ClientMsgID != "" {
+		if seq, ok := r.byClient[key]; ok {
+			return r.messages[seq-1], true, nil
+		}
+	}
+	msg := store.Message{
+		Room: m.Room, Seq: uint64(len(r.messages)) + 1, Sender: m.Sender,
+		Body: m.Body, SentAt: s.now().UTC(), ClientMsgID: m.ClientMsgID,
+	}
+	r.messages = append(r.messages, msg)
+	if m.ClientMsgID != "" {
+		r.byClient[key] = msg.Seq
+	}
+	r.info.LastSeq, r.info.LastMessageAt = msg.Seq, msg.SentAt
+	return msg, false, nil
+}
+
+// Messages implements store.Store.
+func (s *Store) Messages(_ context.Context, name string, q store.Query) ([]store.Message, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, err := s.room(name)
+	if err != nil {
+		return nil, err
+	}
+	lo, hi := q.After+1, uint64(len(r.messages)) // inclusive seq range
+	if q.Before != 0 && q.Before-1 < hi {
+		hi = q.Before - 1
+	}
+	var out []store.Message
+	for i := 0; i < q.Limit && lo <= hi; i++ {
+		if q.Descending {
+			out = append(out, r.messages[hi-1])
+			hi--
+		} else {
+			out = append(out, r.messages[lo-1])
+			lo++
+		}
+	}
+	return out, nil
+}
+
+// Close implements store.Store.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}

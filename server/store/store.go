@@ -1,0 +1,100 @@
+// Package store defines how Parley keeps rooms and message history: the
+// Store interface that the embedded SQLite store and the PostgreSQL store
+// implement, and the records they keep.
+//
+// The store is the single authority for a room's order: Append assigns each
+// message the next seq of its room, and a seq is visible to readers only once
+// the message is durably stored.
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Visibility says who may see and join a room.
+type Visibility int
+
+// Room visibilities.
+const (
+	Public Visibility = iota + 1
+	Private
+	Direct
+)
+
+// String returns the visibility's lower-case name.
+func (v Visibility) String() string {
+	switch v {
+	case Public:
+		return "public"
+	case Private:
+		return "private"
+	case Direct:
+		return "direct"
+	}
+	return "unknown"
+}
+
+// Room is a chat room and its head.
+type Room struct {
+	Name       string
+	Visibility Visibility
+	CreatedBy  string
+	CreatedAt  time.Time
+	// LastSeq is the seq of the newest stored message, 0 for an empty room.
+	LastSeq uint64
+	// LastMessageAt is when the newest message was stored; zero for an empty room.
+	LastMessageAt time.Time
+}
+
+// Message is one stored chat message.
+type Message struct {
+	Room        string
+	Seq         uint64
+	Sender      string
+	Body        string
+	SentAt      time.Time
+	ClientMsgID string
+}
+
+// NewMessage is a message to append; the store assigns its seq and time.
+type NewMessage struct {
+	Room        string
+	Sender      string
+	Body        string
+	ClientMsgID string
+}
+
+// Query selects a page of a room's messages. After and Before are exclusive
+// bounds; zero means unbounded.
+type Query struct {
+	After  uint64
+	Before uint64
+	// Limit is the most messages to return; it must be positive.
+	Limit int
+	// Descending returns the highest seqs first.
+	Descending bool
+}
+
+// Store keeps rooms and their history. Implementations are safe for
+// concurrent use.
+type Store interface {
+	// CreateRoom stores a new room. It returns ErrRoomExists if the name is taken.
+	CreateRoom(ctx context.Context, r Room) (Room, error)
+	// Room returns a room with its head, or ErrRoomNotFound.
+	Room(ctx context.Context, name string) (Room, error)
+	// ListRooms returns up to limit rooms whose names sort after afterName,
+	// ordered by name.
+	ListRooms(ctx context.Context, afterName string, limit int) ([]Room, error)
+	// Append stores a message and returns it with its seq and time. It returns
+	// only after the message is durable. If the room already holds a message
+	// from the same sender with the same non-empty ClientMsgID, Append stores
+	// nothing and returns that message with duplicate set. It returns
+	// ErrRoomNotFound for an unknown room.
+	Append(ctx context.Context, m NewMessage) (msg Message, duplicate bool, err error)
+	// Messages returns the messages of a room that match q, in seq order
+	// (descending if q.Descending). It returns ErrRoomNotFound for an unknown room.
+	Messages(ctx context.Context, room string, q Query) ([]Message, error)
+	// Close releases the store's resources; pending appends finish first.
+	Close() error
+}
