@@ -86,9 +86,9 @@ type JoinRequest struct {
 	//
 	//	*JoinRequest_Join
 	//	*JoinRequest_Leave
-	//	*JoinRequest_Send_
+	//	*JoinRequest_Send
 	//	*JoinRequest_Typing
-	//	*JoinRequest_Refresh_
+	//	*JoinRequest_Refresh
 	Frame         isJoinRequest_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -156,9 +156,9 @@ func (x *JoinRequest) GetLeave() *JoinRequest_LeaveRoom {
 	return nil
 }
 
-func (x *JoinRequest) GetSend() *JoinRequest_Send {
+func (x *JoinRequest) GetSend() *JoinRequest_Post {
 	if x != nil {
-		if x, ok := x.Frame.(*JoinRequest_Send_); ok {
+		if x, ok := x.Frame.(*JoinRequest_Send); ok {
 			return x.Send
 		}
 	}
@@ -174,9 +174,9 @@ func (x *JoinRequest) GetTyping() *JoinRequest_SetTyping {
 	return nil
 }
 
-func (x *JoinRequest) GetRefresh() *JoinRequest_Refresh {
+func (x *JoinRequest) GetRefresh() *JoinRequest_RefreshToken {
 	if x != nil {
-		if x, ok := x.Frame.(*JoinRequest_Refresh_); ok {
+		if x, ok := x.Frame.(*JoinRequest_Refresh); ok {
 			return x.Refresh
 		}
 	}
@@ -197,9 +197,9 @@ type JoinRequest_Leave struct {
 	Leave *JoinRequest_LeaveRoom `protobuf:"bytes,3,opt,name=leave,proto3,oneof"`
 }
 
-type JoinRequest_Send_ struct {
+type JoinRequest_Send struct {
 	// Send a message to a joined room.
-	Send *JoinRequest_Send `protobuf:"bytes,4,opt,name=send,proto3,oneof"`
+	Send *JoinRequest_Post `protobuf:"bytes,4,opt,name=send,proto3,oneof"`
 }
 
 type JoinRequest_Typing struct {
@@ -207,20 +207,20 @@ type JoinRequest_Typing struct {
 	Typing *JoinRequest_SetTyping `protobuf:"bytes,5,opt,name=typing,proto3,oneof"`
 }
 
-type JoinRequest_Refresh_ struct {
+type JoinRequest_Refresh struct {
 	// Replace the stream's token before it expires.
-	Refresh *JoinRequest_Refresh `protobuf:"bytes,6,opt,name=refresh,proto3,oneof"`
+	Refresh *JoinRequest_RefreshToken `protobuf:"bytes,6,opt,name=refresh,proto3,oneof"`
 }
 
 func (*JoinRequest_Join) isJoinRequest_Frame() {}
 
 func (*JoinRequest_Leave) isJoinRequest_Frame() {}
 
-func (*JoinRequest_Send_) isJoinRequest_Frame() {}
+func (*JoinRequest_Send) isJoinRequest_Frame() {}
 
 func (*JoinRequest_Typing) isJoinRequest_Frame() {}
 
-func (*JoinRequest_Refresh_) isJoinRequest_Frame() {}
+func (*JoinRequest_Refresh) isJoinRequest_Frame() {}
 
 // JoinResponse is one frame sent by the server on a Join stream.
 //
@@ -1355,8 +1355,8 @@ func (x *JoinRequest_LeaveRoom) GetRoom() string {
 	return ""
 }
 
-// Send sends a message to a joined room.
-type JoinRequest_Send struct {
+// Post sends a message to a joined room.
+type JoinRequest_Post struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The room to send to.
 	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
@@ -1369,20 +1369,20 @@ type JoinRequest_Send struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *JoinRequest_Send) Reset() {
-	*x = JoinRequest_Send{}
+func (x *JoinRequest_Post) Reset() {
+	*x = JoinRequest_Post{}
 	mi := &file_parley_v1_chat_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *JoinRequest_Send) String() string {
+func (x *JoinRequest_Post) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*JoinRequest_Send) ProtoMessage() {}
+func (*JoinRequest_Post) ProtoMessage() {}
 
-func (x *JoinRequest_Send) ProtoReflect() protoreflect.Message {
+func (x *JoinRequest_Post) ProtoReflect() protoreflect.Message {
 	mi := &file_parley_v1_chat_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1394,26 +1394,26 @@ func (x *JoinRequest_Send) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use JoinRequest_Send.ProtoReflect.Descriptor instead.
-func (*JoinRequest_Send) Descriptor() ([]byte, []int) {
+// Deprecated: Use JoinRequest_Post.ProtoReflect.Descriptor instead.
+func (*JoinRequest_Post) Descriptor() ([]byte, []int) {
 	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 2}
 }
 
-func (x *JoinRequest_Send) GetRoom() string {
+func (x *JoinRequest_Post) GetRoom() string {
 	if x != nil {
 		return x.Room
 	}
 	return ""
 }
 
-func (x *JoinRequest_Send) GetBody() string {
+func (x *JoinRequest_Post) GetBody() string {
 	if x != nil {
 		return x.Body
 	}
 	return ""
 }
 
-func (x *JoinRequest_Send) GetClientMsgId() string {
+func (x *JoinRequest_Post) GetClientMsgId() string {
 	if x != nil {
 		return x.ClientMsgId
 	}
@@ -1475,8 +1475,8 @@ func (x *JoinRequest_SetTyping) GetActive() bool {
 	return false
 }
 
-// Refresh replaces the stream's token.
-type JoinRequest_Refresh struct {
+// RefreshToken replaces the stream's token.
+type JoinRequest_RefreshToken struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A new token for the same user.
 	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
@@ -1484,20 +1484,20 @@ type JoinRequest_Refresh struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *JoinRequest_Refresh) Reset() {
-	*x = JoinRequest_Refresh{}
+func (x *JoinRequest_RefreshToken) Reset() {
+	*x = JoinRequest_RefreshToken{}
 	mi := &file_parley_v1_chat_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *JoinRequest_Refresh) String() string {
+func (x *JoinRequest_RefreshToken) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*JoinRequest_Refresh) ProtoMessage() {}
+func (*JoinRequest_RefreshToken) ProtoMessage() {}
 
-func (x *JoinRequest_Refresh) ProtoReflect() protoreflect.Message {
+func (x *JoinRequest_RefreshToken) ProtoReflect() protoreflect.Message {
 	mi := &file_parley_v1_chat_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1509,12 +1509,12 @@ func (x *JoinRequest_Refresh) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use JoinRequest_Refresh.ProtoReflect.Descriptor instead.
-func (*JoinRequest_Refresh) Descriptor() ([]byte, []int) {
+// Deprecated: Use JoinRequest_RefreshToken.ProtoReflect.Descriptor instead.
+func (*JoinRequest_RefreshToken) Descriptor() ([]byte, []int) {
 	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 4}
 }
 
-func (x *JoinRequest_Refresh) GetToken() string {
+func (x *JoinRequest_RefreshToken) GetToken() string {
 	if x != nil {
 		return x.Token
 	}
@@ -1580,14 +1580,14 @@ var File_parley_v1_chat_service_proto protoreflect.FileDescriptor
 
 const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1cparley/v1/chat_service.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15parley/v1/types.proto\"\xe3\x04\n" +
+	"\x1cparley/v1/chat_service.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15parley/v1/types.proto\"\xed\x04\n" +
 	"\vJoinRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x125\n" +
 	"\x04join\x18\x02 \x01(\v2\x1f.parley.v1.JoinRequest.JoinRoomH\x00R\x04join\x128\n" +
 	"\x05leave\x18\x03 \x01(\v2 .parley.v1.JoinRequest.LeaveRoomH\x00R\x05leave\x121\n" +
-	"\x04send\x18\x04 \x01(\v2\x1b.parley.v1.JoinRequest.SendH\x00R\x04send\x12:\n" +
-	"\x06typing\x18\x05 \x01(\v2 .parley.v1.JoinRequest.SetTypingH\x00R\x06typing\x12:\n" +
-	"\arefresh\x18\x06 \x01(\v2\x1e.parley.v1.JoinRequest.RefreshH\x00R\arefresh\x1aN\n" +
+	"\x04send\x18\x04 \x01(\v2\x1b.parley.v1.JoinRequest.PostH\x00R\x04send\x12:\n" +
+	"\x06typing\x18\x05 \x01(\v2 .parley.v1.JoinRequest.SetTypingH\x00R\x06typing\x12?\n" +
+	"\arefresh\x18\x06 \x01(\v2#.parley.v1.JoinRequest.RefreshTokenH\x00R\arefresh\x1aN\n" +
 	"\bJoinRoom\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12 \n" +
 	"\tafter_seq\x18\x02 \x01(\x04H\x00R\bafterSeq\x88\x01\x01B\f\n" +
@@ -1595,14 +1595,14 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"_after_seq\x1a\x1f\n" +
 	"\tLeaveRoom\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x1aR\n" +
-	"\x04Send\x12\x12\n" +
+	"\x04Post\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\tR\x04body\x12\"\n" +
 	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\x1a7\n" +
 	"\tSetTyping\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x16\n" +
-	"\x06active\x18\x02 \x01(\bR\x06active\x1a\x1f\n" +
-	"\aRefresh\x12\x14\n" +
+	"\x06active\x18\x02 \x01(\bR\x06active\x1a$\n" +
+	"\fRefreshToken\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05tokenB\a\n" +
 	"\x05frame\"\xbe\x02\n" +
 	"\fJoinResponse\x12(\n" +
@@ -1727,9 +1727,9 @@ var file_parley_v1_chat_service_proto_goTypes = []any{
 	(*DevLoginResponse)(nil),            // 16: parley.v1.DevLoginResponse
 	(*JoinRequest_JoinRoom)(nil),        // 17: parley.v1.JoinRequest.JoinRoom
 	(*JoinRequest_LeaveRoom)(nil),       // 18: parley.v1.JoinRequest.LeaveRoom
-	(*JoinRequest_Send)(nil),            // 19: parley.v1.JoinRequest.Send
+	(*JoinRequest_Post)(nil),            // 19: parley.v1.JoinRequest.Post
 	(*JoinRequest_SetTyping)(nil),       // 20: parley.v1.JoinRequest.SetTyping
-	(*JoinRequest_Refresh)(nil),         // 21: parley.v1.JoinRequest.Refresh
+	(*JoinRequest_RefreshToken)(nil),    // 21: parley.v1.JoinRequest.RefreshToken
 	(*SubscribeRequest_RoomCursor)(nil), // 22: parley.v1.SubscribeRequest.RoomCursor
 	(*Reply)(nil),                       // 23: parley.v1.Reply
 	(*Joined)(nil),                      // 24: parley.v1.Joined
@@ -1745,9 +1745,9 @@ var file_parley_v1_chat_service_proto_goTypes = []any{
 var file_parley_v1_chat_service_proto_depIdxs = []int32{
 	17, // 0: parley.v1.JoinRequest.join:type_name -> parley.v1.JoinRequest.JoinRoom
 	18, // 1: parley.v1.JoinRequest.leave:type_name -> parley.v1.JoinRequest.LeaveRoom
-	19, // 2: parley.v1.JoinRequest.send:type_name -> parley.v1.JoinRequest.Send
+	19, // 2: parley.v1.JoinRequest.send:type_name -> parley.v1.JoinRequest.Post
 	20, // 3: parley.v1.JoinRequest.typing:type_name -> parley.v1.JoinRequest.SetTyping
-	21, // 4: parley.v1.JoinRequest.refresh:type_name -> parley.v1.JoinRequest.Refresh
+	21, // 4: parley.v1.JoinRequest.refresh:type_name -> parley.v1.JoinRequest.RefreshToken
 	23, // 5: parley.v1.JoinResponse.reply:type_name -> parley.v1.Reply
 	24, // 6: parley.v1.JoinResponse.joined:type_name -> parley.v1.Joined
 	25, // 7: parley.v1.JoinResponse.message:type_name -> parley.v1.Message
@@ -1800,9 +1800,9 @@ func file_parley_v1_chat_service_proto_init() {
 	file_parley_v1_chat_service_proto_msgTypes[0].OneofWrappers = []any{
 		(*JoinRequest_Join)(nil),
 		(*JoinRequest_Leave)(nil),
-		(*JoinRequest_Send_)(nil),
+		(*JoinRequest_Send)(nil),
 		(*JoinRequest_Typing)(nil),
-		(*JoinRequest_Refresh_)(nil),
+		(*JoinRequest_Refresh)(nil),
 	}
 	file_parley_v1_chat_service_proto_msgTypes[1].OneofWrappers = []any{
 		(*JoinResponse_Reply)(nil),

@@ -1,0 +1,157 @@
+// Command parleyd is the Parley chat server.
+//
+//	parleyd [flags]                 serve (see --help)
+//	parleyd token [flags] <user>    print a token signed with the server's key
+//
+// Every flag can also be set with a PARLEY_* environment variable: --data-dir
+// is PARLEY_DATA_DIR. A flag on the command line wins over the environment.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/parleychat/parley/server/app"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "parleyd:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(args[1:], stdout, stderr)
+	}
+	return runServe(args, stderr)
+}
+
+func runServe(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("parleyd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg app.Config
+	var origins, logFormat, logLevel string
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "address for gRPC, grpc-web, REST and the web UI, all on one port")
+	fs.StringVar(&cfg.GRPCListen, "grpc-listen", "", "with TLS: an extra address serving native gRPC on grpc-go's own transport")
+	fs.StringVar(&cfg.DataDir, "data-dir", "data", "directory for the token signing key and the database (created if missing)")
+	fs.StringVar(&cfg.Store, "store", "sqlite", "where history lives: sqlite (in --data-dir) or memory (lost on exit)")
+	fs.BoolVar(&cfg.Dev, "dev", false, "development mode: DevLogin hands out a token for any user name; never expose such a server")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate file; serve TLS (with --tls-key)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated origins (https://app.example) allowed to call grpc-web from other sites; default: same origin only")
+	fs.IntVar(&cfg.MaxBodyBytes, "max-body-bytes", 4096, "largest message body in bytes")
+	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", 64<<10, "largest gRPC message or grpc-web WebSocket frame a client may send")
+	fs.IntVar(&cfg.MaxQueueBytes, "max-queue-bytes", 1<<20, "bytes queued for one stream before it is cut off as too slow (RESOURCE_EXHAUSTED)")
+	fs.IntVar(&cfg.MaxRoomsPerConn, "max-rooms-per-stream", 256, "rooms one Join or Subscribe stream may be in")
+	maxStreams := fs.Uint("max-streams-per-conn", 100, "concurrent streams on one HTTP/2 connection")
+	fs.StringVar(&cfg.DefaultRoom, "default-room", "lobby", "public room created at start if missing; - for none")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long graceful shutdown may take before connections are closed")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `parleyd: the Parley chat server.
+
+Usage:
+  parleyd [flags]                  serve
+  parleyd token [flags] <user>     print a token for <user> signed with the server's key
+
+Each flag can also be set with PARLEY_<FLAG> (for --data-dir: PARLEY_DATA_DIR).
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := parseWithEnv(fs, args); err != nil {
+		return err
+	}
+	cfg.MaxStreamsPerConn = uint32(*maxStreams)
+	cfg.AllowedOrigins = splitList(origins)
+	log, err := newLogger(stderr, logFormat, logLevel)
+	if err != nil {
+		return err
+	}
+	cfg.Log = log
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return app.Run(ctx, cfg)
+}
+
+func runToken(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("parleyd token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "data", "the server's data directory, holding its signing key")
+	ttl := fs.Duration("expiry", 24*time.Hour, "how long the token is valid")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: parleyd token [--data-dir DIR] [--expiry 24h] <user>\n\nPrints a bearer token for <user>.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := parseWithEnv(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("token: give exactly one user name")
+	}
+	tok, _, err := app.MintToken(*dataDir, fs.Arg(0), *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+// parseWithEnv sets each flag from PARLEY_<NAME> when present, then parses
+// args, so the command line wins.
+func parseWithEnv(fs *flag.FlagSet, args []string) error {
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "PARLEY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return fs.Parse(args)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log-format %q: want text or json", format)
+}

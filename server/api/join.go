@@ -1,0 +1,202 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+	"github.com/parleychat/parley/server/hub"
+	"github.com/parleychat/parley/server/store"
+)
+
+// session is one Join stream's state, used by its reader goroutine.
+type session struct {
+	s       *Service
+	stream  grpc.BidiStreamingServer[parleyv1.JoinRequest, parleyv1.JoinResponse]
+	conn    *hub.Conn
+	user    string
+	expires atomic.Int64 // unix nanoseconds; moved by refresh frames
+}
+
+// Join implements parleyv1.ChatServiceServer.
+func (s *Service) Join(stream grpc.BidiStreamingServer[parleyv1.JoinRequest, parleyv1.JoinResponse]) error {
+	ctx := stream.Context()
+	id := identity(ctx)
+	sess := &session{s: s, stream: stream, user: id.User}
+	sess.expires.Store(id.Expires.UnixNano())
+	sess.conn = s.cfg.Hub.Connect(id.User, clientName(ctx), true)
+	defer sess.conn.Close()
+	s.log.Debug("join stream opened", "user", id.User, "conn", sess.conn.ID)
+	err := s.runStream(stream, sess.conn, sess.expiry, sess.readLoop)
+	s.log.Debug("join stream ended", "user", id.User, "conn", sess.conn.ID, "status", statusOf(err).Code())
+	return err
+}
+
+func (sess *session) expiry() time.Time { return time.Unix(0, sess.expires.Load()) }
+
+// readLoop handles the client's frames in order until the stream ends.
+func (sess *session) readLoop() error {
+	ctx := sess.stream.Context()
+	for {
+		req, err := sess.stream.Recv()
+		if err != nil {
+			return err
+		}
+		if err := sess.handle(ctx, req); err != nil {
+			return err
+		}
+	}
+}
+
+// handle answers one frame with a reply; it returns an error only when the
+// connection has ended.
+func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) error {
+	reply := &parleyv1.Reply{Ref: req.GetRef()}
+	if err := validateRef(req.GetRef()); err != nil {
+		reply.Ref = truncate(req.GetRef(), maxRefBytes)
+		return sess.reply(reply, err)
+	}
+	var err error
+	switch f := req.GetFrame().(type) {
+	case *parleyv1.JoinRequest_Join:
+		reply.Room = f.Join.GetRoom()
+		if err = sess.join(ctx, f.Join, reply); err == nil {
+			return nil // the ack was queued ahead of the room's state
+		}
+	case *parleyv1.JoinRequest_Leave:
+		reply.Room = f.Leave.GetRoom()
+		err = sess.leave(f.Leave.GetRoom())
+	case *parleyv1.JoinRequest_Send:
+		reply.Room = f.Send.GetRoom()
+		reply.Message, err = sess.send(ctx, f.Send)
+	case *parleyv1.JoinRequest_Typing:
+		reply.Room = f.Typing.GetRoom()
+		err = sess.typing(f.Typing)
+	case *parleyv1.JoinRequest_Refresh:
+		err = sess.refresh(f.Refresh.GetToken())
+	default:
+		err = invalidf("frame must set one of join, leave, send, typing, refresh")
+	}
+	return sess.reply(reply, err)
+}
+
+// reply queues the answer to a frame, with err's status if it failed.
+func (sess *session) reply(r *parleyv1.Reply, err error) error {
+	if err != nil {
+		st := statusOf(err)
+		r.Code, r.Error = int32(st.Code()), st.Message()
+		r.Message = nil
+	}
+	data, merr := proto.Marshal(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Reply{Reply: r}})
+	if merr != nil {
+		return merr
+	}
+	if !sess.conn.Enqueue(hub.Frame{Data: data}) {
+		return sess.conn.Err()
+	}
+	return nil
+}
+
+func (sess *session) join(ctx context.Context, j *parleyv1.JoinRequest_JoinRoom, reply *parleyv1.Reply) error {
+	if _, err := sess.s.access(ctx, sess.user, j.GetRoom()); err != nil {
+		return err
+	}
+	ack, err := proto.Marshal(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Reply{Reply: reply}})
+	if err != nil {
+		return err
+	}
+	return sess.s.cfg.Hub.Join(ctx, sess.conn, j.GetRoom(), hub.JoinOptions{After: j.AfterSeq, Ack: ack})
+}
+
+func (sess *session) leave(room string) error {
+	if err := validateRoom(room); err != nil {
+		return err
+	}
+	return sess.s.cfg.Hub.Leave(sess.conn, room)
+}
+
+func (sess *session) send(ctx context.Context, m *parleyv1.JoinRequest_Post) (*parleyv1.Message, error) {
+	if err := validateRoom(m.GetRoom()); err != nil {
+		return nil, err
+	}
+	if !sess.s.cfg.Hub.Joined(sess.conn, m.GetRoom()) {
+		if _, err := sess.s.access(ctx, sess.user, m.GetRoom()); err != nil {
+			return nil, err
+		}
+		return nil, statusErrorf(codes.FailedPrecondition, "join room %q before sending to it on this stream", m.GetRoom())
+	}
+	msg, err := sess.s.send(ctx, sess.user, m.GetRoom(), m.GetBody(), m.GetClientMsgId())
+	if err != nil {
+		return nil, err
+	}
+	return messageToProto(msg), nil
+}
+
+func (sess *session) typing(t *parleyv1.JoinRequest_SetTyping) error {
+	if err := validateRoom(t.GetRoom()); err != nil {
+		return err
+	}
+	return sess.s.cfg.Hub.Typing(sess.conn, t.GetRoom(), t.GetActive())
+}
+
+func (sess *session) refresh(token string) error {
+	if token == "" {
+		return invalidf("refresh needs a token")
+	}
+	id, err := sess.s.cfg.Keys.Verify(token)
+	if err != nil {
+		return statusErrorf(codes.Unauthenticated, "%s", authMessage(err))
+	}
+	if id.User != sess.user {
+		return statusErrorf(codes.PermissionDenied, "refresh token is for another user; a stream keeps its user")
+	}
+	sess.expires.Store(id.Expires.UnixNano())
+	return nil
+}
+
+// Subscribe implements parleyv1.ChatServiceServer.
+func (s *Service) Subscribe(req *parleyv1.SubscribeRequest, stream grpc.ServerStreamingServer[parleyv1.SubscribeResponse]) error {
+	ctx := stream.Context()
+	id := identity(ctx)
+	cursors := append([]*parleyv1.SubscribeRequest_RoomCursor{{Room: req.GetRoom(), AfterSeq: req.AfterSeq}}, req.GetAdditionalRooms()...)
+	for _, c := range cursors {
+		if _, err := s.access(ctx, id.User, c.GetRoom()); err != nil {
+			return fail(err)
+		}
+	}
+	conn := s.cfg.Hub.Connect(id.User, clientName(ctx), false)
+	defer conn.Close()
+	// Join in a goroutine so replays can wait for the writer to drain.
+	joined := make(chan error, 1)
+	s.streams.Add(1)
+	go func() {
+		defer s.streams.Done()
+		joined <- s.subscribeRooms(ctx, conn, cursors)
+	}()
+	read := func() error {
+		if err := <-joined; err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.runStream(stream, conn, func() time.Time { return id.Expires }, read)
+}
+
+func (s *Service) subscribeRooms(ctx context.Context, conn *hub.Conn, cursors []*parleyv1.SubscribeRequest_RoomCursor) error {
+	for _, c := range cursors {
+		if err := s.cfg.Hub.Join(ctx, conn, c.GetRoom(), hub.JoinOptions{After: c.AfterSeq}); err != nil {
+			if errors.Is(err, store.ErrRoomNotFound) {
+				return statusErrorf(codes.NotFound, "room %q does not exist", c.GetRoom())
+			}
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,63 @@
+package api
+
+import (
+	"regexp"
+	"unicode/utf8"
+)
+
+// Limits on client-controlled fields.
+const (
+	maxRefBytes         = 64
+	maxClientMsgIDBytes = 64
+	maxClientNameBytes  = 64
+	maxTokenBytes       = 8 << 10
+)
+
+var roomRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+
+func validateRoom(name string) error {
+	if !roomRE.MatchString(name) {
+		return invalidf("room name %q must be 1-64 characters of a-z, 0-9, '-', '_'", truncate(name, 80))
+	}
+	return nil
+}
+
+func (s *Service) validateBody(body string) error {
+	switch {
+	case body == "":
+		return invalidf("message body must not be empty")
+	case len(body) > s.cfg.MaxBodyBytes:
+		return invalidf("message body is %d bytes; the limit is %d", len(body), s.cfg.MaxBodyBytes)
+	case !utf8.ValidString(body):
+		return invalidf("message body must be valid UTF-8")
+	}
+	return nil
+}
+
+func validateClientMsgID(id string) error {
+	if len(id) > maxClientMsgIDBytes {
+		return invalidf("client_msg_id is %d bytes; the limit is %d", len(id), maxClientMsgIDBytes)
+	}
+	if !utf8.ValidString(id) {
+		return invalidf("client_msg_id must be valid UTF-8")
+	}
+	return nil
+}
+
+func validateRef(ref string) error {
+	if len(ref) > maxRefBytes {
+		return invalidf("ref is %d bytes; the limit is %d", len(ref), maxRefBytes)
+	}
+	return nil
+}
+
+// truncate shortens s for inclusion in an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

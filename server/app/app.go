@@ -1,0 +1,305 @@
+// Package app wires Parley together: it opens the store, creates the hub,
+// the ChatService and the listeners, and owns start-up and graceful
+// shutdown. It is the only package that knows every piece.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+	"github.com/parleychat/parley/server/api"
+	"github.com/parleychat/parley/server/auth"
+	"github.com/parleychat/parley/server/hub"
+	"github.com/parleychat/parley/server/store"
+	"github.com/parleychat/parley/server/store/memory"
+	"github.com/parleychat/parley/server/store/sqlite"
+	"github.com/parleychat/parley/server/transport"
+)
+
+// Config is everything parleyd can be told. cmd/parleyd fills it from flags
+// and PARLEY_* environment variables; zero values mean the defaults.
+type Config struct {
+	// Listen is the main address: gRPC, grpc-web, REST and the web UI
+	// (default 127.0.0.1:8080).
+	Listen string
+	// GRPCListen is an optional second address for native gRPC only.
+	GRPCListen string
+	// DataDir holds the signing key and the database (default ./data).
+	DataDir string
+	// Store is "sqlite" (default: DataDir/parley.db) or "memory" (nothing survives a restart).
+	Store string
+	// Dev enables DevLogin, which mints a token for any name.
+	Dev bool
+	// TLSCert and TLSKey are PEM files; both or neither.
+	TLSCert, TLSKey string
+	// AllowedOrigins may use grpc-web from other origins.
+	AllowedOrigins []string
+	// MaxBodyBytes bounds a message body (default 4096).
+	MaxBodyBytes int
+	// MaxMessageBytes bounds any one received gRPC message (default 64 KiB).
+	MaxMessageBytes int
+	// MaxStreamsPerConn bounds concurrent streams on one HTTP/2 connection (default 100).
+	MaxStreamsPerConn uint32
+	// MaxQueueBytes bounds each stream's outbound queue (default 1 MiB).
+	MaxQueueBytes int
+	// MaxRoomsPerConn bounds the rooms one stream may be in (default 256).
+	MaxRoomsPerConn int
+	// DefaultRoom is a public room created at start if missing (default
+	// "lobby"; "-" for none).
+	DefaultRoom string
+	// ShutdownTimeout bounds graceful shutdown (default 10s).
+	ShutdownTimeout time.Duration
+	// Log receives the server's logs (default slog.Default()).
+	Log *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Listen, "127.0.0.1:8080")
+	def(&c.DataDir, "data")
+	def(&c.Store, "sqlite")
+	def(&c.DefaultRoom, "lobby")
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 4096
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 64 << 10
+	}
+	if c.MaxStreamsPerConn == 0 {
+		c.MaxStreamsPerConn = 100
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+}
+
+// Validate reports every problem with the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Store != "" && c.Store != "sqlite" && c.Store != "memory" {
+		errs = append(errs, fmt.Errorf("store %q: want sqlite or memory", c.Store))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls: give both --tls-cert and --tls-key, or neither"))
+	}
+	if c.GRPCListen != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("grpc-listen: only needed with TLS; without it gRPC shares --listen"))
+	}
+	if c.MaxBodyBytes > 0 && c.MaxMessageBytes > 0 && c.MaxBodyBytes > c.MaxMessageBytes/2 {
+		errs = append(errs, fmt.Errorf("max-body-bytes %d must be at most half of max-message-bytes %d", c.MaxBodyBytes, c.MaxMessageBytes))
+	}
+	for _, addr := range []string{c.Listen, c.GRPCListen} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("address %q: %w", addr, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Server is a running parleyd.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	store    store.Store
+	hub      *hub.Hub
+	svc      *api.Service
+	grpc     *grpc.Server
+	health   *health.Server
+	net      *transport.Server
+	draining atomic.Bool
+	Keys     *auth.Keys
+}
+
+// Start opens the store, binds the listeners and starts serving.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, log: cfg.Log}
+	key, err := auth.LoadOrCreateKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if s.Keys, err = auth.NewKeys(key); err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", filepath.Join(cfg.DataDir, auth.KeyFile), err)
+	}
+	if s.store, err = openStore(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if err := s.ensureDefaultRoom(ctx); err != nil {
+		s.store.Close()
+		return nil, err
+	}
+	s.hub = hub.New(hub.Config{MaxQueueBytes: cfg.MaxQueueBytes, MaxRoomsPerConn: cfg.MaxRoomsPerConn}, s.store, api.EncodeEvent, s.log)
+	s.svc = api.New(api.Config{Hub: s.hub, Store: s.store, Keys: s.Keys, Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes, Dev: cfg.Dev})
+	s.grpc = s.newGRPCServer()
+	if s.net, err = transport.Listen(ctx, s.transportConfig(), s.grpc); err != nil {
+		s.store.Close()
+		return nil, err
+	}
+	s.net.Serve()
+	s.log.Info("parleyd listening", "addr", s.net.Addr().String(), "store", cfg.Store, "data_dir", cfg.DataDir, "tls", cfg.TLSCert != "")
+	if cfg.Dev {
+		s.log.Warn("DEV MODE: anyone can get a token for any user name through DevLogin; never expose this server")
+	}
+	return s, nil
+}
+
+func openStore(ctx context.Context, cfg Config) (store.Store, error) {
+	if cfg.Store == "memory" {
+		return memory.New(), nil
+	}
+	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.DataDir, "parley.db")})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return st, nil
+}
+
+func (s *Server) ensureDefaultRoom(ctx context.Context) error {
+	if s.cfg.DefaultRoom == "-" {
+		return nil
+	}
+	_, err := s.store.CreateRoom(ctx, store.Room{Name: s.cfg.DefaultRoom, Visibility: store.Public, CreatedBy: "parleyd"})
+	if err != nil && !errors.Is(err, store.ErrRoomExists) {
+		return fmt.Errorf("create default room %q: %w", s.cfg.DefaultRoom, err)
+	}
+	return nil
+}
+
+func (s *Server) newGRPCServer() *grpc.Server {
+	gs := grpc.NewServer(
+		grpc.ForceServerCodecV2(api.NewCodec()),
+		grpc.ChainUnaryInterceptor(s.svc.UnaryInterceptor),
+		grpc.ChainStreamInterceptor(s.svc.StreamInterceptor),
+		grpc.MaxRecvMsgSize(s.cfg.MaxMessageBytes),
+		grpc.MaxConcurrentStreams(s.cfg.MaxStreamsPerConn),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+		// Many idle streams: share write buffers. Read buffers are pooled
+		// already, because the split listener hands grpc-go bare TCP conns.
+		grpc.SharedWriteBuffer(true),
+	)
+	parleyv1.RegisterChatServiceServer(gs, s.svc)
+	s.health = health.NewServer()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(parleyv1.ChatService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(gs, s.health)
+	reflection.Register(gs)
+	return gs
+}
+
+func (s *Server) transportConfig() transport.Config {
+	tc := transport.Config{
+		Listen: s.cfg.Listen, GRPCListen: s.cfg.GRPCListen, AllowedOrigins: s.cfg.AllowedOrigins,
+		MaxMessageBytes: s.cfg.MaxMessageBytes, Log: s.log,
+		Healthy: func() bool { return !s.draining.Load() },
+		UI:      uiHandler(),
+	}
+	if s.cfg.TLSCert != "" {
+		tc.TLS = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"},
+			GetCertificate: certLoader(s.cfg.TLSCert, s.cfg.TLSKey)}
+	}
+	return tc
+}
+
+// certLoader loads the key pair once; a failure is reported per handshake.
+func certLoader(certFile, keyFile string) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	return func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if err != nil {
+			return nil, fmt.Errorf("load TLS key pair: %w", err)
+		}
+		return &cert, nil
+	}
+}
+
+// Addr returns the main listener's address.
+func (s *Server) Addr() string { return s.net.Addr().String() }
+
+// Hub returns the server's hub, for tests and metrics.
+func (s *Server) Hub() *hub.Hub { return s.hub }
+
+// Errors delivers a listener's failure.
+func (s *Server) Errors() <-chan error { return s.net.Errors() }
+
+// Shutdown stops the server gracefully: it reports NOT_SERVING, ends every
+// stream with UNAVAILABLE ("server shutting down, reconnect"), lets unary
+// calls finish, and closes the store, within cfg.ShutdownTimeout.
+func (s *Server) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
+	defer cancel()
+	s.draining.Store(true)
+	s.health.Shutdown()
+	s.log.Info("shutting down: ending streams")
+	var errs []error
+	if err := s.svc.Drain(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.net.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	s.svc.Wait()
+	if err := s.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close store: %w", err))
+	}
+	s.log.Info("shut down")
+	return errors.Join(errs...)
+}
+
+// Run starts the server and serves until ctx is done, then shuts down.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-s.Errors():
+		s.log.Error("listener failed", "err", err)
+	}
+	if serr := s.Shutdown(context.Background()); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+// MintToken signs a token for user with the key in dataDir, creating the
+// key on first use.
+func MintToken(dataDir, user string, ttl time.Duration) (string, time.Time, error) {
+	key, err := auth.LoadOrCreateKey(dataDir)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	keys, err := auth.NewKeys(key)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return keys.Mint(user, ttl)
+}
+

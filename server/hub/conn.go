@@ -1,0 +1,233 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Conn is one client session (a Join or Subscribe stream): the rooms it is
+// in and its bounded outbound queue. The room's broadcast appends to the
+// queue and never blocks; the one goroutine that owns the stream's sends
+// drains it with Next. A queue that grows past its byte limit cuts the
+// connection off with ErrSlowConsumer.
+type Conn struct {
+	// ID is unique per connection; it is the conn_id of its presence metas.
+	ID string
+	// User is the authenticated user id.
+	User string
+	// Client is the client's self-reported name.
+	Client string
+
+	hub     *Hub
+	tracked bool // counted in presence
+	created time.Time
+
+	mu       sync.Mutex // guards the fields below; taken after a room's lock, never before
+	queue    []Frame
+	queued   int // bytes in queue
+	maxBytes int
+	err      error // why the connection ended, once it has
+	draining bool  // Next returns ErrConnClosed once the queue is empty
+	rooms    map[string]*room
+	notify   chan struct{} // a frame was queued or the conn ended (cap 1)
+	drained  chan struct{} // Next emptied the queue (cap 1)
+	done     chan struct{} // closed when err is set
+}
+
+// Enqueue queues a frame without blocking. It cuts the connection off with
+// ErrSlowConsumer if the queue would exceed its byte limit, and reports
+// whether the frame was queued.
+func (c *Conn) Enqueue(f Frame) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return false
+	}
+	if c.queued+len(f.Data) > c.maxBytes {
+		c.endLocked(ErrSlowConsumer)
+		return false
+	}
+	c.pushLocked(f)
+	return true
+}
+
+// enqueueWait queues a frame, waiting while the queue is more than half
+// full. Replays use it: they are per connection, so they may wait for the
+// client instead of cutting it off.
+func (c *Conn) enqueueWait(ctx context.Context, f Frame) error {
+	for {
+		c.mu.Lock()
+		if c.err != nil {
+			err := c.err
+			c.mu.Unlock()
+			return err
+		}
+		if c.queued == 0 || c.queued+len(f.Data) <= c.maxBytes/2 {
+			c.pushLocked(f)
+			c.mu.Unlock()
+			return nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.drained:
+		case <-c.done:
+		case <-ctx.Done():
+			return fmt.Errorf("replay: %w", ctx.Err())
+		}
+	}
+}
+
+func (c *Conn) pushLocked(f Frame) {
+	c.queue = append(c.queue, f)
+	c.queued += len(f.Data)
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Next waits for queued frames and returns all of them, appending to buf.
+// It returns the reason once the connection has ended: ErrSlowConsumer,
+// ErrConnClosed, or the cause given to End.
+func (c *Conn) Next(ctx context.Context, buf []Frame) ([]Frame, error) {
+	for {
+		c.mu.Lock()
+		if c.err != nil {
+			err := c.err
+			c.mu.Unlock()
+			return buf, err
+		}
+		if len(c.queue) > 0 {
+			buf = append(buf, c.queue...)
+			clear(c.queue)
+			c.queue = c.queue[:0]
+			c.queued = 0
+			c.mu.Unlock()
+			select {
+			case c.drained <- struct{}{}:
+			default:
+			}
+			return buf, nil
+		}
+		if c.draining {
+			c.endLocked(ErrConnClosed)
+			c.mu.Unlock()
+			continue
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.notify:
+		case <-ctx.Done():
+			return buf, ctx.Err()
+		}
+	}
+}
+
+// Drain lets Next return what is queued and then ErrConnClosed: the client
+// is done sending and the stream ends once everything was written.
+func (c *Conn) Drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.draining = true
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// End ends the connection with cause (if it has not ended already).
+func (c *Conn) End(cause error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.endLocked(cause)
+}
+
+func (c *Conn) endLocked(cause error) {
+	if c.err != nil {
+		return
+	}
+	c.err = cause
+	clear(c.queue)
+	c.queue, c.queued = nil, 0
+	close(c.done)
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Done is closed when the connection has ended.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns why the connection ended, or nil while it is open.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// QueuedBytes returns the bytes waiting in the connection's queue.
+func (c *Conn) QueuedBytes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued
+}
+
+// Rooms returns the names of the rooms the connection is in.
+func (c *Conn) Rooms() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := make([]string, 0, len(c.rooms))
+	for name := range c.rooms {
+		names = append(names, name)
+	}
+	return names
+}
+
+// Close leaves every room the connection is in and ends it with
+// ErrConnClosed if it had not ended for another reason.
+func (c *Conn) Close() {
+	c.End(ErrConnClosed)
+	c.mu.Lock()
+	rooms := c.rooms
+	c.rooms = make(map[string]*room)
+	c.mu.Unlock()
+	for _, r := range rooms {
+		r.leave(c)
+	}
+	c.hub.connClosed(c)
+}
+
+// reserve records that the connection is joining name, enforcing the room limit.
+func (c *Conn) reserve(name string, r *room, limit int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	if _, ok := c.rooms[name]; ok {
+		return fmt.Errorf("room %q: %w", name, ErrAlreadyJoined)
+	}
+	if limit > 0 && len(c.rooms) >= limit {
+		return fmt.Errorf("%w (limit %d)", ErrTooManyRooms, limit)
+	}
+	c.rooms[name] = r
+	return nil
+}
+
+// release forgets name and returns its room, or nil if the connection was not in it.
+func (c *Conn) release(name string) *room {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.rooms[name]
+	delete(c.rooms, name)
+	return r
+}
+
+func (c *Conn) joined(name string) *room {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rooms[name]
+}

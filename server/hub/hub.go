@@ -1,0 +1,251 @@
+// Package hub is Parley's live core: rooms, the connections in them,
+// per-room ordered fan-out, presence and typing. It knows nothing of gRPC or
+// SQL: messages are stored through the store.Store interface and events are
+// encoded by an Encoder the caller provides, once per event.
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/parleychat/parley/server/store"
+)
+
+// Config tunes the hub. The zero value of each field means its default.
+type Config struct {
+	// MaxQueueBytes bounds each connection's outbound queue (default 1 MiB).
+	MaxQueueBytes int
+	// MaxRoomsPerConn bounds the rooms one connection may be in (default 256).
+	MaxRoomsPerConn int
+	// RecentMessages is how many recent message frames each room keeps to
+	// hand a resuming connection over to live delivery (default 256).
+	RecentMessages int
+	// ReplayPage is how many stored messages a replay reads at a time (default 500).
+	ReplayPage int
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxQueueBytes <= 0 {
+		c.MaxQueueBytes = 1 << 20
+	}
+	if c.MaxRoomsPerConn <= 0 {
+		c.MaxRoomsPerConn = 256
+	}
+	if c.RecentMessages <= 0 {
+		c.RecentMessages = 256
+	}
+	if c.ReplayPage <= 0 {
+		c.ReplayPage = 500
+	}
+}
+
+// Hub holds the live rooms of one server.
+type Hub struct {
+	cfg    Config
+	store  store.Store
+	encode Encoder
+	log    *slog.Logger
+	now    func() time.Time
+
+	rooms   sync.Map   // name -> *room
+	loadMu  sync.Mutex // serializes loading a room's head from the store
+	connsMu sync.Mutex
+	conns   map[*Conn]struct{}
+	closing error // set by EndAll: new connections end at once with it
+}
+
+// New returns a hub that stores messages in st and encodes events with enc.
+func New(cfg Config, st store.Store, enc Encoder, log *slog.Logger) *Hub {
+	cfg.setDefaults()
+	return &Hub{
+		cfg: cfg, store: st, encode: enc, log: log, now: time.Now,
+		conns: make(map[*Conn]struct{}),
+	}
+}
+
+// Connect registers a new connection for user. A tracked connection shows
+// in the presence of the rooms it joins; an untracked one only receives.
+func (h *Hub) Connect(user, client string, tracked bool) *Conn {
+	c := &Conn{
+		ID: newConnID(), User: user, Client: client,
+		hub: h, tracked: tracked, created: h.now(),
+		maxBytes: h.cfg.MaxQueueBytes,
+		rooms:    make(map[string]*room),
+		notify:   make(chan struct{}, 1),
+		drained:  make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	h.connsMu.Lock()
+	h.conns[c] = struct{}{}
+	closing := h.closing
+	h.connsMu.Unlock()
+	if closing != nil {
+		c.End(closing)
+	}
+	return c
+}
+
+func (h *Hub) connClosed(c *Conn) {
+	h.connsMu.Lock()
+	delete(h.conns, c)
+	h.connsMu.Unlock()
+}
+
+// EndAll ends every open connection, and every later one, with cause, as
+// on shutdown.
+func (h *Hub) EndAll(cause error) {
+	h.connsMu.Lock()
+	h.closing = cause
+	conns := make([]*Conn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.connsMu.Unlock()
+	for _, c := range conns {
+		c.End(cause)
+	}
+}
+
+// ConnCount returns the number of open connections.
+func (h *Hub) ConnCount() int {
+	h.connsMu.Lock()
+	defer h.connsMu.Unlock()
+	return len(h.conns)
+}
+
+// room returns the live state of a room, loading its head from the store
+// the first time. It returns store.ErrRoomNotFound for an unknown room.
+func (h *Hub) room(ctx context.Context, name string) (*room, error) {
+	if r, ok := h.rooms.Load(name); ok {
+		return r.(*room), nil
+	}
+	h.loadMu.Lock()
+	defer h.loadMu.Unlock()
+	if r, ok := h.rooms.Load(name); ok {
+		return r.(*room), nil
+	}
+	info, err := h.store.Room(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	r := newRoom(h, info)
+	h.rooms.Store(name, r)
+	return r, nil
+}
+
+// JoinOptions says how a connection joins a room.
+type JoinOptions struct {
+	// After, when set, asks for the stored messages after this seq before
+	// live ones.
+	After *uint64
+	// Ack, when set, is queued just before the room's state, once the join
+	// is known to succeed.
+	Ack []byte
+}
+
+// Join adds c to a room. The room's state (head and presence) is queued for
+// c first; with opts.After set, the stored messages after that seq follow,
+// then a replayed marker, then live messages. Joining a room twice is
+// ErrAlreadyJoined; a position past the head is ErrAfterSeqBeyondHead.
+func (h *Hub) Join(ctx context.Context, c *Conn, name string, opts JoinOptions) error {
+	r, err := h.room(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := c.reserve(name, r, h.cfg.MaxRoomsPerConn); err != nil {
+		return err
+	}
+	if err := r.join(ctx, c, opts); err != nil {
+		if c.release(name) == r {
+			r.leave(c)
+		}
+		return err
+	}
+	return nil
+}
+
+// Leave removes c from a room and announces its leave; ErrNotJoined if c
+// was not in it.
+func (h *Hub) Leave(c *Conn, name string) error {
+	r := c.release(name)
+	if r == nil {
+		return fmt.Errorf("room %q: %w", name, ErrNotJoined)
+	}
+	r.leave(c)
+	return nil
+}
+
+// Typing tells the others in a room that c's user started or stopped typing.
+func (h *Hub) Typing(c *Conn, name string, active bool) error {
+	r := c.joined(name)
+	if r == nil {
+		return fmt.Errorf("room %q: %w", name, ErrNotJoined)
+	}
+	return r.typing(c, active)
+}
+
+// Joined reports whether c is in the room.
+func (h *Hub) Joined(c *Conn, name string) bool { return c.joined(name) != nil }
+
+// Send stores a message and delivers it to the room. It returns the stored
+// message; duplicate is set when a retry with the same client_msg_id found
+// the original.
+func (h *Hub) Send(ctx context.Context, m store.NewMessage) (msg store.Message, duplicate bool, err error) {
+	r, err := h.room(ctx, m.Room)
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	msg, duplicate, err = h.store.Append(ctx, m)
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	// A duplicate was delivered when it was first stored; deliver drops it
+	// by seq, so handing it over again is harmless and covers a first
+	// attempt that stored the message but did not get to deliver it.
+	r.deliver(msg)
+	return msg, duplicate, nil
+}
+
+// Room returns a room's record as loaded when it first went live: its name,
+// visibility and creator. It returns store.ErrRoomNotFound for an unknown room.
+func (h *Hub) Room(ctx context.Context, name string) (store.Room, error) {
+	r, err := h.room(ctx, name)
+	if err != nil {
+		return store.Room{}, err
+	}
+	return r.info, nil
+}
+
+// Presence returns who is online in a room and the room's delivered head.
+func (h *Hub) Presence(ctx context.Context, name string) ([]Presence, uint64, error) {
+	r, err := h.room(ctx, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	p, head := r.snapshot()
+	return p, head, nil
+}
+
+// OnlineCount returns how many distinct users are online in a room that is
+// live on this server, 0 otherwise.
+func (h *Hub) OnlineCount(name string) int {
+	r, ok := h.rooms.Load(name)
+	if !ok {
+		return 0
+	}
+	return r.(*room).onlineCount()
+}
+
+var connIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+func newConnID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return connIDEncoding.EncodeToString(b[:])
+}
+

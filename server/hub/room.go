@@ -1,0 +1,309 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/parleychat/parley/server/store"
+)
+
+// room is a room's live state: who is in it, its presence, and the seq of
+// the last message it delivered. It is guarded by its own lock alone; a
+// conn's lock may be taken while holding it, never the other way round.
+type room struct {
+	name string
+	info store.Room // as loaded; LastSeq and LastMessageAt are not kept current
+	hub  *Hub
+
+	mu       sync.Mutex
+	head     uint64                   // seq of the last delivered message
+	pending  map[uint64]store.Message // stored messages that arrived ahead of a gap
+	recent   []Frame                  // ring of the last delivered message frames
+	subs     map[*Conn]bool           // true once the conn receives live messages
+	presence map[string]map[string]Meta
+}
+
+func newRoom(h *Hub, info store.Room) *room {
+	return &room{
+		name: info.Name, info: info, hub: h, head: info.LastSeq,
+		pending:  make(map[uint64]store.Message),
+		recent:   make([]Frame, 0, h.cfg.RecentMessages),
+		subs:     make(map[*Conn]bool),
+		presence: make(map[string]map[string]Meta),
+	}
+}
+
+// deliver hands a stored message to every live subscriber, in seq order:
+// a message ahead of a gap waits until the gap is filled, one already
+// delivered is dropped.
+func (r *room) deliver(m store.Message) {
+	data, err := r.hub.encode(Event{Kind: EventMessage, Room: r.name, Message: m})
+	if err != nil {
+		r.hub.log.Error("encode message", "room", r.name, "seq", m.Seq, "err", err)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case m.Seq <= r.head:
+		return
+	case m.Seq > r.head+1:
+		r.pending[m.Seq] = m
+		return
+	}
+	r.fanOutLocked(Frame{Data: data, Room: r.name, Seq: m.Seq})
+	for {
+		next, ok := r.pending[r.head+1]
+		if !ok {
+			return
+		}
+		delete(r.pending, next.Seq)
+		data, err := r.hub.encode(Event{Kind: EventMessage, Room: r.name, Message: next})
+		if err != nil {
+			r.hub.log.Error("encode message", "room", r.name, "seq", next.Seq, "err", err)
+			return
+		}
+		r.fanOutLocked(Frame{Data: data, Room: r.name, Seq: next.Seq})
+	}
+}
+
+func (r *room) fanOutLocked(f Frame) {
+	r.head = f.Seq
+	if cap(r.recent) > 0 {
+		if len(r.recent) == cap(r.recent) {
+			copy(r.recent, r.recent[1:])
+			r.recent = r.recent[:len(r.recent)-1]
+		}
+		r.recent = append(r.recent, f)
+	}
+	for c, live := range r.subs {
+		if live {
+			c.Enqueue(f)
+		}
+	}
+}
+
+// broadcastLocked sends an encoded event to every subscriber but skip.
+func (r *room) broadcastLocked(f Frame, skip *Conn) {
+	for c := range r.subs {
+		if c != skip {
+			c.Enqueue(f)
+		}
+	}
+}
+
+// join adds c to the room and queues the room's state for it. With after
+// set, it replays the stored messages after that seq before c receives
+// live ones.
+func (r *room) join(ctx context.Context, c *Conn, opts JoinOptions) error {
+	r.mu.Lock()
+	if opts.After != nil && *opts.After > r.head {
+		head := r.head
+		r.mu.Unlock()
+		return fmt.Errorf("%w: after_seq %d, head %d", ErrAfterSeqBeyondHead, *opts.After, head)
+	}
+	if err := r.addLocked(c, opts); err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	r.mu.Unlock()
+	if opts.After == nil {
+		return nil
+	}
+	return r.replay(ctx, c, *opts.After)
+}
+
+func (r *room) addLocked(c *Conn, opts JoinOptions) error {
+	var diff []Presence
+	if c.tracked {
+		meta := Meta{ConnID: c.ID, OnlineAt: r.hub.now().UTC(), Client: c.Client}
+		metas := r.presence[c.User]
+		if metas == nil {
+			metas = make(map[string]Meta)
+			r.presence[c.User] = metas
+		}
+		metas[c.ID] = meta
+		diff = []Presence{{User: c.User, Metas: []Meta{meta}}}
+	}
+	state, err := r.hub.encode(Event{Kind: EventJoined, Room: r.name, HeadSeq: r.head, Presence: r.presenceLocked()})
+	if err != nil {
+		return fmt.Errorf("encode joined: %w", err)
+	}
+	// The joined frame carries the position from which the connection
+	// receives the room, so a writer knows where to resume it.
+	pos := r.head
+	if opts.After != nil {
+		pos = *opts.After
+	}
+	if opts.Ack != nil && !c.Enqueue(Frame{Data: opts.Ack}) {
+		return c.Err()
+	}
+	if !c.Enqueue(Frame{Data: state, Room: r.name, Seq: pos}) {
+		return c.Err()
+	}
+	r.subs[c] = opts.After == nil
+	if diff != nil {
+		r.broadcastDiffLocked(diff, nil, c)
+	}
+	return nil
+}
+
+func (r *room) broadcastDiffLocked(joins, leaves []Presence, skip *Conn) {
+	data, err := r.hub.encode(Event{Kind: EventPresenceDiff, Room: r.name, Joins: joins, Leaves: leaves})
+	if err != nil {
+		r.hub.log.Error("encode presence diff", "room", r.name, "err", err)
+		return
+	}
+	r.broadcastLocked(Frame{Data: data}, skip)
+}
+
+// replay queues the stored messages after seq for c, then switches c to
+// live delivery with no gap and no duplicate: the store is read outside the
+// room's lock up to a head seen under it, and the last stretch, delivered
+// while the store was being read, comes from the ring of recent frames under
+// the lock, in the same critical section that makes c live.
+func (r *room) replay(ctx context.Context, c *Conn, pos uint64) error {
+	for {
+		r.mu.Lock()
+		head := r.head
+		if _, in := r.subs[c]; !in {
+			r.mu.Unlock()
+			return fmt.Errorf("room %q: %w", r.name, ErrNotJoined)
+		}
+		if frames, ok := r.recentAfterLocked(pos); ok {
+			for _, f := range frames {
+				if !c.Enqueue(f) {
+					r.mu.Unlock()
+					return c.Err()
+				}
+			}
+			r.subs[c] = true
+			err := r.enqueueReplayedLocked(c, head)
+			r.mu.Unlock()
+			return err
+		}
+		r.mu.Unlock()
+		var err error
+		if pos, err = r.replayStored(ctx, c, pos, head); err != nil {
+			return err
+		}
+	}
+}
+
+// recentAfterLocked returns the recent frames after pos if the ring holds
+// every message from pos+1 to the head.
+func (r *room) recentAfterLocked(pos uint64) ([]Frame, bool) {
+	if pos == r.head {
+		return nil, true
+	}
+	if len(r.recent) == 0 || r.recent[0].Seq > pos+1 {
+		return nil, false
+	}
+	i := sort.Search(len(r.recent), func(i int) bool { return r.recent[i].Seq > pos })
+	return r.recent[i:], true
+}
+
+func (r *room) enqueueReplayedLocked(c *Conn, through uint64) error {
+	data, err := r.hub.encode(Event{Kind: EventReplayed, Room: r.name, ThroughSeq: through})
+	if err != nil {
+		return fmt.Errorf("encode replayed: %w", err)
+	}
+	if !c.Enqueue(Frame{Data: data}) {
+		return c.Err()
+	}
+	return nil
+}
+
+// replayStored queues stored messages in (pos, head] and returns the new position.
+func (r *room) replayStored(ctx context.Context, c *Conn, pos, head uint64) (uint64, error) {
+	for pos < head {
+		msgs, err := r.hub.store.Messages(ctx, r.name, store.Query{After: pos, Before: head + 1, Limit: r.hub.cfg.ReplayPage})
+		if err != nil {
+			return pos, fmt.Errorf("replay room %q: %w", r.name, err)
+		}
+		if len(msgs) == 0 {
+			return pos, fmt.Errorf("replay room %q: store has no messages after seq %d but head is %d", r.name, pos, head)
+		}
+		for _, m := range msgs {
+			data, err := r.hub.encode(Event{Kind: EventMessage, Room: r.name, Message: m})
+			if err != nil {
+				return pos, fmt.Errorf("encode message: %w", err)
+			}
+			if err := c.enqueueWait(ctx, Frame{Data: data, Room: r.name, Seq: m.Seq}); err != nil {
+				return pos, err
+			}
+			pos = m.Seq
+		}
+	}
+	return pos, nil
+}
+
+// leave removes c from the room and announces its presence leave.
+func (r *room) leave(c *Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.subs[c]; !ok {
+		return
+	}
+	delete(r.subs, c)
+	if !c.tracked {
+		return
+	}
+	metas := r.presence[c.User]
+	meta, ok := metas[c.ID]
+	if !ok {
+		return
+	}
+	delete(metas, c.ID)
+	if len(metas) == 0 {
+		delete(r.presence, c.User)
+	}
+	r.broadcastDiffLocked(nil, []Presence{{User: c.User, Metas: []Meta{meta}}}, c)
+}
+
+// typing tells everyone in the room but c that c's user is typing or stopped.
+func (r *room) typing(c *Conn, active bool) error {
+	data, err := r.hub.encode(Event{Kind: EventTyping, Room: r.name, User: c.User, Active: active})
+	if err != nil {
+		return fmt.Errorf("encode typing: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.subs[c]; !ok {
+		return fmt.Errorf("room %q: %w", r.name, ErrNotJoined)
+	}
+	r.broadcastLocked(Frame{Data: data}, c)
+	return nil
+}
+
+// presenceLocked returns the room's presence, sorted by user and online time.
+func (r *room) presenceLocked() []Presence {
+	out := make([]Presence, 0, len(r.presence))
+	for user, metas := range r.presence {
+		p := Presence{User: user, Metas: make([]Meta, 0, len(metas))}
+		for _, m := range metas {
+			p.Metas = append(p.Metas, m)
+		}
+		sort.Slice(p.Metas, func(i, j int) bool {
+			a, b := p.Metas[i], p.Metas[j]
+			return a.OnlineAt.Before(b.OnlineAt) || (a.OnlineAt.Equal(b.OnlineAt) && a.ConnID < b.ConnID)
+		})
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
+	return out
+}
+
+func (r *room) snapshot() (presence []Presence, head uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.presenceLocked(), r.head
+}
+
+func (r *room) onlineCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.presence)
+}

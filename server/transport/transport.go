@@ -1,0 +1,288 @@
+// Package transport puts Parley's one API on the wire: native gRPC through
+// grpc-go's own HTTP/2 transport, grpc-web (with its WebSocket transport for
+// the bidirectional stream), the REST gateway, the web UI and /healthz, all
+// on one cleartext port split by the HTTP/2 client preface. With TLS, the
+// port serves everything through net/http, and an optional second port
+// serves native gRPC on grpc-go's transport.
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/improbable-eng/grpc-web/go/grpcweb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+)
+
+// Config says where and how to listen. Zero values mean the defaults.
+type Config struct {
+	// Listen is the main address (default 127.0.0.1:8080).
+	Listen string
+	// GRPCListen, if set, is a second address serving native gRPC only.
+	GRPCListen string
+	// TLS, if set, makes the main listener (and GRPCListen) serve TLS.
+	TLS *tls.Config
+	// AllowedOrigins may call grpc-web and open its WebSocket from other
+	// origins; by default only the server's own origin may.
+	AllowedOrigins []string
+	// MaxMessageBytes bounds a grpc-web WebSocket frame (default 64 KiB).
+	MaxMessageBytes int
+	// MaxRequestBodyBytes bounds a REST request body (default 64 KiB).
+	MaxRequestBodyBytes int64
+	// ReadHeaderTimeout bounds how long a client may take to send its
+	// request headers or HTTP/2 preface (default 10s).
+	ReadHeaderTimeout time.Duration
+	// Healthy reports whether /healthz should answer 200.
+	Healthy func() bool
+	// UI serves everything that is not an API route, such as the web app.
+	UI http.Handler
+	Log *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 64 << 10
+	}
+	if c.MaxRequestBodyBytes <= 0 {
+		c.MaxRequestBodyBytes = 64 << 10
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.Healthy == nil {
+		c.Healthy = func() bool { return true }
+	}
+	if c.UI == nil {
+		c.UI = http.NotFoundHandler()
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+}
+
+// Server is the set of listeners in front of one grpc.Server.
+type Server struct {
+	cfg      Config
+	grpc     *grpc.Server
+	web      *grpcweb.WrappedGrpcServer
+	gateway  *runtime.ServeMux
+	http     *http.Server
+	internal *bufconn.Listener
+	gwConn   *grpc.ClientConn
+	ln       net.Listener
+	grpcLn   net.Listener
+	wg       sync.WaitGroup
+	errs     chan error
+}
+
+// Listen binds the configured addresses and prepares every front door for
+// gs, whose services must already be registered.
+func Listen(ctx context.Context, cfg Config, gs *grpc.Server) (*Server, error) {
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, grpc: gs, errs: make(chan error, 4)}
+	s.web = grpcweb.WrapServer(gs,
+		grpcweb.WithWebsockets(true),
+		grpcweb.WithWebsocketsMessageReadLimit(int64(cfg.MaxMessageBytes)),
+		grpcweb.WithOriginFunc(s.allowedOrigin),
+		grpcweb.WithWebsocketOriginFunc(s.allowedWebsocketOrigin),
+	)
+	if err := s.startGateway(ctx); err != nil {
+		return nil, err
+	}
+	s.http = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+	}
+	var err error
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		s.gwConn.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	if cfg.GRPCListen != "" {
+		if s.grpcLn, err = net.Listen("tcp", cfg.GRPCListen); err != nil {
+			s.ln.Close()
+			s.gwConn.Close()
+			return nil, fmt.Errorf("listen on %s: %w", cfg.GRPCListen, err)
+		}
+	}
+	return s, nil
+}
+
+// startGateway registers the REST gateway against an in-memory connection
+// to the gRPC server itself, so REST calls pass through the same
+// interceptors (auth) as every other call.
+func (s *Server) startGateway(ctx context.Context) error {
+	s.internal = bufconn.Listen(1 << 20)
+	conn, err := grpc.NewClient("passthrough:///parley-internal",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.internal.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	)
+	if err != nil {
+		return fmt.Errorf("gateway connection: %w", err)
+	}
+	s.gwConn = conn
+	s.gateway = runtime.NewServeMux(
+		runtime.WithIncomingHeaderMatcher(gatewayIncomingHeader),
+		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		runtime.WithOutgoingTrailerMatcher(func(string) (string, bool) { return "", false }),
+	)
+	if err := parleyv1.RegisterChatServiceHandler(ctx, s.gateway, conn); err != nil {
+		conn.Close()
+		return fmt.Errorf("register gateway: %w", err)
+	}
+	return nil
+}
+
+// gatewayIncomingHeader forwards only the headers the API reads. Client
+// supplied Grpc-Metadata-* headers are never passed on.
+func gatewayIncomingHeader(key string) (string, bool) {
+	switch strings.ToLower(key) {
+	case "authorization":
+		return "authorization", true
+	case "parley-client":
+		return "parley-client", true
+	}
+	return "", false
+}
+
+// Addr returns the main listener's address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// GRPCAddr returns the native gRPC listener's address, or nil.
+func (s *Server) GRPCAddr() net.Addr {
+	if s.grpcLn == nil {
+		return nil
+	}
+	return s.grpcLn.Addr()
+}
+
+// Serve starts serving on every listener and returns at once. Errors from
+// the listeners arrive on Errors.
+func (s *Server) Serve() {
+	s.goServe(func() error { return s.grpc.Serve(s.internal) })
+	if s.grpcLn != nil {
+		s.goServe(func() error { return s.grpc.Serve(s.grpcLn) })
+	}
+	if s.cfg.TLS != nil {
+		s.http.TLSConfig = s.cfg.TLS.Clone()
+		tlsLn := tls.NewListener(s.ln, s.http.TLSConfig)
+		s.goServe(func() error { return s.http.Serve(tlsLn) })
+		return
+	}
+	split := newSplitListener(s.ln, s.cfg.ReadHeaderTimeout, s.cfg.Log)
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); split.run() }()
+	s.goServe(func() error { return s.grpc.Serve(split.grpc) })
+	s.goServe(func() error { return s.http.Serve(split.http) })
+}
+
+func (s *Server) goServe(serve func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, net.ErrClosed) {
+			s.errs <- err
+		}
+	}()
+}
+
+// Errors delivers a listener's failure.
+func (s *Server) Errors() <-chan error { return s.errs }
+
+// Shutdown stops accepting, lets unary calls finish and closes every
+// connection, giving up on stragglers when ctx ends. Open streams must be
+// ended by their service first, or GracefulStop waits for them.
+func (s *Server) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	herr := s.http.Shutdown(ctx)
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.grpc.Stop()
+		<-done
+	}
+	s.ln.Close()
+	s.gwConn.Close()
+	s.wg.Wait()
+	if herr != nil {
+		s.http.Close()
+		return fmt.Errorf("http shutdown: %w", herr)
+	}
+	return nil
+}
+
+// ServeHTTP routes HTTP requests: grpc-web to the wrapper, gRPC over
+// HTTP/2 (TLS only) to the gRPC server, /v1/ to the REST gateway, the rest
+// to the UI.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case s.web.IsGrpcWebSocketRequest(r) || s.web.IsGrpcWebRequest(r) || s.web.IsAcceptableGrpcCorsRequest(r):
+		s.web.ServeHTTP(w, r)
+	case r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc"):
+		s.grpc.ServeHTTP(w, r)
+	case r.URL.Path == "/healthz":
+		s.healthz(w)
+	case strings.HasPrefix(r.URL.Path, "/v1/"):
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBodyBytes)
+		s.gateway.ServeHTTP(w, r)
+	default:
+		s.cfg.UI.ServeHTTP(w, r)
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !s.cfg.Healthy() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not serving")
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+func (s *Server) allowedOrigin(origin string) bool {
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == origin {
+			return true
+		}
+	}
+	return false
+}
+
+// allowedWebsocketOrigin admits a WebSocket from the server's own origin or
+// an allowed one. Browsers always send Origin on WebSocket handshakes.
+func (s *Server) allowedWebsocketOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true // not a browser: no cross-site risk
+	}
+	if u, err := url.Parse(origin); err == nil && strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	return s.allowedOrigin(origin)
+}
