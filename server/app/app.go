@@ -302,4 +302,3 @@ func MintToken(dataDir, user string, ttl time.Duration) (string, time.Time, erro
 	}
 	return keys.Mint(user, ttl)
 }
-

@@ -248,4 +248,3 @@ func newConnID() string {
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
 	return connIDEncoding.EncodeToString(b[:])
 }
-

@@ -49,7 +49,7 @@ type Config struct {
 	// Healthy reports whether /healthz should answer 200.
 	Healthy func() bool
 	// UI serves everything that is not an API route, such as the web app.
-	UI http.Handler
+	UI  http.Handler
 	Log *slog.Logger
 }
 
