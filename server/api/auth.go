@@ -65,8 +65,12 @@ func authMessage(err error) string {
 	}
 }
 
-// UnaryInterceptor authenticates unary ChatService calls.
+// UnaryInterceptor rejects requests that did not decode and authenticates
+// unary ChatService calls.
 func (s *Service) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := malformed(req); err != nil {
+		return nil, err
+	}
 	if !needsAuth(info.FullMethod) {
 		return handler(ctx, req)
 	}

@@ -3,8 +3,11 @@ package api
 import (
 	"fmt"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -102,5 +105,48 @@ func (c Codec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.proto.Marshal(v)
 }
 
-// Unmarshal implements encoding.CodecV2.
-func (c Codec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+// Unmarshal implements encoding.CodecV2. grpc-go reports a message that
+// fails to decode as INTERNAL, blaming the server for the client's bytes;
+// so a request that is not valid protobuf (a string that is not UTF-8, say)
+// decodes instead as an empty message carrying the decode error in an
+// unknown field, and the service answers it INVALID_ARGUMENT (malformed).
+func (c Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	err := c.proto.Unmarshal(data, v)
+	m, ok := v.(proto.Message)
+	if err == nil || !ok {
+		return err
+	}
+	proto.Reset(m)
+	b := protowire.AppendTag(nil, malformedField, protowire.BytesType)
+	m.ProtoReflect().SetUnknown(protowire.AppendString(b, err.Error()))
+	return nil
+}
+
+// malformedField is the field number, beyond any the API will use, that
+// marks a request that did not decode.
+const malformedField = protowire.MaxValidNumber
+
+// malformed returns an INVALID_ARGUMENT error if m failed to decode.
+func malformed(m any) error {
+	pm, ok := m.(proto.Message)
+	if !ok {
+		return nil
+	}
+	b := pm.ProtoReflect().GetUnknown()
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil
+		}
+		b = b[n:]
+		if num == malformedField && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeString(b)
+			return status.Errorf(codes.InvalidArgument, "request is not a valid %s: %s", pm.ProtoReflect().Descriptor().FullName(), v)
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return nil
+		}
+		b = b[n:]
+	}
+	return nil
+}

@@ -58,6 +58,9 @@ func (sess *session) readLoop() error {
 // connection has ended.
 func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) error {
 	reply := &parleyv1.Reply{Ref: req.GetRef()}
+	if err := malformed(req); err != nil {
+		return sess.reply(reply, err)
+	}
 	if err := validateRef(req.GetRef()); err != nil {
 		reply.Ref = truncate(req.GetRef(), maxRefBytes)
 		return sess.reply(reply, err)
@@ -162,6 +165,9 @@ func (sess *session) refresh(token string) error {
 
 // Subscribe implements parleyv1.ChatServiceServer.
 func (s *Service) Subscribe(req *parleyv1.SubscribeRequest, stream grpc.ServerStreamingServer[parleyv1.SubscribeResponse]) error {
+	if err := malformed(req); err != nil {
+		return err
+	}
 	ctx := stream.Context()
 	id := identity(ctx)
 	cursors := append([]*parleyv1.SubscribeRequest_RoomCursor{{Room: req.GetRoom(), AfterSeq: req.AfterSeq}}, req.GetAdditionalRooms()...)
