@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -85,6 +86,9 @@ func appendLoop(b *testing.B, s *sqlite.Store, g int, body string, next *atomic.
 		m := store.NewMessage{
 			Room: fmt.Sprint("room-", int(i)%benchRooms), Sender: fmt.Sprint("user-", g),
 			Body: body, ClientMsgID: fmt.Sprint("m-", i),
+		}
+		if os.Getenv("PARLEY_EXP_NOID") != "" {
+			m.ClientMsgID = ""
 		}
 		t0 := time.Now()
 		if _, _, err := s.Append(ctx, m); err != nil {

@@ -173,6 +173,8 @@ func openDB(ctx context.Context, cfg Config, readOnly bool) (*sql.DB, error) {
 		cfg.Path, cfg.BusyTimeout.Milliseconds())
 	if readOnly {
 		dsn += "&_pragma=query_only(1)"
+	} else {
+		dsn += os.Getenv("PARLEY_EXP_PRAGMAS")
 	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {

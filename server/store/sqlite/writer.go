@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"os"
 	"time"
 
 	"github.com/parleychat/parley/server/store"
@@ -357,7 +358,11 @@ func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, er
 	st.selDup = p("SELECT seq, body, sent_at FROM messages WHERE room = ? AND sender = ? AND client_msg_id = ? AND client_msg_id <> ''")
 	st.insRoom = p("INSERT INTO rooms (name, visibility, created_by, created_at) VALUES (?, ?, ?, ?)")
 	st.updHead = p("UPDATE rooms SET last_seq = ?, last_message_at = ? WHERE name = ?")
-	for n := 1; n <= maxBatch; n *= 2 {
+	lim := maxBatch
+	if os.Getenv("PARLEY_EXP_SINGLE") != "" {
+		lim = 1
+	}
+	for n := 1; n <= lim; n *= 2 {
 		st.insMsgs[n] = p(insertSQL(n))
 	}
 	if err != nil {
@@ -369,7 +374,7 @@ func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, er
 
 func insertSQL(rows int) string {
 	var sb strings.Builder
-	sb.WriteString("INSERT INTO messages (room, seq, sender, body, sent_at, client_msg_id) VALUES ")
+	sb.WriteString("INSERT " + os.Getenv("PARLEY_EXP_OR") + " INTO messages (room, seq, sender, body, sent_at, client_msg_id) VALUES ")
 	for i := range rows {
 		if i > 0 {
 			sb.WriteByte(',')
