@@ -89,7 +89,7 @@ pass() {
 
 # flat FILE: the file's JSON without whitespace, so patterns need not follow
 # grpcurl's indentation. Message bodies in this script contain no whitespace.
-flat() { tr -d ' \t\r\n' <"$1"; }
+flat() { [[ ! -e $1 ]] || tr -d ' \t\r\n' <"$1"; }
 
 # wait_for DESCRIPTION FILE ERE [FILE...]: poll until the flattened FILE
 # matches ERE, or fail after STEP_TIMEOUT seconds showing the given files.
@@ -161,6 +161,7 @@ pass "(a) grpcurl list shows parley.v1.ChatService through reflection"
 # grpcurl starts directly under `timeout` (no wrapping function) so that $! is
 # the process to stop; its open of the fifo completes when we open fd 3/4.
 mkfifo "$tmp/bob.in" "$tmp/alice.in"
+touch "$tmp/bob.out" "$tmp/alice.out"
 timeout 120 "$grpcurl" -plaintext -H "authorization: Bearer $bob" -d @ \
 	"$addr" parley.v1.ChatService/Join <"$tmp/bob.in" >"$tmp/bob.out" 2>&1 &
 bob_pid=$!
