@@ -1,0 +1,93 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// maxInsertRows bounds the rows of one INSERT statement, well inside
+// SQLite's limit of 32,766 bound parameters.
+const maxInsertRows = 1024
+
+// statements are the writer's prepared statements, bound to its connection.
+type statements struct {
+	begin, commit, rollback *sql.Stmt
+	selHeads, selDup        *sql.Stmt
+	insRoom, updHeads       *sql.Stmt
+	insMsgs                 map[int]*sql.Stmt // by number of rows: 1, 2, 4, ...
+}
+
+func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, error) {
+	st := &statements{insMsgs: make(map[int]*sql.Stmt)}
+	var err error
+	p := func(q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var s *sql.Stmt
+		if s, err = conn.PrepareContext(ctx, q); err != nil {
+			err = fmt.Errorf("sqlite: prepare %.60q: %w", q, err)
+		}
+		return s
+	}
+	// BEGIN IMMEDIATE takes the write lock up front, so that a batch cannot
+	// fail half way for want of it.
+	st.begin, st.commit, st.rollback = p("BEGIN IMMEDIATE"), p("COMMIT"), p("ROLLBACK")
+	// Room names and heads travel as one JSON array, so that a batch reads
+	// and writes the heads of all its rooms with one statement each.
+	st.selHeads = p(`SELECT name, last_seq, last_message_at FROM rooms
+		WHERE name IN (SELECT value FROM json_each(?))`)
+	st.updHeads = p(`UPDATE rooms SET last_seq = u.seq, last_message_at = u.at
+		FROM (SELECT value ->> 'n' AS name, value ->> 's' AS seq, value ->> 't' AS at FROM json_each(?)) AS u
+		WHERE rooms.name = u.name`)
+	// "client_msg_id <> ''" lets SQLite use the partial unique index.
+	st.selDup = p(`SELECT seq, body, sent_at FROM messages
+		WHERE room = ? AND client_msg_id = ? AND sender = ? AND client_msg_id <> ''`)
+	st.insRoom = p("INSERT INTO rooms (name, visibility, created_by, created_at) VALUES (?, ?, ?, ?)")
+	for n := 1; n <= min(maxBatch, maxInsertRows); n *= 2 {
+		st.insMsgs[n] = p(insertSQL(n))
+	}
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// insertSQL returns an INSERT of rows messages. OR IGNORE: a row that the
+// unique index turns away is skipped rather than failing the statement; the
+// writer counts the rows and redoes the batch carefully (see commit).
+func insertSQL(rows int) string {
+	var sb strings.Builder
+	sb.WriteString("INSERT OR IGNORE INTO messages (room, seq, sender, body, sent_at, client_msg_id) VALUES ")
+	for i := range rows {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString("(?,?,?,?,?,?)")
+	}
+	return sb.String()
+}
+
+// largestInsert returns the largest prepared INSERT size not above n.
+func (st *statements) largestInsert(n int) int {
+	size := 1
+	for size*2 <= n && st.insMsgs[size*2] != nil {
+		size *= 2
+	}
+	return size
+}
+
+func (st *statements) close() {
+	all := []*sql.Stmt{st.begin, st.commit, st.rollback, st.selHeads, st.selDup, st.insRoom, st.updHeads}
+	for _, s := range st.insMsgs {
+		all = append(all, s)
+	}
+	for _, s := range all {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
