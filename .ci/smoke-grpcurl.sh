@@ -52,7 +52,10 @@ stop_wait() {
 cleanup() {
 	local rc=$?
 	{ exec 3>&- 4>&-; } 2>/dev/null || true
-	local pids=($alice_pid $bob_pid $server_pid)
+	local pid pids=()
+	for pid in "$alice_pid" "$bob_pid" "$server_pid"; do
+		[[ -z $pid ]] || pids+=("$pid")
+	done
 	if ((${#pids[@]})); then
 		kill "${pids[@]}" 2>/dev/null || true
 		stop_wait 10 "${pids[@]}" || true # parleyd's graceful shutdown first
