@@ -106,5 +106,5 @@ func clientName(ctx context.Context) string {
 	if len(vals) == 0 {
 		return ""
 	}
-	return truncate(vals[0], maxClientNameBytes)
+	return cut(vals[0], maxClientNameBytes)
 }

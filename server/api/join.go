@@ -62,7 +62,7 @@ func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) erro
 		return sess.reply(reply, err)
 	}
 	if err := validateRef(req.GetRef()); err != nil {
-		reply.Ref = truncate(req.GetRef(), maxRefBytes)
+		reply.Ref = cut(req.GetRef(), maxRefBytes)
 		return sess.reply(reply, err)
 	}
 	var err error

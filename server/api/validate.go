@@ -56,8 +56,16 @@ func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
+	return cut(s, n) + "…"
+}
+
+// cut returns at most the first n bytes of s, ending on a rune boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
-	return s[:n] + "…"
+	return s[:n]
 }

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// parleydBinary builds the real binary once for the package's tests.
+func parleydBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "parleyd-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "parleyd")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = err
+			t.Logf("go build: %s", out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build parleyd: %v", buildErr)
+	}
+	return binPath
+}
+
+// daemon is a running parleyd process.
+type daemon struct {
+	cmd  *exec.Cmd
+	addr string
+	dir  string
+	exit chan struct{} // closed when the process has exited
+	err  error         // its exit status, read after exit is closed
+}
+
+// startDaemon runs parleyd on a free loopback port and waits until it
+// logs the address it listens on.
+func startDaemon(t *testing.T, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{dir: t.TempDir(), exit: make(chan struct{})}
+	args = append([]string{"--listen", "127.0.0.1:0", "--data-dir", d.dir, "--log-format", "json"}, args...)
+	d.cmd = exec.Command(parleydBinary(t), args...)
+	stderr, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		d.cmd.Process.Kill()
+		<-d.exit
+	})
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "parleyd listening" {
+				addr <- line.Addr
+			}
+		}
+		io.Copy(io.Discard, stderr)
+		d.err = d.cmd.Wait()
+		close(d.exit)
+	}()
+	select {
+	case d.addr = <-addr:
+	case <-d.exit:
+		t.Fatalf("parleyd exited before listening: %v", d.err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("parleyd did not start listening within 30s")
+	}
+	return d
+}
+
+func (d *daemon) token(t *testing.T, user string) string {
+	t.Helper()
+	out, err := exec.Command(parleydBinary(t), "token", "--data-dir", d.dir, user).Output()
+	if err != nil {
+		t.Fatalf("parleyd token: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// SIGTERM ends open streams with UNAVAILABLE and the process exits cleanly
+// within the shutdown deadline.
+func TestGracefulShutdownEndsStreamsAndExits(t *testing.T) {
+	d := startDaemon(t, "--shutdown-timeout", "3s")
+	conn, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+d.token(t, "alice"))
+	stream, err := parleyv1.NewChatServiceClient(conn).Join(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&parleyv1.JoinRequest{Ref: "1", Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: "lobby"}}}); err != nil {
+		t.Fatal(err)
+	}
+	for joined := false; !joined; {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("before shutdown: %v", err)
+		}
+		joined = ev.GetJoined() != nil
+	}
+
+	start := time.Now()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var endErr error
+	for endErr == nil {
+		_, endErr = stream.Recv()
+	}
+	if st := status.Convert(endErr); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "shutting down") {
+		t.Fatalf("stream ended with %v, want UNAVAILABLE (shutting down)", st)
+	}
+	select {
+	case <-d.exit:
+		if d.err != nil {
+			t.Fatalf("parleyd exited with %v, want 0", d.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("parleyd still running 5s after SIGTERM (deadline 3s)")
+	}
+	t.Logf("stream ended and process exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+}
+
+func TestHelpExplainsFlags(t *testing.T) {
+	out, err := exec.Command(parleydBinary(t), "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("--help: %v\n%s", err, out)
+	}
+	for _, want := range []string{"--listen", "-data-dir", "-dev", "-tls-cert", "PARLEY_", "parleyd token"} {
+		if !strings.Contains(string(out), strings.TrimLeft(want, "-")) {
+			t.Errorf("--help does not mention %s", want)
+		}
+	}
+}
+
+func TestBadFlagValueFailsClearly(t *testing.T) {
+	out, err := exec.Command(parleydBinary(t), "--store", "cassandra", "--data-dir", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cassandra") {
+		t.Fatalf("--store cassandra: err %v, output %s", err, out)
+	}
+}
+
+func TestEnvironmentSetsFlags(t *testing.T) {
+	cmd := exec.Command(parleydBinary(t), "--data-dir", t.TempDir())
+	cmd.Env = append(os.Environ(), "PARLEY_STORE=cassandra")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cassandra") {
+		t.Fatalf("PARLEY_STORE=cassandra: err %v, output %s", err, out)
+	}
+}
