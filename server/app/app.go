@@ -302,3 +302,11 @@ func MintToken(dataDir, user string, ttl time.Duration) (string, time.Time, erro
 	}
 	return keys.Mint(user, ttl)
 }
+
+// GRPCAddr returns the native gRPC listener's address, or "" if there is none.
+func (s *Server) GRPCAddr() string {
+	if a := s.net.GRPCAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}

@@ -181,7 +181,13 @@ func (s *Server) GRPCAddr() net.Addr {
 func (s *Server) Serve() {
 	s.goServe(func() error { return s.grpc.Serve(s.internal) })
 	if s.grpcLn != nil {
-		s.goServe(func() error { return s.grpc.Serve(s.grpcLn) })
+		ln := s.grpcLn
+		if s.cfg.TLS != nil {
+			tc := s.cfg.TLS.Clone()
+			tc.NextProtos = []string{"h2"}
+			ln = tls.NewListener(ln, tc)
+		}
+		s.goServe(func() error { return s.grpc.Serve(ln) })
 	}
 	if s.cfg.TLS != nil {
 		s.http.TLSConfig = s.cfg.TLS.Clone()
