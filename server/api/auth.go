@@ -81,10 +81,11 @@ func (s *Service) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 	return handler(ctx, req)
 }
 
-// StreamInterceptor authenticates streaming ChatService calls.
+// StreamInterceptor authenticates streaming ChatService calls, and ends
+// other streams (reflection, health watches) when the server drains.
 func (s *Service) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if !needsAuth(info.FullMethod) {
-		return handler(srv, ss)
+		return s.untilDrain(srv, ss, handler)
 	}
 	ctx, err := s.authenticate(ss.Context())
 	if err != nil {
@@ -107,4 +108,23 @@ func clientName(ctx context.Context) string {
 		return ""
 	}
 	return cut(vals[0], maxClientNameBytes)
+}
+
+// untilDrain runs a stream handler that knows nothing of draining (such as
+// reflection's, which blocks in Recv) and ends the stream with UNAVAILABLE
+// when the server drains, so graceful shutdown need not wait for the client.
+// The handler's goroutine ends when the finished stream fails its Recv.
+func (s *Service) untilDrain(srv any, ss grpc.ServerStream, handler grpc.StreamHandler) error {
+	done := make(chan error, 1)
+	s.streams.Add(1)
+	go func() {
+		defer s.streams.Done()
+		done <- handler(srv, ss)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-s.draining:
+		return status.Error(codes.Unavailable, errShuttingDown.Error())
+	}
 }

@@ -47,6 +47,9 @@ type Service struct {
 	// streams tracks each stream's reader and writer goroutines, which may
 	// outlive their handler by the moment it takes the stream to close.
 	streams sync.WaitGroup
+	// draining is closed when the server starts shutting down.
+	draining  chan struct{}
+	drainOnce sync.Once
 }
 
 // New returns a Service.
@@ -60,12 +63,13 @@ func New(cfg Config) *Service {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Service{cfg: cfg, log: cfg.Log}
+	return &Service{cfg: cfg, log: cfg.Log, draining: make(chan struct{})}
 }
 
 // Drain ends every open stream with UNAVAILABLE and waits until their
 // goroutines are gone or ctx is done.
 func (s *Service) Drain(ctx context.Context) error {
+	s.drainOnce.Do(func() { close(s.draining) })
 	s.cfg.Hub.EndAll(errShuttingDown)
 	done := make(chan struct{})
 	go func() { s.streams.Wait(); close(done) }()

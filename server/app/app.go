@@ -130,8 +130,10 @@ type Server struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	net      *transport.Server
+	metrics  *metrics
 	draining atomic.Bool
-	Keys     *auth.Keys
+	// Keys verifies and mints the server's tokens.
+	Keys *auth.Keys
 }
 
 // Start opens the store, binds the listeners and starts serving.
@@ -157,6 +159,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.hub = hub.New(hub.Config{MaxQueueBytes: cfg.MaxQueueBytes, MaxRoomsPerConn: cfg.MaxRoomsPerConn}, s.store, api.EncodeEvent, s.log)
 	s.svc = api.New(api.Config{Hub: s.hub, Store: s.store, Keys: s.Keys, Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes, Dev: cfg.Dev})
+	s.metrics = newMetrics(s.hub, storeCollectors(s.store)...)
 	s.grpc = s.newGRPCServer()
 	if s.net, err = transport.Listen(ctx, s.transportConfig(), s.grpc); err != nil {
 		s.store.Close()
@@ -204,6 +207,7 @@ func (s *Server) newGRPCServer() *grpc.Server {
 		// Many idle streams: share write buffers. Read buffers are pooled
 		// already, because the split listener hands grpc-go bare TCP conns.
 		grpc.SharedWriteBuffer(true),
+		grpc.StatsHandler(connCounter{&s.metrics.grpcConns}),
 	)
 	parleyv1.RegisterChatServiceServer(gs, s.svc)
 	s.health = health.NewServer()
@@ -220,6 +224,7 @@ func (s *Server) transportConfig() transport.Config {
 		MaxMessageBytes: s.cfg.MaxMessageBytes, Log: s.log,
 		Healthy: func() bool { return !s.draining.Load() },
 		UI:      uiHandler(),
+		Metrics: s.metrics.handler(),
 	}
 	if s.cfg.TLSCert != "" {
 		tc.TLS = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"},

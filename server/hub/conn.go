@@ -47,6 +47,7 @@ func (c *Conn) Enqueue(f Frame) bool {
 	}
 	if c.queued+len(f.Data) > c.maxBytes {
 		c.endLocked(ErrSlowConsumer)
+		c.hub.slowCuts.Add(1)
 		return false
 	}
 	c.pushLocked(f)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parleychat/parley/server/store"
@@ -56,7 +57,11 @@ type Hub struct {
 	loadMu  sync.Mutex // serializes loading a room's head from the store
 	connsMu sync.Mutex
 	conns   map[*Conn]struct{}
-	closing error // set by EndAll: new connections end at once with it
+
+	messages   atomic.Int64 // messages delivered to rooms
+	deliveries atomic.Int64 // message frames queued for connections
+	slowCuts   atomic.Int64 // connections cut off as slow consumers
+	closing    error        // set by EndAll: new connections end at once with it
 }
 
 // New returns a hub that stores messages in st and encodes events with enc.
@@ -247,4 +252,37 @@ func newConnID() string {
 	var b [10]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
 	return connIDEncoding.EncodeToString(b[:])
+}
+
+// Stats are the hub's counters and gauges, for metrics.
+type Stats struct {
+	// Conns is the number of open connections (Join and Subscribe streams).
+	Conns int
+	// Rooms is the number of rooms live on this server.
+	Rooms int
+	// QueuedBytes is the sum of every connection's outbound queue.
+	QueuedBytes int64
+	// Messages counts messages delivered to rooms.
+	Messages int64
+	// Deliveries counts message frames queued for connections.
+	Deliveries int64
+	// SlowConsumers counts connections cut off for falling behind.
+	SlowConsumers int64
+}
+
+// Stats returns the hub's current counters.
+func (h *Hub) Stats() Stats {
+	st := Stats{Messages: h.messages.Load(), Deliveries: h.deliveries.Load(), SlowConsumers: h.slowCuts.Load()}
+	h.rooms.Range(func(any, any) bool { st.Rooms++; return true })
+	h.connsMu.Lock()
+	conns := make([]*Conn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.connsMu.Unlock()
+	st.Conns = len(conns)
+	for _, c := range conns {
+		st.QueuedBytes += int64(c.QueuedBytes())
+	}
+	return st
 }

@@ -78,11 +78,14 @@ func (r *room) fanOutLocked(f Frame) {
 		}
 		r.recent = append(r.recent, f)
 	}
+	n := 0
 	for c, live := range r.subs {
-		if live {
-			c.Enqueue(f)
+		if live && c.Enqueue(f) {
+			n++
 		}
 	}
+	r.hub.messages.Add(1)
+	r.hub.deliveries.Add(int64(n))
 }
 
 // broadcastLocked sends an encoded event to every subscriber but skip.

@@ -32,9 +32,20 @@ type splitListener struct {
 func newSplitListener(ln net.Listener, timeout time.Duration, log *slog.Logger) *splitListener {
 	done := make(chan struct{})
 	var once sync.Once
+	var closeErr error
+	// Both servers close their listener on shutdown; only the first close
+	// does anything and reports its result.
 	closeAll := func() error {
-		once.Do(func() { close(done) })
-		return ln.Close()
+		first := false
+		once.Do(func() {
+			first = true
+			close(done)
+			closeErr = ln.Close()
+		})
+		if !first {
+			return nil
+		}
+		return closeErr
 	}
 	return &splitListener{
 		ln: ln, timeout: timeout, log: log,

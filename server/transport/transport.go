@@ -49,8 +49,10 @@ type Config struct {
 	// Healthy reports whether /healthz should answer 200.
 	Healthy func() bool
 	// UI serves everything that is not an API route, such as the web app.
-	UI  http.Handler
-	Log *slog.Logger
+	UI http.Handler
+	// Metrics, if set, serves /metrics.
+	Metrics http.Handler
+	Log     *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -215,27 +217,29 @@ func (s *Server) goServe(serve func() error) {
 // Errors delivers a listener's failure.
 func (s *Server) Errors() <-chan error { return s.errs }
 
-// Shutdown stops accepting, lets unary calls finish and closes every
+// Shutdown stops accepting, lets in-flight calls finish and closes every
 // connection, giving up on stragglers when ctx ends. Open streams must be
-// ended by their service first, or GracefulStop waits for them.
+// ended by their services first, or GracefulStop waits for them.
 func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
 		close(done)
 	}()
-	herr := s.http.Shutdown(ctx)
 	select {
 	case <-done:
 	case <-ctx.Done():
 		s.grpc.Stop()
 		<-done
 	}
+	herr := s.http.Shutdown(ctx)
+	if herr != nil {
+		s.http.Close()
+	}
 	s.ln.Close()
 	s.gwConn.Close()
 	s.wg.Wait()
 	if herr != nil {
-		s.http.Close()
 		return fmt.Errorf("http shutdown: %w", herr)
 	}
 	return nil
@@ -252,6 +256,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.grpc.ServeHTTP(w, r)
 	case r.URL.Path == "/healthz":
 		s.healthz(w)
+	case r.URL.Path == "/metrics" && s.cfg.Metrics != nil:
+		s.cfg.Metrics.ServeHTTP(w, r)
 	case strings.HasPrefix(r.URL.Path, "/v1/"):
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBodyBytes)
 		s.gateway.ServeHTTP(w, r)

@@ -1,0 +1,75 @@
+package app
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/stats"
+
+	"github.com/parleychat/parley/server/hub"
+)
+
+// metrics exposes the server's state in Prometheus format. Hub counters are
+// read when scraped, so the message path pays nothing for them.
+type metrics struct {
+	reg       *prometheus.Registry
+	grpcConns atomic.Int64
+}
+
+func newMetrics(h *hub.Hub, extra ...prometheus.Collector) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_grpc_connections", Help: "Open HTTP/2 connections on grpc-go's transport."},
+			func() float64 { return float64(m.grpcConns.Load()) }),
+	)
+	stat := func(f func(hub.Stats) float64) func() float64 { return func() float64 { return f(h.Stats()) } }
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_streams", Help: "Open Join and Subscribe streams."},
+			stat(func(s hub.Stats) float64 { return float64(s.Conns) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_rooms_live", Help: "Rooms live on this server."},
+			stat(func(s hub.Stats) float64 { return float64(s.Rooms) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_queue_bytes", Help: "Bytes waiting in all streams' outbound queues."},
+			stat(func(s hub.Stats) float64 { return float64(s.QueuedBytes) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_messages_total", Help: "Messages delivered to rooms."},
+			stat(func(s hub.Stats) float64 { return float64(s.Messages) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_deliveries_total", Help: "Message frames queued for streams."},
+			stat(func(s hub.Stats) float64 { return float64(s.Deliveries) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_slow_consumers_total", Help: "Streams cut off for falling too far behind."},
+			stat(func(s hub.Stats) float64 { return float64(s.SlowConsumers) })),
+	)
+	m.reg.MustRegister(extra...)
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// connCounter is a grpc stats.Handler that counts open connections.
+type connCounter struct{ n *atomic.Int64 }
+
+func (c connCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (c connCounter) HandleRPC(context.Context, stats.RPCStats)                         {}
+func (c connCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (c connCounter) HandleConn(_ context.Context, s stats.ConnStats) {
+	switch s.(type) {
+	case *stats.ConnBegin:
+		c.n.Add(1)
+	case *stats.ConnEnd:
+		c.n.Add(-1)
+	}
+}
+
+// storeCollectors returns the store's own metrics if it has any.
+func storeCollectors(st any) []prometheus.Collector {
+	if c, ok := st.(interface{ Collectors() []prometheus.Collector }); ok {
+		return c.Collectors()
+	}
+	return nil
+}

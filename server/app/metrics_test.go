@@ -1,0 +1,54 @@
+package app_test
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"testing"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+)
+
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	for _, m := range regexp.MustCompile(`(?m)^([a-z_]+) ([0-9.e+-]+)$`).FindAllStringSubmatch(string(body), -1) {
+		v, _ := strconv.ParseFloat(m[2], 64)
+		out[m[1]] = v
+	}
+	return out
+}
+
+// /metrics counts what happened: messages, deliveries, streams, and the
+// process's CPU and memory.
+func TestMetrics(t *testing.T) {
+	ts := startServer(t)
+	ts.createRoom(t, "counted")
+	a := openJoin(t, ts.dial(t), ts.token(t, "a"))
+	b := openJoin(t, ts.dial(t), ts.token(t, "b"))
+	a.join("counted", nil)
+	b.join("counted", nil)
+	for range 3 {
+		a.post("counted", "m", "")
+	}
+	b.next(func(ev *parleyv1.JoinResponse) bool { return ev.GetMessage().GetSeq() == 3 }, nil)
+	m := scrape(t, ts.Addr())
+	want := map[string]float64{"parley_messages_total": 3, "parley_deliveries_total": 6, "parley_streams": 2}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %v, want %v", k, m[k], v)
+		}
+	}
+	for _, k := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes", "go_goroutines", "parley_grpc_connections"} {
+		if m[k] <= 0 {
+			t.Errorf("%s = %v, want > 0", k, m[k])
+		}
+	}
+}
