@@ -337,4 +337,16 @@ func TestSlowConsumerIsCutOffOthersGoOn(t *testing.T) {
 		t.Fatalf("resume position %q (message %q), want %d: the last seq the client received", resume, st.Message(), last)
 	}
 	t.Logf("stalled subscriber cut off after seq %d of %d; told to resume after %s", last, total, resume)
+
+	// It resumes where it was told and misses nothing.
+	back := openJoin(t, ts.dial(t), ts.token(t, "sloth"))
+	back.join("busy", ptr(last))
+	for want := last + 1; want <= total; want++ {
+		if m := back.next(isMessage("busy"), nil).GetMessage(); m.GetSeq() != want {
+			t.Fatalf("after resuming got seq %d, want %d", m.GetSeq(), want)
+		}
+	}
+	if rp := back.next(func(ev *parleyv1.JoinResponse) bool { return ev.GetReplayed() != nil }, nil); rp.GetReplayed().GetThroughSeq() != total {
+		t.Fatalf("replayed through %d, want %d", rp.GetReplayed().GetThroughSeq(), total)
+	}
 }

@@ -227,7 +227,8 @@ func (r *room) replayStored(ctx context.Context, c *Conn, pos, head uint64) (uin
 			return pos, fmt.Errorf("replay room %q: %w", r.name, err)
 		}
 		if len(msgs) == 0 {
-			return pos, fmt.Errorf("replay room %q: store has no messages after seq %d but head is %d", r.name, pos, head)
+			// Retention removed the rest: nothing more to replay.
+			return head, nil
 		}
 		for _, m := range msgs {
 			data, err := r.hub.encode(Event{Kind: EventMessage, Room: r.name, Message: m})
