@@ -57,27 +57,39 @@ type daemon struct {
 	cmd  *exec.Cmd
 	addr string
 	dir  string
+	args []string
 	exit chan struct{} // closed when the process has exited
 	err  error         // its exit status, read after exit is closed
 }
 
-// startDaemon runs parleyd on a free loopback port and waits until it
-// logs the address it listens on.
+// startDaemon runs parleyd on a free loopback port with a new data
+// directory and waits until it logs the address it listens on.
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{dir: t.TempDir(), exit: make(chan struct{})}
-	args = append([]string{"--listen", "127.0.0.1:0", "--data-dir", d.dir, "--log-format", "json"}, args...)
-	d.cmd = exec.Command(parleydBinary(t), args...)
-	stderr, err := d.cmd.StderrPipe()
+	d := &daemon{dir: t.TempDir(), addr: "127.0.0.1:0", args: args}
+	d.start(t)
+	return d
+}
+
+// start runs the process on d.addr and d.dir; once it listens, d.addr is
+// its concrete address, so a restart comes back on the same port.
+func (d *daemon) start(t *testing.T) {
+	t.Helper()
+	d.exit = make(chan struct{})
+	args := append([]string{"--listen", d.addr, "--data-dir", d.dir, "--log-format", "json"}, d.args...)
+	cmd := exec.Command(parleydBinary(t), args...)
+	d.cmd = cmd
+	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.cmd.Start(); err != nil {
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exit := d.exit
 	t.Cleanup(func() {
-		d.cmd.Process.Kill()
-		<-d.exit
+		cmd.Process.Kill()
+		<-exit
 	})
 	addr := make(chan string, 1)
 	go func() {
@@ -89,17 +101,37 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 			}
 		}
 		io.Copy(io.Discard, stderr)
-		d.err = d.cmd.Wait()
-		close(d.exit)
+		d.err = cmd.Wait()
+		close(exit)
 	}()
 	select {
 	case d.addr = <-addr:
-	case <-d.exit:
+	case <-exit:
 		t.Fatalf("parleyd exited before listening: %v", d.err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("parleyd did not start listening within 30s")
 	}
-	return d
+}
+
+// kill ends the process with SIGKILL and waits for it to be gone.
+func (d *daemon) kill(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Kill()
+	<-d.exit
+}
+
+// stop ends the process with SIGTERM and waits for a clean exit.
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exit:
+		if d.err != nil {
+			t.Fatalf("parleyd exited with %v after SIGTERM", d.err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("parleyd did not exit within 15s of SIGTERM")
+	}
 }
 
 func (d *daemon) token(t *testing.T, user string) string {
