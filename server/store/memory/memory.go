@@ -88,8 +88,8 @@ func (s *Store) ListRooms(_ context.Context, afterName string, limit int) ([]sto
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	if len(out) > limit {
-		out = out[:limit]
+	if len(out) > max(limit, 0) { // a negative limit returns nothing rather than panicking
+		out = out[:max(limit, 0)]
 	}
 	return out, nil
 }

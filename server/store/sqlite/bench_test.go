@@ -27,8 +27,9 @@ const (
 )
 
 // BenchmarkAppend measures durable appends through the writer with N
-// concurrent appenders, with group commit (the default MaxBatch) and without
-// it (MaxBatch=1: one transaction and one fsync per message). It reports
+// concurrent appenders: with group commit (the defaults), with group commit
+// but no batch window (MaxBatchDelay=-1), and without group commit
+// (MaxBatch=1: one transaction and one fsync per message). It reports
 // msgs/s, the p50/p99 latency of one Append, and the CPU time per message.
 func BenchmarkAppend(b *testing.B) {
 	modes := []struct {
@@ -36,6 +37,8 @@ func BenchmarkAppend(b *testing.B) {
 		cfg  sqlite.Config
 	}{
 		{"group", sqlite.Config{}},
+		{"group-nodelay", sqlite.Config{MaxBatchDelay: -1}},
+		{"group-maxbatch=256", sqlite.Config{MaxBatch: 256}},
 		{"maxbatch=1", sqlite.Config{MaxBatch: 1}},
 	}
 	for _, mode := range modes {
@@ -51,7 +54,7 @@ func BenchmarkAppend(b *testing.B) {
 // concurrency: 4,000 appenders over 100 rooms, nothing else in the process,
 // for several batch sizes and kinds of ClientMsgID.
 func BenchmarkStoreAlone(b *testing.B) {
-	for _, maxBatch := range []int{sqlite.DefaultMaxBatch, 1024, 4096} {
+	for _, maxBatch := range []int{256, 1024, 4096} {
 		for _, ids := range []idKind{idsOrdered, idsRandom, idsNone} {
 			b.Run(fmt.Sprintf("maxbatch=%d/ids=%s/appenders=4000", maxBatch, ids), func(b *testing.B) {
 				benchAppend(b, sqlite.Config{MaxBatch: maxBatch}, 4000, ids)

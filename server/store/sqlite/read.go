@@ -50,6 +50,9 @@ func (s *Store) ListRooms(ctx context.Context, afterName string, limit int) ([]s
 		return nil, err
 	}
 	defer s.mu.RUnlock()
+	if limit <= 0 {
+		return nil, nil // SQLite would read a negative LIMIT as no limit at all
+	}
 	rows, err := s.read.QueryContext(ctx,
 		"SELECT "+roomColumns+" FROM rooms WHERE name > ? ORDER BY name LIMIT ?", afterName, limit)
 	if err != nil {
@@ -107,6 +110,9 @@ const (
 )
 
 func (s *Store) queryMessages(ctx context.Context, room string, q store.Query) ([]store.Message, error) {
+	if q.Limit <= 0 {
+		return nil, nil // SQLite would read a negative LIMIT as no limit at all
+	}
 	after, before := clampSeq(q.After), int64(math.MaxInt64)
 	if q.Before != 0 {
 		before = clampSeq(q.Before)
@@ -120,7 +126,7 @@ func (s *Store) queryMessages(ctx context.Context, room string, q store.Query) (
 		return nil, err
 	}
 	defer rows.Close()
-	out := make([]store.Message, 0, min(max(q.Limit, 0), 1024))
+	out := make([]store.Message, 0, min(q.Limit, 1024))
 	for rows.Next() {
 		m := store.Message{Room: room}
 		var seq, at int64

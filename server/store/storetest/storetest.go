@@ -191,6 +191,8 @@ func testListRooms(t *testing.T, s store.Store) {
 		{"echo", 2, nil},
 		{"zulu", 2, nil},
 		{"", 1, []string{"alpha"}},
+		{"", 0, nil},
+		{"", -1, nil},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("after=%q,limit=%d", tc.after, tc.limit), func(t *testing.T) {
@@ -395,6 +397,8 @@ func testMessages(t *testing.T, s store.Store) {
 		{name: "before first", q: store.Query{Before: 1, Limit: 5, Descending: true}, want: []uint64{}},
 		{name: "empty range", q: store.Query{After: 3, Before: 4, Limit: 5}, want: []uint64{}},
 		{name: "inverted range", q: store.Query{After: 9, Before: 4, Limit: 5}, want: []uint64{}},
+		{name: "zero limit", q: store.Query{Limit: 0}, want: []uint64{}},
+		{name: "negative limit", q: store.Query{Limit: -1, Descending: true}, want: []uint64{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
