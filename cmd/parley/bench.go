@@ -1,0 +1,472 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+)
+
+// benchConfig is parley bench's flags.
+type benchConfig struct {
+	receivers      int
+	rooms          int
+	senders        int
+	rate           float64
+	duration       time.Duration
+	warmup         time.Duration
+	drain          time.Duration
+	size           int
+	subscribe      bool
+	streamsPerConn int
+	roomPrefix     string
+	users          int
+	tokenCmd       string
+	maxInflight    int
+	connectWorkers int
+	metricsURL     string
+	json           bool
+	quiet          bool
+}
+
+// maxRoomsPerStream is parleyd's default --max-rooms-per-stream.
+const maxRoomsPerStream = 256
+
+var roomPrefixRE = regexp.MustCompile(`^[a-z0-9_-]{1,48}$`)
+
+func (c *benchConfig) validate() error {
+	switch {
+	case c.receivers < 0 || c.senders < 0:
+		return usagef("--receivers and --senders must not be negative")
+	case c.rooms < 1:
+		return usagef("--rooms must be at least 1")
+	case c.rate < 0:
+		return usagef("--rate must not be negative (0: as fast as acks allow)")
+	case c.duration <= 0 || c.warmup < 0 || c.drain <= 0:
+		return usagef("--duration and --drain must be positive, --warmup not negative")
+	case c.size < bodyHeader:
+		return usagef("--size must be at least %d bytes (the send time header)", bodyHeader)
+	case c.streamsPerConn < 1 || c.users < 1 || c.connectWorkers < 1 || c.maxInflight < 0:
+		return usagef("--streams-per-conn, --users and --connect-concurrency must be at least 1")
+	case !roomPrefixRE.MatchString(c.roomPrefix):
+		return usagef("--room-prefix must be 1-48 characters of a-z, 0-9, '-', '_'")
+	case c.senders > 0 && (c.rooms+c.senders-1)/c.senders > maxRoomsPerStream:
+		return usagef("each sender joins the rooms it sends to, at most %d: use --senders %d or more", maxRoomsPerStream, (c.rooms+maxRoomsPerStream-1)/maxRoomsPerStream)
+	}
+	return nil
+}
+
+// window is how many sends a sender keeps unacknowledged.
+func (c *benchConfig) window() int {
+	switch {
+	case c.maxInflight > 0:
+		return c.maxInflight
+	case c.rate == 0:
+		return 1
+	}
+	return 1000
+}
+
+func parseBenchFlags(e *env, args []string) (benchConfig, error) {
+	fs := newFlagSet(e, "bench", "bench [flags]", `
+Measures a running server. Opens --receivers streams (Join, or Subscribe with
+--subscribe) spread round-robin over --rooms rooms, and --senders Join streams
+that send to those rooms at --rate messages/s in total (0: each as fast as its
+acks allow). After --warmup, messages sent during --duration are counted:
+every receiver in a room must get every one of them exactly once and in seq
+order. Each body carries its send time, so delivery latency is measured end
+to end; ack latency is send to reply. Reports connect time, rates, expected
+and received deliveries with loss, duplicates and out-of-order counts,
+latency percentiles, errors by status code, the server's CPU and memory from
+its /metrics, and the bench's own CPU. Exits 1 on any loss, duplicate,
+reordering or error.
+
+Rooms are named <room-prefix>-<n> and created if missing. Tokens: --token-cmd
+(run once per user, the user name appended), else --token or PARLEY_TOKEN
+(every stream the same user), else DevLogin (a --dev server).`)
+	c := benchConfig{}
+	fs.IntVar(&c.receivers, "receivers", 100, "receiving streams")
+	fs.IntVar(&c.rooms, "rooms", 1, "rooms; receiver i is in room i mod rooms")
+	fs.IntVar(&c.senders, "senders", 1, "sending Join streams; each joins and sends to its share of the rooms")
+	fs.Float64Var(&c.rate, "rate", 100, "messages per second from all senders together; 0: as fast as acks allow")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured time")
+	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "time sending before measuring starts (not counted)")
+	fs.DurationVar(&c.drain, "drain", 10*time.Second, "after the measured window, how long to wait for the last acks and deliveries")
+	fs.IntVar(&c.size, "size", 100, "message body size in bytes")
+	fs.BoolVar(&c.subscribe, "subscribe", false, "receive with Subscribe (server streaming) instead of Join")
+	fs.IntVar(&c.streamsPerConn, "streams-per-conn", 1, "receiving streams per HTTP/2 connection (the server allows 100 by default)")
+	fs.StringVar(&c.roomPrefix, "room-prefix", "bench", "prefix of the bench's room and user names")
+	fs.IntVar(&c.users, "users", 100, "distinct users the streams are spread over")
+	fs.StringVar(&c.tokenCmd, "token-cmd", "", "shell command printing a token for the user name appended to it, e.g. 'parleyd token --data-dir data'")
+	fs.IntVar(&c.maxInflight, "max-inflight", 0, "unacknowledged sends per sender (0: 1 with --rate 0, else 1000)")
+	fs.IntVar(&c.connectWorkers, "connect-concurrency", 64, "streams opened at once while connecting")
+	fs.StringVar(&c.metricsURL, "metrics-url", "", "the server's Prometheus endpoint (default: http(s)://<addr>/metrics)")
+	fs.BoolVar(&c.json, "json", false, "print the report as JSON on stdout")
+	fs.BoolVar(&c.quiet, "quiet", false, "no progress line on stderr")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return c, err
+	}
+	if len(pos) != 0 {
+		return c, usagef("bench takes no arguments")
+	}
+	return c, c.validate()
+}
+
+// bench is one run of parley bench.
+type bench struct {
+	cfg   benchConfig
+	e     *env
+	ctrl  *grpc.ClientConn // unary calls: tokens, rooms
+	api   parleyv1.ChatServiceClient
+	codec benchCodec
+	epoch time.Time
+
+	roomNames     []string
+	roomReceivers []int           // receivers per room
+	roomAcked     []atomic.Uint64 // measured sends acknowledged, per room
+	tokens        []string
+
+	receivers []*receiver
+	senders   []*sender
+	conns     []*grpc.ClientConn
+	streamCtx context.Context // every stream's context; cancelled at the end
+	stop      context.CancelFunc
+	readers   sync.WaitGroup
+
+	winStart, winEnd atomic.Int64 // the measured window, on the bench clock
+	e2e, live        *histogram   // delivery latency: measured / everything
+	ack, ackLive     *histogram
+	joinLat          *histogram
+	maxLag           atomic.Int64
+	stopping         atomic.Bool
+
+	errMu      sync.Mutex // error path only
+	errCounts  map[codes.Code]uint64
+	errSamples []string
+
+	metrics *metricsClient
+}
+
+func runBench(ctx context.Context, e *env, args []string) error {
+	cfg, err := parseBenchFlags(e, args)
+	if err != nil {
+		return err
+	}
+	b, err := newBench(e, cfg)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	rep, err := b.run(ctx)
+	if err != nil {
+		return err
+	}
+	if cfg.json {
+		err = rep.writeJSON(e.stdout)
+	} else {
+		err = rep.writeTable(e.stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if !rep.OK {
+		return errFailed
+	}
+	return nil
+}
+
+func newBench(e *env, cfg benchConfig) (*bench, error) {
+	ctrl, err := e.g.dial()
+	if err != nil {
+		return nil, err
+	}
+	mc, err := newMetricsClient(e.g, cfg.metricsURL)
+	if err != nil {
+		ctrl.Close()
+		return nil, err
+	}
+	shards := 16
+	b := &bench{
+		cfg: cfg, e: e, ctrl: ctrl, api: parleyv1.NewChatServiceClient(ctrl), codec: newBenchCodec(), epoch: time.Now(),
+		roomReceivers: make([]int, cfg.rooms), roomAcked: make([]atomic.Uint64, cfg.rooms),
+		e2e: newHistogram(shards), live: newHistogram(shards), ack: newHistogram(shards), ackLive: newHistogram(shards),
+		joinLat: newHistogram(shards), errCounts: make(map[codes.Code]uint64), metrics: mc,
+	}
+	b.streamCtx, b.stop = context.WithCancel(context.Background())
+	for i := range cfg.rooms {
+		b.roomNames = append(b.roomNames, fmt.Sprintf("%s-%d", cfg.roomPrefix, i))
+	}
+	for i := range cfg.receivers {
+		b.receivers = append(b.receivers, &receiver{b: b, id: i, room: i % cfg.rooms})
+		b.roomReceivers[i%cfg.rooms]++
+	}
+	for j := range cfg.senders {
+		b.senders = append(b.senders, newSender(b, j, senderRooms(j, cfg.senders, cfg.rooms), cfg.window()))
+	}
+	return b, nil
+}
+
+// senderRooms returns the rooms sender j of n sends to: every n-th room,
+// or, with more senders than rooms, one room.
+func senderRooms(j, n, rooms int) []int {
+	if n > rooms {
+		return []int{j % rooms}
+	}
+	var out []int
+	for r := j; r < rooms; r += n {
+		out = append(out, r)
+	}
+	return out
+}
+
+// close ends every stream and connection.
+func (b *bench) close() {
+	b.stopping.Store(true)
+	b.stop()
+	for _, c := range b.conns {
+		c.Close()
+	}
+	b.readers.Wait()
+	b.ctrl.Close()
+}
+
+// now is the bench clock: monotonic nanoseconds since the bench started.
+// Senders stamp bodies with it and receivers, in the same process, read it.
+func (b *bench) now() int64 { return int64(time.Since(b.epoch)) }
+
+func (b *bench) inWindow(t int64) bool { return t >= b.winStart.Load() && t < b.winEnd.Load() }
+
+func (b *bench) noteLag(d int64) {
+	for {
+		m := b.maxLag.Load()
+		if d <= m || b.maxLag.CompareAndSwap(m, d) {
+			return
+		}
+	}
+}
+
+// countError records a failure by status code, keeping a few samples.
+func (b *bench) countError(code codes.Code, what string) {
+	b.errMu.Lock()
+	defer b.errMu.Unlock()
+	b.errCounts[code]++
+	if len(b.errSamples) < 5 {
+		b.errSamples = append(b.errSamples, what)
+	}
+}
+
+// streamEnded records a stream that ended before the bench stopped it.
+func (b *bench) streamEnded(who string, err error) {
+	if b.stopping.Load() {
+		return
+	}
+	b.countError(codeOf(err), fmt.Sprintf("%s ended: %s", who, describe(err)))
+}
+
+func (b *bench) errorTotal() uint64 {
+	b.errMu.Lock()
+	defer b.errMu.Unlock()
+	var n uint64
+	for _, c := range b.errCounts {
+		n += c
+	}
+	return n
+}
+
+// run does the whole benchmark and returns its report.
+func (b *bench) run(ctx context.Context) (*benchReport, error) {
+	cfg := b.cfg
+	conns := (cfg.receivers + cfg.streamsPerConn - 1) / cfg.streamsPerConn
+	if _, err := raiseNoFile(uint64(conns+cfg.senders) + 256); err != nil {
+		return nil, err
+	}
+	if err := b.fetchTokens(ctx); err != nil {
+		return nil, err
+	}
+	if err := b.createRooms(ctx); err != nil {
+		return nil, err
+	}
+	rep := &benchReport{}
+	rep.fillConfig(b, conns)
+	before, berr := b.metrics.scrape(ctx)
+	if err := b.connect(ctx, rep); err != nil {
+		return nil, err
+	}
+	afterConnect, aerr := b.metrics.scrape(ctx)
+	if err := b.measure(ctx, rep); err != nil {
+		return nil, err
+	}
+	rep.fillServerIdle(b, before, afterConnect, firstErr(berr, aerr))
+	rep.finish(b)
+	return rep, nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// connect opens every receiving stream (a few at a time) and every sender,
+// each joined to its rooms, and reports how long that took.
+func (b *bench) connect(ctx context.Context, rep *benchReport) error {
+	cfg := b.cfg
+	for range (cfg.receivers + cfg.streamsPerConn - 1) / cfg.streamsPerConn {
+		conn, err := b.e.g.dial()
+		if err != nil {
+			return err
+		}
+		b.conns = append(b.conns, conn)
+	}
+	b.progressf("connecting %d receiving streams over %d connections", cfg.receivers, len(b.conns))
+	start := time.Now()
+	err := parallel(ctx, cfg.receivers, cfg.connectWorkers, func(ctx context.Context, i int) error {
+		r := b.receivers[i]
+		t0 := time.Now()
+		if err := r.open(b.streamCtx, b.conns[i/cfg.streamsPerConn], b.tokens[i%len(b.tokens)]); err != nil {
+			return fmt.Errorf("receiver %d: %w", i, err)
+		}
+		b.joinLat.record(i, time.Since(t0))
+		b.readers.Add(1)
+		go func() {
+			defer b.readers.Done()
+			r.receive()
+		}()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for j, s := range b.senders {
+		conn, err := b.e.g.dial()
+		if err != nil {
+			return err
+		}
+		b.conns = append(b.conns, conn)
+		if err := s.open(b.streamCtx, conn, b.tokens[(cfg.receivers+j)%len(b.tokens)]); err != nil {
+			return err
+		}
+	}
+	rep.Connect = connectReport{Streams: cfg.receivers + cfg.senders, Seconds: time.Since(start).Seconds(),
+		PerStream: summarize(b.joinLat.snapshot(), time.Duration(b.joinLat.max.Load()))}
+	return nil
+}
+
+// measure runs the senders through warm-up and the measured window, then
+// waits for the last acks and deliveries.
+func (b *bench) measure(ctx context.Context, rep *benchReport) error {
+	cfg := b.cfg
+	start := b.now() + int64(20*time.Millisecond)
+	b.winStart.Store(start + int64(cfg.warmup))
+	b.winEnd.Store(start + int64(cfg.warmup+cfg.duration))
+	var interval time.Duration
+	if cfg.rate > 0 && cfg.senders > 0 {
+		interval = time.Duration(float64(time.Second) * float64(cfg.senders) / cfg.rate)
+	}
+	var sending sync.WaitGroup
+	for j, s := range b.senders {
+		offset := int64(interval) * int64(j) / int64(cfg.senders)
+		sending.Add(1)
+		go func() {
+			defer sending.Done()
+			s.run(b.streamCtx, start+offset, interval)
+		}()
+	}
+	prog := b.startProgress()
+	defer prog.stop()
+	if err := b.sleepUntil(ctx, b.winStart.Load()); err != nil {
+		return err
+	}
+	w0 := b.sampleWindow(ctx, prog)
+	if err := b.sleepUntil(ctx, b.winEnd.Load()); err != nil {
+		return err
+	}
+	w1 := b.sampleWindow(ctx, prog)
+	sending.Wait()
+	rep.fillWindow(b, w0, w1, prog.maxRSS())
+	return b.drainAll(ctx)
+}
+
+func (b *bench) sleepUntil(ctx context.Context, t int64) error {
+	d := time.Duration(t - b.now())
+	if d <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// windowSample is the state at one edge of the measured window.
+type windowSample struct {
+	wall   time.Time
+	cpu    time.Duration // the bench's own CPU
+	server serverSample
+	err    error
+}
+
+func (b *bench) sampleWindow(ctx context.Context, prog *progress) windowSample {
+	s := windowSample{wall: time.Now(), cpu: cpuTime()}
+	s.server, s.err = b.metrics.scrape(ctx)
+	if s.err == nil {
+		prog.noteRSS(s.server.rss)
+	}
+	return s
+}
+
+// drainAll waits until every send is acknowledged and every expected
+// delivery has arrived, or until --drain has passed.
+func (b *bench) drainAll(ctx context.Context) error {
+	deadline := time.Now().Add(b.cfg.drain)
+	for _, s := range b.senders {
+		s.drained(deadline)
+	}
+	expected := b.expected()
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if b.received() >= expected {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+	return ctx.Err()
+}
+
+// expected is how many measured deliveries there should be: each
+// acknowledged measured message once per receiver in its room.
+func (b *bench) expected() uint64 {
+	var n uint64
+	for r := range b.roomAcked {
+		n += b.roomAcked[r].Load() * uint64(b.roomReceivers[r])
+	}
+	return n
+}
+
+func (b *bench) received() uint64 {
+	var n uint64
+	for _, r := range b.receivers {
+		n += r.measured.Load()
+	}
+	return n
+}
+
+func (b *bench) progressf(format string, args ...any) {
+	if !b.cfg.quiet {
+		fmt.Fprintf(b.e.stderr, "bench: "+format+"\n", args...)
+	}
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+)
+
+// serverSample is one scrape of the server's /metrics.
+type serverSample struct {
+	at         time.Time
+	cpuSeconds float64 // process_cpu_seconds_total
+	rss        float64 // process_resident_memory_bytes
+	deliveries float64 // parley_deliveries_total
+	messages   float64 // parley_messages_total
+	streams    float64 // parley_streams
+	slowCuts   float64 // parley_slow_consumers_total
+}
+
+// metricsClient scrapes the server's Prometheus text endpoint.
+type metricsClient struct {
+	url  string
+	http *http.Client
+}
+
+func newMetricsClient(g *globals, url string) (*metricsClient, error) {
+	tc, err := g.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if url == "" {
+		scheme := "http"
+		if tc != nil {
+			scheme = "https"
+		}
+		url = scheme + "://" + g.addr + "/metrics"
+	}
+	tr := &http.Transport{TLSClientConfig: tc, MaxIdleConns: 2, IdleConnTimeout: 30 * time.Second}
+	return &metricsClient{url: url, http: &http.Client{Transport: tr, Timeout: 5 * time.Second}}, nil
+}
+
+// scrape reads the samples the bench reports. Metrics are optional: a
+// server without them yields an error that the report shows.
+func (m *metricsClient) scrape(ctx context.Context) (serverSample, error) {
+	s := serverSample{}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.url, nil)
+	if err != nil {
+		return s, err
+	}
+	resp, err := m.http.Do(req)
+	if err != nil {
+		return s, fmt.Errorf("scrape %s: %w", m.url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return s, fmt.Errorf("scrape %s: HTTP %d", m.url, resp.StatusCode)
+	}
+	want := map[string]*float64{
+		"process_cpu_seconds_total":     &s.cpuSeconds,
+		"process_resident_memory_bytes": &s.rss,
+		"parley_deliveries_total":       &s.deliveries,
+		"parley_messages_total":         &s.messages,
+		"parley_streams":                &s.streams,
+		"parley_slow_consumers_total":   &s.slowCuts,
+	}
+	found := 0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if p := want[name]; ok && p != nil {
+			if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+				*p = v
+				found++
+			}
+		}
+	}
+	s.at = time.Now()
+	if err := sc.Err(); err != nil {
+		return s, fmt.Errorf("scrape %s: %w", m.url, err)
+	}
+	if found == 0 {
+		return s, fmt.Errorf("scrape %s: none of the expected metrics", m.url)
+	}
+	return s, nil
+}
+
+// cpuTime returns this process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// raiseNoFile raises the open-file limit to cover need descriptors, up to
+// the hard limit, and reports the limit in force.
+func raiseNoFile(need uint64) (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	if lim.Cur >= need {
+		return lim.Cur, nil
+	}
+	lim.Cur = min(need, lim.Max)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	if lim.Cur < need {
+		return lim.Cur, fmt.Errorf("need %d open files but the hard limit is %d: raise it (ulimit -Hn) or use more --streams-per-conn", need, lim.Max)
+	}
+	return lim.Cur, nil
+}
+
+// tokenSource gets a token for a user: a fixed one, a command's output, or
+// DevLogin on a --dev server.
+type tokenSource func(ctx context.Context, user string) (string, error)
+
+func (b *bench) tokenSource() tokenSource {
+	switch {
+	case b.cfg.tokenCmd != "":
+		return func(ctx context.Context, user string) (string, error) {
+			cmd := exec.CommandContext(ctx, "sh", "-c", b.cfg.tokenCmd+` "$1"`, "sh", user)
+			out, err := cmd.Output()
+			if err != nil {
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					return "", fmt.Errorf("token-cmd for %s: %w: %s", user, err, strings.TrimSpace(string(ee.Stderr)))
+				}
+				return "", fmt.Errorf("token-cmd for %s: %w", user, err)
+			}
+			return strings.TrimSpace(string(out)), nil
+		}
+	case b.e.g.token != "":
+		return func(context.Context, string) (string, error) { return b.e.g.token, nil }
+	}
+	return func(ctx context.Context, user string) (string, error) {
+		cctx, cancel := context.WithTimeout(ctx, b.e.g.timeout)
+		defer cancel()
+		resp, err := b.api.DevLogin(cctx, &parleyv1.DevLoginRequest{User: user})
+		if err != nil {
+			return "", fmt.Errorf("DevLogin %s (the server needs --dev, or pass --token or --token-cmd): %w", user, err)
+		}
+		return resp.GetToken(), nil
+	}
+}
+
+// fetchTokens gets one token per bench user, a few at a time.
+func (b *bench) fetchTokens(ctx context.Context) error {
+	src := b.tokenSource()
+	n := b.cfg.users
+	if b.cfg.tokenCmd == "" && b.e.g.token != "" {
+		n = 1 // every stream is the token's user
+	}
+	b.tokens = make([]string, n)
+	return parallel(ctx, n, 8, func(ctx context.Context, i int) error {
+		tok, err := src(ctx, fmt.Sprintf("%s-u%d", b.cfg.roomPrefix, i))
+		b.tokens[i] = tok
+		return err
+	})
+}
+
+// createRooms creates the bench's rooms; rooms that exist already are fine.
+func (b *bench) createRooms(ctx context.Context) error {
+	return parallel(ctx, b.cfg.rooms, 16, func(ctx context.Context, i int) error {
+		cctx, cancel := context.WithTimeout(withAuth(ctx, b.tokens[0]), b.e.g.timeout)
+		defer cancel()
+		_, err := b.api.CreateRoom(cctx, &parleyv1.CreateRoomRequest{Name: b.roomNames[i]})
+		if err != nil && codeOf(err) != codes.AlreadyExists {
+			return fmt.Errorf("create room %s: %w", b.roomNames[i], err)
+		}
+		return nil
+	})
+}
+
+// parallel runs fn(0..n-1) with at most workers at once and returns the
+// first error; the others are cancelled.
+func parallel(ctx context.Context, n, workers int, fn func(context.Context, int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := make(chan int)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for range min(workers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := fn(ctx, i); err != nil {
+					once.Do(func() { first = err; cancel() })
+				}
+			}
+		}()
+	}
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return first
+}

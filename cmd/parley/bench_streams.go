@@ -1,0 +1,307 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+)
+
+var (
+	joinDesc      = &grpc.StreamDesc{StreamName: "Join", ServerStreams: true, ClientStreams: true}
+	subscribeDesc = &grpc.StreamDesc{StreamName: "Subscribe", ServerStreams: true}
+)
+
+// receiver is one receiving stream in one room. Its goroutine owns every
+// field but the atomic counters, which the progress line and the report
+// read.
+type receiver struct {
+	b      *bench
+	id     int
+	room   int
+	stream grpc.ClientStream
+	last   uint64 // last seq seen in the room
+
+	frames   atomic.Uint64 // message frames received
+	measured atomic.Uint64 // distinct messages sent in the measured window
+	dups     atomic.Uint64 // seq not above the last one seen
+	gaps     atomic.Uint64 // seq more than one above the last one seen
+	foreign  atomic.Uint64 // messages that are not the bench's
+}
+
+// open starts the stream, joins the room, and waits for the joined frame.
+func (r *receiver) open(ctx context.Context, conn *grpc.ClientConn, token string) error {
+	ctx = withAuth(ctx, token)
+	room := r.b.roomNames[r.room]
+	var err error
+	if r.b.cfg.subscribe {
+		r.stream, err = conn.NewStream(ctx, subscribeDesc, parleyv1.ChatService_Subscribe_FullMethodName, grpc.ForceCodecV2(r.b.codec))
+		if err == nil {
+			err = r.stream.SendMsg(&parleyv1.SubscribeRequest{Room: room})
+		}
+		if err == nil {
+			err = r.stream.CloseSend()
+		}
+	} else {
+		r.stream, err = conn.NewStream(ctx, joinDesc, parleyv1.ChatService_Join_FullMethodName, grpc.ForceCodecV2(r.b.codec))
+		if err == nil {
+			err = r.stream.SendMsg(&parleyv1.JoinRequest{Ref: "j", Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: room}}})
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("open stream in %s: %w", room, err)
+	}
+	f := &wireFrame{wantRoom: room}
+	for {
+		if err := r.stream.RecvMsg(f); err != nil {
+			return fmt.Errorf("join %s: %w", room, err)
+		}
+		switch {
+		case f.kind == kindReply && f.code != 0:
+			return fmt.Errorf("join %s: %w", room, status.Error(codes.Code(f.code), f.errMsg))
+		case f.kind == kindJoined && f.roomOK:
+			r.last = f.seq
+			return nil
+		}
+	}
+}
+
+// receive reads the stream until it ends: the hot path. It checks each
+// message's seq against the last one seen in the room and records the
+// delivery latency of messages sent in the measured window.
+func (r *receiver) receive() {
+	b := r.b
+	f := &wireFrame{wantRoom: b.roomNames[r.room]}
+	for {
+		if err := r.stream.RecvMsg(f); err != nil {
+			b.streamEnded(fmt.Sprintf("receiver %d (%s)", r.id, f.wantRoom), err)
+			return
+		}
+		if f.kind != kindMessage {
+			continue
+		}
+		now := b.now()
+		r.frames.Add(1)
+		if !f.roomOK || f.sent < 0 {
+			r.foreign.Add(1)
+			continue
+		}
+		switch seq := f.seq; {
+		case seq <= r.last:
+			r.dups.Add(1)
+			continue
+		case seq > r.last+1:
+			r.gaps.Add(1)
+		}
+		r.last = f.seq
+		lat := time.Duration(now - f.sent)
+		b.live.record(r.id, lat)
+		if b.inWindow(f.sent) {
+			r.measured.Add(1)
+			b.e2e.record(r.id, lat)
+		}
+	}
+}
+
+// ackSlot remembers an unacknowledged send. Written by the send loop,
+// read by the sender's reader, so its fields are atomic.
+type ackSlot struct {
+	ref  atomic.Uint64
+	sent atomic.Int64
+	room atomic.Int32
+}
+
+// sender is one Join stream that sends to its rooms at its share of the
+// rate, keeping at most cap(window) sends unacknowledged.
+type sender struct {
+	b      *bench
+	id     int
+	rooms  []int
+	stream grpc.ClientStream
+	window chan struct{} // a token per unacknowledged send
+	ring   []ackSlot
+	ready  chan error // the reader saw every room joined, or a failure
+
+	sent     atomic.Uint64
+	acked    atomic.Uint64
+	failed   atomic.Uint64
+	measured atomic.Uint64 // sends in the measured window
+}
+
+func newSender(b *bench, id int, rooms []int, window int) *sender {
+	n := 1
+	for n < 2*window {
+		n <<= 1
+	}
+	return &sender{b: b, id: id, rooms: rooms, window: make(chan struct{}, window), ring: make([]ackSlot, n), ready: make(chan error, 1)}
+}
+
+// open starts the sender's Join stream and joins its rooms.
+func (s *sender) open(ctx context.Context, conn *grpc.ClientConn, token string) error {
+	var err error
+	s.stream, err = conn.NewStream(withAuth(ctx, token), joinDesc, parleyv1.ChatService_Join_FullMethodName, grpc.ForceCodecV2(s.b.codec))
+	if err != nil {
+		return fmt.Errorf("sender %d: open stream: %w", s.id, err)
+	}
+	for i, room := range s.rooms {
+		req := &parleyv1.JoinRequest{Ref: "j" + strconv.Itoa(i), Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: s.b.roomNames[room]}}}
+		if err := s.stream.SendMsg(req); err != nil {
+			return fmt.Errorf("sender %d: join: %w", s.id, err)
+		}
+	}
+	s.b.readers.Add(1)
+	go func() {
+		defer s.b.readers.Done()
+		s.read()
+	}()
+	select {
+	case err := <-s.ready:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// read handles the sender's stream: join replies, then acks. Messages
+// (the sender is in its rooms too) are dropped.
+func (s *sender) read() {
+	b := s.b
+	f := &wireFrame{}
+	joined := 0
+	for {
+		if err := s.stream.RecvMsg(f); err != nil {
+			s.signal(fmt.Errorf("sender %d: %w", s.id, err))
+			b.streamEnded(fmt.Sprintf("sender %d", s.id), err)
+			return
+		}
+		switch {
+		case f.kind == kindJoined:
+			if joined++; joined == len(s.rooms) {
+				s.signal(nil)
+			}
+		case f.kind == kindReply && !f.refOK && f.code != 0:
+			s.signal(fmt.Errorf("sender %d: join: %w", s.id, status.Error(codes.Code(f.code), f.errMsg)))
+		case f.kind == kindReply && f.refOK:
+			s.ack(f)
+		}
+	}
+}
+
+// signal reports the outcome of the joins to open; only the first counts.
+func (s *sender) signal(err error) {
+	select {
+	case s.ready <- err:
+	default:
+	}
+}
+
+func (s *sender) ack(f *wireFrame) {
+	b := s.b
+	now := b.now()
+	slot := &s.ring[f.ref&uint64(len(s.ring)-1)]
+	if slot.ref.Load() != f.ref {
+		b.countError(codes.Internal, fmt.Sprintf("sender %d: reply to unknown ref %d", s.id, f.ref))
+		return
+	}
+	sent := slot.sent.Load()
+	if f.code != 0 {
+		s.failed.Add(1)
+		b.countError(codes.Code(f.code), fmt.Sprintf("send: %s", f.errMsg))
+	} else {
+		s.acked.Add(1)
+		lat := time.Duration(now - sent)
+		b.ackLive.record(s.id, lat)
+		if b.inWindow(sent) {
+			b.roomAcked[slot.room.Load()].Add(1)
+			b.ack.record(s.id, lat)
+		}
+	}
+	<-s.window
+}
+
+// run sends until the measured window ends: at the fixed rate given by
+// interval (messages are stamped with their scheduled time, so a sender
+// that falls behind shows it in the latencies), or, with interval 0, as
+// fast as the window of unacknowledged sends allows.
+func (s *sender) run(ctx context.Context, start int64, interval time.Duration) {
+	b := s.b
+	end := b.winEnd.Load()
+	body := make([]byte, 0, b.cfg.size)
+	next := start
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for k := 0; ; k++ {
+		if interval > 0 {
+			if next >= end {
+				return
+			}
+			if d := time.Duration(next - b.now()); d > 0 {
+				timer.Reset(d)
+				select {
+				case <-timer.C:
+				case <-ctx.Done():
+					return
+				}
+			}
+		} else if b.now() >= end {
+			return
+		}
+		select {
+		case s.window <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		stamp := next
+		if interval == 0 {
+			stamp = b.now()
+		} else {
+			b.noteLag(b.now() - stamp)
+			next += int64(interval)
+		}
+		if err := s.send(k, stamp, &body); err != nil {
+			return
+		}
+	}
+}
+
+func (s *sender) send(k int, stamp int64, body *[]byte) error {
+	b := s.b
+	room := s.rooms[k%len(s.rooms)]
+	ref := uint64(k) + 1
+	slot := &s.ring[ref&uint64(len(s.ring)-1)]
+	slot.sent.Store(stamp)
+	slot.room.Store(int32(room))
+	slot.ref.Store(ref)
+	*body = appendBody((*body)[:0], stamp, b.cfg.size)
+	refs := strconv.FormatUint(ref, 10)
+	req := &parleyv1.JoinRequest{Ref: refs, Frame: &parleyv1.JoinRequest_Send{Send: &parleyv1.JoinRequest_Post{
+		Room: b.roomNames[room], Body: string(*body), ClientMsgId: "b" + strconv.Itoa(s.id) + "-" + refs,
+	}}}
+	s.sent.Add(1)
+	if b.inWindow(stamp) {
+		s.measured.Add(1)
+	}
+	if err := s.stream.SendMsg(req); err != nil {
+		<-s.window
+		return err // the reader reports why the stream ended
+	}
+	return nil
+}
+
+// drained waits until every send is acknowledged or until deadline.
+func (s *sender) drained(deadline time.Time) bool {
+	for time.Now().Before(deadline) {
+		if len(s.window) == 0 {
+			return true
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+	return len(s.window) == 0
+}

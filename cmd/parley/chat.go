@@ -1,0 +1,686 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+)
+
+const chatHelp = `Commands:
+  /join <room>     join a room (or switch to it) and talk there
+  /leave [room]    leave a room (default: the current one)
+  /who [room]      who is online, one entry per user with their connections
+  /history [n]     the last n messages of the current room (default 20)
+  /dm <user>       a direct conversation with a user
+  /rooms           the rooms you can see
+  /quit            leave (after unsent messages are acknowledged)
+Any other line is sent to the current room; start it with // to send a
+line that begins with /.`
+
+// Reconnect backoff: doubled after each failed attempt, with jitter.
+const (
+	backoffMin = 200 * time.Millisecond
+	backoffMax = 10 * time.Second
+)
+
+func runChat(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "chat", "chat [flags] <room>...", `
+Joins the rooms and prints their messages, presence and typing as lines of
+"time #room sender: text". Typed lines go to the current room: the first one
+given, or the one chosen with /join. If the connection drops, parley
+reconnects with backoff and resumes every room after the last seq it printed,
+so nothing is lost or printed twice; unacknowledged lines are sent again with
+the same client_msg_id, so the server stores them once. Works with stdin as a
+terminal or a pipe: at end of input it waits for the acks, then exits.
+
+`+chatHelp)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := e.g.needToken(); err != nil {
+		return err
+	}
+	conn, err := e.g.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	c := newChat(e, conn, pos)
+	return c.run(ctx)
+}
+
+// chatRoom is what the client knows of a room it wants to be in.
+type chatRoom struct {
+	lastSeq uint64 // the last seq printed; resume after it
+	known   bool   // lastSeq is set (a joined frame was seen)
+	fresh   bool   // the next joined frame resets lastSeq (history was lost)
+}
+
+// pendingSend is a typed line not yet acknowledged by the server.
+type pendingSend struct {
+	room, body, id string
+	sent           bool // sent on the current stream
+}
+
+// refInfo says what a request frame on the current stream was for.
+type refInfo struct {
+	kind string // "join", "leave" or "send"
+	room string
+	send *pendingSend
+}
+
+// chat is the interactive client. Its run loop is the only goroutine that
+// touches its fields, sends on the stream and prints.
+type chat struct {
+	e        *env
+	api      parleyv1.ChatServiceClient
+	out      io.Writer
+	order    []string // rooms wanted, in join order
+	rooms    map[string]*chatRoom
+	current  string
+	switchTo string // a /join whose joined frame makes it current
+
+	pending []*pendingSend
+	idBase  string
+	idSeq   int
+
+	stream  grpc.BidiStreamingClient[parleyv1.JoinRequest, parleyv1.JoinResponse]
+	refs    map[string]refInfo
+	nextRef int
+
+	lines   chan string
+	eof     bool
+	quit    bool
+	giveUp  time.Time // after end of input or /quit: when to stop waiting for acks
+	backoff time.Duration
+}
+
+func newChat(e *env, conn *grpc.ClientConn, rooms []string) *chat {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	c := &chat{
+		e: e, api: parleyv1.NewChatServiceClient(conn), out: e.stdout,
+		rooms: make(map[string]*chatRoom), idBase: "cli-" + hex.EncodeToString(b[:]),
+		lines: make(chan string), backoff: backoffMin,
+	}
+	for _, r := range rooms {
+		c.want(r)
+	}
+	if len(c.order) > 0 {
+		c.current = c.order[0]
+	}
+	return c
+}
+
+func (c *chat) want(room string) {
+	if _, ok := c.rooms[room]; ok {
+		return
+	}
+	c.rooms[room] = &chatRoom{}
+	c.order = append(c.order, room)
+}
+
+func (c *chat) forget(room string) {
+	delete(c.rooms, room)
+	kept := c.pending[:0]
+	for _, p := range c.pending {
+		if p.room == room {
+			c.warn("not sent to #%s: %q", room, p.body)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clear(c.pending[len(kept):])
+	c.pending = kept
+	for i, r := range c.order {
+		if r == room {
+			c.order = append(c.order[:i], c.order[i+1:]...)
+			break
+		}
+	}
+	if c.current == room {
+		c.current = ""
+		if len(c.order) > 0 {
+			c.current = c.order[0]
+		}
+	}
+}
+
+// run reads input and keeps a stream open until /quit, end of input, a
+// fatal error or ctx ends.
+func (c *chat) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go c.readLines(ctx)
+	c.info("type a line to send it to the current room; /help lists commands")
+	for {
+		err := c.session(ctx)
+		if c.done() || ctx.Err() != nil {
+			return c.finish()
+		}
+		if fatal(err) {
+			c.warn("disconnected: %s", describe(err))
+			return err
+		}
+		if err := c.wait(ctx, err); err != nil {
+			return err
+		}
+		if c.done() || ctx.Err() != nil {
+			return c.finish()
+		}
+	}
+}
+
+// fatal reports whether a stream error should end the client rather than
+// trigger a reconnect.
+func fatal(err error) bool {
+	switch codeOf(err) {
+	case codes.Unauthenticated, codes.PermissionDenied, codes.Unimplemented, codes.InvalidArgument:
+		return true
+	}
+	return false
+}
+
+// done reports whether the client should stop: the user quit or input
+// ended, and every line was acknowledged or the wait for that is over.
+func (c *chat) done() bool {
+	if !c.quit && !c.eof {
+		return false
+	}
+	return len(c.pending) == 0 || time.Now().After(c.giveUp)
+}
+
+func (c *chat) finish() error {
+	if n := len(c.pending); n > 0 {
+		c.warn("%d message(s) were not acknowledged and may not have been sent", n)
+		return errFailed
+	}
+	return nil
+}
+
+// wait sleeps for the reconnect backoff while still taking input.
+func (c *chat) wait(ctx context.Context, cause error) error {
+	d := time.Duration(float64(c.backoff) * (0.8 + 0.4*mrand.Float64()))
+	c.backoff = min(c.backoff*2, backoffMax)
+	c.warn("connection lost (%s); reconnecting in %.1fs", describe(cause), d.Seconds())
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			return nil
+		case line, ok := <-c.lines:
+			c.input(ctx, line, ok)
+			if c.done() {
+				return nil
+			}
+		}
+	}
+}
+
+func (c *chat) readLines(ctx context.Context) {
+	sc := bufio.NewScanner(c.e.stdin)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		select {
+		case c.lines <- strings.TrimRight(sc.Text(), "\r"):
+		case <-ctx.Done():
+			return
+		}
+	}
+	close(c.lines)
+}
+
+// session opens one Join stream, rejoins every room, resends what is
+// unacknowledged, and serves it until it ends.
+func (c *chat) session(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(withAuth(ctx, c.e.g.token))
+	defer cancel()
+	stream, err := c.api.Join(sctx)
+	if err != nil {
+		return err
+	}
+	c.stream, c.refs = stream, make(map[string]refInfo)
+	defer func() { c.stream = nil }()
+	events := make(chan *parleyv1.JoinResponse, 64)
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			ev, err := stream.Recv()
+			if err != nil {
+				ended <- err
+				return
+			}
+			select {
+			case events <- ev:
+			case <-sctx.Done():
+				return
+			}
+		}
+	}()
+	for _, room := range c.order {
+		c.sendJoin(room)
+	}
+	for _, p := range c.pending {
+		p.sent = false
+	}
+	c.flushPending()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-ended:
+			return err
+		case ev := <-events:
+			c.event(ctx, ev)
+		case line, ok := <-c.lines:
+			c.input(ctx, line, ok)
+		case <-tick.C:
+			c.flushPending() // resends lines refused with a retryable code
+		}
+		if c.done() {
+			return nil
+		}
+	}
+}
+
+// request sends a frame on the current stream; a failed send ends the
+// stream, which the reader reports.
+func (c *chat) request(info refInfo, req *parleyv1.JoinRequest) {
+	if c.stream == nil {
+		return
+	}
+	c.nextRef++
+	req.Ref = itoa(uint64(c.nextRef))
+	c.refs[req.Ref] = info
+	_ = c.stream.Send(req)
+}
+
+func (c *chat) sendJoin(room string) {
+	st := c.rooms[room]
+	j := &parleyv1.JoinRequest_JoinRoom{Room: room}
+	if st != nil && st.known && !st.fresh {
+		seq := st.lastSeq
+		j.AfterSeq = &seq
+	}
+	c.request(refInfo{kind: "join", room: room}, &parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Join{Join: j}})
+}
+
+func (c *chat) flushPending() {
+	for _, p := range c.pending {
+		if p.sent || c.stream == nil {
+			continue
+		}
+		if _, ok := c.rooms[p.room]; !ok {
+			continue // sent after its room is joined again
+		}
+		p.sent = true
+		c.request(refInfo{kind: "send", room: p.room, send: p},
+			&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Send{Send: &parleyv1.JoinRequest_Post{Room: p.room, Body: p.body, ClientMsgId: p.id}}})
+	}
+}
+
+func (c *chat) dropPending(p *pendingSend) {
+	for i, q := range c.pending {
+		if q == p {
+			c.pending = append(c.pending[:i], c.pending[i+1:]...)
+			if c.eof || c.quit {
+				c.giveUp = time.Now().Add(c.e.g.timeout)
+			}
+			return
+		}
+	}
+}
+
+// input handles one typed line; ok is false at end of input.
+func (c *chat) input(ctx context.Context, line string, ok bool) {
+	if !ok {
+		c.lines = nil // a nil channel is never ready again
+		c.eof, c.giveUp = true, time.Now().Add(c.e.g.timeout)
+		return
+	}
+	if strings.TrimSpace(line) == "" {
+		return
+	}
+	if strings.HasPrefix(line, "/") && !strings.HasPrefix(line, "//") {
+		c.command(ctx, line)
+		return
+	}
+	line = strings.TrimPrefix(line, "/")
+	if c.current == "" {
+		c.warn("you are in no room: /join <room> first")
+		return
+	}
+	c.idSeq++
+	p := &pendingSend{room: c.current, body: line, id: fmt.Sprintf("%s-%d", c.idBase, c.idSeq)}
+	c.pending = append(c.pending, p)
+	c.flushPending()
+}
+
+func (c *chat) command(ctx context.Context, line string) {
+	f := strings.Fields(line)
+	arg := func(i int) string {
+		if i < len(f) {
+			return f[i]
+		}
+		return ""
+	}
+	switch f[0] {
+	case "/join":
+		c.cmdJoin(arg(1))
+	case "/leave":
+		c.cmdLeave(arg(1))
+	case "/who":
+		c.cmdWho(ctx, arg(1))
+	case "/history":
+		c.cmdHistory(ctx, arg(1))
+	case "/dm":
+		c.cmdDM(ctx, arg(1))
+	case "/rooms":
+		c.cmdRooms(ctx)
+	case "/quit", "/exit":
+		c.quit, c.giveUp = true, time.Now().Add(c.e.g.timeout)
+	case "/help":
+		c.print("%s", chatHelp)
+	default:
+		c.warn("unknown command %s; /help lists them", f[0])
+	}
+}
+
+func (c *chat) cmdJoin(room string) {
+	if room == "" {
+		c.warn("usage: /join <room>")
+		return
+	}
+	if _, ok := c.rooms[room]; ok {
+		c.current = room
+		c.info("talking in #%s", room)
+		return
+	}
+	c.want(room)
+	c.switchTo = room
+	c.sendJoin(room)
+}
+
+func (c *chat) cmdLeave(room string) {
+	if room == "" {
+		room = c.current
+	}
+	if _, ok := c.rooms[room]; !ok {
+		c.warn("you are not in #%s", room)
+		return
+	}
+	c.request(refInfo{kind: "leave", room: room},
+		&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Leave{Leave: &parleyv1.JoinRequest_LeaveRoom{Room: room}}})
+	c.forget(room)
+	c.info("left #%s%s", room, c.whereNow())
+}
+
+func (c *chat) whereNow() string {
+	if c.current == "" {
+		return "; you are in no room now (/join <room>)"
+	}
+	return "; talking in #" + c.current
+}
+
+func (c *chat) cmdWho(ctx context.Context, room string) {
+	if room == "" {
+		room = c.current
+	}
+	if room == "" {
+		c.warn("usage: /who <room>")
+		return
+	}
+	cctx, cancel := c.e.g.unaryCtx(ctx)
+	defer cancel()
+	resp, err := c.api.ListPresence(cctx, &parleyv1.ListPresenceRequest{Room: room})
+	if err != nil {
+		c.warn("/who: %s", describe(err))
+		return
+	}
+	var who []string
+	for _, p := range resp.GetPresence() {
+		who = append(who, presenceLabel(p))
+	}
+	c.info("online in #%s (%d): %s", room, len(who), strings.Join(who, ", "))
+}
+
+// presenceLabel is a user with their connections' client names.
+func presenceLabel(p *parleyv1.Presence) string {
+	var clients []string
+	for _, m := range p.GetMetas() {
+		name := m.GetClient()
+		if name == "" {
+			name = "?"
+		}
+		clients = append(clients, name)
+	}
+	return fmt.Sprintf("%s (%s)", p.GetUser(), strings.Join(clients, ", "))
+}
+
+func (c *chat) cmdHistory(ctx context.Context, n string) {
+	if c.current == "" {
+		c.warn("you are in no room: /join <room> first")
+		return
+	}
+	limit := 20
+	if n != "" {
+		if _, err := fmt.Sscan(n, &limit); err != nil || limit < 1 {
+			c.warn("usage: /history [n], n at least 1")
+			return
+		}
+	}
+	msgs, err := fetchHistory(ctx, c.e.g, c.api, c.current, historyFlags{limit: limit})
+	if err != nil {
+		c.warn("/history: %s", describe(err))
+		return
+	}
+	c.info("last %d message(s) of #%s:", len(msgs), c.current)
+	for i := len(msgs) - 1; i >= 0; i-- {
+		c.printMessage(msgs[i])
+	}
+}
+
+// cmdDM asks the server for a direct room with user. There is no
+// client-side naming scheme: the server names the room (or says why not).
+func (c *chat) cmdDM(ctx context.Context, user string) {
+	if user == "" {
+		c.warn("usage: /dm <user>")
+		return
+	}
+	cctx, cancel := c.e.g.unaryCtx(ctx)
+	defer cancel()
+	resp, err := c.api.CreateRoom(cctx, &parleyv1.CreateRoomRequest{Name: user, Visibility: parleyv1.RoomVisibility_ROOM_VISIBILITY_DIRECT})
+	if err != nil {
+		c.warn("/dm %s: the server does not offer it: %s", user, describe(err))
+		return
+	}
+	c.cmdJoin(resp.GetRoom().GetName())
+}
+
+func (c *chat) cmdRooms(ctx context.Context) {
+	cctx, cancel := c.e.g.unaryCtx(ctx)
+	defer cancel()
+	resp, err := c.api.ListRooms(cctx, &parleyv1.ListRoomsRequest{PageSize: 200})
+	if err != nil {
+		c.warn("/rooms: %s", describe(err))
+		return
+	}
+	var names []string
+	for _, r := range resp.GetRooms() {
+		names = append(names, fmt.Sprintf("#%s (%d online)", r.GetName(), r.GetOnlineCount()))
+	}
+	c.info("rooms: %s", strings.Join(names, ", "))
+}
+
+// event handles one frame from the server.
+func (c *chat) event(ctx context.Context, ev *parleyv1.JoinResponse) {
+	switch e := ev.GetEvent().(type) {
+	case *parleyv1.JoinResponse_Reply:
+		c.reply(e.Reply)
+	case *parleyv1.JoinResponse_Joined:
+		c.joined(e.Joined)
+	case *parleyv1.JoinResponse_Message:
+		c.message(e.Message)
+	case *parleyv1.JoinResponse_PresenceDiff:
+		c.presence(e.PresenceDiff)
+	case *parleyv1.JoinResponse_Typing:
+		if t := e.Typing; t.GetActive() {
+			if _, ok := c.rooms[t.GetRoom()]; ok {
+				c.print("%s #%s %s is typing…", clock(time.Now()), t.GetRoom(), t.GetUser())
+			}
+		}
+	case *parleyv1.JoinResponse_Replayed:
+		// Stored messages are done; live ones follow. Nothing to show.
+	}
+}
+
+func (c *chat) reply(r *parleyv1.Reply) {
+	info, ok := c.refs[r.GetRef()]
+	if !ok {
+		return
+	}
+	delete(c.refs, r.GetRef())
+	code := codes.Code(r.GetCode())
+	switch info.kind {
+	case "send":
+		c.sendReply(info.send, code, r.GetError())
+	case "join":
+		c.joinReply(info.room, code, r.GetError())
+	case "leave":
+		if code != codes.OK && code != codes.FailedPrecondition {
+			c.warn("leave #%s: %s: %s", info.room, code, r.GetError())
+		}
+	}
+}
+
+func (c *chat) sendReply(p *pendingSend, code codes.Code, msg string) {
+	switch {
+	case code == codes.OK:
+		c.dropPending(p)
+		c.backoff = backoffMin
+	case retryable(code):
+		p.sent = false // the ticker sends it again with the same id
+	default:
+		c.warn("not sent to #%s (%s: %s): %q", p.room, code, msg, p.body)
+		c.dropPending(p)
+	}
+}
+
+func retryable(code codes.Code) bool {
+	switch code {
+	case codes.Unavailable, codes.ResourceExhausted, codes.Aborted, codes.Internal, codes.DeadlineExceeded, codes.Unknown:
+		return true
+	}
+	return false
+}
+
+func (c *chat) joinReply(room string, code codes.Code, msg string) {
+	st, ok := c.rooms[room]
+	switch {
+	case code == codes.OK || !ok:
+	case code == codes.OutOfRange:
+		// The server's history ends before what we printed: it lost data
+		// (a memory store restarted). Start again from its head.
+		c.warn("#%s restarted on the server (%s); following it from its newest message", room, msg)
+		st.fresh = true
+		c.sendJoin(room)
+	case code == codes.FailedPrecondition:
+		// Already joined on this stream: nothing to do.
+	default:
+		c.warn("cannot join #%s: %s: %s", room, code, msg)
+		c.forget(room)
+		if c.switchTo == room {
+			c.switchTo = ""
+		}
+	}
+}
+
+func (c *chat) joined(j *parleyv1.Joined) {
+	st, ok := c.rooms[j.GetRoom()]
+	if !ok {
+		return
+	}
+	first := !st.known
+	if !st.known || st.fresh {
+		st.lastSeq, st.known, st.fresh = j.GetHeadSeq(), true, false
+	}
+	c.backoff = backoffMin
+	if c.switchTo == j.GetRoom() {
+		c.current, c.switchTo = j.GetRoom(), ""
+	}
+	var who []string
+	for _, p := range j.GetPresence() {
+		who = append(who, p.GetUser())
+	}
+	verb := "rejoined"
+	if first {
+		verb = "joined"
+	}
+	c.info("%s #%s: %d online (%s)%s", verb, j.GetRoom(), len(who), strings.Join(who, ", "), c.whereNow())
+	c.flushPending()
+}
+
+func (c *chat) message(m *parleyv1.Message) {
+	st, ok := c.rooms[m.GetRoom()]
+	if !ok || (st.known && m.GetSeq() <= st.lastSeq) {
+		return // a room we left, or a message already printed
+	}
+	st.lastSeq, st.known = m.GetSeq(), true
+	c.printMessage(m)
+}
+
+func (c *chat) printMessage(m *parleyv1.Message) {
+	c.print("%s #%s %s: %s", clock(m.GetSentAt().AsTime()), m.GetRoom(), m.GetSender(), m.GetBody())
+}
+
+func (c *chat) presence(d *parleyv1.PresenceDiff) {
+	if _, ok := c.rooms[d.GetRoom()]; !ok {
+		return
+	}
+	now := clock(time.Now())
+	for _, p := range d.GetJoins() {
+		c.print("%s #%s → %s joined (%s)", now, d.GetRoom(), p.GetUser(), clientsOf(p))
+	}
+	for _, p := range d.GetLeaves() {
+		c.print("%s #%s ← %s left (%s)", now, d.GetRoom(), p.GetUser(), clientsOf(p))
+	}
+}
+
+func clientsOf(p *parleyv1.Presence) string {
+	var names []string
+	for _, m := range p.GetMetas() {
+		n := m.GetClient()
+		if n == "" {
+			n = "unnamed client"
+		}
+		names = append(names, n)
+	}
+	return strings.Join(names, ", ")
+}
+
+func clock(t time.Time) string { return t.Local().Format("15:04:05") }
+
+func (c *chat) print(format string, args ...any) {
+	fmt.Fprintf(c.out, format+"\n", args...)
+}
+
+func (c *chat) info(format string, args ...any) { c.print("* "+format, args...) }
+
+func (c *chat) warn(format string, args ...any) { c.print("! "+format, args...) }

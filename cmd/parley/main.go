@@ -1,0 +1,146 @@
+// Command parley is Parley's command-line client: an interactive terminal
+// chat, scriptable commands for rooms, history, sending and dev tokens, and
+// a load generator that measures a running server.
+//
+//	parley [global flags] <command> [flags] [args]
+//
+// Global flags (--addr, --token, TLS) may also follow the command name.
+// The token comes from --token or PARLEY_TOKEN, the address from --addr or
+// PARLEY_ADDR. Exit status: 0 on success, 1 when a call fails (the gRPC
+// status is printed) or a benchmark finds loss, duplicates or reordering,
+// 2 on a usage error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// env is what a command reads and writes: its arguments' parsed globals and
+// the process's standard streams.
+type env struct {
+	g      *globals
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// command is one subcommand: its name, a one-line summary, and its runner,
+// which parses its own flags from args.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, e *env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"chat", "interactive chat in one or more rooms", runChat},
+		{"rooms", "list the rooms you can see", runRooms},
+		{"history", "print a room's stored messages", runHistory},
+		{"send", "send one message to a room", runSend},
+		{"create", "create a room", runCreate},
+		{"token", "get a token for a user from a --dev server", runToken},
+		{"bench", "load-test a running server: fan-out, latency, loss", runBench},
+	}
+}
+
+// run executes the command line args and returns the exit status.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{g: newGlobals(), stdin: stdin, stdout: stdout, stderr: stderr}
+	top := flag.NewFlagSet("parley", flag.ContinueOnError)
+	top.SetOutput(stderr)
+	e.g.register(top)
+	top.Usage = func() { topUsage(top) }
+	if err := top.Parse(args); err != nil {
+		return usageStatus(err)
+	}
+	if top.NArg() == 0 {
+		topUsage(top)
+		return exitUsage
+	}
+	name, rest := top.Arg(0), top.Args()[1:]
+	if name == "help" {
+		if len(rest) == 0 {
+			topUsage(top)
+			return exitOK
+		}
+		name, rest = rest[0], []string{"--help"}
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return report(stderr, name, c.run(ctx, e, rest))
+		}
+	}
+	fmt.Fprintf(stderr, "parley: unknown command %q\n\n", name)
+	topUsage(top)
+	return exitUsage
+}
+
+func topUsage(fs *flag.FlagSet) {
+	w := fs.Output()
+	fmt.Fprint(w, "parley: the Parley chat client.\n\nUsage:\n  parley [global flags] <command> [flags] [args]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, "\nRun 'parley <command> --help' for a command's flags.\n\nGlobal flags (also accepted after the command):\n")
+	fs.PrintDefaults()
+}
+
+// usageError is a mistake on the command line; it exits with exitUsage.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// failedError marks an error already reported in full (a benchmark whose
+// report shows what went wrong): it only sets the exit status.
+var errFailed = errors.New("failed")
+
+func usageStatus(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}
+
+// report prints err, if any, and turns it into an exit status.
+func report(stderr io.Writer, name string, err error) int {
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.Is(err, errFailed):
+		return exitFail
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "parley %s: %s (see parley %s --help)\n", name, ue.msg, name)
+		return exitUsage
+	case errors.Is(err, errFlagParse):
+		return exitUsage // the flag package has printed the problem and the usage
+	}
+	fmt.Fprintf(stderr, "parley %s: %s\n", name, describe(err))
+	return exitFail
+}
