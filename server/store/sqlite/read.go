@@ -13,7 +13,9 @@ import (
 // CreateRoom implements store.Store. Like an append, it is committed by the
 // writer.
 func (s *Store) CreateRoom(ctx context.Context, r store.Room) (store.Room, error) {
-	res, err := s.submit(ctx, &request{ctx: ctx, create: &r, reply: make(chan result, 1)})
+	req := newRequest(ctx)
+	req.create = &r
+	res, err := s.submit(ctx, req)
 	return res.room, err
 }
 
@@ -21,7 +23,9 @@ func (s *Store) CreateRoom(ctx context.Context, r store.Room) (store.Room, error
 // committed. If ctx ends before the batch starts, nothing is stored and
 // Append returns ctx's error.
 func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, bool, error) {
-	res, err := s.submit(ctx, &request{ctx: ctx, msg: m, reply: make(chan result, 1)})
+	req := newRequest(ctx)
+	req.msg = m
+	res, err := s.submit(ctx, req)
 	return res.msg, res.dup, err
 }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/parleychat/parley/server/store"
@@ -44,9 +45,13 @@ type request struct {
 	ctx    context.Context
 	msg    store.NewMessage
 	create *store.Room // non-nil for CreateRoom
-	reply  chan result // buffered: the writer never blocks on a caller
 	res    result
+	done   chan struct{} // buffered: the writer never blocks on a caller
 }
+
+// requests recycles requests and their done channels: an append would
+// otherwise allocate both.
+var requests = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
 
 type result struct {
 	msg  store.Message
@@ -76,11 +81,19 @@ func startWriter(ctx context.Context, db *sql.DB, cfg Config) (*writer, error) {
 	return w, nil
 }
 
-// submit hands r to the writer and waits for its answer. A request whose
-// context ends before it is queued is not sent. Once queued, the caller
-// waits for the writer (at most one batch) whatever its context does, so an
-// error always means that nothing was stored.
+// newRequest returns an empty request from the pool.
+func newRequest(ctx context.Context) *request {
+	r := requests.Get().(*request)
+	r.ctx = ctx
+	return r
+}
+
+// submit hands r to the writer, waits for its answer and returns r to the
+// pool. A request whose context ends before it is queued is not sent. Once
+// queued, the caller waits for the writer (at most one batch) whatever its
+// context does, so an error always means that nothing was stored.
 func (s *Store) submit(ctx context.Context, r *request) (result, error) {
+	defer release(r)
 	if err := s.enter(); err != nil {
 		return result{}, err
 	}
@@ -91,8 +104,13 @@ func (s *Store) submit(ctx context.Context, r *request) (result, error) {
 		s.mu.RUnlock()
 		return result{}, ctx.Err()
 	}
-	res := <-r.reply
-	return res, res.err
+	<-r.done // from here on the writer no longer touches r
+	return r.res, r.res.err
+}
+
+func release(r *request) {
+	*r = request{done: r.done}
+	requests.Put(r)
 }
 
 func (w *writer) run() {
@@ -192,7 +210,7 @@ func (w *writer) process(batch []*request) {
 	clear(live)
 	w.live = live[:0]
 	for _, r := range batch {
-		r.reply <- r.res
+		r.done <- struct{}{}
 	}
 	clear(batch) // let the requests be collected
 }

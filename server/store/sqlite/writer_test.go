@@ -35,14 +35,15 @@ func openInternal(t *testing.T) *Store {
 
 func appendReq(room, sender, body, id string) *request {
 	m := store.NewMessage{Room: room, Sender: sender, Body: body, ClientMsgID: id}
-	return &request{ctx: context.Background(), msg: m, reply: make(chan result, 1)}
+	return &request{ctx: context.Background(), msg: m, done: make(chan struct{}, 1)}
 }
 
 func runBatch(s *Store, reqs ...*request) []result {
 	s.w.process(slices.Clone(reqs)) // process clears its slice
 	out := make([]result, len(reqs))
 	for i, r := range reqs {
-		out[i] = <-r.reply
+		<-r.done
+		out[i] = r.res
 	}
 	return out
 }
