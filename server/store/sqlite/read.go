@@ -10,25 +10,6 @@ import (
 	"github.com/parleychat/parley/server/store"
 )
 
-// CreateRoom implements store.Store. Like an append, it is committed by the
-// writer.
-func (s *Store) CreateRoom(ctx context.Context, r store.Room) (store.Room, error) {
-	req := newRequest(ctx)
-	req.create = &r
-	res, err := s.submit(ctx, req)
-	return res.room, err
-}
-
-// Append implements store.Store. It returns once the batch holding m is
-// committed. If ctx ends before the batch starts, nothing is stored and
-// Append returns ctx's error.
-func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, bool, error) {
-	req := newRequest(ctx)
-	req.msg = m
-	res, err := s.submit(ctx, req)
-	return res.msg, res.dup, err
-}
-
 const roomColumns = "name, visibility, created_by, created_at, last_seq, last_message_at"
 
 // Room implements store.Store.

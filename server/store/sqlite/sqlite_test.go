@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,19 @@ import (
 	"github.com/parleychat/parley/server/store/sqlite"
 	"github.com/parleychat/parley/server/store/storetest"
 )
+
+// TestMain fails the run if a writer goroutine outlives the tests: Close
+// waits for it, so one left means a store that was never closed.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	buf := make([]byte, 1<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	if code == 0 && strings.Contains(stacks, "sqlite.(*writer).run") {
+		fmt.Fprintf(os.Stderr, "writer goroutines still running after the tests:\n%s", stacks)
+		code = 1
+	}
+	os.Exit(code)
+}
 
 func openTemp(t testing.TB, cfg sqlite.Config) *sqlite.Store {
 	t.Helper()

@@ -81,6 +81,25 @@ func startWriter(ctx context.Context, db *sql.DB, cfg Config) (*writer, error) {
 	return w, nil
 }
 
+// CreateRoom implements store.Store. Like an append, it is committed by the
+// writer.
+func (s *Store) CreateRoom(ctx context.Context, r store.Room) (store.Room, error) {
+	req := newRequest(ctx)
+	req.create = &r
+	res, err := s.submit(ctx, req)
+	return res.room, err
+}
+
+// Append implements store.Store. It returns once the batch holding m is
+// committed. If ctx ends before the batch starts, nothing is stored and
+// Append returns ctx's error.
+func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, bool, error) {
+	req := newRequest(ctx)
+	req.msg = m
+	res, err := s.submit(ctx, req)
+	return res.msg, res.dup, err
+}
+
 // newRequest returns an empty request from the pool.
 func newRequest(ctx context.Context) *request {
 	r := requests.Get().(*request)
@@ -255,9 +274,8 @@ func (w *writer) attempt(live []*request, careful bool) error {
 	return err
 }
 
-// queueLen is the capacity of the writer's queue. Several batches' worth:
-// an appender that finds the queue full blocks, and waking blocked senders
-// one by one costs the writer more than handing it queued requests.
+// queueLen is the capacity of the writer's queue: several batches' worth,
+// so that appenders seldom block on a full queue and wait to be woken.
 func queueLen(maxBatch int) int {
 	return max(4*maxBatch, 4096)
 }
