@@ -157,8 +157,8 @@ func (rep *benchReport) finish(b *bench) {
 		rep.Extra = rep.Received - rep.Expected
 	}
 	rep.SentPerSec, rep.AckedPerSec, rep.DeliveredPerSec = float64(rep.Sent)/d, float64(rep.Acked)/d, float64(rep.Received)/d
-	rep.Delivery = summarize(b.e2e.snapshot(), 0)
-	rep.Ack = summarize(b.ack.snapshot(), 0)
+	rep.Delivery = summarize(b.e2e.snapshot(), time.Duration(b.e2e.max.Load()))
+	rep.Ack = summarize(b.ack.snapshot(), time.Duration(b.ack.max.Load()))
 	rep.SenderLagMaxMs = ms(time.Duration(b.maxLag.Load()))
 	b.errMu.Lock()
 	rep.Errors = make(map[string]uint64, len(b.errCounts))

@@ -103,15 +103,12 @@ func summarize(counts []uint64, maxV time.Duration) latencySummary {
 	if total == 0 {
 		return s
 	}
-	s.P50 = ms(quantile(counts, total, 0.50))
-	s.P90 = ms(quantile(counts, total, 0.90))
-	s.P99 = ms(quantile(counts, total, 0.99))
-	s.P999 = ms(quantile(counts, total, 0.999))
-	if maxV > 0 {
-		s.Max = ms(maxV)
-	} else {
-		s.Max = ms(quantile(counts, total, 1))
+	if maxV <= 0 {
+		maxV = quantile(counts, total, 1)
 	}
+	// A bucket's upper bound may lie above the largest value recorded.
+	q := func(p float64) float64 { return ms(min(quantile(counts, total, p), maxV)) }
+	s.P50, s.P90, s.P99, s.P999, s.Max = q(0.50), q(0.90), q(0.99), q(0.999), ms(maxV)
 	return s
 }
 
