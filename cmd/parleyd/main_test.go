@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -227,5 +228,29 @@ func TestEnvironmentSetsFlags(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "cassandra") {
 		t.Fatalf("PARLEY_STORE=cassandra: err %v, output %s", err, out)
+	}
+}
+
+// A data directory that cannot be used stops parleyd at start with a clear
+// error and a non-zero exit.
+func TestUnusableDataDirFailsAtStart(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, dir := range map[string]string{
+		"a regular file":             file,
+		"below a regular file":       filepath.Join(file, "data"),
+		"on a read-only file system": "/proc/parley-data",
+	} {
+		cmd := exec.Command(parleydBinary(t), "--data-dir", dir, "--listen", "127.0.0.1:0")
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+			t.Fatalf("%s: parleyd exited with %v, want a non-zero exit; output:\n%s", name, err, out)
+		}
+		if !strings.Contains(string(out), "parleyd:") || !strings.Contains(string(out), dir) {
+			t.Errorf("%s: output does not name the problem and the path:\n%s", name, out)
+		}
 	}
 }
