@@ -1,0 +1,119 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/parleychat/parley/server/store"
+	"github.com/parleychat/parley/server/store/memory"
+)
+
+// testEncode encodes an event as a short readable string.
+func testEncode(ev Event) ([]byte, error) {
+	switch ev.Kind {
+	case EventMessage:
+		return fmt.Appendf(nil, "msg %s %d", ev.Room, ev.Message.Seq), nil
+	case EventReplayed:
+		return fmt.Appendf(nil, "replayed %s %d", ev.Room, ev.ThroughSeq), nil
+	}
+	return fmt.Appendf(nil, "event %d %s", ev.Kind, ev.Room), nil
+}
+
+func newTestHub(t *testing.T, cfg Config) (*Hub, store.Store) {
+	t.Helper()
+	st := memory.New()
+	if _, err := st.CreateRoom(context.Background(), store.Room{Name: "r", Visibility: store.Public}); err != nil {
+		t.Fatal(err)
+	}
+	return New(cfg, st, testEncode, slog.New(slog.NewTextHandler(io.Discard, nil))), st
+}
+
+func drain(t *testing.T, c *Conn) []string {
+	t.Helper()
+	frames, err := c.Next(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range frames {
+		out = append(out, string(f.Data))
+	}
+	return out
+}
+
+// Messages that reach the room out of seq order are held until the gap
+// fills, and a message delivered twice is dropped.
+func TestDeliverHoldsGapsAndDropsDuplicates(t *testing.T) {
+	h, _ := newTestHub(t, Config{})
+	c := h.Connect("u", "", true)
+	if err := h.Join(context.Background(), c, "r", JoinOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, c) // joined state
+	r, _ := h.room(context.Background(), "r")
+	for _, seq := range []uint64{3, 2, 2, 5, 1, 3, 4} {
+		r.deliver(store.Message{Room: "r", Seq: seq})
+	}
+	got := fmt.Sprint(drain(t, c))
+	if want := "[msg r 1 msg r 2 msg r 3 msg r 4 msg r 5]"; got != want {
+		t.Fatalf("delivered %s, want %s", got, want)
+	}
+}
+
+// A resume served partly from the store and partly from the ring of recent
+// frames gives every message once, then the replayed marker.
+func TestReplayFromStoreThenRing(t *testing.T) {
+	h, _ := newTestHub(t, Config{RecentMessages: 4, ReplayPage: 3})
+	ctx := context.Background()
+	for range 10 {
+		if _, _, err := h.Send(ctx, store.NewMessage{Room: "r", Sender: "s", Body: "b"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, after := range []uint64{0, 2, 6, 8, 10} {
+		c := h.Connect("u", "", false)
+		if err := h.Join(ctx, c, "r", JoinOptions{After: &after}); err != nil {
+			t.Fatal(err)
+		}
+		got := drain(t, c)[1:] // after the joined state
+		var want []string
+		for s := after + 1; s <= 10; s++ {
+			want = append(want, fmt.Sprint("msg r ", s))
+		}
+		want = append(want, "replayed r 10")
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("after %d: got %v, want %v", after, got, want)
+		}
+		c.Close()
+	}
+}
+
+// A connection whose queue overflows is cut off; the others are not.
+func TestOverflowCutsOnlyTheSlowConnection(t *testing.T) {
+	h, _ := newTestHub(t, Config{MaxQueueBytes: 100})
+	ctx := context.Background()
+	slow, fast := h.Connect("slow", "", true), h.Connect("fast", "", true)
+	for _, c := range []*Conn{slow, fast} {
+		if err := h.Join(ctx, c, "r", JoinOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drain(t, fast)
+	for i := range 20 {
+		if _, _, err := h.Send(ctx, store.NewMessage{Room: "r", Sender: "s", Body: "b"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := drain(t, fast); len(got) != 1 || got[0] != fmt.Sprint("msg r ", i+1) {
+			t.Fatalf("fast got %v", got)
+		}
+	}
+	if _, err := slow.Next(ctx, nil); err != ErrSlowConsumer {
+		t.Fatalf("slow connection: %v, want ErrSlowConsumer", err)
+	}
+	if st := h.Stats(); st.SlowConsumers != 1 || st.Messages != 20 {
+		t.Fatalf("stats %+v", st)
+	}
+}
