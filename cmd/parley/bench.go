@@ -417,12 +417,13 @@ func (b *bench) sleepUntil(ctx context.Context, t int64) error {
 type windowSample struct {
 	wall   time.Time
 	cpu    time.Duration // the bench's own CPU
+	mach   machineCPU
 	server serverSample
 	err    error
 }
 
 func (b *bench) sampleWindow(ctx context.Context, prog *progress) windowSample {
-	s := windowSample{wall: time.Now(), cpu: cpuTime()}
+	s := windowSample{wall: time.Now(), cpu: cpuTime(), mach: readMachineCPU()}
 	s.server, s.err = b.metrics.scrape(ctx)
 	if s.err == nil {
 		prog.noteRSS(s.server.rss)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -104,6 +105,30 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineCPU is the machine's CPU time from /proc/stat (Linux; zero
+// elsewhere): busy is everything but idle and iowait, softirq is the part
+// spent in soft interrupts (loopback TCP delivery mostly), in seconds.
+type machineCPU struct{ busy, softirq float64 }
+
+func readMachineCPU() machineCPU {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return machineCPU{}
+	}
+	var v [8]float64
+	for i := range v {
+		v[i], _ = strconv.ParseFloat(f[i+1], 64)
+	}
+	const hz = 100 // USER_HZ on Linux
+	// user nice system idle iowait irq softirq steal
+	return machineCPU{busy: (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz, softirq: v[6] / hz}
 }
 
 // raiseNoFile raises the open-file limit to cover need descriptors, up to

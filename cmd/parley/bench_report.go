@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -39,8 +40,9 @@ type benchReport struct {
 	Errors       map[string]uint64 `json:"errors"`
 	ErrorSamples []string          `json:"error_samples,omitempty"`
 
-	Server serverReport `json:"server"`
-	Bench  cpuReport    `json:"bench"`
+	Server  serverReport  `json:"server"`
+	Bench   cpuReport     `json:"bench"`
+	Machine machineReport `json:"machine"`
 
 	OK       bool     `json:"ok"`
 	Problems []string `json:"problems,omitempty"`
@@ -84,6 +86,16 @@ type cpuReport struct {
 	CPUCores float64 `json:"cpu_cores"`
 }
 
+// machineReport is the whole machine's CPU over the measured window, so a
+// reader can tell whether something besides the server and the bench ran.
+type machineReport struct {
+	Cores        int     `json:"cores"`
+	BusyCores    float64 `json:"busy_cores"`
+	SoftirqCores float64 `json:"softirq_cores"`
+	// OtherCores is busy minus softirq, server and bench: other processes.
+	OtherCores float64 `json:"other_cores"`
+}
+
 func (rep *benchReport) fillConfig(b *bench, conns int) {
 	c := b.cfg
 	mode := "join"
@@ -99,9 +111,15 @@ func (rep *benchReport) fillConfig(b *bench, conns int) {
 // window, from samples at its two edges.
 func (rep *benchReport) fillWindow(b *bench, w0, w1 windowSample, rssMax float64) {
 	wall := w1.wall.Sub(w0.wall).Seconds()
+	rep.Machine.Cores = runtime.NumCPU()
 	if wall > 0 {
 		rep.Bench.CPUCores = (w1.cpu - w0.cpu).Seconds() / wall
+		rep.Machine.BusyCores = (w1.mach.busy - w0.mach.busy) / wall
+		rep.Machine.SoftirqCores = (w1.mach.softirq - w0.mach.softirq) / wall
 	}
+	defer func() {
+		rep.Machine.OtherCores = max(0, rep.Machine.BusyCores-rep.Machine.SoftirqCores-rep.Bench.CPUCores-rep.Server.CPUCores)
+	}()
 	if err := firstErr(w0.err, w1.err); err != nil {
 		rep.Server.MetricsError = err.Error()
 		return
@@ -220,6 +238,8 @@ func (rep *benchReport) writeTable(w io.Writer) error {
 	}
 	fmt.Fprintf(tw, "server\t%s\n", rep.Server.text())
 	fmt.Fprintf(tw, "bench\tcpu %.2f cores\n", rep.Bench.CPUCores)
+	m := rep.Machine
+	fmt.Fprintf(tw, "machine\t%d cores, %.2f busy: softirq %.2f, other processes %.2f\n", m.Cores, m.BusyCores, m.SoftirqCores, m.OtherCores)
 	result := "PASS"
 	if !rep.OK {
 		result = "FAIL: " + strings.Join(rep.Problems, "; ")
