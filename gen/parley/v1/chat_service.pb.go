@@ -582,15 +582,19 @@ func (*SubscribeResponse_PresenceDiff) isSubscribeResponse_Event() {}
 
 func (*SubscribeResponse_Typing) isSubscribeResponse_Event() {}
 
-// SendMessageRequest sends one message.
+// SendMessageRequest sends one message, to a room or directly to a user.
 type SendMessageRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The room to send to.
+	// The room to send to. Set either room or to_user.
 	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
 	// The text: 1 to the server's limit (default 4096) bytes of valid UTF-8.
 	Body string `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
 	// Makes retries safe: a retry with the same id returns the original message.
-	ClientMsgId   string `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	ClientMsgId string `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	// Send privately to this user instead of a room. The direct room between
+	// the caller and the user ("dm:<a>:<b>", the two user ids sorted) is
+	// created on first use; its id is in the returned message's room.
+	ToUser        string `protobuf:"bytes,4,opt,name=to_user,json=toUser,proto3" json:"to_user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -642,6 +646,13 @@ func (x *SendMessageRequest) GetBody() string {
 func (x *SendMessageRequest) GetClientMsgId() string {
 	if x != nil {
 		return x.ClientMsgId
+	}
+	return ""
+}
+
+func (x *SendMessageRequest) GetToUser() string {
+	if x != nil {
+		return x.ToUser
 	}
 	return ""
 }
@@ -1151,6 +1162,282 @@ func (x *ListPresenceResponse) GetPresence() []*Presence {
 	return nil
 }
 
+// AddMemberRequest adds a member to a private room.
+type AddMemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The private room.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// The user to add.
+	User          string `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddMemberRequest) Reset() {
+	*x = AddMemberRequest{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddMemberRequest) ProtoMessage() {}
+
+func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
+func (*AddMemberRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AddMemberRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *AddMemberRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+// AddMemberResponse confirms the addition.
+type AddMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddMemberResponse) Reset() {
+	*x = AddMemberResponse{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddMemberResponse) ProtoMessage() {}
+
+func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
+func (*AddMemberResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{15}
+}
+
+// RemoveMemberRequest removes a member from a private room.
+type RemoveMemberRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The private room.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// The user to remove.
+	User          string `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberRequest) Reset() {
+	*x = RemoveMemberRequest{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberRequest) ProtoMessage() {}
+
+func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RemoveMemberRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *RemoveMemberRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+// RemoveMemberResponse confirms the removal.
+type RemoveMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberResponse) Reset() {
+	*x = RemoveMemberResponse{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberResponse) ProtoMessage() {}
+
+func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
+func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{17}
+}
+
+// ListMembersRequest asks for a room's members.
+type ListMembersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A private or direct room.
+	Room          string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMembersRequest) Reset() {
+	*x = ListMembersRequest{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembersRequest) ProtoMessage() {}
+
+func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
+func (*ListMembersRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListMembersRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+// ListMembersResponse lists a room's members.
+type ListMembersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The members' user ids, sorted.
+	Members       []string `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMembersResponse) Reset() {
+	*x = ListMembersResponse{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembersResponse) ProtoMessage() {}
+
+func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
+func (*ListMembersResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListMembersResponse) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
 // DevLoginRequest asks a --dev server for a token.
 type DevLoginRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1162,7 +1449,7 @@ type DevLoginRequest struct {
 
 func (x *DevLoginRequest) Reset() {
 	*x = DevLoginRequest{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[14]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1461,7 @@ func (x *DevLoginRequest) String() string {
 func (*DevLoginRequest) ProtoMessage() {}
 
 func (x *DevLoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[14]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1474,7 @@ func (x *DevLoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DevLoginRequest.ProtoReflect.Descriptor instead.
 func (*DevLoginRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{14}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DevLoginRequest) GetUser() string {
@@ -1210,7 +1497,7 @@ type DevLoginResponse struct {
 
 func (x *DevLoginResponse) Reset() {
 	*x = DevLoginResponse{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[15]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1509,7 @@ func (x *DevLoginResponse) String() string {
 func (*DevLoginResponse) ProtoMessage() {}
 
 func (x *DevLoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[15]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1522,7 @@ func (x *DevLoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DevLoginResponse.ProtoReflect.Descriptor instead.
 func (*DevLoginResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{15}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DevLoginResponse) GetToken() string {
@@ -1267,7 +1554,7 @@ type JoinRequest_JoinRoom struct {
 
 func (x *JoinRequest_JoinRoom) Reset() {
 	*x = JoinRequest_JoinRoom{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[16]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1566,7 @@ func (x *JoinRequest_JoinRoom) String() string {
 func (*JoinRequest_JoinRoom) ProtoMessage() {}
 
 func (x *JoinRequest_JoinRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[16]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1607,7 @@ type JoinRequest_LeaveRoom struct {
 
 func (x *JoinRequest_LeaveRoom) Reset() {
 	*x = JoinRequest_LeaveRoom{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[17]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1332,7 +1619,7 @@ func (x *JoinRequest_LeaveRoom) String() string {
 func (*JoinRequest_LeaveRoom) ProtoMessage() {}
 
 func (x *JoinRequest_LeaveRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[17]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1658,7 @@ type JoinRequest_Post struct {
 
 func (x *JoinRequest_Post) Reset() {
 	*x = JoinRequest_Post{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[18]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +1670,7 @@ func (x *JoinRequest_Post) String() string {
 func (*JoinRequest_Post) ProtoMessage() {}
 
 func (x *JoinRequest_Post) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[18]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1720,7 @@ type JoinRequest_SetTyping struct {
 
 func (x *JoinRequest_SetTyping) Reset() {
 	*x = JoinRequest_SetTyping{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[19]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1732,7 @@ func (x *JoinRequest_SetTyping) String() string {
 func (*JoinRequest_SetTyping) ProtoMessage() {}
 
 func (x *JoinRequest_SetTyping) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[19]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1773,7 @@ type JoinRequest_RefreshToken struct {
 
 func (x *JoinRequest_RefreshToken) Reset() {
 	*x = JoinRequest_RefreshToken{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[20]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1785,7 @@ func (x *JoinRequest_RefreshToken) String() string {
 func (*JoinRequest_RefreshToken) ProtoMessage() {}
 
 func (x *JoinRequest_RefreshToken) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[20]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1821,7 @@ type SubscribeRequest_RoomCursor struct {
 
 func (x *SubscribeRequest_RoomCursor) Reset() {
 	*x = SubscribeRequest_RoomCursor{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[21]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1833,7 @@ func (x *SubscribeRequest_RoomCursor) String() string {
 func (*SubscribeRequest_RoomCursor) ProtoMessage() {}
 
 func (x *SubscribeRequest_RoomCursor) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[21]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1631,11 +1918,12 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\breplayed\x18\x04 \x01(\v2\x13.parley.v1.ReplayedH\x00R\breplayed\x12>\n" +
 	"\rpresence_diff\x18\x05 \x01(\v2\x17.parley.v1.PresenceDiffH\x00R\fpresenceDiff\x12+\n" +
 	"\x06typing\x18\x06 \x01(\v2\x11.parley.v1.TypingH\x00R\x06typingB\a\n" +
-	"\x05event\"`\n" +
+	"\x05event\"y\n" +
 	"\x12SendMessageRequest\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\tR\x04body\x12\"\n" +
-	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\"C\n" +
+	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\x12\x17\n" +
+	"\ato_user\x18\x04 \x01(\tR\x06toUser\"C\n" +
 	"\x13SendMessageResponse\x12,\n" +
 	"\amessage\x18\x01 \x01(\v2\x12.parley.v1.MessageR\amessage\"\xf0\x01\n" +
 	"\x13ListMessagesRequest\x12\x12\n" +
@@ -1671,7 +1959,19 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\x13ListPresenceRequest\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\"G\n" +
 	"\x14ListPresenceResponse\x12/\n" +
-	"\bpresence\x18\x01 \x03(\v2\x13.parley.v1.PresenceR\bpresence\"%\n" +
+	"\bpresence\x18\x01 \x03(\v2\x13.parley.v1.PresenceR\bpresence\":\n" +
+	"\x10AddMemberRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\"\x13\n" +
+	"\x11AddMemberResponse\"=\n" +
+	"\x13RemoveMemberRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\"\x16\n" +
+	"\x14RemoveMemberResponse\"(\n" +
+	"\x12ListMembersRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\"/\n" +
+	"\x13ListMembersResponse\x12\x18\n" +
+	"\amembers\x18\x01 \x03(\tR\amembers\"%\n" +
 	"\x0fDevLoginRequest\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\"c\n" +
 	"\x10DevLoginResponse\x12\x14\n" +
@@ -1681,7 +1981,7 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\fMessageOrder\x12\x1d\n" +
 	"\x19MESSAGE_ORDER_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aMESSAGE_ORDER_NEWEST_FIRST\x10\x01\x12\x1e\n" +
-	"\x1aMESSAGE_ORDER_OLDEST_FIRST\x10\x022\xdc\x04\n" +
+	"\x1aMESSAGE_ORDER_OLDEST_FIRST\x10\x022\xc3\x06\n" +
 	"\vChatService\x12;\n" +
 	"\x04Join\x12\x16.parley.v1.JoinRequest\x1a\x17.parley.v1.JoinResponse(\x010\x01\x12H\n" +
 	"\tSubscribe\x12\x1b.parley.v1.SubscribeRequest\x1a\x1c.parley.v1.SubscribeResponse0\x01\x12L\n" +
@@ -1690,7 +1990,10 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\tListRooms\x12\x1b.parley.v1.ListRoomsRequest\x1a\x1c.parley.v1.ListRoomsResponse\x12I\n" +
 	"\n" +
 	"CreateRoom\x12\x1c.parley.v1.CreateRoomRequest\x1a\x1d.parley.v1.CreateRoomResponse\x12O\n" +
-	"\fListPresence\x12\x1e.parley.v1.ListPresenceRequest\x1a\x1f.parley.v1.ListPresenceResponse\x12C\n" +
+	"\fListPresence\x12\x1e.parley.v1.ListPresenceRequest\x1a\x1f.parley.v1.ListPresenceResponse\x12F\n" +
+	"\tAddMember\x12\x1b.parley.v1.AddMemberRequest\x1a\x1c.parley.v1.AddMemberResponse\x12O\n" +
+	"\fRemoveMember\x12\x1e.parley.v1.RemoveMemberRequest\x1a\x1f.parley.v1.RemoveMemberResponse\x12L\n" +
+	"\vListMembers\x12\x1d.parley.v1.ListMembersRequest\x1a\x1e.parley.v1.ListMembersResponse\x12C\n" +
 	"\bDevLogin\x12\x1a.parley.v1.DevLoginRequest\x1a\x1b.parley.v1.DevLoginResponseB5Z3github.com/parleychat/parley/gen/parley/v1;parleyv1b\x06proto3"
 
 var (
@@ -1706,7 +2009,7 @@ func file_parley_v1_chat_service_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_chat_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_v1_chat_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_parley_v1_chat_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_parley_v1_chat_service_proto_goTypes = []any{
 	(MessageOrder)(0),                   // 0: parley.v1.MessageOrder
 	(*JoinRequest)(nil),                 // 1: parley.v1.JoinRequest
@@ -1723,51 +2026,57 @@ var file_parley_v1_chat_service_proto_goTypes = []any{
 	(*CreateRoomResponse)(nil),          // 12: parley.v1.CreateRoomResponse
 	(*ListPresenceRequest)(nil),         // 13: parley.v1.ListPresenceRequest
 	(*ListPresenceResponse)(nil),        // 14: parley.v1.ListPresenceResponse
-	(*DevLoginRequest)(nil),             // 15: parley.v1.DevLoginRequest
-	(*DevLoginResponse)(nil),            // 16: parley.v1.DevLoginResponse
-	(*JoinRequest_JoinRoom)(nil),        // 17: parley.v1.JoinRequest.JoinRoom
-	(*JoinRequest_LeaveRoom)(nil),       // 18: parley.v1.JoinRequest.LeaveRoom
-	(*JoinRequest_Post)(nil),            // 19: parley.v1.JoinRequest.Post
-	(*JoinRequest_SetTyping)(nil),       // 20: parley.v1.JoinRequest.SetTyping
-	(*JoinRequest_RefreshToken)(nil),    // 21: parley.v1.JoinRequest.RefreshToken
-	(*SubscribeRequest_RoomCursor)(nil), // 22: parley.v1.SubscribeRequest.RoomCursor
-	(*Reply)(nil),                       // 23: parley.v1.Reply
-	(*Joined)(nil),                      // 24: parley.v1.Joined
-	(*Message)(nil),                     // 25: parley.v1.Message
-	(*Replayed)(nil),                    // 26: parley.v1.Replayed
-	(*PresenceDiff)(nil),                // 27: parley.v1.PresenceDiff
-	(*Typing)(nil),                      // 28: parley.v1.Typing
-	(*Room)(nil),                        // 29: parley.v1.Room
-	(RoomVisibility)(0),                 // 30: parley.v1.RoomVisibility
-	(*Presence)(nil),                    // 31: parley.v1.Presence
-	(*timestamppb.Timestamp)(nil),       // 32: google.protobuf.Timestamp
+	(*AddMemberRequest)(nil),            // 15: parley.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),           // 16: parley.v1.AddMemberResponse
+	(*RemoveMemberRequest)(nil),         // 17: parley.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),        // 18: parley.v1.RemoveMemberResponse
+	(*ListMembersRequest)(nil),          // 19: parley.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),         // 20: parley.v1.ListMembersResponse
+	(*DevLoginRequest)(nil),             // 21: parley.v1.DevLoginRequest
+	(*DevLoginResponse)(nil),            // 22: parley.v1.DevLoginResponse
+	(*JoinRequest_JoinRoom)(nil),        // 23: parley.v1.JoinRequest.JoinRoom
+	(*JoinRequest_LeaveRoom)(nil),       // 24: parley.v1.JoinRequest.LeaveRoom
+	(*JoinRequest_Post)(nil),            // 25: parley.v1.JoinRequest.Post
+	(*JoinRequest_SetTyping)(nil),       // 26: parley.v1.JoinRequest.SetTyping
+	(*JoinRequest_RefreshToken)(nil),    // 27: parley.v1.JoinRequest.RefreshToken
+	(*SubscribeRequest_RoomCursor)(nil), // 28: parley.v1.SubscribeRequest.RoomCursor
+	(*Reply)(nil),                       // 29: parley.v1.Reply
+	(*Joined)(nil),                      // 30: parley.v1.Joined
+	(*Message)(nil),                     // 31: parley.v1.Message
+	(*Replayed)(nil),                    // 32: parley.v1.Replayed
+	(*PresenceDiff)(nil),                // 33: parley.v1.PresenceDiff
+	(*Typing)(nil),                      // 34: parley.v1.Typing
+	(*Room)(nil),                        // 35: parley.v1.Room
+	(RoomVisibility)(0),                 // 36: parley.v1.RoomVisibility
+	(*Presence)(nil),                    // 37: parley.v1.Presence
+	(*timestamppb.Timestamp)(nil),       // 38: google.protobuf.Timestamp
 }
 var file_parley_v1_chat_service_proto_depIdxs = []int32{
-	17, // 0: parley.v1.JoinRequest.join:type_name -> parley.v1.JoinRequest.JoinRoom
-	18, // 1: parley.v1.JoinRequest.leave:type_name -> parley.v1.JoinRequest.LeaveRoom
-	19, // 2: parley.v1.JoinRequest.send:type_name -> parley.v1.JoinRequest.Post
-	20, // 3: parley.v1.JoinRequest.typing:type_name -> parley.v1.JoinRequest.SetTyping
-	21, // 4: parley.v1.JoinRequest.refresh:type_name -> parley.v1.JoinRequest.RefreshToken
-	23, // 5: parley.v1.JoinResponse.reply:type_name -> parley.v1.Reply
-	24, // 6: parley.v1.JoinResponse.joined:type_name -> parley.v1.Joined
-	25, // 7: parley.v1.JoinResponse.message:type_name -> parley.v1.Message
-	26, // 8: parley.v1.JoinResponse.replayed:type_name -> parley.v1.Replayed
-	27, // 9: parley.v1.JoinResponse.presence_diff:type_name -> parley.v1.PresenceDiff
-	28, // 10: parley.v1.JoinResponse.typing:type_name -> parley.v1.Typing
-	22, // 11: parley.v1.SubscribeRequest.additional_rooms:type_name -> parley.v1.SubscribeRequest.RoomCursor
-	24, // 12: parley.v1.SubscribeResponse.joined:type_name -> parley.v1.Joined
-	25, // 13: parley.v1.SubscribeResponse.message:type_name -> parley.v1.Message
-	26, // 14: parley.v1.SubscribeResponse.replayed:type_name -> parley.v1.Replayed
-	27, // 15: parley.v1.SubscribeResponse.presence_diff:type_name -> parley.v1.PresenceDiff
-	28, // 16: parley.v1.SubscribeResponse.typing:type_name -> parley.v1.Typing
-	25, // 17: parley.v1.SendMessageResponse.message:type_name -> parley.v1.Message
+	23, // 0: parley.v1.JoinRequest.join:type_name -> parley.v1.JoinRequest.JoinRoom
+	24, // 1: parley.v1.JoinRequest.leave:type_name -> parley.v1.JoinRequest.LeaveRoom
+	25, // 2: parley.v1.JoinRequest.send:type_name -> parley.v1.JoinRequest.Post
+	26, // 3: parley.v1.JoinRequest.typing:type_name -> parley.v1.JoinRequest.SetTyping
+	27, // 4: parley.v1.JoinRequest.refresh:type_name -> parley.v1.JoinRequest.RefreshToken
+	29, // 5: parley.v1.JoinResponse.reply:type_name -> parley.v1.Reply
+	30, // 6: parley.v1.JoinResponse.joined:type_name -> parley.v1.Joined
+	31, // 7: parley.v1.JoinResponse.message:type_name -> parley.v1.Message
+	32, // 8: parley.v1.JoinResponse.replayed:type_name -> parley.v1.Replayed
+	33, // 9: parley.v1.JoinResponse.presence_diff:type_name -> parley.v1.PresenceDiff
+	34, // 10: parley.v1.JoinResponse.typing:type_name -> parley.v1.Typing
+	28, // 11: parley.v1.SubscribeRequest.additional_rooms:type_name -> parley.v1.SubscribeRequest.RoomCursor
+	30, // 12: parley.v1.SubscribeResponse.joined:type_name -> parley.v1.Joined
+	31, // 13: parley.v1.SubscribeResponse.message:type_name -> parley.v1.Message
+	32, // 14: parley.v1.SubscribeResponse.replayed:type_name -> parley.v1.Replayed
+	33, // 15: parley.v1.SubscribeResponse.presence_diff:type_name -> parley.v1.PresenceDiff
+	34, // 16: parley.v1.SubscribeResponse.typing:type_name -> parley.v1.Typing
+	31, // 17: parley.v1.SendMessageResponse.message:type_name -> parley.v1.Message
 	0,  // 18: parley.v1.ListMessagesRequest.order:type_name -> parley.v1.MessageOrder
-	25, // 19: parley.v1.ListMessagesResponse.messages:type_name -> parley.v1.Message
-	29, // 20: parley.v1.ListRoomsResponse.rooms:type_name -> parley.v1.Room
-	30, // 21: parley.v1.CreateRoomRequest.visibility:type_name -> parley.v1.RoomVisibility
-	29, // 22: parley.v1.CreateRoomResponse.room:type_name -> parley.v1.Room
-	31, // 23: parley.v1.ListPresenceResponse.presence:type_name -> parley.v1.Presence
-	32, // 24: parley.v1.DevLoginResponse.expires_at:type_name -> google.protobuf.Timestamp
+	31, // 19: parley.v1.ListMessagesResponse.messages:type_name -> parley.v1.Message
+	35, // 20: parley.v1.ListRoomsResponse.rooms:type_name -> parley.v1.Room
+	36, // 21: parley.v1.CreateRoomRequest.visibility:type_name -> parley.v1.RoomVisibility
+	35, // 22: parley.v1.CreateRoomResponse.room:type_name -> parley.v1.Room
+	37, // 23: parley.v1.ListPresenceResponse.presence:type_name -> parley.v1.Presence
+	38, // 24: parley.v1.DevLoginResponse.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 25: parley.v1.ChatService.Join:input_type -> parley.v1.JoinRequest
 	3,  // 26: parley.v1.ChatService.Subscribe:input_type -> parley.v1.SubscribeRequest
 	5,  // 27: parley.v1.ChatService.SendMessage:input_type -> parley.v1.SendMessageRequest
@@ -1775,17 +2084,23 @@ var file_parley_v1_chat_service_proto_depIdxs = []int32{
 	9,  // 29: parley.v1.ChatService.ListRooms:input_type -> parley.v1.ListRoomsRequest
 	11, // 30: parley.v1.ChatService.CreateRoom:input_type -> parley.v1.CreateRoomRequest
 	13, // 31: parley.v1.ChatService.ListPresence:input_type -> parley.v1.ListPresenceRequest
-	15, // 32: parley.v1.ChatService.DevLogin:input_type -> parley.v1.DevLoginRequest
-	2,  // 33: parley.v1.ChatService.Join:output_type -> parley.v1.JoinResponse
-	4,  // 34: parley.v1.ChatService.Subscribe:output_type -> parley.v1.SubscribeResponse
-	6,  // 35: parley.v1.ChatService.SendMessage:output_type -> parley.v1.SendMessageResponse
-	8,  // 36: parley.v1.ChatService.ListMessages:output_type -> parley.v1.ListMessagesResponse
-	10, // 37: parley.v1.ChatService.ListRooms:output_type -> parley.v1.ListRoomsResponse
-	12, // 38: parley.v1.ChatService.CreateRoom:output_type -> parley.v1.CreateRoomResponse
-	14, // 39: parley.v1.ChatService.ListPresence:output_type -> parley.v1.ListPresenceResponse
-	16, // 40: parley.v1.ChatService.DevLogin:output_type -> parley.v1.DevLoginResponse
-	33, // [33:41] is the sub-list for method output_type
-	25, // [25:33] is the sub-list for method input_type
+	15, // 32: parley.v1.ChatService.AddMember:input_type -> parley.v1.AddMemberRequest
+	17, // 33: parley.v1.ChatService.RemoveMember:input_type -> parley.v1.RemoveMemberRequest
+	19, // 34: parley.v1.ChatService.ListMembers:input_type -> parley.v1.ListMembersRequest
+	21, // 35: parley.v1.ChatService.DevLogin:input_type -> parley.v1.DevLoginRequest
+	2,  // 36: parley.v1.ChatService.Join:output_type -> parley.v1.JoinResponse
+	4,  // 37: parley.v1.ChatService.Subscribe:output_type -> parley.v1.SubscribeResponse
+	6,  // 38: parley.v1.ChatService.SendMessage:output_type -> parley.v1.SendMessageResponse
+	8,  // 39: parley.v1.ChatService.ListMessages:output_type -> parley.v1.ListMessagesResponse
+	10, // 40: parley.v1.ChatService.ListRooms:output_type -> parley.v1.ListRoomsResponse
+	12, // 41: parley.v1.ChatService.CreateRoom:output_type -> parley.v1.CreateRoomResponse
+	14, // 42: parley.v1.ChatService.ListPresence:output_type -> parley.v1.ListPresenceResponse
+	16, // 43: parley.v1.ChatService.AddMember:output_type -> parley.v1.AddMemberResponse
+	18, // 44: parley.v1.ChatService.RemoveMember:output_type -> parley.v1.RemoveMemberResponse
+	20, // 45: parley.v1.ChatService.ListMembers:output_type -> parley.v1.ListMembersResponse
+	22, // 46: parley.v1.ChatService.DevLogin:output_type -> parley.v1.DevLoginResponse
+	36, // [36:47] is the sub-list for method output_type
+	25, // [25:36] is the sub-list for method input_type
 	25, // [25:25] is the sub-list for extension type_name
 	25, // [25:25] is the sub-list for extension extendee
 	0,  // [0:25] is the sub-list for field type_name
@@ -1821,15 +2136,15 @@ func file_parley_v1_chat_service_proto_init() {
 		(*SubscribeResponse_Typing)(nil),
 	}
 	file_parley_v1_chat_service_proto_msgTypes[6].OneofWrappers = []any{}
-	file_parley_v1_chat_service_proto_msgTypes[16].OneofWrappers = []any{}
-	file_parley_v1_chat_service_proto_msgTypes[21].OneofWrappers = []any{}
+	file_parley_v1_chat_service_proto_msgTypes[22].OneofWrappers = []any{}
+	file_parley_v1_chat_service_proto_msgTypes[27].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_chat_service_proto_rawDesc), len(file_parley_v1_chat_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,9 @@ const (
 	ChatService_ListRooms_FullMethodName    = "/parley.v1.ChatService/ListRooms"
 	ChatService_CreateRoom_FullMethodName   = "/parley.v1.ChatService/CreateRoom"
 	ChatService_ListPresence_FullMethodName = "/parley.v1.ChatService/ListPresence"
+	ChatService_AddMember_FullMethodName    = "/parley.v1.ChatService/AddMember"
+	ChatService_RemoveMember_FullMethodName = "/parley.v1.ChatService/RemoveMember"
+	ChatService_ListMembers_FullMethodName  = "/parley.v1.ChatService/ListMembers"
 	ChatService_DevLogin_FullMethodName     = "/parley.v1.ChatService/DevLogin"
 )
 
@@ -62,6 +65,14 @@ type ChatServiceClient interface {
 	CreateRoom(ctx context.Context, in *CreateRoomRequest, opts ...grpc.CallOption) (*CreateRoomResponse, error)
 	// ListPresence tells who is online in a room, one meta per connection.
 	ListPresence(ctx context.Context, in *ListPresenceRequest, opts ...grpc.CallOption) (*ListPresenceResponse, error)
+	// AddMember adds a user to a private room; only the room's creator may.
+	AddMember(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*AddMemberResponse, error)
+	// RemoveMember removes a user from a private room; only the room's
+	// creator may, and the creator cannot be removed.
+	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error)
+	// ListMembers lists the members of a private or direct room; the caller
+	// must be one of them.
+	ListMembers(ctx context.Context, in *ListMembersRequest, opts ...grpc.CallOption) (*ListMembersResponse, error)
 	// DevLogin mints a token for any user name. It exists only on a server
 	// started with --dev and needs no token itself; elsewhere it answers
 	// PERMISSION_DENIED.
@@ -158,6 +169,36 @@ func (c *chatServiceClient) ListPresence(ctx context.Context, in *ListPresenceRe
 	return out, nil
 }
 
+func (c *chatServiceClient) AddMember(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*AddMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddMemberResponse)
+	err := c.cc.Invoke(ctx, ChatService_AddMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *chatServiceClient) RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveMemberResponse)
+	err := c.cc.Invoke(ctx, ChatService_RemoveMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *chatServiceClient) ListMembers(ctx context.Context, in *ListMembersRequest, opts ...grpc.CallOption) (*ListMembersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMembersResponse)
+	err := c.cc.Invoke(ctx, ChatService_ListMembers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *chatServiceClient) DevLogin(ctx context.Context, in *DevLoginRequest, opts ...grpc.CallOption) (*DevLoginResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DevLoginResponse)
@@ -201,6 +242,14 @@ type ChatServiceServer interface {
 	CreateRoom(context.Context, *CreateRoomRequest) (*CreateRoomResponse, error)
 	// ListPresence tells who is online in a room, one meta per connection.
 	ListPresence(context.Context, *ListPresenceRequest) (*ListPresenceResponse, error)
+	// AddMember adds a user to a private room; only the room's creator may.
+	AddMember(context.Context, *AddMemberRequest) (*AddMemberResponse, error)
+	// RemoveMember removes a user from a private room; only the room's
+	// creator may, and the creator cannot be removed.
+	RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error)
+	// ListMembers lists the members of a private or direct room; the caller
+	// must be one of them.
+	ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error)
 	// DevLogin mints a token for any user name. It exists only on a server
 	// started with --dev and needs no token itself; elsewhere it answers
 	// PERMISSION_DENIED.
@@ -235,6 +284,15 @@ func (UnimplementedChatServiceServer) CreateRoom(context.Context, *CreateRoomReq
 }
 func (UnimplementedChatServiceServer) ListPresence(context.Context, *ListPresenceRequest) (*ListPresenceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPresence not implemented")
+}
+func (UnimplementedChatServiceServer) AddMember(context.Context, *AddMemberRequest) (*AddMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddMember not implemented")
+}
+func (UnimplementedChatServiceServer) RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveMember not implemented")
+}
+func (UnimplementedChatServiceServer) ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMembers not implemented")
 }
 func (UnimplementedChatServiceServer) DevLogin(context.Context, *DevLoginRequest) (*DevLoginResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DevLogin not implemented")
@@ -368,6 +426,60 @@ func _ChatService_ListPresence_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChatService_AddMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChatServiceServer).AddMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChatService_AddMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChatServiceServer).AddMember(ctx, req.(*AddMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChatService_RemoveMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChatServiceServer).RemoveMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChatService_RemoveMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChatServiceServer).RemoveMember(ctx, req.(*RemoveMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChatService_ListMembers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMembersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChatServiceServer).ListMembers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChatService_ListMembers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChatServiceServer).ListMembers(ctx, req.(*ListMembersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ChatService_DevLogin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DevLoginRequest)
 	if err := dec(in); err != nil {
@@ -412,6 +524,18 @@ var ChatService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPresence",
 			Handler:    _ChatService_ListPresence_Handler,
+		},
+		{
+			MethodName: "AddMember",
+			Handler:    _ChatService_AddMember_Handler,
+		},
+		{
+			MethodName: "RemoveMember",
+			Handler:    _ChatService_RemoveMember_Handler,
+		},
+		{
+			MethodName: "ListMembers",
+			Handler:    _ChatService_ListMembers_Handler,
 		},
 		{
 			MethodName: "DevLogin",

@@ -173,7 +173,8 @@ func (x *Message) GetClientMsgId() string {
 // Room describes a chat room.
 type Room struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The room's name: 1-64 characters of a-z, 0-9, '-' and '_'.
+	// The room's name: 1-64 characters of a-z, 0-9, '-' and '_'; a direct
+	// room's is "dm:<a>:<b>", its two users' ids sorted.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Who may see and join the room.
 	Visibility RoomVisibility `protobuf:"varint,2,opt,name=visibility,proto3,enum=parley.v1.RoomVisibility" json:"visibility,omitempty"`

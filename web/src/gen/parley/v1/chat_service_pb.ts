@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/chat_service.proto.
  */
 export const file_parley_v1_chat_service: GenFile = /*@__PURE__*/
-  fileDesc("ChxwYXJsZXkvdjEvY2hhdF9zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEigAQKC0pvaW5SZXF1ZXN0EgsKA3JlZhgBIAEoCRIvCgRqb2luGAIgASgLMh8ucGFybGV5LnYxLkpvaW5SZXF1ZXN0LkpvaW5Sb29tSAASMQoFbGVhdmUYAyABKAsyIC5wYXJsZXkudjEuSm9pblJlcXVlc3QuTGVhdmVSb29tSAASKwoEc2VuZBgEIAEoCzIbLnBhcmxleS52MS5Kb2luUmVxdWVzdC5Qb3N0SAASMgoGdHlwaW5nGAUgASgLMiAucGFybGV5LnYxLkpvaW5SZXF1ZXN0LlNldFR5cGluZ0gAEjYKB3JlZnJlc2gYBiABKAsyIy5wYXJsZXkudjEuSm9pblJlcXVlc3QuUmVmcmVzaFRva2VuSAAaPgoISm9pblJvb20SDAoEcm9vbRgBIAEoCRIWCglhZnRlcl9zZXEYAiABKARIAIgBAUIMCgpfYWZ0ZXJfc2VxGhkKCUxlYXZlUm9vbRIMCgRyb29tGAEgASgJGjkKBFBvc3QSDAoEcm9vbRgBIAEoCRIMCgRib2R5GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkaKQoJU2V0VHlwaW5nEgwKBHJvb20YASABKAkSDgoGYWN0aXZlGAIgASgIGh0KDFJlZnJlc2hUb2tlbhINCgV0b2tlbhgBIAEoCUIHCgVmcmFtZSKGAgoMSm9pblJlc3BvbnNlEiEKBXJlcGx5GAEgASgLMhAucGFybGV5LnYxLlJlcGx5SAASIwoGam9pbmVkGAIgASgLMhEucGFybGV5LnYxLkpvaW5lZEgAEiUKB21lc3NhZ2UYAyABKAsyEi5wYXJsZXkudjEuTWVzc2FnZUgAEicKCHJlcGxheWVkGAQgASgLMhMucGFybGV5LnYxLlJlcGxheWVkSAASMAoNcHJlc2VuY2VfZGlmZhgFIAEoCzIXLnBhcmxleS52MS5QcmVzZW5jZURpZmZIABIjCgZ0eXBpbmcYBiABKAsyES5wYXJsZXkudjEuVHlwaW5nSABCBwoFZXZlbnQiygEKEFN1YnNjcmliZVJlcXVlc3QSDAoEcm9vbRgBIAEoCRIWCglhZnRlcl9zZXEYAiABKARIAIgBARJAChBhZGRpdGlvbmFsX3Jvb21zGAMgAygLMiYucGFybGV5LnYxLlN1YnNjcmliZVJlcXVlc3QuUm9vbUN1cnNvchpACgpSb29tQ3Vyc29yEgwKBHJvb20YASABKAkSFgoJYWZ0ZXJfc2VxGAIgASgESACIAQFCDAoKX2FmdGVyX3NlcUIMCgpfYWZ0ZXJfc2VxIugBChFTdWJzY3JpYmVSZXNwb25zZRIjCgZqb2luZWQYAiABKAsyES5wYXJsZXkudjEuSm9pbmVkSAASJQoHbWVzc2FnZRgDIAEoCzISLnBhcmxleS52MS5NZXNzYWdlSAASJwoIcmVwbGF5ZWQYBCABKAsyEy5wYXJsZXkudjEuUmVwbGF5ZWRIABIwCg1wcmVzZW5jZV9kaWZmGAUgASgLMhcucGFybGV5LnYxLlByZXNlbmNlRGlmZkgAEiMKBnR5cGluZxgGIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIAEIHCgVldmVudCJHChJTZW5kTWVzc2FnZVJlcXVlc3QSDAoEcm9vbRgBIAEoCRIMCgRib2R5GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkiOgoTU2VuZE1lc3NhZ2VSZXNwb25zZRIjCgdtZXNzYWdlGAEgASgLMhIucGFybGV5LnYxLk1lc3NhZ2UivAEKE0xpc3RNZXNzYWdlc1JlcXVlc3QSDAoEcm9vbRgBIAEoCRIXCgpiZWZvcmVfc2VxGAIgASgESACIAQESFgoJYWZ0ZXJfc2VxGAMgASgESAGIAQESDQoFbGltaXQYBCABKAUSJgoFb3JkZXIYBSABKA4yFy5wYXJsZXkudjEuTWVzc2FnZU9yZGVyEhIKCnBhZ2VfdG9rZW4YBiABKAlCDQoLX2JlZm9yZV9zZXFCDAoKX2FmdGVyX3NlcSJnChRMaXN0TWVzc2FnZXNSZXNwb25zZRIkCghtZXNzYWdlcxgBIAMoCzISLnBhcmxleS52MS5NZXNzYWdlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIQCghoZWFkX3NlcRgDIAEoBCI5ChBMaXN0Um9vbXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIkwKEUxpc3RSb29tc1Jlc3BvbnNlEh4KBXJvb21zGAEgAygLMg8ucGFybGV5LnYxLlJvb20SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlAKEUNyZWF0ZVJvb21SZXF1ZXN0EgwKBG5hbWUYASABKAkSLQoKdmlzaWJpbGl0eRgCIAEoDjIZLnBhcmxleS52MS5Sb29tVmlzaWJpbGl0eSIzChJDcmVhdGVSb29tUmVzcG9uc2USHQoEcm9vbRgBIAEoCzIPLnBhcmxleS52MS5Sb29tIiMKE0xpc3RQcmVzZW5jZVJlcXVlc3QSDAoEcm9vbRgBIAEoCSI9ChRMaXN0UHJlc2VuY2VSZXNwb25zZRIlCghwcmVzZW5jZRgBIAMoCzITLnBhcmxleS52MS5QcmVzZW5jZSIfCg9EZXZMb2dpblJlcXVlc3QSDAoEdXNlchgBIAEoCSJRChBEZXZMb2dpblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKm0KDE1lc3NhZ2VPcmRlchIdChlNRVNTQUdFX09SREVSX1VOU1BFQ0lGSUVEEAASHgoaTUVTU0FHRV9PUkRFUl9ORVdFU1RfRklSU1QQARIeChpNRVNTQUdFX09SREVSX09MREVTVF9GSVJTVBACMtwECgtDaGF0U2VydmljZRI7CgRKb2luEhYucGFybGV5LnYxLkpvaW5SZXF1ZXN0GhcucGFybGV5LnYxLkpvaW5SZXNwb25zZSgBMAESSAoJU3Vic2NyaWJlEhsucGFybGV5LnYxLlN1YnNjcmliZVJlcXVlc3QaHC5wYXJsZXkudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJMCgtTZW5kTWVzc2FnZRIdLnBhcmxleS52MS5TZW5kTWVzc2FnZVJlcXVlc3QaHi5wYXJsZXkudjEuU2VuZE1lc3NhZ2VSZXNwb25zZRJPCgxMaXN0TWVzc2FnZXMSHi5wYXJsZXkudjEuTGlzdE1lc3NhZ2VzUmVxdWVzdBofLnBhcmxleS52MS5MaXN0TWVzc2FnZXNSZXNwb25zZRJGCglMaXN0Um9vbXMSGy5wYXJsZXkudjEuTGlzdFJvb21zUmVxdWVzdBocLnBhcmxleS52MS5MaXN0Um9vbXNSZXNwb25zZRJJCgpDcmVhdGVSb29tEhwucGFybGV5LnYxLkNyZWF0ZVJvb21SZXF1ZXN0Gh0ucGFybGV5LnYxLkNyZWF0ZVJvb21SZXNwb25zZRJPCgxMaXN0UHJlc2VuY2USHi5wYXJsZXkudjEuTGlzdFByZXNlbmNlUmVxdWVzdBofLnBhcmxleS52MS5MaXN0UHJlc2VuY2VSZXNwb25zZRJDCghEZXZMb2dpbhIaLnBhcmxleS52MS5EZXZMb2dpblJlcXVlc3QaGy5wYXJsZXkudjEuRGV2TG9naW5SZXNwb25zZUI1WjNnaXRodWIuY29tL3BhcmxleWNoYXQvcGFybGV5L2dlbi9wYXJsZXkvdjE7cGFybGV5djFiBnByb3RvMw", [file_google_protobuf_timestamp, file_parley_v1_types]);
+  fileDesc("ChxwYXJsZXkvdjEvY2hhdF9zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEigAQKC0pvaW5SZXF1ZXN0EgsKA3JlZhgBIAEoCRIvCgRqb2luGAIgASgLMh8ucGFybGV5LnYxLkpvaW5SZXF1ZXN0LkpvaW5Sb29tSAASMQoFbGVhdmUYAyABKAsyIC5wYXJsZXkudjEuSm9pblJlcXVlc3QuTGVhdmVSb29tSAASKwoEc2VuZBgEIAEoCzIbLnBhcmxleS52MS5Kb2luUmVxdWVzdC5Qb3N0SAASMgoGdHlwaW5nGAUgASgLMiAucGFybGV5LnYxLkpvaW5SZXF1ZXN0LlNldFR5cGluZ0gAEjYKB3JlZnJlc2gYBiABKAsyIy5wYXJsZXkudjEuSm9pblJlcXVlc3QuUmVmcmVzaFRva2VuSAAaPgoISm9pblJvb20SDAoEcm9vbRgBIAEoCRIWCglhZnRlcl9zZXEYAiABKARIAIgBAUIMCgpfYWZ0ZXJfc2VxGhkKCUxlYXZlUm9vbRIMCgRyb29tGAEgASgJGjkKBFBvc3QSDAoEcm9vbRgBIAEoCRIMCgRib2R5GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkaKQoJU2V0VHlwaW5nEgwKBHJvb20YASABKAkSDgoGYWN0aXZlGAIgASgIGh0KDFJlZnJlc2hUb2tlbhINCgV0b2tlbhgBIAEoCUIHCgVmcmFtZSKGAgoMSm9pblJlc3BvbnNlEiEKBXJlcGx5GAEgASgLMhAucGFybGV5LnYxLlJlcGx5SAASIwoGam9pbmVkGAIgASgLMhEucGFybGV5LnYxLkpvaW5lZEgAEiUKB21lc3NhZ2UYAyABKAsyEi5wYXJsZXkudjEuTWVzc2FnZUgAEicKCHJlcGxheWVkGAQgASgLMhMucGFybGV5LnYxLlJlcGxheWVkSAASMAoNcHJlc2VuY2VfZGlmZhgFIAEoCzIXLnBhcmxleS52MS5QcmVzZW5jZURpZmZIABIjCgZ0eXBpbmcYBiABKAsyES5wYXJsZXkudjEuVHlwaW5nSABCBwoFZXZlbnQiygEKEFN1YnNjcmliZVJlcXVlc3QSDAoEcm9vbRgBIAEoCRIWCglhZnRlcl9zZXEYAiABKARIAIgBARJAChBhZGRpdGlvbmFsX3Jvb21zGAMgAygLMiYucGFybGV5LnYxLlN1YnNjcmliZVJlcXVlc3QuUm9vbUN1cnNvchpACgpSb29tQ3Vyc29yEgwKBHJvb20YASABKAkSFgoJYWZ0ZXJfc2VxGAIgASgESACIAQFCDAoKX2FmdGVyX3NlcUIMCgpfYWZ0ZXJfc2VxIugBChFTdWJzY3JpYmVSZXNwb25zZRIjCgZqb2luZWQYAiABKAsyES5wYXJsZXkudjEuSm9pbmVkSAASJQoHbWVzc2FnZRgDIAEoCzISLnBhcmxleS52MS5NZXNzYWdlSAASJwoIcmVwbGF5ZWQYBCABKAsyEy5wYXJsZXkudjEuUmVwbGF5ZWRIABIwCg1wcmVzZW5jZV9kaWZmGAUgASgLMhcucGFybGV5LnYxLlByZXNlbmNlRGlmZkgAEiMKBnR5cGluZxgGIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIAEIHCgVldmVudCJYChJTZW5kTWVzc2FnZVJlcXVlc3QSDAoEcm9vbRgBIAEoCRIMCgRib2R5GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkSDwoHdG9fdXNlchgEIAEoCSI6ChNTZW5kTWVzc2FnZVJlc3BvbnNlEiMKB21lc3NhZ2UYASABKAsyEi5wYXJsZXkudjEuTWVzc2FnZSK8AQoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIMCgRyb29tGAEgASgJEhcKCmJlZm9yZV9zZXEYAiABKARIAIgBARIWCglhZnRlcl9zZXEYAyABKARIAYgBARINCgVsaW1pdBgEIAEoBRImCgVvcmRlchgFIAEoDjIXLnBhcmxleS52MS5NZXNzYWdlT3JkZXISEgoKcGFnZV90b2tlbhgGIAEoCUINCgtfYmVmb3JlX3NlcUIMCgpfYWZ0ZXJfc2VxImcKFExpc3RNZXNzYWdlc1Jlc3BvbnNlEiQKCG1lc3NhZ2VzGAEgAygLMhIucGFybGV5LnYxLk1lc3NhZ2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhAKCGhlYWRfc2VxGAMgASgEIjkKEExpc3RSb29tc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiTAoRTGlzdFJvb21zUmVzcG9uc2USHgoFcm9vbXMYASADKAsyDy5wYXJsZXkudjEuUm9vbRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUAoRQ3JlYXRlUm9vbVJlcXVlc3QSDAoEbmFtZRgBIAEoCRItCgp2aXNpYmlsaXR5GAIgASgOMhkucGFybGV5LnYxLlJvb21WaXNpYmlsaXR5IjMKEkNyZWF0ZVJvb21SZXNwb25zZRIdCgRyb29tGAEgASgLMg8ucGFybGV5LnYxLlJvb20iIwoTTGlzdFByZXNlbmNlUmVxdWVzdBIMCgRyb29tGAEgASgJIj0KFExpc3RQcmVzZW5jZVJlc3BvbnNlEiUKCHByZXNlbmNlGAEgAygLMhMucGFybGV5LnYxLlByZXNlbmNlIi4KEEFkZE1lbWJlclJlcXVlc3QSDAoEcm9vbRgBIAEoCRIMCgR1c2VyGAIgASgJIhMKEUFkZE1lbWJlclJlc3BvbnNlIjEKE1JlbW92ZU1lbWJlclJlcXVlc3QSDAoEcm9vbRgBIAEoCRIMCgR1c2VyGAIgASgJIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIiIKEkxpc3RNZW1iZXJzUmVxdWVzdBIMCgRyb29tGAEgASgJIiYKE0xpc3RNZW1iZXJzUmVzcG9uc2USDwoHbWVtYmVycxgBIAMoCSIfCg9EZXZMb2dpblJlcXVlc3QSDAoEdXNlchgBIAEoCSJRChBEZXZMb2dpblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKm0KDE1lc3NhZ2VPcmRlchIdChlNRVNTQUdFX09SREVSX1VOU1BFQ0lGSUVEEAASHgoaTUVTU0FHRV9PUkRFUl9ORVdFU1RfRklSU1QQARIeChpNRVNTQUdFX09SREVSX09MREVTVF9GSVJTVBACMsMGCgtDaGF0U2VydmljZRI7CgRKb2luEhYucGFybGV5LnYxLkpvaW5SZXF1ZXN0GhcucGFybGV5LnYxLkpvaW5SZXNwb25zZSgBMAESSAoJU3Vic2NyaWJlEhsucGFybGV5LnYxLlN1YnNjcmliZVJlcXVlc3QaHC5wYXJsZXkudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJMCgtTZW5kTWVzc2FnZRIdLnBhcmxleS52MS5TZW5kTWVzc2FnZVJlcXVlc3QaHi5wYXJsZXkudjEuU2VuZE1lc3NhZ2VSZXNwb25zZRJPCgxMaXN0TWVzc2FnZXMSHi5wYXJsZXkudjEuTGlzdE1lc3NhZ2VzUmVxdWVzdBofLnBhcmxleS52MS5MaXN0TWVzc2FnZXNSZXNwb25zZRJGCglMaXN0Um9vbXMSGy5wYXJsZXkudjEuTGlzdFJvb21zUmVxdWVzdBocLnBhcmxleS52MS5MaXN0Um9vbXNSZXNwb25zZRJJCgpDcmVhdGVSb29tEhwucGFybGV5LnYxLkNyZWF0ZVJvb21SZXF1ZXN0Gh0ucGFybGV5LnYxLkNyZWF0ZVJvb21SZXNwb25zZRJPCgxMaXN0UHJlc2VuY2USHi5wYXJsZXkudjEuTGlzdFByZXNlbmNlUmVxdWVzdBofLnBhcmxleS52MS5MaXN0UHJlc2VuY2VSZXNwb25zZRJGCglBZGRNZW1iZXISGy5wYXJsZXkudjEuQWRkTWVtYmVyUmVxdWVzdBocLnBhcmxleS52MS5BZGRNZW1iZXJSZXNwb25zZRJPCgxSZW1vdmVNZW1iZXISHi5wYXJsZXkudjEuUmVtb3ZlTWVtYmVyUmVxdWVzdBofLnBhcmxleS52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJMCgtMaXN0TWVtYmVycxIdLnBhcmxleS52MS5MaXN0TWVtYmVyc1JlcXVlc3QaHi5wYXJsZXkudjEuTGlzdE1lbWJlcnNSZXNwb25zZRJDCghEZXZMb2dpbhIaLnBhcmxleS52MS5EZXZMb2dpblJlcXVlc3QaGy5wYXJsZXkudjEuRGV2TG9naW5SZXNwb25zZUI1WjNnaXRodWIuY29tL3BhcmxleWNoYXQvcGFybGV5L2dlbi9wYXJsZXkvdjE7cGFybGV5djFiBnByb3RvMw", [file_google_protobuf_timestamp, file_parley_v1_types]);
 
 /**
  * JoinRequest is one frame sent by the client on a Join stream.
@@ -417,13 +417,13 @@ export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE_
   messageDesc(file_parley_v1_chat_service, 3);
 
 /**
- * SendMessageRequest sends one message.
+ * SendMessageRequest sends one message, to a room or directly to a user.
  *
  * @generated from message parley.v1.SendMessageRequest
  */
 export type SendMessageRequest = Message<"parley.v1.SendMessageRequest"> & {
   /**
-   * The room to send to.
+   * The room to send to. Set either room or to_user.
    *
    * @generated from field: string room = 1;
    */
@@ -442,6 +442,15 @@ export type SendMessageRequest = Message<"parley.v1.SendMessageRequest"> & {
    * @generated from field: string client_msg_id = 3;
    */
   clientMsgId: string;
+
+  /**
+   * Send privately to this user instead of a room. The direct room between
+   * the caller and the user ("dm:<a>:<b>", the two user ids sorted) is
+   * created on first use; its id is in the returned message's room.
+   *
+   * @generated from field: string to_user = 4;
+   */
+  toUser: string;
 };
 
 /**
@@ -712,6 +721,134 @@ export const ListPresenceResponseSchema: GenMessage<ListPresenceResponse> = /*@_
   messageDesc(file_parley_v1_chat_service, 13);
 
 /**
+ * AddMemberRequest adds a member to a private room.
+ *
+ * @generated from message parley.v1.AddMemberRequest
+ */
+export type AddMemberRequest = Message<"parley.v1.AddMemberRequest"> & {
+  /**
+   * The private room.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The user to add.
+   *
+   * @generated from field: string user = 2;
+   */
+  user: string;
+};
+
+/**
+ * Describes the message parley.v1.AddMemberRequest.
+ * Use `create(AddMemberRequestSchema)` to create a new message.
+ */
+export const AddMemberRequestSchema: GenMessage<AddMemberRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 14);
+
+/**
+ * AddMemberResponse confirms the addition.
+ *
+ * @generated from message parley.v1.AddMemberResponse
+ */
+export type AddMemberResponse = Message<"parley.v1.AddMemberResponse"> & {
+};
+
+/**
+ * Describes the message parley.v1.AddMemberResponse.
+ * Use `create(AddMemberResponseSchema)` to create a new message.
+ */
+export const AddMemberResponseSchema: GenMessage<AddMemberResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 15);
+
+/**
+ * RemoveMemberRequest removes a member from a private room.
+ *
+ * @generated from message parley.v1.RemoveMemberRequest
+ */
+export type RemoveMemberRequest = Message<"parley.v1.RemoveMemberRequest"> & {
+  /**
+   * The private room.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The user to remove.
+   *
+   * @generated from field: string user = 2;
+   */
+  user: string;
+};
+
+/**
+ * Describes the message parley.v1.RemoveMemberRequest.
+ * Use `create(RemoveMemberRequestSchema)` to create a new message.
+ */
+export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 16);
+
+/**
+ * RemoveMemberResponse confirms the removal.
+ *
+ * @generated from message parley.v1.RemoveMemberResponse
+ */
+export type RemoveMemberResponse = Message<"parley.v1.RemoveMemberResponse"> & {
+};
+
+/**
+ * Describes the message parley.v1.RemoveMemberResponse.
+ * Use `create(RemoveMemberResponseSchema)` to create a new message.
+ */
+export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 17);
+
+/**
+ * ListMembersRequest asks for a room's members.
+ *
+ * @generated from message parley.v1.ListMembersRequest
+ */
+export type ListMembersRequest = Message<"parley.v1.ListMembersRequest"> & {
+  /**
+   * A private or direct room.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+};
+
+/**
+ * Describes the message parley.v1.ListMembersRequest.
+ * Use `create(ListMembersRequestSchema)` to create a new message.
+ */
+export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 18);
+
+/**
+ * ListMembersResponse lists a room's members.
+ *
+ * @generated from message parley.v1.ListMembersResponse
+ */
+export type ListMembersResponse = Message<"parley.v1.ListMembersResponse"> & {
+  /**
+   * The members' user ids, sorted.
+   *
+   * @generated from field: repeated string members = 1;
+   */
+  members: string[];
+};
+
+/**
+ * Describes the message parley.v1.ListMembersResponse.
+ * Use `create(ListMembersResponseSchema)` to create a new message.
+ */
+export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 19);
+
+/**
  * DevLoginRequest asks a --dev server for a token.
  *
  * @generated from message parley.v1.DevLoginRequest
@@ -730,7 +867,7 @@ export type DevLoginRequest = Message<"parley.v1.DevLoginRequest"> & {
  * Use `create(DevLoginRequestSchema)` to create a new message.
  */
 export const DevLoginRequestSchema: GenMessage<DevLoginRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 14);
+  messageDesc(file_parley_v1_chat_service, 20);
 
 /**
  * DevLoginResponse carries a minted token.
@@ -758,7 +895,7 @@ export type DevLoginResponse = Message<"parley.v1.DevLoginResponse"> & {
  * Use `create(DevLoginResponseSchema)` to create a new message.
  */
 export const DevLoginResponseSchema: GenMessage<DevLoginResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 15);
+  messageDesc(file_parley_v1_chat_service, 21);
 
 /**
  * MessageOrder says which way ListMessages walks a room's history.
@@ -882,6 +1019,38 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof ListPresenceRequestSchema;
     output: typeof ListPresenceResponseSchema;
+  },
+  /**
+   * AddMember adds a user to a private room; only the room's creator may.
+   *
+   * @generated from rpc parley.v1.ChatService.AddMember
+   */
+  addMember: {
+    methodKind: "unary";
+    input: typeof AddMemberRequestSchema;
+    output: typeof AddMemberResponseSchema;
+  },
+  /**
+   * RemoveMember removes a user from a private room; only the room's
+   * creator may, and the creator cannot be removed.
+   *
+   * @generated from rpc parley.v1.ChatService.RemoveMember
+   */
+  removeMember: {
+    methodKind: "unary";
+    input: typeof RemoveMemberRequestSchema;
+    output: typeof RemoveMemberResponseSchema;
+  },
+  /**
+   * ListMembers lists the members of a private or direct room; the caller
+   * must be one of them.
+   *
+   * @generated from rpc parley.v1.ChatService.ListMembers
+   */
+  listMembers: {
+    methodKind: "unary";
+    input: typeof ListMembersRequestSchema;
+    output: typeof ListMembersResponseSchema;
   },
   /**
    * DevLogin mints a token for any user name. It exists only on a server

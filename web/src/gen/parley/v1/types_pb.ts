@@ -77,7 +77,8 @@ export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
  */
 export type Room = Message$1<"parley.v1.Room"> & {
   /**
-   * The room's name: 1-64 characters of a-z, 0-9, '-' and '_'.
+   * The room's name: 1-64 characters of a-z, 0-9, '-' and '_'; a direct
+   * room's is "dm:<a>:<b>", its two users' ids sorted.
    *
    * @generated from field: string name = 1;
    */
