@@ -131,7 +131,7 @@ func TestCrashLosesNothingAcked(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test runs the real binary for several seconds")
 	}
-	d := startDaemon(t)
+	d := startDaemon(t, "--send-rate", "-1")
 	rooms := []string{"crash-a", "crash-b"}
 	admin := parleyv1.NewChatServiceClient(dialDaemon(t, d.addr))
 	actx := bearer(context.Background(), d.token(t, "admin"))

@@ -48,7 +48,9 @@ func runServe(args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.GRPCListen, "grpc-listen", "", "with TLS: an extra address serving native gRPC on grpc-go's own transport")
 	fs.StringVar(&cfg.DataDir, "data-dir", "data", "directory for the token signing key and the database (created if missing)")
 	fs.StringVar(&cfg.Store, "store", "sqlite", "where history lives: sqlite (in --data-dir) or memory (lost on exit)")
-	fs.BoolVar(&cfg.Dev, "dev", false, "development mode: DevLogin hands out a token for any user name; never expose such a server")
+	fs.BoolVar(&cfg.Dev, "dev", false, "development mode: DevLogin hands out a token for any user name; refuses non-loopback --listen")
+	fs.BoolVar(&cfg.DevAllowRemote, "dev-allow-remote", false, "let --dev listen on a non-loopback address (anyone who reaches it can be anyone)")
+	tokenFlags(fs, &cfg.Tokens)
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate file; serve TLS (with --tls-key)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated origins (https://app.example) allowed to call grpc-web from other sites; default: same origin only")
@@ -56,7 +58,10 @@ func runServe(args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", 64<<10, "largest gRPC message or grpc-web WebSocket frame a client may send")
 	fs.IntVar(&cfg.MaxQueueBytes, "max-queue-bytes", 1<<20, "bytes queued for one stream before it is cut off as too slow (RESOURCE_EXHAUSTED)")
 	fs.IntVar(&cfg.MaxRoomsPerConn, "max-rooms-per-stream", 256, "rooms one Join or Subscribe stream may be in")
-	maxStreams := fs.Uint("max-streams-per-conn", 100, "concurrent streams on one HTTP/2 connection")
+	maxStreams := fs.Uint("max-streams-per-conn", 100, "concurrent streams on one HTTP/2 connection (the HTTP/2 rapid-reset mitigation relies on it)")
+	fs.Float64Var(&cfg.SendRate, "send-rate", 50, "messages per second one user may send across all streams and REST; negative for no limit (load tests)")
+	fs.IntVar(&cfg.SendBurst, "send-burst", 0, "burst of sends allowed above --send-rate (default 2×send-rate)")
+	fs.IntVar(&cfg.MaxJoinStreamsPerUser, "max-join-streams-per-user", 32, "Join streams one user may have open at once")
 	fs.StringVar(&cfg.DefaultRoom, "default-room", "lobby", "public room created at start if missing; - for none")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long graceful shutdown may take before connections are closed")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
@@ -93,6 +98,10 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("parleyd token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "data", "the server's data directory, holding its signing key")
+	var tc app.TokenConfig
+	fs.StringVar(&tc.SecretFile, "token-secret-file", "", "sign with this HS256 secret instead of the data directory's key")
+	fs.StringVar(&tc.Issuer, "token-issuer", "", "iss claim to put in the token")
+	fs.StringVar(&tc.Audience, "token-audience", "", "aud claim to put in the token")
 	ttl := fs.Duration("expiry", 24*time.Hour, "how long the token is valid")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: parleyd token [--data-dir DIR] [--expiry 24h] <user>\n\nPrints a bearer token for <user>.\n\nFlags:\n")
@@ -105,12 +114,20 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errors.New("token: give exactly one user name")
 	}
-	tok, _, err := app.MintToken(*dataDir, fs.Arg(0), *ttl)
+	tok, _, err := app.MintToken(tc, *dataDir, fs.Arg(0), *ttl)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, tok)
 	return nil
+}
+
+func tokenFlags(fs *flag.FlagSet, tc *app.TokenConfig) {
+	fs.StringVar(&tc.SecretFile, "token-secret-file", "", "file with the HS256 secret (>= 32 bytes) shared with your backend; default: DATA_DIR/token-hs256.key, created on first start")
+	fs.StringVar(&tc.PublicKeyFile, "token-public-key", "", "PEM public key verifying your backend's RS256 (RSA) or EdDSA (Ed25519) tokens")
+	fs.StringVar(&tc.JWKSFile, "token-jwks", "", "JSON Web Key Set file of RSA/Ed25519 public keys verifying your backend's tokens (by kid)")
+	fs.StringVar(&tc.Issuer, "token-issuer", "", "require this iss claim in every token")
+	fs.StringVar(&tc.Audience, "token-audience", "", "require this aud claim in every token")
 }
 
 // parseWithEnv sets each flag from PARLEY_<NAME> when present, then parses

@@ -28,12 +28,17 @@ type session struct {
 func (s *Service) Join(stream grpc.BidiStreamingServer[parleyv1.JoinRequest, parleyv1.JoinResponse]) error {
 	ctx := stream.Context()
 	id := identity(ctx)
+	release, err := s.limits.openStream(id.User)
+	if err != nil {
+		return err
+	}
+	defer release()
 	sess := &session{s: s, stream: stream, user: id.User}
 	sess.expires.Store(id.Expires.UnixNano())
 	sess.conn = s.cfg.Hub.Connect(id.User, clientName(ctx), true)
 	defer sess.conn.Close()
 	s.log.Debug("join stream opened", "user", id.User, "conn", sess.conn.ID)
-	err := s.runStream(stream, sess.conn, sess.expiry, sess.readLoop)
+	err = s.runStream(stream, sess.conn, sess.expiry, sess.readLoop)
 	s.log.Debug("join stream ended", "user", id.User, "conn", sess.conn.ID, "status", statusOf(err).Code())
 	return err
 }

@@ -37,6 +37,13 @@ type Config struct {
 	Dev bool
 	// DevTokenTTL is the lifetime of tokens from DevLogin (default 24h).
 	DevTokenTTL time.Duration
+	// SendRate is how many messages per second one user may send across
+	// all their streams and REST (default 50; negative: no limit), with
+	// bursts of SendBurst (default 2×SendRate).
+	SendRate  float64
+	SendBurst int
+	// MaxJoinStreamsPerUser bounds one user's open Join streams (default 32).
+	MaxJoinStreamsPerUser int
 }
 
 // Service implements parleyv1.ChatServiceServer.
@@ -47,6 +54,7 @@ type Service struct {
 	// streams tracks each stream's reader and writer goroutines, which may
 	// outlive their handler by the moment it takes the stream to close.
 	streams sync.WaitGroup
+	limits *userLimits
 	// draining is closed when the server starts shutting down.
 	draining  chan struct{}
 	drainOnce sync.Once
@@ -63,7 +71,17 @@ func New(cfg Config) *Service {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Service{cfg: cfg, log: cfg.Log, draining: make(chan struct{})}
+	if cfg.SendRate == 0 {
+		cfg.SendRate = 50
+	}
+	if cfg.SendBurst <= 0 {
+		cfg.SendBurst = int(max(2*cfg.SendRate, 1))
+	}
+	if cfg.MaxJoinStreamsPerUser <= 0 {
+		cfg.MaxJoinStreamsPerUser = 32
+	}
+	return &Service{cfg: cfg, log: cfg.Log, draining: make(chan struct{}),
+		limits: newUserLimits(cfg.SendRate, cfg.SendBurst, cfg.MaxJoinStreamsPerUser)}
 }
 
 // Drain ends every open stream with UNAVAILABLE and waits until their
@@ -128,6 +146,9 @@ func (s *Service) send(ctx context.Context, user, room, body, clientMsgID string
 		return store.Message{}, err
 	}
 	if _, err := s.access(ctx, user, room); err != nil {
+		return store.Message{}, err
+	}
+	if err := s.limits.allowSend(user); err != nil {
 		return store.Message{}, err
 	}
 	msg, _, err := s.cfg.Hub.Send(ctx, store.NewMessage{Room: room, Sender: user, Body: body, ClientMsgID: clientMsgID})

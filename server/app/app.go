@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,11 @@ type Config struct {
 	Store string
 	// Dev enables DevLogin, which mints a token for any name.
 	Dev bool
+	// DevAllowRemote lets Dev run on a non-loopback address.
+	DevAllowRemote bool
+	// Tokens says which tokens are accepted besides those signed with the
+	// data directory's key.
+	Tokens TokenConfig
 	// TLSCert and TLSKey are PEM files; both or neither.
 	TLSCert, TLSKey string
 	// AllowedOrigins may use grpc-web from other origins.
@@ -58,6 +64,13 @@ type Config struct {
 	MaxQueueBytes int
 	// MaxRoomsPerConn bounds the rooms one stream may be in (default 256).
 	MaxRoomsPerConn int
+	// SendRate bounds each user's messages per second across all their
+	// streams and REST (default 50; negative: no limit); SendBurst is the
+	// bucket size (default 2×SendRate).
+	SendRate  float64
+	SendBurst int
+	// MaxJoinStreamsPerUser bounds one user's open Join streams (default 32).
+	MaxJoinStreamsPerUser int
 	// DefaultRoom is a public room created at start if missing (default
 	// "lobby"; "-" for none).
 	DefaultRoom string
@@ -65,6 +78,53 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Log receives the server's logs (default slog.Default()).
 	Log *slog.Logger
+}
+
+// TokenConfig configures token verification.
+type TokenConfig struct {
+	// SecretFile holds the HS256 secret (at least 32 bytes) shared with the
+	// app's backend; default: the key parleyd creates in DataDir.
+	SecretFile string
+	// PublicKeyFile is a PEM public key (RSA for RS256, Ed25519 for EdDSA).
+	PublicKeyFile string
+	// JWKSFile is a JSON Web Key Set file of RSA and Ed25519 public keys.
+	JWKSFile string
+	// Issuer and Audience, if set, are required in every token.
+	Issuer, Audience string
+}
+
+// Keys loads the keys tc names. dataDir holds the default HS256 secret.
+func (tc TokenConfig) Keys(dataDir string) (*auth.Keys, error) {
+	var secret []byte
+	var err error
+	if tc.SecretFile != "" {
+		secret, err = os.ReadFile(tc.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("token secret: %w", err)
+		}
+	} else if secret, err = auth.LoadOrCreateKey(dataDir); err != nil {
+		return nil, err
+	}
+	cfg := auth.Config{Secret: secret, Issuer: tc.Issuer, Audience: tc.Audience}
+	if tc.PublicKeyFile != "" {
+		keys, err := auth.LoadPublicKeyFile(tc.PublicKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.PublicKeys = append(cfg.PublicKeys, keys...)
+	}
+	if tc.JWKSFile != "" {
+		keys, err := auth.LoadJWKSFile(tc.JWKSFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.PublicKeys = append(cfg.PublicKeys, keys...)
+	}
+	keys, err := auth.NewKeys(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("token keys: %w", err)
+	}
+	return keys, nil
 }
 
 func (c *Config) setDefaults() {
@@ -102,6 +162,9 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls: give both --tls-cert and --tls-key, or neither"))
+	}
+	if c.Dev && !c.DevAllowRemote && c.Listen != "" && !isLoopback(c.Listen) {
+		errs = append(errs, fmt.Errorf("--dev hands out tokens to anyone: it refuses the non-loopback address %s unless --dev-allow-remote is also given", c.Listen))
 	}
 	if c.GRPCListen != "" && c.TLSCert == "" {
 		errs = append(errs, errors.New("grpc-listen: only needed with TLS; without it gRPC shares --listen"))
@@ -143,12 +206,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, log: cfg.Log}
-	key, err := auth.LoadOrCreateKey(cfg.DataDir)
-	if err != nil {
+	var err error
+	if s.Keys, err = cfg.Tokens.Keys(cfg.DataDir); err != nil {
 		return nil, err
-	}
-	if s.Keys, err = auth.NewKeys(key); err != nil {
-		return nil, fmt.Errorf("signing key %s: %w", filepath.Join(cfg.DataDir, auth.KeyFile), err)
 	}
 	if s.store, err = openStore(ctx, cfg); err != nil {
 		return nil, err
@@ -158,7 +218,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.hub = hub.New(hub.Config{MaxQueueBytes: cfg.MaxQueueBytes, MaxRoomsPerConn: cfg.MaxRoomsPerConn}, s.store, api.EncodeEvent, s.log)
-	s.svc = api.New(api.Config{Hub: s.hub, Store: s.store, Keys: s.Keys, Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes, Dev: cfg.Dev})
+	s.svc = api.New(api.Config{Hub: s.hub, Store: s.store, Keys: s.Keys, Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes, Dev: cfg.Dev,
+		SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, MaxJoinStreamsPerUser: cfg.MaxJoinStreamsPerUser})
 	s.metrics = newMetrics(s.hub, storeCollectors(s.store)...)
 	s.grpc = s.newGRPCServer()
 	if s.net, err = transport.Listen(ctx, s.transportConfig(), s.grpc); err != nil {
@@ -221,7 +282,7 @@ func (s *Server) newGRPCServer() *grpc.Server {
 func (s *Server) transportConfig() transport.Config {
 	tc := transport.Config{
 		Listen: s.cfg.Listen, GRPCListen: s.cfg.GRPCListen, AllowedOrigins: s.cfg.AllowedOrigins,
-		MaxMessageBytes: s.cfg.MaxMessageBytes, Log: s.log,
+		MaxMessageBytes: s.cfg.MaxMessageBytes, MaxStreamsPerConn: s.cfg.MaxStreamsPerConn, Log: s.log,
 		Healthy: func() bool { return !s.draining.Load() },
 		UI:      uiHandler(),
 		Metrics: s.metrics.handler(),
@@ -294,18 +355,27 @@ func Run(ctx context.Context, cfg Config) error {
 	return err
 }
 
-// MintToken signs a token for user with the key in dataDir, creating the
-// key on first use.
-func MintToken(dataDir, user string, ttl time.Duration) (string, time.Time, error) {
-	key, err := auth.LoadOrCreateKey(dataDir)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	keys, err := auth.NewKeys(key)
+// MintToken signs an HS256 token for user with the secret tc names (by
+// default the key in dataDir, created on first use).
+func MintToken(tc TokenConfig, dataDir, user string, ttl time.Duration) (string, time.Time, error) {
+	keys, err := tc.Keys(dataDir)
 	if err != nil {
 		return "", time.Time{}, err
 	}
 	return keys.Mint(user, ttl)
+}
+
+// isLoopback reports whether addr's host is a loopback address or localhost.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // GRPCAddr returns the native gRPC listener's address, or "" if there is none.

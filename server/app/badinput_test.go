@@ -50,7 +50,7 @@ func otherKeyToken(t *testing.T, user string) string {
 	t.Helper()
 	secret := make([]byte, 32)
 	rand.Read(secret)
-	k, err := auth.NewKeys(secret)
+	k, err := auth.NewKeys(auth.Config{Secret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,7 @@ func startServer(t testing.TB, mods ...func(*app.Config)) *testServer {
 		Listen:          "127.0.0.1:0",
 		DataDir:         t.TempDir(),
 		Store:           testStore(),
+		SendRate:        -1, // tests that check the limit set it
 		Dev:             true,
 		ShutdownTimeout: 5 * time.Second,
 		Log:             slog.New(slog.NewTextHandler(io.Discard, nil)),

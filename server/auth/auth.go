@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -42,19 +43,38 @@ type Identity struct {
 	Expires time.Time
 }
 
-// Keys verifies and mints HS256 tokens with one secret.
-type Keys struct {
-	secret []byte
-	leeway time.Duration
-	now    func() time.Time
+// Config says which tokens Keys accepts. The zero value of each optional
+// field means: no such check.
+type Config struct {
+	// Secret signs and verifies HS256 tokens (at least 32 bytes): the
+	// server's own key, or one shared with the app's backend.
+	Secret []byte
+	// PublicKeys verify RS256 and EdDSA tokens from the app's backend.
+	PublicKeys []PublicKey
+	// Issuer, if set, must be the token's iss; minted tokens carry it.
+	Issuer string
+	// Audience, if set, must be among the token's aud; minted tokens carry it.
+	Audience string
+	// Leeway tolerates clock skew on exp, nbf and iat (default 5s).
+	Leeway time.Duration
 }
 
-// NewKeys returns Keys for secret, which must be at least 32 bytes.
-func NewKeys(secret []byte) (*Keys, error) {
-	if len(secret) < 32 {
-		return nil, fmt.Errorf("signing key is %d bytes, want at least 32", len(secret))
+// Keys verifies tokens, each algorithm pinned to its keys, and mints HS256
+// tokens with the secret.
+type Keys struct {
+	cfg Config
+	now func() time.Time
+}
+
+// NewKeys returns Keys for cfg.
+func NewKeys(cfg Config) (*Keys, error) {
+	if len(cfg.Secret) < 32 {
+		return nil, fmt.Errorf("signing key is %d bytes, want at least 32", len(cfg.Secret))
 	}
-	return &Keys{secret: secret, leeway: 5 * time.Second, now: time.Now}, nil
+	if cfg.Leeway <= 0 {
+		cfg.Leeway = 5 * time.Second
+	}
+	return &Keys{cfg: cfg, now: time.Now}, nil
 }
 
 // LoadOrCreateKey reads the signing key from dir, creating dir and a new
@@ -93,37 +113,51 @@ func LoadOrCreateKey(dir string) ([]byte, error) {
 	return key, nil
 }
 
-// Mint returns a token for user that expires after ttl.
+// Mint returns an HS256 token for user that expires after ttl.
 func (k *Keys) Mint(user string, ttl time.Duration) (string, time.Time, error) {
 	if !ValidUser(user) {
 		return "", time.Time{}, fmt.Errorf("mint token for %q: %w", user, ErrBadUser)
 	}
 	now := k.now()
 	exp := now.Add(ttl).Truncate(time.Second)
-	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+	claims := jwt.RegisteredClaims{
 		Subject:   user,
+		Issuer:    k.cfg.Issuer,
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(exp),
-	})
-	s, err := tok.SignedString(k.secret)
+	}
+	if k.cfg.Audience != "" {
+		claims.Audience = jwt.ClaimStrings{k.cfg.Audience}
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(k.cfg.Secret)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
 	}
 	return s, exp, nil
 }
 
-// Verify checks a token's signature (HS256 only), expiry and subject.
+// Verify checks a token's signature with a key pinned to the token's
+// algorithm (HS256 with the secret; RS256 and EdDSA with public keys, chosen
+// by kid when the token names one), then exp, iss, aud and sub.
 func (k *Keys) Verify(token string) (Identity, error) {
 	if token == "" {
 		return Identity{}, ErrNoToken
 	}
-	var claims jwt.RegisteredClaims
-	_, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return k.secret, nil },
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(k.algorithms()),
 		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(k.leeway),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(k.cfg.Leeway),
 		jwt.WithTimeFunc(k.now),
-	)
+	}
+	if k.cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(k.cfg.Issuer))
+	}
+	if k.cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(k.cfg.Audience))
+	}
+	var claims jwt.RegisteredClaims
+	_, err := jwt.ParseWithClaims(token, &claims, k.keyFor, opts...)
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return Identity{}, ErrExpired
@@ -132,5 +166,37 @@ func (k *Keys) Verify(token string) (Identity, error) {
 	case !ValidUser(claims.Subject):
 		return Identity{}, fmt.Errorf("%w: sub: %w", ErrInvalid, ErrBadUser)
 	}
-	return Identity{User: claims.Subject, Expires: claims.ExpiresAt.Time.Add(k.leeway)}, nil
+	return Identity{User: claims.Subject, Expires: claims.ExpiresAt.Time.Add(k.cfg.Leeway)}, nil
+}
+
+func (k *Keys) algorithms() []string {
+	algs := []string{jwt.SigningMethodHS256.Alg()}
+	for _, pk := range k.cfg.PublicKeys {
+		if !slices.Contains(algs, pk.Alg) {
+			algs = append(algs, pk.Alg)
+		}
+	}
+	return algs
+}
+
+// keyFor returns the key pinned to the token's algorithm: the secret only
+// for HS256, public keys only for their own algorithm, so a token cannot
+// pick how its signature is checked (an HS256 token "signed" with an RSA
+// public key finds no RSA key here).
+func (k *Keys) keyFor(t *jwt.Token) (any, error) {
+	alg := t.Method.Alg()
+	if alg == jwt.SigningMethodHS256.Alg() {
+		return k.cfg.Secret, nil
+	}
+	kid, _ := t.Header["kid"].(string)
+	var keys jwt.VerificationKeySet
+	for _, pk := range k.cfg.PublicKeys {
+		if pk.Alg == alg && (kid == "" || pk.KID == "" || pk.KID == kid) {
+			keys.Keys = append(keys.Keys, pk.Key)
+		}
+	}
+	if len(keys.Keys) == 0 {
+		return nil, fmt.Errorf("no %s key with kid %q", alg, kid)
+	}
+	return keys, nil
 }

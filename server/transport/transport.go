@@ -41,6 +41,10 @@ type Config struct {
 	AllowedOrigins []string
 	// MaxMessageBytes bounds a grpc-web WebSocket frame (default 64 KiB).
 	MaxMessageBytes int
+	// MaxStreamsPerConn bounds concurrent requests on one HTTP/2 connection
+	// served by net/http (grpc-web and REST over TLS), as
+	// grpc.MaxConcurrentStreams does for native gRPC (default 100).
+	MaxStreamsPerConn uint32
 	// MaxRequestBodyBytes bounds a REST request body (default 64 KiB).
 	MaxRequestBodyBytes int64
 	// ReadHeaderTimeout bounds how long a client may take to send its
@@ -61,6 +65,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 64 << 10
+	}
+	if c.MaxStreamsPerConn == 0 {
+		c.MaxStreamsPerConn = 100
 	}
 	if c.MaxRequestBodyBytes <= 0 {
 		c.MaxRequestBodyBytes = 64 << 10
@@ -113,6 +120,7 @@ func Listen(ctx context.Context, cfg Config, gs *grpc.Server) (*Server, error) {
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: int(cfg.MaxStreamsPerConn)},
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 	}
 	var err error

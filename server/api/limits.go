@@ -1,0 +1,110 @@
+package api
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// userLimits holds each user's send rate limiter and open Join streams.
+// One mutex guards the map; the limiters are safe on their own.
+type userLimits struct {
+	rate    rate.Limit
+	burst   int
+	streams int // most Join streams per user; 0 means no limit
+
+	mu    sync.Mutex
+	users map[string]*userLimit
+}
+
+type userLimit struct {
+	send    *rate.Limiter
+	streams int
+}
+
+// sweepAt is the map size at which idle users are forgotten.
+const sweepAt = 10000
+
+func newUserLimits(perSecond float64, burst, streams int) *userLimits {
+	r := rate.Limit(perSecond)
+	if perSecond <= 0 {
+		r = rate.Inf
+	}
+	return &userLimits{rate: r, burst: max(burst, 1), streams: streams, users: make(map[string]*userLimit)}
+}
+
+func (l *userLimits) get(user string) *userLimit {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := l.users[user]
+	if u == nil {
+		if len(l.users) >= sweepAt {
+			l.sweepLocked()
+		}
+		u = &userLimit{send: rate.NewLimiter(l.rate, l.burst)}
+		l.users[user] = u
+	}
+	return u
+}
+
+// sweepLocked forgets users with no stream and a full bucket: they would
+// get the same fresh limiter back.
+func (l *userLimits) sweepLocked() {
+	now := time.Now()
+	for name, u := range l.users {
+		if u.streams == 0 && u.send.TokensAt(now) >= float64(l.burst) {
+			delete(l.users, name)
+		}
+	}
+}
+
+// allowSend takes one send from user's bucket, or returns RESOURCE_EXHAUSTED
+// saying when to retry.
+func (l *userLimits) allowSend(user string) error {
+	if l.rate == rate.Inf {
+		return nil
+	}
+	r := l.get(user).send.Reserve()
+	d := r.Delay()
+	if d == 0 {
+		return nil
+	}
+	r.Cancel()
+	return retryable(d, fmt.Sprintf("sending too fast: at most %g messages/s per user (burst %d); retry in %v", float64(l.rate), l.burst, d.Round(time.Millisecond)))
+}
+
+// openStream counts a Join stream for user, refusing one past the limit.
+// The returned func closes it.
+func (l *userLimits) openStream(user string) (func(), error) {
+	u := l.get(user)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.streams > 0 && u.streams >= l.streams {
+		return nil, retryable(time.Second, fmt.Sprintf("user %s already has %d Join streams open, the limit; close one first", user, l.streams))
+	}
+	u.streams++
+	return func() {
+		l.mu.Lock()
+		u.streams--
+		l.mu.Unlock()
+	}, nil
+}
+
+// retryable is RESOURCE_EXHAUSTED with a RetryInfo detail.
+func retryable(after time.Duration, msg string) error {
+	if after == rate.InfDuration || after > time.Duration(math.MaxInt64/2) {
+		after = time.Minute
+	}
+	st := status.New(codes.ResourceExhausted, msg)
+	if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(after)}); err == nil {
+		st = withInfo
+	}
+	return st.Err()
+}
