@@ -63,6 +63,7 @@ func runServe(args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.SendBurst, "send-burst", 0, "burst of sends allowed above --send-rate (default 2×send-rate)")
 	fs.IntVar(&cfg.MaxJoinStreamsPerUser, "max-join-streams-per-user", 32, "Join streams one user may have open at once")
 	fs.StringVar(&cfg.DefaultRoom, "default-room", "lobby", "public room created at start if missing; - for none")
+	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send HTTP request headers or the HTTP/2 preface")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long graceful shutdown may take before connections are closed")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")

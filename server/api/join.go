@@ -112,6 +112,9 @@ func (sess *session) reply(r *parleyv1.Reply, err error) error {
 }
 
 func (sess *session) join(ctx context.Context, j *parleyv1.JoinRequest_JoinRoom, reply *parleyv1.Reply) error {
+	if err := sess.s.cfg.Hub.CanJoinMore(sess.conn); err != nil {
+		return err
+	}
 	if _, err := sess.s.access(ctx, sess.user, j.GetRoom()); err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ type Service struct {
 	// streams tracks each stream's reader and writer goroutines, which may
 	// outlive their handler by the moment it takes the stream to close.
 	streams sync.WaitGroup
-	limits *userLimits
+	limits  *userLimits
 	// draining is closed when the server starts shutting down.
 	draining  chan struct{}
 	drainOnce sync.Once

@@ -74,6 +74,9 @@ type Config struct {
 	// DefaultRoom is a public room created at start if missing (default
 	// "lobby"; "-" for none).
 	DefaultRoom string
+	// ReadHeaderTimeout bounds how long a client may take to send its
+	// HTTP request headers or HTTP/2 preface (default 10s).
+	ReadHeaderTimeout time.Duration
 	// ShutdownTimeout bounds graceful shutdown (default 10s).
 	ShutdownTimeout time.Duration
 	// Log receives the server's logs (default slog.Default()).
@@ -283,9 +286,10 @@ func (s *Server) transportConfig() transport.Config {
 	tc := transport.Config{
 		Listen: s.cfg.Listen, GRPCListen: s.cfg.GRPCListen, AllowedOrigins: s.cfg.AllowedOrigins,
 		MaxMessageBytes: s.cfg.MaxMessageBytes, MaxStreamsPerConn: s.cfg.MaxStreamsPerConn, Log: s.log,
-		Healthy: func() bool { return !s.draining.Load() },
-		UI:      uiHandler(),
-		Metrics: s.metrics.handler(),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		Healthy:           func() bool { return !s.draining.Load() },
+		UI:                uiHandler(),
+		Metrics:           s.metrics.handler(),
 	}
 	if s.cfg.TLSCert != "" {
 		tc.TLS = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"},

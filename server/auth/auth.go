@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -64,7 +65,16 @@ type Config struct {
 type Keys struct {
 	cfg Config
 	now func() time.Time
+
+	// cache holds tokens that verified, so a client making many calls with
+	// one token pays for the signature check once. Keys do not change while
+	// the server runs, so a token that verified stays valid until its exp.
+	mu    sync.Mutex
+	cache map[string]Identity
 }
+
+// cacheSize bounds the verified-token cache; when full it starts afresh.
+const cacheSize = 16384
 
 // NewKeys returns Keys for cfg.
 func NewKeys(cfg Config) (*Keys, error) {
@@ -74,7 +84,7 @@ func NewKeys(cfg Config) (*Keys, error) {
 	if cfg.Leeway <= 0 {
 		cfg.Leeway = 5 * time.Second
 	}
-	return &Keys{cfg: cfg, now: time.Now}, nil
+	return &Keys{cfg: cfg, now: time.Now, cache: make(map[string]Identity)}, nil
 }
 
 // LoadOrCreateKey reads the signing key from dir, creating dir and a new
@@ -143,6 +153,28 @@ func (k *Keys) Verify(token string) (Identity, error) {
 	if token == "" {
 		return Identity{}, ErrNoToken
 	}
+	k.mu.Lock()
+	id, ok := k.cache[token]
+	k.mu.Unlock()
+	if ok {
+		if k.now().After(id.Expires) {
+			return Identity{}, ErrExpired
+		}
+		return id, nil
+	}
+	id, err := k.verify(token)
+	if err == nil {
+		k.mu.Lock()
+		if len(k.cache) >= cacheSize {
+			clear(k.cache)
+		}
+		k.cache[token] = id
+		k.mu.Unlock()
+	}
+	return id, err
+}
+
+func (k *Keys) verify(token string) (Identity, error) {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(k.algorithms()),
 		jwt.WithExpirationRequired(),

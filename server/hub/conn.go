@@ -218,6 +218,15 @@ func (c *Conn) reserve(name string, r *room, limit int) error {
 	return nil
 }
 
+func (c *Conn) underRoomLimit(limit int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if limit > 0 && len(c.rooms) >= limit {
+		return fmt.Errorf("%w (limit %d)", ErrTooManyRooms, limit)
+	}
+	return nil
+}
+
 // release forgets name and returns its room, or nil if the connection was not in it.
 func (c *Conn) release(name string) *room {
 	c.mu.Lock()

@@ -158,6 +158,11 @@ type JoinOptions struct {
 // then a replayed marker, then live messages. Joining a room twice is
 // ErrAlreadyJoined; a position past the head is ErrAfterSeqBeyondHead.
 func (h *Hub) Join(ctx context.Context, c *Conn, name string, opts JoinOptions) error {
+	// At the limit, say so before looking the room up: a client joining
+	// thousands of rooms learns of the limit, not of each missing room.
+	if err := c.underRoomLimit(h.cfg.MaxRoomsPerConn); err != nil {
+		return err
+	}
 	r, err := h.room(ctx, name)
 	if err != nil {
 		return err
@@ -173,6 +178,9 @@ func (h *Hub) Join(ctx context.Context, c *Conn, name string, opts JoinOptions) 
 	}
 	return nil
 }
+
+// CanJoinMore returns ErrTooManyRooms if c is in as many rooms as it may be.
+func (h *Hub) CanJoinMore(c *Conn) error { return c.underRoomLimit(h.cfg.MaxRoomsPerConn) }
 
 // Leave removes c from a room and announces its leave; ErrNotJoined if c
 // was not in it.
