@@ -1,30 +1,87 @@
 package app
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io/fs"
+	"mime"
 	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/parleychat/parley/web"
 )
 
-// uiHandler serves the landing page at /.
+// uiContentSecurityPolicy lets the page load only its own scripts and styles
+// and talk only to its own origin (grpc-web and its WebSocket).
+const uiContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// uiHandler serves the embedded web app: index.html at / (revalidated on
+// every load) and its content-hashed assets under /assets/ (cached for a
+// year). Anything else is 404: the app routes with the URL fragment.
 func uiHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = w.Write([]byte(landingPage))
-	})
+	return newUI(web.Dist())
 }
 
-const landingPage = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Parley</title></head>
-<body style="font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;line-height:1.5">
-<h1>Parley is running</h1>
-<p>This port serves <code>parley.v1.ChatService</code> over native gRPC, grpc-web and REST.</p>
-<ul>
-<li><code>GET /v1/rooms</code> lists rooms (send <code>Authorization: Bearer &lt;token&gt;</code>)</li>
-<li><code>GET /healthz</code> tells whether the server is serving</li>
-<li><code>grpcurl -plaintext HOST:PORT list</code> shows the services through reflection</li>
-</ul>
-</body></html>
-`
+type uiFile struct {
+	data        []byte
+	etag        string
+	contentType string
+}
+
+type ui struct {
+	files map[string]uiFile // by URL path
+}
+
+func newUI(dist fs.FS) *ui {
+	u := &ui{files: map[string]uiFile{}}
+	_ = fs.WalkDir(dist, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(dist, p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(data)
+		ct := mime.TypeByExtension(path.Ext(p))
+		if ct == "" {
+			ct = http.DetectContentType(data)
+		}
+		u.files["/"+p] = uiFile{data: data, etag: `"` + hex.EncodeToString(sum[:12]) + `"`, contentType: ct}
+		return nil
+	})
+	if f, ok := u.files["/index.html"]; ok {
+		u.files["/"] = f
+	}
+	return u
+}
+
+func (u *ui) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f, ok := u.files[r.URL.Path]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", f.contentType)
+	h.Set("ETag", f.etag)
+	h.Set("X-Content-Type-Options", "nosniff")
+	if strings.HasPrefix(r.URL.Path, "/assets/") {
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		h.Set("Cache-Control", "no-cache")
+		h.Set("Content-Security-Policy", uiContentSecurityPolicy)
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+	}
+	http.ServeContent(w, r, path.Base(r.URL.Path), time.Time{}, bytes.NewReader(f.data))
+}

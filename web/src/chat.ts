@@ -1,0 +1,502 @@
+// Chat is the page's controller: it owns the rooms' state, the Join session
+// and the unary calls, and tells the view when something changed.
+import { Code, codeOf, messageOf, type Api } from "./api";
+import type { JoinResponse } from "./gen/parley/v1/chat_service_pb";
+import { RoomVisibility, type Reply } from "./gen/parley/v1/types_pb";
+import { dmName, dmUsers, isDirect, RoomState } from "./room";
+import { JoinSession, StreamLost, type ConnState } from "./session";
+
+const typingIdleMs = 3000;
+const typingExpiryMs = 8000;
+const roomsPollMs = 5000;
+const pageSize = 50;
+
+/** Chat is one signed-in user's chat. */
+export class Chat {
+  readonly rooms = new Map<string, RoomState>();
+  current = "";
+  conn: ConnState = "connecting";
+  retryAt = 0;
+  roomsLoaded = false;
+  private session: JoinSession;
+  private typingStop = new Map<string, number>();
+  private pollTimer = 0;
+  private left: Record<string, number> = {};
+
+  constructor(
+    readonly me: string,
+    private readonly token: string,
+    readonly api: Api,
+    private readonly changed: () => void,
+    private readonly signedOut: (why: string) => void,
+  ) {
+    this.session = new JoinSession(location.origin, () => this.token, {
+      state: (s, retryAt) => {
+        this.conn = s;
+        this.retryAt = retryAt ?? 0;
+        this.changed();
+      },
+      open: () => this.onOpen(),
+      event: (ev) => this.onEvent(ev),
+      fatal: (why) => this.signedOut(why),
+    });
+  }
+
+  /** start restores the rooms of this tab, connects and opens a room. */
+  start(initialRoom: string): void {
+    this.restore();
+    if (initialRoom) this.open(initialRoom);
+    this.session.start();
+    void this.refreshRooms();
+    this.pollTimer = window.setInterval(() => {
+      if (document.visibilityState === "visible") void this.refreshRooms();
+    }, roomsPollMs);
+    document.addEventListener("visibilitychange", this.onVisible);
+  }
+
+  /** stop disconnects; the page is signing out. */
+  stop(): void {
+    window.clearInterval(this.pollTimer);
+    document.removeEventListener("visibilitychange", this.onVisible);
+    this.session.stop();
+  }
+
+  reconnectNow(): void {
+    this.session.reconnectNow();
+  }
+
+  room(name: string): RoomState {
+    let r = this.rooms.get(name);
+    if (!r) {
+      r = new RoomState(name);
+      r.lastRead = this.readMarks()[name] ?? -1;
+      this.rooms.set(name, r);
+    }
+    return r;
+  }
+
+  /** open shows a room, joining it if needed. */
+  open(name: string): void {
+    const r = this.room(name);
+    this.current = name;
+    if (!r.wanted || r.status === "error" || r.status === "idle") {
+      r.wanted = true;
+      r.error = "";
+      if (r.lastRead < 0) r.lastRead = 0;
+      if (this.session.online) void this.join(r);
+      else r.status = "joining";
+    }
+    this.markRead(r);
+    this.save();
+    if (r.info?.visibility === RoomVisibility.PRIVATE) void this.loadMembers(r);
+    this.changed();
+  }
+
+  /** leave leaves a room and shows another joined one. */
+  leave(name: string): void {
+    const r = this.room(name);
+    r.wanted = false;
+    r.reset();
+    this.left[name] = r.headSeq();
+    this.session.notify({ case: "leave", value: { room: name } });
+    if (this.current === name) {
+      const next = [...this.rooms.values()].find((x) => x.wanted && x.name !== name);
+      this.current = next?.name ?? "";
+    }
+    this.save();
+    this.changed();
+  }
+
+  // onOpen runs on every (re)connect: rejoin every wanted room from the last
+  // seq seen, then resend what was not acknowledged, in that order on the
+  // stream (the server handles a stream's frames in order).
+  private onOpen(): void {
+    for (const r of this.rooms.values()) {
+      if (!r.wanted) continue;
+      if (r.status === "new-dm") {
+        // Someone may have created it meanwhile; unsent firsts wait for the answer.
+        void this.join(r).then(() => this.resend(r));
+        continue;
+      }
+      void this.join(r);
+      this.resend(r);
+    }
+    void this.refreshRooms();
+  }
+
+  private resend(r: RoomState): void {
+    for (const p of r.pending) if (p.state === "sending") void this.sendPending(r, p);
+  }
+
+  private async join(r: RoomState): Promise<void> {
+    r.status = "joining";
+    r.error = "";
+    const afterSeq = r.lastSeq > 0 ? BigInt(r.lastSeq) : undefined;
+    const reply = await this.session.request({ case: "join", value: { room: r.name, afterSeq } });
+    if (!r.wanted || reply.code === StreamLost) return;
+    if (reply.code === Code.NotFound && this.isMyDm(r.name)) {
+      r.status = "new-dm";
+    } else if (reply.code !== 0) {
+      this.refused(r, reply);
+    } else if (r.status === "joining") {
+      r.status = "joined";
+    }
+    this.changed();
+  }
+
+  private refused(r: RoomState, reply: Reply): void {
+    r.status = "error";
+    r.wanted = false;
+    r.error = refusal(reply.code, reply.error);
+    for (const p of r.pending) {
+      p.state = "failed";
+      p.error = r.error;
+    }
+    this.save();
+  }
+
+  private onEvent(ev: JoinResponse["event"]): void {
+    switch (ev.case) {
+      case "joined": {
+        const r = this.room(ev.value.room);
+        r.status = "joined";
+        r.setPresence(ev.value.presence);
+        if (!r.historyLoaded) void this.loadHistory(r);
+        break;
+      }
+      case "message": {
+        const r = this.room(ev.value.room);
+        if (r.add(ev.value)) {
+          this.clearTyping(r, ev.value.sender);
+          if (r.name === this.current) this.markRead(r);
+        }
+        break;
+      }
+      case "presenceDiff":
+        this.room(ev.value.room).applyPresence(ev.value.joins, ev.value.leaves);
+        break;
+      case "typing":
+        this.onTyping(ev.value.room, ev.value.user, ev.value.active);
+        break;
+      default:
+        return; // replayed: nothing to show
+    }
+    this.changed();
+  }
+
+  private onTyping(room: string, user: string, active: boolean): void {
+    if (user === this.me) return;
+    const r = this.room(room);
+    this.clearTyping(r, user);
+    if (active) r.typing.set(user, window.setTimeout(() => this.clearTyping(r, user, true), typingExpiryMs));
+  }
+
+  private clearTyping(r: RoomState, user: string, notify = false): void {
+    const t = r.typing.get(user);
+    if (t === undefined) return;
+    window.clearTimeout(t);
+    r.typing.delete(user);
+    if (notify) this.changed();
+  }
+
+  /** typed tells the room that the user is typing; it stops after a pause. */
+  typed(): void {
+    const r = this.rooms.get(this.current);
+    if (!r || r.status !== "joined") return;
+    const name = r.name;
+    if (!this.typingStop.has(name)) this.session.notify({ case: "typing", value: { room: name, active: true } });
+    window.clearTimeout(this.typingStop.get(name));
+    this.typingStop.set(name, window.setTimeout(() => this.stopTyping(name), typingIdleMs));
+  }
+
+  private stopTyping(room: string): void {
+    if (!this.typingStop.has(room)) return;
+    window.clearTimeout(this.typingStop.get(room));
+    this.typingStop.delete(room);
+    this.session.notify({ case: "typing", value: { room, active: false } });
+  }
+
+  /** send posts a message to the current room; it is retried until acknowledged. */
+  send(body: string): void {
+    const r = this.rooms.get(this.current);
+    if (!r || !body.trim()) return;
+    this.stopTyping(r.name);
+    const p = { clientMsgId: crypto.randomUUID(), body, state: "sending" as const };
+    r.pending.push(p);
+    void this.sendPending(r, p);
+    this.changed();
+  }
+
+  /** retry sends a failed message again, with the same client_msg_id. */
+  retry(room: string, clientMsgId: string): void {
+    const r = this.room(room);
+    const p = r.pending.find((x) => x.clientMsgId === clientMsgId);
+    if (!p) return;
+    p.state = "sending";
+    p.error = undefined;
+    if (r.status === "error") this.open(room);
+    void this.sendPending(r, p);
+    this.changed();
+  }
+
+  /** discard drops a message that was not sent. */
+  discard(room: string, clientMsgId: string): void {
+    const r = this.room(room);
+    r.pending = r.pending.filter((x) => x.clientMsgId !== clientMsgId);
+    this.changed();
+  }
+
+  private async sendPending(r: RoomState, p: RoomState["pending"][number]): Promise<void> {
+    if (r.status === "new-dm") return this.sendFirstDirect(r, p);
+    if (!this.session.online || r.status === "error") return; // sent on the next connect
+    const reply = await this.session.request({
+      case: "send",
+      value: { room: r.name, body: p.body, clientMsgId: p.clientMsgId },
+    });
+    if (reply.code === StreamLost) return; // resent on the next connect
+    if (reply.code === 0 && reply.message) {
+      r.add(reply.message);
+      if (r.name === this.current) this.markRead(r);
+    } else if (reply.code !== 0) {
+      p.state = "failed";
+      p.error = refusal(reply.code, reply.error);
+    }
+    this.changed();
+  }
+
+  // sendFirstDirect creates a direct room by sending to the other user, then
+  // joins the room the server named.
+  private async sendFirstDirect(r: RoomState, p: RoomState["pending"][number]): Promise<void> {
+    const other = this.dmOther(r.name);
+    try {
+      const resp = await this.api.sendMessage({ toUser: other, body: p.body, clientMsgId: p.clientMsgId });
+      const msg = resp.message!;
+      const real = this.room(msg.room || r.name);
+      if (real !== r) {
+        real.pending.push(...r.pending.filter((x) => x !== p));
+        r.pending = [];
+        r.wanted = false;
+        if (this.current === r.name) this.current = real.name;
+      }
+      real.add(msg);
+      real.wanted = true;
+      real.status = "joining";
+      this.markRead(real);
+      this.save();
+      if (this.session.online) await this.join(real);
+      void this.refreshRooms();
+    } catch (err) {
+      // Lost on the way: stays "sending" and goes again, same id, on the next connect.
+      if (!transient(codeOf(err))) {
+        p.state = "failed";
+        p.error = messageOf(err);
+      }
+    }
+    this.changed();
+  }
+
+  /** startDirect opens the direct conversation with user. */
+  startDirect(user: string): string {
+    user = user.trim();
+    if (!user) return "type a user name";
+    if (user === this.me) return "that is you: pick someone else";
+    this.open(dmName(this.me, user));
+    return "";
+  }
+
+  /** createRoom creates a room and opens it; it returns an error to show, or "". */
+  async createRoom(name: string, priv: boolean): Promise<string> {
+    try {
+      const resp = await this.api.createRoom({
+        name,
+        visibility: priv ? RoomVisibility.PRIVATE : RoomVisibility.PUBLIC,
+      });
+      this.room(name).info = resp.room;
+      this.open(name);
+      void this.refreshRooms();
+      return "";
+    } catch (err) {
+      return messageOf(err);
+    }
+  }
+
+  /** addMember adds a user to a private room; it returns an error to show, or "". */
+  async addMember(room: string, user: string): Promise<string> {
+    try {
+      await this.api.addMember({ room, user: user.trim() });
+      await this.loadMembers(this.room(room));
+      return "";
+    } catch (err) {
+      return messageOf(err);
+    }
+  }
+
+  async loadMembers(r: RoomState): Promise<void> {
+    try {
+      r.members = (await this.api.listMembers({ room: r.name })).members;
+    } catch {
+      r.members = undefined;
+    }
+    this.changed();
+  }
+
+  /** loadHistory loads the newest page of a room's history. */
+  private async loadHistory(r: RoomState): Promise<void> {
+    if (r.historyLoading) return;
+    r.historyLoading = true;
+    try {
+      const resp = await this.api.listMessages({ room: r.name, limit: pageSize });
+      for (const m of resp.messages) r.add(m);
+      r.olderToken = resp.nextPageToken;
+      r.atBeginning = !resp.nextPageToken;
+      r.historyLoaded = true;
+      if (r.name === this.current) this.markRead(r);
+    } catch (err) {
+      console.warn("parley: history of", r.name, messageOf(err));
+    } finally {
+      r.historyLoading = false;
+      this.changed();
+    }
+  }
+
+  /** loadOlder loads the page of history before the oldest message shown. */
+  async loadOlder(name: string): Promise<void> {
+    const r = this.room(name);
+    if (r.loadingOlder || r.atBeginning || !r.olderToken) return;
+    r.loadingOlder = true;
+    this.changed();
+    try {
+      const resp = await this.api.listMessages({ room: r.name, limit: pageSize, pageToken: r.olderToken });
+      for (const m of resp.messages) r.add(m);
+      r.olderToken = resp.nextPageToken;
+      r.atBeginning = !resp.nextPageToken;
+    } catch (err) {
+      console.warn("parley: older history of", r.name, messageOf(err));
+    } finally {
+      r.loadingOlder = false;
+      this.changed();
+    }
+  }
+
+  /** refreshRooms reloads the room list: names, online counts, last seqs. */
+  async refreshRooms(): Promise<void> {
+    const seen = new Set<string>();
+    try {
+      let pageToken = "";
+      for (let page = 0; page < 20; page++) {
+        const resp = await this.api.listRooms({ pageSize: 200, pageToken });
+        for (const info of resp.rooms) {
+          seen.add(info.name);
+          this.room(info.name).info = info;
+        }
+        pageToken = resp.nextPageToken;
+        if (!pageToken) break;
+      }
+    } catch (err) {
+      if (codeOf(err) === Code.Unauthenticated) this.signedOut(messageOf(err));
+      return;
+    }
+    for (const r of this.rooms.values()) {
+      if (!seen.has(r.name)) r.info = undefined;
+      else if (isDirect(r.name) && !r.wanted && r.headSeq() > (this.left[r.name] ?? 0)) this.autoJoin(r);
+    }
+    if (!this.roomsLoaded) {
+      this.roomsLoaded = true;
+      if (!this.current) this.openDefault();
+    }
+    this.changed();
+  }
+
+  // autoJoin joins a direct room someone opened with us, so its messages
+  // arrive live and show as unread.
+  private autoJoin(r: RoomState): void {
+    r.wanted = true;
+    if (r.lastRead < 0) r.lastRead = 0;
+    this.save();
+    if (this.session.online) void this.join(r);
+  }
+
+  private openDefault(): void {
+    const listed = [...this.rooms.values()].filter((r) => r.info && !isDirect(r.name));
+    const pick = this.rooms.get("lobby")?.info ? "lobby" : listed.map((r) => r.name).sort()[0];
+    if (pick) this.open(pick);
+  }
+
+  private onVisible = (): void => {
+    const r = this.rooms.get(this.current);
+    if (document.visibilityState === "visible" && r) {
+      this.markRead(r);
+      this.changed();
+    }
+  };
+
+  private markRead(r: RoomState): void {
+    if (document.visibilityState !== "visible") return;
+    const seq = r.headSeq();
+    if (seq <= r.lastRead) return;
+    r.lastRead = seq;
+    const marks = this.readMarks();
+    marks[r.name] = seq;
+    localStorage.setItem(this.key("read"), JSON.stringify(marks));
+  }
+
+  private readMarks(): Record<string, number> {
+    try {
+      return JSON.parse(localStorage.getItem(this.key("read")) ?? "{}");
+    } catch {
+      return {};
+    }
+  }
+
+  private isMyDm(name: string): boolean {
+    const users = dmUsers(name);
+    return !!users && users.includes(this.me);
+  }
+
+  private dmOther(name: string): string {
+    const users = dmUsers(name) ?? ["", ""];
+    return users[0] === this.me ? users[1] : users[0];
+  }
+
+  private key(what: string): string {
+    return `parley.${what}.${this.me}`;
+  }
+
+  // save keeps this tab's rooms in sessionStorage, so a reload rejoins them.
+  private save(): void {
+    const wanted = [...this.rooms.values()].filter((r) => r.wanted).map((r) => r.name);
+    sessionStorage.setItem(this.key("rooms"), JSON.stringify({ wanted, current: this.current, left: this.left }));
+  }
+
+  private restore(): void {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(this.key("rooms")) ?? "null");
+      if (!saved) return;
+      this.left = saved.left ?? {};
+      for (const name of saved.wanted ?? []) {
+        const r = this.room(name);
+        r.wanted = true;
+        r.status = "joining";
+      }
+      if (saved.current) this.open(saved.current);
+    } catch {
+      // a damaged entry: start afresh
+    }
+  }
+}
+
+/** refusal turns a refused request into a sentence. */
+function refusal(code: number, message: string): string {
+  switch (code) {
+    case Code.PermissionDenied:
+      return `You don't have access to this room (${message})`;
+    case Code.NotFound:
+      return `This room does not exist (${message})`;
+    default:
+      return message || Code[code] || `error ${code}`;
+  }
+}
+
+function transient(code: Code): boolean {
+  return code === Code.Unavailable || code === Code.Unknown || code === Code.DeadlineExceeded || code === Code.Canceled;
+}
