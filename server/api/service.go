@@ -114,21 +114,34 @@ func (s *Service) access(ctx context.Context, user, name string) (store.Room, er
 		}
 		return store.Room{}, err
 	}
-	if !mayAccess(r, user) {
-		return store.Room{}, status.Errorf(codes.PermissionDenied, "room %q is private to its creator", name)
+	if r.Visibility == store.Public {
+		return r, nil
+	}
+	member, err := s.cfg.Store.IsMember(ctx, name, user)
+	if err != nil {
+		return store.Room{}, err
+	}
+	if !member {
+		if r.Visibility == store.Direct {
+			return store.Room{}, status.Errorf(codes.PermissionDenied, "room %q is a direct conversation between two other users", name)
+		}
+		return store.Room{}, status.Errorf(codes.PermissionDenied, "room %q is private: ask its creator (%s) to add you", name, r.CreatedBy)
 	}
 	return r, nil
-}
-
-func mayAccess(r store.Room, user string) bool {
-	return r.Visibility == store.Public || r.CreatedBy == user
 }
 
 func fail(err error) error { return statusOf(err).Err() }
 
 // SendMessage implements parleyv1.ChatServiceServer.
 func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
-	msg, err := s.send(ctx, identity(ctx).User, req.GetRoom(), req.GetBody(), req.GetClientMsgId())
+	user, room := identity(ctx).User, req.GetRoom()
+	if req.GetToUser() != "" {
+		var err error
+		if room, err = s.directRoom(ctx, user, req); err != nil {
+			return nil, fail(err)
+		}
+	}
+	msg, err := s.send(ctx, user, room, req.GetBody(), req.GetClientMsgId())
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -264,28 +277,19 @@ func (s *Service) ListRooms(ctx context.Context, req *parleyv1.ListRoomsRequest)
 		}
 		after = string(raw[3:])
 	}
-	user := identity(ctx).User
-	resp := &parleyv1.ListRoomsResponse{}
-	// Rooms the caller may not see are skipped, so a page may need several reads.
-	for {
-		rooms, err := s.cfg.Store.ListRooms(ctx, after, size+1)
-		if err != nil {
-			return nil, fail(err)
-		}
-		for _, r := range rooms {
-			if len(resp.Rooms) == size {
-				resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte("r1|" + after))
-				return resp, nil
-			}
-			after = r.Name
-			if mayAccess(r, user) {
-				resp.Rooms = append(resp.Rooms, roomToProto(r, s.cfg.Hub.OnlineCount(r.Name)))
-			}
-		}
-		if len(rooms) <= size {
-			return resp, nil
-		}
+	rooms, err := s.cfg.Store.VisibleRooms(ctx, identity(ctx).User, after, size+1)
+	if err != nil {
+		return nil, fail(err)
 	}
+	resp := &parleyv1.ListRoomsResponse{}
+	if len(rooms) > size {
+		rooms = rooms[:size]
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte("r1|" + rooms[size-1].Name))
+	}
+	for _, r := range rooms {
+		resp.Rooms = append(resp.Rooms, roomToProto(r, s.cfg.Hub.OnlineCount(r.Name)))
+	}
+	return resp, nil
 }
 
 // CreateRoom implements parleyv1.ChatServiceServer.

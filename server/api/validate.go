@@ -2,6 +2,9 @@ package api
 
 import (
 	"regexp"
+	"strings"
+
+	"github.com/parleychat/parley/server/auth"
 	"unicode/utf8"
 )
 
@@ -16,10 +19,29 @@ const (
 var roomRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
 
 func validateRoom(name string) error {
-	if !roomRE.MatchString(name) {
-		return invalidf("room name %q must be 1-64 characters of a-z, 0-9, '-', '_'", truncate(name, 80))
+	if !roomRE.MatchString(name) && !isDirectRoomName(name) {
+		return invalidf("room name %q must be 1-64 characters of a-z, 0-9, '-', '_' (or a direct room's dm:<user>:<user>)", truncate(name, 80))
 	}
 	return nil
+}
+
+// directRoomName is the canonical name of the direct room between a and b:
+// "dm:" and the two user ids, sorted, joined by ':' (which user ids cannot
+// contain, and room names cannot either).
+func directRoomName(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	return "dm:" + a + ":" + b
+}
+
+func isDirectRoomName(name string) bool {
+	rest, ok := strings.CutPrefix(name, "dm:")
+	if !ok {
+		return false
+	}
+	a, b, ok := strings.Cut(rest, ":")
+	return ok && a < b && auth.ValidUser(a) && auth.ValidUser(b)
 }
 
 func (s *Service) validateBody(body string) error {

@@ -193,6 +193,14 @@ func (h *Hub) Leave(c *Conn, name string) error {
 	return nil
 }
 
+// Kick takes every connection of user out of a live room, announcing the
+// leaves, and queues notice (if any) for each of those connections.
+func (h *Hub) Kick(name, user string, notice []byte) {
+	if r, ok := h.rooms.Load(name); ok {
+		r.(*room).kick(user, notice)
+	}
+}
+
 // Typing tells the others in a room that c's user started or stopped typing.
 func (h *Hub) Typing(c *Conn, name string, active bool) error {
 	r := c.joined(name)

@@ -267,6 +267,26 @@ func (r *room) leave(c *Conn) {
 	r.broadcastDiffLocked(nil, []Presence{{User: c.User, Metas: []Meta{meta}}}, c)
 }
 
+// kick takes user's connections out of the room.
+func (r *room) kick(user string, notice []byte) {
+	r.mu.Lock()
+	var victims []*Conn
+	for c := range r.subs {
+		if c.User == user {
+			victims = append(victims, c)
+		}
+	}
+	r.mu.Unlock()
+	for _, c := range victims {
+		if c.release(r.name) == r {
+			r.leave(c)
+			if notice != nil {
+				c.Enqueue(Frame{Data: notice})
+			}
+		}
+	}
+}
+
 // typing tells everyone in the room but c that c's user is typing or stopped.
 func (r *room) typing(c *Conn, active bool) error {
 	data, err := r.hub.encode(Event{Kind: EventTyping, Room: r.name, User: c.User, Active: active})

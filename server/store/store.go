@@ -45,6 +45,9 @@ type Room struct {
 	LastSeq uint64
 	// LastMessageAt is when the newest message was stored; zero for an empty room.
 	LastMessageAt time.Time
+	// Members are stored with a new private or direct room by CreateRoom
+	// (with CreatedBy, who is always a member); reads leave it empty.
+	Members []string
 }
 
 // Message is one stored chat message.
@@ -95,6 +98,19 @@ type Store interface {
 	// Messages returns the messages of a room that match q, in seq order
 	// (descending if q.Descending). It returns ErrRoomNotFound for an unknown room.
 	Messages(ctx context.Context, room string, q Query) ([]Message, error)
+	// VisibleRooms is ListRooms restricted to the rooms user may see: the
+	// public ones and those user is a member of.
+	VisibleRooms(ctx context.Context, user, afterName string, limit int) ([]Room, error)
+	// AddMember makes user a member of room (again: no error); ErrRoomNotFound
+	// for an unknown room.
+	AddMember(ctx context.Context, room, user string) error
+	// RemoveMember ends user's membership of room (if any); ErrRoomNotFound
+	// for an unknown room.
+	RemoveMember(ctx context.Context, room, user string) error
+	// IsMember reports whether user is a member of room.
+	IsMember(ctx context.Context, room, user string) (bool, error)
+	// Members returns room's members, sorted; ErrRoomNotFound for an unknown room.
+	Members(ctx context.Context, room string) ([]string, error)
 	// Close releases the store's resources; pending appends finish first.
 	Close() error
 }

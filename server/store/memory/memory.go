@@ -25,6 +25,7 @@ type room struct {
 	info     store.Room
 	messages []store.Message // messages[i].Seq == i+1
 	byClient map[clientKey]uint64
+	members  map[string]bool
 }
 
 type clientKey struct{ sender, id string }
@@ -48,7 +49,15 @@ func (s *Store) CreateRoom(_ context.Context, r store.Room) (store.Room, error) 
 	}
 	r.CreatedAt = s.now().UTC()
 	r.LastSeq, r.LastMessageAt = 0, time.Time{}
-	s.rooms[r.Name] = &room{info: r, byClient: make(map[clientKey]uint64)}
+	members := make(map[string]bool)
+	if r.Visibility != store.Public {
+		members[r.CreatedBy] = true
+		for _, m := range r.Members {
+			members[m] = true
+		}
+	}
+	r.Members = nil
+	s.rooms[r.Name] = &room{info: r, byClient: make(map[clientKey]uint64), members: members}
 	return r, nil
 }
 
@@ -142,6 +151,77 @@ func (s *Store) Messages(_ context.Context, name string, q store.Query) ([]store
 			lo++
 		}
 	}
+	return out, nil
+}
+
+// VisibleRooms implements store.Store.
+func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit int) ([]store.Room, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, store.ErrClosed
+	}
+	var out []store.Room
+	for name, r := range s.rooms {
+		if name > afterName && (r.info.Visibility == store.Public || r.members[user]) {
+			out = append(out, r.info)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// AddMember implements store.Store.
+func (s *Store) AddMember(_ context.Context, name, user string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.room(name)
+	if err != nil {
+		return err
+	}
+	r.members[user] = true
+	return nil
+}
+
+// RemoveMember implements store.Store.
+func (s *Store) RemoveMember(_ context.Context, name, user string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.room(name)
+	if err != nil {
+		return err
+	}
+	delete(r.members, user)
+	return nil
+}
+
+// IsMember implements store.Store.
+func (s *Store) IsMember(_ context.Context, name, user string) (bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return false, store.ErrClosed
+	}
+	r, ok := s.rooms[name]
+	return ok && r.members[user], nil
+}
+
+// Members implements store.Store.
+func (s *Store) Members(_ context.Context, name string) ([]string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, err := s.room(name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(r.members))
+	for m := range r.members {
+		out = append(out, m)
+	}
+	sort.Strings(out)
 	return out, nil
 }
 

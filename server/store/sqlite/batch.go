@@ -47,9 +47,12 @@ func (b *batchState) apply(ctx context.Context, st *statements, live []*request,
 	}
 	for _, r := range live {
 		var err error
-		if r.create != nil {
+		switch {
+		case r.create != nil:
 			r.res, err = b.createRoom(ctx, st, *r.create)
-		} else {
+		case r.member != nil:
+			r.res, err = b.changeMember(ctx, st, *r.member)
+		default:
 			r.res, err = b.appendOne(ctx, st, r.msg)
 		}
 		if err != nil {
@@ -75,8 +78,11 @@ func (b *batchState) loadHeads(ctx context.Context, st *statements, live []*requ
 	names := make([]string, 0, len(live))
 	for _, r := range live {
 		name := r.msg.Room
-		if r.create != nil {
+		switch {
+		case r.create != nil:
 			name = r.create.Name
+		case r.member != nil:
+			name = r.member.room
 		}
 		if _, ok := b.heads[name]; !ok {
 			b.heads[name] = &head{}
@@ -117,8 +123,32 @@ func (b *batchState) createRoom(ctx context.Context, st *statements, r store.Roo
 	if _, err := st.insRoom.ExecContext(ctx, r.Name, int(r.Visibility), r.CreatedBy, b.now); err != nil {
 		return result{}, fmt.Errorf("insert room %q: %w", r.Name, err)
 	}
+	if r.Visibility != store.Public {
+		for _, m := range append([]string{r.CreatedBy}, r.Members...) {
+			if _, err := st.insMember.ExecContext(ctx, r.Name, m); err != nil {
+				return result{}, fmt.Errorf("add member to room %q: %w", r.Name, err)
+			}
+		}
+	}
+	r.Members = nil
 	*h = head{exists: true}
 	return result{room: r}, nil
+}
+
+// changeMember adds or removes a member. An unknown room is the caller's
+// error, not the batch's.
+func (b *batchState) changeMember(ctx context.Context, st *statements, op memberOp) (result, error) {
+	if !b.heads[op.room].exists {
+		return result{err: fmt.Errorf("room %q: %w", op.room, store.ErrRoomNotFound)}, nil
+	}
+	stmt := st.insMember
+	if op.remove {
+		stmt = st.delMember
+	}
+	if _, err := stmt.ExecContext(ctx, op.room, op.user); err != nil {
+		return result{}, fmt.Errorf("change member of room %q: %w", op.room, err)
+	}
+	return result{}, nil
 }
 
 // appendOne gives m the next seq of its room, or finds the message it

@@ -224,6 +224,13 @@ var migrations = []string{
 	-- than one page per (room, sender) (measured: ~2x appends/s).
 	CREATE UNIQUE INDEX messages_client_msg_id ON messages (room, client_msg_id, sender)
 		WHERE client_msg_id <> '';`,
+	// Members of private and direct rooms.
+	`CREATE TABLE members (
+		room TEXT NOT NULL REFERENCES rooms(name) DEFERRABLE INITIALLY DEFERRED,
+		user TEXT NOT NULL,
+		PRIMARY KEY (room, user)
+	) WITHOUT ROWID;
+	CREATE INDEX members_by_user ON members (user, room);`,
 }
 
 // migrate applies the migrations the database has not seen, each in its

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -179,7 +180,7 @@ func TestReopenContinuesFromStoredHead(t *testing.T) {
 
 	s = openTemp(t, sqlite.Config{Path: path})
 	defer s.Close()
-	if got, _ := s.Room(ctx, "a"); got != headA {
+	if got, _ := s.Room(ctx, "a"); !reflect.DeepEqual(got, headA) {
 		t.Errorf("after reopen room a = %+v, want %+v", got, headA)
 	}
 	if m := mustAppend(t, s, store.NewMessage{Room: "a", Sender: "bob", Body: "next"}); m.Seq != 5 {

@@ -16,6 +16,7 @@ type statements struct {
 	begin, commit, rollback *sql.Stmt
 	selHeads, selDup        *sql.Stmt
 	insRoom, updHeads       *sql.Stmt
+	insMember, delMember    *sql.Stmt
 	insMsgs                 map[int]*sql.Stmt // by number of rows: 1, 2, 4, ...
 }
 
@@ -46,6 +47,8 @@ func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, er
 	st.selDup = p(`SELECT seq, body, sent_at FROM messages
 		WHERE room = ? AND client_msg_id = ? AND sender = ? AND client_msg_id <> ''`)
 	st.insRoom = p("INSERT INTO rooms (name, visibility, created_by, created_at) VALUES (?, ?, ?, ?)")
+	st.insMember = p("INSERT OR IGNORE INTO members (room, user) VALUES (?, ?)")
+	st.delMember = p("DELETE FROM members WHERE room = ? AND user = ?")
 	for n := 1; n <= min(maxBatch, maxInsertRows); n *= 2 {
 		st.insMsgs[n] = p(insertSQL(n))
 	}
@@ -81,7 +84,7 @@ func (st *statements) largestInsert(n int) int {
 }
 
 func (st *statements) close() {
-	all := []*sql.Stmt{st.begin, st.commit, st.rollback, st.selHeads, st.selDup, st.insRoom, st.updHeads}
+	all := []*sql.Stmt{st.begin, st.commit, st.rollback, st.selHeads, st.selDup, st.insRoom, st.updHeads, st.insMember, st.delMember}
 	for _, s := range st.insMsgs {
 		all = append(all, s)
 	}

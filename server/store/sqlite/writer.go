@@ -45,6 +45,7 @@ type request struct {
 	ctx    context.Context
 	msg    store.NewMessage
 	create *store.Room // non-nil for CreateRoom
+	member *memberOp   // non-nil for AddMember and RemoveMember
 	res    result
 	done   chan struct{} // buffered: the writer never blocks on a caller
 }
@@ -88,6 +89,29 @@ func (s *Store) CreateRoom(ctx context.Context, r store.Room) (store.Room, error
 	req.create = &r
 	res, err := s.submit(ctx, req)
 	return res.room, err
+}
+
+// memberOp adds or removes a room member.
+type memberOp struct {
+	room, user string
+	remove     bool
+}
+
+// AddMember implements store.Store; the writer commits it.
+func (s *Store) AddMember(ctx context.Context, room, user string) error {
+	return s.changeMember(ctx, memberOp{room: room, user: user})
+}
+
+// RemoveMember implements store.Store; the writer commits it.
+func (s *Store) RemoveMember(ctx context.Context, room, user string) error {
+	return s.changeMember(ctx, memberOp{room: room, user: user, remove: true})
+}
+
+func (s *Store) changeMember(ctx context.Context, op memberOp) error {
+	req := newRequest(ctx)
+	req.member = &op
+	_, err := s.submit(ctx, req)
+	return err
 }
 
 // Append implements store.Store. It returns once the batch holding m is

@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Messages", testMessages},
 		{"WalkLargeRoom", testWalkLargeRoom},
 		{"ConcurrentAppends", testConcurrentAppends},
+		{"Members", testMembers},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {
