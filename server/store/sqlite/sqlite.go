@@ -29,8 +29,8 @@ import (
 const (
 	// DefaultMaxBatch is large because a batch's cost is mostly per page
 	// touched and per fsync, not per message: with 1,000 appenders over 100
-	// rooms, 4,096 gave ~55k appends/s at p50 15 ms where 256 gave ~35k at
-	// p50 27 ms (docs/performance.md). Batches are only as large as the
+	// rooms, 4,096 gave 81k appends/s at p50 11 ms where 256 gave 30k at
+	// p50 29 ms (docs/performance.md). Batches are only as large as the
 	// queue, so a light load still commits one message at a time.
 	DefaultMaxBatch      = 4096
 	DefaultMaxBatchDelay = 2 * time.Millisecond
@@ -178,7 +178,7 @@ func (s *Store) openDBs(ctx context.Context) error {
 // the statement journal in memory. The writer's connection gets a larger
 // page cache (64 MiB) and checkpoints every 10,000 pages instead of 1,000:
 // fewer, larger checkpoints write each hot page once instead of many times
-// (measured: 37 → 33 CPU-µs per message with 1,000 appenders).
+// (measured: 41 → 33 CPU µs per message with 1,000 appenders).
 func openDB(ctx context.Context, cfg Config, readOnly bool) (*sql.DB, error) {
 	dsn := fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"+
 		"&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)", cfg.Path, cfg.BusyTimeout.Milliseconds())
@@ -221,7 +221,7 @@ var migrations = []string{
 	-- Unique per (room, sender, client_msg_id). client_msg_id comes before
 	-- sender so that time-ordered ids (UUIDv7, ULID) put a batch's new
 	-- entries at the tail of each room's range, one page per room, rather
-	-- than one page per (room, sender) (measured: ~2x appends/s).
+	-- than one page per (room, sender) (measured: ~1.5x appends/s).
 	CREATE UNIQUE INDEX messages_client_msg_id ON messages (room, client_msg_id, sender)
 		WHERE client_msg_id <> '';`,
 	// Members of private and direct rooms.
