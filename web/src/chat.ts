@@ -10,6 +10,7 @@ const typingIdleMs = 3000;
 const typingExpiryMs = 8000;
 const roomsPollMs = 5000;
 const pageSize = 50;
+const rateRetryMs = 1000;
 
 /** Chat is one signed-in user's chat. */
 export class Chat {
@@ -254,6 +255,11 @@ export class Chat {
       value: { room: r.name, body: p.body, clientMsgId: p.clientMsgId },
     });
     if (reply.code === StreamLost) return; // resent on the next connect
+    if (reply.code === Code.ResourceExhausted) {
+      // Sending too fast: the same message, same id, a moment later.
+      window.setTimeout(() => void this.sendPending(r, p), rateRetryMs);
+      return;
+    }
     if (reply.code === 0 && reply.message) {
       r.add(reply.message);
       if (r.name === this.current) this.markRead(r);

@@ -65,7 +65,7 @@ addEventListener("hashchange", () => {
 
 function showLogin(notice: string): void {
   const error = h("p", { class: "form-error", role: "alert", "data-testid": "login-error" }, notice);
-  const name = h("input", { id: "login-name", name: "user", required: true, pattern: userPattern, maxlength: "64", autocomplete: "username", autofocus: true, "data-testid": "login-name" });
+  const name = h("input", { id: "login-name", name: "user", required: true, pattern: userPattern, maxlength: "64", autocomplete: "username", autofocus: true, placeholder: "e.g. alice", "data-testid": "login-name" });
   const tokenBox = h("textarea", { id: "login-token", name: "token", rows: "4", spellcheck: "false", autocomplete: "off", "data-testid": "login-token" });
   const devPart = h("div", { class: "field" }, h("label", { for: "login-name" }, "Your name"), name, h("p", { class: "hint" }, "Development server: any name signs you in."));
   const tokenPart = h("div", { class: "field", hidden: true }, h("label", { for: "login-token" }, "Access token"), tokenBox, h("p", { class: "hint" }, "This server has no open sign-in. Ask an administrator for a token (", h("code", null, "parleyd token <name>"), ") and paste it here."));

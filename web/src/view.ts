@@ -236,9 +236,12 @@ export class ChatView {
   private roomItem(r: RoomState): HTMLElement {
     const current = r.name === this.chat.current;
     const unread = current ? 0 : r.unread();
-    const online = r.onlineCount();
     const dm = isDirect(r.name);
     const title = roomTitle(r.name, this.me);
+    // A direct room shows whether the other person is there, not a count
+    // that would include oneself.
+    const online = dm ? 0 : r.onlineCount();
+    const otherHere = dm && (r.status === "joined" ? r.presence.has(title) : (r.info?.onlineCount ?? 0) > 0);
     return h(
       "li",
       null,
@@ -250,12 +253,13 @@ export class ChatView {
           "aria-current": current ? "page" : null,
           "data-testid": "room-item",
           "data-room": r.name,
-          "aria-label": `${dm ? "Conversation with " : "Room "}${title}${online ? `, ${online} online` : ""}${unread ? `, ${unread} unread` : ""}`,
+          "aria-label": `${dm ? "Conversation with " : "Room "}${title}${online ? `, ${online} online` : ""}${otherHere ? ", online" : ""}${unread ? `, ${unread} unread` : ""}`,
         },
         dm ? avatar(title, true) : h("span", { class: "hash", "aria-hidden": "true" }, "#"),
         h("span", { class: "name" }, title),
         r.info?.visibility === RoomVisibility.PRIVATE ? h("span", { class: "tag" }, "private") : null,
         online ? h("span", { class: "online", "data-testid": "room-online", title: `${online} online` }, String(online)) : null,
+        otherHere ? h("span", { class: "online", "data-testid": "dm-online", title: `${title} is here` }) : null,
         unread ? h("span", { class: "unread", "data-testid": "room-unread", title: `${unread} unread` }, unread > 99 ? "99+" : String(unread)) : null,
       ),
     );
@@ -278,7 +282,8 @@ export class ChatView {
     const status = r.status === "joining" ? "joining\u2026" : r.status === "new-dm" ? "no messages yet" : "";
     meta.textContent = [kind, status].filter(Boolean).join(" \u00b7 ");
     leave.hidden = !r.wanted || r.status === "new-dm";
-    leave.setAttribute("aria-label", `Leave ${title.textContent}`);
+    leave.textContent = dm ? "Close" : "Leave";
+    leave.setAttribute("aria-label", `${dm ? "Close the conversation with" : "Leave"} ${title.textContent}`);
     error.hidden = r.status !== "error";
     error.textContent = r.error;
     const usable = r.status !== "error";
