@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,6 +75,10 @@ type Config struct {
 	// DefaultRoom is a public room created at start if missing (default
 	// "lobby"; "-" for none).
 	DefaultRoom string
+	// Retention, if set, deletes old messages in the background every
+	// RetentionInterval (default 1m).
+	Retention         store.Retention
+	RetentionInterval time.Duration
 	// ReadHeaderTimeout bounds how long a client may take to send its
 	// HTTP request headers or HTTP/2 preface (default 10s).
 	ReadHeaderTimeout time.Duration
@@ -152,6 +157,9 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
+	if c.RetentionInterval <= 0 {
+		c.RetentionInterval = time.Minute
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -198,6 +206,8 @@ type Server struct {
 	net      *transport.Server
 	metrics  *metrics
 	draining atomic.Bool
+	stopBG   context.CancelFunc // stops background work
+	bg       sync.WaitGroup
 	// Keys verifies and mints the server's tokens.
 	Keys *auth.Keys
 }
@@ -230,6 +240,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.net.Serve()
+	s.startRetention()
 	s.log.Info("parleyd listening", "addr", s.net.Addr().String(), "store", cfg.Store, "data_dir", cfg.DataDir, "tls", cfg.TLSCert != "")
 	if cfg.Dev {
 		s.log.Warn("DEV MODE: anyone can get a token for any user name through DevLogin; never expose this server")
@@ -309,6 +320,36 @@ func certLoader(certFile, keyFile string) func(*tls.ClientHelloInfo) (*tls.Certi
 	}
 }
 
+// startRetention prunes old messages every RetentionInterval, if a
+// retention is configured, until shutdown.
+func (s *Server) startRetention() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopBG = cancel
+	if s.cfg.Retention == (store.Retention{}) {
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		t := time.NewTicker(s.cfg.RetentionInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			n, err := s.store.Prune(ctx, s.cfg.Retention)
+			if n > 0 {
+				s.log.Info("retention deleted old messages", "count", n)
+			}
+			if err != nil && ctx.Err() == nil {
+				s.log.Error("retention", "err", err)
+			}
+		}
+	}()
+}
+
 // Addr returns the main listener's address.
 func (s *Server) Addr() string { return s.net.Addr().String() }
 
@@ -325,6 +366,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
 	s.draining.Store(true)
+	s.stopBG()
+	s.bg.Wait()
 	s.health.Shutdown()
 	s.log.Info("shutting down: ending streams")
 	var errs []error

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -236,5 +237,33 @@ func TestIdempotentSend(t *testing.T) {
 	// The joined stream saw seq 2 only: the retry broadcast nothing new.
 	if m := js.next(isMessage("idem"), nil).GetMessage(); m.GetSeq() != 2 {
 		t.Fatalf("stream saw seq %d, want 2", m.GetSeq())
+	}
+}
+
+// Retention deletes old messages in the background; a resume from before
+// them replays only what is kept, and the head does not move.
+func TestRetentionKeepsNewestMessages(t *testing.T) {
+	ts := startServer(t, func(c *appConfig) {
+		c.Retention.MaxMessages, c.RetentionInterval = 5, 20*time.Millisecond
+	})
+	ts.createRoom(t, "brief")
+	sendMany(t, ts, "brief", 20, 1)
+	c, ctx := ts.client(t, "reader")
+	waitFor(t, "retention to keep 5 messages", func() bool {
+		resp, err := c.ListMessages(ctx, &parleyv1.ListMessagesRequest{Room: "brief", Limit: 100})
+		return err == nil && len(resp.GetMessages()) == 5 && resp.GetHeadSeq() == 20
+	})
+	js := openJoin(t, ts.dial(t), ts.token(t, "reader"))
+	js.join("brief", ptr(uint64(0)))
+	for want := uint64(16); want <= 20; want++ {
+		if m := js.next(isMessage("brief"), nil).GetMessage(); m.GetSeq() != want {
+			t.Fatalf("replay after retention: seq %d, want %d", m.GetSeq(), want)
+		}
+	}
+	if rp := js.next(func(ev *parleyv1.JoinResponse) bool { return ev.GetReplayed() != nil }, nil); rp.GetReplayed().GetThroughSeq() != 20 {
+		t.Fatalf("replayed through %d", rp.GetReplayed().GetThroughSeq())
+	}
+	if r := js.post("brief", "next", ""); r.GetMessage().GetSeq() != 21 {
+		t.Fatalf("send after retention got seq %d, want 21", r.GetMessage().GetSeq())
 	}
 }

@@ -167,15 +167,18 @@ func (r *room) broadcastDiffLocked(joins, leaves []Presence, skip *Conn) {
 // room's lock up to a head seen under it, and the last stretch, delivered
 // while the store was being read, comes from the ring of recent frames under
 // the lock, in the same critical section that makes c live.
+//
+// The store is always read first: it alone knows what retention removed, so
+// the ring only serves messages delivered while the store was being read.
 func (r *room) replay(ctx context.Context, c *Conn, pos uint64) error {
-	for {
+	for read := false; ; read = true {
 		r.mu.Lock()
 		head := r.head
 		if _, in := r.subs[c]; !in {
 			r.mu.Unlock()
 			return fmt.Errorf("room %q: %w", r.name, ErrNotJoined)
 		}
-		if frames, ok := r.recentAfterLocked(pos); ok {
+		if frames, ok := r.recentAfterLocked(pos); ok && (read || pos == head) {
 			for _, f := range frames {
 				if !c.Enqueue(f) {
 					r.mu.Unlock()

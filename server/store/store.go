@@ -79,6 +79,12 @@ type Query struct {
 	Descending bool
 }
 
+// Retention says which messages Prune deletes. Zero fields keep everything.
+type Retention struct {
+	MaxAge      time.Duration
+	MaxMessages int
+}
+
 // Store keeps rooms and their history. Implementations are safe for
 // concurrent use.
 type Store interface {
@@ -111,6 +117,11 @@ type Store interface {
 	IsMember(ctx context.Context, room, user string) (bool, error)
 	// Members returns room's members, sorted; ErrRoomNotFound for an unknown room.
 	Members(ctx context.Context, room string) ([]string, error)
+	// Prune deletes, in every room, the messages older than p.MaxAge and all
+	// but the newest p.MaxMessages (a zero limit is no limit), in small
+	// steps so appends are not held up, and returns how many it deleted.
+	// Seqs are never reused: a room's head stays where it was.
+	Prune(ctx context.Context, p Retention) (int, error)
 	// Close releases the store's resources; pending appends finish first.
 	Close() error
 }

@@ -6,6 +6,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -23,7 +24,8 @@ type Store struct {
 
 type room struct {
 	info     store.Room
-	messages []store.Message // messages[i].Seq == i+1
+	messages []store.Message // messages[i].Seq == pruned+i+1
+	pruned   uint64          // seqs up to this one were removed by retention
 	byClient map[clientKey]uint64
 	members  map[string]bool
 }
@@ -113,12 +115,12 @@ func (s *Store) Append(_ context.Context, m store.NewMessage) (store.Message, bo
 	}
 	key := clientKey{m.Sender, m.ClientMsgID}
 	if m.ClientMsgID != "" {
-		if seq, ok := r.byClient[key]; ok {
-			return r.messages[seq-1], true, nil
+		if seq, ok := r.byClient[key]; ok && seq > r.pruned {
+			return r.messages[seq-r.pruned-1], true, nil
 		}
 	}
 	msg := store.Message{
-		Room: m.Room, Seq: uint64(len(r.messages)) + 1, Sender: m.Sender,
+		Room: m.Room, Seq: r.info.LastSeq + 1, Sender: m.Sender,
 		Body: m.Body, SentAt: s.now().UTC(), ClientMsgID: m.ClientMsgID,
 	}
 	r.messages = append(r.messages, msg)
@@ -137,17 +139,17 @@ func (s *Store) Messages(_ context.Context, name string, q store.Query) ([]store
 	if err != nil {
 		return nil, err
 	}
-	lo, hi := q.After+1, uint64(len(r.messages)) // inclusive seq range
+	lo, hi := max(q.After, r.pruned)+1, r.info.LastSeq // inclusive seq range
 	if q.Before != 0 && q.Before-1 < hi {
 		hi = q.Before - 1
 	}
 	var out []store.Message
 	for i := 0; i < q.Limit && lo <= hi; i++ {
 		if q.Descending {
-			out = append(out, r.messages[hi-1])
+			out = append(out, r.messages[hi-r.pruned-1])
 			hi--
 		} else {
-			out = append(out, r.messages[lo-1])
+			out = append(out, r.messages[lo-r.pruned-1])
 			lo++
 		}
 	}
@@ -223,6 +225,34 @@ func (s *Store) Members(_ context.Context, name string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// Prune implements store.Store.
+func (s *Store) Prune(_ context.Context, p store.Retention) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, store.ErrClosed
+	}
+	cutoff := s.now().Add(-p.MaxAge)
+	n := 0
+	for _, r := range s.rooms {
+		drop := 0
+		for drop < len(r.messages) &&
+			((p.MaxMessages > 0 && len(r.messages)-drop > p.MaxMessages) ||
+				(p.MaxAge > 0 && r.messages[drop].SentAt.Before(cutoff))) {
+			drop++
+		}
+		for _, m := range r.messages[:drop] {
+			if m.ClientMsgID != "" {
+				delete(r.byClient, clientKey{m.Sender, m.ClientMsgID})
+			}
+		}
+		r.messages = slices.Delete(r.messages, 0, drop)
+		r.pruned += uint64(drop)
+		n += drop
+	}
+	return n, nil
 }
 
 // Close implements store.Store.

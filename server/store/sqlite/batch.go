@@ -52,6 +52,8 @@ func (b *batchState) apply(ctx context.Context, st *statements, live []*request,
 			r.res, err = b.createRoom(ctx, st, *r.create)
 		case r.member != nil:
 			r.res, err = b.changeMember(ctx, st, *r.member)
+		case r.prune != nil:
+			r.res, err = b.pruneStep(ctx, st, *r.prune)
 		default:
 			r.res, err = b.appendOne(ctx, st, r.msg)
 		}
@@ -83,6 +85,8 @@ func (b *batchState) loadHeads(ctx context.Context, st *statements, live []*requ
 			name = r.create.Name
 		case r.member != nil:
 			name = r.member.room
+		case r.prune != nil:
+			name = r.prune.room
 		}
 		if _, ok := b.heads[name]; !ok {
 			b.heads[name] = &head{}
@@ -149,6 +153,19 @@ func (b *batchState) changeMember(ctx context.Context, st *statements, op member
 		return result{}, fmt.Errorf("change member of room %q: %w", op.room, err)
 	}
 	return result{}, nil
+}
+
+// pruneStep deletes one stretch of a room's oldest messages.
+func (b *batchState) pruneStep(ctx context.Context, st *statements, op pruneOp) (result, error) {
+	res, err := st.delMsgs.ExecContext(ctx, op.room, clampSeq(op.after), clampSeq(op.upto))
+	if err != nil {
+		return result{}, fmt.Errorf("prune room %q: %w", op.room, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return result{}, fmt.Errorf("prune room %q: %w", op.room, err)
+	}
+	return result{deleted: n}, nil
 }
 
 // appendOne gives m the next seq of its room, or finds the message it

@@ -17,6 +17,7 @@ type statements struct {
 	selHeads, selDup        *sql.Stmt
 	insRoom, updHeads       *sql.Stmt
 	insMember, delMember    *sql.Stmt
+	delMsgs                 *sql.Stmt
 	insMsgs                 map[int]*sql.Stmt // by number of rows: 1, 2, 4, ...
 }
 
@@ -49,6 +50,7 @@ func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, er
 	st.insRoom = p("INSERT INTO rooms (name, visibility, created_by, created_at) VALUES (?, ?, ?, ?)")
 	st.insMember = p("INSERT OR IGNORE INTO members (room, user) VALUES (?, ?)")
 	st.delMember = p("DELETE FROM members WHERE room = ? AND user = ?")
+	st.delMsgs = p("DELETE FROM messages WHERE room = ? AND seq > ? AND seq <= ?")
 	for n := 1; n <= min(maxBatch, maxInsertRows); n *= 2 {
 		st.insMsgs[n] = p(insertSQL(n))
 	}
@@ -84,7 +86,7 @@ func (st *statements) largestInsert(n int) int {
 }
 
 func (st *statements) close() {
-	all := []*sql.Stmt{st.begin, st.commit, st.rollback, st.selHeads, st.selDup, st.insRoom, st.updHeads, st.insMember, st.delMember}
+	all := []*sql.Stmt{st.begin, st.commit, st.rollback, st.selHeads, st.selDup, st.insRoom, st.updHeads, st.insMember, st.delMember, st.delMsgs}
 	for _, s := range st.insMsgs {
 		all = append(all, s)
 	}

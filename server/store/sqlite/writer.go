@@ -46,6 +46,7 @@ type request struct {
 	msg    store.NewMessage
 	create *store.Room // non-nil for CreateRoom
 	member *memberOp   // non-nil for AddMember and RemoveMember
+	prune  *pruneOp    // non-nil for one step of Prune
 	res    result
 	done   chan struct{} // buffered: the writer never blocks on a caller
 }
@@ -55,10 +56,11 @@ type request struct {
 var requests = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
 
 type result struct {
-	msg  store.Message
-	room store.Room
-	dup  bool
-	err  error
+	msg     store.Message
+	room    store.Room
+	dup     bool
+	deleted int64 // by a prune step
+	err     error
 }
 
 func startWriter(ctx context.Context, db *sql.DB, cfg Config) (*writer, error) {

@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"WalkLargeRoom", testWalkLargeRoom},
 		{"ConcurrentAppends", testConcurrentAppends},
 		{"Members", testMembers},
+		{"Prune", testPrune},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {
