@@ -48,6 +48,8 @@ func runServe(args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.GRPCListen, "grpc-listen", "", "with TLS: an extra address serving native gRPC on grpc-go's own transport")
 	fs.StringVar(&cfg.DataDir, "data-dir", "data", "directory for the token signing key and the database (created if missing)")
 	fs.StringVar(&cfg.Store, "store", "sqlite", "where history lives: sqlite (in --data-dir) or memory (lost on exit)")
+	fs.IntVar(&cfg.SQLite.MaxBatch, "sqlite-max-batch", 0, "most sends committed in one SQLite transaction (0: the default, 4096; 1 turns group commit off)")
+	fs.DurationVar(&cfg.SQLite.MaxBatchDelay, "sqlite-batch-delay", 0, "how long a batch may wait for more sends while more are coming (0: the default, 2ms)")
 	fs.BoolVar(&cfg.Dev, "dev", false, "development mode: DevLogin hands out a token for any user name; refuses non-loopback --listen")
 	fs.BoolVar(&cfg.DevAllowRemote, "dev-allow-remote", false, "let --dev listen on a non-loopback address (anyone who reaches it can be anyone)")
 	tokenFlags(fs, &cfg.Tokens)

@@ -44,6 +44,9 @@ type Config struct {
 	DataDir string
 	// Store is "sqlite" (default: DataDir/parley.db) or "memory" (nothing survives a restart).
 	Store string
+	// SQLite tunes the embedded store's group commit; its Path is set from
+	// DataDir.
+	SQLite sqlite.Config
 	// Dev enables DevLogin, which mints a token for any name.
 	Dev bool
 	// DevAllowRemote lets Dev run on a non-loopback address.
@@ -252,7 +255,9 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if cfg.Store == "memory" {
 		return memory.New(), nil
 	}
-	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.DataDir, "parley.db")})
+	sc := cfg.SQLite
+	sc.Path = filepath.Join(cfg.DataDir, "parley.db")
+	st, err := sqlite.Open(ctx, sc)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
