@@ -134,6 +134,7 @@ func tokenFlags(fs *flag.FlagSet, tc *app.TokenConfig) {
 	fs.StringVar(&tc.JWKSFile, "token-jwks", "", "JSON Web Key Set file of RSA/Ed25519 public keys verifying your backend's tokens (by kid)")
 	fs.StringVar(&tc.Issuer, "token-issuer", "", "require this iss claim in every token")
 	fs.StringVar(&tc.Audience, "token-audience", "", "require this aud claim in every token")
+	fs.DurationVar(&tc.Leeway, "token-leeway", 5*time.Second, "clock skew tolerated on exp and iat")
 }
 
 // parseWithEnv sets each flag from PARLEY_<NAME> when present, then parses

@@ -254,3 +254,12 @@ func TestUnusableDataDirFailsAtStart(t *testing.T) {
 		}
 	}
 }
+
+// --dev hands out tokens to anyone, so it refuses a non-loopback address
+// unless told otherwise.
+func TestDevRefusesRemoteListen(t *testing.T) {
+	out, err := exec.Command(parleydBinary(t), "--dev", "--listen", "0.0.0.0:0", "--data-dir", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--dev-allow-remote") {
+		t.Fatalf("--dev on 0.0.0.0: err %v, output %s", err, out)
+	}
+}

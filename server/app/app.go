@@ -102,6 +102,8 @@ type TokenConfig struct {
 	JWKSFile string
 	// Issuer and Audience, if set, are required in every token.
 	Issuer, Audience string
+	// Leeway tolerates clock skew on exp and iat (default 5s).
+	Leeway time.Duration
 }
 
 // Keys loads the keys tc names. dataDir holds the default HS256 secret.
@@ -116,7 +118,7 @@ func (tc TokenConfig) Keys(dataDir string) (*auth.Keys, error) {
 	} else if secret, err = auth.LoadOrCreateKey(dataDir); err != nil {
 		return nil, err
 	}
-	cfg := auth.Config{Secret: secret, Issuer: tc.Issuer, Audience: tc.Audience}
+	cfg := auth.Config{Secret: secret, Issuer: tc.Issuer, Audience: tc.Audience, Leeway: tc.Leeway}
 	if tc.PublicKeyFile != "" {
 		keys, err := auth.LoadPublicKeyFile(tc.PublicKeyFile)
 		if err != nil {

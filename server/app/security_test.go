@@ -344,3 +344,77 @@ func flooded(t *testing.T, ts *testServer, workers int, measure func() time.Dura
 	flood.Wait()
 	return p99, accepted.Load(), refused.Load(), time.Since(start)
 }
+
+// A Join stream ends UNAUTHENTICATED when its token expires, unless the
+// client refreshes it on the stream first; a refresh must be for the same
+// user.
+func TestTokenExpiryAndRefreshOnStream(t *testing.T) {
+	ts := startServer(t, func(c *appConfig) { c.Tokens.Leeway = time.Millisecond })
+	short := func(user string) string {
+		tok, _, err := ts.Keys.Mint(user, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	conn := ts.dial(t)
+	lapsing := openJoin(t, conn, short("lapse"))
+	lapsing.join("lobby", nil)
+	kept := openJoin(t, conn, short("keeper"))
+	kept.join("lobby", nil)
+
+	ref := kept.send(&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Refresh{Refresh: &parleyv1.JoinRequest_RefreshToken{Token: ts.token(t, "someone-else")}}})
+	if r := kept.reply(ref); codes.Code(r.GetCode()) != codes.PermissionDenied {
+		t.Fatalf("refresh with another user's token: %v", r)
+	}
+	ref = kept.send(&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Refresh{Refresh: &parleyv1.JoinRequest_RefreshToken{Token: "garbage"}}})
+	if r := kept.reply(ref); codes.Code(r.GetCode()) != codes.Unauthenticated {
+		t.Fatalf("refresh with a bad token: %v", r)
+	}
+	ref = kept.send(&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Refresh{Refresh: &parleyv1.JoinRequest_RefreshToken{Token: ts.token(t, "keeper")}}})
+	if r := kept.reply(ref); r.GetCode() != 0 {
+		t.Fatalf("refresh: %v", r)
+	}
+
+	st := lapsing.waitEnd()
+	if st.Code() != codes.Unauthenticated || !strings.Contains(st.Message(), "expired") {
+		t.Fatalf("stream with an expired token ended with %v, want UNAUTHENTICATED", st)
+	}
+	// The refreshed stream outlives its first token.
+	if r := kept.post("lobby", "still here", ""); r.GetCode() != 0 {
+		t.Fatalf("refreshed stream after the first token expired: %v", r)
+	}
+}
+
+// DevLogin answers only on a --dev server.
+func TestDevLoginOnlyWithDev(t *testing.T) {
+	ts := startServer(t, func(c *appConfig) { c.Dev = false })
+	c := parleyv1.NewChatServiceClient(ts.dial(t))
+	_, err := c.DevLogin(context.Background(), &parleyv1.DevLoginRequest{User: "anyone"})
+	wantCode(t, "DevLogin without --dev", err, codes.PermissionDenied, "--dev")
+	dev := startServer(t)
+	resp, err := parleyv1.NewChatServiceClient(dev.dial(t)).DevLogin(context.Background(), &parleyv1.DevLoginRequest{User: "anyone"})
+	if err != nil || resp.GetToken() == "" {
+		t.Fatalf("DevLogin with --dev: %v", err)
+	}
+	if id, err := dev.Keys.Verify(resp.GetToken()); err != nil || id.User != "anyone" {
+		t.Fatalf("dev token verifies as %v (%v)", id, err)
+	}
+}
+
+func TestDevListenAddressRule(t *testing.T) {
+	for _, c := range []struct {
+		listen      string
+		allowRemote bool
+		ok          bool
+	}{
+		{"127.0.0.1:8080", false, true}, {"localhost:8080", false, true}, {"[::1]:8080", false, true},
+		{"0.0.0.0:8080", false, false}, {":8080", false, false}, {"192.0.2.1:8080", false, false},
+		{"0.0.0.0:8080", true, true},
+	} {
+		err := appConfig{Dev: true, DevAllowRemote: c.allowRemote, Listen: c.listen}.Validate()
+		if (err == nil) != c.ok {
+			t.Errorf("--dev --listen %s (allow remote %v): %v", c.listen, c.allowRemote, err)
+		}
+	}
+}
