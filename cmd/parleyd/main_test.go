@@ -263,3 +263,25 @@ func TestDevRefusesRemoteListen(t *testing.T) {
 		t.Fatalf("--dev on 0.0.0.0: err %v, output %s", err, out)
 	}
 }
+
+// A data directory on a full disk stops parleyd at start with a clear error,
+// and leaves no half-written key behind.
+func TestFullDiskFailsAtStart(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs to fill (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	if f, err := os.Create(filepath.Join(dir, "fill")); err == nil {
+		f.Write(make([]byte, 128<<10)) // fails part way: the disk is now full
+		f.Close()
+	}
+	data := filepath.Join(dir, "data")
+	out, err := exec.Command(parleydBinary(t), "--data-dir", data, "--listen", "127.0.0.1:0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no space left on device") {
+		t.Fatalf("parleyd on a full disk: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(data, "token-hs256.key")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a partial signing key was left behind: %v", err)
+	}
+}

@@ -105,22 +105,38 @@ func LoadOrCreateKey(dir string) ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("generate signing key: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("create signing key: %w", err)
-	}
-	if _, err := f.Write(key); err != nil {
-		f.Close()
+	if err := writeFileAtomic(path, key); err != nil {
 		return nil, fmt.Errorf("write signing key: %w", err)
+	}
+	return key, nil
+}
+
+// writeFileAtomic writes data to path (mode 0600) through a synced
+// temporary file and a rename, so a failure (a full disk) never leaves a
+// truncated key behind for the next start to trip over.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-key-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename there is nothing to remove
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("sync signing key: %w", err)
+		return err
 	}
 	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("close signing key: %w", err)
+		return err
 	}
-	return key, nil
+	return os.Rename(tmp, path)
 }
 
 // Mint returns an HS256 token for user that expires after ttl.
