@@ -14,6 +14,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -70,6 +73,7 @@ func runServe(args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.RetentionInterval, "retention-interval", time.Minute, "how often retention runs")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send HTTP request headers or the HTTP/2 preface")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long graceful shutdown may take before connections are closed")
+	pprofAddr := fs.String("pprof-listen", "", "serve Go's net/http/pprof profiles on this address (keep it on loopback)")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -97,6 +101,13 @@ Flags:
 	cfg.Log = log
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *pprofAddr != "" {
+		stopPprof, err := servePprof(*pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	return app.Run(ctx, cfg)
 }
 
@@ -135,6 +146,28 @@ func tokenFlags(fs *flag.FlagSet, tc *app.TokenConfig) {
 	fs.StringVar(&tc.Issuer, "token-issuer", "", "require this iss claim in every token")
 	fs.StringVar(&tc.Audience, "token-audience", "", "require this aud claim in every token")
 	fs.DurationVar(&tc.Leeway, "token-leeway", 5*time.Second, "clock skew tolerated on exp and iat")
+}
+
+// servePprof serves the runtime's profiles on their own listener, apart
+// from the API port.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	log.Info("pprof listening", "addr", ln.Addr().String())
+	return func() { srv.Close(); <-done }, nil
 }
 
 // parseWithEnv sets each flag from PARLEY_<NAME> when present, then parses
