@@ -1,0 +1,125 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// migrations are the schema's versions: migrations[i] takes a schema from
+// version i to i+1, recorded in schema_migrations. Append new steps; never
+// edit a released one. The tables are those of the SQLite store, in
+// PostgreSQL's types: times are timestamptz (microseconds),
+// last_message_at is NULL for an empty room, and names and ids sort and
+// compare byte by byte (COLLATE "C", SQLite's and Go's order, whatever the
+// database's locale; it is also the cheapest collation to index). members keeps SQLite's column
+// name "user", which PostgreSQL reserves: quote it ("user"), or a bare user
+// in a query means CURRENT_USER.
+var migrations = []string{
+	`CREATE TABLE rooms (
+		name            text COLLATE "C" PRIMARY KEY,
+		visibility      integer NOT NULL,
+		created_by      text NOT NULL,
+		created_at      timestamptz NOT NULL,
+		-- The room's order: the writer reads and bumps it with the row
+		-- locked, in the transaction that stores the messages.
+		last_seq        bigint NOT NULL DEFAULT 0,
+		last_message_at timestamptz
+	);
+	CREATE TABLE messages (
+		room          text COLLATE "C" NOT NULL REFERENCES rooms (name),
+		seq           bigint NOT NULL,
+		sender        text COLLATE "C" NOT NULL,
+		body          text NOT NULL,
+		sent_at       timestamptz NOT NULL,
+		client_msg_id text COLLATE "C" NOT NULL DEFAULT '',
+		PRIMARY KEY (room, seq)
+	);
+	-- Unique per (room, sender, client_msg_id); client_msg_id before sender
+	-- so that time-ordered ids append at the tail of each room's range.
+	CREATE UNIQUE INDEX messages_client_msg_id ON messages (room, client_msg_id, sender)
+		WHERE client_msg_id <> '';`,
+	// Members of private and direct rooms.
+	`CREATE TABLE members (
+		room   text COLLATE "C" NOT NULL REFERENCES rooms (name),
+		"user" text COLLATE "C" NOT NULL,
+		PRIMARY KEY (room, "user")
+	);
+	CREATE INDEX members_by_user ON members ("user", room);`,
+}
+
+// migrationLockClass is the first key of the advisory lock that serialises
+// migrations ("parl"); the second is the hash of the schema name, so that
+// different schemas migrate independently.
+const migrationLockClass = 0x7061726c
+
+// migrate creates the schema if it is missing and applies the migrations it
+// has not seen, each in its own transaction with its schema_migrations row.
+// It holds a session advisory lock meanwhile, so that nodes starting at
+// once migrate one after the other (the later ones find nothing to do); the
+// lock goes with the connection if this process dies.
+//
+// It uses a connection of its own without statement_timeout: a migration of
+// a large table may take long, and waiting for another node's migration is
+// bounded by ctx.
+func migrate(ctx context.Context, cc *pgx.ConnConfig, schema string) error {
+	cc = cc.Copy()
+	cc.RuntimeParams["statement_timeout"] = "0"
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return fmt.Errorf("postgres: connect: %w", classify(err))
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", migrationLockClass, schema); err != nil {
+		return fmt.Errorf("postgres: wait for the migration lock of schema %q: %w", schema, classify(err))
+	}
+	// Unlocked explicitly so the lock is gone before Open returns; closing
+	// the connection would release it too.
+	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1, hashtext($2))", migrationLockClass, schema) //nolint:errcheck
+	version, err := schemaVersion(ctx, conn, schema)
+	if err != nil {
+		return fmt.Errorf("postgres: read the schema version of %q: %w", schema, classify(err))
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("postgres: schema %q is at version %d, newer than this binary knows (%d)", schema, version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		if err := applyMigration(ctx, conn, v); err != nil {
+			return fmt.Errorf("postgres: migrate schema %q to version %d: %w", schema, v+1, classify(err))
+		}
+	}
+	return nil
+}
+
+// schemaVersion creates the schema and schema_migrations if they are
+// missing and returns the newest version applied (0 for none).
+func schemaVersion(ctx context.Context, conn *pgx.Conn, schema string) (int, error) {
+	// schema is a plain identifier (Config.Validate); quoting it keeps it so.
+	ident := pgx.Identifier{schema}.Sanitize()
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+ident); err != nil {
+		return 0, err
+	}
+	if _, err := conn.Exec(ctx, "SELECT set_config('search_path', $1, false)", ident); err != nil {
+		return 0, err
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    integer PRIMARY KEY,
+		applied_at timestamptz NOT NULL DEFAULT now()
+	)`); err != nil {
+		return 0, err
+	}
+	var version int
+	err := conn.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&version)
+	return version, err
+}
+
+func applyMigration(ctx context.Context, conn *pgx.Conn, v int) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", v+1)
+		return err
+	})
+}

@@ -1,0 +1,269 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/parleychat/parley/server/store"
+)
+
+// The writer is the only goroutine of a process that appends. Appends to
+// every room arrive on one channel; the writer takes what is queued, up to
+// MaxBatch, and commits it as one transaction, so the WAL flush that
+// dominates a durable write is paid once per batch rather than once per
+// message. Nobody is answered before COMMIT returns: a seq handed out is a
+// seq on disk, and readers never see a message before it is durable.
+//
+// A batch locks the rows of its rooms, in name order (SELECT ... ORDER BY
+// name FOR NO KEY UPDATE), reads their heads, and writes the new heads back
+// before COMMIT. The lock makes the rooms row the single authority for a
+// room's order across nodes: another node's batch for the same room waits
+// for this one to commit and then reads the head it left, so the room's
+// seqs stay gap-free. Locking in one order everywhere means two nodes'
+// batches can wait for each other but never deadlock. FOR NO KEY UPDATE
+// (what an UPDATE of a non-key column takes anyway) still lets AddMember's
+// foreign-key check through.
+//
+// Seqs are never cached across batches, so a batch that fails and rolls
+// back consumes nothing.
+//
+// Rejected: a seq counter per room in memory or a PostgreSQL sequence per
+// room (neither is shared by nodes without a round trip, and a failed
+// commit would leave gaps); one writer per room (each room would pay its
+// own WAL flush); SERIALIZABLE transactions (the row lock already orders
+// the batches, and serialization failures would turn into retries).
+type writer struct {
+	pool     *pgxpool.Pool
+	reqs     chan *request
+	done     chan struct{}
+	maxBatch int
+	delay    time.Duration
+	timeout  time.Duration
+	timer    *time.Timer
+	lastSize int        // size of the previous batch: how many to wait for
+	batch    []*request // reused between batches
+	live     []*request // reused between batches
+	b        *batchState
+}
+
+// request is one append waiting for the writer.
+type request struct {
+	ctx  context.Context
+	msg  store.NewMessage
+	res  result
+	done chan struct{} // buffered: the writer never blocks on a caller
+}
+
+// requests recycles requests and their done channels.
+var requests = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+
+type result struct {
+	msg store.Message
+	dup bool
+	err error
+}
+
+func startWriter(pool *pgxpool.Pool, cfg Config) *writer {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	w := &writer{
+		pool: pool, maxBatch: cfg.MaxBatch, delay: cfg.MaxBatchDelay, timeout: cfg.QueryTimeout,
+		timer: timer, reqs: make(chan *request, queueLen(cfg.MaxBatch)), done: make(chan struct{}),
+		b: newBatchState(),
+	}
+	go w.run()
+	return w
+}
+
+// Append implements store.Store. It returns once the batch holding m is
+// committed, or with an error: ctx's if ctx ends first. If ctx ends before
+// the batch starts, nothing is stored; an error once the batch is under way
+// (ctx ending, or the connection lost during COMMIT) does not prove that
+// nothing was stored, and a retry with the same ClientMsgID returns the
+// stored message as a duplicate. Errors that mean PostgreSQL is out of
+// reach wrap ErrUnavailable.
+func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, bool, error) {
+	r := requests.Get().(*request)
+	r.ctx, r.msg = ctx, m
+	if err := s.enter(); err != nil {
+		release(r)
+		return store.Message{}, false, err
+	}
+	select {
+	case s.w.reqs <- r:
+		s.mu.RUnlock()
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		release(r)
+		return store.Message{}, false, ctx.Err()
+	}
+	select {
+	case <-r.done: // from here on the writer no longer touches r
+	case <-ctx.Done():
+		// The writer still owns r and will answer it; it is left to the
+		// garbage collector rather than returned to the pool.
+		return store.Message{}, false, fmt.Errorf("postgres: append to room %q: %w", m.Room, ctx.Err())
+	}
+	res := r.res
+	release(r)
+	return res.msg, res.dup, res.err
+}
+
+func release(r *request) {
+	*r = request{done: r.done}
+	requests.Put(r)
+}
+
+func (w *writer) run() {
+	defer close(w.done)
+	for {
+		idle := time.Now()
+		first, ok := <-w.reqs
+		if !ok {
+			return
+		}
+		if w.delay > 0 && time.Since(idle) > w.delay {
+			w.lastSize = 1 // the load went away: do not wait for it
+		}
+		batch := w.collect(first)
+		w.lastSize = len(batch)
+		w.process(batch)
+		w.batch = batch[:0]
+	}
+}
+
+// collect gathers a batch: first, then whatever is already queued, up to
+// maxBatch. When the queue runs dry before the batch is as large as the
+// previous one, the appenders answered last time are probably about to send
+// again, so it waits up to delay for them. A lone appender never waits.
+func (w *writer) collect(first *request) []*request {
+	batch := append(w.batch[:0], first)
+	waiting := false
+	defer func() {
+		if waiting {
+			w.timer.Stop()
+		}
+	}()
+	for len(batch) < w.maxBatch {
+		select {
+		case r, ok := <-w.reqs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		if w.delay <= 0 || len(batch) >= w.lastSize {
+			return batch
+		}
+		if !waiting {
+			waiting = true
+			w.timer.Reset(w.delay)
+		}
+		select {
+		case r, ok := <-w.reqs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		case <-w.timer.C:
+			waiting = false
+			return batch
+		}
+	}
+	return batch
+}
+
+// close stops taking requests, lets the writer finish those queued, and
+// waits for it. The caller guarantees that nobody is sending.
+func (w *writer) close() {
+	close(w.reqs)
+	<-w.done
+}
+
+// process commits one batch and answers every request in it. Requests
+// whose context has ended are answered with its error and left out.
+func (w *writer) process(batch []*request) {
+	live := w.live[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.res = result{err: err}
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) > 0 {
+		if err := w.commit(live); err != nil {
+			err = fmt.Errorf("postgres: commit batch of %d: %w", len(live), classify(err))
+			for _, r := range live {
+				r.res = result{err: err}
+			}
+		}
+	}
+	clear(live)
+	w.live = live[:0]
+	for _, r := range batch {
+		r.done <- struct{}{}
+	}
+	clear(batch) // let the requests be collected
+}
+
+// commit runs live as one transaction on a connection from the pool,
+// leaving each request's outcome in r.res. An error means that the
+// transaction was rolled back, or that its outcome is unknown because the
+// connection was lost during COMMIT. The whole batch is bounded by the
+// writer's timeout: one caller's context must not cut it short, and a
+// server that stops answering must not hold the writer.
+//
+// The first attempt is optimistic: it does not look up each ClientMsgID but
+// lets the unique index find duplicates of stored messages while inserting.
+// Such a retry is rare, so almost every batch commits on the first attempt.
+// If the index turns a row away, the transaction is rolled back and run
+// again carefully, looking up every ClientMsgID after the rooms are locked
+// (when every message stored in them, by any node, is visible).
+func (w *writer) commit(live []*request) error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer cancel()
+	conn, err := w.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connection: %w", err)
+	}
+	defer conn.Release()
+	err = w.attempt(ctx, conn.Conn(), live, false)
+	if errors.Is(err, errStoredDuplicate) {
+		err = w.attempt(ctx, conn.Conn(), live, true)
+	}
+	return err
+}
+
+func (w *writer) attempt(ctx context.Context, c *pgx.Conn, live []*request, careful bool) error {
+	err := w.b.run(ctx, c, live, careful)
+	if err != nil {
+		rollback(ctx, c)
+	}
+	return err
+}
+
+// rollback ends a failed transaction. If that fails too, the connection
+// is closed, so that the pool does not hand it out again.
+func rollback(ctx context.Context, c *pgx.Conn) {
+	if c.IsClosed() || c.PgConn().TxStatus() == 'I' {
+		return
+	}
+	if _, err := c.Exec(ctx, "ROLLBACK"); err != nil {
+		c.Close(context.Background()) //nolint:errcheck // the connection is being dropped
+	}
+}
+
+// queueLen is the capacity of the writer's queue: several batches' worth,
+// so that appenders seldom block on a full queue and wait to be woken.
+func queueLen(maxBatch int) int {
+	return max(4*maxBatch, 4096)
+}
