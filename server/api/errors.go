@@ -42,6 +42,8 @@ func statusOf(err error) *status.Status {
 		code = codes.ResourceExhausted
 	case errors.Is(err, auth.ErrNoToken), errors.Is(err, auth.ErrExpired), errors.Is(err, auth.ErrInvalid):
 		code = codes.Unauthenticated
+	case errors.Is(err, store.ErrUnavailable):
+		return status.New(codes.Unavailable, "message store unavailable; nothing was stored, retry with the same client_msg_id")
 	case errors.Is(err, store.ErrClosed), errors.Is(err, errShuttingDown):
 		code = codes.Unavailable
 	case errors.Is(err, context.Canceled):

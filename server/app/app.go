@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/parleychat/parley/server/hub"
 	"github.com/parleychat/parley/server/store"
 	"github.com/parleychat/parley/server/store/memory"
+	"github.com/parleychat/parley/server/store/postgres"
 	"github.com/parleychat/parley/server/store/sqlite"
 	"github.com/parleychat/parley/server/transport"
 )
@@ -42,8 +44,13 @@ type Config struct {
 	GRPCListen string
 	// DataDir holds the signing key and the database (default ./data).
 	DataDir string
-	// Store is "sqlite" (default: DataDir/parley.db) or "memory" (nothing survives a restart).
+	// Store is "sqlite" (default: DataDir/parley.db), "memory" (nothing
+	// survives a restart), or a PostgreSQL URL ("postgres://...") shared by
+	// the nodes of a cluster.
 	Store string
+	// PostgresSchema holds Parley's tables in a postgres:// store (default
+	// "parley"); the nodes of one cluster share it.
+	PostgresSchema string
 	// SQLite tunes the embedded store's group commit; its Path is set from
 	// DataDir.
 	SQLite sqlite.Config
@@ -173,8 +180,8 @@ func (c *Config) setDefaults() {
 // Validate reports every problem with the configuration at once.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Store != "" && c.Store != "sqlite" && c.Store != "memory" {
-		errs = append(errs, fmt.Errorf("store %q: want sqlite or memory", c.Store))
+	if c.Store != "" && c.Store != "sqlite" && c.Store != "memory" && !isPostgresURL(c.Store) {
+		errs = append(errs, fmt.Errorf("store %q: want sqlite, memory or a postgres:// URL", c.Store))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls: give both --tls-cert and --tls-key, or neither"))
@@ -201,18 +208,19 @@ func (c Config) Validate() error {
 
 // Server is a running parleyd.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	store    store.Store
-	hub      *hub.Hub
-	svc      *api.Service
-	grpc     *grpc.Server
-	health   *health.Server
-	net      *transport.Server
-	metrics  *metrics
-	draining atomic.Bool
-	stopBG   context.CancelFunc // stops background work
-	bg       sync.WaitGroup
+	cfg       Config
+	log       *slog.Logger
+	store     store.Store
+	hub       *hub.Hub
+	svc       *api.Service
+	grpc      *grpc.Server
+	health    *health.Server
+	net       *transport.Server
+	metrics   *metrics
+	draining  atomic.Bool
+	storeDown atomic.Bool
+	stopBG    context.CancelFunc // stops background work
+	bg        sync.WaitGroup
 	// Keys verifies and mints the server's tokens.
 	Keys *auth.Keys
 }
@@ -246,16 +254,27 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.net.Serve()
 	s.startRetention()
-	s.log.Info("parleyd listening", "addr", s.net.Addr().String(), "store", cfg.Store, "data_dir", cfg.DataDir, "tls", cfg.TLSCert != "")
+	s.log.Info("parleyd listening", "addr", s.net.Addr().String(), "store", storeKind(cfg.Store), "data_dir", cfg.DataDir, "tls", cfg.TLSCert != "")
 	if cfg.Dev {
 		s.log.Warn("DEV MODE: anyone can get a token for any user name through DevLogin; never expose this server")
 	}
 	return s, nil
 }
 
+func isPostgresURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
 func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if cfg.Store == "memory" {
 		return memory.New(), nil
+	}
+	if isPostgresURL(cfg.Store) {
+		st, err := postgres.Open(ctx, postgres.Config{DSN: cfg.Store, Schema: cfg.PostgresSchema})
+		if err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+		return st, nil
 	}
 	sc := cfg.SQLite
 	sc.Path = filepath.Join(cfg.DataDir, "parley.db")
@@ -327,11 +346,62 @@ func certLoader(certFile, keyFile string) func(*tls.ClientHelloInfo) (*tls.Certi
 	}
 }
 
+// storeKind names the store for logs without a DSN's credentials.
+func storeKind(s string) string {
+	if isPostgresURL(s) {
+		return "postgres"
+	}
+	return s
+}
+
+// watchStore reports NOT_SERVING (gRPC health and /healthz) while the
+// store's database cannot be reached, checking every interval.
+func (s *Server) watchStore(ctx context.Context, interval time.Duration) {
+	p, ok := s.store.(interface{ Ping(context.Context) error })
+	if !ok {
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		healthy := true
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			pctx, cancel := context.WithTimeout(ctx, interval)
+			err := p.Ping(pctx)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if now := err == nil; now != healthy {
+				healthy = now
+				s.storeDown.Store(!now)
+				st := healthpb.HealthCheckResponse_SERVING
+				if !now {
+					st = healthpb.HealthCheckResponse_NOT_SERVING
+					s.log.Error("store unreachable: reporting NOT_SERVING", "err", err)
+				} else {
+					s.log.Info("store reachable again: SERVING")
+				}
+				s.health.SetServingStatus("", st)
+				s.health.SetServingStatus(parleyv1.ChatService_ServiceDesc.ServiceName, st)
+			}
+		}
+	}()
+}
+
 // startRetention prunes old messages every RetentionInterval, if a
 // retention is configured, until shutdown.
 func (s *Server) startRetention() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopBG = cancel
+	s.watchStore(ctx, 2*time.Second)
 	if s.cfg.Retention == (store.Retention{}) {
 		return
 	}

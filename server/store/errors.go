@@ -10,4 +10,7 @@ var (
 	ErrRoomExists = errors.New("room already exists")
 	// ErrClosed means the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrUnavailable means the store's database cannot be reached now; the
+	// call stored nothing and may be retried.
+	ErrUnavailable = errors.New("store unavailable")
 )
