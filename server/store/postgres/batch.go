@@ -39,6 +39,10 @@ const (
 		WHERE rooms.name = u.name`
 )
 
+// errBeforeCommit marks an error of a batch's first pipeline: COMMIT was
+// not sent, so nothing of the batch can have been stored.
+var errBeforeCommit = errors.New("before commit")
+
 // uniqueClientMsgID is the unique index on (room, client_msg_id, sender).
 const uniqueClientMsgID = "messages_client_msg_id"
 
@@ -98,7 +102,7 @@ func newBatchState() *batchState {
 func (b *batchState) run(ctx context.Context, c *pgx.Conn, live []*request, careful bool) error {
 	b.reset(live, careful)
 	if err := b.begin(ctx, c); err != nil {
-		return err
+		return mark(err, errBeforeCommit)
 	}
 	for _, r := range live {
 		r.res = b.appendOne(r.msg)
@@ -274,7 +278,7 @@ func (b *batchState) readFinish(br pgx.BatchResults, heads int) error {
 		tag, err := br.Exec()
 		switch {
 		case err != nil && !b.careful && isUniqueViolation(err, uniqueClientMsgID):
-			return fmt.Errorf("insert %d messages: %w: %w", n, errStoredDuplicate, err)
+			return mark(fmt.Errorf("insert %d messages: %w", n, err), errStoredDuplicate)
 		case err != nil:
 			return fmt.Errorf("insert %d messages: %w", n, err)
 		case tag.RowsAffected() != int64(n):

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -25,8 +24,19 @@ func classify(err error) error {
 	if err == nil || errors.Is(err, ErrUnavailable) || !unavailable(err) {
 		return err
 	}
-	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	return mark(err, ErrUnavailable)
 }
+
+// mark returns err with the same text that also matches sentinel in
+// errors.Is: the sentinels are for callers to test, not for people to read.
+func mark(err, sentinel error) error {
+	return marked{err, sentinel}
+}
+
+type marked struct{ err, sentinel error }
+
+func (m marked) Error() string   { return m.err.Error() }
+func (m marked) Unwrap() []error { return []error{m.err, m.sentinel} }
 
 func unavailable(err error) bool {
 	if errors.Is(err, context.Canceled) {

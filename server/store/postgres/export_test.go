@@ -7,3 +7,7 @@ var (
 	NeedPostgres = needPostgres
 	ExecSQL      = execSQL
 )
+
+// CarefulBatches is how many batches s redid carefully because the unique
+// index found a duplicate of a stored message.
+func CarefulBatches(s *Store) int64 { return s.w.careful.Load() }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -50,6 +51,7 @@ type writer struct {
 	batch    []*request // reused between batches
 	live     []*request // reused between batches
 	b        *batchState
+	careful  atomic.Int64 // batches redone carefully, for tests and benchmarks
 }
 
 // request is one append waiting for the writer.
@@ -228,17 +230,43 @@ func (w *writer) process(batch []*request) {
 // If the index turns a row away, the transaction is rolled back and run
 // again carefully, looking up every ClientMsgID after the rooms are locked
 // (when every message stored in them, by any node, is visible).
+//
+// A connection found dead means the server probably restarted and took the
+// pool's other connections with it: the pool is emptied, so that the next
+// batches and reads dial afresh, and if the batch had not yet sent COMMIT
+// (so nothing of it can have been stored) it is tried once more.
 func (w *writer) commit(live []*request) error {
 	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
 	defer cancel()
+	for try := 0; ; try++ {
+		err := w.commitOn(ctx, live)
+		if !errors.Is(err, errConnLost) {
+			return err
+		}
+		w.pool.Reset()
+		if try > 0 || !errors.Is(err, errBeforeCommit) || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// errConnLost marks a batch error after which the connection was closed.
+var errConnLost = errors.New("connection lost")
+
+func (w *writer) commitOn(ctx context.Context, live []*request) error {
 	conn, err := w.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("connection: %w", err)
 	}
 	defer conn.Release()
-	err = w.attempt(ctx, conn.Conn(), live, false)
+	c := conn.Conn()
+	err = w.attempt(ctx, c, live, false)
 	if errors.Is(err, errStoredDuplicate) {
-		err = w.attempt(ctx, conn.Conn(), live, true)
+		w.careful.Add(1)
+		err = w.attempt(ctx, c, live, true)
+	}
+	if err != nil && c.IsClosed() {
+		err = mark(err, errConnLost)
 	}
 	return err
 }
