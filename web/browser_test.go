@@ -86,9 +86,10 @@ func needBrowser(t *testing.T) (chromium, node string) {
 	return chromium, node
 }
 
-// TestBrowser runs web/e2e in Chromium: two people chatting (presence, live
-// messages, typing, reload, a cut connection and resume, a private
-// conversation a third person cannot see or join), and the origin checks.
+// TestBrowser runs web/e2e in Chromium: people chatting (presence, live
+// messages, typing, reload, a cut connection and resume, history paging,
+// private rooms and conversations a third person cannot see or join), the
+// origin checks, and token sign-in on a server without --dev.
 func TestBrowser(t *testing.T) {
 	chromium, node := needBrowser(t)
 	bin := parleydBinary(t)
@@ -99,21 +100,29 @@ func TestBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("screenshots and server logs: %s", artifacts)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-concurrency=1", "--test-reporter=spec",
-		"e2e/chat.test.mjs", "e2e/origin.test.mjs")
+		"e2e/chat.test.mjs", "e2e/origin.test.mjs", "e2e/token.test.mjs")
 	cmd.Env = append(os.Environ(), "PARLEYD_BIN="+bin, "PARLEY_ARTIFACTS="+artifacts, "PARLEY_CHROMIUM="+chromium)
 	// node, the browsers and the servers it starts share a process group, so
 	// nothing outlives the test, even on a timeout.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.Stdout = t.Output()
-	cmd.Stderr = t.Output()
+	logFile, err := os.Create(filepath.Join(artifacts, "e2e-output.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	out := io.MultiWriter(t.Output(), logFile)
+	cmd.Stdout, cmd.Stderr = out, out
 	start := time.Now()
-	err := cmd.Run()
+	err = cmd.Run()
 	if cmd.Process != nil {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // stragglers, if any
 	}

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { artifacts, browser, messages, send, signIn, startParleyd, waitOnline } from "./harness.mjs";
+import { artifacts, browser, messages, restClient, send, signIn, startParleyd, waitOnline } from "./harness.mjs";
 
 let server;
 const people = {};
@@ -108,12 +108,14 @@ test("two people chat: presence, live messages, typing, reload, offline resume, 
     // A writes while offline: the message waits and goes out on reconnect.
     await send(A, "written while offline");
     await A.locator('[data-testid="pending-message"][data-state="sending"]').waitFor();
-    for (let i = 1; i <= 20; i++) await send(B, `burst ${i}`);
-    await B.waitForFunction(() => document.querySelectorAll('[data-testid="pending-message"]').length === 0);
-    assert.equal((await bodies(B, "burst ")).length, 20);
-
-    aOffline = false;
-    await alice.ctx.setOffline(false);
+    try {
+      for (let i = 1; i <= 20; i++) await send(B, `burst ${i}`);
+      await B.waitForFunction(() => [...document.querySelectorAll('[data-testid="message-body"]')].filter((e) => e.textContent.startsWith("burst ")).length === 20);
+      await B.locator('[data-testid="pending-message"]').waitFor({ state: "detached" });
+    } finally {
+      aOffline = false;
+      await alice.ctx.setOffline(false);
+    }
     await waitOnline(A);
     await A.waitForFunction(() => [...document.querySelectorAll('[data-testid="message-body"]')].filter((e) => e.textContent.startsWith("burst ")).length >= 20);
     await B.getByTestId("message").filter({ hasText: "written while offline" }).waitFor();
@@ -144,20 +146,69 @@ test("two people chat: presence, live messages, typing, reload, offline resume, 
     await A.screenshot({ path: join(artifacts, "alice-dm.png") });
   });
 
-  await t.test("C neither sees the private conversation nor can join it", async () => {
+  await t.test("older history loads on scroll, page by page, each message once", async () => {
+    await B.getByTestId("create-room-toggle").click();
+    await B.getByTestId("create-room-name").fill("history");
+    await B.getByTestId("create-room-submit").click();
+    await B.locator('[data-testid="room-title"][data-room="history"]').waitFor();
+    const dave = await restClient(server.url, "dave");
+    for (let i = 1; i <= 90; i++) await dave.send("history", `old ${i}`, `old-${i}`);
+    await B.getByTestId("message-body").filter({ hasText: /^old 90$/ }).waitFor();
+    await A.locator('[data-testid="room-item"][data-room="history"]').click({ timeout: 20000 });
+    await A.getByTestId("message-body").filter({ hasText: /^old 90$/ }).waitFor();
+    await A.getByTestId("load-older").waitFor();
+    const firstPage = await bodies(A, "old ");
+    assert.ok(firstPage.length < 90, `the first page is one page, not everything: ${firstPage.length}`);
+    await A.getByTestId("messages").evaluate((el) => (el.scrollTop = 0));
+    await A.getByTestId("history-start").waitFor();
+    assert.deepEqual(await bodies(A, "old "), Array.from({ length: 90 }, (_, i) => `old ${i + 1}`));
+    await assertNoDuplicates(A, "alice after paging");
+  });
+
+  await t.test("a private room: its creator adds B, B writes, the creator removes B", async () => {
+    await A.getByTestId("create-room-toggle").click();
+    await A.getByTestId("create-room-name").fill("plans");
+    await A.getByTestId("create-room-private").check();
+    await A.getByTestId("create-room-submit").click();
+    await A.locator('[data-testid="room-title"][data-room="plans"]').waitFor();
+    await A.getByTestId("room-meta").filter({ hasText: "Private room" }).waitFor();
+    await A.getByTestId("add-member-input").fill("bob");
+    await A.getByTestId("add-member-submit").click();
+    await A.locator('[data-testid="member"][data-user="bob"]').waitFor();
+    await B.locator('[data-testid="room-item"][data-room="plans"]').click({ timeout: 20000 });
+    await send(B, "count me in");
+    await A.getByTestId("message-body").filter({ hasText: "count me in" }).waitFor();
+    await A.screenshot({ path: join(artifacts, "alice-private.png") });
+  });
+
+  await t.test("C sees neither the private conversation nor the private room, and cannot join them", async () => {
     const carol = (people.carol = await browser("carol"));
     const C = carol.page;
     await signIn(C, server.url, "carol");
     await C.locator('[data-testid="room-item"][data-room="lobby"]').waitFor();
-    assert.equal(await C.locator('[data-testid="room-item"][data-room="dm:alice:bob"]').count(), 0);
+    await C.locator('[data-testid="room-item"][data-room="history"]').waitFor();
+    for (const room of ["dm:alice:bob", "plans"]) {
+      assert.equal(await C.locator(`[data-testid="room-item"][data-room="${room}"]`).count(), 0, `carol sees ${room}`);
+      await C.evaluate((room) => (location.hash = "#/r/" + encodeURIComponent(room)), room);
+      await C.locator(`[data-testid="room-title"][data-room="${room}"]`).waitFor();
+      await C.getByTestId("room-error").filter({ hasText: "You don't have access" }).waitFor();
+      assert.equal(await C.getByTestId("message").count(), 0);
+      assert.equal(await C.locator(`[data-testid="room-item"][data-room="${room}"]`).count(), 0, `carol sees ${room} after trying`);
+    }
     await C.evaluate(() => (location.hash = "#/r/" + encodeURIComponent("dm:alice:bob")));
-    await C.getByTestId("room-error").filter({ hasText: "You don't have access" }).waitFor();
-    assert.equal(await C.getByTestId("message").count(), 0);
-    assert.equal(await C.locator('[data-testid="room-item"][data-room="dm:alice:bob"]').count(), 0);
+    await C.getByTestId("room-error").filter({ hasText: "dm:alice:bob" }).waitFor();
     await C.screenshot({ path: join(artifacts, "carol-denied.png") });
   });
 
-  await t.test("unread marks: B's lobby shows what A posted while B is in the DM", async () => {
+  await t.test("removed from the private room, B is told so at once", async () => {
+    await B.locator('[data-testid="room-item"][data-room="plans"]').click();
+    await A.locator('[data-testid="member"][data-user="bob"]').getByTestId("remove-member").click();
+    await B.getByTestId("room-error").filter({ hasText: "removed" }).waitFor();
+    await B.locator('[data-testid="room-item"][data-room="plans"]').waitFor({ state: "detached" });
+    await A.locator('[data-testid="member"][data-user="bob"]').waitFor({ state: "detached" });
+  });
+
+  await t.test("unread marks: B's lobby shows what A posted while B was elsewhere", async () => {
     await A.locator('[data-testid="room-item"][data-room="lobby"]').click();
     await send(A, "back in the lobby");
     await B.locator('[data-testid="room-item"][data-room="lobby"] [data-testid="room-unread"]').filter({ hasText: "1" }).waitFor();

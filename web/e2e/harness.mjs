@@ -20,11 +20,10 @@ process.on("exit", () => rmSync(scratch, { recursive: true, force: true }));
  * startParleyd runs the binary from PARLEYD_BIN with --dev on a free loopback
  * port and resolves once it logs its address.
  */
-export async function startParleyd(name, extraArgs = []) {
-  const bin = process.env.PARLEYD_BIN;
-  if (!bin) throw new Error("PARLEYD_BIN is not set: run this through `go test ./web` or point it at a parleyd binary");
+export async function startParleyd(name, extraArgs = [], { dev = true } = {}) {
+  const bin = parleydBin();
   const dataDir = mkdtempSync(join(scratch, `${name}-data-`));
-  const args = ["--dev", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "json", "--shutdown-timeout", "5s", ...extraArgs];
+  const args = [...(dev ? ["--dev"] : []), "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "json", "--shutdown-timeout", "5s", ...extraArgs];
   const proc = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
   const log = createWriteStream(join(artifacts, `${name}.log`));
   const lines = createInterface({ input: proc.stderr });
@@ -46,6 +45,7 @@ export async function startParleyd(name, extraArgs = []) {
   });
   return {
     addr,
+    dataDir,
     url: `http://${addr}`,
     async stop() {
       if (proc.exitCode !== null) return;
@@ -53,6 +53,30 @@ export async function startParleyd(name, extraArgs = []) {
       proc.kill("SIGTERM");
       await exited;
       log.end();
+    },
+  };
+}
+
+/** parleydBin is the binary under test. */
+export function parleydBin() {
+  const bin = process.env.PARLEYD_BIN;
+  if (!bin) throw new Error("PARLEYD_BIN is not set: run this through `go test ./web` or point it at a parleyd binary");
+  return bin;
+}
+
+/** restClient signs user in through the REST dev login and returns a poster. */
+export async function restClient(url, user) {
+  const login = await fetch(`${url}/v1/dev/login`, { method: "POST", body: JSON.stringify({ user }) });
+  if (!login.ok) throw new Error(`dev login for ${user}: ${login.status} ${await login.text()}`);
+  const { token } = await login.json();
+  return {
+    async send(room, body, clientMsgId) {
+      const res = await fetch(`${url}/v1/rooms/${encodeURIComponent(room)}/messages`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}` },
+        body: JSON.stringify({ body, clientMsgId }),
+      });
+      if (!res.ok) throw new Error(`send to ${room}: ${res.status} ${await res.text()}`);
     },
   };
 }

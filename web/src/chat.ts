@@ -179,6 +179,15 @@ export class Chat {
       case "typing":
         this.onTyping(ev.value.room, ev.value.user, ev.value.active);
         break;
+      case "reply": {
+        // The server took us out of a room (removed from its members).
+        const r = this.rooms.get(ev.value.room);
+        if (!r || ev.value.code === 0) return;
+        r.reset();
+        r.info = undefined; // out of the list until the server lists it again
+        this.refused(r, ev.value);
+        break;
+      }
       default:
         return; // replayed: nothing to show
     }
@@ -337,6 +346,17 @@ export class Chat {
     }
   }
 
+  /** removeMember removes a user from a private room; it returns an error to show, or "". */
+  async removeMember(room: string, user: string): Promise<string> {
+    try {
+      await this.api.removeMember({ room, user });
+      await this.loadMembers(this.room(room));
+      return "";
+    } catch (err) {
+      return messageOf(err);
+    }
+  }
+
   async loadMembers(r: RoomState): Promise<void> {
     try {
       r.members = (await this.api.listMembers({ room: r.name })).members;
@@ -406,6 +426,8 @@ export class Chat {
       if (!seen.has(r.name)) r.info = undefined;
       else if (isDirect(r.name) && !r.wanted && r.headSeq() > (this.left[r.name] ?? 0)) this.autoJoin(r);
     }
+    const cur = this.rooms.get(this.current);
+    if (cur?.info?.visibility === RoomVisibility.PRIVATE && !cur.members) void this.loadMembers(cur);
     if (!this.roomsLoaded) {
       this.roomsLoaded = true;
       if (!this.current) this.openDefault();

@@ -158,7 +158,12 @@ export class JoinSession {
     }
     const r = resp.event.value;
     const p = this.pending.get(r.ref);
-    if (!p) return;
+    if (!p) {
+      // A reply without a ref is the server's own notice, such as being
+      // removed from a private room.
+      if (!r.ref) this.hooks.event(resp.event);
+      return;
+    }
     this.pending.delete(r.ref);
     window.clearTimeout(p.timer);
     p.resolve(r);

@@ -373,6 +373,9 @@ export class ChatView {
     const box = this.el.messages;
     const r = this.chat.rooms.get(this.chat.current);
     if (!r || !r.olderToken || r.loadingOlder || r.atBeginning) return;
+    // A scroll event can come between a state change and its redraw (scroll
+    // events run before animation frames): judge only a page that is drawn.
+    if (this.shownRoom !== r.name || this.firstSeq !== (r.messages()[0]?.seq ?? 0)) return;
     if (box.scrollTop < 120) void this.chat.loadOlder(r.name);
   }
 
@@ -408,9 +411,26 @@ export class ChatView {
     const priv = r?.info?.visibility === RoomVisibility.PRIVATE;
     box.hidden = !priv;
     if (!r || !priv) return;
-    const list = h("ul", { class: "member-list", "data-testid": "member-list" }, ...(r.members ?? []).map((m) => h("li", null, avatar(m, true), h("span", null, m))));
-    const nodes: Node[] = [h("h2", null, "Members"), list];
-    if (r.info?.createdBy === this.me) {
+    const owner = r.info?.createdBy === this.me;
+    const removeErr = h("p", { class: "form-error", role: "alert" });
+    const remove = (m: string) => async () => {
+      removeErr.textContent = await this.chat.removeMember(r.name, m);
+    };
+    const list = h(
+      "ul",
+      { class: "member-list", "data-testid": "member-list" },
+      ...(r.members ?? []).map((m) =>
+        h(
+          "li",
+          { "data-testid": "member", "data-user": m },
+          avatar(m, true),
+          h("span", { class: "who" }, m, m === r.info?.createdBy ? h("span", { class: "muted" }, " (owner)") : null),
+          owner && m !== this.me ? h("button", { type: "button", class: "ghost small", "aria-label": `Remove ${m}`, "data-testid": "remove-member", onclick: remove(m) }, "Remove") : null,
+        ),
+      ),
+    );
+    const nodes: Node[] = [h("h2", null, "Members"), list, removeErr];
+    if (owner) {
       const user = h("input", { autocomplete: "off", placeholder: "User name", "aria-label": "Add a member", "data-testid": "add-member-input" });
       const err = h("p", { class: "form-error", role: "alert" });
       const f = h("form", { class: "inline-form" }, h("div", { class: "row" }, user, h("button", { type: "submit", class: "ghost", "data-testid": "add-member-submit" }, "Add")), err);
