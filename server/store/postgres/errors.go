@@ -3,28 +3,49 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/parleychat/parley/server/store"
 )
 
-// ErrUnavailable marks an error that says PostgreSQL is out of reach or not
-// answering in time (connection refused or lost, a timeout, the server
-// shutting down or out of connections), as opposed to an error in what was
-// asked. Retrying later may succeed; for an append, retrying with the same
-// ClientMsgID is safe even if the failed attempt was in fact stored (a
-// COMMIT whose answer was lost).
-var ErrUnavailable = errors.New("postgres unavailable")
+// ErrInvalidText means that a message's room, sender, body or ClientMsgID
+// is not valid UTF-8 or holds a NUL character (U+0000), which PostgreSQL's
+// text type cannot store. Append rejects such a message on its own, before
+// it can fail a batch shared with other callers' messages.
+var ErrInvalidText = errors.New("text must be valid UTF-8 without NUL characters")
 
-// classify wraps err with ErrUnavailable if it says the server is out of
-// reach; other errors come back unchanged.
+// classify marks err with store.ErrUnavailable if it says that PostgreSQL
+// is out of reach or not answering in time (connection refused or lost, a
+// timeout, the server shutting down or out of connections), as opposed to
+// an error in what was asked; other errors come back unchanged.
+//
+// An append that fails this way usually stored nothing, but not always: if
+// the connection is lost while COMMIT is under way, the batch may have been
+// stored. A retry with the same ClientMsgID is safe either way (it returns
+// the stored message as a duplicate).
 func classify(err error) error {
-	if err == nil || errors.Is(err, ErrUnavailable) || !unavailable(err) {
+	if err == nil || errors.Is(err, store.ErrUnavailable) || !unavailable(err) {
 		return err
 	}
-	return mark(err, ErrUnavailable)
+	return mark(err, store.ErrUnavailable)
+}
+
+// checkText reports ErrInvalidText if a field of m cannot be stored.
+func checkText(m store.NewMessage) error {
+	for _, f := range [...]struct{ name, s string }{
+		{"room", m.Room}, {"sender", m.Sender}, {"body", m.Body}, {"client_msg_id", m.ClientMsgID},
+	} {
+		if !utf8.ValidString(f.s) || strings.IndexByte(f.s, 0) >= 0 {
+			return fmt.Errorf("postgres: append to room %q: %s: %w", m.Room, f.name, ErrInvalidText)
+		}
+	}
+	return nil
 }
 
 // mark returns err with the same text that also matches sentinel in

@@ -11,3 +11,6 @@ var (
 // CarefulBatches is how many batches s redid carefully because the unique
 // index found a duplicate of a stored message.
 func CarefulBatches(s *Store) int64 { return s.w.careful.Load() }
+
+// Batches is how many batches s's writer has run.
+func Batches(s *Store) int64 { return s.w.batches.Load() }

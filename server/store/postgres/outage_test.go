@@ -36,8 +36,8 @@ func checkPromptUnavailable(t *testing.T, what string, start time.Time, err erro
 	if err == nil {
 		t.Fatalf("%s succeeded, want an error", what)
 	}
-	if !errors.Is(err, postgres.ErrUnavailable) {
-		t.Errorf("%s error %q does not wrap ErrUnavailable", what, err)
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("%s error %q does not wrap store.ErrUnavailable", what, err)
 	}
 	if elapsed > prompt {
 		t.Errorf("%s took %v, want an error within %v", what, elapsed, prompt)
@@ -81,7 +81,7 @@ func openThroughProxy(t *testing.T, cfg postgres.Config) (*postgres.Store, *prox
 }
 
 // TestServerDown: with the server gone (connections reset, port refused)
-// appends, reads and Ping fail at once with ErrUnavailable and store
+// appends, reads and Ping fail at once with store.ErrUnavailable and store
 // nothing; once it is back, appends succeed and continue the room's seqs.
 func TestServerDown(t *testing.T) {
 	s, p := openThroughProxy(t, postgres.Config{ConnectTimeout: time.Second})
@@ -203,7 +203,7 @@ func appendUntilAcked(s store.Store, m store.NewMessage, failed chan<- struct{},
 		if got, _, err = s.Append(context.Background(), m); err == nil {
 			return got, nil
 		}
-		if !errors.Is(err, postgres.ErrUnavailable) {
+		if !errors.Is(err, store.ErrUnavailable) {
 			return store.Message{}, err
 		}
 		select {

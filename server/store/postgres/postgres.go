@@ -201,7 +201,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // Ping reports whether PostgreSQL answers: it takes a connection from the
 // pool (dialling one if none is idle) and runs an empty statement, within
 // ctx and Config.QueryTimeout. The server's health check calls it: an error
-// (wrapping ErrUnavailable when the server is out of reach) means appends
+// (wrapping store.ErrUnavailable when the server is out of reach) means appends
 // would fail now. After Close it returns store.ErrClosed.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.enter(); err != nil {

@@ -257,3 +257,38 @@ func TestPingAndClose(t *testing.T) {
 		t.Errorf("Ping after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestUnstorableTextIsRejectedAlone: PostgreSQL's text holds neither NUL
+// nor invalid UTF-8; such a message is refused on its own and never fails
+// the batch of other callers' messages.
+func TestUnstorableTextIsRejectedAlone(t *testing.T) {
+	s := postgres.OpenTest(t, postgres.Config{})
+	ctx := context.Background()
+	if _, err := s.CreateRoom(ctx, store.Room{Name: "a", Visibility: store.Public}); err != nil {
+		t.Fatal(err)
+	}
+	bad := []store.NewMessage{
+		{Room: "a", Sender: "u", Body: "nul \x00 inside"},
+		{Room: "a", Sender: "u", Body: "bad \xff utf-8"},
+		{Room: "a", Sender: "u", Body: "ok", ClientMsgID: "id\x00"},
+		{Room: "a", Sender: "u\x00", Body: "ok"},
+	}
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			m := bad[i%len(bad)]
+			if _, _, err := s.Append(ctx, m); !errors.Is(err, postgres.ErrInvalidText) {
+				t.Errorf("Append(%q) = %v, want ErrInvalidText", m, err)
+			}
+		})
+		wg.Go(func() {
+			if _, _, err := s.Append(ctx, store.NewMessage{Room: "a", Sender: "u", Body: "fine"}); err != nil {
+				t.Errorf("Append beside an unstorable message: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if r, _ := s.Room(ctx, "a"); r.LastSeq != 20 {
+		t.Errorf("LastSeq = %d, want 20", r.LastSeq)
+	}
+}

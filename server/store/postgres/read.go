@@ -16,7 +16,7 @@ const roomColumns = "name, visibility, created_by, created_at, last_seq, last_me
 
 // call runs fn for a Store method: it reports store.ErrClosed after Close,
 // bounds fn by QueryTimeout and marks the errors that say the server is out
-// of reach with ErrUnavailable.
+// of reach with store.ErrUnavailable.
 func (s *Store) call(ctx context.Context, fn func(ctx context.Context) error) error {
 	if err := s.enter(); err != nil {
 		return err

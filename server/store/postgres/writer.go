@@ -51,6 +51,7 @@ type writer struct {
 	batch    []*request // reused between batches
 	live     []*request // reused between batches
 	b        *batchState
+	batches  atomic.Int64 // batches committed or failed, for tests and benchmarks
 	careful  atomic.Int64 // batches redone carefully, for tests and benchmarks
 }
 
@@ -89,8 +90,12 @@ func startWriter(pool *pgxpool.Pool, cfg Config) *writer {
 // (ctx ending, or the connection lost during COMMIT) does not prove that
 // nothing was stored, and a retry with the same ClientMsgID returns the
 // stored message as a duplicate. Errors that mean PostgreSQL is out of
-// reach wrap ErrUnavailable.
+// reach wrap store.ErrUnavailable; a message PostgreSQL cannot store is
+// rejected with ErrInvalidText before it joins a batch.
 func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, bool, error) {
+	if err := checkText(m); err != nil {
+		return store.Message{}, false, err
+	}
 	r := requests.Get().(*request)
 	r.ctx, r.msg = ctx, m
 	if err := s.enter(); err != nil {
@@ -202,6 +207,7 @@ func (w *writer) process(batch []*request) {
 		live = append(live, r)
 	}
 	if len(live) > 0 {
+		w.batches.Add(1)
 		if err := w.commit(live); err != nil {
 			err = fmt.Errorf("postgres: commit batch of %d: %w", len(live), classify(err))
 			for _, r := range live {

@@ -121,7 +121,7 @@ func TestFailedBatchStoresNothing(t *testing.T) {
 		if r.err == nil || !strings.Contains(r.err.Error(), "poisoned") || !strings.Contains(r.err.Error(), "commit batch of 3") {
 			t.Errorf("request %d: got %+v, err %v; want the batch's error", i, r.msg, r.err)
 		}
-		if errors.Is(r.err, ErrUnavailable) {
+		if errors.Is(r.err, store.ErrUnavailable) {
 			t.Errorf("request %d: a rejected row is not an outage: %v", i, r.err)
 		}
 	}

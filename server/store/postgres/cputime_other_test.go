@@ -1,0 +1,8 @@
+//go:build !unix
+
+package postgres_test
+
+import "time"
+
+// cpuTime is not measured here; benchmarks then leave out cpu-µs/msg.
+func cpuTime() time.Duration { return 0 }
