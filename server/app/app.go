@@ -324,7 +324,7 @@ func (s *Server) transportConfig() transport.Config {
 		Listen: s.cfg.Listen, GRPCListen: s.cfg.GRPCListen, AllowedOrigins: s.cfg.AllowedOrigins,
 		MaxMessageBytes: s.cfg.MaxMessageBytes, MaxStreamsPerConn: s.cfg.MaxStreamsPerConn, Log: s.log,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		Healthy:           func() bool { return !s.draining.Load() },
+		Healthy:           func() bool { return !s.draining.Load() && !s.storeDown.Load() },
 		UI:                uiHandler(),
 		Metrics:           s.metrics.handler(),
 	}
