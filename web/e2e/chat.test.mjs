@@ -222,12 +222,14 @@ test("two people chat: presence, live messages, typing, reload, offline resume, 
     await B.screenshot({ path: join(artifacts, "bob.png") });
     await B.setViewportSize({ width: 390, height: 760 });
     await B.screenshot({ path: join(artifacts, "bob-narrow.png") });
+    await B.getByTestId("toggle-rooms").click();
+    await B.screenshot({ path: join(artifacts, "bob-narrow-rooms.png") });
     const login = await people.carol.ctx.newPage(); // a new tab: signed out
     await login.goto(server.url + "/");
     await login.getByTestId("login-name").waitFor();
     await login.screenshot({ path: join(artifacts, "login.png") });
     await login.close();
-    console.log(`screenshots: ${artifacts}/{alice,alice-dm,bob,bob-narrow,carol-denied,login}.png`);
+    console.log(`screenshots: ${artifacts}/{alice,alice-dm,alice-private,bob,bob-narrow,bob-narrow-rooms,carol-denied,login}.png`);
   });
 
   const errors = [...alice.errors, ...bob.errors, ...(people.carol?.errors ?? [])];

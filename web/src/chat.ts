@@ -3,7 +3,7 @@
 import { Code, codeOf, messageOf, type Api } from "./api";
 import type { JoinResponse } from "./gen/parley/v1/chat_service_pb";
 import { RoomVisibility, type Reply } from "./gen/parley/v1/types_pb";
-import { dmName, dmUsers, isDirect, RoomState } from "./room";
+import { dmName, dmUsers, isDirect, roomHref, RoomState } from "./room";
 import { JoinSession, StreamLost, type ConnState } from "./session";
 
 const typingIdleMs = 3000;
@@ -79,7 +79,7 @@ export class Chat {
   /** open shows a room, joining it if needed. */
   open(name: string): void {
     const r = this.room(name);
-    this.current = name;
+    this.setCurrent(name);
     if (!r.wanted || r.status === "error" || r.status === "idle") {
       r.wanted = true;
       r.error = "";
@@ -93,6 +93,14 @@ export class Chat {
     this.changed();
   }
 
+  // setCurrent shows a room and keeps the address in step, so that a link
+  // to the room shown before still works.
+  private setCurrent(name: string): void {
+    this.current = name;
+    const href = name ? roomHref(name) : location.pathname;
+    if (location.hash !== href) history.replaceState(null, "", href);
+  }
+
   /** leave leaves a room and shows another joined one. */
   leave(name: string): void {
     const r = this.room(name);
@@ -102,7 +110,7 @@ export class Chat {
     this.session.notify({ case: "leave", value: { room: name } });
     if (this.current === name) {
       const next = [...this.rooms.values()].find((x) => x.wanted && x.name !== name);
-      this.current = next?.name ?? "";
+      this.setCurrent(next?.name ?? "");
     }
     this.save();
     this.changed();
@@ -291,7 +299,7 @@ export class Chat {
         real.pending.push(...r.pending.filter((x) => x !== p));
         r.pending = [];
         r.wanted = false;
-        if (this.current === r.name) this.current = real.name;
+        if (this.current === r.name) this.setCurrent(real.name);
       }
       real.add(msg);
       real.wanted = true;

@@ -144,3 +144,8 @@ export function roomTitle(name: string, me: string): string {
   if (users[1] === me) return users[0];
   return `${users[0]} & ${users[1]}`;
 }
+
+/** roomHref is the page's address for a room (the room name, never a token). */
+export function roomHref(name: string): string {
+  return "#/r/" + encodeURIComponent(name);
+}

@@ -4,7 +4,7 @@
 import type { Chat } from "./chat";
 import { avatar, clock, dayLabel, fullTime, h } from "./dom";
 import { RoomVisibility } from "./gen/parley/v1/types_pb";
-import { isDirect, roomTitle, type Msg, type PendingSend, type RoomState } from "./room";
+import { isDirect, roomHref, roomTitle, type Msg, type PendingSend, type RoomState } from "./room";
 
 const groupGapMs = 5 * 60 * 1000;
 const roomNamePattern = "[a-z0-9_\\-]{1,64}";
@@ -191,6 +191,7 @@ export class ChatView {
   }
 
   private stickToBottom = false;
+  private countdown = 0;
 
   private render(): void {
     const chat = this.chat;
@@ -217,9 +218,10 @@ export class ChatView {
       closed: "Disconnected",
     };
     el.replaceChildren(h("span", { class: "dot", "aria-hidden": "true" }), text[conn]);
+    window.clearTimeout(this.countdown);
     if (conn === "waiting" || conn === "offline") {
       el.append(h("button", { type: "button", class: "link", "data-testid": "conn-retry", onclick: () => this.chat.reconnectNow() }, "Retry now"));
-      window.setTimeout(() => this.update(), 1000); // count down
+      if (conn === "waiting") this.countdown = window.setTimeout(() => this.update(), 1000);
     }
   }
 
@@ -449,10 +451,6 @@ export class ChatView {
   }
 }
 
-/** roomHref is the page's address for a room (the room name, never a token). */
-export function roomHref(name: string): string {
-  return "#/r/" + encodeURIComponent(name);
-}
 
 function lastAt(r: RoomState): number {
   const t = r.info?.lastMessageAt;
