@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 	"github.com/parleychat/parley/server/api"
 	"github.com/parleychat/parley/server/auth"
+	"github.com/parleychat/parley/server/broker"
 	"github.com/parleychat/parley/server/hub"
 	"github.com/parleychat/parley/server/store"
 	"github.com/parleychat/parley/server/store/memory"
@@ -48,6 +50,16 @@ type Config struct {
 	// survives a restart), or a PostgreSQL URL ("postgres://...") shared by
 	// the nodes of a cluster.
 	Store string
+	// Broker, a nats:// URL (several comma-separated), joins this node to a
+	// cluster sharing a postgres:// Store; empty runs a single node.
+	Broker string
+	// BrokerSubject prefixes the cluster's NATS subjects (default "parley");
+	// clusters sharing a NATS must use different ones.
+	BrokerSubject string
+	// NodeID names this node in the cluster (default: host name and port).
+	NodeID string
+	// NodeTimeout is how long a silent node keeps its presence (default 5s).
+	NodeTimeout time.Duration
 	// PostgresSchema holds Parley's tables in a postgres:// store (default
 	// "parley"); the nodes of one cluster share it.
 	PostgresSchema string
@@ -189,6 +201,9 @@ func (c Config) Validate() error {
 	if c.Dev && !c.DevAllowRemote && c.Listen != "" && !isLoopback(c.Listen) {
 		errs = append(errs, fmt.Errorf("--dev hands out tokens to anyone: it refuses the non-loopback address %s unless --dev-allow-remote is also given", c.Listen))
 	}
+	if c.Broker != "" && !isPostgresURL(c.Store) {
+		errs = append(errs, errors.New("--broker needs a --store postgres://… that every node shares: an embedded store is one node's alone"))
+	}
 	if c.GRPCListen != "" && c.TLSCert == "" {
 		errs = append(errs, errors.New("grpc-listen: only needed with TLS; without it gRPC shares --listen"))
 	}
@@ -211,6 +226,7 @@ type Server struct {
 	cfg       Config
 	log       *slog.Logger
 	store     store.Store
+	broker    *broker.NATS
 	hub       *hub.Hub
 	svc       *api.Service
 	grpc      *grpc.Server
@@ -243,15 +259,29 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.store.Close()
 		return nil, err
 	}
-	s.hub = hub.New(hub.Config{MaxQueueBytes: cfg.MaxQueueBytes, MaxRoomsPerConn: cfg.MaxRoomsPerConn}, s.store, api.EncodeEvent, s.log)
+	if cfg.NodeID == "" {
+		cfg.NodeID = defaultNodeID()
+		s.cfg.NodeID = cfg.NodeID
+	}
+	hc := hub.Config{MaxQueueBytes: cfg.MaxQueueBytes, MaxRoomsPerConn: cfg.MaxRoomsPerConn,
+		Subject: cfg.BrokerSubject, NodeID: cfg.NodeID, NodeTimeout: cfg.NodeTimeout}
+	if cfg.Broker != "" {
+		if s.broker, err = broker.Connect(cfg.Broker, cfg.NodeID, s.log); err != nil {
+			s.store.Close()
+			return nil, err
+		}
+		hc.Broker = s.broker
+	}
+	s.hub = hub.New(hc, s.store, api.EncodeEvent, s.log)
 	s.svc = api.New(api.Config{Hub: s.hub, Store: s.store, Keys: s.Keys, Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes, Dev: cfg.Dev,
 		SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, MaxJoinStreamsPerUser: cfg.MaxJoinStreamsPerUser})
 	s.metrics = newMetrics(s.hub, storeCollectors(s.store)...)
 	s.grpc = s.newGRPCServer()
 	if s.net, err = transport.Listen(ctx, s.transportConfig(), s.grpc); err != nil {
-		s.store.Close()
+		s.closeBackends()
 		return nil, err
 	}
+
 	s.net.Serve()
 	s.startRetention()
 	s.log.Info("parleyd listening", "addr", s.net.Addr().String(), "store", storeKind(cfg.Store), "data_dir", cfg.DataDir, "tls", cfg.TLSCert != "")
@@ -346,6 +376,25 @@ func certLoader(certFile, keyFile string) func(*tls.ClientHelloInfo) (*tls.Certi
 	}
 }
 
+func (s *Server) closeBackends() error {
+	if s.broker != nil {
+		s.broker.Close()
+	}
+	if err := s.store.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// defaultNodeID names a node by its host and a random suffix, so two nodes
+// on one host differ.
+func defaultNodeID() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%x", host, b)
+}
+
 // storeKind names the store for logs without a DSN's credentials.
 func storeKind(s string) string {
 	if isPostgresURL(s) {
@@ -355,10 +404,18 @@ func storeKind(s string) string {
 }
 
 // watchStore reports NOT_SERVING (gRPC health and /healthz) while the
-// store's database cannot be reached, checking every interval.
+// store's database or the cluster's broker cannot be reached, checking
+// every interval.
 func (s *Server) watchStore(ctx context.Context, interval time.Duration) {
-	p, ok := s.store.(interface{ Ping(context.Context) error })
-	if !ok {
+	type pinger interface{ Ping(context.Context) error }
+	var deps []pinger
+	if p, ok := s.store.(pinger); ok {
+		deps = append(deps, p)
+	}
+	if s.broker != nil {
+		deps = append(deps, s.broker)
+	}
+	if len(deps) == 0 {
 		return
 	}
 	s.bg.Add(1)
@@ -374,7 +431,12 @@ func (s *Server) watchStore(ctx context.Context, interval time.Duration) {
 			case <-t.C:
 			}
 			pctx, cancel := context.WithTimeout(ctx, interval)
-			err := p.Ping(pctx)
+			var err error
+			for _, p := range deps {
+				if err = p.Ping(pctx); err != nil {
+					break
+				}
+			}
 			cancel()
 			if ctx.Err() != nil {
 				return
@@ -385,9 +447,9 @@ func (s *Server) watchStore(ctx context.Context, interval time.Duration) {
 				st := healthpb.HealthCheckResponse_SERVING
 				if !now {
 					st = healthpb.HealthCheckResponse_NOT_SERVING
-					s.log.Error("store unreachable: reporting NOT_SERVING", "err", err)
+					s.log.Error("store or broker unreachable: reporting NOT_SERVING", "err", err)
 				} else {
-					s.log.Info("store reachable again: SERVING")
+					s.log.Info("store and broker reachable again: SERVING")
 				}
 				s.health.SetServingStatus("", st)
 				s.health.SetServingStatus(parleyv1.ChatService_ServiceDesc.ServiceName, st)
@@ -402,6 +464,15 @@ func (s *Server) startRetention() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopBG = cancel
 	s.watchStore(ctx, 2*time.Second)
+	if s.broker != nil {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			if err := s.hub.Run(ctx); err != nil {
+				s.log.Error("cluster", "err", err)
+			}
+		}()
+	}
 	if s.cfg.Retention == (store.Retention{}) {
 		return
 	}
@@ -455,8 +526,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	s.svc.Wait()
-	if err := s.store.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("close store: %w", err))
+	if err := s.closeBackends(); err != nil {
+		errs = append(errs, err)
 	}
 	s.log.Info("shut down")
 	return errors.Join(errs...)

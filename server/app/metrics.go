@@ -42,6 +42,10 @@ func newMetrics(h *hub.Hub, extra ...prometheus.Collector) *metrics {
 			stat(func(s hub.Stats) float64 { return float64(s.Deliveries) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_slow_consumers_total", Help: "Streams cut off for falling too far behind."},
 			stat(func(s hub.Stats) float64 { return float64(s.SlowConsumers) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_cluster_messages_in_total", Help: "Messages received from other nodes through the broker."},
+			stat(func(s hub.Stats) float64 { return float64(s.RemoteMessages) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_gap_fills_total", Help: "Messages read from the store because the broker had not delivered them in time."},
+			stat(func(s hub.Stats) float64 { return float64(s.GapFills) })),
 	)
 	m.reg.MustRegister(extra...)
 	return m

@@ -45,9 +45,11 @@ type Presence struct {
 
 // Meta describes one connection that is online in a room.
 type Meta struct {
-	ConnID   string
-	OnlineAt time.Time
-	Client   string
+	ConnID   string    `json:"c"`
+	OnlineAt time.Time `json:"t"`
+	Client   string    `json:"cl,omitempty"`
+	// Node is the cluster node that holds the connection.
+	Node string `json:"n,omitempty"`
 }
 
 // Encoder turns an event into the bytes sent on the wire. The hub calls it

@@ -28,6 +28,21 @@ type Config struct {
 	RecentMessages int
 	// ReplayPage is how many stored messages a replay reads at a time (default 500).
 	ReplayPage int
+
+	// Broker, if set, joins this hub to a cluster: stored messages, typing
+	// and presence travel between nodes on subjects under Subject (default
+	// "parley"). NodeID names this node (required with a broker).
+	Broker  Broker
+	Subject string
+	NodeID  string
+	// HeartbeatInterval is how often this node announces its presence
+	// (default 500ms); a node silent for NodeTimeout (default 5s) is taken
+	// for dead and its presence dropped.
+	HeartbeatInterval time.Duration
+	NodeTimeout       time.Duration
+	// GapWait is how long a message that arrived ahead of a gap waits for
+	// the gap to fill before the store is read (default 200ms).
+	GapWait time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -42,6 +57,18 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReplayPage <= 0 {
 		c.ReplayPage = 500
+	}
+	if c.Subject == "" {
+		c.Subject = "parley"
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 500 * time.Millisecond
+	}
+	if c.NodeTimeout <= 0 {
+		c.NodeTimeout = 5 * time.Second
+	}
+	if c.GapWait <= 0 {
+		c.GapWait = 200 * time.Millisecond
 	}
 }
 
@@ -61,7 +88,13 @@ type Hub struct {
 	messages   atomic.Int64 // messages delivered to rooms
 	deliveries atomic.Int64 // message frames queued for connections
 	slowCuts   atomic.Int64 // connections cut off as slow consumers
+	remoteIn   atomic.Int64 // messages received from other nodes
+	gapFills   atomic.Int64 // messages read from the store to fill a gap
 	closing    error        // set by EndAll: new connections end at once with it
+
+	incarnation int64 // tells this run of the node from earlier ones
+	nodesMu     sync.Mutex
+	nodes       map[string]*remoteNode
 }
 
 // New returns a hub that stores messages in st and encodes events with enc.
@@ -69,7 +102,9 @@ func New(cfg Config, st store.Store, enc Encoder, log *slog.Logger) *Hub {
 	cfg.setDefaults()
 	return &Hub{
 		cfg: cfg, store: st, encode: enc, log: log, now: time.Now,
-		conns: make(map[*Conn]struct{}),
+		conns:       make(map[*Conn]struct{}),
+		incarnation: time.Now().UnixNano(),
+		nodes:       make(map[string]*remoteNode),
 	}
 }
 
@@ -225,6 +260,9 @@ func (h *Hub) Send(ctx context.Context, m store.NewMessage) (msg store.Message, 
 	if err != nil {
 		return store.Message{}, false, err
 	}
+	if !duplicate {
+		h.publish(wireEvent{Kind: "msg", Room: msg.Room, Msg: &msg})
+	}
 	// A duplicate was delivered when it was first stored; deliver drops it
 	// by seq, so handing it over again is harmless and covers a first
 	// attempt that stored the message but did not get to deliver it.
@@ -284,11 +322,17 @@ type Stats struct {
 	Deliveries int64
 	// SlowConsumers counts connections cut off for falling behind.
 	SlowConsumers int64
+	// RemoteMessages counts messages received from other nodes.
+	RemoteMessages int64
+	// GapFills counts messages read from the store because the broker had
+	// not delivered them in time.
+	GapFills int64
 }
 
 // Stats returns the hub's current counters.
 func (h *Hub) Stats() Stats {
-	st := Stats{Messages: h.messages.Load(), Deliveries: h.deliveries.Load(), SlowConsumers: h.slowCuts.Load()}
+	st := Stats{Messages: h.messages.Load(), Deliveries: h.deliveries.Load(), SlowConsumers: h.slowCuts.Load(),
+		RemoteMessages: h.remoteIn.Load(), GapFills: h.gapFills.Load()}
 	h.rooms.Range(func(any, any) bool { st.Rooms++; return true })
 	h.connsMu.Lock()
 	conns := make([]*Conn, 0, len(h.conns))

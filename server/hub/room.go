@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/parleychat/parley/server/store"
 )
@@ -23,6 +24,8 @@ type room struct {
 	recent   []Frame                  // ring of the last delivered message frames
 	subs     map[*Conn]bool           // true once the conn receives live messages
 	presence map[string]map[string]Meta
+	unsub    func()      // ends the room's broker subscription; nil when not subscribed
+	gapTimer *time.Timer // armed while messages wait for a gap to fill
 }
 
 func newRoom(h *Hub, info store.Room) *room {
@@ -51,6 +54,7 @@ func (r *room) deliver(m store.Message) {
 		return
 	case m.Seq > r.head+1:
 		r.pending[m.Seq] = m
+		r.scheduleGapFillLocked()
 		return
 	}
 	r.fanOutLocked(Frame{Data: data, Room: r.name, Seq: m.Seq})
@@ -101,6 +105,9 @@ func (r *room) broadcastLocked(f Frame, skip *Conn) {
 // set, it replays the stored messages after that seq before c receives
 // live ones.
 func (r *room) join(ctx context.Context, c *Conn, opts JoinOptions) error {
+	if err := r.goLive(ctx); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	if opts.After != nil && *opts.After > r.head {
 		head := r.head
@@ -121,7 +128,7 @@ func (r *room) join(ctx context.Context, c *Conn, opts JoinOptions) error {
 func (r *room) addLocked(c *Conn, opts JoinOptions) error {
 	var diff []Presence
 	if c.tracked {
-		meta := Meta{ConnID: c.ID, OnlineAt: r.hub.now().UTC(), Client: c.Client}
+		meta := Meta{ConnID: c.ID, OnlineAt: r.hub.now().UTC(), Client: c.Client, Node: r.hub.cfg.NodeID}
 		metas := r.presence[c.User]
 		if metas == nil {
 			metas = make(map[string]Meta)
@@ -149,6 +156,7 @@ func (r *room) addLocked(c *Conn, opts JoinOptions) error {
 	r.subs[c] = opts.After == nil
 	if diff != nil {
 		r.broadcastDiffLocked(diff, nil, c)
+		r.hub.publish(wireEvent{Kind: "join", Room: r.name, User: c.User, Meta: &diff[0].Metas[0]})
 	}
 	return nil
 }
@@ -255,6 +263,7 @@ func (r *room) leave(c *Conn) {
 		return
 	}
 	delete(r.subs, c)
+	r.goQuietLocked()
 	if !c.tracked {
 		return
 	}
@@ -268,6 +277,7 @@ func (r *room) leave(c *Conn) {
 		delete(r.presence, c.User)
 	}
 	r.broadcastDiffLocked(nil, []Presence{{User: c.User, Metas: []Meta{meta}}}, c)
+	r.hub.publish(wireEvent{Kind: "leave", Room: r.name, User: c.User, Meta: &meta})
 }
 
 // kick takes user's connections out of the room.
@@ -302,6 +312,7 @@ func (r *room) typing(c *Conn, active bool) error {
 		return fmt.Errorf("room %q: %w", r.name, ErrNotJoined)
 	}
 	r.broadcastLocked(Frame{Data: data}, c)
+	r.hub.publish(wireEvent{Kind: "typing", Room: r.name, User: c.User, Active: active})
 	return nil
 }
 

@@ -1,0 +1,81 @@
+// Package broker connects parleyd nodes through NATS: the hub publishes
+// room events on subjects and subscribes to the rooms it has local
+// subscribers in.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// NATS is a hub.Broker on a NATS connection. It never hears its own
+// messages (NoEcho), and reconnects on its own for as long as it runs.
+type NATS struct {
+	nc *nats.Conn
+}
+
+// Connect dials the NATS servers in url (comma-separated) as node.
+func Connect(url, node string, log *slog.Logger) (*NATS, error) {
+	nc, err := nats.Connect(url,
+		nats.Name("parleyd "+node),
+		nats.NoEcho(),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.Timeout(2*time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("broker disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("broker reconnected", "server", c.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("broker error", "subject", subject, "err", err)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	return &NATS{nc: nc}, nil
+}
+
+// Publish implements hub.Broker.
+func (n *NATS) Publish(subject string, data []byte) error {
+	if err := n.nc.Publish(subject, data); err != nil {
+		return fmt.Errorf("nats publish %s: %w", subject, err)
+	}
+	return nil
+}
+
+// Subscribe implements hub.Broker. NATS calls fn from one goroutine per
+// subscription, so a room's events are applied in the order they arrived.
+func (n *NATS) Subscribe(subject string, fn func([]byte)) (func(), error) {
+	sub, err := n.nc.Subscribe(subject, func(m *nats.Msg) { fn(m.Data) })
+	if err != nil {
+		return nil, fmt.Errorf("nats subscribe %s: %w", subject, err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
+}
+
+// Ping reports whether the broker is reachable now.
+func (n *NATS) Ping(ctx context.Context) error {
+	if !n.nc.IsConnected() {
+		return errors.New("nats: not connected")
+	}
+	if err := n.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	return nil
+}
+
+// Close flushes what is pending and closes the connection.
+func (n *NATS) Close() {
+	_ = n.nc.FlushTimeout(time.Second)
+	n.nc.Close()
+}
