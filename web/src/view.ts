@@ -390,7 +390,10 @@ export class ChatView {
 
   private renderPeople(r: RoomState | undefined): void {
     const users = r && r.status === "joined" ? [...r.presence.entries()].sort(([a], [b]) => (a === this.me ? -1 : b === this.me ? 1 : a.localeCompare(b))) : [];
-    this.el.peopleTitle.textContent = r && r.status === "joined" ? `Online \u2014 ${users.length}` : "Online";
+    // While the stream is down, the last known presence is shown dimmed.
+    const stale = this.chat.conn !== "online";
+    this.el.people.classList.toggle("stale", stale);
+    this.el.peopleTitle.textContent = r && r.status === "joined" ? (stale ? "Online (reconnecting\u2026)" : `Online \u2014 ${users.length}`) : "Online";
     this.el.people.replaceChildren(
       ...users.map(([user, metas]) => {
         const clients = [...metas.values()].map((m) => m.client || "unnamed client");
