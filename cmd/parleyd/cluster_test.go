@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+)
+
+// clusterDeps returns the PostgreSQL DSN and NATS URL for cluster tests,
+// skipping when either is missing (unless PARLEY_REQUIRE_POSTGRES=1 or
+// PARLEY_REQUIRE_NATS=1).
+func clusterDeps(t *testing.T) (dsn, natsURL string) {
+	t.Helper()
+	dsn = os.Getenv("PARLEY_TEST_POSTGRES")
+	if dsn == "" {
+		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	natsURL = os.Getenv("PARLEY_TEST_NATS")
+	if natsURL == "" {
+		natsURL = "nats://127.0.0.1:4222"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		if os.Getenv("PARLEY_REQUIRE_POSTGRES") == "1" {
+			t.Fatalf("PostgreSQL: %v", err)
+		}
+		t.Skipf("PostgreSQL not reachable at %s: %v", dsn, err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	if c, err := net.DialTimeout("tcp", natsURL[len("nats://"):], 2*time.Second); err != nil {
+		if os.Getenv("PARLEY_REQUIRE_NATS") == "1" {
+			t.Fatalf("NATS: %v", err)
+		}
+		t.Skipf("NATS not reachable at %s: %v", natsURL, err)
+	} else {
+		c.Close()
+	}
+	return dsn, natsURL
+}
+
+// SIGKILL one node of three: the others announce its users' leaves within
+// 6 s, and its clients resume on another node with after_seq and miss
+// nothing.
+func TestClusterNodeDeath(t *testing.T) {
+	dsn, natsURL := clusterDeps(t)
+	id := rand.Uint32()
+	schema := fmt.Sprintf("parley_node_death_%d", id)
+	t.Cleanup(func() {
+		if conn, err := pgx.Connect(context.Background(), dsn); err == nil {
+			conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+			conn.Close(context.Background())
+		}
+	})
+	dir := t.TempDir()
+	nodes := make([]*daemon, 3)
+	for i := range nodes {
+		nodes[i] = &daemon{dir: dir, addr: "127.0.0.1:0", args: []string{
+			"--store", dsn, "--postgres-schema", schema, "--broker", natsURL,
+			"--broker-subject", fmt.Sprintf("parley-death-%d", id), "--node-id", fmt.Sprint("node", i), "--send-rate", "-1",
+		}}
+		nodes[i].start(t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := parleyv1.NewChatServiceClient(dialDaemon(t, nodes[0].addr))
+	actx := bearer(ctx, nodes[0].token(t, "admin"))
+	if _, err := admin.CreateRoom(actx, &parleyv1.CreateRoomRequest{Name: "survive"}); err != nil {
+		t.Fatal(err)
+	}
+	join := func(node int, user string, after *uint64) (parleyv1.ChatService_JoinClient, context.CancelFunc) {
+		t.Helper()
+		sctx, scancel := context.WithCancel(bearer(ctx, nodes[node].token(t, user)))
+		s, err := parleyv1.NewChatServiceClient(dialDaemon(t, nodes[node].addr)).Join(sctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(&parleyv1.JoinRequest{Ref: "j", Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: "survive", AfterSeq: after}}}); err != nil {
+			t.Fatal(err)
+		}
+		return s, scancel
+	}
+	watcher, wcancel := join(0, "watcher", nil)
+	defer wcancel()
+	victim, vcancel := join(2, "victim", nil)
+	defer vcancel()
+	// The watcher sees the victim arrive (from node 2, through the broker).
+	waitEvent(t, watcher, func(ev *parleyv1.JoinResponse) bool {
+		for _, p := range ev.GetPresenceDiff().GetJoins() {
+			if p.GetUser() == "victim" {
+				return true
+			}
+		}
+		return false
+	})
+	var last uint64
+	for i := range 5 {
+		resp, err := admin.SendMessage(actx, &parleyv1.SendMessageRequest{Room: "survive", Body: fmt.Sprint("before ", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = resp.GetMessage().GetSeq()
+	}
+	var seen uint64
+	waitEvent(t, victim, func(ev *parleyv1.JoinResponse) bool {
+		if m := ev.GetMessage(); m != nil {
+			seen = m.GetSeq()
+		}
+		return seen == last
+	})
+
+	killed := time.Now()
+	nodes[2].kill(t)
+	for i := range 5 {
+		if _, err := admin.SendMessage(actx, &parleyv1.SendMessageRequest{Room: "survive", Body: fmt.Sprint("after ", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitEvent(t, watcher, func(ev *parleyv1.JoinResponse) bool {
+		for _, p := range ev.GetPresenceDiff().GetLeaves() {
+			if p.GetUser() == "victim" {
+				return true
+			}
+		}
+		return false
+	})
+	if d := time.Since(killed); d > 6*time.Second {
+		t.Fatalf("the dead node's user left presence after %v, want within 6s", d)
+	} else {
+		t.Logf("the dead node's user left presence %v after SIGKILL", d.Round(10*time.Millisecond))
+	}
+	// The victim's client resumes on node 1 and misses nothing.
+	again, acancel := join(1, "victim", &seen)
+	defer acancel()
+	want := seen + 1
+	waitEvent(t, again, func(ev *parleyv1.JoinResponse) bool {
+		if m := ev.GetMessage(); m != nil {
+			if m.GetSeq() != want {
+				t.Fatalf("resumed on another node: seq %d, want %d", m.GetSeq(), want)
+			}
+			want++
+		}
+		return want == last+6
+	})
+}
+
+// waitEvent reads s until match holds, failing after 20 s.
+func waitEvent(t *testing.T, s parleyv1.ChatService_JoinClient, match func(*parleyv1.JoinResponse) bool) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		for {
+			ev, err := s.Recv()
+			if err != nil {
+				done <- err
+				return
+			}
+			if match(ev) {
+				done <- nil
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stream ended: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no matching event within 20s")
+	}
+}
