@@ -273,6 +273,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		hc.Broker = s.broker
 	}
 	s.hub = hub.New(hc, s.store, api.EncodeEvent, s.log)
+	if s.broker != nil {
+		s.broker.OnReconnect(func() {
+			s.log.Info("broker reconnected: catching up from the store")
+			s.hub.CatchUp()
+		})
+	}
 	s.svc = api.New(api.Config{Hub: s.hub, Store: s.store, Keys: s.Keys, Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes, Dev: cfg.Dev,
 		SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, MaxJoinStreamsPerUser: cfg.MaxJoinStreamsPerUser})
 	s.metrics = newMetrics(s.hub, storeCollectors(s.store)...)

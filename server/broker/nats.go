@@ -24,13 +24,13 @@ func Connect(url, node string, log *slog.Logger) (*NATS, error) {
 	nc, err := nats.Connect(url,
 		nats.Name("parleyd "+node),
 		nats.NoEcho(),
+		nats.DontRandomize(), // try the servers in the order given: nearest first
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.Timeout(2*time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("broker disconnected", "err", err)
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("broker reconnected", "server", c.ConnectedUrlRedacted()) }),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
 			if sub != nil {
@@ -43,6 +43,14 @@ func Connect(url, node string, log *slog.Logger) (*NATS, error) {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
 	return &NATS{nc: nc}, nil
+}
+
+// OnReconnect calls fn each time the connection comes back after a loss:
+// events published meanwhile were missed.
+func (n *NATS) OnReconnect(fn func()) {
+	n.nc.SetReconnectHandler(func(c *nats.Conn) {
+		fn()
+	})
 }
 
 // Publish implements hub.Broker.

@@ -332,6 +332,45 @@ func containsConn(metas []Meta, id string) bool {
 	return false
 }
 
+// CatchUp reads from the store, for every room live here, the messages
+// stored since the room's head: after the broker connection was lost and
+// came back, what it missed would otherwise wait for the next message to
+// reveal the gap.
+func (h *Hub) CatchUp() {
+	h.rooms.Range(func(_, v any) bool {
+		r := v.(*room)
+		r.mu.Lock()
+		live := r.unsub != nil
+		r.mu.Unlock()
+		if live {
+			go r.catchUp()
+		}
+		return true
+	})
+}
+
+func (r *room) catchUp() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		r.mu.Lock()
+		from := r.head
+		r.mu.Unlock()
+		msgs, err := r.hub.store.Messages(ctx, r.name, store.Query{After: from, Limit: 1000})
+		if err != nil {
+			r.hub.log.Warn("catch up from the store", "room", r.name, "err", err)
+			return
+		}
+		r.hub.gapFills.Add(int64(len(msgs)))
+		for _, m := range msgs {
+			r.deliver(m)
+		}
+		if len(msgs) < 1000 {
+			return
+		}
+	}
+}
+
 // scheduleGapFillLocked arms a timer that reads the store for messages
 // still missing before the pending ones once the gap outlives GapWait:
 // an event lost on the broker must not stall a room.
