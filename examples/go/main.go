@@ -202,15 +202,15 @@ func (c *client) run(ctx context.Context) error {
 	for {
 		joinsBefore := c.joins
 		err := c.session(ctx)
+		if fatal(err) {
+			return err
+		}
 		if c.done() {
 			c.printFinal()
 			return nil
 		}
 		if ctx.Err() != nil {
 			return nil
-		}
-		if fatal(err) {
-			return err
 		}
 		if c.joins > joinsBefore {
 			delay = backoffMin // the stream worked for a while
@@ -303,8 +303,11 @@ func (c *client) session(ctx context.Context) error {
 		select {
 		case ev := <-events:
 			_ = c.event(stream, ev)
-		case <-ended:
-			return nil
+		case err := <-ended:
+			if errors.Is(err, io.EOF) {
+				return nil // the server ended the stream with OK
+			}
+			return err
 		case <-timeout:
 			return nil
 		}
@@ -387,9 +390,9 @@ func (c *client) reply(stream parleyv1.ChatService_JoinClient, r *parleyv1.Reply
 	switch {
 	case isSend && code == codes.OK:
 		c.pending = slices.DeleteFunc(c.pending, func(q *outgoing) bool { return q == p })
-	case isSend && (code == codes.ResourceExhausted || code == codes.Unavailable):
-		// Sending too fast, or the server is busy: send it again later,
-		// with the same client_msg_id.
+	case isSend && (code == codes.ResourceExhausted || code == codes.Unavailable || code == codes.FailedPrecondition):
+		// Sending too fast, the server is busy, or the room is being
+		// joined again: send it again later, with the same client_msg_id.
 		p.sent = false
 		if c.retry == nil {
 			c.retry = time.After(500 * time.Millisecond)
@@ -404,7 +407,8 @@ func (c *client) reply(stream parleyv1.ChatService_JoinClient, r *parleyv1.Reply
 		c.resume = false
 		c.request(stream, &parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: c.cfg.room}}})
 	case code != codes.OK:
-		// The join failed (no such room, private room, bad name): give up.
+		// The join failed (no such room, private room, bad name), or, with
+		// an empty ref, the server says we were removed from the room.
 		return status.Error(code, r.GetError())
 	}
 	return nil

@@ -116,7 +116,9 @@ class Chat:
         if self.resume:
             join.after_seq = self.last_seq
         requests.put(pb.JoinRequest(ref="join", join=join))
-        call = self.stub.Join(iter(requests.get, None), metadata=self.metadata)
+        # wait_for_ready: while the channel reconnects, wait instead of failing
+        # at once with the last connection error.
+        call = self.stub.Join(iter(requests.get, None), metadata=self.metadata, wait_for_ready=True)
         if self.done():
             self.half_close()  # input ended while we were reconnecting
         stop = threading.Timer(2.0, call.cancel)
@@ -154,7 +156,9 @@ class Chat:
         # "replayed": stored messages are done; live ones follow.
 
     def reply(self, r):
-        # The only frame this client sends is the join, with ref "join".
+        # The only frame this client sends is the join, with ref "join"; a
+        # reply with an empty ref is a notice from the server (PERMISSION_DENIED:
+        # we were removed from the room).
         code = status_code(r.code)
         if code == grpc.StatusCode.OUT_OF_RANGE:
             # The server's history ends before our position: it lost messages
@@ -323,12 +327,12 @@ def main():
             chat.session()
         except (grpc.RpcError, JoinError) as e:
             err = e
-        if chat.done():
-            chat.print_final()
-            return
         code = err.code() if isinstance(err, grpc.RpcError) else getattr(err, "code", None)
         if code in FATAL:
             sys.exit(f"error: {describe(err)}")
+        if chat.done():
+            chat.print_final()
+            return
         if chat.joins > joins_before:
             delay = BACKOFF_MIN  # the stream worked for a while
         wait = delay * random.uniform(0.8, 1.2)

@@ -184,8 +184,9 @@ class Chat {
     const p = this.refs.get(r.ref);
     this.refs.delete(r.ref);
     if (p) {
-      if (r.code === Code.ResourceExhausted || r.code === Code.Unavailable) {
-        // Sending too fast, or the server is busy: again later, same id.
+      if (r.code === Code.ResourceExhausted || r.code === Code.Unavailable || r.code === Code.FailedPrecondition) {
+        // Sending too fast, the server is busy, or the room is being joined
+        // again: send it again later, with the same client_msg_id.
         p.sent = false;
         this.retryTimer ??= setTimeout(() => {
           this.retryTimer = undefined;
@@ -204,7 +205,8 @@ class Chat {
       this.resume = false;
       this.request({ case: "join", value: { room: flags.room } });
     } else if (r.code !== 0) {
-      // The join failed (no such room, private room, bad name): give up.
+      // The join failed (no such room, private room, bad name), or, with an
+      // empty ref, the server says we were removed from the room: give up.
       throw new ConnectError(r.error, r.code);
     }
   }
@@ -338,11 +340,11 @@ async function main(): Promise<void> {
     } catch (e) {
       err = e;
     }
+    if (fatal(err)) throw err;
     if (chat.done()) {
       chat.printFinal();
       return;
     }
-    if (fatal(err)) throw err;
     if (chat.joins > joinsBefore) delay = BACKOFF_MIN_MS; // the stream worked for a while
     const wait = Math.round(delay * (0.8 + 0.4 * Math.random()));
     delay = Math.min(2 * delay, BACKOFF_MAX_MS);
