@@ -268,7 +268,8 @@ func (c *client) session(ctx context.Context) error {
 	clear(c.online)
 	join := &parleyv1.JoinRequest_JoinRoom{Room: c.cfg.room}
 	if c.resume {
-		join.AfterSeq = &c.lastSeq
+		after := c.lastSeq
+		join.AfterSeq = &after
 	}
 	c.request(stream, &parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Join{Join: join}})
 	// Frames are handled in order, so sends after the join frame go to a
@@ -416,9 +417,10 @@ func (c *client) reply(stream parleyv1.ChatService_JoinClient, r *parleyv1.Reply
 
 func (c *client) joined(j *parleyv1.Joined) {
 	c.joins++
-	var after *uint64
+	var after *uint64 // the position we resumed from, if any
 	if c.resume {
-		after = &c.lastSeq
+		seq := c.lastSeq
+		after = &seq
 	} else {
 		c.lastSeq, c.resume = j.GetHeadSeq(), true
 	}
