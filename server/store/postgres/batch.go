@@ -8,67 +8,79 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/parleychat/parley/server/store"
 )
 
-// A batch's transaction takes two round trips, each a pipeline of
-// statements sent at once:
+// appendSQL is a whole batch in one statement, one round trip: PostgreSQL
+// runs it as a transaction of its own and answers only after COMMIT. It
+// locks the batch's rooms in name order, moves each room's head by the
+// number of its new messages ($2), and inserts them with seqs counted from
+// the old head: the writer numbers each room's new messages 1, 2, ... ($4)
+// and works out their seqs from the old heads returned.
 //
-//	BEGIN; lock the rooms and read their heads; read the clock
-//	       [; look up the ClientMsgIDs (careful attempt)]
-//	insert the messages; write the heads; COMMIT
+// The rooms are locked by the MATERIALIZED CTE in ORDER BY order; the
+// UPDATE touches only rows that CTE has already locked, so a batch waits
+// only in that order and two nodes' batches cannot deadlock. The UPDATE
+// computes from the newest version of the row (READ COMMITTED re-reads a
+// row updated since the statement's snapshot), so a batch that waited for
+// another node's continues from the head that one left. clock_timestamp()
+// is read per room once its row is locked, and a room's time never goes
+// backwards (greatest). A room that does not exist is not locked, not
+// updated and not returned, and its messages are not inserted.
 //
-// Between the two, the writer assigns the seqs. If a statement of the
-// second pipeline fails, PostgreSQL skips the rest of it, COMMIT included.
-const (
-	lockHeadsSQL = `SELECT name, last_seq, last_message_at FROM rooms
-		WHERE name = ANY($1) ORDER BY name FOR NO KEY UPDATE`
-	// The clock is read after the locks are granted, so a batch that waited
-	// for another node's never stamps its messages earlier than that one's.
-	clockSQL = "SELECT clock_timestamp()"
-	// "client_msg_id <> ''" lets PostgreSQL use the partial unique index.
-	lookupSQL = `SELECT m.room, m.client_msg_id, m.sender, m.seq, m.body, m.sent_at
-		FROM unnest($1::text[], $2::text[], $3::text[]) AS k(room, id, sender)
-		JOIN messages m ON m.room = k.room AND m.client_msg_id = k.id AND m.sender = k.sender
-		WHERE m.client_msg_id <> ''`
-	insertSQL = `INSERT INTO messages (room, seq, sender, body, sent_at, client_msg_id)
-		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])`
-	updateHeadsSQL = `UPDATE rooms SET last_seq = u.seq, last_message_at = u.at
-		FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS u(name, seq, at)
-		WHERE rooms.name = u.name`
-)
-
-// errBeforeCommit marks an error of a batch's first pipeline: COMMIT was
-// not sent, so nothing of the batch can have been stored.
-var errBeforeCommit = errors.New("before commit")
+// The statement is optimistic: it does not look up the ClientMsgIDs. A
+// message that duplicates a stored one fails it on the unique index, and
+// nothing of the batch is stored; the writer then redoes the batch
+// carefully (careful.go). Duplicates within the batch never reach the
+// database: the writer answers them with the earlier message.
+//
+// Rejected: the two-round transaction of the careful path for every batch
+// (BEGIN, lock, read heads; insert, update, COMMIT) — it holds the rooms'
+// rows for a round trip longer, which is what limits a room that several
+// nodes append to, and cost twice the client CPU per batch at one appender
+// (docs/performance.md).
+const appendSQL = `WITH locked AS MATERIALIZED (
+		SELECT name FROM rooms WHERE name = ANY($1::text[]) ORDER BY name FOR NO KEY UPDATE
+	), heads AS (
+		UPDATE rooms r SET last_seq = r.last_seq + c.n,
+			last_message_at = greatest(r.last_message_at, clock_timestamp())
+		FROM locked l JOIN unnest($1::text[], $2::bigint[]) AS c(name, n) ON c.name = l.name
+		WHERE r.name = l.name
+		RETURNING r.name, r.last_seq - c.n AS before, r.last_message_at AS at
+	), ins AS (
+		INSERT INTO messages (room, seq, sender, body, sent_at, client_msg_id)
+		SELECT m.room, h.before + m.ord, m.sender, m.body, h.at, m.id
+		FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[]) AS m(room, ord, sender, body, id)
+		JOIN heads h ON h.name = m.room
+	)
+	SELECT name, before, at FROM heads`
 
 // uniqueClientMsgID is the unique index on (room, client_msg_id, sender).
 const uniqueClientMsgID = "messages_client_msg_id"
 
-// errStoredDuplicate means that the unique index turned away a message of
-// an optimistic attempt: it duplicates one stored by an earlier batch.
-var errStoredDuplicate = errors.New("a message duplicates a stored one")
+var (
+	// errStoredDuplicate means that the unique index turned away a message
+	// of an optimistic batch: it duplicates one stored earlier.
+	errStoredDuplicate = errors.New("a message duplicates a stored one")
+	// errBeforeCommit marks an error after which nothing of the batch can
+	// have been stored: COMMIT was never sent.
+	errBeforeCommit = errors.New("before commit")
+)
 
-// batchState is what the writer knows inside one batch's transaction. Its
-// maps and slices are reused from batch to batch.
+// batchState is what the writer knows while it runs one batch. Its maps and
+// slices are reused from batch to batch.
 type batchState struct {
-	careful bool
-	now     time.Time                  // the database's clock once the rooms are locked
-	names   []string                   // the batch's rooms
-	seen    map[string]bool            // the batch's rooms, as a set
-	heads   map[string]*head           // rooms that exist
-	dedup   map[dedupKey]store.Message // this batch's messages with a ClientMsgID
-	stored  map[dedupKey]store.Message // careful: messages already stored
-	keys    columns                    // careful: the ClientMsgIDs to look up
-	rows    columns                    // new messages
-}
-
-// head is a room's head as the batch sees it.
-type head struct {
-	changed bool
-	seq     uint64
-	at      time.Time // of the newest message; zero for none
+	names  []string           // the batch's rooms, sorted
+	counts map[string]int64   // new messages per room
+	ns     []int64            // counts in the order of names
+	first  map[dedupKey]int   // the row of each ClientMsgID
+	rows   columns            // the new messages; seq holds the ordinal in the room
+	rowOf  []int              // each request's row: its own or the one it duplicates
+	isDup  []bool             // whether a request duplicates an earlier one
+	heads  map[string]oldHead // the rooms that exist, as the statement found them
+	c      carefulState
 }
 
 type dedupKey struct{ room, sender, id string }
@@ -89,213 +101,112 @@ func (c *columns) reset() {
 	c.seq, c.at = c.seq[:0], c.at[:0]
 }
 
+// oldHead is a room's head before the batch, and the time of the batch's
+// messages in it.
+type oldHead struct {
+	seq uint64
+	at  time.Time
+}
+
 func newBatchState() *batchState {
 	return &batchState{
-		seen: make(map[string]bool), heads: make(map[string]*head),
-		dedup: make(map[dedupKey]store.Message), stored: make(map[dedupKey]store.Message),
+		counts: make(map[string]int64), first: make(map[dedupKey]int),
+		heads: make(map[string]oldHead), c: newCarefulState(),
 	}
 }
 
-// run performs live's appends in arrival order as one transaction on c,
-// leaving each outcome in r.res. On error the transaction may still be
-// open (the caller rolls it back), and no r.res is to be trusted.
-func (b *batchState) run(ctx context.Context, c *pgx.Conn, live []*request, careful bool) error {
-	b.reset(live, careful)
-	if err := b.begin(ctx, c); err != nil {
-		return mark(err, errBeforeCommit)
-	}
-	for _, r := range live {
-		r.res = b.appendOne(r.msg)
-	}
-	return b.finish(ctx, c)
-}
-
-func (b *batchState) reset(live []*request, careful bool) {
-	b.careful = careful
-	clear(b.heads)
-	clear(b.dedup)
-	clear(b.stored)
-	b.keys.reset()
-	b.rows.reset()
-	clear(b.names)
-	b.names = b.names[:0]
-	clear(b.seen)
-	for _, r := range live {
-		if !b.seen[r.msg.Room] {
-			b.seen[r.msg.Room] = true
-			b.names = append(b.names, r.msg.Room)
-		}
-		if careful && r.msg.ClientMsgID != "" {
-			b.keys.room = append(b.keys.room, r.msg.Room)
-			b.keys.id = append(b.keys.id, r.msg.ClientMsgID)
-			b.keys.sender = append(b.keys.sender, r.msg.Sender)
-		}
-	}
-	slices.Sort(b.names) // tidiness only: the lock order is the query's ORDER BY
-}
-
-// begin opens the transaction, locks the batch's rooms and reads their
-// heads and the clock, and in a careful attempt the stored messages that
-// the batch's ClientMsgIDs name.
-func (b *batchState) begin(ctx context.Context, c *pgx.Conn) error {
-	q := &pgx.Batch{}
-	q.Queue("BEGIN")
-	q.Queue(lockHeadsSQL, b.names)
-	q.Queue(clockSQL)
-	if b.careful {
-		q.Queue(lookupSQL, b.keys.room, b.keys.id, b.keys.sender)
-	}
-	br := c.SendBatch(ctx, q)
-	if err := b.readBegin(br); err != nil {
-		br.Close()
+// run performs live's appends, in arrival order, as one optimistic
+// statement, leaving each outcome in r.res. It returns an error marked
+// errStoredDuplicate if a message duplicates a stored one.
+func (b *batchState) run(ctx context.Context, c *pgx.Conn, live []*request) error {
+	b.number(live)
+	if err := b.exec(ctx, c); err != nil {
 		return err
 	}
-	return br.Close()
-}
-
-func (b *batchState) readBegin(br pgx.BatchResults) error {
-	if _, err := br.Exec(); err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := b.readHeads(br); err != nil {
-		return fmt.Errorf("lock rooms: %w", err)
-	}
-	if err := br.QueryRow().Scan(&b.now); err != nil {
-		return fmt.Errorf("read clock: %w", err)
-	}
-	if b.careful {
-		if err := b.readStored(br); err != nil {
-			return fmt.Errorf("look up client_msg_ids: %w", err)
+	for i, r := range live {
+		row := b.rowOf[i]
+		room := b.rows.room[row]
+		h, ok := b.heads[room]
+		if !ok {
+			r.res = result{err: fmt.Errorf("append to room %q: %w", room, store.ErrRoomNotFound)}
+			continue
 		}
+		r.res = result{dup: b.isDup[i], msg: store.Message{
+			Room: room, Seq: h.seq + uint64(b.rows.seq[row]), Sender: b.rows.sender[row],
+			Body: b.rows.body[row], SentAt: h.at, ClientMsgID: b.rows.id[row],
+		}}
 	}
 	return nil
 }
 
-func (b *batchState) readHeads(br pgx.BatchResults) error {
-	rows, err := br.Query()
+// number lists the batch's rooms, numbers each room's new messages in
+// arrival order and points every request at its row: its own, or that of
+// the earlier message in the batch it duplicates.
+func (b *batchState) number(live []*request) {
+	clear(b.names)
+	clear(b.counts)
+	clear(b.first)
+	b.names, b.ns, b.rowOf, b.isDup = b.names[:0], b.ns[:0], b.rowOf[:0], b.isDup[:0]
+	b.rows.reset()
+	for _, r := range live {
+		m := r.msg
+		if m.ClientMsgID != "" {
+			key := dedupKey{m.Room, m.Sender, m.ClientMsgID}
+			if row, ok := b.first[key]; ok {
+				b.rowOf, b.isDup = append(b.rowOf, row), append(b.isDup, true)
+				continue
+			}
+			b.first[key] = len(b.rows.room)
+		}
+		if b.counts[m.Room] == 0 {
+			b.names = append(b.names, m.Room)
+		}
+		b.counts[m.Room]++
+		b.rowOf, b.isDup = append(b.rowOf, len(b.rows.room)), append(b.isDup, false)
+		b.rows.room = append(b.rows.room, m.Room)
+		b.rows.seq = append(b.rows.seq, b.counts[m.Room])
+		b.rows.sender = append(b.rows.sender, m.Sender)
+		b.rows.body = append(b.rows.body, m.Body)
+		b.rows.id = append(b.rows.id, m.ClientMsgID)
+	}
+	slices.Sort(b.names) // tidiness only: the lock order is the statement's ORDER BY
+	for _, name := range b.names {
+		b.ns = append(b.ns, b.counts[name])
+	}
+}
+
+// exec runs appendSQL and reads the old heads.
+func (b *batchState) exec(ctx context.Context, c *pgx.Conn) error {
+	r := &b.rows
+	rows, err := c.Query(ctx, appendSQL, b.names, b.ns, r.room, r.seq, r.sender, r.body, r.id)
 	if err != nil {
-		return err
+		return b.execError(err)
 	}
 	defer rows.Close()
+	clear(b.heads)
 	for rows.Next() {
 		var name string
 		var seq int64
-		var at *time.Time
+		var at time.Time
 		if err := rows.Scan(&name, &seq, &at); err != nil {
-			return err
+			return b.execError(err)
 		}
-		h := &head{seq: uint64(seq)}
-		if at != nil {
-			h.at = *at
-		}
-		b.heads[name] = h
+		b.heads[name] = oldHead{seq: uint64(seq), at: at.UTC()}
 	}
-	return rows.Err()
-}
-
-func (b *batchState) readStored(br pgx.BatchResults) error {
-	rows, err := br.Query()
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var m store.Message
-		var seq int64
-		if err := rows.Scan(&m.Room, &m.ClientMsgID, &m.Sender, &seq, &m.Body, &m.SentAt); err != nil {
-			return err
-		}
-		m.Seq, m.SentAt = uint64(seq), m.SentAt.UTC()
-		b.stored[dedupKey{m.Room, m.Sender, m.ClientMsgID}] = m
-	}
-	return rows.Err()
-}
-
-// appendOne gives m the next seq of its room, or finds the message it
-// duplicates. An unknown room is the caller's error, not the batch's.
-func (b *batchState) appendOne(m store.NewMessage) result {
-	h, ok := b.heads[m.Room]
-	if !ok {
-		return result{err: fmt.Errorf("append to room %q: %w", m.Room, store.ErrRoomNotFound)}
-	}
-	key := dedupKey{m.Room, m.Sender, m.ClientMsgID}
-	if m.ClientMsgID != "" {
-		if orig, ok := b.dedup[key]; ok {
-			return result{msg: orig, dup: true}
-		}
-		if orig, ok := b.stored[key]; ok {
-			return result{msg: orig, dup: true}
-		}
-	}
-	h.seq++
-	if b.now.After(h.at) { // a room's times never go backwards, even if the clock does
-		h.at = b.now
-	}
-	h.changed = true
-	msg := store.Message{
-		Room: m.Room, Seq: h.seq, Sender: m.Sender, Body: m.Body,
-		SentAt: h.at.UTC(), ClientMsgID: m.ClientMsgID,
-	}
-	b.rows.room = append(b.rows.room, msg.Room)
-	b.rows.seq = append(b.rows.seq, int64(msg.Seq))
-	b.rows.sender = append(b.rows.sender, msg.Sender)
-	b.rows.body = append(b.rows.body, msg.Body)
-	b.rows.at = append(b.rows.at, h.at)
-	b.rows.id = append(b.rows.id, msg.ClientMsgID)
-	if m.ClientMsgID != "" {
-		b.dedup[key] = msg
-	}
-	return result{msg: msg}
-}
-
-// finish inserts the new messages, writes the new heads and commits.
-func (b *batchState) finish(ctx context.Context, c *pgx.Conn) error {
-	var names []string
-	var seqs []int64
-	var ats []time.Time
-	for _, name := range b.names {
-		if h := b.heads[name]; h != nil && h.changed {
-			names, seqs, ats = append(names, name), append(seqs, int64(h.seq)), append(ats, h.at)
-		}
-	}
-	q := &pgx.Batch{}
-	if len(b.rows.room) > 0 {
-		r := &b.rows
-		q.Queue(insertSQL, r.room, r.seq, r.sender, r.body, r.at, r.id)
-		q.Queue(updateHeadsSQL, names, seqs, ats)
-	}
-	q.Queue("COMMIT")
-	br := c.SendBatch(ctx, q)
-	if err := b.readFinish(br, len(names)); err != nil {
-		br.Close()
-		return err
-	}
-	return br.Close()
-}
-
-func (b *batchState) readFinish(br pgx.BatchResults, heads int) error {
-	if n := len(b.rows.room); n > 0 {
-		tag, err := br.Exec()
-		switch {
-		case err != nil && !b.careful && isUniqueViolation(err, uniqueClientMsgID):
-			return mark(fmt.Errorf("insert %d messages: %w", n, err), errStoredDuplicate)
-		case err != nil:
-			return fmt.Errorf("insert %d messages: %w", n, err)
-		case tag.RowsAffected() != int64(n):
-			return fmt.Errorf("insert %d messages: %d inserted", n, tag.RowsAffected())
-		}
-		if tag, err = br.Exec(); err != nil {
-			return fmt.Errorf("update room heads: %w", err)
-		} else if tag.RowsAffected() != int64(heads) {
-			return fmt.Errorf("update room heads: %d of %d rows updated", tag.RowsAffected(), heads)
-		}
-	}
-	tag, err := br.Exec()
-	if err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	if tag.String() != "COMMIT" {
-		return fmt.Errorf("commit: the transaction was rolled back (%s)", tag)
+	// Err reads up to ReadyForQuery, PostgreSQL's answer after COMMIT.
+	if err := rows.Err(); err != nil {
+		return b.execError(err)
 	}
 	return nil
+}
+
+func (b *batchState) execError(err error) error {
+	err = fmt.Errorf("append %d messages: %w", len(b.rows.room), err)
+	switch {
+	case isUniqueViolation(err, uniqueClientMsgID):
+		return mark(err, errStoredDuplicate)
+	case pgconn.SafeToRetry(err): // failed before anything was sent
+		return mark(err, errBeforeCommit)
+	}
+	return err
 }

@@ -1,5 +1,7 @@
 package postgres
 
+import "time"
+
 // Test helpers for the external tests (package postgres_test).
 var (
 	OpenTest     = openTest
@@ -14,3 +16,11 @@ func CarefulBatches(s *Store) int64 { return s.w.careful.Load() }
 
 // Batches is how many batches s's writer has run.
 func Batches(s *Store) int64 { return s.w.batches.Load() }
+
+// SetPingIdle sets pingIdle for the stores opened from now on and returns
+// a function that restores it.
+func SetPingIdle(d time.Duration) func() {
+	old := pingIdle
+	pingIdle = d
+	return func() { pingIdle = old }
+}

@@ -155,11 +155,20 @@ func (c Config) poolConfig() (*pgxpool.Config, error) {
 		cc.RuntimeParams["application_name"] = "parleyd"
 	}
 	pc.MaxConns = int32(c.MaxConns)
-	// A connection that has been idle is pinged before use; bound the ping
-	// so that a silently dead server costs one timeout, not a hang.
+	// A connection idle for a while is pinged before use, so that one the
+	// server dropped meanwhile (a restart) is replaced rather than failing
+	// a batch whose outcome would then be unknown; the ping is bounded so
+	// that a silent server costs one timeout, not a hang. Under load
+	// connections are never idle that long and nothing is pinged.
+	idle := pingIdle
+	pc.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool { return p.IdleDuration > idle }
 	pc.PingTimeout = c.QueryTimeout
 	return pc, nil
 }
+
+// pingIdle is how long a connection may sit idle before it is pinged on
+// its way out of the pool. (pgxpool's default is one second.)
+var pingIdle = 100 * time.Millisecond
 
 // Store is a store.Store on PostgreSQL. Open makes one; it is safe for
 // concurrent use, and several Stores (in one process or on many nodes) may

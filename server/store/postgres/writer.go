@@ -21,12 +21,12 @@ import (
 // message. Nobody is answered before COMMIT returns: a seq handed out is a
 // seq on disk, and readers never see a message before it is durable.
 //
-// A batch locks the rows of its rooms, in name order (SELECT ... ORDER BY
-// name FOR NO KEY UPDATE), reads their heads, and writes the new heads back
-// before COMMIT. The lock makes the rooms row the single authority for a
-// room's order across nodes: another node's batch for the same room waits
-// for this one to commit and then reads the head it left, so the room's
-// seqs stay gap-free. Locking in one order everywhere means two nodes'
+// A batch is one statement (batch.go) that locks the rows of its rooms, in
+// name order (SELECT ... ORDER BY name FOR NO KEY UPDATE), moves their heads
+// and inserts the messages. The lock makes the rooms row the single
+// authority for a room's order across nodes: another node's batch for the
+// same room waits for this one to commit and then continues from the head
+// it left, so the room's seqs stay gap-free. Locking in one order everywhere means two nodes'
 // batches can wait for each other but never deadlock. FOR NO KEY UPDATE
 // (what an UPDATE of a non-key column takes anyway) still lets AddMember's
 // foreign-key check through.
@@ -40,19 +40,20 @@ import (
 // own WAL flush); SERIALIZABLE transactions (the row lock already orders
 // the batches, and serialization failures would turn into retries).
 type writer struct {
-	pool     *pgxpool.Pool
-	reqs     chan *request
-	done     chan struct{}
-	maxBatch int
-	delay    time.Duration
-	timeout  time.Duration
-	timer    *time.Timer
-	lastSize int        // size of the previous batch: how many to wait for
-	batch    []*request // reused between batches
-	live     []*request // reused between batches
-	b        *batchState
-	batches  atomic.Int64 // batches committed or failed, for tests and benchmarks
-	careful  atomic.Int64 // batches redone carefully, for tests and benchmarks
+	pool      *pgxpool.Pool
+	reqs      chan *request
+	done      chan struct{}
+	maxBatch  int
+	delay     time.Duration
+	timeout   time.Duration
+	timer     *time.Timer
+	lastSize  int        // size of the previous batch: how many to wait for
+	batch     []*request // reused between batches
+	live      []*request // reused between batches
+	b         *batchState
+	batches   atomic.Int64 // batches committed or failed, for tests and benchmarks
+	careful   atomic.Int64 // batches redone carefully, for tests and benchmarks
+	twoRounds bool         // EXPERIMENT
 }
 
 // request is one append waiting for the writer.
@@ -226,21 +227,23 @@ func (w *writer) process(batch []*request) {
 // commit runs live as one transaction on a connection from the pool,
 // leaving each request's outcome in r.res. An error means that the
 // transaction was rolled back, or that its outcome is unknown because the
-// connection was lost during COMMIT. The whole batch is bounded by the
-// writer's timeout: one caller's context must not cut it short, and a
-// server that stops answering must not hold the writer.
+// connection was lost before PostgreSQL's answer to COMMIT. The whole batch
+// is bounded by the writer's timeout: one caller's context must not cut it
+// short, and a server that stops answering must not hold the writer.
 //
-// The first attempt is optimistic: it does not look up each ClientMsgID but
-// lets the unique index find duplicates of stored messages while inserting.
-// Such a retry is rare, so almost every batch commits on the first attempt.
-// If the index turns a row away, the transaction is rolled back and run
-// again carefully, looking up every ClientMsgID after the rooms are locked
-// (when every message stored in them, by any node, is visible).
+// The first attempt is optimistic (batch.go): it does not look up each
+// ClientMsgID but lets the unique index find duplicates of stored messages.
+// Those are rare (a client retrying a send that was stored), so almost
+// every batch commits on the first attempt. If the index turns a row away,
+// nothing was stored, and the batch runs again carefully (careful.go),
+// looking up every ClientMsgID once its rooms are locked.
 //
 // A connection found dead means the server probably restarted and took the
 // pool's other connections with it: the pool is emptied, so that the next
-// batches and reads dial afresh, and if the batch had not yet sent COMMIT
-// (so nothing of it can have been stored) it is tried once more.
+// batches and reads dial afresh, and if nothing of the batch can have been
+// stored (it failed before it was sent) it is tried once more. Connections
+// idle for longer than pingIdle are pinged before use (Config.poolConfig),
+// so a restart while the store is quiet costs no caller an error.
 func (w *writer) commit(live []*request) error {
 	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
 	defer cancel()
@@ -266,21 +269,15 @@ func (w *writer) commitOn(ctx context.Context, live []*request) error {
 	}
 	defer conn.Release()
 	c := conn.Conn()
-	err = w.attempt(ctx, c, live, false)
+	err = w.b.run(ctx, c, live)
 	if errors.Is(err, errStoredDuplicate) {
 		w.careful.Add(1)
-		err = w.attempt(ctx, c, live, true)
+		if err = w.b.runCareful(ctx, c, live); err != nil {
+			rollback(ctx, c)
+		}
 	}
 	if err != nil && c.IsClosed() {
 		err = mark(err, errConnLost)
-	}
-	return err
-}
-
-func (w *writer) attempt(ctx context.Context, c *pgx.Conn, live []*request, careful bool) error {
-	err := w.b.run(ctx, c, live, careful)
-	if err != nil {
-		rollback(ctx, c)
 	}
 	return err
 }
