@@ -61,7 +61,7 @@ func authMessage(err error) string {
 	case errors.Is(err, auth.ErrExpired):
 		return "token expired: get a new token and reconnect"
 	default:
-		return "invalid token: " + err.Error()
+		return err.Error() // auth errors start with "invalid token"
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 	"github.com/parleychat/parley/server/hub"
@@ -100,6 +101,9 @@ func (sess *session) reply(r *parleyv1.Reply, err error) error {
 		st := statusOf(err)
 		r.Code, r.Error = int32(st.Code()), st.Message()
 		r.Message = nil
+		if d := retryDelay(st); d > 0 {
+			r.RetryAfter = durationpb.New(d)
+		}
 	}
 	data, merr := proto.Marshal(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Reply{Reply: r}})
 	if merr != nil {

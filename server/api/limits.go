@@ -108,3 +108,13 @@ func retryable(after time.Duration, msg string) error {
 	}
 	return st.Err()
 }
+
+// retryDelay returns the RetryInfo delay in st's details, or 0.
+func retryDelay(st *status.Status) time.Duration {
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
+}

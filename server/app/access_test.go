@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -147,5 +148,15 @@ func TestDirectMessages(t *testing.T) {
 	wantCode(t, "room and to_user", err, codes.InvalidArgument, "not both")
 	if h := roomHead(t, alice, actx, dm); h != 2 {
 		t.Fatalf("head of %s is %d after carol's attempts, want 2", dm, h)
+	}
+}
+
+// REST can start a direct conversation: POST /v1/users/{to_user}/messages.
+func TestDirectMessageOverREST(t *testing.T) {
+	ts := startServer(t)
+	code, body := restDo(t, http.MethodPost, "http://"+ts.Addr()+"/v1/users/bob/messages", ts.token(t, "carol"), map[string]string{"body": "hi bob"})
+	m, _ := body["message"].(map[string]any)
+	if code != http.StatusOK || m["room"] != "dm:bob:carol" || m["seq"] != "1" {
+		t.Fatalf("POST /v1/users/bob/messages: %d %v", code, body)
 	}
 }

@@ -418,3 +418,18 @@ func TestDevListenAddressRule(t *testing.T) {
 		}
 	}
 }
+
+// A send refused for its rate on a Join stream says in the reply when to
+// retry.
+func TestJoinReplyCarriesRetryAfter(t *testing.T) {
+	ts := startServer(t, func(c *appConfig) { c.SendRate, c.SendBurst = 1, 1 })
+	js := openJoin(t, ts.dial(t), ts.token(t, "hasty"))
+	js.join("lobby", nil)
+	if r := js.post("lobby", "one", ""); r.GetCode() != 0 {
+		t.Fatalf("first send: %v", r)
+	}
+	r := js.post("lobby", "two", "")
+	if codes.Code(r.GetCode()) != codes.ResourceExhausted || r.GetRetryAfter().AsDuration() <= 0 {
+		t.Fatalf("second send within the rate: %v, want RESOURCE_EXHAUSTED with retry_after", r)
+	}
+}

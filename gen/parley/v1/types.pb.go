@@ -9,6 +9,7 @@ package parleyv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -640,10 +641,13 @@ func (x *Typing) GetActive() bool {
 	return false
 }
 
-// Reply answers one request frame of a Join stream.
+// Reply answers one request frame of a Join stream. A reply with an empty
+// ref is a notice the server sends unasked, such as PERMISSION_DENIED when
+// the caller was removed from a private room.
 type Reply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The ref of the request frame this replies to, echoed as the client sent it.
+	// The ref of the request frame this replies to, echoed as the client
+	// sent it (cut to 64 bytes); empty for a notice.
 	Ref string `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
 	// The outcome as a gRPC status code number (0 is OK, 3 INVALID_ARGUMENT, ...).
 	Code int32 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
@@ -652,7 +656,9 @@ type Reply struct {
 	// The room the request was about.
 	Room string `protobuf:"bytes,4,opt,name=room,proto3" json:"room,omitempty"`
 	// For a successful send: the message as stored, with its seq and time.
-	Message       *Message `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	Message *Message `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	// With RESOURCE_EXHAUSTED: how long to wait before trying again.
+	RetryAfter    *durationpb.Duration `protobuf:"bytes,6,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -722,11 +728,18 @@ func (x *Reply) GetMessage() *Message {
 	return nil
 }
 
+func (x *Reply) GetRetryAfter() *durationpb.Duration {
+	if x != nil {
+		return x.RetryAfter
+	}
+	return nil
+}
+
 var File_parley_v1_types_proto protoreflect.FileDescriptor
 
 const file_parley_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x15parley/v1/types.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x01\n" +
+	"\x15parley/v1/types.proto\x12\tparley.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x01\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x16\n" +
@@ -768,13 +781,15 @@ const file_parley_v1_types_proto_rawDesc = "" +
 	"\x06Typing\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
-	"\x06active\x18\x03 \x01(\bR\x06active\"\x85\x01\n" +
+	"\x06active\x18\x03 \x01(\bR\x06active\"\xc1\x01\n" +
 	"\x05Reply\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x12\n" +
 	"\x04room\x18\x04 \x01(\tR\x04room\x12,\n" +
-	"\amessage\x18\x05 \x01(\v2\x12.parley.v1.MessageR\amessage*\x86\x01\n" +
+	"\amessage\x18\x05 \x01(\v2\x12.parley.v1.MessageR\amessage\x12:\n" +
+	"\vretry_after\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryAfter*\x86\x01\n" +
 	"\x0eRoomVisibility\x12\x1f\n" +
 	"\x1bROOM_VISIBILITY_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ROOM_VISIBILITY_PUBLIC\x10\x01\x12\x1b\n" +
@@ -807,6 +822,7 @@ var file_parley_v1_types_proto_goTypes = []any{
 	(*Typing)(nil),                // 8: parley.v1.Typing
 	(*Reply)(nil),                 // 9: parley.v1.Reply
 	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
 }
 var file_parley_v1_types_proto_depIdxs = []int32{
 	10, // 0: parley.v1.Message.sent_at:type_name -> google.protobuf.Timestamp
@@ -819,11 +835,12 @@ var file_parley_v1_types_proto_depIdxs = []int32{
 	4,  // 7: parley.v1.PresenceDiff.joins:type_name -> parley.v1.Presence
 	4,  // 8: parley.v1.PresenceDiff.leaves:type_name -> parley.v1.Presence
 	1,  // 9: parley.v1.Reply.message:type_name -> parley.v1.Message
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	11, // 10: parley.v1.Reply.retry_after:type_name -> google.protobuf.Duration
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_types_proto_init() }

@@ -4,15 +4,15 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message as Message$1 } from "@bufbuild/protobuf";
 
 /**
  * Describes the file parley/v1/types.proto.
  */
 export const file_parley_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChVwYXJsZXkvdjEvdHlwZXMucHJvdG8SCXBhcmxleS52MSKGAQoHTWVzc2FnZRIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIOCgZzZW5kZXIYAyABKAkSDAoEYm9keRgEIAEoCRIrCgdzZW50X2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jbGllbnRfbXNnX2lkGAYgASgJIuQBCgRSb29tEgwKBG5hbWUYASABKAkSLQoKdmlzaWJpbGl0eRgCIAEoDjIZLnBhcmxleS52MS5Sb29tVmlzaWJpbGl0eRIQCghsYXN0X3NlcRgDIAEoBBIzCg9sYXN0X21lc3NhZ2VfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG9ubGluZV9jb3VudBgFIAEoBRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpjcmVhdGVkX2J5GAcgASgJIl4KDFByZXNlbmNlTWV0YRIPCgdjb25uX2lkGAEgASgJEi0KCW9ubGluZV9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGY2xpZW50GAMgASgJIkAKCFByZXNlbmNlEgwKBHVzZXIYASABKAkSJgoFbWV0YXMYAiADKAsyFy5wYXJsZXkudjEuUHJlc2VuY2VNZXRhIk8KBkpvaW5lZBIMCgRyb29tGAEgASgJEhAKCGhlYWRfc2VxGAIgASgEEiUKCHByZXNlbmNlGAMgAygLMhMucGFybGV5LnYxLlByZXNlbmNlIi0KCFJlcGxheWVkEgwKBHJvb20YASABKAkSEwoLdGhyb3VnaF9zZXEYAiABKAQiZQoMUHJlc2VuY2VEaWZmEgwKBHJvb20YASABKAkSIgoFam9pbnMYAiADKAsyEy5wYXJsZXkudjEuUHJlc2VuY2USIwoGbGVhdmVzGAMgAygLMhMucGFybGV5LnYxLlByZXNlbmNlIjQKBlR5cGluZxIMCgRyb29tGAEgASgJEgwKBHVzZXIYAiABKAkSDgoGYWN0aXZlGAMgASgIImQKBVJlcGx5EgsKA3JlZhgBIAEoCRIMCgRjb2RlGAIgASgFEg0KBWVycm9yGAMgASgJEgwKBHJvb20YBCABKAkSIwoHbWVzc2FnZRgFIAEoCzISLnBhcmxleS52MS5NZXNzYWdlKoYBCg5Sb29tVmlzaWJpbGl0eRIfChtST09NX1ZJU0lCSUxJVFlfVU5TUEVDSUZJRUQQABIaChZST09NX1ZJU0lCSUxJVFlfUFVCTElDEAESGwoXUk9PTV9WSVNJQklMSVRZX1BSSVZBVEUQAhIaChZST09NX1ZJU0lCSUxJVFlfRElSRUNUEANCNVozZ2l0aHViLmNvbS9wYXJsZXljaGF0L3BhcmxleS9nZW4vcGFybGV5L3YxO3BhcmxleXYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChVwYXJsZXkvdjEvdHlwZXMucHJvdG8SCXBhcmxleS52MSKGAQoHTWVzc2FnZRIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIOCgZzZW5kZXIYAyABKAkSDAoEYm9keRgEIAEoCRIrCgdzZW50X2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jbGllbnRfbXNnX2lkGAYgASgJIuQBCgRSb29tEgwKBG5hbWUYASABKAkSLQoKdmlzaWJpbGl0eRgCIAEoDjIZLnBhcmxleS52MS5Sb29tVmlzaWJpbGl0eRIQCghsYXN0X3NlcRgDIAEoBBIzCg9sYXN0X21lc3NhZ2VfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG9ubGluZV9jb3VudBgFIAEoBRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpjcmVhdGVkX2J5GAcgASgJIl4KDFByZXNlbmNlTWV0YRIPCgdjb25uX2lkGAEgASgJEi0KCW9ubGluZV9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGY2xpZW50GAMgASgJIkAKCFByZXNlbmNlEgwKBHVzZXIYASABKAkSJgoFbWV0YXMYAiADKAsyFy5wYXJsZXkudjEuUHJlc2VuY2VNZXRhIk8KBkpvaW5lZBIMCgRyb29tGAEgASgJEhAKCGhlYWRfc2VxGAIgASgEEiUKCHByZXNlbmNlGAMgAygLMhMucGFybGV5LnYxLlByZXNlbmNlIi0KCFJlcGxheWVkEgwKBHJvb20YASABKAkSEwoLdGhyb3VnaF9zZXEYAiABKAQiZQoMUHJlc2VuY2VEaWZmEgwKBHJvb20YASABKAkSIgoFam9pbnMYAiADKAsyEy5wYXJsZXkudjEuUHJlc2VuY2USIwoGbGVhdmVzGAMgAygLMhMucGFybGV5LnYxLlByZXNlbmNlIjQKBlR5cGluZxIMCgRyb29tGAEgASgJEgwKBHVzZXIYAiABKAkSDgoGYWN0aXZlGAMgASgIIpQBCgVSZXBseRILCgNyZWYYASABKAkSDAoEY29kZRgCIAEoBRINCgVlcnJvchgDIAEoCRIMCgRyb29tGAQgASgJEiMKB21lc3NhZ2UYBSABKAsyEi5wYXJsZXkudjEuTWVzc2FnZRIuCgtyZXRyeV9hZnRlchgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiqGAQoOUm9vbVZpc2liaWxpdHkSHwobUk9PTV9WSVNJQklMSVRZX1VOU1BFQ0lGSUVEEAASGgoWUk9PTV9WSVNJQklMSVRZX1BVQkxJQxABEhsKF1JPT01fVklTSUJJTElUWV9QUklWQVRFEAISGgoWUk9PTV9WSVNJQklMSVRZX0RJUkVDVBADQjVaM2dpdGh1Yi5jb20vcGFybGV5Y2hhdC9wYXJsZXkvZ2VuL3BhcmxleS92MTtwYXJsZXl2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Message is one chat message as stored in a room's history.
@@ -334,13 +334,16 @@ export const TypingSchema: GenMessage<Typing> = /*@__PURE__*/
   messageDesc(file_parley_v1_types, 7);
 
 /**
- * Reply answers one request frame of a Join stream.
+ * Reply answers one request frame of a Join stream. A reply with an empty
+ * ref is a notice the server sends unasked, such as PERMISSION_DENIED when
+ * the caller was removed from a private room.
  *
  * @generated from message parley.v1.Reply
  */
 export type Reply = Message$1<"parley.v1.Reply"> & {
   /**
-   * The ref of the request frame this replies to, echoed as the client sent it.
+   * The ref of the request frame this replies to, echoed as the client
+   * sent it (cut to 64 bytes); empty for a notice.
    *
    * @generated from field: string ref = 1;
    */
@@ -373,6 +376,13 @@ export type Reply = Message$1<"parley.v1.Reply"> & {
    * @generated from field: parley.v1.Message message = 5;
    */
   message?: Message | undefined;
+
+  /**
+   * With RESOURCE_EXHAUSTED: how long to wait before trying again.
+   *
+   * @generated from field: google.protobuf.Duration retry_after = 6;
+   */
+  retryAfter?: Duration | undefined;
 };
 
 /**
