@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"runtime"
 	"strings"
@@ -62,8 +63,12 @@ func needPostgres(t testing.TB) string {
 		reachable.err = err
 	})
 	if err := reachable.err; err != nil {
+		shown := dsn
+		if u, perr := url.Parse(dsn); perr == nil {
+			shown = u.Redacted()
+		}
 		msg := fmt.Sprintf("PostgreSQL at PARLEY_TEST_POSTGRES=%q is not reachable (%v); "+
-			"start it or point PARLEY_TEST_POSTGRES at one", dsn, err)
+			"start it or point PARLEY_TEST_POSTGRES at one", shown, err)
 		if os.Getenv("PARLEY_REQUIRE_POSTGRES") == "1" {
 			t.Fatal(msg + " (PARLEY_REQUIRE_POSTGRES=1)")
 		}
