@@ -38,7 +38,8 @@ func startServer(t testing.TB, mods ...func(*app.Config)) *app.Server {
 	t.Helper()
 	cfg := app.Config{
 		Listen: "127.0.0.1:0", DataDir: t.TempDir(), Dev: true, ShutdownTimeout: 5 * time.Second,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		SendRate: -1, // the tests send in bursts; the per-user limit has its own tests
+		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	for _, m := range mods {
 		m(&cfg)
