@@ -331,6 +331,11 @@ func (b *bench) connect(ctx context.Context, rep *benchReport) error {
 	}
 	b.progressf("connecting %d receiving streams over %d connections", cfg.receivers, len(b.conns))
 	start := time.Now()
+	var opened atomic.Int64
+	stopTicker := b.tick(func() {
+		b.progressf("connected %d/%d streams after %.0fs", opened.Load(), cfg.receivers, time.Since(start).Seconds())
+	})
+	defer stopTicker()
 	err := parallel(ctx, cfg.receivers, cfg.connectWorkers, func(ctx context.Context, i int) error {
 		r := b.receivers[i]
 		t0 := time.Now()
@@ -338,6 +343,7 @@ func (b *bench) connect(ctx context.Context, rep *benchReport) error {
 			return fmt.Errorf("receiver %d: %w", i, err)
 		}
 		b.joinLat.record(i, time.Since(t0))
+		opened.Add(1)
 		b.readers.Add(1)
 		go func() {
 			defer b.readers.Done()
@@ -464,6 +470,27 @@ func (b *bench) received() uint64 {
 		n += r.measured.Load()
 	}
 	return n
+}
+
+// tick calls fn every second until the returned stop is called.
+func (b *bench) tick(fn func()) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				fn()
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }
 
 func (b *bench) progressf(format string, args ...any) {

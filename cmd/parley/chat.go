@@ -22,7 +22,7 @@ const chatHelp = `Commands:
   /leave [room]    leave a room (default: the current one)
   /who [room]      who is online, one entry per user with their connections
   /history [n]     the last n messages of the current room (default 20)
-  /dm <user>       a direct conversation with a user
+  /dm <user>       talk to a user directly (the server makes the room)
   /rooms           the rooms you can see
   /quit            leave (after unsent messages are acknowledged)
 Any other line is sent to the current room; start it with // to send a
@@ -66,6 +66,7 @@ type chatRoom struct {
 	lastSeq uint64 // the last seq printed; resume after it
 	known   bool   // lastSeq is set (a joined frame was seen)
 	fresh   bool   // the next joined frame resets lastSeq (history was lost)
+	joined  bool   // a joined frame was seen: later ones are rejoins
 }
 
 // pendingSend is a typed line not yet acknowledged by the server.
@@ -91,6 +92,8 @@ type chat struct {
 	rooms    map[string]*chatRoom
 	current  string
 	switchTo string // a /join whose joined frame makes it current
+	dmTo     string // the next line goes directly to this user
+	dmRooms  map[string]string
 
 	pending []*pendingSend
 	idBase  string
@@ -112,7 +115,7 @@ func newChat(e *env, conn *grpc.ClientConn, rooms []string) *chat {
 	_, _ = rand.Read(b[:])
 	c := &chat{
 		e: e, api: parleyv1.NewChatServiceClient(conn), out: e.stdout,
-		rooms: make(map[string]*chatRoom), idBase: "cli-" + hex.EncodeToString(b[:]),
+		rooms: make(map[string]*chatRoom), dmRooms: make(map[string]string), idBase: "cli-" + hex.EncodeToString(b[:]),
 		lines: make(chan string), backoff: backoffMin,
 	}
 	for _, r := range rooms {
@@ -363,6 +366,10 @@ func (c *chat) input(ctx context.Context, line string, ok bool) {
 		return
 	}
 	line = strings.TrimPrefix(line, "/")
+	if c.dmTo != "" {
+		c.sendDirect(ctx, line)
+		return
+	}
 	if c.current == "" {
 		c.warn("you are in no room: /join <room> first")
 		return
@@ -391,7 +398,7 @@ func (c *chat) command(ctx context.Context, line string) {
 	case "/history":
 		c.cmdHistory(ctx, arg(1))
 	case "/dm":
-		c.cmdDM(ctx, arg(1))
+		c.cmdDM(arg(1))
 	case "/rooms":
 		c.cmdRooms(ctx)
 	case "/quit", "/exit":
@@ -408,6 +415,7 @@ func (c *chat) cmdJoin(room string) {
 		c.warn("usage: /join <room>")
 		return
 	}
+	c.dmTo = ""
 	if _, ok := c.rooms[room]; ok {
 		c.current = room
 		c.info("talking in #%s", room)
@@ -497,21 +505,53 @@ func (c *chat) cmdHistory(ctx context.Context, n string) {
 	}
 }
 
-// cmdDM asks the server for a direct room with user. There is no
-// client-side naming scheme: the server names the room (or says why not).
-func (c *chat) cmdDM(ctx context.Context, user string) {
+// cmdDM starts a direct conversation with user: the next line typed is
+// sent with SendMessage's to_user, and the server answers with the direct
+// room it created or found, which the client then joins. There is no
+// client-side naming scheme: the room's name comes from the server.
+func (c *chat) cmdDM(user string) {
 	if user == "" {
 		c.warn("usage: /dm <user>")
 		return
 	}
-	cctx, cancel := c.e.g.unaryCtx(ctx)
-	defer cancel()
-	resp, err := c.api.CreateRoom(cctx, &parleyv1.CreateRoomRequest{Name: user, Visibility: parleyv1.RoomVisibility_ROOM_VISIBILITY_DIRECT})
-	if err != nil {
-		c.warn("/dm %s: the server does not offer it: %s", user, describe(err))
+	if room, ok := c.dmRooms[user]; ok {
+		c.cmdJoin(room)
 		return
 	}
-	c.cmdJoin(resp.GetRoom().GetName())
+	c.dmTo = user
+	c.info("type a line to send it to %s directly (/join <room> to go back)", user)
+}
+
+// sendDirect sends line to c.dmTo, then joins the direct room the server
+// names so that the conversation goes on there.
+func (c *chat) sendDirect(ctx context.Context, line string) {
+	user := c.dmTo
+	c.dmTo = ""
+	c.idSeq++
+	req := &parleyv1.SendMessageRequest{ToUser: user, Body: line, ClientMsgId: fmt.Sprintf("%s-%d", c.idBase, c.idSeq)}
+	var resp *parleyv1.SendMessageResponse
+	var err error
+	for attempt := 0; attempt < 3; attempt++ { // same client_msg_id: a retry stores nothing twice
+		cctx, cancel := c.e.g.unaryCtx(ctx)
+		resp, err = c.api.SendMessage(cctx, req)
+		cancel()
+		if err == nil || !retryable(codeOf(err)) {
+			break
+		}
+	}
+	if err != nil {
+		c.warn("/dm %s: %s", user, describe(err))
+		return
+	}
+	m := resp.GetMessage()
+	c.dmRooms[user] = m.GetRoom()
+	if _, ok := c.rooms[m.GetRoom()]; !ok {
+		c.want(m.GetRoom())
+		// Resume just before the message, so it is printed from the room.
+		c.rooms[m.GetRoom()].lastSeq, c.rooms[m.GetRoom()].known = m.GetSeq()-1, true
+		c.sendJoin(m.GetRoom())
+	}
+	c.switchTo = m.GetRoom()
 }
 
 func (c *chat) cmdRooms(ctx context.Context) {
@@ -617,7 +657,8 @@ func (c *chat) joined(j *parleyv1.Joined) {
 	if !ok {
 		return
 	}
-	first := !st.known
+	first := !st.joined
+	st.joined = true
 	if !st.known || st.fresh {
 		st.lastSeq, st.known, st.fresh = j.GetHeadSeq(), true, false
 	}

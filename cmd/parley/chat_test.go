@@ -204,8 +204,15 @@ func TestChatOnTerminal(t *testing.T) {
 	alice.waitOutput("online in #lobby (2): alice (parley-cli), bob")
 	alice.typeLine("/history 5")
 	alice.waitOutput("last 2 message(s) of #lobby:")
+	alice.typeLine("/dm no!body")
+	alice.typeLine("hi?")
+	alice.waitOutput("/dm no!body: InvalidArgument: to_user")
 	alice.typeLine("/dm bob")
-	alice.waitOutput("/dm bob: the server does not offer it: InvalidArgument")
+	alice.typeLine("psst")
+	alice.waitOutput("joined #dm:alice:bob: 1 online (alice); talking in #dm:alice:bob")
+	alice.waitOutput("#dm:alice:bob alice: psst")
+	alice.typeLine("/join lobby")
+	alice.waitOutput("talking in #lobby")
 
 	api, ctx := apiClient(t, s, "bob")
 	if _, err := api.CreateRoom(ctx, &parleyv1.CreateRoomRequest{Name: "random"}); err != nil {
