@@ -17,7 +17,7 @@ import (
 
 // natsURL returns the test NATS server, skipping when it is not reachable
 // (unless PARLEY_REQUIRE_NATS=1).
-func natsURL(t *testing.T) string {
+func natsURL(t testing.TB) string {
 	t.Helper()
 	url := os.Getenv("PARLEY_TEST_NATS")
 	if url == "" {
@@ -36,7 +36,7 @@ func natsURL(t *testing.T) string {
 
 // startCluster starts n in-process nodes sharing a fresh PostgreSQL schema
 // and NATS subjects of their own.
-func startCluster(t *testing.T, n int) []*testServer {
+func startCluster(t testing.TB, n int) []*testServer {
 	t.Helper()
 	dsn, url := postgresDSN(t), natsURL(t)
 	id := rand.Uint32()
@@ -149,4 +149,40 @@ func TestClusterOneOrderAndPresence(t *testing.T) {
 	if v := presenceOf(t, nodes[2], "shared"); strings.Contains(v, "user4") {
 		t.Fatalf("user4 still present on node 2: %s", v)
 	}
+}
+
+// BenchmarkCrossNodeDelivery measures what a hop between nodes adds: one
+// sender on node 0, one receiver on node 0 and one on node 1; each op is
+// one message, and the p50/p99 latencies of both receivers are reported.
+func BenchmarkCrossNodeDelivery(b *testing.B) {
+	nodes := startCluster(b, 2)
+	nodes[0].createRoom(b, "hop")
+	local := openJoin(b, nodes[0].dial(b), nodes[0].token(b, "local"))
+	local.join("hop", nil)
+	remote := openJoin(b, nodes[1].dial(b), nodes[1].token(b, "remote"))
+	remote.join("hop", nil)
+	sender := openJoin(b, nodes[0].dial(b), nodes[0].token(b, "sender"))
+	sender.join("hop", nil)
+	var localLat, remoteLat []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		body := fmt.Sprint("hop ", i)
+		start := time.Now()
+		ref := sender.send(&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Send{Send: &parleyv1.JoinRequest_Post{Room: "hop", Body: body}}})
+		byBody := func(ev *parleyv1.JoinResponse) bool { return ev.GetMessage().GetBody() == body }
+		local.next(byBody, nil)
+		localLat = append(localLat, time.Since(start))
+		remote.next(byBody, nil)
+		remoteLat = append(remoteLat, time.Since(start))
+		sender.reply(ref)
+	}
+	b.StopTimer()
+	pct := func(l []time.Duration, p int) float64 {
+		slices.Sort(l)
+		return float64(l[(len(l)-1)*p/100].Microseconds())
+	}
+	b.ReportMetric(pct(localLat, 50), "local-p50-µs")
+	b.ReportMetric(pct(localLat, 99), "local-p99-µs")
+	b.ReportMetric(pct(remoteLat, 50), "remote-p50-µs")
+	b.ReportMetric(pct(remoteLat, 99), "remote-p99-µs")
 }

@@ -23,7 +23,7 @@ import (
 
 // postgresDSN returns the test database's URL, skipping the test when it is
 // not reachable (unless PARLEY_REQUIRE_POSTGRES=1).
-func postgresDSN(t *testing.T) string {
+func postgresDSN(t testing.TB) string {
 	t.Helper()
 	dsn := os.Getenv("PARLEY_TEST_POSTGRES")
 	if dsn == "" {
@@ -43,7 +43,7 @@ func postgresDSN(t *testing.T) string {
 }
 
 // dropSchema removes a test's schema when it ends.
-func dropSchema(t *testing.T, dsn, schema string) {
+func dropSchema(t testing.TB, dsn, schema string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
