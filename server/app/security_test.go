@@ -433,3 +433,19 @@ func TestJoinReplyCarriesRetryAfter(t *testing.T) {
 		t.Fatalf("second send within the rate: %v, want RESOURCE_EXHAUSTED with retry_after", r)
 	}
 }
+
+// The REST gateway forwards only the headers the API reads: identity
+// smuggled in a Grpc-Metadata-* header does not reach the service.
+func TestGatewayForwardsOnlyAllowedHeaders(t *testing.T) {
+	ts := startServer(t)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+ts.Addr()+"/v1/rooms", nil)
+	req.Header.Set("Grpc-Metadata-Authorization", "Bearer "+ts.token(t, "mallory"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("GET /v1/rooms with only Grpc-Metadata-Authorization: %s, want 401", resp.Status)
+	}
+}
