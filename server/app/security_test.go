@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -448,4 +449,49 @@ func TestGatewayForwardsOnlyAllowedHeaders(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("GET /v1/rooms with only Grpc-Metadata-Authorization: %s, want 401", resp.Status)
 	}
+}
+
+// Logs never carry message bodies or tokens, even at debug level and for
+// rejected requests.
+func TestLogsCarryNoBodiesOrTokens(t *testing.T) {
+	var buf syncBuffer
+	ts := startServer(t, func(c *appConfig) {
+		c.Log = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	tok := ts.token(t, "logged")
+	js := openJoin(t, ts.dial(t), tok)
+	js.join("lobby", nil)
+	js.post("lobby", "secret-body-7f3a", "")
+	js.post("lobby", strings.Repeat("secret-body-7f3a", 400), "") // over the limit: rejected
+	c := parleyv1.NewChatServiceClient(ts.dial(t))
+	c.SendMessage(authCtx(t, tok+"x"), &parleyv1.SendMessageRequest{Room: "lobby", Body: "secret-body-7f3a"})
+	c.DevLogin(context.Background(), &parleyv1.DevLoginRequest{User: "dev-user"})
+	js.closeAndWait()
+	logs := buf.String()
+	if !strings.Contains(logs, "logged") {
+		t.Fatalf("the debug log shows nothing of the session:\n%s", logs)
+	}
+	for _, secret := range []string{"secret-body-7f3a", tok[:40]} {
+		if strings.Contains(logs, secret) {
+			t.Fatalf("logs contain %q:\n%s", secret, logs)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
