@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,13 +119,55 @@ func TestClusterNodeDeath(t *testing.T) {
 		return seen == last
 	})
 
+	// Load through the kill: a sender on node 0 and one on the node that
+	// dies, which retries an unacked send on node 1 with the same
+	// client_msg_id, as a client of a dead node would.
+	type acked struct{ sender, id string }
+	ackedSeqs := map[acked]uint64{}
+	var ackMu sync.Mutex
+	var load sync.WaitGroup
+	for _, s := range []struct {
+		user  string
+		nodes []int
+	}{{"steady", []int{0}}, {"stranded", []int{2, 1}}} {
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			clients := map[int]parleyv1.ChatServiceClient{}
+			for _, n := range s.nodes {
+				clients[n] = parleyv1.NewChatServiceClient(dialDaemon(t, nodes[n].addr))
+			}
+			tok := nodes[0].token(t, s.user)
+			at := 0
+			for i := range 150 {
+				id := fmt.Sprint(s.user, "-", i)
+				for {
+					cctx, ccancel := context.WithTimeout(bearer(ctx, tok), 2*time.Second)
+					resp, err := clients[s.nodes[at]].SendMessage(cctx, &parleyv1.SendMessageRequest{Room: "survive", Body: id, ClientMsgId: id})
+					ccancel()
+					if err == nil {
+						ackMu.Lock()
+						ackedSeqs[acked{s.user, id}] = resp.GetMessage().GetSeq()
+						ackMu.Unlock()
+						break
+					}
+					if ctx.Err() != nil {
+						t.Errorf("%s: %v", id, err)
+						return
+					}
+					at = min(at+1, len(s.nodes)-1) // its node is gone: the next one
+				}
+				time.Sleep(5 * time.Millisecond) // pacing, so the load spans the kill
+			}
+		}()
+	}
+	waitUntil(t, "the load to be under way", func() bool {
+		ackMu.Lock()
+		defer ackMu.Unlock()
+		return len(ackedSeqs) >= 40
+	})
 	killed := time.Now()
 	nodes[2].kill(t)
-	for i := range 5 {
-		if _, err := admin.SendMessage(actx, &parleyv1.SendMessageRequest{Room: "survive", Body: fmt.Sprint("after ", i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	waitEvent(t, watcher, func(ev *parleyv1.JoinResponse) bool {
 		for _, p := range ev.GetPresenceDiff().GetLeaves() {
 			if p.GetUser() == "victim" {
@@ -138,6 +181,42 @@ func TestClusterNodeDeath(t *testing.T) {
 	} else {
 		t.Logf("the dead node's user left presence %v after SIGKILL", d.Round(10*time.Millisecond))
 	}
+	load.Wait()
+	if t.Failed() {
+		return
+	}
+	// Every acked message is stored once; the room's seqs are 1..N.
+	var stored []*parleyv1.Message
+	req := &parleyv1.ListMessagesRequest{Room: "survive", Limit: 200, Order: parleyv1.MessageOrder_MESSAGE_ORDER_OLDEST_FIRST}
+	for {
+		resp, err := admin.ListMessages(actx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, resp.GetMessages()...)
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			break
+		}
+	}
+	byKey := map[acked]uint64{}
+	for i, m := range stored {
+		if m.GetSeq() != uint64(i+1) {
+			t.Fatalf("stored message %d has seq %d", i, m.GetSeq())
+		}
+		if m.GetClientMsgId() != "" {
+			k := acked{m.GetSender(), m.GetClientMsgId()}
+			if _, dup := byKey[k]; dup {
+				t.Fatalf("%v stored twice", k)
+			}
+			byKey[k] = m.GetSeq()
+		}
+	}
+	for k, seq := range ackedSeqs {
+		if byKey[k] != seq {
+			t.Fatalf("acked %v as seq %d, stored as %d", k, seq, byKey[k])
+		}
+	}
+	head := uint64(len(stored))
 	// The victim's client resumes on node 1 and misses nothing.
 	again, acancel := join(1, "victim", &seen)
 	defer acancel()
@@ -149,8 +228,9 @@ func TestClusterNodeDeath(t *testing.T) {
 			}
 			want++
 		}
-		return want == last+6
+		return want == head+1
 	})
+	t.Logf("%d messages stored, %d acked (300 sent by two senders through the kill), victim resumed after seq %d", head, len(ackedSeqs), seen)
 }
 
 // waitEvent reads s until match holds, failing after 20 s.
