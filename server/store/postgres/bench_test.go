@@ -21,25 +21,27 @@ const benchRooms = 100
 // concurrent appenders: with group commit (the defaults), with group commit
 // but no batch window (MaxBatchDelay=-1), without group commit (MaxBatch=1:
 // one transaction and one WAL flush per message), and split over two
-// stores on one schema (two nodes sharing the rooms, each with its own
-// writer, in one process). It reports msgs/s, the p50/p99 latency of one
+// stores on one schema (two nodes, each with its own writer, in one
+// process) appending to the same rooms or each to its own half of them. It reports msgs/s, the p50/p99 latency of one
 // Append, the CPU time per message of this process and of the machine's
 // postgres processes, and the average batch.
 func BenchmarkAppend(b *testing.B) {
 	modes := []struct {
-		name  string
-		cfg   postgres.Config
-		nodes int
+		name     string
+		cfg      postgres.Config
+		nodes    int
+		disjoint bool
 	}{
-		{"group", postgres.Config{}, 1},
-		{"group-nodelay", postgres.Config{MaxBatchDelay: -1}, 1},
-		{"maxbatch=1", postgres.Config{MaxBatch: 1}, 1},
-		{"group-2stores", postgres.Config{}, 2},
+		{"group", postgres.Config{}, 1, false},
+		{"group-nodelay", postgres.Config{MaxBatchDelay: -1}, 1, false},
+		{"maxbatch=1", postgres.Config{MaxBatch: 1}, 1, false},
+		{"group-2stores", postgres.Config{}, 2, false},
+		{"group-2stores-disjoint", postgres.Config{}, 2, true},
 	}
 	for _, mode := range modes {
 		for _, n := range []int{1, 10, 100, 1000} {
 			b.Run(fmt.Sprintf("%s/appenders=%d", mode.name, n), func(b *testing.B) {
-				benchAppend(b, mode.cfg, mode.nodes, n)
+				benchAppend(b, mode.cfg, mode.nodes, n, mode.disjoint)
 			})
 		}
 	}
@@ -50,12 +52,14 @@ func BenchmarkAppend(b *testing.B) {
 func BenchmarkStoreAlone(b *testing.B) {
 	for _, maxBatch := range []int{256, 1024, 4096} {
 		b.Run(fmt.Sprintf("maxbatch=%d/appenders=4000", maxBatch), func(b *testing.B) {
-			benchAppend(b, postgres.Config{MaxBatch: maxBatch}, 1, 4000)
+			benchAppend(b, postgres.Config{MaxBatch: maxBatch}, 1, 4000, false)
 		})
 	}
 }
 
-func benchAppend(b *testing.B, cfg postgres.Config, nodes, appenders int) {
+// benchAppend runs appenders over nodes stores, appender g on store
+// g%nodes; if disjoint, each store appends only to its own rooms.
+func benchAppend(b *testing.B, cfg postgres.Config, nodes, appenders int, disjoint bool) {
 	cfg.Schema = postgres.NewSchema(b)
 	stores := make([]*postgres.Store, nodes)
 	for i := range stores {
@@ -75,7 +79,13 @@ func benchAppend(b *testing.B, cfg postgres.Config, nodes, appenders int) {
 	cpu0 := cpuTime()
 	start := time.Now()
 	for g := range appenders {
-		wg.Go(func() { lat[g] = appendLoop(b, stores[g%nodes], g, &next) })
+		room := func(i int64) string { return fmt.Sprint("room-", i%benchRooms) }
+		if disjoint {
+			room = func(i int64) string {
+				return fmt.Sprint("room-", i%(benchRooms/int64(nodes))*int64(nodes)+int64(g%nodes))
+			}
+		}
+		wg.Go(func() { lat[g] = appendLoop(b, stores[g%nodes], g, room, &next) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -100,12 +110,12 @@ func benchAppend(b *testing.B, cfg postgres.Config, nodes, appenders int) {
 
 // appendLoop appends 100-byte messages with time-ordered ClientMsgIDs
 // until b.N appends have been taken, and returns the latency of each.
-func appendLoop(b *testing.B, s *postgres.Store, g int, next *atomic.Int64) []time.Duration {
+func appendLoop(b *testing.B, s *postgres.Store, g int, room func(int64) string, next *atomic.Int64) []time.Duration {
 	var lat []time.Duration
 	ctx := context.Background()
 	body := strings.Repeat("x", 100) // PostgreSQL text cannot hold NUL bytes
 	for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-		m := store.NewMessage{Room: fmt.Sprint("room-", int(i)%benchRooms), Sender: fmt.Sprint("user-", g), Body: body,
+		m := store.NewMessage{Room: room(i), Sender: fmt.Sprint("user-", g), Body: body,
 			ClientMsgID: fmt.Sprintf("%016x", i)}
 		t0 := time.Now()
 		if _, _, err := s.Append(ctx, m); err != nil {

@@ -127,6 +127,14 @@ func TestServerSilent(t *testing.T) {
 	checkPromptUnavailable(t, "Room", start, err)
 	start = time.Now()
 	checkPromptUnavailable(t, "Ping", start, s.Ping(ctx))
+	// A caller's own deadline is kept, however long the batch would take.
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	_, _, err = s.Append(short, store.NewMessage{Room: "a", Sender: "u", Body: "maybe", ClientMsgID: "silent-1"})
+	if elapsed := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || elapsed > 700*time.Millisecond {
+		t.Errorf("Append with a 200ms deadline = %v after %v, want DeadlineExceeded at the deadline", err, elapsed)
+	}
 
 	p.thaw()
 	m, dup, err := s.Append(ctx, store.NewMessage{Room: "a", Sender: "u", Body: "maybe", ClientMsgID: "silent-1"})

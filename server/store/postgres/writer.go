@@ -114,9 +114,13 @@ func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, 
 	select {
 	case <-r.done: // from here on the writer no longer touches r
 	case <-ctx.Done():
-		// The writer still owns r and will answer it; it is left to the
-		// garbage collector rather than returned to the pool.
-		return store.Message{}, false, fmt.Errorf("postgres: append to room %q: %w", m.Room, ctx.Err())
+		select {
+		case <-r.done: // answered meanwhile: the answer wins
+		default:
+			// The writer still owns r and will answer it; it is left to the
+			// garbage collector rather than returned to the pool.
+			return store.Message{}, false, fmt.Errorf("postgres: append to room %q: %w", m.Room, ctx.Err())
+		}
 	}
 	res := r.res
 	release(r)
