@@ -43,7 +43,7 @@ func statusOf(err error) *status.Status {
 	case errors.Is(err, auth.ErrNoToken), errors.Is(err, auth.ErrExpired), errors.Is(err, auth.ErrInvalid):
 		code = codes.Unauthenticated
 	case errors.Is(err, store.ErrUnavailable):
-		return status.New(codes.Unavailable, "message store unavailable; nothing was stored, retry with the same client_msg_id")
+		return status.New(codes.Unavailable, "message store unavailable: the request may not have been carried out; retry (a send with the same client_msg_id is stored at most once)")
 	case errors.Is(err, store.ErrClosed), errors.Is(err, errShuttingDown):
 		code = codes.Unavailable
 	case errors.Is(err, context.Canceled):

@@ -52,6 +52,8 @@ func (s *Service) validateBody(body string) error {
 		return invalidf("message body is %d bytes; the limit is %d", len(body), s.cfg.MaxBodyBytes)
 	case !utf8.ValidString(body):
 		return invalidf("message body must be valid UTF-8")
+	case strings.IndexByte(body, 0) >= 0:
+		return invalidf("message body must not contain NUL (U+0000) characters")
 	}
 	return nil
 }
@@ -60,8 +62,8 @@ func validateClientMsgID(id string) error {
 	if len(id) > maxClientMsgIDBytes {
 		return invalidf("client_msg_id is %d bytes; the limit is %d", len(id), maxClientMsgIDBytes)
 	}
-	if !utf8.ValidString(id) {
-		return invalidf("client_msg_id must be valid UTF-8")
+	if !utf8.ValidString(id) || strings.IndexByte(id, 0) >= 0 {
+		return invalidf("client_msg_id must be valid UTF-8 without NUL characters")
 	}
 	return nil
 }

@@ -123,6 +123,7 @@ func TestBadInputIsRejectedAndChangesNothing(t *testing.T) {
 		{"empty body", codes.InvalidArgument, "must not be empty", func() (codes.Code, string) { return post("guarded", "", "") }},
 		{"empty body, unary", codes.InvalidArgument, "must not be empty", func() (codes.Code, string) { return unary(mctx, "guarded", "") }},
 		{"body over the limit", codes.InvalidArgument, "the limit is 4096", func() (codes.Code, string) { return post("guarded", strings.Repeat("a", 4097), "") }},
+		{"NUL in the body", codes.InvalidArgument, "NUL", func() (codes.Code, string) { return post("guarded", "a\x00b", "") }},
 		{"invalid UTF-8", codes.InvalidArgument, "UTF-8", func() (codes.Code, string) {
 			s, err := conn.NewStream(mctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, parleyv1.ChatService_Join_FullMethodName, grpc.ForceCodecV2(rawCodec{}))
 			if err != nil {
