@@ -194,7 +194,7 @@ func (rep *benchReport) check(b *bench) {
 			rep.Problems = append(rep.Problems, fmt.Sprintf(format, args...))
 		}
 	}
-	add(rep.Lost > 0, "%d expected deliveries never arrived", rep.Lost)
+	add(rep.Lost > 0, "%d expected deliveries had not arrived when --drain %s ended (lost, or still queued: see the latencies)", rep.Lost, b.cfg.drain)
 	add(rep.Extra > 0, "%d more deliveries than expected", rep.Extra)
 	add(rep.Duplicates > 0, "%d duplicate deliveries", rep.Duplicates)
 	add(rep.OutOfOrder > 0, "%d deliveries skipped ahead of the next seq", rep.OutOfOrder)
