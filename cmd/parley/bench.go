@@ -53,8 +53,8 @@ func (c *benchConfig) validate() error {
 		return usagef("--duration and --drain must be positive, --warmup not negative")
 	case c.size < bodyHeader:
 		return usagef("--size must be at least %d bytes (the send time header)", bodyHeader)
-	case c.streamsPerConn < 1 || c.users < 1 || c.connectWorkers < 1 || c.maxInflight < 0:
-		return usagef("--streams-per-conn, --users and --connect-concurrency must be at least 1")
+	case c.streamsPerConn < 1 || c.users < 0 || c.connectWorkers < 1 || c.maxInflight < 0:
+		return usagef("--streams-per-conn and --connect-concurrency must be at least 1, --users not negative")
 	case !roomPrefixRE.MatchString(c.roomPrefix):
 		return usagef("--room-prefix must be 1-48 characters of a-z, 0-9, '-', '_'")
 	case c.senders > 0 && (c.rooms+c.senders-1)/c.senders > maxRoomsPerStream:
@@ -90,7 +90,9 @@ reordering or error.
 
 Rooms are named <room-prefix>-<n> and created if missing. Tokens: --token-cmd
 (run once per user, the user name appended), else --token or PARLEY_TOKEN
-(every stream the same user), else DevLogin (a --dev server).`)
+(every stream the same user), else DevLogin (a --dev server). The server's
+per-user limits apply to the bench's users: start parleyd with --send-rate -1
+for load tests, or senders above its rate are refused.`)
 	c := benchConfig{}
 	fs.IntVar(&c.receivers, "receivers", 100, "receiving streams")
 	fs.IntVar(&c.rooms, "rooms", 1, "rooms; receiver i is in room i mod rooms")
@@ -103,7 +105,7 @@ Rooms are named <room-prefix>-<n> and created if missing. Tokens: --token-cmd
 	fs.BoolVar(&c.subscribe, "subscribe", false, "receive with Subscribe (server streaming) instead of Join")
 	fs.IntVar(&c.streamsPerConn, "streams-per-conn", 1, "receiving streams per HTTP/2 connection (the server allows 100 by default)")
 	fs.StringVar(&c.roomPrefix, "room-prefix", "bench", "prefix of the bench's room and user names")
-	fs.IntVar(&c.users, "users", 100, "distinct users the streams are spread over")
+	fs.IntVar(&c.users, "users", 0, "distinct users the streams are spread over (0: one per stream); the server's per-user limits apply")
 	fs.StringVar(&c.tokenCmd, "token-cmd", "", "shell command printing a token for the user name appended to it, e.g. 'parleyd token --data-dir data'")
 	fs.IntVar(&c.maxInflight, "max-inflight", 0, "unacknowledged sends per sender (0: 1 with --rate 0, else 1000)")
 	fs.IntVar(&c.connectWorkers, "connect-concurrency", 64, "streams opened at once while connecting")
@@ -207,6 +209,9 @@ func newBench(e *env, cfg benchConfig) (*bench, error) {
 	for i := range cfg.receivers {
 		b.receivers = append(b.receivers, &receiver{b: b, id: i, room: i % cfg.rooms})
 		b.roomReceivers[i%cfg.rooms]++
+	}
+	if b.cfg.users == 0 {
+		b.cfg.users = max(1, cfg.receivers+cfg.senders)
 	}
 	for j := range cfg.senders {
 		b.senders = append(b.senders, newSender(b, j, senderRooms(j, cfg.senders, cfg.rooms), cfg.window()))
