@@ -32,7 +32,7 @@ func newRoom(h *Hub, info store.Room) *room {
 	return &room{
 		name: info.Name, info: info, hub: h, head: info.LastSeq,
 		pending:  make(map[uint64]store.Message),
-		recent:   make([]Frame, 0, h.cfg.RecentMessages),
+
 		subs:     make(map[*Conn]bool),
 		presence: make(map[string]map[string]Meta),
 	}
@@ -75,11 +75,11 @@ func (r *room) deliver(m store.Message) {
 
 func (r *room) fanOutLocked(f Frame) {
 	r.head = f.Seq
-	if cap(r.recent) > 0 {
-		if len(r.recent) == cap(r.recent) {
-			copy(r.recent, r.recent[1:])
-			r.recent = r.recent[:len(r.recent)-1]
-		}
+	// The ring grows as messages come, so an idle room costs nothing.
+	if n := r.hub.cfg.RecentMessages; len(r.recent) == n {
+		copy(r.recent, r.recent[1:])
+		r.recent[n-1] = f
+	} else {
 		r.recent = append(r.recent, f)
 	}
 	n := 0
