@@ -31,7 +31,7 @@ type room struct {
 func newRoom(h *Hub, info store.Room) *room {
 	return &room{
 		name: info.Name, info: info, hub: h, head: info.LastSeq,
-		pending:  make(map[uint64]store.Message),
+		pending: make(map[uint64]store.Message),
 
 		subs:     make(map[*Conn]bool),
 		presence: make(map[string]map[string]Meta),
