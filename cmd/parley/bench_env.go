@@ -30,9 +30,10 @@ type serverSample struct {
 	slowCuts   float64 // parley_slow_consumers_total
 }
 
-// metricsClient scrapes the server's Prometheus text endpoint.
+// metricsClient scrapes the servers' Prometheus text endpoints; with
+// several servers (a cluster) their samples are added up.
 type metricsClient struct {
-	url  string
+	urls []string
 	http *http.Client
 }
 
@@ -41,32 +42,55 @@ func newMetricsClient(g *globals, url string) (*metricsClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	urls := []string{url}
 	if url == "" {
 		scheme := "http"
 		if tc != nil {
 			scheme = "https"
 		}
-		url = scheme + "://" + g.addr + "/metrics"
+		urls = urls[:0]
+		for _, a := range g.addrs() {
+			urls = append(urls, scheme+"://"+a+"/metrics")
+		}
 	}
-	tr := &http.Transport{TLSClientConfig: tc, MaxIdleConns: 2, IdleConnTimeout: 30 * time.Second}
-	return &metricsClient{url: url, http: &http.Client{Transport: tr, Timeout: 5 * time.Second}}, nil
+	tr := &http.Transport{TLSClientConfig: tc, MaxIdleConns: 2 * len(urls), IdleConnTimeout: 30 * time.Second}
+	return &metricsClient{urls: urls, http: &http.Client{Transport: tr, Timeout: 5 * time.Second}}, nil
 }
 
-// scrape reads the samples the bench reports. Metrics are optional: a
-// server without them yields an error that the report shows.
+// scrape reads every server's samples and adds them up.
 func (m *metricsClient) scrape(ctx context.Context) (serverSample, error) {
+	var sum serverSample
+	for _, u := range m.urls {
+		s, err := m.scrapeOne(ctx, u)
+		if err != nil {
+			return sum, err
+		}
+		sum.cpuSeconds += s.cpuSeconds
+		sum.rss += s.rss
+		sum.deliveries += s.deliveries
+		sum.messages += s.messages
+		sum.streams += s.streams
+		sum.slowCuts += s.slowCuts
+		sum.at = s.at
+	}
+	return sum, nil
+}
+
+// scrapeOne reads the samples the bench reports from one server. Metrics
+// are optional: a server without them yields an error that the report shows.
+func (m *metricsClient) scrapeOne(ctx context.Context, url string) (serverSample, error) {
 	s := serverSample{}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return s, err
 	}
 	resp, err := m.http.Do(req)
 	if err != nil {
-		return s, fmt.Errorf("scrape %s: %w", m.url, err)
+		return s, fmt.Errorf("scrape %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return s, fmt.Errorf("scrape %s: HTTP %d", m.url, resp.StatusCode)
+		return s, fmt.Errorf("scrape %s: HTTP %d", url, resp.StatusCode)
 	}
 	want := map[string]*float64{
 		"process_cpu_seconds_total":     &s.cpuSeconds,
@@ -90,10 +114,10 @@ func (m *metricsClient) scrape(ctx context.Context) (serverSample, error) {
 	}
 	s.at = time.Now()
 	if err := sc.Err(); err != nil {
-		return s, fmt.Errorf("scrape %s: %w", m.url, err)
+		return s, fmt.Errorf("scrape %s: %w", url, err)
 	}
 	if found == 0 {
-		return s, fmt.Errorf("scrape %s: none of the expected metrics", m.url)
+		return s, fmt.Errorf("scrape %s: none of the expected metrics", url)
 	}
 	return s, nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -29,7 +30,8 @@ const flowWindow = 1 << 20
 
 // globals are the flags every command accepts.
 type globals struct {
-	addr     string
+	addr     string // host:port, or several comma-separated (bench spreads its connections over them)
+	next     atomic.Uint64
 	token    string
 	tls      bool
 	tlsCA    string
@@ -48,7 +50,7 @@ func newGlobals() *globals {
 // register adds the global flags to fs with their current values as
 // defaults, so they may come before or after the command name.
 func (g *globals) register(fs *flag.FlagSet) {
-	fs.StringVar(&g.addr, "addr", g.addr, "server address host:port (env PARLEY_ADDR)")
+	fs.StringVar(&g.addr, "addr", g.addr, "server address host:port (env PARLEY_ADDR); bench spreads its connections over several, comma-separated (a cluster)")
 	fs.Var(secret{&g.token}, "token", "bearer token (env PARLEY_TOKEN; get one with 'parley token' or 'parleyd token')")
 	fs.BoolVar(&g.tls, "tls", g.tls, "connect with TLS, verifying the server against the system's roots")
 	fs.StringVar(&g.tlsCA, "tls-ca", g.tlsCA, "PEM file of CA certificates to verify the server with (implies --tls)")
@@ -118,11 +120,33 @@ func (g *globals) dial(extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(g.addr, opts...)
+	addr := g.nextAddr()
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", g.addr, err)
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
 	return conn, nil
+}
+
+// addrs returns the server addresses given with --addr.
+func (g *globals) addrs() []string {
+	var out []string
+	for _, a := range strings.Split(g.addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// nextAddr returns the addresses in turn, so connections spread over the
+// nodes of a cluster.
+func (g *globals) nextAddr() string {
+	all := g.addrs()
+	if len(all) == 0 {
+		return g.addr
+	}
+	return all[(g.next.Add(1)-1)%uint64(len(all))]
 }
 
 // needToken fails with a helpful message when no token was given.
