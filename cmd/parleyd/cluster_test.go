@@ -259,3 +259,64 @@ func waitEvent(t *testing.T, s parleyv1.ChatService_JoinClient, match func(*parl
 		t.Fatal("no matching event within 20s")
 	}
 }
+
+// A node restarted at once after SIGKILL comes back as a new incarnation
+// with no connections: the others drop its old entries on its first
+// heartbeat, long before the node timeout (no ghosts).
+func TestClusterRestartedNodeLeavesNoGhosts(t *testing.T) {
+	dsn, natsURL := clusterDeps(t)
+	id := rand.Uint32()
+	schema := fmt.Sprintf("parley_ghosts_%d", id)
+	t.Cleanup(func() {
+		if conn, err := pgx.Connect(context.Background(), dsn); err == nil {
+			conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+			conn.Close(context.Background())
+		}
+	})
+	dir := t.TempDir()
+	nodes := make([]*daemon, 2)
+	for i := range nodes {
+		nodes[i] = &daemon{dir: dir, addr: "127.0.0.1:0", args: []string{
+			"--store", dsn, "--postgres-schema", schema, "--broker", natsURL,
+			"--broker-subject", fmt.Sprintf("parley-ghosts-%d", id), "--node-id", fmt.Sprint("node", i),
+			"--node-timeout", "30s", // far longer than the test: only the new incarnation can clear the ghost
+		}}
+		nodes[i].start(t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := parleyv1.NewChatServiceClient(dialDaemon(t, nodes[0].addr))
+	if _, err := c.CreateRoom(bearer(ctx, nodes[0].token(t, "admin")), &parleyv1.CreateRoomRequest{Name: "haunted"}); err != nil {
+		t.Fatal(err)
+	}
+	open := func(node int, user string) parleyv1.ChatService_JoinClient {
+		s, err := parleyv1.NewChatServiceClient(dialDaemon(t, nodes[node].addr)).Join(bearer(ctx, nodes[node].token(t, user)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(&parleyv1.JoinRequest{Ref: "j", Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: "haunted"}}}); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	watcher := open(0, "watcher")
+	open(1, "ghost")
+	hasUser := func(ps []*parleyv1.Presence) bool {
+		for _, p := range ps {
+			if p.GetUser() == "ghost" {
+				return true
+			}
+		}
+		return false
+	}
+	waitEvent(t, watcher, func(ev *parleyv1.JoinResponse) bool { return hasUser(ev.GetPresenceDiff().GetJoins()) })
+	nodes[1].kill(t)
+	restarted := time.Now()
+	nodes[1].start(t)
+	waitEvent(t, watcher, func(ev *parleyv1.JoinResponse) bool { return hasUser(ev.GetPresenceDiff().GetLeaves()) })
+	if d := time.Since(restarted); d > 5*time.Second {
+		t.Fatalf("the restarted node's old entry stayed %v", d)
+	} else {
+		t.Logf("the restarted node's old entry was dropped %v after the restart began", d.Round(10*time.Millisecond))
+	}
+}
