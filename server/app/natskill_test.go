@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // startNATSCluster runs three clustered NATS servers in this process.
@@ -90,4 +92,29 @@ func TestClusterSurvivesNATSServerLoss(t *testing.T) {
 	}
 	st := nodes[1].Hub().Stats()
 	t.Logf("node 1 (its NATS server killed): %d messages through the broker, %d from the store", st.RemoteMessages, st.GapFills)
+}
+
+// Health says NOT_SERVING while the broker is out of reach, and SERVING
+// again once it is back.
+func TestHealthFollowsTheBroker(t *testing.T) {
+	dsn, url := postgresDSN(t), natsURL(t)
+	proxy := newCutProxy(t, strings.TrimPrefix(url, "nats://"))
+	schema := fmt.Sprintf("parley_brokerhealth_%d", rand.Uint32())
+	dropSchema(t, dsn, schema)
+	ts := startServer(t, func(c *appConfig) {
+		c.Store, c.PostgresSchema = dsn, schema
+		c.Broker, c.BrokerSubject = "nats://"+proxy.ln.Addr().String(), schema
+	})
+	hc := healthpb.NewHealthClient(ts.dial(t))
+	serving := func(want healthpb.HealthCheckResponse_ServingStatus) func() bool {
+		return func() bool {
+			h, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "parley.v1.ChatService"})
+			return err == nil && h.GetStatus() == want
+		}
+	}
+	waitFor(t, "SERVING", serving(healthpb.HealthCheckResponse_SERVING))
+	proxy.setCut(true)
+	waitFor(t, "NOT_SERVING while NATS is cut off", serving(healthpb.HealthCheckResponse_NOT_SERVING))
+	proxy.setCut(false)
+	waitFor(t, "SERVING once NATS is back", serving(healthpb.HealthCheckResponse_SERVING))
 }
