@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,4 +179,104 @@ func TestPostgresStoreAndOutage(t *testing.T) {
 	if err != nil || after.GetMessage().GetSeq() != 7 {
 		t.Fatalf("retried send after the outage: seq %d (%v), want 7 (nothing was stored during it)", after.GetMessage().GetSeq(), err)
 	}
+}
+
+// PostgreSQL goes away while four senders send: every failed send answers
+// UNAVAILABLE within seconds (no hang), senders retry with the same
+// client_msg_id, and in the end every message is stored exactly once with
+// seqs 1..N (no false ack, nothing lost).
+func TestPostgresOutageUnderLoad(t *testing.T) {
+	dsn := postgresDSN(t)
+	schema := fmt.Sprintf("parley_outage_load_%d", rand.Uint32())
+	dropSchema(t, dsn, schema)
+	proxy := newCutProxy(t, "127.0.0.1:5432")
+	ts := startServer(t, func(c *appConfig) {
+		c.Store = fmt.Sprintf("postgres://postgres@%s/test?sslmode=disable&connect_timeout=2", proxy.ln.Addr())
+		c.PostgresSchema = schema
+	})
+	ts.createRoom(t, "loaded")
+	const senders, each = 4, 60
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		refused  int
+		slowest  time.Duration
+		acked    = map[string]uint64{}
+		progress atomic.Int64
+	)
+	for s := range senders {
+		c, ctx := ts.client(t, fmt.Sprint("loader", s))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				id := fmt.Sprint(s, "-", i)
+				for {
+					start := time.Now()
+					cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+					resp, err := c.SendMessage(cctx, &parleyv1.SendMessageRequest{Room: "loaded", Body: id, ClientMsgId: id})
+					cancel()
+					took := time.Since(start)
+					if err == nil {
+						mu.Lock()
+						acked[id] = resp.GetMessage().GetSeq()
+						mu.Unlock()
+						progress.Add(1)
+						break
+					}
+					if status.Code(err) != codes.Unavailable {
+						t.Errorf("send %s: %v", id, err)
+						return
+					}
+					mu.Lock()
+					refused++
+					slowest = max(slowest, took)
+					mu.Unlock()
+					time.Sleep(50 * time.Millisecond) // client back-off before a retry
+				}
+			}
+		}()
+	}
+	waitFor(t, "load before the outage", func() bool { return progress.Load() >= 40 })
+	proxy.setCut(true)
+	before := progress.Load()
+	cutAt := time.Now()
+	waitFor(t, "sends to be refused during the outage", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return refused >= 8 && time.Since(cutAt) > 500*time.Millisecond
+	})
+	if p := progress.Load(); p > before+senders {
+		t.Fatalf("%d sends were acked while PostgreSQL was out of reach", p-before)
+	}
+	proxy.setCut(false)
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	c, ctx := ts.client(t, "checker")
+	var stored []*parleyv1.Message
+	req := &parleyv1.ListMessagesRequest{Room: "loaded", Limit: 200, Order: parleyv1.MessageOrder_MESSAGE_ORDER_OLDEST_FIRST}
+	for {
+		resp, err := c.ListMessages(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, resp.GetMessages()...)
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			break
+		}
+	}
+	if len(stored) != senders*each || len(acked) != senders*each {
+		t.Fatalf("stored %d, acked %d, want %d each", len(stored), len(acked), senders*each)
+	}
+	for i, m := range stored {
+		if m.GetSeq() != uint64(i+1) || acked[m.GetBody()] != m.GetSeq() {
+			t.Fatalf("stored seq %d (%q) at position %d, acked as %d", m.GetSeq(), m.GetBody(), i, acked[m.GetBody()])
+		}
+	}
+	if slowest > 5*time.Second {
+		t.Fatalf("a refused send took %v", slowest)
+	}
+	t.Logf("%d messages stored once each; %d sends refused during the outage, the slowest answer in %v", len(stored), refused, slowest.Round(time.Millisecond))
 }
