@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"sync"
@@ -65,9 +66,17 @@ func (l *userLimits) sweepLocked() {
 	}
 }
 
+// maxTarpit bounds how long a refused send is held before its answer.
+const maxTarpit = time.Second
+
 // allowSend takes one send from user's bucket, or returns RESOURCE_EXHAUSTED
-// saying when to retry.
-func (l *userLimits) allowSend(user string) error {
+// saying when to retry. A refused send is answered only after the wait a
+// well-behaved client would have kept (at most maxTarpit): a client that
+// ignores RetryInfo and floods then gets about one answer per token, so its
+// flood cannot take the CPU that other users' messages need. Held requests
+// cost a parked goroutine each, bounded by the streams a connection and a
+// user may open.
+func (l *userLimits) allowSend(ctx context.Context, user string) error {
 	if l.rate == rate.Inf {
 		return nil
 	}
@@ -77,7 +86,16 @@ func (l *userLimits) allowSend(user string) error {
 		return nil
 	}
 	r.Cancel()
-	return retryable(d, fmt.Sprintf("sending too fast: at most %g messages/s per user (burst %d); retry in %v", float64(l.rate), l.burst, d.Round(time.Millisecond)))
+	wait := min(d, maxTarpit)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	after := max(d-wait, time.Millisecond)
+	return retryable(after, fmt.Sprintf("sending too fast: at most %g messages/s per user (burst %d); retry in %v", float64(l.rate), l.burst, after.Round(time.Millisecond)))
 }
 
 // openStream counts a Join stream for user, refusing one past the limit.

@@ -161,7 +161,7 @@ func (s *Service) send(ctx context.Context, user, room, body, clientMsgID string
 	if _, err := s.access(ctx, user, room); err != nil {
 		return store.Message{}, err
 	}
-	if err := s.limits.allowSend(user); err != nil {
+	if err := s.limits.allowSend(ctx, user); err != nil {
 		return store.Message{}, err
 	}
 	msg, _, err := s.cfg.Hub.Send(ctx, store.NewMessage{Room: room, Sender: user, Body: body, ClientMsgID: clientMsgID})
