@@ -146,7 +146,7 @@ func (sess *session) send(ctx context.Context, m *parleyv1.JoinRequest_Post) (*p
 		}
 		return nil, statusErrorf(codes.FailedPrecondition, "join room %q before sending to it on this stream", m.GetRoom())
 	}
-	msg, err := sess.s.send(ctx, sess.user, m.GetRoom(), m.GetBody(), m.GetClientMsgId())
+	msg, err := sess.s.send(ctx, sess.user, m.GetRoom(), m.GetBody(), m.GetClientMsgId(), false)
 	if err != nil {
 		return nil, err
 	}

@@ -70,13 +70,13 @@ func (l *userLimits) sweepLocked() {
 const maxTarpit = time.Second
 
 // allowSend takes one send from user's bucket, or returns RESOURCE_EXHAUSTED
-// saying when to retry. A refused send is answered only after the wait a
-// well-behaved client would have kept (at most maxTarpit): a client that
-// ignores RetryInfo and floods then gets about one answer per token, so its
-// flood cannot take the CPU that other users' messages need. Held requests
-// cost a parked goroutine each, bounded by the streams a connection and a
-// user may open.
-func (l *userLimits) allowSend(ctx context.Context, user string) error {
+// saying when to retry. With hold, a refused send is answered only after
+// the wait a well-behaved client would have kept (at most maxTarpit): a
+// client that ignores RetryInfo and floods then gets about one answer per
+// token, so its flood cannot take the CPU that other users' messages need.
+// Held requests cost a parked goroutine each, bounded by the streams a
+// connection may open.
+func (l *userLimits) allowSend(ctx context.Context, user string, hold bool) error {
 	if l.rate == rate.Inf {
 		return nil
 	}
@@ -86,6 +86,9 @@ func (l *userLimits) allowSend(ctx context.Context, user string) error {
 		return nil
 	}
 	r.Cancel()
+	if !hold {
+		return retryable(d, fmt.Sprintf("sending too fast: at most %g messages/s per user (burst %d); retry in %v", float64(l.rate), l.burst, d.Round(time.Millisecond)))
+	}
 	wait := min(d, maxTarpit)
 	t := time.NewTimer(wait)
 	defer t.Stop()

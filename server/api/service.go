@@ -141,14 +141,19 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 			return nil, fail(err)
 		}
 	}
-	msg, err := s.send(ctx, user, room, req.GetBody(), req.GetClientMsgId())
+	msg, err := s.send(ctx, user, room, req.GetBody(), req.GetClientMsgId(), true)
 	if err != nil {
 		return nil, fail(err)
 	}
 	return &parleyv1.SendMessageResponse{Message: messageToProto(msg)}, nil
 }
 
-func (s *Service) send(ctx context.Context, user, room, body, clientMsgID string) (store.Message, error) {
+// send validates and stores a message. hold says whether a send refused
+// for its rate is held before the answer (see allowSend): for unary calls,
+// where each refused request is a whole RPC; not on a Join stream, whose
+// frames are handled in order, so holding one would hold the user's joins
+// and typing behind it.
+func (s *Service) send(ctx context.Context, user, room, body, clientMsgID string, hold bool) (store.Message, error) {
 	if err := validateRoom(room); err != nil {
 		return store.Message{}, err
 	}
@@ -161,7 +166,7 @@ func (s *Service) send(ctx context.Context, user, room, body, clientMsgID string
 	if _, err := s.access(ctx, user, room); err != nil {
 		return store.Message{}, err
 	}
-	if err := s.limits.allowSend(ctx, user); err != nil {
+	if err := s.limits.allowSend(ctx, user, hold); err != nil {
 		return store.Message{}, err
 	}
 	msg, _, err := s.cfg.Hub.Send(ctx, store.NewMessage{Room: room, Sender: user, Body: body, ClientMsgID: clientMsgID})

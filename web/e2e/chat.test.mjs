@@ -216,6 +216,9 @@ test("two people chat: presence, live messages, typing, reload, offline resume, 
 
   await t.test("screenshots", async () => {
     await B.locator('[data-testid="room-item"][data-room="lobby"]').click();
+    // The composer is disabled until the room is usable; keys typed before
+    // that are dropped, so wait for it.
+    await B.locator('[data-testid="composer-input"]:not([disabled])').waitFor();
     await B.getByTestId("composer-input").pressSequentially("typing something", { delay: 10 });
     await A.getByTestId("typing").filter({ hasText: "bob is typing" }).waitFor();
     await A.screenshot({ path: join(artifacts, "alice.png") });
