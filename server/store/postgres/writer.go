@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parleychat/parley/server/store"
+	"github.com/parleychat/parley/server/store/internal/groupcommit"
 )
 
 // The writer is the only goroutine of a process that appends. Appends to
@@ -40,20 +41,13 @@ import (
 // own WAL flush); SERIALIZABLE transactions (the row lock already orders
 // the batches, and serialization failures would turn into retries).
 type writer struct {
-	pool      *pgxpool.Pool
-	reqs      chan *request
-	done      chan struct{}
-	maxBatch  int
-	delay     time.Duration
-	timeout   time.Duration
-	timer     *time.Timer
-	lastSize  int        // size of the previous batch: how many to wait for
-	batch     []*request // reused between batches
-	live      []*request // reused between batches
-	b         *batchState
-	batches   atomic.Int64 // batches committed or failed, for tests and benchmarks
-	careful   atomic.Int64 // batches redone carefully, for tests and benchmarks
-	twoRounds bool         // EXPERIMENT
+	pool    *pgxpool.Pool
+	q       *groupcommit.Queue[*request]
+	timeout time.Duration
+	live    []*request // reused between batches
+	b       *batchState
+	batches atomic.Int64 // batches committed or failed, for tests and benchmarks
+	careful atomic.Int64 // batches redone carefully, for tests and benchmarks
 }
 
 // request is one append waiting for the writer.
@@ -74,14 +68,8 @@ type result struct {
 }
 
 func startWriter(pool *pgxpool.Pool, cfg Config) *writer {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	w := &writer{
-		pool: pool, maxBatch: cfg.MaxBatch, delay: cfg.MaxBatchDelay, timeout: cfg.QueryTimeout,
-		timer: timer, reqs: make(chan *request, queueLen(cfg.MaxBatch)), done: make(chan struct{}),
-		b: newBatchState(),
-	}
-	go w.run()
+	w := &writer{pool: pool, q: groupcommit.New[*request](cfg.MaxBatch, cfg.MaxBatchDelay), timeout: cfg.QueryTimeout, b: newBatchState()}
+	go w.q.Run(w.process)
 	return w
 }
 
@@ -104,7 +92,7 @@ func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, 
 		return store.Message{}, false, err
 	}
 	select {
-	case s.w.reqs <- r:
+	case s.w.q.Requests() <- r:
 		s.mu.RUnlock()
 	case <-ctx.Done():
 		s.mu.RUnlock()
@@ -132,72 +120,10 @@ func release(r *request) {
 	requests.Put(r)
 }
 
-func (w *writer) run() {
-	defer close(w.done)
-	for {
-		idle := time.Now()
-		first, ok := <-w.reqs
-		if !ok {
-			return
-		}
-		if w.delay > 0 && time.Since(idle) > w.delay {
-			w.lastSize = 1 // the load went away: do not wait for it
-		}
-		batch := w.collect(first)
-		w.lastSize = len(batch)
-		w.process(batch)
-		w.batch = batch[:0]
-	}
-}
-
-// collect gathers a batch: first, then whatever is already queued, up to
-// maxBatch. When the queue runs dry before the batch is as large as the
-// previous one, the appenders answered last time are probably about to send
-// again, so it waits up to delay for them. A lone appender never waits.
-func (w *writer) collect(first *request) []*request {
-	batch := append(w.batch[:0], first)
-	waiting := false
-	defer func() {
-		if waiting {
-			w.timer.Stop()
-		}
-	}()
-	for len(batch) < w.maxBatch {
-		select {
-		case r, ok := <-w.reqs:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, r)
-			continue
-		default:
-		}
-		if w.delay <= 0 || len(batch) >= w.lastSize {
-			return batch
-		}
-		if !waiting {
-			waiting = true
-			w.timer.Reset(w.delay)
-		}
-		select {
-		case r, ok := <-w.reqs:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, r)
-		case <-w.timer.C:
-			waiting = false
-			return batch
-		}
-	}
-	return batch
-}
-
 // close stops taking requests, lets the writer finish those queued, and
 // waits for it. The caller guarantees that nobody is sending.
 func (w *writer) close() {
-	close(w.reqs)
-	<-w.done
+	w.q.Close()
 }
 
 // process commits one batch and answers every request in it. Requests
@@ -295,10 +221,4 @@ func rollback(ctx context.Context, c *pgx.Conn) {
 	if _, err := c.Exec(ctx, "ROLLBACK"); err != nil {
 		c.Close(context.Background()) //nolint:errcheck // the connection is being dropped
 	}
-}
-
-// queueLen is the capacity of the writer's queue: several batches' worth,
-// so that appenders seldom block on a full queue and wait to be woken.
-func queueLen(maxBatch int) int {
-	return max(4*maxBatch, 4096)
 }

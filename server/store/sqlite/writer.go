@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/parleychat/parley/server/store"
+	"github.com/parleychat/parley/server/store/internal/groupcommit"
 )
 
 // The writer is the only goroutine that writes to the database. Appends (and
@@ -27,17 +27,11 @@ import (
 // before the fsync and syncing in the background (readers of the read pool
 // would see messages that a crash could still take away).
 type writer struct {
-	conn     *sql.Conn
-	st       *statements
-	reqs     chan *request
-	done     chan struct{}
-	maxBatch int
-	delay    time.Duration
-	timer    *time.Timer
-	lastSize int        // size of the previous batch: how many to wait for
-	batch    []*request // reused between batches
-	live     []*request // reused between batches
-	b        *batchState
+	conn *sql.Conn
+	st   *statements
+	q    *groupcommit.Queue[*request]
+	live []*request // reused between batches
+	b    *batchState
 }
 
 // request is one append or one room creation waiting for the writer.
@@ -73,14 +67,8 @@ func startWriter(ctx context.Context, db *sql.DB, cfg Config) (*writer, error) {
 		conn.Close()
 		return nil, err
 	}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	w := &writer{
-		conn: conn, st: st, maxBatch: cfg.MaxBatch, delay: cfg.MaxBatchDelay, timer: timer,
-		reqs: make(chan *request, queueLen(cfg.MaxBatch)), done: make(chan struct{}),
-		b: newBatchState(),
-	}
-	go w.run()
+	w := &writer{conn: conn, st: st, q: groupcommit.New[*request](cfg.MaxBatch, cfg.MaxBatchDelay), b: newBatchState()}
+	go w.q.Run(w.process)
 	return w, nil
 }
 
@@ -143,7 +131,7 @@ func (s *Store) submit(ctx context.Context, r *request) (result, error) {
 		return result{}, err
 	}
 	select {
-	case s.w.reqs <- r:
+	case s.w.q.Requests() <- r:
 		s.mu.RUnlock()
 	case <-ctx.Done():
 		s.mu.RUnlock()
@@ -158,72 +146,10 @@ func release(r *request) {
 	requests.Put(r)
 }
 
-func (w *writer) run() {
-	defer close(w.done)
-	for {
-		idle := time.Now()
-		first, ok := <-w.reqs
-		if !ok {
-			return
-		}
-		if w.delay > 0 && time.Since(idle) > w.delay {
-			w.lastSize = 1 // the load went away: do not wait for it
-		}
-		batch := w.collect(first)
-		w.lastSize = len(batch)
-		w.process(batch)
-		w.batch = batch[:0]
-	}
-}
-
-// collect gathers a batch: first, then whatever is already queued, up to
-// maxBatch. When the queue runs dry before the batch is as large as the
-// previous one, the appenders answered last time are probably about to send
-// again, so it waits up to delay for them. A lone appender never waits.
-func (w *writer) collect(first *request) []*request {
-	batch := append(w.batch[:0], first)
-	waiting := false
-	defer func() {
-		if waiting {
-			w.timer.Stop()
-		}
-	}()
-	for len(batch) < w.maxBatch {
-		select {
-		case r, ok := <-w.reqs:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, r)
-			continue
-		default:
-		}
-		if w.delay <= 0 || len(batch) >= w.lastSize {
-			return batch
-		}
-		if !waiting {
-			waiting = true
-			w.timer.Reset(w.delay)
-		}
-		select {
-		case r, ok := <-w.reqs:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, r)
-		case <-w.timer.C:
-			waiting = false
-			return batch
-		}
-	}
-	return batch
-}
-
 // close stops taking requests, lets the writer finish those queued, and
 // waits for it. The caller guarantees that nobody is sending.
 func (w *writer) close() error {
-	close(w.reqs)
-	<-w.done
+	w.q.Close()
 	w.st.close()
 	if err := w.conn.Close(); err != nil {
 		return fmt.Errorf("sqlite: close writer connection: %w", err)
@@ -298,10 +224,4 @@ func (w *writer) attempt(live []*request, careful bool) error {
 		}
 	}
 	return err
-}
-
-// queueLen is the capacity of the writer's queue: several batches' worth,
-// so that appenders seldom block on a full queue and wait to be woken.
-func queueLen(maxBatch int) int {
-	return max(4*maxBatch, 4096)
 }

@@ -1,0 +1,103 @@
+// Package groupcommit gathers requests from many goroutines into batches
+// for one writer goroutine, so that a store pays its commit (an fsync, a
+// round trip) once per batch instead of once per request. The SQLite and
+// PostgreSQL stores both commit through it.
+package groupcommit
+
+import "time"
+
+// Queue hands requests to one writer goroutine in batches.
+type Queue[T any] struct {
+	reqs     chan T
+	done     chan struct{}
+	maxBatch int
+	delay    time.Duration
+	timer    *time.Timer
+	lastSize int // size of the previous batch: how many to wait for
+	batch    []T // reused between batches
+}
+
+// New returns a queue that batches up to maxBatch requests and may wait
+// up to delay for more (see collect). Its buffer holds several batches, so
+// senders seldom block on a full queue.
+func New[T any](maxBatch int, delay time.Duration) *Queue[T] {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	return &Queue[T]{
+		reqs: make(chan T, max(4*maxBatch, 4096)), done: make(chan struct{}),
+		maxBatch: maxBatch, delay: delay, timer: timer,
+	}
+}
+
+// Requests is where senders put their requests.
+func (q *Queue[T]) Requests() chan<- T { return q.reqs }
+
+// Run calls process with each batch, one at a time, until Close; it is the
+// writer goroutine's body. process must not keep the slice.
+func (q *Queue[T]) Run(process func([]T)) {
+	defer close(q.done)
+	for {
+		idle := time.Now()
+		first, ok := <-q.reqs
+		if !ok {
+			return
+		}
+		if q.delay > 0 && time.Since(idle) > q.delay {
+			q.lastSize = 1 // the load went away: do not wait for it
+		}
+		batch := q.collect(first)
+		q.lastSize = len(batch)
+		process(batch)
+		q.batch = batch[:0]
+	}
+}
+
+// collect gathers a batch: first, then whatever is already queued, up to
+// maxBatch. When the queue runs dry before the batch is as large as the
+// previous one, the senders answered last time are probably about to send
+// again, so it waits up to delay for them. A lone sender never waits.
+func (q *Queue[T]) collect(first T) []T {
+	batch := append(q.batch[:0], first)
+	waiting := false
+	defer func() {
+		if waiting {
+			q.timer.Stop()
+		}
+	}()
+	for len(batch) < q.maxBatch {
+		select {
+		case r, ok := <-q.reqs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		if q.delay <= 0 || len(batch) >= q.lastSize {
+			return batch
+		}
+		if !waiting {
+			waiting = true
+			q.timer.Reset(q.delay)
+		}
+		select {
+		case r, ok := <-q.reqs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		case <-q.timer.C:
+			waiting = false
+			return batch
+		}
+	}
+	return batch
+}
+
+// Close stops taking requests and waits until Run has processed those
+// queued. The caller guarantees that nobody is sending.
+func (q *Queue[T]) Close() {
+	close(q.reqs)
+	<-q.done
+}
