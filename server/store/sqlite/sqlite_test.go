@@ -289,3 +289,59 @@ func TestCloseDrains(t *testing.T) {
 		}
 	}
 }
+
+// TestUpgradeFromSchema2 opens a database an older binary left at schema
+// version 2 (idempotency index led by room): the upgrade rebuilds the index
+// led by client_msg_id, and what was stored before still deduplicates.
+func TestUpgradeFromSchema2(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "parley.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlite.MigrateTo(ctx, db, 2); err != nil {
+		t.Fatalf("schema 2: %v", err)
+	}
+	for _, q := range []string{
+		`INSERT INTO rooms (name, visibility, created_by, created_at, last_seq, last_message_at) VALUES ('r', 1, 'alice', 1, 1, 5)`,
+		`INSERT INTO messages (room, seq, sender, body, sent_at, client_msg_id) VALUES ('r', 1, 'alice', 'hello', 5, 'id-1')`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s := openTemp(t, sqlite.Config{Path: path})
+	defer s.Close()
+	retry, dup, err := s.Append(ctx, store.NewMessage{Room: "r", Sender: "alice", Body: "hello", ClientMsgID: "id-1"})
+	if err != nil || !dup || retry.Seq != 1 || retry.SentAt.UnixNano() != 5 {
+		t.Errorf("retry of a message stored before the upgrade = %+v, dup %v, err %v; want seq 1 sent at 5ns, dup", retry, dup, err)
+	}
+	if m := mustAppend(t, s, store.NewMessage{Room: "r", Sender: "alice", Body: "next", ClientMsgID: "id-2"}); m.Seq != 2 {
+		t.Errorf("next append got seq %d, want 2", m.Seq)
+	}
+
+	db, err = sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, `SELECT name FROM pragma_index_info('messages_client_msg_id') ORDER BY seqno`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var cols []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		cols = append(cols, c)
+	}
+	if want := []string{"client_msg_id", "room", "sender"}; !reflect.DeepEqual(cols, want) {
+		t.Errorf("index columns after the upgrade = %v, want %v", cols, want)
+	}
+}
