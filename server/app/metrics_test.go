@@ -19,7 +19,7 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	out := map[string]float64{}
-	for _, m := range regexp.MustCompile(`(?m)^([a-z_]+) ([0-9.e+-]+)$`).FindAllStringSubmatch(string(body), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^([a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$`).FindAllStringSubmatch(string(body), -1) {
 		v, _ := strconv.ParseFloat(m[2], 64)
 		out[m[1]] = v
 	}
@@ -50,5 +50,17 @@ func TestMetrics(t *testing.T) {
 		if m[k] <= 0 {
 			t.Errorf("%s = %v, want > 0", k, m[k])
 		}
+	}
+	// The store's writer: the room and the three messages were committed in
+	// at least one batch, each batch timed.
+	size, n := m[`parley_store_batch_size_sum{store="sqlite"}`], m[`parley_store_batch_size_count{store="sqlite"}`]
+	if size < 4 || n < 1 || n > size {
+		t.Errorf("parley_store_batch_size sum %v count %v, want at least 4 requests in 1..sum batches", size, n)
+	}
+	if c := m[`parley_store_commit_seconds_count{store="sqlite"}`]; c != n {
+		t.Errorf("parley_store_commit_seconds_count = %v, want one per batch (%v)", c, n)
+	}
+	if s := m[`parley_store_commit_seconds_sum{store="sqlite"}`]; s <= 0 {
+		t.Errorf("parley_store_commit_seconds_sum = %v, want > 0", s)
 	}
 }

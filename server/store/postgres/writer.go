@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parleychat/parley/server/store"
 	"github.com/parleychat/parley/server/store/internal/groupcommit"
@@ -68,7 +69,7 @@ type result struct {
 }
 
 func startWriter(pool *pgxpool.Pool, cfg Config) *writer {
-	w := &writer{pool: pool, q: groupcommit.New[*request](cfg.MaxBatch, cfg.MaxBatchDelay), timeout: cfg.QueryTimeout, b: newBatchState()}
+	w := &writer{pool: pool, q: groupcommit.New[*request]("postgres", cfg.MaxBatch, cfg.MaxBatchDelay), timeout: cfg.QueryTimeout, b: newBatchState()}
 	go w.q.Run(w.process)
 	return w
 }
@@ -222,3 +223,7 @@ func rollback(ctx context.Context, c *pgx.Conn) {
 		c.Close(context.Background()) //nolint:errcheck // the connection is being dropped
 	}
 }
+
+// Collectors returns the store's Prometheus metrics: batch sizes and commit
+// times of the writer.
+func (s *Store) Collectors() []prometheus.Collector { return s.w.q.Collectors() }

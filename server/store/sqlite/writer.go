@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/parleychat/parley/server/store"
 	"github.com/parleychat/parley/server/store/internal/groupcommit"
 )
@@ -67,7 +69,7 @@ func startWriter(ctx context.Context, db *sql.DB, cfg Config) (*writer, error) {
 		conn.Close()
 		return nil, err
 	}
-	w := &writer{conn: conn, st: st, q: groupcommit.New[*request](cfg.MaxBatch, cfg.MaxBatchDelay), b: newBatchState()}
+	w := &writer{conn: conn, st: st, q: groupcommit.New[*request]("sqlite", cfg.MaxBatch, cfg.MaxBatchDelay), b: newBatchState()}
 	go w.q.Run(w.process)
 	return w, nil
 }
@@ -225,3 +227,7 @@ func (w *writer) attempt(live []*request, careful bool) error {
 	}
 	return err
 }
+
+// Collectors returns the store's Prometheus metrics: batch sizes and commit
+// times of the writer.
+func (s *Store) Collectors() []prometheus.Collector { return s.w.q.Collectors() }

@@ -4,7 +4,11 @@
 // PostgreSQL stores both commit through it.
 package groupcommit
 
-import "time"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Queue hands requests to one writer goroutine in batches.
 type Queue[T any] struct {
@@ -15,18 +19,36 @@ type Queue[T any] struct {
 	timer    *time.Timer
 	lastSize int // size of the previous batch: how many to wait for
 	batch    []T // reused between batches
+	sizes    prometheus.Histogram
+	commits  prometheus.Histogram
 }
 
 // New returns a queue that batches up to maxBatch requests and may wait
 // up to delay for more (see collect). Its buffer holds several batches, so
-// senders seldom block on a full queue.
-func New[T any](maxBatch int, delay time.Duration) *Queue[T] {
+// senders seldom block on a full queue. store names the store in the
+// queue's metrics (see Collectors).
+func New[T any](store string, maxBatch int, delay time.Duration) *Queue[T] {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	labels := prometheus.Labels{"store": store}
 	return &Queue[T]{
 		reqs: make(chan T, max(4*maxBatch, 4096)), done: make(chan struct{}),
 		maxBatch: maxBatch, delay: delay, timer: timer,
+		sizes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "parley_store_batch_size", Help: "Requests (appends, room and member changes) committed together in one batch.",
+			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(1, 2, 13), // 1 .. 4096
+		}),
+		commits: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "parley_store_commit_seconds", Help: "Time from a batch's start to every request in it being answered: its statements, COMMIT and fsync.",
+			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(100e-6, 2, 14), // 100 µs .. 0.8 s
+		}),
 	}
+}
+
+// Collectors returns the queue's metrics: the size of each batch and how
+// long it took to commit.
+func (q *Queue[T]) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{q.sizes, q.commits}
 }
 
 // Requests is where senders put their requests.
@@ -47,7 +69,10 @@ func (q *Queue[T]) Run(process func([]T)) {
 		}
 		batch := q.collect(first)
 		q.lastSize = len(batch)
+		start := time.Now()
 		process(batch)
+		q.commits.Observe(time.Since(start).Seconds())
+		q.sizes.Observe(float64(len(batch)))
 		q.batch = batch[:0]
 	}
 }

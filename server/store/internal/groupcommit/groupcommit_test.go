@@ -8,7 +8,7 @@ import (
 // Requests queued before the writer looks are taken together, never more
 // than maxBatch at a time, in order, and Close processes what is queued.
 func TestBatchesInOrderUpToMax(t *testing.T) {
-	q := New[int](4, time.Millisecond)
+	q := New[int]("test", 4, time.Millisecond)
 	for i := range 10 {
 		q.Requests() <- i
 	}
