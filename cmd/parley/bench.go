@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,6 +20,7 @@ import (
 // benchConfig is parley bench's flags.
 type benchConfig struct {
 	receivers      int
+	cpuProfile     string
 	rooms          int
 	senders        int
 	rate           float64
@@ -113,6 +116,7 @@ for load tests, or senders above its rate are refused.`)
 	fs.StringVar(&c.metricsURL, "metrics-url", "", "the server's Prometheus endpoint (default: http(s)://<addr>/metrics)")
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON on stdout")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress line on stderr")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the bench's own CPU profile (pprof) for the whole run to this file")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return c, err
@@ -168,6 +172,13 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer b.close()
+	if cfg.cpuProfile != "" {
+		stop, err := startCPUProfile(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	rep, err := b.run(ctx)
 	if err != nil {
 		return err
@@ -184,6 +195,19 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		return errFailed
 	}
 	return nil
+}
+
+// startCPUProfile profiles this process into path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func newBench(e *env, cfg benchConfig) (*bench, error) {

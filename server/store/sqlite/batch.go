@@ -19,6 +19,7 @@ type batchState struct {
 	careful bool  // look up every ClientMsgID before inserting
 	now     int64 // unix nanoseconds, the time of every message in the batch
 	heads   map[string]*head
+	known   map[string]head            // committed heads of existing rooms, kept across batches
 	dedup   map[dedupKey]store.Message // new messages with a ClientMsgID
 	rows    []store.Message            // new messages to insert
 	args    []any
@@ -35,7 +36,7 @@ type head struct {
 type dedupKey struct{ room, sender, id string }
 
 func newBatchState() *batchState {
-	return &batchState{heads: make(map[string]*head), dedup: make(map[dedupKey]store.Message)}
+	return &batchState{heads: make(map[string]*head), known: make(map[string]head), dedup: make(map[dedupKey]store.Message)}
 }
 
 // apply performs the batch's requests in arrival order inside the open
@@ -75,7 +76,33 @@ func (b *batchState) reset(now time.Time, careful bool) {
 	b.rows = b.rows[:0]
 }
 
-// loadHeads reads the head of every room the batch touches, in one query.
+// maxKnownHeads bounds the committed heads the writer remembers.
+const maxKnownHeads = 1 << 16
+
+// committed remembers the heads of the batch's rooms once its transaction
+// has committed: the writer is the database's only writer, so the next
+// batch can take them from memory instead of reading them again.
+func (b *batchState) committed() {
+	if len(b.known) > maxKnownHeads {
+		clear(b.known)
+	}
+	for name, h := range b.heads {
+		if h.exists {
+			b.known[name] = head{exists: true, seq: h.seq, at: h.at}
+		}
+	}
+}
+
+// rolledBack forgets what the batch's rooms were thought to hold, so the
+// next batch reads their heads from the database.
+func (b *batchState) rolledBack() {
+	for name := range b.heads {
+		delete(b.known, name)
+	}
+}
+
+// loadHeads finds the head of every room the batch touches: those committed
+// by earlier batches from memory, the others with one query.
 func (b *batchState) loadHeads(ctx context.Context, st *statements, live []*request) error {
 	names := make([]string, 0, len(live))
 	for _, r := range live {
@@ -89,9 +116,16 @@ func (b *batchState) loadHeads(ctx context.Context, st *statements, live []*requ
 			name = r.prune.room
 		}
 		if _, ok := b.heads[name]; !ok {
+			if k, ok := b.known[name]; ok {
+				b.heads[name] = &k
+				continue
+			}
 			b.heads[name] = &head{}
 			names = append(names, name)
 		}
+	}
+	if len(names) == 0 {
+		return nil
 	}
 	list, err := json.Marshal(names)
 	if err != nil {

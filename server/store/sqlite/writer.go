@@ -20,8 +20,9 @@ import (
 // once per message. Nobody is answered before COMMIT returns: a seq handed
 // out is a seq on disk, and readers never see a message before it is durable.
 //
-// Seqs are computed inside the transaction from rooms.last_seq, never cached
-// across batches, so a batch that fails and rolls back consumes nothing.
+// Seqs are computed inside the transaction from the rooms' heads; the heads
+// a batch moved are remembered only once its COMMIT has succeeded (and
+// forgotten when a batch fails), so a batch that rolls back consumes nothing.
 //
 // Rejected: one writer per room (SQLite has one write lock per database, so
 // rooms would queue for it and each pay their own fsync); a seq counter in
@@ -221,11 +222,14 @@ func (w *writer) attempt(live []*request, careful bool) error {
 		}
 	}
 	if err != nil {
+		w.b.rolledBack()
 		if _, rerr := w.st.rollback.ExecContext(ctx); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("rollback: %w", rerr))
 		}
+		return err
 	}
-	return err
+	w.b.committed()
+	return nil
 }
 
 // Collectors returns the store's Prometheus metrics: batch sizes and commit
