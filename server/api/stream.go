@@ -67,54 +67,44 @@ func writeLoop(ctx context.Context, ss grpc.ServerStream, conn *hub.Conn, pos *p
 	}
 }
 
-// runStream drives a session until it ends: the writer sends what the hub
-// queues; read, if not nil, consumes client frames. It returns the status
-// that ends the stream. The reader and writer goroutines are tracked by
-// s.streams: when the handler returns they end with the stream.
+// runStream drives a session until it ends and returns the status that
+// ends the stream. The handler's goroutine is the writer: it sends what the
+// hub queues. read, if not nil, consumes client frames on a second
+// goroutine, tracked by s.streams; it ends with the stream. Whatever ends
+// the session — the client, the hub, the token's expiry, a failed read or
+// write — ends conn first, and the writer returns its cause.
 func (s *Service) runStream(ss grpc.ServerStream, conn *hub.Conn, expires func() time.Time, read func() error) error {
 	ctx := ss.Context()
 	pos := &positions{}
-	s.streams.Add(1)
-	go func() {
-		defer s.streams.Done()
-		_ = writeLoop(ctx, ss, conn, pos) // its cause is recorded on conn
-	}()
-	var readDone chan error
 	if read != nil {
-		readDone = make(chan error, 1)
 		s.streams.Add(1)
 		go func() {
 			defer s.streams.Done()
-			readDone <- read()
+			if err := read(); errors.Is(err, io.EOF) {
+				conn.Drain() // the client is done sending: write what is queued, then end
+			} else {
+				conn.End(err)
+			}
 		}()
 	}
-	expiry := time.NewTimer(time.Until(expires()))
-	defer expiry.Stop()
-	for {
-		select {
-		case <-conn.Done():
-			return s.endStatus(conn.Err(), pos)
-		case err := <-readDone:
-			if errors.Is(err, io.EOF) {
-				// The client is done sending: write what is queued, then end.
-				conn.Drain()
-				readDone = nil
-				continue
-			}
-			conn.End(err)
-			return fail(err)
-		case <-expiry.C:
-			if d := time.Until(expires()); d > 0 {
-				expiry.Reset(d) // refreshed
-				continue
-			}
-			conn.End(errTokenExpired)
-			return status.Error(codes.Unauthenticated, "token expired: send a refresh frame before exp, or reconnect with a new token")
-		case <-ctx.Done():
-			conn.End(ctx.Err())
-			return fail(ctx.Err())
+	var expiry *time.Timer
+	expiry = time.AfterFunc(time.Hour, func() {
+		if d := time.Until(expires()); d > 0 {
+			expiry.Reset(d) // refreshed
+			return
 		}
+		conn.End(errTokenExpired)
+	})
+	expiry.Reset(time.Until(expires())) // set only now: the callback reads expiry
+	defer expiry.Stop()
+	err := writeLoop(ctx, ss, conn, pos)
+	if ctx.Err() != nil {
+		conn.End(ctx.Err())
 	}
+	if errors.Is(err, errTokenExpired) {
+		return status.Error(codes.Unauthenticated, "token expired: send a refresh frame before exp, or reconnect with a new token")
+	}
+	return s.endStatus(err, pos)
 }
 
 var errTokenExpired = errors.New("token expired")
