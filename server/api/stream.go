@@ -1,13 +1,11 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -19,37 +17,45 @@ import (
 )
 
 // positions records, per room, the last seq written to a stream, so a
-// client that is cut off can be told where to resume.
+// client that is cut off can be told where to resume. Only the stream's
+// writer goroutine uses it.
 type positions struct {
-	mu   sync.Mutex
 	seqs map[string]uint64
+	room string // the room of the last frame written, not yet in seqs
+	seq  uint64
 }
 
 func (p *positions) set(room string, seq uint64) {
-	p.mu.Lock()
+	if room != p.room && p.room != "" {
+		p.flush()
+	}
+	p.room, p.seq = room, seq
+}
+
+func (p *positions) flush() {
 	if p.seqs == nil {
 		p.seqs = make(map[string]uint64)
 	}
-	p.seqs[room] = seq
-	p.mu.Unlock()
+	p.seqs[p.room] = p.seq
 }
 
 func (p *positions) snapshot() map[string]uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make(map[string]uint64, len(p.seqs))
+	out := make(map[string]uint64, len(p.seqs)+1)
 	for k, v := range p.seqs {
 		out[k] = v
+	}
+	if p.room != "" {
+		out[p.room] = p.seq
 	}
 	return out
 }
 
 // writeLoop is the only code that sends on a stream: it drains the
 // connection's queue until the connection ends, and returns why.
-func writeLoop(ctx context.Context, ss grpc.ServerStream, conn *hub.Conn, pos *positions) error {
+func writeLoop(ss grpc.ServerStream, conn *hub.Conn, pos *positions) error {
 	var buf []hub.Frame
 	for {
-		frames, err := conn.Next(ctx, buf[:0])
+		frames, err := conn.Next(buf[:0])
 		if err != nil {
 			return err
 		}
@@ -97,10 +103,8 @@ func (s *Service) runStream(ss grpc.ServerStream, conn *hub.Conn, expires func()
 	})
 	expiry.Reset(time.Until(expires())) // set only now: the callback reads expiry
 	defer expiry.Stop()
-	err := writeLoop(ctx, ss, conn, pos)
-	if ctx.Err() != nil {
-		conn.End(ctx.Err())
-	}
+	defer conn.EndWith(ctx)()
+	err := writeLoop(ss, conn, pos)
 	if errors.Is(err, errTokenExpired) {
 		return status.Error(codes.Unauthenticated, "token expired: send a refresh frame before exp, or reconnect with a new token")
 	}

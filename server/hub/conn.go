@@ -91,8 +91,9 @@ func (c *Conn) pushLocked(f Frame) {
 
 // Next waits for queued frames and returns all of them, appending to buf.
 // It returns the reason once the connection has ended: ErrSlowConsumer,
-// ErrConnClosed, or the cause given to End.
-func (c *Conn) Next(ctx context.Context, buf []Frame) ([]Frame, error) {
+// ErrConnClosed, or the cause given to End. It waits for nothing else: a
+// caller whose context can end calls End then (see EndWith).
+func (c *Conn) Next(buf []Frame) ([]Frame, error) {
 	for {
 		c.mu.Lock()
 		if c.err != nil {
@@ -118,12 +119,14 @@ func (c *Conn) Next(ctx context.Context, buf []Frame) ([]Frame, error) {
 			continue
 		}
 		c.mu.Unlock()
-		select {
-		case <-c.notify:
-		case <-ctx.Done():
-			return buf, ctx.Err()
-		}
+		<-c.notify
 	}
+}
+
+// EndWith ends the connection with ctx's error when ctx ends, until stop
+// is called.
+func (c *Conn) EndWith(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, func() { c.End(ctx.Err()) })
 }
 
 // Drain lets Next return what is queued and then ErrConnClosed: the client

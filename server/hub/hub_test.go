@@ -33,7 +33,7 @@ func newTestHub(t *testing.T, cfg Config) (*Hub, store.Store) {
 
 func drain(t *testing.T, c *Conn) []string {
 	t.Helper()
-	frames, err := c.Next(context.Background(), nil)
+	frames, err := c.Next(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestOverflowCutsOnlyTheSlowConnection(t *testing.T) {
 			t.Fatalf("fast got %v", got)
 		}
 	}
-	if _, err := slow.Next(ctx, nil); err != ErrSlowConsumer {
+	if _, err := slow.Next(nil); err != ErrSlowConsumer {
 		t.Fatalf("slow connection: %v, want ErrSlowConsumer", err)
 	}
 	if st := h.Stats(); st.SlowConsumers != 1 || st.Messages != 20 {
