@@ -43,6 +43,12 @@ type Config struct {
 	// GapWait is how long a message that arrived ahead of a gap waits for
 	// the gap to fill before the store is read (default 200ms).
 	GapWait time.Duration
+	// PresenceBatchMin is the number of connections from which a room
+	// gathers its presence joins and leaves and announces them together,
+	// one diff per PresenceBatchWindow at most (defaults 100 and 100ms).
+	// Smaller rooms announce each at once.
+	PresenceBatchMin    int
+	PresenceBatchWindow time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -69,6 +75,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.GapWait <= 0 {
 		c.GapWait = 200 * time.Millisecond
+	}
+	if c.PresenceBatchMin <= 0 {
+		c.PresenceBatchMin = 100
+	}
+	if c.PresenceBatchWindow <= 0 {
+		c.PresenceBatchWindow = 100 * time.Millisecond
 	}
 }
 

@@ -26,6 +26,18 @@ type room struct {
 	presence map[string]map[string]Meta
 	unsub    func()      // ends the room's broker subscription; nil when not subscribed
 	gapTimer *time.Timer // armed while messages wait for a gap to fill
+
+	// In a large room, presence changes wait here to be announced together
+	// (see broadcastDiffLocked); diffTimer is armed while they wait.
+	diffs     []presenceChange
+	diffTimer *time.Timer
+}
+
+// presenceChange is one meta joining or leaving, not yet announced.
+type presenceChange struct {
+	user string
+	meta Meta
+	join bool
 }
 
 func newRoom(h *Hub, info store.Room) *room {
@@ -126,6 +138,7 @@ func (r *room) join(ctx context.Context, c *Conn, opts JoinOptions) error {
 }
 
 func (r *room) addLocked(c *Conn, opts JoinOptions) error {
+	batch := r.batchingLocked()
 	var diff []Presence
 	if c.tracked {
 		meta := Meta{ConnID: c.ID, OnlineAt: r.hub.now().UTC(), Client: c.Client, Node: r.hub.cfg.NodeID}
@@ -136,8 +149,14 @@ func (r *room) addLocked(c *Conn, opts JoinOptions) error {
 		}
 		metas[c.ID] = meta
 		diff = []Presence{{User: c.User, Metas: []Meta{meta}}}
+		if batch {
+			r.queueDiffLocked(diff, nil)
+		}
 	}
-	state, err := r.hub.encode(Event{Kind: EventJoined, Room: r.name, HeadSeq: r.head, Presence: r.presenceLocked()})
+	// The joiner's state is what the room has announced: in a large room
+	// it does not hold the changes still waiting, the joiner's own included;
+	// the diff that announces them reaches the joiner too.
+	state, err := r.hub.encode(Event{Kind: EventJoined, Room: r.name, HeadSeq: r.head, Presence: r.announcedPresenceLocked()})
 	if err != nil {
 		return fmt.Errorf("encode joined: %w", err)
 	}
@@ -155,13 +174,92 @@ func (r *room) addLocked(c *Conn, opts JoinOptions) error {
 	}
 	r.subs[c] = opts.After == nil
 	if diff != nil {
-		r.broadcastDiffLocked(diff, nil, c)
+		if !batch {
+			r.sendDiffLocked(diff, nil, c)
+		}
 		r.hub.publish(wireEvent{Kind: "join", Room: r.name, User: c.User, Meta: &diff[0].Metas[0]})
 	}
 	return nil
 }
 
+// batchingLocked reports whether presence changes wait to be announced
+// together: in a room with PresenceBatchMin connections or more, where
+// announcing each join to everyone would cost O(n) frames per join and
+// O(n²) for a crowd, and while earlier changes still wait (they go first).
+func (r *room) batchingLocked() bool {
+	return len(r.diffs) > 0 || len(r.subs) >= r.hub.cfg.PresenceBatchMin
+}
+
+// broadcastDiffLocked announces joins and leaves to every subscriber but
+// skip, at once in a small room, else with the other changes of the next
+// PresenceBatchWindow.
 func (r *room) broadcastDiffLocked(joins, leaves []Presence, skip *Conn) {
+	if r.batchingLocked() {
+		r.queueDiffLocked(joins, leaves)
+		return
+	}
+	r.sendDiffLocked(joins, leaves, skip)
+}
+
+// queueDiffLocked adds changes to those waiting. A change that undoes a
+// waiting one (a connection that leaves before its join was announced)
+// cancels it: nobody was told.
+func (r *room) queueDiffLocked(joins, leaves []Presence) {
+	add := func(user string, m Meta, join bool) {
+		for i, d := range r.diffs {
+			if d.meta.ConnID == m.ConnID && d.user == user && d.join != join {
+				r.diffs = append(r.diffs[:i], r.diffs[i+1:]...)
+				return
+			}
+		}
+		r.diffs = append(r.diffs, presenceChange{user: user, meta: m, join: join})
+	}
+	for _, p := range joins {
+		for _, m := range p.Metas {
+			add(p.User, m, true)
+		}
+	}
+	for _, p := range leaves {
+		for _, m := range p.Metas {
+			add(p.User, m, false)
+		}
+	}
+	if r.diffTimer == nil && len(r.diffs) > 0 {
+		r.diffTimer = time.AfterFunc(r.hub.cfg.PresenceBatchWindow, r.flushDiffs)
+	}
+}
+
+// flushDiffs announces the waiting changes in one diff, to everyone.
+func (r *room) flushDiffs() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.diffTimer = nil
+	if len(r.diffs) == 0 {
+		return
+	}
+	var joins, leaves []Presence
+	group := func(list []Presence, d presenceChange) []Presence {
+		for i := range list {
+			if list[i].User == d.user {
+				list[i].Metas = append(list[i].Metas, d.meta)
+				return list
+			}
+		}
+		return append(list, Presence{User: d.user, Metas: []Meta{d.meta}})
+	}
+	for _, d := range r.diffs {
+		if d.join {
+			joins = group(joins, d)
+		} else {
+			leaves = group(leaves, d)
+		}
+	}
+	clear(r.diffs)
+	r.diffs = r.diffs[:0]
+	r.sendDiffLocked(joins, leaves, nil)
+}
+
+func (r *room) sendDiffLocked(joins, leaves []Presence, skip *Conn) {
 	data, err := r.hub.encode(Event{Kind: EventPresenceDiff, Room: r.name, Joins: joins, Leaves: leaves})
 	if err != nil {
 		r.hub.log.Error("encode presence diff", "room", r.name, "err", err)
@@ -318,20 +416,61 @@ func (r *room) typing(c *Conn, active bool) error {
 
 // presenceLocked returns the room's presence, sorted by user and online time.
 func (r *room) presenceLocked() []Presence {
-	out := make([]Presence, 0, len(r.presence))
-	for user, metas := range r.presence {
-		p := Presence{User: user, Metas: make([]Meta, 0, len(metas))}
-		for _, m := range metas {
-			p.Metas = append(p.Metas, m)
+	return sortPresence(r.presence, nil, nil)
+}
+
+// announcedPresenceLocked returns the presence the room's subscribers have
+// been told of: without the joins still waiting, with the leaves.
+func (r *room) announcedPresenceLocked() []Presence {
+	if len(r.diffs) == 0 {
+		return r.presenceLocked()
+	}
+	hidden := make(map[string]bool)
+	gone := make(map[string][]Meta)
+	for _, d := range r.diffs {
+		if d.join {
+			hidden[d.meta.ConnID] = true
+		} else {
+			gone[d.user] = append(gone[d.user], d.meta)
 		}
-		sort.Slice(p.Metas, func(i, j int) bool {
-			a, b := p.Metas[i], p.Metas[j]
-			return a.OnlineAt.Before(b.OnlineAt) || (a.OnlineAt.Equal(b.OnlineAt) && a.ConnID < b.ConnID)
-		})
+	}
+	return sortPresence(r.presence, hidden, gone)
+}
+
+// sortPresence lists presence without the hidden connections and with the
+// extra metas, sorted by user and online time.
+func sortPresence(presence map[string]map[string]Meta, hidden map[string]bool, extra map[string][]Meta) []Presence {
+	out := make([]Presence, 0, len(presence)+len(extra))
+	for user, metas := range presence {
+		p := Presence{User: user, Metas: make([]Meta, 0, len(metas)+len(extra[user]))}
+		for id, m := range metas {
+			if !hidden[id] {
+				p.Metas = append(p.Metas, m)
+			}
+		}
+		p.Metas = append(p.Metas, extra[user]...)
+		if len(p.Metas) == 0 {
+			continue
+		}
+		sortMetas(p.Metas)
 		out = append(out, p)
+	}
+	for user, metas := range extra {
+		if _, ok := presence[user]; !ok {
+			p := Presence{User: user, Metas: append([]Meta(nil), metas...)}
+			sortMetas(p.Metas)
+			out = append(out, p)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
 	return out
+}
+
+func sortMetas(metas []Meta) {
+	sort.Slice(metas, func(i, j int) bool {
+		a, b := metas[i], metas[j]
+		return a.OnlineAt.Before(b.OnlineAt) || (a.OnlineAt.Equal(b.OnlineAt) && a.ConnID < b.ConnID)
+	})
 }
 
 func (r *room) snapshot() (presence []Presence, head uint64) {

@@ -1,0 +1,142 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/parleychat/parley/server/store"
+	"github.com/parleychat/parley/server/store/memory"
+)
+
+// view is one connection's idea of a room's presence, built only from the
+// frames it received: the joined state, then every diff. It fails the test
+// on a join of a connection it already knows or a leave of one it does not.
+type view struct {
+	t     *testing.T
+	name  string
+	conns map[string]string // conn ID -> user
+	diffs int
+}
+
+func (v *view) apply(data []byte) {
+	var ev Event
+	if err := json.Unmarshal(data, &ev); err != nil {
+		v.t.Fatalf("%s: frame %q: %v", v.name, data, err)
+	}
+	switch ev.Kind {
+	case EventJoined:
+		v.conns = map[string]string{}
+		for _, p := range ev.Presence {
+			for _, m := range p.Metas {
+				v.conns[m.ConnID] = p.User
+			}
+		}
+	case EventPresenceDiff:
+		v.diffs++
+		for _, p := range ev.Joins {
+			for _, m := range p.Metas {
+				if _, ok := v.conns[m.ConnID]; ok {
+					v.t.Errorf("%s: told twice that %s joined", v.name, m.ConnID)
+				}
+				v.conns[m.ConnID] = p.User
+			}
+		}
+		for _, p := range ev.Leaves {
+			for _, m := range p.Metas {
+				if _, ok := v.conns[m.ConnID]; !ok {
+					v.t.Errorf("%s: told that %s left, never told it joined", v.name, m.ConnID)
+				}
+				delete(v.conns, m.ConnID)
+			}
+		}
+	}
+}
+
+// A crowd joining a large room: presence changes are announced together,
+// a few diffs instead of one per join for every member, and every member's
+// view — joined state plus diffs — still ends up exactly the room's
+// presence: nobody is announced twice, missed, or left behind (a member
+// that left before its join was announced is never announced at all).
+func TestPresenceBatchedInLargeRooms(t *testing.T) {
+	st := memory.New()
+	if _, err := st.CreateRoom(context.Background(), store.Room{Name: "r", Visibility: store.Public}); err != nil {
+		t.Fatal(err)
+	}
+	encode := func(ev Event) ([]byte, error) { return json.Marshal(ev) }
+	h := New(Config{PresenceBatchMin: 3, PresenceBatchWindow: 200 * time.Millisecond}, st, encode, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	const n = 20
+	var conns []*Conn
+	for i := range n {
+		c := h.Connect(fmt.Sprint("user-", i%7), "", true)
+		if err := h.Join(ctx, c, "r", JoinOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// Two leave: one long announced, one whose join is probably still waiting.
+	for _, i := range []int{1, n - 1} {
+		if err := h.Leave(conns[i], "r"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, _ := h.room(ctx, "r")
+	views := map[*Conn]*view{}
+	for i, c := range conns {
+		if i != 1 && i != n-1 {
+			views[c] = &view{t: t, name: fmt.Sprint("conn ", i)}
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		presence, _ := r.snapshot()
+		want := map[string]string{}
+		for _, p := range presence {
+			for _, m := range p.Metas {
+				want[m.ConnID] = p.User
+			}
+		}
+		if len(want) != n-2 {
+			t.Fatalf("room presence has %d connections, want %d", len(want), n-2)
+		}
+		done := true
+		for c, v := range views {
+			for c.QueuedBytes() > 0 {
+				frames, err := c.Next(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range frames {
+					v.apply(f.Data)
+				}
+			}
+			if !maps.Equal(v.conns, want) {
+				done = false
+			}
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, v := range views {
+				if !maps.Equal(v.conns, want) {
+					t.Fatalf("%s sees %v, room has %v", v.name, slices.Sorted(maps.Keys(v.conns)), slices.Sorted(maps.Keys(want)))
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond) // polling the views, not synchronising
+	}
+	// The first member saw 2 joins at once (the room was small), then the
+	// rest batched: with a diff per change it would have seen n+1.
+	if d := views[conns[0]].diffs; d > 6 {
+		t.Errorf("first member got %d presence diffs for %d changes; want them batched", d, n+1)
+	}
+	t.Logf("first member: %d presence diffs for %d joins and 2 leaves", views[conns[0]].diffs, n-1)
+}
