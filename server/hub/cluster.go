@@ -258,10 +258,7 @@ func (r *room) applyRemote(user string, m Meta, join bool) {
 		metas[m.ConnID] = m
 		r.broadcastDiffLocked([]Presence{{User: user, Metas: []Meta{m}}}, nil, nil)
 	case !join && had:
-		delete(metas, m.ConnID)
-		if len(metas) == 0 {
-			delete(r.presence, user)
-		}
+		r.removeMetaLocked(user, m.ConnID)
 		r.broadcastDiffLocked(nil, []Presence{{User: user, Metas: []Meta{m}}}, nil)
 	}
 }

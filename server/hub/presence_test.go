@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -139,4 +140,68 @@ func TestPresenceBatchedInLargeRooms(t *testing.T) {
 		t.Errorf("first member got %d presence diffs for %d changes; want them batched", d, n+1)
 	}
 	t.Logf("first member: %d presence diffs for %d joins and 2 leaves", views[conns[0]].diffs, n-1)
+}
+
+// A joiner cut off while joining (its frames do not fit its queue) never
+// joined: it must not stay in the room's presence, nor be announced — in a
+// small room and in a batching one.
+func TestCutJoinerLeavesNoGhost(t *testing.T) {
+	for _, batchMin := range []int{100, 1} {
+		t.Run(fmt.Sprint("PresenceBatchMin=", batchMin), func(t *testing.T) {
+			st := memory.New()
+			if _, err := st.CreateRoom(context.Background(), store.Room{Name: "r", Visibility: store.Public}); err != nil {
+				t.Fatal(err)
+			}
+			encode := func(ev Event) ([]byte, error) { return json.Marshal(ev) }
+			h := New(Config{MaxQueueBytes: 1 << 16, PresenceBatchMin: batchMin, PresenceBatchWindow: time.Millisecond},
+				st, encode, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			ctx := context.Background()
+			join := func(user string, opts JoinOptions) (*Conn, error) {
+				c := h.Connect(user, "", true)
+				return c, h.Join(ctx, c, "r", opts)
+			}
+			first, err := join("first", JoinOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := join("second", JoinOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			cut, err := join("cut", JoinOptions{Ack: make([]byte, 1<<16+1)})
+			if !errors.Is(err, ErrSlowConsumer) {
+				t.Fatalf("join with an ack larger than the queue: %v, want ErrSlowConsumer", err)
+			}
+			if _, err := join("third", JoinOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			r, _ := h.room(ctx, "r")
+			presence, _ := r.snapshot()
+			for _, p := range presence {
+				if p.User == cut.User {
+					t.Fatalf("%s was cut off while joining but stays in the presence", cut.User)
+				}
+			}
+			v := &view{t: t, name: "first"}
+			deadline := time.Now().Add(5 * time.Second)
+			for len(v.conns) < 3 {
+				if time.Now().After(deadline) {
+					t.Fatalf("first sees %d connections after 5 s, want 3", len(v.conns))
+				}
+				if first.QueuedBytes() == 0 {
+					time.Sleep(time.Millisecond) // polling for the batched diff, not synchronising
+					continue
+				}
+				frames, err := first.Next(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range frames {
+					v.apply(f.Data)
+				}
+			}
+			if _, seen := v.conns[cut.ID]; seen {
+				t.Errorf("%s was cut off while joining but was announced", cut.User)
+			}
+		})
+	}
 }

@@ -166,10 +166,15 @@ func (r *room) addLocked(c *Conn, opts JoinOptions) error {
 	if opts.After != nil {
 		pos = *opts.After
 	}
-	if opts.Ack != nil && !c.Enqueue(Frame{Data: opts.Ack}) {
-		return c.Err()
-	}
-	if !c.Enqueue(Frame{Data: state, Room: r.name, Seq: pos}) {
+	if (opts.Ack != nil && !c.Enqueue(Frame{Data: opts.Ack})) || !c.Enqueue(Frame{Data: state, Room: r.name, Seq: pos}) {
+		// c ended (a state larger than its queue cuts it off): it never
+		// joined, so it must not stay in the presence.
+		if diff != nil {
+			r.removeMetaLocked(c.User, c.ID)
+			if batch {
+				r.queueDiffLocked(nil, diff) // cancels its join, still waiting
+			}
+		}
 		return c.Err()
 	}
 	r.subs[c] = opts.After == nil
@@ -365,17 +370,22 @@ func (r *room) leave(c *Conn) {
 	if !c.tracked {
 		return
 	}
-	metas := r.presence[c.User]
-	meta, ok := metas[c.ID]
+	meta, ok := r.presence[c.User][c.ID]
 	if !ok {
 		return
 	}
-	delete(metas, c.ID)
-	if len(metas) == 0 {
-		delete(r.presence, c.User)
-	}
+	r.removeMetaLocked(c.User, c.ID)
 	r.broadcastDiffLocked(nil, []Presence{{User: c.User, Metas: []Meta{meta}}}, c)
 	r.hub.publish(wireEvent{Kind: "leave", Room: r.name, User: c.User, Meta: &meta})
+}
+
+// removeMetaLocked takes one connection's meta out of the presence.
+func (r *room) removeMetaLocked(user, connID string) {
+	metas := r.presence[user]
+	delete(metas, connID)
+	if len(metas) == 0 {
+		delete(r.presence, user)
+	}
 }
 
 // kick takes user's connections out of the room.
