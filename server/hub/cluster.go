@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/parleychat/parley/server/store"
@@ -247,15 +248,10 @@ func (r *room) onWire(data []byte) {
 func (r *room) applyRemote(user string, m Meta, join bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	metas := r.presence[user]
-	_, had := metas[m.ConnID]
+	_, had := r.presence[user].get(m.ConnID)
 	switch {
 	case join && !had:
-		if metas == nil {
-			metas = make(map[string]Meta)
-			r.presence[user] = metas
-		}
-		metas[m.ConnID] = m
+		r.presence[user] = append(r.presence[user], m)
 		r.broadcastDiffLocked([]Presence{{User: user, Metas: []Meta{m}}}, nil, nil)
 	case !join && had:
 		r.removeMetaLocked(user, m.ConnID)
@@ -282,19 +278,22 @@ func (r *room) syncNode(node string, want map[string][]Meta) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var joins, leaves []Presence
-	for user, metas := range r.presence {
+	for user, ms := range r.presence {
 		var gone []Meta
-		for id, m := range metas {
-			if m.Node == node && !containsConn(want[user], id) {
+		ms = slices.DeleteFunc(ms, func(m Meta) bool {
+			if m.Node == node && !containsConn(want[user], m.ConnID) {
 				gone = append(gone, m)
-				delete(metas, id)
+				return true
 			}
-		}
+			return false
+		})
 		if len(gone) > 0 {
 			leaves = append(leaves, Presence{User: user, Metas: gone})
 		}
-		if len(metas) == 0 {
+		if len(ms) == 0 {
 			delete(r.presence, user)
+		} else {
+			r.presence[user] = ms
 		}
 	}
 	for user, metas := range want {
@@ -303,11 +302,8 @@ func (r *room) syncNode(node string, want map[string][]Meta) {
 			if m.Node != node {
 				continue
 			}
-			if _, ok := r.presence[user][m.ConnID]; !ok {
-				if r.presence[user] == nil {
-					r.presence[user] = make(map[string]Meta)
-				}
-				r.presence[user][m.ConnID] = m
+			if _, ok := r.presence[user].get(m.ConnID); !ok {
+				r.presence[user] = append(r.presence[user], m)
 				added = append(added, m)
 			}
 		}

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -23,9 +24,9 @@ type room struct {
 	pending  map[uint64]store.Message // stored messages that arrived ahead of a gap
 	recent   []Frame                  // ring of the last delivered message frames
 	subs     map[*Conn]bool           // true once the conn receives live messages
-	presence map[string]map[string]Meta
-	unsub    func()      // ends the room's broker subscription; nil when not subscribed
-	gapTimer *time.Timer // armed while messages wait for a gap to fill
+	presence map[string]metas         // by user
+	unsub    func()                   // ends the room's broker subscription; nil when not subscribed
+	gapTimer *time.Timer              // armed while messages wait for a gap to fill
 
 	// In a large room, presence changes wait here to be announced together
 	// (see broadcastDiffLocked); diffTimer is armed while they wait.
@@ -43,10 +44,8 @@ type presenceChange struct {
 func newRoom(h *Hub, info store.Room) *room {
 	return &room{
 		name: info.Name, info: info, hub: h, head: info.LastSeq,
-		pending: make(map[uint64]store.Message),
-
 		subs:     make(map[*Conn]bool),
-		presence: make(map[string]map[string]Meta),
+		presence: make(map[string]metas),
 	}
 }
 
@@ -65,6 +64,9 @@ func (r *room) deliver(m store.Message) {
 	case m.Seq <= r.head:
 		return
 	case m.Seq > r.head+1:
+		if r.pending == nil {
+			r.pending = make(map[uint64]store.Message)
+		}
 		r.pending[m.Seq] = m
 		r.scheduleGapFillLocked()
 		return
@@ -142,12 +144,7 @@ func (r *room) addLocked(c *Conn, opts JoinOptions) error {
 	var diff []Presence
 	if c.tracked {
 		meta := Meta{ConnID: c.ID, OnlineAt: r.hub.now().UTC(), Client: c.Client, Node: r.hub.cfg.NodeID}
-		metas := r.presence[c.User]
-		if metas == nil {
-			metas = make(map[string]Meta)
-			r.presence[c.User] = metas
-		}
-		metas[c.ID] = meta
+		r.presence[c.User] = append(r.presence[c.User], meta)
 		diff = []Presence{{User: c.User, Metas: []Meta{meta}}}
 		if batch {
 			r.queueDiffLocked(diff, nil)
@@ -370,7 +367,7 @@ func (r *room) leave(c *Conn) {
 	if !c.tracked {
 		return
 	}
-	meta, ok := r.presence[c.User][c.ID]
+	meta, ok := r.presence[c.User].get(c.ID)
 	if !ok {
 		return
 	}
@@ -381,11 +378,30 @@ func (r *room) leave(c *Conn) {
 
 // removeMetaLocked takes one connection's meta out of the presence.
 func (r *room) removeMetaLocked(user, connID string) {
-	metas := r.presence[user]
-	delete(metas, connID)
-	if len(metas) == 0 {
+	if ms := r.presence[user].without(connID); len(ms) > 0 {
+		r.presence[user] = ms
+	} else {
 		delete(r.presence, user)
 	}
+}
+
+// metas are one user's presence metas in a room, one per connection. Most
+// users have one or two connections in a room: a slice costs a few dozen
+// bytes where a map by connection id cost most of a KiB.
+type metas []Meta
+
+func (ms metas) get(connID string) (Meta, bool) {
+	for _, m := range ms {
+		if m.ConnID == connID {
+			return m, true
+		}
+	}
+	return Meta{}, false
+}
+
+// without removes connID's meta, in place.
+func (ms metas) without(connID string) metas {
+	return slices.DeleteFunc(ms, func(m Meta) bool { return m.ConnID == connID })
 }
 
 // kick takes user's connections out of the room.
@@ -449,12 +465,12 @@ func (r *room) announcedPresenceLocked() []Presence {
 
 // sortPresence lists presence without the hidden connections and with the
 // extra metas, sorted by user and online time.
-func sortPresence(presence map[string]map[string]Meta, hidden map[string]bool, extra map[string][]Meta) []Presence {
+func sortPresence(presence map[string]metas, hidden map[string]bool, extra map[string][]Meta) []Presence {
 	out := make([]Presence, 0, len(presence)+len(extra))
 	for user, metas := range presence {
 		p := Presence{User: user, Metas: make([]Meta, 0, len(metas)+len(extra[user]))}
-		for id, m := range metas {
-			if !hidden[id] {
+		for _, m := range metas {
+			if !hidden[m.ConnID] {
 				p.Metas = append(p.Metas, m)
 			}
 		}
