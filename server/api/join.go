@@ -16,7 +16,8 @@ import (
 	"github.com/parleychat/parley/server/store"
 )
 
-// session is one Join stream's state, used by its reader goroutine.
+// session is one Join stream's state, used by the goroutine that reads
+// the client's frames.
 type session struct {
 	s       *Service
 	stream  grpc.BidiStreamingServer[parleyv1.JoinRequest, parleyv1.JoinResponse]
@@ -39,7 +40,9 @@ func (s *Service) Join(stream grpc.BidiStreamingServer[parleyv1.JoinRequest, par
 	sess.conn = s.cfg.Hub.Connect(id.User, clientName(ctx), true)
 	defer sess.conn.Close()
 	s.log.Debug("join stream opened", "user", id.User, "conn", sess.conn.ID)
-	err = s.runStream(stream, sess.conn, sess.expiry, sess.readLoop)
+	st := s.startStream(stream, sess.conn, sess.expiry)
+	st.read(ctx, sess.readLoop) // its Recv fails when the client goes
+	err = st.wait()
 	s.log.Debug("join stream ended", "user", id.User, "conn", sess.conn.ID, "status", statusOf(err).Code())
 	return err
 }
@@ -47,14 +50,20 @@ func (s *Service) Join(stream grpc.BidiStreamingServer[parleyv1.JoinRequest, par
 func (sess *session) expiry() time.Time { return time.Unix(0, sess.expires.Load()) }
 
 // readLoop handles the client's frames in order until the stream ends.
+// Each frame is handled on a short-lived goroutine while readLoop waits:
+// what a frame does may need a deep stack (a store query for a join), and
+// a goroutine keeps the stack it grew to, so the goroutine that waits in
+// Recv for most of a stream's life stays at the few KiB that Recv needs.
 func (sess *session) readLoop() error {
 	ctx := sess.stream.Context()
+	handled := make(chan error, 1)
 	for {
 		req, err := sess.stream.Recv()
 		if err != nil {
 			return err
 		}
-		if err := sess.handle(ctx, req); err != nil {
+		go func() { handled <- sess.handle(ctx, req) }()
+		if err := <-handled; err != nil {
 			return err
 		}
 	}
@@ -190,21 +199,14 @@ func (s *Service) Subscribe(req *parleyv1.SubscribeRequest, stream grpc.ServerSt
 	}
 	conn := s.cfg.Hub.Connect(id.User, clientName(ctx), false)
 	defer conn.Close()
-	// Join in a goroutine so replays can wait for the writer to drain.
-	joined := make(chan error, 1)
-	s.streams.Add(1)
-	go func() {
-		defer s.streams.Done()
-		joined <- s.subscribeRooms(ctx, conn, cursors)
-	}()
-	read := func() error {
-		if err := <-joined; err != nil {
-			return err
-		}
-		<-ctx.Done()
-		return ctx.Err()
+	st := s.startStream(stream, conn, func() time.Time { return id.Expires })
+	defer conn.EndWith(ctx)() // nothing reads, so nothing else sees the client go
+	// The handler's goroutine joins the rooms (a replay waits for the
+	// writer to drain the queue) and then waits: there is nothing to read.
+	if err := s.subscribeRooms(ctx, conn, cursors); err != nil {
+		conn.End(err)
 	}
-	return s.runStream(stream, conn, func() time.Time { return id.Expires }, read)
+	return st.wait()
 }
 
 func (s *Service) subscribeRooms(ctx context.Context, conn *hub.Conn, cursors []*parleyv1.SubscribeRequest_RoomCursor) error {

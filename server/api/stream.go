@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,13 +13,17 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 
 	"github.com/parleychat/parley/server/hub"
 )
 
 // positions records, per room, the last seq written to a stream, so a
 // client that is cut off can be told where to resume. Only the stream's
-// writer goroutine uses it.
+// writer uses it (one at a time, each after the last has finished), and
+// the handler once the writer is done.
 type positions struct {
 	seqs map[string]uint64
 	room string // the room of the last frame written, not yet in seqs
@@ -50,49 +55,38 @@ func (p *positions) snapshot() map[string]uint64 {
 	return out
 }
 
-// writeLoop is the only code that sends on a stream: it drains the
-// connection's queue until the connection ends, and returns why.
-func writeLoop(ss grpc.ServerStream, conn *hub.Conn, pos *positions) error {
-	var buf []hub.Frame
-	for {
-		frames, err := conn.Next(buf[:0])
-		if err != nil {
-			return err
-		}
+// stream is one Join or Subscribe stream being served. Frames the hub
+// queues for its connection are sent by the connection's push-mode writer,
+// a goroutine that runs only while there is something to send; the
+// handler's goroutine reads the client's frames (Join) or just waits. An
+// idle Join stream served by grpc-go's own transport thus holds one
+// goroutine. Whatever ends the session — the client, the hub, the token's
+// expiry, a failed read or write — ends the connection, and its cause
+// becomes the stream's status.
+type stream struct {
+	s    *Service
+	conn *hub.Conn
+	pos  *positions
+
+	stopExpiry func() bool
+}
+
+// startStream starts sending conn's frames on ss, and ends conn when the
+// token expires (expires may move: refresh). The caller ends conn when the
+// client goes: a Recv fails then; without one, use conn.EndWith.
+func (s *Service) startStream(ss grpc.ServerStream, conn *hub.Conn, expires func() time.Time) *stream {
+	st := &stream{s: s, conn: conn, pos: &positions{}}
+	conn.ServeWrites(func(frames []hub.Frame) error {
 		for _, f := range frames {
 			if err := ss.SendMsg(rawFrame(f.Data)); err != nil {
-				conn.End(err)
 				return err
 			}
 			if f.Room != "" {
-				pos.set(f.Room, f.Seq)
+				st.pos.set(f.Room, f.Seq)
 			}
 		}
-		clear(frames)
-		buf = frames
-	}
-}
-
-// runStream drives a session until it ends and returns the status that
-// ends the stream. The handler's goroutine is the writer: it sends what the
-// hub queues. read, if not nil, consumes client frames on a second
-// goroutine, tracked by s.streams; it ends with the stream. Whatever ends
-// the session — the client, the hub, the token's expiry, a failed read or
-// write — ends conn first, and the writer returns its cause.
-func (s *Service) runStream(ss grpc.ServerStream, conn *hub.Conn, expires func() time.Time, read func() error) error {
-	ctx := ss.Context()
-	pos := &positions{}
-	if read != nil {
-		s.streams.Add(1)
-		go func() {
-			defer s.streams.Done()
-			if err := read(); errors.Is(err, io.EOF) {
-				conn.Drain() // the client is done sending: write what is queued, then end
-			} else {
-				conn.End(err)
-			}
-		}()
-	}
+		return nil
+	})
 	var expiry *time.Timer
 	expiry = time.AfterFunc(time.Hour, func() {
 		if d := time.Until(expires()); d > 0 {
@@ -102,13 +96,92 @@ func (s *Service) runStream(ss grpc.ServerStream, conn *hub.Conn, expires func()
 		conn.End(errTokenExpired)
 	})
 	expiry.Reset(time.Until(expires())) // set only now: the callback reads expiry
-	defer expiry.Stop()
-	defer conn.EndWith(ctx)()
-	err := writeLoop(ss, conn, pos)
+	st.stopExpiry = expiry.Stop
+	return st
+}
+
+// read runs read until it returns: io.EOF means the client is done sending
+// (what is queued is still written before the stream ends); any other
+// error ends the connection.
+//
+// A Recv that waits for the client can only be ended by cancelling the
+// stream's context, and grpc-go then answers the stream with CANCELLED
+// itself. So read runs on the calling goroutine only when the stream can
+// be finished first with its real status (see earlyStatus) and its context
+// cancelled (StreamTap): then ending the connection writes the status and
+// ends the Recv. Otherwise (streams served through net/http: grpc-web or
+// TLS) it runs on a new goroutine, tracked by s.streams, that ends when
+// the stream does.
+func (st *stream) read(ctx context.Context, read func() error) {
+	finish := func(err error) {
+		if errors.Is(err, io.EOF) {
+			st.conn.Drain()
+		} else {
+			st.conn.End(err)
+		}
+	}
+	cancel, ok := ctx.Value(streamCancelKey{}).(context.CancelFunc)
+	ws, canWrite := grpc.ServerTransportStreamFromContext(ctx).(statusWriter)
+	if ok && canWrite {
+		st.conn.OnEnd(func() {
+			go func() {
+				defer cancel()
+				st.conn.WaitWriter()
+				s := status.Convert(st.status())
+				if s == nil {
+					s = status.New(codes.OK, "")
+				}
+				_ = ws.WriteStatus(s) // fails only if the stream has ended already
+			}()
+		})
+		finish(read())
+		return
+	}
+	st.s.streams.Add(1)
+	go func() {
+		defer st.s.streams.Done()
+		finish(read())
+	}()
+}
+
+// statusWriter is grpc-go's own server stream, which can end a stream
+// with a status before its handler returns (the handler's status is then
+// ignored).
+type statusWriter interface {
+	WriteStatus(*status.Status) error
+}
+
+// wait waits for the connection to end and its writer to finish, and
+// returns the stream's status.
+func (st *stream) wait() error {
+	<-st.conn.Done()
+	st.conn.WaitWriter()
+	st.stopExpiry()
+	return st.status()
+}
+
+// status is the stream's final status, once the connection has ended and
+// its writer finished.
+func (st *stream) status() error {
+	err := st.conn.Err()
 	if errors.Is(err, errTokenExpired) {
 		return status.Error(codes.Unauthenticated, "token expired: send a refresh frame before exp, or reconnect with a new token")
 	}
-	return s.endStatus(err, pos)
+	return st.s.endStatus(err, st.pos)
+}
+
+type streamCancelKey struct{}
+
+// StreamTap is the grpc.InTapHandle of a server serving Service: it gives
+// each Join stream served by grpc-go's own transport a context that the
+// service can cancel, so that ending a connection ends a Recv waiting on
+// the handler's goroutine.
+func StreamTap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if info.FullMethodName != parleyv1.ChatService_Join_FullMethodName {
+		return ctx, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	return context.WithValue(ctx, streamCancelKey{}, cancel), nil
 }
 
 var errTokenExpired = errors.New("token expired")

@@ -344,6 +344,9 @@ func (s *Server) newGRPCServer() *grpc.Server {
 		// Many idle streams: share write buffers. Read buffers are pooled
 		// already, because the split listener hands grpc-go bare TCP conns.
 		grpc.SharedWriteBuffer(true),
+		// A Join stream's context the service can cancel: its handler
+		// goroutine reads, and the hub ending it must end that read.
+		grpc.InTapHandle(api.StreamTap),
 		grpc.StatsHandler(connCounter{&s.metrics.grpcConns}),
 	)
 	parleyv1.RegisterChatServiceServer(gs, s.svc)

@@ -9,9 +9,12 @@ import (
 
 // Conn is one client session (a Join or Subscribe stream): the rooms it is
 // in and its bounded outbound queue. The room's broadcast appends to the
-// queue and never blocks; the one goroutine that owns the stream's sends
-// drains it with Next. A queue that grows past its byte limit cuts the
-// connection off with ErrSlowConsumer.
+// queue and never blocks. The queue is drained in one of two ways: by a
+// goroutine that owns the stream's sends and calls Next, or — after
+// ServeWrites — by a writer goroutine the connection starts itself when
+// frames are queued and that exits once the queue is empty, so an idle
+// connection holds no goroutine. A queue that grows past its byte limit
+// cuts the connection off with ErrSlowConsumer.
 type Conn struct {
 	// ID is unique per connection; it is the conn_id of its presence metas.
 	ID string
@@ -31,9 +34,16 @@ type Conn struct {
 	err      error // why the connection ended, once it has
 	draining bool  // Next returns ErrConnClosed once the queue is empty
 	rooms    map[string]*room
-	notify   chan struct{} // a frame was queued or the conn ended (cap 1)
-	drained  chan struct{} // Next emptied the queue (cap 1)
+	notify   chan struct{} // a frame was queued or the conn ended (cap 1; made by Next)
+	drained  chan struct{} // Next or the writer emptied the queue (cap 1; made by enqueueWait)
 	done     chan struct{} // closed when err is set
+
+	// Push mode (ServeWrites).
+	write   func([]Frame) error // sends frames to the client; nil in pull mode
+	writing bool                // a writer goroutine is running
+	spare   []Frame             // the writer's last batch, reused as the next queue
+	writers sync.WaitGroup      // the writer goroutine
+	onEnd   func()              // called once when the connection ends
 }
 
 // Enqueue queues a frame without blocking. It cuts the connection off with
@@ -70,9 +80,13 @@ func (c *Conn) enqueueWait(ctx context.Context, f Frame) error {
 			c.mu.Unlock()
 			return nil
 		}
+		if c.drained == nil {
+			c.drained = make(chan struct{}, 1)
+		}
+		drained := c.drained
 		c.mu.Unlock()
 		select {
-		case <-c.drained:
+		case <-drained:
 		case <-c.done:
 		case <-ctx.Done():
 			return fmt.Errorf("replay: %w", ctx.Err())
@@ -83,8 +97,20 @@ func (c *Conn) enqueueWait(ctx context.Context, f Frame) error {
 func (c *Conn) pushLocked(f Frame) {
 	c.queue = append(c.queue, f)
 	c.queued += len(f.Data)
+	if c.write != nil {
+		c.startWriterLocked()
+		return
+	}
 	select {
 	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// signalDrainedLocked wakes an enqueueWait waiting for room in the queue.
+func (c *Conn) signalDrainedLocked() {
+	select {
+	case c.drained <- struct{}{}: // a nil channel (nobody waited yet) is never ready
 	default:
 	}
 }
@@ -106,11 +132,8 @@ func (c *Conn) Next(buf []Frame) ([]Frame, error) {
 			clear(c.queue)
 			c.queue = c.queue[:0]
 			c.queued = 0
+			c.signalDrainedLocked()
 			c.mu.Unlock()
-			select {
-			case c.drained <- struct{}{}:
-			default:
-			}
 			return buf, nil
 		}
 		if c.draining {
@@ -118,9 +141,86 @@ func (c *Conn) Next(buf []Frame) ([]Frame, error) {
 			c.mu.Unlock()
 			continue
 		}
+		if c.notify == nil {
+			c.notify = make(chan struct{}, 1)
+		}
+		notify := c.notify
 		c.mu.Unlock()
-		<-c.notify
+		<-notify
 	}
+}
+
+// ServeWrites puts the connection in push mode: whenever frames are queued
+// and no writer is running, a new goroutine calls write with everything
+// queued, in order, until the queue is empty, and then exits. write may
+// block (flow control); an error from it ends the connection. Call it
+// once, before frames are queued, and do not call Next afterwards. After
+// the connection has ended, WaitWriter waits for a writer still running.
+func (c *Conn) ServeWrites(write func([]Frame) error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.write = write
+	if len(c.queue) > 0 {
+		c.startWriterLocked()
+	}
+}
+
+func (c *Conn) startWriterLocked() {
+	if c.writing || c.err != nil {
+		return
+	}
+	c.writing = true
+	c.writers.Add(1)
+	go c.writeOut()
+}
+
+// writeOut is the push-mode writer: it hands the queue to write, batch by
+// batch, and exits when the queue is empty or the connection has ended.
+// Queue and batch swap places, so a busy connection copies no frames.
+func (c *Conn) writeOut() {
+	defer c.writers.Done()
+	var batch []Frame
+	for {
+		c.mu.Lock()
+		if batch != nil && c.err == nil {
+			clear(batch)
+			c.spare = batch[:0]
+		}
+		if c.err != nil || len(c.queue) == 0 {
+			if c.err == nil && c.draining {
+				c.endLocked(ErrConnClosed)
+			}
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		batch = c.queue
+		c.queue, c.spare, c.queued = c.spare, nil, 0
+		c.signalDrainedLocked()
+		c.mu.Unlock()
+		if err := c.write(batch); err != nil {
+			c.End(err)
+			batch = nil
+		}
+	}
+}
+
+// WaitWriter waits until no push-mode writer is running. Call it only
+// after the connection has ended (Done is closed): no writer starts then.
+func (c *Conn) WaitWriter() { c.writers.Wait() }
+
+// OnEnd makes the connection call f once when it ends (at once if it has
+// ended already), whatever the cause — for example to cancel a context a
+// reader waits on. f runs with the connection's lock held: it must not
+// block or call the connection.
+func (c *Conn) OnEnd(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		f()
+		return
+	}
+	c.onEnd = f
 }
 
 // EndWith ends the connection with ctx's error when ctx ends, until stop
@@ -129,12 +229,19 @@ func (c *Conn) EndWith(ctx context.Context) (stop func() bool) {
 	return context.AfterFunc(ctx, func() { c.End(ctx.Err()) })
 }
 
-// Drain lets Next return what is queued and then ErrConnClosed: the client
-// is done sending and the stream ends once everything was written.
+// Drain lets Next (or the push-mode writer) write what is queued and then
+// end the connection with ErrConnClosed: the client is done sending and the
+// stream ends once everything was written.
 func (c *Conn) Drain() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.draining = true
+	if c.write != nil {
+		if !c.writing && len(c.queue) == 0 {
+			c.endLocked(ErrConnClosed)
+		}
+		return
+	}
 	select {
 	case c.notify <- struct{}{}:
 	default:
@@ -154,8 +261,12 @@ func (c *Conn) endLocked(cause error) {
 	}
 	c.err = cause
 	clear(c.queue)
-	c.queue, c.queued = nil, 0
+	c.queue, c.queued, c.spare = nil, 0, nil
 	close(c.done)
+	if c.onEnd != nil {
+		c.onEnd()
+		c.onEnd = nil
+	}
 	select {
 	case c.notify <- struct{}{}:
 	default:

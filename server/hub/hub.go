@@ -128,8 +128,6 @@ func (h *Hub) Connect(user, client string, tracked bool) *Conn {
 		hub: h, tracked: tracked, created: h.now(),
 		maxBytes: h.cfg.MaxQueueBytes,
 		rooms:    make(map[string]*room),
-		notify:   make(chan struct{}, 1),
-		drained:  make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
 	h.connsMu.Lock()

@@ -1,0 +1,68 @@
+package app_test
+
+import (
+	"bytes"
+	"runtime"
+	"testing"
+)
+
+// parleyGoroutines counts the goroutines running Parley's own server code
+// (the api and hub packages) whose stack contains mark ("" for any).
+func parleyGoroutines(mark string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for g := range bytes.SplitSeq(buf, []byte("\n\n")) {
+		if (bytes.Contains(g, []byte("parley/server/api.")) || bytes.Contains(g, []byte("parley/server/hub."))) &&
+			bytes.Contains(g, []byte(mark)) {
+			count++
+		}
+	}
+	return count
+}
+
+// An idle Join stream holds one goroutine of the server's own: its
+// handler, waiting in Recv for the client's next frame. Frames to the
+// client are written by a goroutine that runs only while there is
+// something to send, and a frame is handled on a goroutine that ends with
+// it. Before, each stream held a writer and a reader.
+func TestIdleJoinStreamHoldsOneGoroutine(t *testing.T) {
+	ts := startServer(t)
+	ts.createRoom(t, "idle")
+	conn := ts.dial(t)
+	tok := ts.token(t, "idler")
+	before := parleyGoroutines("")
+
+	const n = 30 // under the per-user limit of Join streams
+	streams := make([]*joinStream, n)
+	for i := range streams {
+		streams[i] = openJoin(t, conn, tok)
+		streams[i].join("idle", nil)
+	}
+	// The last joins' presence diffs may still be on their way out.
+	waitFor(t, "the writers to finish", func() bool { return parleyGoroutines("hub.(*Conn).writeOut") == 0 })
+	if got := parleyGoroutines("") - before; got > n {
+		t.Errorf("%d idle Join streams hold %d goroutines of the server's own, want at most %d (one each)", n, got, n)
+	}
+
+	// They still work: a message reaches all of them, each through a
+	// writer started for it.
+	reply := streams[0].post("idle", "wake up", "")
+	if reply.GetCode() != 0 {
+		t.Fatalf("send: %v", reply)
+	}
+	for i, js := range streams {
+		ev := js.next(isMessage("idle"), nil)
+		if got := ev.GetMessage().GetBody(); got != "wake up" {
+			t.Fatalf("stream %d got %q", i, got)
+		}
+	}
+	waitFor(t, "the writers to finish again", func() bool { return parleyGoroutines("hub.(*Conn).writeOut") == 0 })
+}
