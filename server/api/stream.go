@@ -69,6 +69,7 @@ type stream struct {
 	pos  *positions
 
 	stopExpiry func() bool
+	ended      chan struct{} // closed once the early status is written; nil without one
 }
 
 // startStream starts sending conn's frames on ss, and ends conn when the
@@ -105,13 +106,14 @@ func (s *Service) startStream(ss grpc.ServerStream, conn *hub.Conn, expires func
 // error ends the connection.
 //
 // A Recv that waits for the client can only be ended by cancelling the
-// stream's context, and grpc-go then answers the stream with CANCELLED
-// itself. So read runs on the calling goroutine only when the stream can
-// be finished first with its real status (see earlyStatus) and its context
-// cancelled (StreamTap): then ending the connection writes the status and
-// ends the Recv. Otherwise (streams served through net/http: grpc-web or
-// TLS) it runs on a new goroutine, tracked by s.streams, that ends when
-// the stream does.
+// stream's context (one StreamTap made cancellable), and grpc-go then
+// answers the stream with CANCELLED itself. So read runs on the calling
+// goroutine only when the stream can first be finished with its real
+// status: grpc-go's own transport stream can write it (statusWriter).
+// Then ending the connection writes the status, once the writer is done,
+// and cancels the context, which ends the Recv. Otherwise (streams served
+// through net/http: grpc-web, or TLS) read runs on a new goroutine,
+// tracked by s.streams, that ends when the stream does.
 func (st *stream) read(ctx context.Context, read func() error) {
 	finish := func(err error) {
 		if errors.Is(err, io.EOF) {
@@ -123,8 +125,10 @@ func (st *stream) read(ctx context.Context, read func() error) {
 	cancel, ok := ctx.Value(streamCancelKey{}).(context.CancelFunc)
 	ws, canWrite := grpc.ServerTransportStreamFromContext(ctx).(statusWriter)
 	if ok && canWrite {
+		st.ended = make(chan struct{})
 		st.conn.OnEnd(func() {
 			go func() {
+				defer close(st.ended)
 				defer cancel()
 				st.conn.WaitWriter()
 				s := status.Convert(st.status())
@@ -144,9 +148,12 @@ func (st *stream) read(ctx context.Context, read func() error) {
 	}()
 }
 
-// statusWriter is grpc-go's own server stream, which can end a stream
-// with a status before its handler returns (the handler's status is then
-// ignored).
+// statusWriter is grpc-go's own server transport stream (what
+// grpc.ServerTransportStreamFromContext returns), which can end a stream
+// with a status before its handler returns; the handler's status is then
+// ignored. The method is exported but not documented API: if a grpc-go
+// release drops it, Join falls back to a reading goroutine per stream, and
+// the status tests (slow consumer, token expiry) keep either path honest.
 type statusWriter interface {
 	WriteStatus(*status.Status) error
 }
@@ -157,6 +164,9 @@ func (st *stream) wait() error {
 	<-st.conn.Done()
 	st.conn.WaitWriter()
 	st.stopExpiry()
+	if st.ended != nil {
+		<-st.ended // OnEnd has run: nothing outlives the handler
+	}
 	return st.status()
 }
 

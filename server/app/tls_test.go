@@ -14,10 +14,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -94,5 +96,39 @@ func TestTLS(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("REST over TLS: %s", resp.Status)
+	}
+}
+
+// A stream the server ends ends with the server's status on both of
+// grpc-go's server transports: its own (the --grpc-listen port), where an
+// idle Join stream's only goroutine waits in Recv, and net/http's (the
+// main port with TLS), where a second goroutine reads.
+func TestStreamEndStatusOnBothTransports(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	ts := startServer(t, func(c *appConfig) {
+		c.TLSCert, c.TLSKey, c.GRPCListen = certFile, keyFile, "127.0.0.1:0"
+		c.Tokens.Leeway = time.Millisecond
+	})
+	creds := credentials.NewTLS(&tls.Config{RootCAs: pool})
+	streams := map[string]*joinStream{}
+	for name, addr := range map[string]string{"main": ts.Addr(), "grpc": ts.GRPCAddr()} {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		tok, _, err := ts.Keys.Mint("lapse-on-"+name, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js := openJoin(t, conn, tok)
+		js.join("lobby", nil)
+		streams[name] = js
+	}
+	for name, js := range streams {
+		st := js.waitEnd()
+		if st.Code() != codes.Unauthenticated || !strings.Contains(st.Message(), "expired") {
+			t.Errorf("%s port: stream with an expired token ended with %v, want UNAUTHENTICATED", name, st)
+		}
 	}
 }
