@@ -205,3 +205,73 @@ func TestCutJoinerLeavesNoGhost(t *testing.T) {
 		})
 	}
 }
+
+// Joiners of a large room between two diffs get one shared encoding of
+// the joined state, not one O(n) encoding each; a message (the head moves)
+// or a sent diff makes the next joiner's state anew.
+func TestJoinedStateSharedBetweenDiffs(t *testing.T) {
+	st := memory.New()
+	ctx := context.Background()
+	if _, err := st.CreateRoom(ctx, store.Room{Name: "r", Visibility: store.Public}); err != nil {
+		t.Fatal(err)
+	}
+	var states int
+	encode := func(ev Event) ([]byte, error) {
+		if ev.Kind == EventJoined {
+			states++ // under the room's lock
+		}
+		return json.Marshal(ev)
+	}
+	h := New(Config{PresenceBatchMin: 3, PresenceBatchWindow: time.Hour}, st, encode, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	join := func(name string) *Conn {
+		c := h.Connect(name, "", true)
+		if err := h.Join(ctx, c, "r", JoinOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for i := range 3 { // a small room: each joiner's state is its own
+		join(fmt.Sprint("small-", i))
+	}
+	if states != 3 {
+		t.Fatalf("3 joiners of a small room: %d states encoded, want 3", states)
+	}
+	var crowd []*Conn
+	for i := range 40 { // the room now batches, and no diff goes out within the hour
+		crowd = append(crowd, join(fmt.Sprint("crowd-", i)))
+	}
+	if states != 4 {
+		t.Fatalf("40 joiners between two diffs: %d states encoded, want 1 more", states-3)
+	}
+	stateOf := func(c *Conn) []byte {
+		frames, err := c.Next(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return frames[len(frames)-1].Data
+	}
+	first := stateOf(crowd[0])
+	var ev Event
+	if err := json.Unmarshal(first, &ev); err != nil || ev.Kind != EventJoined || len(ev.Presence) != 3 {
+		t.Fatalf("crowd's joined state %s (%v): want the 3 announced users", first, err)
+	}
+	if last := stateOf(crowd[len(crowd)-1]); string(last) != string(first) {
+		t.Fatalf("joiners between two diffs got different states:\n%s\n%s", first, last)
+	}
+	if _, _, err := h.Send(ctx, store.NewMessage{Room: "r", Sender: "s", Body: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	join("after-message")
+	if states != 5 {
+		t.Fatalf("a joiner after a message: %d states encoded in all, want 5", states)
+	}
+	r, _ := h.room(ctx, "r")
+	r.flushDiffs() // what the window's timer does
+	late := join("after-diff")
+	if states != 6 {
+		t.Fatalf("a joiner after a diff: %d states encoded in all, want 6", states)
+	}
+	if err := json.Unmarshal(stateOf(late), &ev); err != nil || len(ev.Presence) != 3+40+1 {
+		t.Fatalf("state after the diff holds %d users (%v), want the 44 announced", len(ev.Presence), err)
+	}
+}

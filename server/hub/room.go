@@ -32,6 +32,13 @@ type room struct {
 	// (see broadcastDiffLocked); diffTimer is armed while they wait.
 	diffs     []presenceChange
 	diffTimer *time.Timer
+
+	// announced counts presence diffs sent. In a large room the joined
+	// state (what was announced, and the head) changes only with it or with
+	// the head, so joiners in between share one encoding of it.
+	announced uint64
+	joined    []byte    // the shared joined state; nil when there is none
+	joinedKey [2]uint64 // announced and head when joined was encoded
 }
 
 // presenceChange is one meta joining or leaving, not yet announced.
@@ -150,12 +157,9 @@ func (r *room) addLocked(c *Conn, opts JoinOptions) error {
 			r.queueDiffLocked(diff, nil)
 		}
 	}
-	// The joiner's state is what the room has announced: in a large room
-	// it does not hold the changes still waiting, the joiner's own included;
-	// the diff that announces them reaches the joiner too.
-	state, err := r.hub.encode(Event{Kind: EventJoined, Room: r.name, HeadSeq: r.head, Presence: r.announcedPresenceLocked()})
+	state, err := r.joinedStateLocked(batch)
 	if err != nil {
-		return fmt.Errorf("encode joined: %w", err)
+		return err
 	}
 	// The joined frame carries the position from which the connection
 	// receives the room, so a writer knows where to resume it.
@@ -182,6 +186,30 @@ func (r *room) addLocked(c *Conn, opts JoinOptions) error {
 		r.hub.publish(wireEvent{Kind: "join", Room: r.name, User: c.User, Meta: &diff[0].Metas[0]})
 	}
 	return nil
+}
+
+// joinedStateLocked encodes a joiner's state: the room's head and what it
+// has announced of its presence. In a large room (batch) that does not hold
+// the changes still waiting, the joiner's own included (the diff that
+// announces them reaches the joiner too), so it stays the same until the
+// next diff is sent or the head moves, and every joiner until then gets the
+// same encoding: a crowd joining costs one O(n) state per window instead of
+// one per joiner. In a small room each join is announced at once, so the
+// state is encoded for each joiner.
+func (r *room) joinedStateLocked(batch bool) ([]byte, error) {
+	key := [2]uint64{r.announced, r.head}
+	if batch && r.joined != nil && r.joinedKey == key {
+		return r.joined, nil
+	}
+	state, err := r.hub.encode(Event{Kind: EventJoined, Room: r.name, HeadSeq: r.head, Presence: r.announcedPresenceLocked()})
+	if err != nil {
+		return nil, fmt.Errorf("encode joined: %w", err)
+	}
+	r.joined = nil
+	if batch {
+		r.joined, r.joinedKey = state, key
+	}
+	return state, nil
 }
 
 // batchingLocked reports whether presence changes wait to be announced
@@ -262,6 +290,8 @@ func (r *room) flushDiffs() {
 }
 
 func (r *room) sendDiffLocked(joins, leaves []Presence, skip *Conn) {
+	r.announced++
+	r.joined = nil
 	data, err := r.hub.encode(Event{Kind: EventPresenceDiff, Room: r.name, Joins: joins, Leaves: leaves})
 	if err != nil {
 		r.hub.log.Error("encode presence diff", "room", r.name, "err", err)
