@@ -29,7 +29,7 @@ type Conn struct {
 
 	mu       sync.Mutex // guards the fields below; taken after a room's lock, never before
 	queue    []Frame
-	queued   int // bytes in queue
+	queued   int // what the queue counts against maxBytes (see cost)
 	maxBytes int
 	err      error // why the connection ended, once it has
 	draining bool  // Next returns ErrConnClosed once the queue is empty
@@ -55,7 +55,7 @@ func (c *Conn) Enqueue(f Frame) bool {
 	if c.err != nil {
 		return false
 	}
-	if c.queued+len(f.Data) > c.maxBytes {
+	if c.queued+c.cost(f) > c.maxBytes {
 		c.endLocked(ErrSlowConsumer)
 		c.hub.slowCuts.Add(1)
 		return false
@@ -75,7 +75,7 @@ func (c *Conn) enqueueWait(ctx context.Context, f Frame) error {
 			c.mu.Unlock()
 			return err
 		}
-		if c.queued == 0 || c.queued+len(f.Data) <= c.maxBytes/2 {
+		if c.queued == 0 || c.queued+c.cost(f) <= c.maxBytes/2 {
 			c.pushLocked(f)
 			c.mu.Unlock()
 			return nil
@@ -94,9 +94,17 @@ func (c *Conn) enqueueWait(ctx context.Context, f Frame) error {
 	}
 }
 
+// cost is what a frame counts for against the queue's byte limit: its size,
+// but at most half the limit. A single frame larger than the limit — the
+// joined state of a room with ~15,000 connections or more, a presence diff
+// after a mass reconnect — would otherwise cut off every connection it is
+// queued for, none of them behind; counted so, it fits a queue without a
+// backlog and cuts off only a connection that has one.
+func (c *Conn) cost(f Frame) int { return min(len(f.Data), c.maxBytes/2) }
+
 func (c *Conn) pushLocked(f Frame) {
 	c.queue = append(c.queue, f)
-	c.queued += len(f.Data)
+	c.queued += c.cost(f)
 	if c.write != nil {
 		c.startWriterLocked()
 		return
@@ -283,7 +291,8 @@ func (c *Conn) Err() error {
 	return c.err
 }
 
-// QueuedBytes returns the bytes waiting in the connection's queue.
+// QueuedBytes returns what the frames waiting in the connection's queue
+// count against its limit: their bytes, each frame at most half the limit.
 func (c *Conn) QueuedBytes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

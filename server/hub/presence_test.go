@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,15 +143,17 @@ func TestPresenceBatchedInLargeRooms(t *testing.T) {
 	t.Logf("first member: %d presence diffs for %d joins and 2 leaves", views[conns[0]].diffs, n-1)
 }
 
-// A joiner cut off while joining (its frames do not fit its queue) never
-// joined: it must not stay in the room's presence, nor be announced — in a
-// small room and in a batching one.
+// A joiner cut off while joining (its frames do not fit its queue, which
+// holds a backlog from another room) never joined: it must not stay in the
+// room's presence, nor be announced — in a small room and in a batching one.
 func TestCutJoinerLeavesNoGhost(t *testing.T) {
 	for _, batchMin := range []int{100, 1} {
 		t.Run(fmt.Sprint("PresenceBatchMin=", batchMin), func(t *testing.T) {
 			st := memory.New()
-			if _, err := st.CreateRoom(context.Background(), store.Room{Name: "r", Visibility: store.Public}); err != nil {
-				t.Fatal(err)
+			for _, name := range []string{"r", "busy"} {
+				if _, err := st.CreateRoom(context.Background(), store.Room{Name: name, Visibility: store.Public}); err != nil {
+					t.Fatal(err)
+				}
 			}
 			encode := func(ev Event) ([]byte, error) { return json.Marshal(ev) }
 			h := New(Config{MaxQueueBytes: 1 << 16, PresenceBatchMin: batchMin, PresenceBatchWindow: time.Millisecond},
@@ -167,9 +170,21 @@ func TestCutJoinerLeavesNoGhost(t *testing.T) {
 			if _, err := join("second", JoinOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			cut, err := join("cut", JoinOptions{Ack: make([]byte, 1<<16+1)})
+			// "cut" is behind in another room: more than half its queue is
+			// waiting when it joins r, and its ack (counted as half the
+			// queue, like any frame as large) does not fit.
+			cut := h.Connect("cut", "", true)
+			if err := h.Join(ctx, cut, "busy", JoinOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			for cut.QueuedBytes() <= 1<<15 {
+				if _, _, err := h.Send(ctx, store.NewMessage{Room: "busy", Sender: "s", Body: strings.Repeat("x", 4000)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err = h.Join(ctx, cut, "r", JoinOptions{Ack: make([]byte, 1<<16+1)})
 			if !errors.Is(err, ErrSlowConsumer) {
-				t.Fatalf("join with an ack larger than the queue: %v, want ErrSlowConsumer", err)
+				t.Fatalf("join with a backlog and an ack larger than the queue: %v, want ErrSlowConsumer", err)
 			}
 			if _, err := join("third", JoinOptions{}); err != nil {
 				t.Fatal(err)
@@ -273,5 +288,53 @@ func TestJoinedStateSharedBetweenDiffs(t *testing.T) {
 	}
 	if err := json.Unmarshal(stateOf(late), &ev); err != nil || len(ev.Presence) != 3+40+1 {
 		t.Fatalf("state after the diff holds %d users (%v), want the 44 announced", len(ev.Presence), err)
+	}
+}
+
+// A joined state larger than the joiner's whole queue — a room with tens of
+// thousands of connections — does not cut the joiner off: one frame counts
+// for at most half the queue, so a joiner without a backlog receives it,
+// and the messages right after it, before its writer has taken anything.
+// (The members, whose queues nobody drains here, fall behind for real.)
+func TestJoinedStateLargerThanQueue(t *testing.T) {
+	st := memory.New()
+	ctx := context.Background()
+	if _, err := st.CreateRoom(ctx, store.Room{Name: "r", Visibility: store.Public}); err != nil {
+		t.Fatal(err)
+	}
+	encode := func(ev Event) ([]byte, error) { return json.Marshal(ev) }
+	const queue = 4096
+	h := New(Config{MaxQueueBytes: queue}, st, encode, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for i := range 60 {
+		c := h.Connect(fmt.Sprint("member-", i), "", true)
+		if err := h.Join(ctx, c, "r", JoinOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	joiner := h.Connect("joiner", "", true)
+	if err := h.Join(ctx, joiner, "r", JoinOptions{Ack: []byte("ack")}); err != nil {
+		t.Fatalf("join of a room whose state exceeds the queue: %v", err)
+	}
+	for range 3 {
+		if _, _, err := h.Send(ctx, store.NewMessage{Room: "r", Sender: "s", Body: "hello"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	frames, err := joiner.Next(nil)
+	if err != nil {
+		t.Fatalf("joiner: %v", err)
+	}
+	if len(frames) != 5 {
+		t.Fatalf("joiner got %d frames, want the ack, the state and 3 messages", len(frames))
+	}
+	var ev Event
+	if err := json.Unmarshal(frames[1].Data, &ev); err != nil || ev.Kind != EventJoined {
+		t.Fatalf("second frame %.60q: %v", frames[1].Data, err)
+	}
+	if len(frames[1].Data) <= queue || len(ev.Presence) != 61 {
+		t.Fatalf("state of %d bytes with %d users: want more than the %d-byte queue, all 61 users", len(frames[1].Data), len(ev.Presence), queue)
+	}
+	if err := joiner.Err(); err != nil {
+		t.Fatalf("joiner ended: %v", err)
 	}
 }
