@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"regexp"
@@ -29,6 +30,7 @@ type benchConfig struct {
 	drain          time.Duration
 	size           int
 	subscribe      bool
+	receiveVia     string // "h2" or "grpc"
 	streamsPerConn int
 	roomPrefix     string
 	users          int
@@ -59,6 +61,8 @@ func (c *benchConfig) validate() error {
 		return usagef("--size must be at least %d bytes (the send time header)", bodyHeader)
 	case c.streamsPerConn < 1 || c.users < 0 || c.connectWorkers < 1 || c.maxInflight < 0:
 		return usagef("--streams-per-conn and --connect-concurrency must be at least 1, --users not negative")
+	case c.receiveVia != "h2" && c.receiveVia != "grpc":
+		return usagef("--receive-via must be h2 or grpc")
 	case !roomPrefixRE.MatchString(c.roomPrefix):
 		return usagef("--room-prefix must be 1-48 characters of a-z, 0-9, '-', '_'")
 	case c.senders > 0 && (c.rooms+c.senders-1)/c.senders > maxRoomsPerStream:
@@ -92,6 +96,12 @@ latency percentiles, errors by status code, the server's CPU and memory from
 its /metrics, and the bench's own CPU. Exits 1 on any loss, duplicate,
 reordering or error.
 
+Receiving streams are read with the bench's own HTTP/2 and gRPC framing
+(--receive-via h2): one goroutine per connection parses every message in
+place, so receiving costs a fraction of what the server spends sending.
+--receive-via grpc reads them with grpc-go's client instead. Senders always
+use grpc-go.
+
 Rooms are named <room-prefix>-<n> and created if missing. Tokens: --token-cmd
 (run once per user, the user name appended), else --token or PARLEY_TOKEN
 (every stream the same user), else DevLogin (a --dev server). The server's
@@ -107,6 +117,7 @@ for load tests, or senders above its rate are refused.`)
 	fs.DurationVar(&c.drain, "drain", 10*time.Second, "after the measured window, how long to wait for the last acks and deliveries")
 	fs.IntVar(&c.size, "size", 100, "message body size in bytes")
 	fs.BoolVar(&c.subscribe, "subscribe", false, "receive with Subscribe (server streaming) instead of Join")
+	fs.StringVar(&c.receiveVia, "receive-via", "h2", "how receiving streams are read: h2 (the bench's own HTTP/2 framing: one goroutine per connection, cheap) or grpc (grpc-go's client)")
 	fs.IntVar(&c.streamsPerConn, "streams-per-conn", 1, "receiving streams per HTTP/2 connection (the server allows 100 by default)")
 	fs.StringVar(&c.roomPrefix, "room-prefix", "bench", "prefix of the bench's room and user names")
 	fs.IntVar(&c.users, "users", 0, "distinct users the streams are spread over (0: one per stream); the server's per-user limits apply")
@@ -144,6 +155,7 @@ type bench struct {
 	receivers []*receiver
 	senders   []*sender
 	conns     []*grpc.ClientConn
+	h2conns   []*h2Conn       // receiving connections with --receive-via h2
 	streamCtx context.Context // every stream's context; cancelled at the end
 	stop      context.CancelFunc
 	readers   sync.WaitGroup
@@ -264,6 +276,9 @@ func (b *bench) close() {
 	for _, c := range b.conns {
 		c.Close()
 	}
+	for _, c := range b.h2conns {
+		c.close()
+	}
 	b.readers.Wait()
 	b.ctrl.Close()
 }
@@ -372,14 +387,30 @@ func firstErr(errs ...error) error {
 // each joined to its rooms, and reports how long that took.
 func (b *bench) connect(ctx context.Context, rep *benchReport) error {
 	cfg := b.cfg
-	for range (cfg.receivers + cfg.streamsPerConn - 1) / cfg.streamsPerConn {
+	nconns := (cfg.receivers + cfg.streamsPerConn - 1) / cfg.streamsPerConn
+	var tc *tls.Config
+	if cfg.receiveVia == "h2" {
+		var err error
+		if tc, err = b.e.g.tlsConfig(); err != nil {
+			return err
+		}
+	}
+	for range nconns {
+		if cfg.receiveVia == "h2" {
+			c, err := dialH2(ctx, b, b.e.g.nextAddr(), tc)
+			if err != nil {
+				return err
+			}
+			b.h2conns = append(b.h2conns, c)
+			continue
+		}
 		conn, err := b.e.g.dial()
 		if err != nil {
 			return err
 		}
 		b.conns = append(b.conns, conn)
 	}
-	b.progressf("connecting %d receiving streams over %d connections", cfg.receivers, len(b.conns))
+	b.progressf("connecting %d receiving streams over %d connections", cfg.receivers, nconns)
 	start := time.Now()
 	var opened atomic.Int64
 	stopTicker := b.tick(func() {
@@ -389,16 +420,24 @@ func (b *bench) connect(ctx context.Context, rep *benchReport) error {
 	err := parallel(ctx, cfg.receivers, cfg.connectWorkers, func(ctx context.Context, i int) error {
 		r := b.receivers[i]
 		t0 := time.Now()
-		if err := r.open(b.streamCtx, b.conns[i/cfg.streamsPerConn], b.tokens[i%len(b.tokens)]); err != nil {
-			return fmt.Errorf("receiver %d: %w", i, err)
+		token := b.tokens[i%len(b.tokens)]
+		if cfg.receiveVia == "h2" {
+			// The connection's reader goroutine receives for the stream.
+			if err := b.h2conns[i/cfg.streamsPerConn].open(b.streamCtx, r, token); err != nil {
+				return fmt.Errorf("receiver %d: %w", i, err)
+			}
+		} else {
+			if err := r.open(b.streamCtx, b.conns[i/cfg.streamsPerConn], token); err != nil {
+				return fmt.Errorf("receiver %d: %w", i, err)
+			}
+			b.readers.Add(1)
+			go func() {
+				defer b.readers.Done()
+				r.receive()
+			}()
 		}
 		b.joinLat.record(i, time.Since(t0))
 		opened.Add(1)
-		b.readers.Add(1)
-		go func() {
-			defer b.readers.Done()
-			r.receive()
-		}()
 		return nil
 	})
 	if err != nil {

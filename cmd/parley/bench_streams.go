@@ -84,29 +84,35 @@ func (r *receiver) receive() {
 			b.streamEnded(fmt.Sprintf("receiver %d (%s)", r.id, f.wantRoom), err)
 			return
 		}
-		if f.kind != kindMessage {
-			continue
+		if f.kind == kindMessage {
+			r.deliver(f)
 		}
-		now := b.now()
-		r.frames.Add(1)
-		if !f.roomOK || f.sent < 0 {
-			r.foreign.Add(1)
-			continue
-		}
-		switch seq := f.seq; {
-		case seq <= r.last:
-			r.dups.Add(1)
-			continue
-		case seq > r.last+1:
-			r.gaps.Add(1)
-		}
-		r.last = f.seq
-		lat := time.Duration(now - f.sent)
-		b.live.record(r.id, lat)
-		if b.inWindow(f.sent) {
-			r.measured.Add(1)
-			b.e2e.record(r.id, lat)
-		}
+	}
+}
+
+// deliver checks a message frame's seq against the last one seen in the
+// room and records its delivery latency. Only the stream's reader calls it.
+func (r *receiver) deliver(f *wireFrame) {
+	b := r.b
+	now := b.now()
+	r.frames.Add(1)
+	if !f.roomOK || f.sent < 0 {
+		r.foreign.Add(1)
+		return
+	}
+	switch seq := f.seq; {
+	case seq <= r.last:
+		r.dups.Add(1)
+		return
+	case seq > r.last+1:
+		r.gaps.Add(1)
+	}
+	r.last = f.seq
+	lat := time.Duration(now - f.sent)
+	b.live.record(r.id, lat)
+	if b.inWindow(f.sent) {
+		r.measured.Add(1)
+		b.e2e.record(r.id, lat)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"regexp"
@@ -9,10 +10,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+	"github.com/parleychat/parley/server/app"
 )
 
 func runBenchJSON(t *testing.T, addr string, args ...string) (benchReport, cliResult) {
@@ -201,5 +205,48 @@ func BenchmarkWireFrameParse(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = f.parse(msg)
+	}
+}
+
+// Both ways of receiving give the same clean result: the bench's own
+// HTTP/2 framing (the default) and grpc-go's client. Bodies of 30 KB do
+// not fit one HTTP/2 DATA frame (16 KiB), so the h2 receivers reassemble
+// messages split across frames, and several streams share each connection.
+// Small flow-control windows make the h2 receivers replenish them often.
+func TestBenchReceiveVia(t *testing.T) {
+	s := startServer(t, func(c *app.Config) { c.MaxBodyBytes = 30000 })
+	defer func(sw, cw uint32) { h2StreamWindow, h2ConnWindow = sw, cw }(h2StreamWindow, h2ConnWindow)
+	h2StreamWindow, h2ConnWindow = 100<<10, 300<<10
+	for _, via := range []string{"h2", "grpc"} {
+		t.Run(via, func(t *testing.T) {
+			rep, r := runBenchJSON(t, s.Addr(), "--receive-via", via, "--receivers", "12", "--rooms", "2", "--streams-per-conn", "4",
+				"--senders", "2", "--rate", "100", "--size", "30000", "--warmup", "300ms", "--duration", "1s", "--quiet", "--room-prefix", "via-"+via)
+			wantCode(t, r, exitOK)
+			if !rep.OK || rep.Lost != 0 || rep.Duplicates != 0 || rep.OutOfOrder != 0 || rep.Extra != 0 || len(rep.Errors) != 0 ||
+				rep.Received == 0 || rep.Received != rep.Expected {
+				t.Fatalf("report is not clean: %+v\nstderr: %s", rep, r.stderr)
+			}
+		})
+	}
+}
+
+// A stream the server refuses fails the h2 receiver's open with the
+// server's gRPC status, read from the trailers.
+func TestH2ReceiverOpenFailsWithStatus(t *testing.T) {
+	s := startServer(t)
+	b := &bench{roomNames: []string{"lobby"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := dialH2(ctx, b, s.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		c.close()
+		b.readers.Wait()
+	}()
+	err = c.open(ctx, &receiver{b: b}, "not-a-token")
+	if st, _ := status.FromError(err); st.Code() != codes.Unauthenticated {
+		t.Fatalf("open with a bad token: %v, want UNAUTHENTICATED", err)
 	}
 }
