@@ -40,6 +40,7 @@ type Conn struct {
 
 	// Push mode (ServeWrites).
 	write   func([]Frame) error // sends frames to the client; nil in pull mode
+	run     func()              // c.writeOut, made once: "go c.writeOut()" would allocate per start
 	writing bool                // a writer goroutine is running
 	spare   []Frame             // the writer's last batch, reused as the next queue
 	writers sync.WaitGroup      // the writer goroutine
@@ -167,7 +168,7 @@ func (c *Conn) Next(buf []Frame) ([]Frame, error) {
 func (c *Conn) ServeWrites(write func([]Frame) error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.write = write
+	c.write, c.run = write, c.writeOut
 	if len(c.queue) > 0 {
 		c.startWriterLocked()
 	}
@@ -179,7 +180,7 @@ func (c *Conn) startWriterLocked() {
 	}
 	c.writing = true
 	c.writers.Add(1)
-	go c.writeOut()
+	go c.run()
 }
 
 // writeOut is the push-mode writer: it hands the queue to write, batch by
