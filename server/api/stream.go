@@ -70,6 +70,7 @@ type stream struct {
 
 	stopExpiry func() bool
 	ended      chan struct{} // closed once the early status is written; nil without one
+	final      error         // the status written early; set before ended is closed
 }
 
 // startStream starts sending conn's frames on ss, and ends conn when the
@@ -131,7 +132,8 @@ func (st *stream) read(ctx context.Context, read func() error) {
 				defer close(st.ended)
 				defer cancel()
 				st.conn.WaitWriter()
-				s := status.Convert(st.status())
+				st.final = st.status()
+				s := status.Convert(st.final)
 				if s == nil {
 					s = status.New(codes.OK, "")
 				}
@@ -166,6 +168,7 @@ func (st *stream) wait() error {
 	st.stopExpiry()
 	if st.ended != nil {
 		<-st.ended // OnEnd has run: nothing outlives the handler
+		return st.final
 	}
 	return st.status()
 }

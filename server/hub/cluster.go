@@ -281,24 +281,23 @@ func (r *room) syncNode(node string, want map[string][]Meta) {
 	for user, ms := range r.presence {
 		var gone []Meta
 		ms = slices.DeleteFunc(ms, func(m Meta) bool {
-			if m.Node == node && !containsConn(want[user], m.ConnID) {
-				gone = append(gone, m)
-				return true
+			if m.Node != node {
+				return false
 			}
-			return false
+			if _, wanted := metas(want[user]).get(m.ConnID); wanted {
+				return false
+			}
+			gone = append(gone, m)
+			return true
 		})
 		if len(gone) > 0 {
 			leaves = append(leaves, Presence{User: user, Metas: gone})
 		}
-		if len(ms) == 0 {
-			delete(r.presence, user)
-		} else {
-			r.presence[user] = ms
-		}
+		r.setMetasLocked(user, ms)
 	}
-	for user, metas := range want {
+	for user, ms := range want {
 		var added []Meta
-		for _, m := range metas {
+		for _, m := range ms {
 			if m.Node != node {
 				continue
 			}
@@ -314,15 +313,6 @@ func (r *room) syncNode(node string, want map[string][]Meta) {
 	if len(joins) > 0 || len(leaves) > 0 {
 		r.broadcastDiffLocked(joins, leaves, nil)
 	}
-}
-
-func containsConn(metas []Meta, id string) bool {
-	for _, m := range metas {
-		if m.ConnID == id {
-			return true
-		}
-	}
-	return false
 }
 
 // CatchUp reads from the store, for every room live here, the messages

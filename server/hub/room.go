@@ -408,7 +408,12 @@ func (r *room) leave(c *Conn) {
 
 // removeMetaLocked takes one connection's meta out of the presence.
 func (r *room) removeMetaLocked(user, connID string) {
-	if ms := r.presence[user].without(connID); len(ms) > 0 {
+	r.setMetasLocked(user, r.presence[user].without(connID))
+}
+
+// setMetasLocked makes ms user's metas; a user without any is not present.
+func (r *room) setMetasLocked(user string, ms metas) {
+	if len(ms) > 0 {
 		r.presence[user] = ms
 	} else {
 		delete(r.presence, user)
