@@ -17,8 +17,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-
-	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
 
 // The receiving side of the bench must cost less than the server it
@@ -130,12 +128,8 @@ func (c *h2Conn) write(fn func() error) error {
 // room, and waits for the joined frame.
 func (c *h2Conn) open(ctx context.Context, r *receiver, token string) error {
 	room := r.b.roomNames[r.room]
-	method, endStream := parleyv1.ChatService_Join_FullMethodName, false
-	var msg proto.Message = &parleyv1.JoinRequest{Ref: "j", Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: room}}}
-	if r.b.cfg.subscribe {
-		method, endStream = parleyv1.ChatService_Subscribe_FullMethodName, true
-		msg = &parleyv1.SubscribeRequest{Room: room}
-	}
+	method, msg, desc := r.request()
+	endStream := !desc.ClientStreams
 	body, err := proto.Marshal(msg)
 	if err != nil {
 		return err
@@ -225,23 +219,19 @@ func (c *h2Conn) read() {
 // data consumes a DATA frame: flow control, then each whole gRPC message.
 func (c *h2Conn) data(f *http2.DataFrame) error {
 	n := uint32(f.Length)
-	c.connUnacked += n
 	c.mu.Lock()
 	s := c.streams[f.StreamID]
 	c.mu.Unlock()
-	var streamUpdate uint32
+	var connUpdate, streamUpdate uint32
+	if c.connUnacked += n; c.connUnacked >= h2ConnWindow/2 {
+		connUpdate, c.connUnacked = c.connUnacked, 0
+	}
 	if s != nil {
 		if s.unacked += n; s.unacked >= h2StreamWindow/2 {
 			streamUpdate, s.unacked = s.unacked, 0
 		}
 	}
-	if c.connUnacked >= h2ConnWindow/2 || streamUpdate > 0 {
-		connUpdate := c.connUnacked
-		if connUpdate < h2ConnWindow/2 {
-			connUpdate = 0
-		} else {
-			c.connUnacked = 0
-		}
+	if connUpdate > 0 || streamUpdate > 0 {
 		err := c.write(func() error {
 			if connUpdate > 0 {
 				if err := c.fr.WriteWindowUpdate(0, connUpdate); err != nil {
@@ -274,7 +264,7 @@ func (c *h2Conn) data(f *http2.DataFrame) error {
 		if uint64(len(data)-5) < uint64(size) {
 			break
 		}
-		if err := c.message(f.StreamID, s, data[5:5+size]); err != nil {
+		if err := s.message(data[5 : 5+size]); err != nil {
 			c.end(f.StreamID, err)
 			return nil
 		}
@@ -291,22 +281,19 @@ func (c *h2Conn) data(f *http2.DataFrame) error {
 	return nil
 }
 
-// message handles one gRPC message of a stream.
-func (c *h2Conn) message(id uint32, s *h2Stream, msg []byte) error {
+// message handles one gRPC message of the stream.
+func (s *h2Stream) message(msg []byte) error {
 	f := &s.f
 	if err := f.parse(msg); err != nil {
 		return err
 	}
 	if !s.opened {
-		switch {
-		case f.kind == kindReply && f.code != 0:
-			return status.Error(codes.Code(f.code), f.errMsg)
-		case f.kind == kindJoined && f.roomOK:
-			s.r.last = f.seq
+		ok, err := s.r.joined(f)
+		if ok {
 			s.opened = true
 			s.ready <- nil
 		}
-		return nil
+		return err
 	}
 	if f.kind == kindMessage {
 		s.r.deliver(f)
@@ -367,5 +354,5 @@ func (s *h2Stream) finish(err error) {
 		s.ready <- err
 		return
 	}
-	s.r.b.streamEnded(fmt.Sprintf("receiver %d (%s)", s.r.id, s.f.wantRoom), err)
+	s.r.b.streamEnded(s.r.name(), err)
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
@@ -36,24 +37,46 @@ type receiver struct {
 	foreign  atomic.Uint64 // messages that are not the bench's
 }
 
-// open starts the stream, joins the room, and waits for the joined frame.
-func (r *receiver) open(ctx context.Context, conn *grpc.ClientConn, token string) error {
-	ctx = withAuth(ctx, token)
+// request is what opens r's stream: the method and its first message,
+// and whether the client keeps sending (Join) or is done (Subscribe).
+func (r *receiver) request() (method string, msg proto.Message, desc *grpc.StreamDesc) {
 	room := r.b.roomNames[r.room]
-	var err error
 	if r.b.cfg.subscribe {
-		r.stream, err = conn.NewStream(ctx, subscribeDesc, parleyv1.ChatService_Subscribe_FullMethodName, grpc.ForceCodecV2(r.b.codec))
-		if err == nil {
-			err = r.stream.SendMsg(&parleyv1.SubscribeRequest{Room: room})
-		}
-		if err == nil {
-			err = r.stream.CloseSend()
-		}
-	} else {
-		r.stream, err = conn.NewStream(ctx, joinDesc, parleyv1.ChatService_Join_FullMethodName, grpc.ForceCodecV2(r.b.codec))
-		if err == nil {
-			err = r.stream.SendMsg(&parleyv1.JoinRequest{Ref: "j", Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: room}}})
-		}
+		return parleyv1.ChatService_Subscribe_FullMethodName, &parleyv1.SubscribeRequest{Room: room}, subscribeDesc
+	}
+	return parleyv1.ChatService_Join_FullMethodName,
+		&parleyv1.JoinRequest{Ref: "j", Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: room}}}, joinDesc
+}
+
+// joined reads a frame that arrived before the stream joined its room: it
+// reports whether this is the joined frame (and keeps its head), or the
+// error a refused join replied.
+func (r *receiver) joined(f *wireFrame) (bool, error) {
+	switch {
+	case f.kind == kindReply && f.code != 0:
+		return false, status.Error(codes.Code(f.code), f.errMsg)
+	case f.kind == kindJoined && f.roomOK:
+		r.last = f.seq
+		return true, nil
+	}
+	return false, nil
+}
+
+// name identifies r in errors.
+func (r *receiver) name() string { return fmt.Sprintf("receiver %d (%s)", r.id, r.b.roomNames[r.room]) }
+
+// open starts the stream with grpc-go, joins the room, and waits for the
+// joined frame.
+func (r *receiver) open(ctx context.Context, conn *grpc.ClientConn, token string) error {
+	room := r.b.roomNames[r.room]
+	method, msg, desc := r.request()
+	var err error
+	r.stream, err = conn.NewStream(withAuth(ctx, token), desc, method, grpc.ForceCodecV2(r.b.codec))
+	if err == nil {
+		err = r.stream.SendMsg(msg)
+	}
+	if err == nil && !desc.ClientStreams {
+		err = r.stream.CloseSend()
 	}
 	if err != nil {
 		return fmt.Errorf("open stream in %s: %w", room, err)
@@ -63,11 +86,10 @@ func (r *receiver) open(ctx context.Context, conn *grpc.ClientConn, token string
 		if err := r.stream.RecvMsg(f); err != nil {
 			return fmt.Errorf("join %s: %w", room, err)
 		}
-		switch {
-		case f.kind == kindReply && f.code != 0:
-			return fmt.Errorf("join %s: %w", room, status.Error(codes.Code(f.code), f.errMsg))
-		case f.kind == kindJoined && f.roomOK:
-			r.last = f.seq
+		if ok, err := r.joined(f); ok || err != nil {
+			if err != nil {
+				return fmt.Errorf("join %s: %w", room, err)
+			}
 			return nil
 		}
 	}
@@ -81,7 +103,7 @@ func (r *receiver) receive() {
 	f := &wireFrame{wantRoom: b.roomNames[r.room]}
 	for {
 		if err := r.stream.RecvMsg(f); err != nil {
-			b.streamEnded(fmt.Sprintf("receiver %d (%s)", r.id, f.wantRoom), err)
+			b.streamEnded(r.name(), err)
 			return
 		}
 		if f.kind == kindMessage {
