@@ -81,12 +81,16 @@ func roomToProto(r store.Room, online int) *parleyv1.Room {
 	return out
 }
 
-// rawFrame is a message that is already encoded; Codec sends its bytes as
-// they are, so one encoding serves every stream that receives the event.
-type rawFrame []byte
+// WireForm is the hub's Config.WireForm: a frame's bytes as Codec hands
+// them to grpc-go, made once and shared by every stream that sends the
+// frame. grpc-go only reads a BufferSlice it is given, and SliceBuffer's
+// Free does nothing, so the shared bytes never go back to a pool while
+// other streams still send them.
+func WireForm(data []byte) any { return mem.BufferSlice{mem.SliceBuffer(data)} }
 
 // Codec is the server's codec: protobuf for every message, except that
-// pre-encoded frames are written without being marshalled again.
+// the hub's frames (*hub.Frame), encoded already, are written as they are,
+// so one encoding serves every stream that receives the event.
 type Codec struct{ proto encoding.CodecV2 }
 
 // NewCodec returns the server codec, wrapping grpc's registered proto codec.
@@ -97,10 +101,11 @@ func (c Codec) Name() string { return "proto" }
 
 // Marshal implements encoding.CodecV2.
 func (c Codec) Marshal(v any) (mem.BufferSlice, error) {
-	if f, ok := v.(rawFrame); ok {
-		// SliceBuffer's Free does nothing, so the shared bytes are never
-		// returned to a pool while other streams still send them.
-		return mem.BufferSlice{mem.SliceBuffer(f)}, nil
+	if f, ok := v.(*hub.Frame); ok {
+		if w, ok := f.Wire.(mem.BufferSlice); ok {
+			return w, nil
+		}
+		return mem.BufferSlice{mem.SliceBuffer(f.Data)}, nil // see WireForm
 	}
 	return c.proto.Marshal(v)
 }

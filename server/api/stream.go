@@ -79,8 +79,9 @@ type stream struct {
 func (s *Service) startStream(ss grpc.ServerStream, conn *hub.Conn, expires func() time.Time) *stream {
 	st := &stream{s: s, conn: conn, pos: &positions{}}
 	conn.ServeWrites(func(frames []hub.Frame) error {
-		for _, f := range frames {
-			if err := ss.SendMsg(rawFrame(f.Data)); err != nil {
+		for i := range frames {
+			f := &frames[i] // a pointer: boxing a Frame would allocate per delivery
+			if err := ss.SendMsg(f); err != nil {
 				return err
 			}
 			if f.Room != "" {

@@ -264,7 +264,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.cfg.NodeID = cfg.NodeID
 	}
 	hc := hub.Config{MaxQueueBytes: cfg.MaxQueueBytes, MaxRoomsPerConn: cfg.MaxRoomsPerConn,
-		Subject: cfg.BrokerSubject, NodeID: cfg.NodeID, NodeTimeout: cfg.NodeTimeout}
+		Subject: cfg.BrokerSubject, NodeID: cfg.NodeID, NodeTimeout: cfg.NodeTimeout,
+		WireForm: api.WireForm}
 	if cfg.Broker != "" {
 		if s.broker, err = broker.Connect(cfg.Broker, cfg.NodeID, s.log); err != nil {
 			s.store.Close()

@@ -234,7 +234,7 @@ func (r *room) onWire(data []byte) {
 		data, err := r.hub.encode(Event{Kind: EventTyping, Room: r.name, User: ev.User, Active: ev.Active})
 		if err == nil {
 			r.mu.Lock()
-			r.broadcastLocked(Frame{Data: data}, nil)
+			r.broadcastLocked(r.hub.shared(data, "", 0), nil)
 			r.mu.Unlock()
 		}
 	case "join", "leave":

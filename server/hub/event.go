@@ -60,6 +60,9 @@ type Encoder func(Event) ([]byte, error)
 // by many connections and must not be modified.
 type Frame struct {
 	Data []byte
+	// Wire is Data in the form the transport sends, made once per frame by
+	// Config.WireForm for frames that go to many connections; nil if not.
+	Wire any
 	// Room and Seq are set for message frames, so the writer can tell how
 	// far each room was delivered.
 	Room string

@@ -49,6 +49,11 @@ type Config struct {
 	// Smaller rooms announce each at once.
 	PresenceBatchMin    int
 	PresenceBatchWindow time.Duration
+
+	// WireForm, if set, turns the bytes of a frame that many connections
+	// receive (messages, presence diffs, typing) into the form the
+	// transport sends, once for all of them; it becomes Frame.Wire.
+	WireForm func([]byte) any
 }
 
 func (c *Config) setDefaults() {
@@ -118,6 +123,15 @@ func New(cfg Config, st store.Store, enc Encoder, log *slog.Logger) *Hub {
 		incarnation: time.Now().UnixNano(),
 		nodes:       make(map[string]*remoteNode),
 	}
+}
+
+// shared returns a frame for data that many connections receive.
+func (h *Hub) shared(data []byte, room string, seq uint64) Frame {
+	f := Frame{Data: data, Room: room, Seq: seq}
+	if h.cfg.WireForm != nil {
+		f.Wire = h.cfg.WireForm(data)
+	}
+	return f
 }
 
 // Connect registers a new connection for user. A tracked connection shows

@@ -117,3 +117,50 @@ func TestOverflowCutsOnlyTheSlowConnection(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// Frames that go to every member of a room carry one wire form, made once
+// per event however many connections receive it (WireForm).
+func TestSharedFramesMadeOncePerEvent(t *testing.T) {
+	var forms []*[]byte // under the room's lock
+	h, _ := newTestHub(t, Config{WireForm: func(b []byte) any {
+		p := &b
+		forms = append(forms, p)
+		return p
+	}})
+	ctx := context.Background()
+	var conns []*Conn
+	for i := range 5 {
+		c := h.Connect(fmt.Sprint("u", i), "", true)
+		if err := h.Join(ctx, c, "r", JoinOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		if _, err := c.Next(nil); err != nil { // the joined state and diffs
+			t.Fatal(err)
+		}
+	}
+	forms = nil
+	if _, _, err := h.Send(ctx, store.NewMessage{Room: "r", Sender: "u0", Body: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Typing(conns[0], "r", true); err != nil {
+		t.Fatal(err)
+	}
+	if len(forms) != 2 {
+		t.Fatalf("a message and a typing event to 5 connections: %d wire forms made, want 2", len(forms))
+	}
+	for i, c := range conns {
+		frames, err := c.Next(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if frames[0].Wire != any(forms[0]) || string(*forms[0]) != string(frames[0].Data) {
+			t.Fatalf("conn %d: message frame carries %v, want the shared wire form of %q", i, frames[0].Wire, frames[0].Data)
+		}
+		if i > 0 && (len(frames) != 2 || frames[1].Wire != any(forms[1])) {
+			t.Fatalf("conn %d: typing frame is not the shared one: %+v", i, frames)
+		}
+	}
+}

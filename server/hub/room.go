@@ -78,7 +78,7 @@ func (r *room) deliver(m store.Message) {
 		r.scheduleGapFillLocked()
 		return
 	}
-	r.fanOutLocked(Frame{Data: data, Room: r.name, Seq: m.Seq})
+	r.fanOutLocked(r.hub.shared(data, r.name, m.Seq))
 	for {
 		next, ok := r.pending[r.head+1]
 		if !ok {
@@ -90,7 +90,7 @@ func (r *room) deliver(m store.Message) {
 			r.hub.log.Error("encode message", "room", r.name, "seq", next.Seq, "err", err)
 			return
 		}
-		r.fanOutLocked(Frame{Data: data, Room: r.name, Seq: next.Seq})
+		r.fanOutLocked(r.hub.shared(data, r.name, next.Seq))
 	}
 }
 
@@ -297,7 +297,7 @@ func (r *room) sendDiffLocked(joins, leaves []Presence, skip *Conn) {
 		r.hub.log.Error("encode presence diff", "room", r.name, "err", err)
 		return
 	}
-	r.broadcastLocked(Frame{Data: data}, skip)
+	r.broadcastLocked(r.hub.shared(data, "", 0), skip)
 }
 
 // replay queues the stored messages after seq for c, then switches c to
@@ -470,7 +470,7 @@ func (r *room) typing(c *Conn, active bool) error {
 	if _, ok := r.subs[c]; !ok {
 		return fmt.Errorf("room %q: %w", r.name, ErrNotJoined)
 	}
-	r.broadcastLocked(Frame{Data: data}, c)
+	r.broadcastLocked(r.hub.shared(data, "", 0), c)
 	r.hub.publish(wireEvent{Kind: "typing", Room: r.name, User: c.User, Active: active})
 	return nil
 }
