@@ -348,7 +348,6 @@ func (s *Server) newGRPCServer() *grpc.Server {
 		// A Join stream's context the service can cancel: its handler
 		// goroutine reads, and the hub ending it must end that read.
 		grpc.InTapHandle(api.StreamTap),
-		grpc.StatsHandler(connCounter{&s.metrics.grpcConns}),
 	)
 	parleyv1.RegisterChatServiceServer(gs, s.svc)
 	s.health = health.NewServer()
@@ -367,6 +366,7 @@ func (s *Server) transportConfig() transport.Config {
 		Healthy:           func() bool { return !s.draining.Load() && !s.storeDown.Load() },
 		UI:                uiHandler(),
 		Metrics:           s.metrics.handler(),
+		Conns:             &s.metrics.grpcConns,
 	}
 	if s.cfg.TLSCert != "" {
 		tc.TLS = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"},

@@ -1,23 +1,20 @@
 package app
 
 import (
-	"context"
 	"net/http"
-	"sync/atomic"
 
+	"github.com/parleychat/parley/server/hub"
+	"github.com/parleychat/parley/server/transport"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/grpc/stats"
-
-	"github.com/parleychat/parley/server/hub"
 )
 
 // metrics exposes the server's state in Prometheus format. Hub counters are
 // read when scraped, so the message path pays nothing for them.
 type metrics struct {
 	reg       *prometheus.Registry
-	grpcConns atomic.Int64
+	grpcConns transport.OpenConns
 }
 
 func newMetrics(h *hub.Hub, extra ...prometheus.Collector) *metrics {
@@ -26,7 +23,7 @@ func newMetrics(h *hub.Hub, extra ...prometheus.Collector) *metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_grpc_connections", Help: "Open HTTP/2 connections on grpc-go's transport."},
-			func() float64 { return float64(m.grpcConns.Load()) }),
+			func() float64 { return float64(m.grpcConns.Count()) }),
 	)
 	stat := func(f func(hub.Stats) float64) func() float64 { return func() float64 { return f(h.Stats()) } }
 	m.reg.MustRegister(
@@ -53,21 +50,6 @@ func newMetrics(h *hub.Hub, extra ...prometheus.Collector) *metrics {
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
-}
-
-// connCounter is a grpc stats.Handler that counts open connections.
-type connCounter struct{ n *atomic.Int64 }
-
-func (c connCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
-func (c connCounter) HandleRPC(context.Context, stats.RPCStats)                         {}
-func (c connCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
-func (c connCounter) HandleConn(_ context.Context, s stats.ConnStats) {
-	switch s.(type) {
-	case *stats.ConnBegin:
-		c.n.Add(1)
-	case *stats.ConnEnd:
-		c.n.Add(-1)
-	}
 }
 
 // storeCollectors returns the store's own metrics if it has any.

@@ -31,7 +31,8 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 func TestMetrics(t *testing.T) {
 	ts := startServer(t)
 	ts.createRoom(t, "counted")
-	a := openJoin(t, ts.dial(t), ts.token(t, "a"))
+	aConn := ts.dial(t)
+	a := openJoin(t, aConn, ts.token(t, "a"))
 	b := openJoin(t, ts.dial(t), ts.token(t, "b"))
 	a.join("counted", nil)
 	b.join("counted", nil)
@@ -40,13 +41,15 @@ func TestMetrics(t *testing.T) {
 	}
 	b.next(func(ev *parleyv1.JoinResponse) bool { return ev.GetMessage().GetSeq() == 3 }, nil)
 	m := scrape(t, ts.Addr())
-	want := map[string]float64{"parley_messages_total": 3, "parley_deliveries_total": 6, "parley_streams": 2}
+	// Three client connections: the room's creator's, a's and b's.
+	want := map[string]float64{"parley_messages_total": 3, "parley_deliveries_total": 6, "parley_streams": 2,
+		"parley_grpc_connections": 3}
 	for k, v := range want {
 		if m[k] != v {
 			t.Errorf("%s = %v, want %v", k, m[k], v)
 		}
 	}
-	for _, k := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes", "go_goroutines", "parley_grpc_connections"} {
+	for _, k := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes", "go_goroutines"} {
 		if m[k] <= 0 {
 			t.Errorf("%s = %v, want > 0", k, m[k])
 		}
@@ -63,4 +66,7 @@ func TestMetrics(t *testing.T) {
 	if s := m[`parley_store_commit_seconds_sum{store="sqlite"}`]; s <= 0 {
 		t.Errorf("parley_store_commit_seconds_sum = %v, want > 0", s)
 	}
+	// A connection that closes is no longer counted.
+	aConn.Close()
+	waitFor(t, "two gRPC connections left", func() bool { return scrape(t, ts.Addr())["parley_grpc_connections"] == 2 })
 }

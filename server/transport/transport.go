@@ -56,7 +56,11 @@ type Config struct {
 	UI http.Handler
 	// Metrics, if set, serves /metrics.
 	Metrics http.Handler
-	Log     *slog.Logger
+	// Conns, if set, counts the connections native gRPC is served on
+	// (grpc-go's own transport: the main listener's HTTP/2 cleartext
+	// connections and GRPCListen's).
+	Conns *OpenConns
+	Log   *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -197,7 +201,7 @@ func (s *Server) Serve() {
 			tc.NextProtos = []string{"h2"}
 			ln = tls.NewListener(ln, tc)
 		}
-		s.goServe(func() error { return s.grpc.Serve(ln) })
+		s.goServe(func() error { return s.grpc.Serve(s.counted(ln)) })
 	}
 	if s.cfg.TLS != nil {
 		s.http.TLSConfig = s.cfg.TLS.Clone()
@@ -208,8 +212,16 @@ func (s *Server) Serve() {
 	split := newSplitListener(s.ln, s.cfg.ReadHeaderTimeout, s.cfg.Log)
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); split.run() }()
-	s.goServe(func() error { return s.grpc.Serve(split.grpc) })
+	s.goServe(func() error { return s.grpc.Serve(s.counted(split.grpc)) })
 	s.goServe(func() error { return s.http.Serve(split.http) })
+}
+
+// counted returns ln, noting its connections in Config.Conns if set.
+func (s *Server) counted(ln net.Listener) net.Listener {
+	if s.cfg.Conns == nil {
+		return ln
+	}
+	return countingListener{Listener: ln, conns: s.cfg.Conns}
 }
 
 func (s *Server) goServe(serve func() error) {
