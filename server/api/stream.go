@@ -66,7 +66,7 @@ func (p *positions) snapshot() map[string]uint64 {
 type stream struct {
 	s    *Service
 	conn *hub.Conn
-	pos  *positions
+	pos  positions // written by the writer; read once it is done
 
 	stopExpiry func() bool
 	ended      chan struct{} // closed once the early status is written; nil without one
@@ -77,7 +77,7 @@ type stream struct {
 // token expires (expires may move: refresh). The caller ends conn when the
 // client goes: a Recv fails then; without one, use conn.EndWith.
 func (s *Service) startStream(ss grpc.ServerStream, conn *hub.Conn, expires func() time.Time) *stream {
-	st := &stream{s: s, conn: conn, pos: &positions{}}
+	st := &stream{s: s, conn: conn}
 	conn.ServeWrites(func(frames []hub.Frame) error {
 		for i := range frames {
 			f := &frames[i] // a pointer: boxing a Frame would allocate per delivery
@@ -181,7 +181,7 @@ func (st *stream) status() error {
 	if errors.Is(err, errTokenExpired) {
 		return status.Error(codes.Unauthenticated, "token expired: send a refresh frame before exp, or reconnect with a new token")
 	}
-	return st.s.endStatus(err, st.pos)
+	return st.s.endStatus(err, &st.pos)
 }
 
 type streamCancelKey struct{}

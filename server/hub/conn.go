@@ -16,6 +16,27 @@ import (
 // connection holds no goroutine. A queue that grows past its byte limit
 // cuts the connection off with ErrSlowConsumer.
 type Conn struct {
+	// What a delivery touches comes first, to share as few cache lines as
+	// can be: a room's fan-out reaches thousands of connections.
+	mu       sync.Mutex // guards the fields up to onEnd, but writers; taken after a room's lock, never before
+	err      error      // why the connection ended, once it has
+	queue    []Frame
+	queued   int // what the queue counts against maxBytes (see cost)
+	maxBytes int
+	// Push mode (ServeWrites).
+	spare   []Frame             // the writer's last batch, reused as the next queue
+	write   func([]Frame) error // sends frames to the client; nil in pull mode
+	run     func()              // c.writeOut, made once: "go c.writeOut()" would allocate per start
+	writers sync.WaitGroup      // the writer goroutine
+	writing bool                // a writer goroutine is running
+
+	draining bool // Next returns ErrConnClosed once the queue is empty
+	rooms    map[string]*room
+	notify   chan struct{} // a frame was queued or the conn ended (cap 1; made by Next)
+	drained  chan struct{} // Next or the writer emptied the queue (cap 1; made by enqueueWait)
+	done     chan struct{} // closed when err is set
+	onEnd    func()        // called once when the connection ends
+
 	// ID is unique per connection; it is the conn_id of its presence metas.
 	ID string
 	// User is the authenticated user id.
@@ -26,25 +47,6 @@ type Conn struct {
 	hub     *Hub
 	tracked bool // counted in presence
 	created time.Time
-
-	mu       sync.Mutex // guards the fields below; taken after a room's lock, never before
-	queue    []Frame
-	queued   int // what the queue counts against maxBytes (see cost)
-	maxBytes int
-	err      error // why the connection ended, once it has
-	draining bool  // Next returns ErrConnClosed once the queue is empty
-	rooms    map[string]*room
-	notify   chan struct{} // a frame was queued or the conn ended (cap 1; made by Next)
-	drained  chan struct{} // Next or the writer emptied the queue (cap 1; made by enqueueWait)
-	done     chan struct{} // closed when err is set
-
-	// Push mode (ServeWrites).
-	write   func([]Frame) error // sends frames to the client; nil in pull mode
-	run     func()              // c.writeOut, made once: "go c.writeOut()" would allocate per start
-	writing bool                // a writer goroutine is running
-	spare   []Frame             // the writer's last batch, reused as the next queue
-	writers sync.WaitGroup      // the writer goroutine
-	onEnd   func()              // called once when the connection ends
 }
 
 // Enqueue queues a frame without blocking. It cuts the connection off with
