@@ -108,12 +108,13 @@ func (s *Service) startStream(ss grpc.ServerStream, conn *hub.Conn, expires func
 // error ends the connection.
 //
 // A Recv that waits for the client can only be ended by cancelling the
-// stream's context (one StreamTap made cancellable), and grpc-go then
-// answers the stream with CANCELLED itself. So read runs on the calling
-// goroutine only when the stream can first be finished with its real
-// status: grpc-go's own transport stream can write it (statusWriter).
-// Then ending the connection writes the status, once the writer is done,
-// and cancels the context, which ends the Recv. Otherwise (streams served
+// stream's context, and cancelling it otherwise than through grpc-go makes
+// grpc-go answer the stream with CANCELLED itself. So read runs on the
+// calling goroutine only when the stream can first be finished with its
+// real status: on grpc-go's own transport (StreamTap marks those streams),
+// whose transport stream can write it (statusWriter) and, in writing it,
+// cancels the stream's context, which ends the Recv. Ending the connection
+// writes the status once the writer is done. Otherwise (streams served
 // through net/http: grpc-web, or TLS) read runs on a new goroutine,
 // tracked by s.streams, that ends when the stream does.
 func (st *stream) read(ctx context.Context, read func() error) {
@@ -124,14 +125,13 @@ func (st *stream) read(ctx context.Context, read func() error) {
 			st.conn.End(err)
 		}
 	}
-	cancel, ok := ctx.Value(streamCancelKey{}).(context.CancelFunc)
+	_, native := ctx.Value(nativeStreamKey{}).(struct{})
 	ws, canWrite := grpc.ServerTransportStreamFromContext(ctx).(statusWriter)
-	if ok && canWrite {
+	if native && canWrite {
 		st.ended = make(chan struct{})
 		st.conn.OnEnd(func() {
 			go func() {
 				defer close(st.ended)
-				defer cancel()
 				st.conn.WaitWriter()
 				st.final = st.status()
 				s := status.Convert(st.final)
@@ -154,9 +154,12 @@ func (st *stream) read(ctx context.Context, read func() error) {
 // statusWriter is grpc-go's own server transport stream (what
 // grpc.ServerTransportStreamFromContext returns), which can end a stream
 // with a status before its handler returns; the handler's status is then
-// ignored. The method is exported but not documented API: if a grpc-go
-// release drops it, Join falls back to a reading goroutine per stream, and
-// the status tests (slow consumer, token expiry) keep either path honest.
+// ignored. Writing it finishes the stream, which cancels the stream's
+// context. Neither is documented API: if a grpc-go release drops the
+// method, Join falls back to a reading goroutine per stream; if writing
+// the status stopped cancelling the context, a Recv would outlive its
+// stream, which the status tests (slow consumer, token expiry) and
+// TestIdleJoinStreamHoldsOneGoroutine would catch.
 type statusWriter interface {
 	WriteStatus(*status.Status) error
 }
@@ -184,18 +187,19 @@ func (st *stream) status() error {
 	return st.s.endStatus(err, &st.pos)
 }
 
-type streamCancelKey struct{}
+type nativeStreamKey struct{}
 
-// StreamTap is the grpc.InTapHandle of a server serving Service: it gives
-// each Join stream served by grpc-go's own transport a context that the
-// service can cancel, so that ending a connection ends a Recv waiting on
-// the handler's goroutine.
+// StreamTap is the grpc.InTapHandle of a server serving Service: it marks
+// each Join stream that grpc-go's own transport serves (streams served
+// through net/http do not pass the tap), so that its handler's goroutine
+// may read (see stream.read). A mark, not a cancellable context: that
+// would cost each stream a context, its done channel and an entry in its
+// parent's map of children.
 func StreamTap(ctx context.Context, info *tap.Info) (context.Context, error) {
 	if info.FullMethodName != parleyv1.ChatService_Join_FullMethodName {
 		return ctx, nil
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	return context.WithValue(ctx, streamCancelKey{}, cancel), nil
+	return context.WithValue(ctx, nativeStreamKey{}, struct{}{}), nil
 }
 
 var errTokenExpired = errors.New("token expired")

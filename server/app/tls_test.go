@@ -131,4 +131,10 @@ func TestStreamEndStatusOnBothTransports(t *testing.T) {
 			t.Errorf("%s port: stream with an expired token ended with %v, want UNAUTHENTICATED", name, st)
 		}
 	}
+	// The clients keep their connections and never close the streams: the
+	// server's handlers return all the same (on grpc-go's transport, writing
+	// the status is what ends the handler's Recv).
+	waitFor(t, "the Join handlers to return", func() bool {
+		return parleyGoroutines("api.(*Service).Join") == 0 && parleyGoroutines("api.(*stream).read") == 0
+	})
 }
