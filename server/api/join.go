@@ -56,12 +56,12 @@ func (sess *session) expiry() time.Time { return time.Unix(0, sess.expires.Load(
 // Recv for most of a stream's life stays at the few KiB that Recv needs.
 func (sess *session) readLoop() error {
 	ctx := sess.stream.Context()
-	handled := make(chan error, 1)
 	for {
 		req, err := sess.stream.Recv()
 		if err != nil {
 			return err
 		}
+		handled := make(chan error, 1) // per frame: an idle stream holds none
 		go func() { handled <- sess.handle(ctx, req) }()
 		if err := <-handled; err != nil {
 			return err

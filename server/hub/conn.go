@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -30,8 +31,8 @@ type Conn struct {
 	writers sync.WaitGroup      // the writer goroutine
 	writing bool                // a writer goroutine is running
 
-	draining bool // Next returns ErrConnClosed once the queue is empty
-	rooms    map[string]*room
+	draining bool          // Next returns ErrConnClosed once the queue is empty
+	rooms    []*room       // the rooms it is in or joining: few, so a slice (a map costs ~250 B more)
 	notify   chan struct{} // a frame was queued or the conn ended (cap 1; made by Next)
 	drained  chan struct{} // Next or the writer emptied the queue (cap 1; made by enqueueWait)
 	done     chan struct{} // closed when err is set
@@ -306,9 +307,9 @@ func (c *Conn) QueuedBytes() int {
 func (c *Conn) Rooms() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	names := make([]string, 0, len(c.rooms))
-	for name := range c.rooms {
-		names = append(names, name)
+	names := make([]string, len(c.rooms))
+	for i, r := range c.rooms {
+		names[i] = r.name
 	}
 	return names
 }
@@ -319,7 +320,7 @@ func (c *Conn) Close() {
 	c.End(ErrConnClosed)
 	c.mu.Lock()
 	rooms := c.rooms
-	c.rooms = make(map[string]*room)
+	c.rooms = nil
 	c.mu.Unlock()
 	for _, r := range rooms {
 		r.leave(c)
@@ -334,13 +335,13 @@ func (c *Conn) reserve(name string, r *room, limit int) error {
 	if c.err != nil {
 		return c.err
 	}
-	if _, ok := c.rooms[name]; ok {
+	if c.roomLocked(name) >= 0 {
 		return fmt.Errorf("room %q: %w", name, ErrAlreadyJoined)
 	}
 	if limit > 0 && len(c.rooms) >= limit {
 		return fmt.Errorf("%w (limit %d)", ErrTooManyRooms, limit)
 	}
-	c.rooms[name] = r
+	c.rooms = append(c.rooms, r)
 	return nil
 }
 
@@ -357,13 +358,25 @@ func (c *Conn) underRoomLimit(limit int) error {
 func (c *Conn) release(name string) *room {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r := c.rooms[name]
-	delete(c.rooms, name)
+	i := c.roomLocked(name)
+	if i < 0 {
+		return nil
+	}
+	r := c.rooms[i]
+	c.rooms = slices.Delete(c.rooms, i, i+1)
 	return r
 }
 
 func (c *Conn) joined(name string) *room {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.rooms[name]
+	if i := c.roomLocked(name); i >= 0 {
+		return c.rooms[i]
+	}
+	return nil
+}
+
+// roomLocked returns the index of room name in c.rooms, or -1.
+func (c *Conn) roomLocked(name string) int {
+	return slices.IndexFunc(c.rooms, func(r *room) bool { return r.name == name })
 }

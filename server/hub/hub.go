@@ -141,7 +141,6 @@ func (h *Hub) Connect(user, client string, tracked bool) *Conn {
 		ID: newConnID(), User: user, Client: client,
 		hub: h, tracked: tracked, created: h.now(),
 		maxBytes: h.cfg.MaxQueueBytes,
-		rooms:    make(map[string]*room),
 		done:     make(chan struct{}),
 	}
 	h.connsMu.Lock()
