@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,7 +25,17 @@ type session struct {
 	conn    *hub.Conn
 	user    string
 	expires atomic.Int64 // unix nanoseconds; moved by refresh frames
+
+	// Sends in flight (see pipeline): their messages are queued for the
+	// store and the stream's next frames are read while they are stored.
+	sending   sync.WaitGroup
+	slots     chan struct{} // one per send in flight, up to maxSendsInFlight; made by the first send
+	lastReply chan struct{} // closed once the latest send's reply is queued; nil before any
 }
+
+// maxSendsInFlight bounds the sends of one Join stream waiting for the
+// store; a client with more waits (HTTP/2 flow control holds its frames).
+const maxSendsInFlight = 64
 
 // Join implements parleyv1.ChatServiceServer.
 func (s *Service) Join(stream grpc.BidiStreamingServer[parleyv1.JoinRequest, parleyv1.JoinResponse]) error {
@@ -54,8 +65,14 @@ func (sess *session) expiry() time.Time { return time.Unix(0, sess.expires.Load(
 // what a frame does may need a deep stack (a store query for a join), and
 // a goroutine keeps the stack it grew to, so the goroutine that waits in
 // Recv for most of a stream's life stays at the few KiB that Recv needs.
+//
+// Sends are pipelined: once a send's message is queued for the store, the
+// next frame is read while it is stored, and its reply follows when it is
+// (see pipeline). Any other frame first waits for the sends before it, so
+// frames still take effect, and are answered, in the order they came.
 func (sess *session) readLoop() error {
 	ctx := sess.stream.Context()
+	defer sess.sending.Wait() // the replies of the last sends are queued before the stream drains
 	for {
 		req, err := sess.stream.Recv()
 		if err != nil {
@@ -72,13 +89,16 @@ func (sess *session) readLoop() error {
 // handle answers one frame with a reply; it returns an error only when the
 // connection has ended.
 func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) error {
+	if req.GetSend() == nil {
+		sess.sending.Wait()
+	}
 	reply := &parleyv1.Reply{Ref: req.GetRef()}
 	if err := malformed(req); err != nil {
-		return sess.reply(reply, err)
+		return sess.replyInTurn(reply, err)
 	}
 	if err := validateRef(req.GetRef()); err != nil {
 		reply.Ref = cut(req.GetRef(), maxRefBytes)
-		return sess.reply(reply, err)
+		return sess.replyInTurn(reply, err)
 	}
 	var err error
 	switch f := req.GetFrame().(type) {
@@ -92,7 +112,12 @@ func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) erro
 		err = sess.leave(f.Leave.GetRoom())
 	case *parleyv1.JoinRequest_Send:
 		reply.Room = f.Send.GetRoom()
-		reply.Message, err = sess.send(ctx, f.Send)
+		var wait func() (store.Message, bool, error)
+		if wait, err = sess.submit(ctx, f.Send); err == nil {
+			sess.pipeline(reply, wait)
+			return nil
+		}
+		return sess.replyInTurn(reply, err)
 	case *parleyv1.JoinRequest_Typing:
 		reply.Room = f.Typing.GetRoom()
 		err = sess.typing(f.Typing)
@@ -102,6 +127,42 @@ func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) erro
 		err = invalidf("frame must set one of join, leave, send, typing, refresh")
 	}
 	return sess.reply(reply, err)
+}
+
+// pipeline answers a send whose message is queued for the store: on a
+// goroutine of its own it waits for the message to be stored and
+// delivered, then for the reply of the send before it, and queues its
+// reply. It returns at once unless maxSendsInFlight sends are waiting.
+func (sess *session) pipeline(reply *parleyv1.Reply, wait func() (store.Message, bool, error)) {
+	if sess.slots == nil {
+		sess.slots = make(chan struct{}, maxSendsInFlight)
+	}
+	sess.slots <- struct{}{}
+	prev, done := sess.lastReply, make(chan struct{})
+	sess.lastReply = done
+	sess.sending.Add(1)
+	go func() {
+		defer sess.sending.Done()
+		msg, _, err := wait()
+		if err == nil {
+			reply.Message = messageToProto(msg)
+		}
+		if prev != nil {
+			<-prev
+		}
+		_ = sess.reply(reply, err) // fails only once the connection has ended, which ends the stream
+		close(done)
+		<-sess.slots
+	}()
+}
+
+// replyInTurn is reply for a send that failed before its message was
+// queued: it still comes after the replies of the sends before it.
+func (sess *session) replyInTurn(r *parleyv1.Reply, err error) error {
+	if prev := sess.lastReply; prev != nil {
+		<-prev
+	}
+	return sess.reply(r, err)
 }
 
 // reply queues the answer to a frame, with err's status if it failed.
@@ -145,7 +206,8 @@ func (sess *session) leave(room string) error {
 	return sess.s.cfg.Hub.Leave(sess.conn, room)
 }
 
-func (sess *session) send(ctx context.Context, m *parleyv1.JoinRequest_Post) (*parleyv1.Message, error) {
+// submit checks a send frame and queues its message for the store.
+func (sess *session) submit(ctx context.Context, m *parleyv1.JoinRequest_Post) (wait func() (store.Message, bool, error), err error) {
 	if err := validateRoom(m.GetRoom()); err != nil {
 		return nil, err
 	}
@@ -155,11 +217,7 @@ func (sess *session) send(ctx context.Context, m *parleyv1.JoinRequest_Post) (*p
 		}
 		return nil, statusErrorf(codes.FailedPrecondition, "join room %q before sending to it on this stream", m.GetRoom())
 	}
-	msg, err := sess.s.send(ctx, sess.user, m.GetRoom(), m.GetBody(), m.GetClientMsgId(), false)
-	if err != nil {
-		return nil, err
-	}
-	return messageToProto(msg), nil
+	return sess.s.submit(ctx, sess.user, m.GetRoom(), m.GetBody(), m.GetClientMsgId(), false)
 }
 
 func (sess *session) typing(t *parleyv1.JoinRequest_SetTyping) error {

@@ -154,23 +154,33 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 // frames are handled in order, so holding one would hold the user's joins
 // and typing behind it.
 func (s *Service) send(ctx context.Context, user, room, body, clientMsgID string, hold bool) (store.Message, error) {
-	if err := validateRoom(room); err != nil {
+	wait, err := s.submit(ctx, user, room, body, clientMsgID, hold)
+	if err != nil {
 		return store.Message{}, err
+	}
+	msg, _, err := wait()
+	return msg, err
+}
+
+// submit checks a send and queues its message (see hub.Hub.Submit); wait
+// stores and delivers it.
+func (s *Service) submit(ctx context.Context, user, room, body, clientMsgID string, hold bool) (wait func() (store.Message, bool, error), err error) {
+	if err := validateRoom(room); err != nil {
+		return nil, err
 	}
 	if err := s.validateBody(body); err != nil {
-		return store.Message{}, err
+		return nil, err
 	}
 	if err := validateClientMsgID(clientMsgID); err != nil {
-		return store.Message{}, err
+		return nil, err
 	}
 	if _, err := s.access(ctx, user, room); err != nil {
-		return store.Message{}, err
+		return nil, err
 	}
 	if err := s.limits.allowSend(ctx, user, hold); err != nil {
-		return store.Message{}, err
+		return nil, err
 	}
-	msg, _, err := s.cfg.Hub.Send(ctx, store.NewMessage{Room: room, Sender: user, Body: body, ClientMsgID: clientMsgID})
-	return msg, err
+	return s.cfg.Hub.Submit(ctx, store.NewMessage{Room: room, Sender: user, Body: body, ClientMsgID: clientMsgID}), nil
 }
 
 // Paging limits.

@@ -275,22 +275,33 @@ func (h *Hub) Joined(c *Conn, name string) bool { return c.joined(name) != nil }
 // message; duplicate is set when a retry with the same client_msg_id found
 // the original.
 func (h *Hub) Send(ctx context.Context, m store.NewMessage) (msg store.Message, duplicate bool, err error) {
+	return h.Submit(ctx, m)()
+}
+
+// Submit is Send in two steps, like store.Store's Submit: it queues the
+// message for the store, and wait stores it, delivers it and returns what
+// Send would. Messages submitted one after another are stored, and so
+// delivered, in that order. Call wait exactly once.
+func (h *Hub) Submit(ctx context.Context, m store.NewMessage) (wait func() (msg store.Message, duplicate bool, err error)) {
 	r, err := h.room(ctx, m.Room)
 	if err != nil {
-		return store.Message{}, false, err
+		return func() (store.Message, bool, error) { return store.Message{}, false, err }
 	}
-	msg, duplicate, err = h.store.Append(ctx, m)
-	if err != nil {
-		return store.Message{}, false, err
+	stored := h.store.Submit(ctx, m)
+	return func() (store.Message, bool, error) {
+		msg, duplicate, err := stored()
+		if err != nil {
+			return store.Message{}, false, err
+		}
+		if !duplicate {
+			h.publish(wireEvent{Kind: "msg", Room: msg.Room, Msg: &msg})
+		}
+		// A duplicate was delivered when it was first stored; deliver drops
+		// it by seq, so handing it over again is harmless and covers a first
+		// attempt that stored the message but did not get to deliver it.
+		r.deliver(msg)
+		return msg, duplicate, nil
 	}
-	if !duplicate {
-		h.publish(wireEvent{Kind: "msg", Room: msg.Room, Msg: &msg})
-	}
-	// A duplicate was delivered when it was first stored; deliver drops it
-	// by seq, so handing it over again is harmless and covers a first
-	// attempt that stored the message but did not get to deliver it.
-	r.deliver(msg)
-	return msg, duplicate, nil
 }
 
 // Room returns a room's record as loaded when it first went live: its name,

@@ -101,6 +101,13 @@ type Store interface {
 	// nothing and returns that message with duplicate set. It returns
 	// ErrRoomNotFound for an unknown room.
 	Append(ctx context.Context, m NewMessage) (msg Message, duplicate bool, err error)
+	// Submit is Append in two steps: it queues m, waiting only while the
+	// store's queue is full, and returns a wait function that blocks until
+	// m is stored and returns what Append would. Appends submitted one
+	// after another get a room's seqs in the order they were submitted, so
+	// a caller may have many in flight and still keep its order. Call wait
+	// exactly once.
+	Submit(ctx context.Context, m NewMessage) (wait func() (msg Message, duplicate bool, err error))
 	// Messages returns the messages of a room that match q, in seq order
 	// (descending if q.Descending). It returns ErrRoomNotFound for an unknown room.
 	Messages(ctx context.Context, room string, q Query) ([]Message, error)

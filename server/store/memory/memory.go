@@ -105,6 +105,13 @@ func (s *Store) ListRooms(_ context.Context, afterName string, limit int) ([]sto
 	return out, nil
 }
 
+// Submit implements store.Store: the memory store appends at once, so
+// wait only returns the result.
+func (s *Store) Submit(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
+	msg, dup, err := s.Append(ctx, m)
+	return func() (store.Message, bool, error) { return msg, dup, err }
+}
+
 // Append implements store.Store.
 func (s *Store) Append(_ context.Context, m store.NewMessage) (store.Message, bool, error) {
 	s.mu.Lock()

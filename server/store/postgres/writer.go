@@ -83,14 +83,24 @@ func startWriter(pool *pgxpool.Pool, cfg Config) *writer {
 // reach wrap store.ErrUnavailable; a message PostgreSQL cannot store is
 // rejected with ErrInvalidText before it joins a batch.
 func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, bool, error) {
+	return s.Submit(ctx, m)()
+}
+
+// Submit implements store.Submit: requests join the writer's queue in the
+// order Submit is called, and the writer gives a room's seqs in queue
+// order. wait returns early, with ctx's error, if ctx ends first.
+func (s *Store) Submit(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
+	failed := func(err error) func() (store.Message, bool, error) {
+		return func() (store.Message, bool, error) { return store.Message{}, false, err }
+	}
 	if err := checkText(m); err != nil {
-		return store.Message{}, false, err
+		return failed(err)
 	}
 	r := requests.Get().(*request)
 	r.ctx, r.msg = ctx, m
 	if err := s.enter(); err != nil {
 		release(r)
-		return store.Message{}, false, err
+		return failed(err)
 	}
 	select {
 	case s.w.q.Requests() <- r:
@@ -98,22 +108,24 @@ func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, 
 	case <-ctx.Done():
 		s.mu.RUnlock()
 		release(r)
-		return store.Message{}, false, ctx.Err()
+		return failed(ctx.Err())
 	}
-	select {
-	case <-r.done: // from here on the writer no longer touches r
-	case <-ctx.Done():
+	return func() (store.Message, bool, error) {
 		select {
-		case <-r.done: // answered meanwhile: the answer wins
-		default:
-			// The writer still owns r and will answer it; it is left to the
-			// garbage collector rather than returned to the pool.
-			return store.Message{}, false, fmt.Errorf("postgres: append to room %q: %w", m.Room, ctx.Err())
+		case <-r.done: // from here on the writer no longer touches r
+		case <-ctx.Done():
+			select {
+			case <-r.done: // answered meanwhile: the answer wins
+			default:
+				// The writer still owns r and will answer it; it is left to
+				// the garbage collector rather than returned to the pool.
+				return store.Message{}, false, fmt.Errorf("postgres: append to room %q: %w", m.Room, ctx.Err())
+			}
 		}
+		res := r.res
+		release(r)
+		return res.msg, res.dup, res.err
 	}
-	res := r.res
-	release(r)
-	return res.msg, res.dup, res.err
 }
 
 func release(r *request) {

@@ -111,10 +111,22 @@ func (s *Store) changeMember(ctx context.Context, op memberOp) error {
 // committed. If ctx ends before the batch starts, nothing is stored and
 // Append returns ctx's error.
 func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, bool, error) {
+	return s.Submit(ctx, m)()
+}
+
+// Submit implements store.Submit: requests join the writer's queue in the
+// order Submit is called, and the writer gives a room's seqs in queue
+// order.
+func (s *Store) Submit(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
 	req := newRequest(ctx)
 	req.msg = m
-	res, err := s.submit(ctx, req)
-	return res.msg, res.dup, err
+	if err := s.queue(ctx, req); err != nil {
+		return func() (store.Message, bool, error) { return store.Message{}, false, err }
+	}
+	return func() (store.Message, bool, error) {
+		res, err := s.wait(req)
+		return res.msg, res.dup, err
+	}
 }
 
 // newRequest returns an empty request from the pool.
@@ -129,19 +141,35 @@ func newRequest(ctx context.Context) *request {
 // queued, the caller waits for the writer (at most one batch) whatever its
 // context does, so an error always means that nothing was stored.
 func (s *Store) submit(ctx context.Context, r *request) (result, error) {
-	defer release(r)
-	if err := s.enter(); err != nil {
+	if err := s.queue(ctx, r); err != nil {
 		return result{}, err
+	}
+	return s.wait(r)
+}
+
+// queue hands r to the writer; on failure r is back in the pool.
+func (s *Store) queue(ctx context.Context, r *request) error {
+	if err := s.enter(); err != nil {
+		release(r)
+		return err
 	}
 	select {
 	case s.w.q.Requests() <- r:
 		s.mu.RUnlock()
+		return nil
 	case <-ctx.Done():
 		s.mu.RUnlock()
-		return result{}, ctx.Err()
+		release(r)
+		return ctx.Err()
 	}
+}
+
+// wait waits for the writer's answer to a queued r and returns r to the pool.
+func (s *Store) wait(r *request) (result, error) {
 	<-r.done // from here on the writer no longer touches r
-	return r.res, r.res.err
+	res := r.res
+	release(r)
+	return res, res.err
 }
 
 func release(r *request) {

@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CreateRoom", testCreateRoom},
 		{"ListRooms", testListRooms},
 		{"AppendSeqs", testAppendSeqs},
+		{"SubmitKeepsOrder", testSubmitKeepsOrder},
 		{"AppendUnknownRoom", testAppendUnknownRoom},
 		{"IdempotentAppend", testIdempotentAppend},
 		{"ConcurrentDuplicates", testConcurrentDuplicates},
@@ -272,6 +273,40 @@ func testAppendSeqs(t *testing.T, s store.Store) {
 		ms := mustMessages(t, s, room, store.Query{Limit: 100})
 		if len(ms) != int(n) || !sameMessage(ms[n-1], last[room]) {
 			t.Errorf("room %q messages %v, want 1..%d ending with %+v", room, seqsOf(ms), n, last[room])
+		}
+	}
+}
+
+// Appends submitted one after another without waiting for the first are
+// stored in submission order, each room's seqs following it; a failing one
+// (unknown room) fails alone.
+func testSubmitKeepsOrder(t *testing.T, s store.Store) {
+	mustCreate(t, s, "a", "b")
+	ctx := context.Background()
+	const n = 300
+	waits := make([]func() (store.Message, bool, error), n)
+	rooms := make([]string, n)
+	for i := range waits {
+		rooms[i] = []string{"a", "b", "a", "ghost"}[i%4]
+		waits[i] = s.Submit(ctx, store.NewMessage{Room: rooms[i], Sender: "alice", Body: fmt.Sprint(i), ClientMsgID: idFor(i)})
+	}
+	next := map[string]uint64{}
+	for i, wait := range waits {
+		got, dup, err := wait()
+		if rooms[i] == "ghost" {
+			if !errors.Is(err, store.ErrRoomNotFound) {
+				t.Fatalf("submit %d to an unknown room: %v, want ErrRoomNotFound", i, err)
+			}
+			continue
+		}
+		next[rooms[i]]++
+		if err != nil || dup || got.Seq != next[rooms[i]] || got.Body != fmt.Sprint(i) {
+			t.Fatalf("submit %d to %s: seq %d body %q dup %v err %v, want seq %d", i, rooms[i], got.Seq, got.Body, dup, err, next[rooms[i]])
+		}
+	}
+	for room, n := range next {
+		if r := mustRoom(t, s, room); r.LastSeq != n {
+			t.Errorf("room %q head = %d, want %d", room, r.LastSeq, n)
 		}
 	}
 }

@@ -21,6 +21,7 @@ type Queue[T any] struct {
 	batch    []T // reused between batches
 	sizes    prometheus.Histogram
 	commits  prometheus.Histogram
+	queued   prometheus.GaugeFunc
 }
 
 // New returns a queue that batches up to maxBatch requests and may wait
@@ -31,7 +32,7 @@ func New[T any](store string, maxBatch int, delay time.Duration) *Queue[T] {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	labels := prometheus.Labels{"store": store}
-	return &Queue[T]{
+	q := &Queue[T]{
 		reqs: make(chan T, max(4*maxBatch, 4096)), done: make(chan struct{}),
 		maxBatch: maxBatch, delay: delay, timer: timer,
 		sizes: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -43,12 +44,17 @@ func New[T any](store string, maxBatch int, delay time.Duration) *Queue[T] {
 			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(100e-6, 2, 14), // 100 µs .. 0.8 s
 		}),
 	}
+	q.queued = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "parley_store_queued_requests", Help: "Requests waiting for the store's writer to take them into a batch.",
+		ConstLabels: labels,
+	}, func() float64 { return float64(len(q.reqs)) })
+	return q
 }
 
-// Collectors returns the queue's metrics: the size of each batch and how
-// long it took to commit.
+// Collectors returns the queue's metrics: the size of each batch, how long
+// it took to commit, and how many requests wait for the next one.
 func (q *Queue[T]) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{q.sizes, q.commits}
+	return []prometheus.Collector{q.sizes, q.commits, q.queued}
 }
 
 // Requests is where senders put their requests.
