@@ -26,7 +26,7 @@ type userLimits struct {
 }
 
 type userLimit struct {
-	send    *rate.Limiter
+	send    *rate.Limiter // made by the user's first send: most streams only receive
 	streams int
 }
 
@@ -41,18 +41,27 @@ func newUserLimits(perSecond float64, burst, streams int) *userLimits {
 	return &userLimits{rate: r, burst: max(burst, 1), streams: streams, users: make(map[string]*userLimit)}
 }
 
-func (l *userLimits) get(user string) *userLimit {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+func (l *userLimits) getLocked(user string) *userLimit {
 	u := l.users[user]
 	if u == nil {
 		if len(l.users) >= sweepAt {
 			l.sweepLocked()
 		}
-		u = &userLimit{send: rate.NewLimiter(l.rate, l.burst)}
+		u = &userLimit{}
 		l.users[user] = u
 	}
 	return u
+}
+
+// limiter returns user's send limiter.
+func (l *userLimits) limiter(user string) *rate.Limiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := l.getLocked(user)
+	if u.send == nil {
+		u.send = rate.NewLimiter(l.rate, l.burst)
+	}
+	return u.send
 }
 
 // sweepLocked forgets users with no stream and a full bucket: they would
@@ -60,7 +69,7 @@ func (l *userLimits) get(user string) *userLimit {
 func (l *userLimits) sweepLocked() {
 	now := time.Now()
 	for name, u := range l.users {
-		if u.streams == 0 && u.send.TokensAt(now) >= float64(l.burst) {
+		if u.streams == 0 && (u.send == nil || u.send.TokensAt(now) >= float64(l.burst)) {
 			delete(l.users, name)
 		}
 	}
@@ -80,7 +89,7 @@ func (l *userLimits) allowSend(ctx context.Context, user string, hold bool) erro
 	if l.rate == rate.Inf {
 		return nil
 	}
-	r := l.get(user).send.Reserve()
+	r := l.limiter(user).Reserve()
 	d := r.Delay()
 	if d == 0 {
 		return nil
@@ -104,9 +113,9 @@ func (l *userLimits) allowSend(ctx context.Context, user string, hold bool) erro
 // openStream counts a Join stream for user, refusing one past the limit.
 // The returned func closes it.
 func (l *userLimits) openStream(user string) (func(), error) {
-	u := l.get(user)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	u := l.getLocked(user)
 	if l.streams > 0 && u.streams >= l.streams {
 		return nil, retryable(time.Second, fmt.Sprintf("user %s already has %d Join streams open, the limit; close one first", user, l.streams))
 	}

@@ -68,9 +68,9 @@ type stream struct {
 	conn *hub.Conn
 	pos  positions // written by the writer; read once it is done
 
-	stopExpiry func() bool
-	ended      chan struct{} // closed once the early status is written; nil without one
-	final      error         // the status written early; set before ended is closed
+	expiry *time.Timer   // ends conn when the token expires
+	ended  chan struct{} // closed once the early status is written; nil without one
+	final  error         // the status written early; set before ended is closed
 }
 
 // startStream starts sending conn's frames on ss, and ends conn when the
@@ -90,16 +90,14 @@ func (s *Service) startStream(ss grpc.ServerStream, conn *hub.Conn, expires func
 		}
 		return nil
 	})
-	var expiry *time.Timer
-	expiry = time.AfterFunc(time.Hour, func() {
+	st.expiry = time.AfterFunc(time.Hour, func() {
 		if d := time.Until(expires()); d > 0 {
-			expiry.Reset(d) // refreshed
+			st.expiry.Reset(d) // refreshed
 			return
 		}
 		conn.End(errTokenExpired)
 	})
-	expiry.Reset(time.Until(expires())) // set only now: the callback reads expiry
-	st.stopExpiry = expiry.Stop
+	st.expiry.Reset(time.Until(expires())) // set only now: the callback reads st.expiry
 	return st
 }
 
@@ -169,7 +167,7 @@ type statusWriter interface {
 func (st *stream) wait() error {
 	<-st.conn.Done()
 	st.conn.WaitWriter()
-	st.stopExpiry()
+	st.expiry.Stop()
 	if st.ended != nil {
 		<-st.ended // OnEnd has run: nothing outlives the handler
 		return st.final
