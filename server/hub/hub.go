@@ -275,7 +275,12 @@ func (h *Hub) Joined(c *Conn, name string) bool { return c.joined(name) != nil }
 // message; duplicate is set when a retry with the same client_msg_id found
 // the original.
 func (h *Hub) Send(ctx context.Context, m store.NewMessage) (msg store.Message, duplicate bool, err error) {
-	return h.Submit(ctx, m)()
+	r, err := h.room(ctx, m.Room)
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	msg, duplicate, err = h.store.Append(ctx, m)
+	return h.stored(r, msg, duplicate, err)
 }
 
 // Submit is Send in two steps, like store.Store's Submit: it queues the
@@ -290,18 +295,23 @@ func (h *Hub) Submit(ctx context.Context, m store.NewMessage) (wait func() (msg 
 	stored := h.store.Submit(ctx, m)
 	return func() (store.Message, bool, error) {
 		msg, duplicate, err := stored()
-		if err != nil {
-			return store.Message{}, false, err
-		}
-		if !duplicate {
-			h.publish(wireEvent{Kind: "msg", Room: msg.Room, Msg: &msg})
-		}
-		// A duplicate was delivered when it was first stored; deliver drops
-		// it by seq, so handing it over again is harmless and covers a first
-		// attempt that stored the message but did not get to deliver it.
-		r.deliver(msg)
-		return msg, duplicate, nil
+		return h.stored(r, msg, duplicate, err)
 	}
+}
+
+// stored delivers a message the store answered for, and returns the answer.
+func (h *Hub) stored(r *room, msg store.Message, duplicate bool, err error) (store.Message, bool, error) {
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	if !duplicate {
+		h.publish(wireEvent{Kind: "msg", Room: msg.Room, Msg: &msg})
+	}
+	// A duplicate was delivered when it was first stored; deliver drops it
+	// by seq, so handing it over again is harmless and covers a first
+	// attempt that stored the message but did not get to deliver it.
+	r.deliver(msg)
+	return msg, duplicate, nil
 }
 
 // Room returns a room's record as loaded when it first went live: its name,

@@ -111,7 +111,10 @@ func (s *Store) changeMember(ctx context.Context, op memberOp) error {
 // committed. If ctx ends before the batch starts, nothing is stored and
 // Append returns ctx's error.
 func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, bool, error) {
-	return s.Submit(ctx, m)()
+	req := newRequest(ctx)
+	req.msg = m
+	res, err := s.submit(ctx, req)
+	return res.msg, res.dup, err
 }
 
 // Submit implements store.Submit: requests join the writer's queue in the
