@@ -26,10 +26,15 @@ type session struct {
 	user    string
 	expires atomic.Int64 // unix nanoseconds; moved by refresh frames
 
-	// Sends in flight (see pipeline): their messages are queued for the
-	// store and the stream's next frames are read while they are stored.
-	sending   sync.WaitGroup
-	slots     chan struct{} // one per send in flight, up to maxSendsInFlight; made by the first send
+	sends *sends // made by the first send: most streams only receive
+}
+
+// sends are a Join stream's sends in flight (see session.pipeline): their
+// messages are queued for the store, and the stream's next frames are
+// read while they are stored.
+type sends struct {
+	wg        sync.WaitGroup
+	slots     chan struct{} // one per send in flight, up to maxSendsInFlight
 	lastReply chan struct{} // closed once the latest send's reply is queued; nil before any
 }
 
@@ -72,7 +77,7 @@ func (sess *session) expiry() time.Time { return time.Unix(0, sess.expires.Load(
 // frames still take effect, and are answered, in the order they came.
 func (sess *session) readLoop() error {
 	ctx := sess.stream.Context()
-	defer sess.sending.Wait() // the replies of the last sends are queued before the stream drains
+	defer sess.waitSends() // the replies of the last sends are queued before the stream drains
 	for {
 		req, err := sess.stream.Recv()
 		if err != nil {
@@ -90,7 +95,7 @@ func (sess *session) readLoop() error {
 // connection has ended.
 func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) error {
 	if req.GetSend() == nil {
-		sess.sending.Wait()
+		sess.waitSends()
 	}
 	reply := &parleyv1.Reply{Ref: req.GetRef()}
 	if err := malformed(req); err != nil {
@@ -134,15 +139,16 @@ func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) erro
 // delivered, then for the reply of the send before it, and queues its
 // reply. It returns at once unless maxSendsInFlight sends are waiting.
 func (sess *session) pipeline(reply *parleyv1.Reply, wait func() (store.Message, bool, error)) {
-	if sess.slots == nil {
-		sess.slots = make(chan struct{}, maxSendsInFlight)
+	if sess.sends == nil {
+		sess.sends = &sends{slots: make(chan struct{}, maxSendsInFlight)}
 	}
-	sess.slots <- struct{}{}
-	prev, done := sess.lastReply, make(chan struct{})
-	sess.lastReply = done
-	sess.sending.Add(1)
+	ss := sess.sends
+	ss.slots <- struct{}{}
+	prev, done := ss.lastReply, make(chan struct{})
+	ss.lastReply = done
+	ss.wg.Add(1)
 	go func() {
-		defer sess.sending.Done()
+		defer ss.wg.Done()
 		msg, _, err := wait()
 		if err == nil {
 			reply.Message = messageToProto(msg)
@@ -152,15 +158,22 @@ func (sess *session) pipeline(reply *parleyv1.Reply, wait func() (store.Message,
 		}
 		_ = sess.reply(reply, err) // fails only once the connection has ended, which ends the stream
 		close(done)
-		<-sess.slots
+		<-ss.slots
 	}()
+}
+
+// waitSends waits until every send in flight has queued its reply.
+func (sess *session) waitSends() {
+	if sess.sends != nil {
+		sess.sends.wg.Wait()
+	}
 }
 
 // replyInTurn is reply for a send that failed before its message was
 // queued: it still comes after the replies of the sends before it.
 func (sess *session) replyInTurn(r *parleyv1.Reply, err error) error {
-	if prev := sess.lastReply; prev != nil {
-		<-prev
+	if sess.sends != nil && sess.sends.lastReply != nil {
+		<-sess.sends.lastReply
 	}
 	return sess.reply(r, err)
 }

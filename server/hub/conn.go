@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
 )
 
 // Conn is one client session (a Join or Subscribe stream): the rooms it is
@@ -47,7 +46,6 @@ type Conn struct {
 
 	hub     *Hub
 	tracked bool // counted in presence
-	created time.Time
 }
 
 // Enqueue queues a frame without blocking. It cuts the connection off with

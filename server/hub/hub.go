@@ -139,7 +139,7 @@ func (h *Hub) shared(data []byte, room string, seq uint64) Frame {
 func (h *Hub) Connect(user, client string, tracked bool) *Conn {
 	c := &Conn{
 		ID: newConnID(), User: user, Client: client,
-		hub: h, tracked: tracked, created: h.now(),
+		hub: h, tracked: tracked,
 		maxBytes: h.cfg.MaxQueueBytes,
 		done:     make(chan struct{}),
 	}
