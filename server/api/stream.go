@@ -156,8 +156,8 @@ func (st *stream) read(ctx context.Context, read func() error) {
 // context. Neither is documented API: if a grpc-go release drops the
 // method, Join falls back to a reading goroutine per stream; if writing
 // the status stopped cancelling the context, a Recv would outlive its
-// stream, which the status tests (slow consumer, token expiry) and
-// TestIdleJoinStreamHoldsOneGoroutine would catch.
+// stream, which TestStreamEndStatusOnBothTransports would catch (it waits
+// for the handlers to return while the clients keep their connections).
 type statusWriter interface {
 	WriteStatus(*status.Status) error
 }
