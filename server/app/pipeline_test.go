@@ -21,7 +21,9 @@ func TestJoinSendsArePipelined(t *testing.T) {
 	if testStore() != "sqlite" {
 		t.Skip("holds SQLite's write lock")
 	}
-	ts := startServer(t)
+	// One request per batch, so that exactly the first send waits in the
+	// blocked batch and the others, once read, wait in the queue.
+	ts := startServer(t, func(c *appConfig) { c.SQLite.MaxBatch = 1 })
 	ts.createRoom(t, "pipe")
 	js := startJoin(t, ts.dial(t), ts.token(t, "piper"))
 	js.send(&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: "pipe"}}})
