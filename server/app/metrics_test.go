@@ -40,7 +40,15 @@ func TestMetrics(t *testing.T) {
 		a.post("counted", "m", "")
 	}
 	b.next(func(ev *parleyv1.JoinResponse) bool { return ev.GetMessage().GetSeq() == 3 }, nil)
-	m := scrape(t, ts.Addr())
+	// Counters move just after what they count (a delivery may reach b, and
+	// a batch's requests be answered, before the counter or histogram
+	// records it), so wait until they have settled.
+	var m map[string]float64
+	waitFor(t, "the counters to settle", func() bool {
+		m = scrape(t, ts.Addr())
+		return m["parley_messages_total"] == 3 &&
+			m[`parley_store_commit_seconds_count{store="sqlite"}`] == m[`parley_store_batch_size_count{store="sqlite"}`]
+	})
 	// Three client connections: the room's creator's, a's and b's.
 	want := map[string]float64{"parley_messages_total": 3, "parley_deliveries_total": 6, "parley_streams": 2,
 		"parley_grpc_connections": 3}
