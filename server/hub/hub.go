@@ -290,7 +290,7 @@ func (h *Hub) Send(ctx context.Context, m store.NewMessage) (msg store.Message, 
 func (h *Hub) Submit(ctx context.Context, m store.NewMessage) (wait func() (msg store.Message, duplicate bool, err error)) {
 	r, err := h.room(ctx, m.Room)
 	if err != nil {
-		return func() (store.Message, bool, error) { return store.Message{}, false, err }
+		return store.Answered(store.Message{}, false, err)
 	}
 	stored := h.store.Submit(ctx, m)
 	return func() (store.Message, bool, error) {

@@ -85,6 +85,12 @@ type Retention struct {
 	MaxMessages int
 }
 
+// Answered returns a wait function (see Store.Submit) for an append whose
+// answer is known already: stored at once, or refused before it was queued.
+func Answered(msg Message, duplicate bool, err error) func() (Message, bool, error) {
+	return func() (Message, bool, error) { return msg, duplicate, err }
+}
+
 // Store keeps rooms and their history. Implementations are safe for
 // concurrent use.
 type Store interface {

@@ -108,8 +108,7 @@ func (s *Store) ListRooms(_ context.Context, afterName string, limit int) ([]sto
 // Submit implements store.Store: the memory store appends at once, so
 // wait only returns the result.
 func (s *Store) Submit(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
-	msg, dup, err := s.Append(ctx, m)
-	return func() (store.Message, bool, error) { return msg, dup, err }
+	return store.Answered(s.Append(ctx, m))
 }
 
 // Append implements store.Store.

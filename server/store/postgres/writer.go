@@ -83,49 +83,62 @@ func startWriter(pool *pgxpool.Pool, cfg Config) *writer {
 // reach wrap store.ErrUnavailable; a message PostgreSQL cannot store is
 // rejected with ErrInvalidText before it joins a batch.
 func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, bool, error) {
-	return s.Submit(ctx, m)()
+	r, err := s.queue(ctx, m)
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	return s.wait(ctx, r)
 }
 
-// Submit implements store.Submit: requests join the writer's queue in the
+// Submit implements store.Store: requests join the writer's queue in the
 // order Submit is called, and the writer gives a room's seqs in queue
 // order. wait returns early, with ctx's error, if ctx ends first.
 func (s *Store) Submit(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
-	failed := func(err error) func() (store.Message, bool, error) {
-		return func() (store.Message, bool, error) { return store.Message{}, false, err }
+	r, err := s.queue(ctx, m)
+	if err != nil {
+		return store.Answered(store.Message{}, false, err)
 	}
+	return func() (store.Message, bool, error) { return s.wait(ctx, r) }
+}
+
+// queue checks m and hands it to the writer as a request from the pool.
+func (s *Store) queue(ctx context.Context, m store.NewMessage) (*request, error) {
 	if err := checkText(m); err != nil {
-		return failed(err)
+		return nil, err
 	}
 	r := requests.Get().(*request)
 	r.ctx, r.msg = ctx, m
 	if err := s.enter(); err != nil {
 		release(r)
-		return failed(err)
+		return nil, err
 	}
 	select {
 	case s.w.q.Requests() <- r:
 		s.mu.RUnlock()
+		return r, nil
 	case <-ctx.Done():
 		s.mu.RUnlock()
 		release(r)
-		return failed(ctx.Err())
+		return nil, ctx.Err()
 	}
-	return func() (store.Message, bool, error) {
+}
+
+// wait waits for the writer's answer to a queued r, or for ctx to end.
+func (s *Store) wait(ctx context.Context, r *request) (store.Message, bool, error) {
+	select {
+	case <-r.done: // from here on the writer no longer touches r
+	case <-ctx.Done():
 		select {
-		case <-r.done: // from here on the writer no longer touches r
-		case <-ctx.Done():
-			select {
-			case <-r.done: // answered meanwhile: the answer wins
-			default:
-				// The writer still owns r and will answer it; it is left to
-				// the garbage collector rather than returned to the pool.
-				return store.Message{}, false, fmt.Errorf("postgres: append to room %q: %w", m.Room, ctx.Err())
-			}
+		case <-r.done: // answered meanwhile: the answer wins
+		default:
+			// The writer still owns r and will answer it; it is left to the
+			// garbage collector rather than returned to the pool.
+			return store.Message{}, false, fmt.Errorf("postgres: append to room %q: %w", r.msg.Room, ctx.Err())
 		}
-		res := r.res
-		release(r)
-		return res.msg, res.dup, res.err
 	}
+	res := r.res
+	release(r)
+	return res.msg, res.dup, res.err
 }
 
 func release(r *request) {

@@ -117,14 +117,14 @@ func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, 
 	return res.msg, res.dup, err
 }
 
-// Submit implements store.Submit: requests join the writer's queue in the
+// Submit implements store.Store: requests join the writer's queue in the
 // order Submit is called, and the writer gives a room's seqs in queue
 // order.
 func (s *Store) Submit(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
 	req := newRequest(ctx)
 	req.msg = m
 	if err := s.queue(ctx, req); err != nil {
-		return func() (store.Message, bool, error) { return store.Message{}, false, err }
+		return store.Answered(store.Message{}, false, err)
 	}
 	return func() (store.Message, bool, error) {
 		res, err := s.wait(req)
