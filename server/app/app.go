@@ -345,8 +345,9 @@ func (s *Server) newGRPCServer() *grpc.Server {
 		// Many idle streams: share write buffers. Read buffers are pooled
 		// already, because the split listener hands grpc-go bare TCP conns.
 		grpc.SharedWriteBuffer(true),
-		// A Join stream's context the service can cancel: its handler
-		// goroutine reads, and the hub ending it must end that read.
+		// Marks the Join streams grpc-go's own transport serves: their
+		// handler goroutine may read, since writing their status ends
+		// that read (see api.StreamTap).
 		grpc.InTapHandle(api.StreamTap),
 	)
 	parleyv1.RegisterChatServiceServer(gs, s.svc)

@@ -3,11 +3,12 @@ package app
 import (
 	"net/http"
 
-	"github.com/parleychat/parley/server/hub"
-	"github.com/parleychat/parley/server/transport"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/parleychat/parley/server/hub"
+	"github.com/parleychat/parley/server/transport"
 )
 
 // metrics exposes the server's state in Prometheus format. Hub counters are

@@ -220,8 +220,8 @@ func (c *Conn) writeOut() {
 func (c *Conn) WaitWriter() { c.writers.Wait() }
 
 // OnEnd makes the connection call f once when it ends (at once if it has
-// ended already), whatever the cause — for example to cancel a context a
-// reader waits on. f runs with the connection's lock held: it must not
+// ended already), whatever the cause — for example to start finishing the
+// stream it serves. f runs with the connection's lock held: it must not
 // block or call the connection.
 func (c *Conn) OnEnd(f func()) {
 	c.mu.Lock()
@@ -326,15 +326,15 @@ func (c *Conn) Close() {
 	c.hub.connClosed(c)
 }
 
-// reserve records that the connection is joining name, enforcing the room limit.
-func (c *Conn) reserve(name string, r *room, limit int) error {
+// reserve records that the connection is joining r, enforcing the room limit.
+func (c *Conn) reserve(r *room, limit int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
 		return c.err
 	}
-	if c.roomLocked(name) >= 0 {
-		return fmt.Errorf("room %q: %w", name, ErrAlreadyJoined)
+	if c.roomLocked(r.name) >= 0 {
+		return fmt.Errorf("room %q: %w", r.name, ErrAlreadyJoined)
 	}
 	if limit > 0 && len(c.rooms) >= limit {
 		return fmt.Errorf("%w (limit %d)", ErrTooManyRooms, limit)

@@ -225,7 +225,7 @@ func (h *Hub) Join(ctx context.Context, c *Conn, name string, opts JoinOptions) 
 	if err != nil {
 		return err
 	}
-	if err := c.reserve(name, r, h.cfg.MaxRoomsPerConn); err != nil {
+	if err := c.reserve(r, h.cfg.MaxRoomsPerConn); err != nil {
 		return err
 	}
 	if err := r.join(ctx, c, opts); err != nil {
