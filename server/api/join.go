@@ -230,7 +230,7 @@ func (sess *session) submit(ctx context.Context, m *parleyv1.JoinRequest_Post) (
 		}
 		return nil, statusErrorf(codes.FailedPrecondition, "join room %q before sending to it on this stream", m.GetRoom())
 	}
-	return sess.s.submit(ctx, sess.user, m.GetRoom(), m.GetBody(), m.GetClientMsgId(), false)
+	return sess.s.submit(ctx, sess.user, m.GetRoom(), m.GetBody(), m.GetClientMsgId(), false, sess.conn)
 }
 
 func (sess *session) typing(t *parleyv1.JoinRequest_SetTyping) error {

@@ -154,7 +154,7 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 // frames are handled in order, so holding one would hold the user's joins
 // and typing behind it.
 func (s *Service) send(ctx context.Context, user, room, body, clientMsgID string, hold bool) (store.Message, error) {
-	wait, err := s.submit(ctx, user, room, body, clientMsgID, hold)
+	wait, err := s.submit(ctx, user, room, body, clientMsgID, hold, nil)
 	if err != nil {
 		return store.Message{}, err
 	}
@@ -163,8 +163,8 @@ func (s *Service) send(ctx context.Context, user, room, body, clientMsgID string
 }
 
 // submit checks a send and queues its message (see hub.Hub.Submit); wait
-// stores and delivers it.
-func (s *Service) submit(ctx context.Context, user, room, body, clientMsgID string, hold bool) (wait func() (store.Message, bool, error), err error) {
+// stores and delivers it. from is the connection it was sent on, if any.
+func (s *Service) submit(ctx context.Context, user, room, body, clientMsgID string, hold bool, from *hub.Conn) (wait func() (store.Message, bool, error), err error) {
 	if err := validateRoom(room); err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func (s *Service) submit(ctx context.Context, user, room, body, clientMsgID stri
 	if err := s.limits.allowSend(ctx, user, hold); err != nil {
 		return nil, err
 	}
-	return s.cfg.Hub.Submit(ctx, store.NewMessage{Room: room, Sender: user, Body: body, ClientMsgID: clientMsgID}), nil
+	return s.cfg.Hub.Submit(ctx, store.NewMessage{Room: room, Sender: user, Body: body, ClientMsgID: clientMsgID}, from), nil
 }
 
 // Paging limits.

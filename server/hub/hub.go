@@ -280,14 +280,21 @@ func (h *Hub) Send(ctx context.Context, m store.NewMessage) (msg store.Message, 
 		return store.Message{}, false, err
 	}
 	msg, duplicate, err = h.store.Append(ctx, m)
-	return h.stored(r, msg, duplicate, err)
+	return h.stored(r, msg, duplicate, err, nil)
 }
 
 // Submit is Send in two steps, like store.Store's Submit: it queues the
 // message for the store, and wait stores it, delivers it and returns what
 // Send would. Messages submitted one after another are stored, and so
 // delivered, in that order. Call wait exactly once.
-func (h *Hub) Submit(ctx context.Context, m store.NewMessage) (wait func() (msg store.Message, duplicate bool, err error)) {
+//
+// from is the connection the message was sent on, nil if none. Of the
+// room's connections it gets the message last, so that its writer starts
+// last: the scheduler runs the goroutine started last next, once the
+// caller of wait is done, and so the writer takes the reply queued after
+// wait returns along with the message — instead of both waiting behind the
+// writers of every other connection in the room (up to the whole fan-out).
+func (h *Hub) Submit(ctx context.Context, m store.NewMessage, from *Conn) (wait func() (msg store.Message, duplicate bool, err error)) {
 	r, err := h.room(ctx, m.Room)
 	if err != nil {
 		return store.Answered(store.Message{}, false, err)
@@ -295,12 +302,13 @@ func (h *Hub) Submit(ctx context.Context, m store.NewMessage) (wait func() (msg 
 	stored := h.store.Submit(ctx, m)
 	return func() (store.Message, bool, error) {
 		msg, duplicate, err := stored()
-		return h.stored(r, msg, duplicate, err)
+		return h.stored(r, msg, duplicate, err, from)
 	}
 }
 
 // stored delivers a message the store answered for, and returns the answer.
-func (h *Hub) stored(r *room, msg store.Message, duplicate bool, err error) (store.Message, bool, error) {
+// from, if not nil, gets the message last (see Submit).
+func (h *Hub) stored(r *room, msg store.Message, duplicate bool, err error, from *Conn) (store.Message, bool, error) {
 	if err != nil {
 		return store.Message{}, false, err
 	}
@@ -310,7 +318,7 @@ func (h *Hub) stored(r *room, msg store.Message, duplicate bool, err error) (sto
 	// A duplicate was delivered when it was first stored; deliver drops it
 	// by seq, so handing it over again is harmless and covers a first
 	// attempt that stored the message but did not get to deliver it.
-	r.deliver(msg)
+	r.deliverFrom(msg, from)
 	return msg, duplicate, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 
 	"github.com/parleychat/parley/server/store"
@@ -161,6 +162,48 @@ func TestSharedFramesMadeOncePerEvent(t *testing.T) {
 		}
 		if i > 0 && (len(frames) != 2 || frames[1].Wire != any(forms[1])) {
 			t.Fatalf("conn %d: typing frame is not the shared one: %+v", i, frames)
+		}
+	}
+}
+
+// The connection a message was submitted on gets it after every other
+// connection in the room, so that its writer, started last, runs next and
+// carries the send's reply with the message. The order is observed by
+// cutting every connection off in the fan-out: each queue holds a backlog
+// the message does not fit beside, and a cut connection's OnEnd runs as it
+// is cut. Without the order, the sender would be last in 1 of 30 runs.
+func TestSenderGetsItsMessageLast(t *testing.T) {
+	ctx := context.Background()
+	for run := range 30 {
+		h, _ := newTestHub(t, Config{MaxQueueBytes: 20})
+		var order []*Conn
+		conns := make([]*Conn, 20)
+		for i := range conns {
+			c := h.Connect(fmt.Sprint("u", i), "", false)
+			if err := h.Join(ctx, c, "r", JoinOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			c.OnEnd(func() { order = append(order, c) }) // under the room's lock: the fan-out is one loop
+			conns[i] = c
+		}
+		for _, c := range conns {
+			drain(t, c) // joined states
+		}
+		for range 2 { // each "msg r N" is 9 bytes: 18 of 20 queued
+			if _, _, err := h.Send(ctx, store.NewMessage{Room: "r", Sender: "s", Body: "b"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		from := conns[run%len(conns)]
+		if _, _, err := h.Submit(ctx, store.NewMessage{Room: "r", Sender: from.User, Body: "b"}, from)(); err != nil {
+			t.Fatal(err)
+		}
+		if len(order) != len(conns) {
+			t.Fatalf("%d of %d connections were cut off by the third message", len(order), len(conns))
+		}
+		if order[len(order)-1] != from {
+			t.Fatalf("run %d: the sender's connection got the message at position %d of %d, want last",
+				run, slices.Index(order, from)+1, len(order))
 		}
 	}
 }

@@ -59,7 +59,11 @@ func newRoom(h *Hub, info store.Room) *room {
 // deliver hands a stored message to every live subscriber, in seq order:
 // a message ahead of a gap waits until the gap is filled, one already
 // delivered is dropped.
-func (r *room) deliver(m store.Message) {
+func (r *room) deliver(m store.Message) { r.deliverFrom(m, nil) }
+
+// deliverFrom is deliver where last, if not nil, gets the message after
+// the room's other connections (see Hub.Submit).
+func (r *room) deliverFrom(m store.Message, last *Conn) {
 	data, err := r.hub.encode(Event{Kind: EventMessage, Room: r.name, Message: m})
 	if err != nil {
 		r.hub.log.Error("encode message", "room", r.name, "seq", m.Seq, "err", err)
@@ -78,7 +82,7 @@ func (r *room) deliver(m store.Message) {
 		r.scheduleGapFillLocked()
 		return
 	}
-	r.fanOutLocked(r.hub.shared(data, r.name, m.Seq))
+	r.fanOutLocked(r.hub.shared(data, r.name, m.Seq), last)
 	for {
 		next, ok := r.pending[r.head+1]
 		if !ok {
@@ -90,11 +94,13 @@ func (r *room) deliver(m store.Message) {
 			r.hub.log.Error("encode message", "room", r.name, "seq", next.Seq, "err", err)
 			return
 		}
-		r.fanOutLocked(r.hub.shared(data, r.name, next.Seq))
+		r.fanOutLocked(r.hub.shared(data, r.name, next.Seq), nil)
 	}
 }
 
-func (r *room) fanOutLocked(f Frame) {
+// fanOutLocked queues a message frame for every live subscriber, last
+// after the others.
+func (r *room) fanOutLocked(f Frame, last *Conn) {
 	r.head = f.Seq
 	// The ring grows as messages come, so an idle room costs nothing.
 	if n := r.hub.cfg.RecentMessages; len(r.recent) == n {
@@ -105,9 +111,12 @@ func (r *room) fanOutLocked(f Frame) {
 	}
 	n := 0
 	for c, live := range r.subs {
-		if live && c.Enqueue(f) {
+		if live && c != last && c.Enqueue(f) {
 			n++
 		}
+	}
+	if last != nil && r.subs[last] && last.Enqueue(f) {
+		n++
 	}
 	r.hub.messages.Add(1)
 	r.hub.deliveries.Add(int64(n))
