@@ -192,7 +192,7 @@ func (sess *session) reply(r *parleyv1.Reply, err error) error {
 	if merr != nil {
 		return merr
 	}
-	if !sess.conn.Enqueue(hub.Frame{Data: data}) {
+	if !sess.conn.EnqueueUrgent(hub.Frame{Data: data}) {
 		return sess.conn.Err()
 	}
 	return nil

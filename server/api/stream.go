@@ -56,11 +56,11 @@ func (p *positions) snapshot() map[string]uint64 {
 }
 
 // stream is one Join or Subscribe stream being served. Frames the hub
-// queues for its connection are sent by the connection's push-mode writer,
-// a goroutine that runs only while there is something to send; the
-// handler's goroutine reads the client's frames (Join) or just waits. An
-// idle Join stream served by grpc-go's own transport thus holds one
-// goroutine. Whatever ends the session — the client, the hub, the token's
+// queues for its connection are sent by the hub's writers, a few
+// goroutines that take turns at the connections with frames queued (push
+// mode); the handler's goroutine reads the client's frames (Join) or just
+// waits. An idle Join stream served by grpc-go's own transport thus holds
+// one goroutine. Whatever ends the session — the client, the hub, the token's
 // expiry, a failed read or write — ends the connection, and its cause
 // becomes the stream's status.
 type stream struct {

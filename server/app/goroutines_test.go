@@ -30,7 +30,7 @@ func parleyGoroutines(mark string) int {
 
 // An idle Join stream holds one goroutine of the server's own: its
 // handler, waiting in Recv for the client's next frame. Frames to the
-// client are written by a goroutine that runs only while there is
+// client are written by the hub's writers, which run only while there is
 // something to send, and a frame is handled on a goroutine that ends with
 // it. Before, each stream held a writer and a reader.
 func TestIdleJoinStreamHoldsOneGoroutine(t *testing.T) {
@@ -47,13 +47,13 @@ func TestIdleJoinStreamHoldsOneGoroutine(t *testing.T) {
 		streams[i].join("idle", nil)
 	}
 	// The last joins' presence diffs may still be on their way out.
-	waitFor(t, "the writers to finish", func() bool { return parleyGoroutines("hub.(*Conn).writeOut") == 0 })
+	waitFor(t, "the writers to finish", func() bool { return parleyGoroutines("hub.(*writers).run") == 0 })
 	if got := parleyGoroutines("") - before; got > n {
 		t.Errorf("%d idle Join streams hold %d goroutines of the server's own, want at most %d (one each)", n, got, n)
 	}
 
-	// They still work: a message reaches all of them, each through a
-	// writer started for it.
+	// They still work: a message reaches all of them, through writers
+	// started for it.
 	reply := streams[0].post("idle", "wake up", "")
 	if reply.GetCode() != 0 {
 		t.Fatalf("send: %v", reply)
@@ -64,5 +64,5 @@ func TestIdleJoinStreamHoldsOneGoroutine(t *testing.T) {
 			t.Fatalf("stream %d got %q", i, got)
 		}
 	}
-	waitFor(t, "the writers to finish again", func() bool { return parleyGoroutines("hub.(*Conn).writeOut") == 0 })
+	waitFor(t, "the writers to finish again", func() bool { return parleyGoroutines("hub.(*writers).run") == 0 })
 }

@@ -20,8 +20,8 @@ import (
 // BenchmarkFanOut sends messages to a room of n subscribers through the
 // hub: the store's append (the in-memory store, so the hub's own work
 // shows), one encoding per message with the server's encoder, a frame
-// queued for every subscriber, and each connection's push-mode writer
-// taking its frames (and dropping them, as a client that reads at once).
+// queued for every subscriber, and the hub's writers taking each
+// connection's frames (and dropping them, as a client that reads at once).
 // An op is one message; ns/delivery and allocs/delivery divide by the
 // deliveries, which must all have been written before the clock stops.
 // Allocations per delivery must not grow with the number of subscribers.

@@ -11,10 +11,10 @@ import (
 // in and its bounded outbound queue. The room's broadcast appends to the
 // queue and never blocks. The queue is drained in one of two ways: by a
 // goroutine that owns the stream's sends and calls Next, or — after
-// ServeWrites — by a writer goroutine the connection starts itself when
-// frames are queued and that exits once the queue is empty, so an idle
-// connection holds no goroutine. A queue that grows past its byte limit
-// cuts the connection off with ErrSlowConsumer.
+// ServeWrites — by the hub's writers, a few goroutines that take turns at
+// the connections with frames queued (see writers), so an idle connection
+// holds no goroutine. A queue that grows past its byte limit cuts the
+// connection off with ErrSlowConsumer.
 type Conn struct {
 	// What a delivery touches comes first, to share as few cache lines as
 	// can be: a room's fan-out reaches thousands of connections.
@@ -24,11 +24,11 @@ type Conn struct {
 	queued   int // what the queue counts against maxBytes (see cost)
 	maxBytes int
 	// Push mode (ServeWrites).
-	spare   []Frame             // the writer's last batch, reused as the next queue
+	spare   []Frame             // the last batch written, reused as the next queue
 	write   func([]Frame) error // sends frames to the client; nil in pull mode
-	run     func()              // c.writeOut, made once: "go c.writeOut()" would allocate per start
-	writers sync.WaitGroup      // the writer goroutine
-	writing bool                // a writer goroutine is running
+	writers sync.WaitGroup      // the turn in line or being written
+	writing bool                // in the writers' line or being written
+	urgent  bool                // an urgent frame was queued while writing
 
 	draining bool          // Next returns ErrConnClosed once the queue is empty
 	rooms    []*room       // the rooms it is in or joining: few, so a slice (a map costs ~250 B more)
@@ -51,7 +51,15 @@ type Conn struct {
 // Enqueue queues a frame without blocking. It cuts the connection off with
 // ErrSlowConsumer if the queue would exceed its byte limit, and reports
 // whether the frame was queued.
-func (c *Conn) Enqueue(f Frame) bool {
+func (c *Conn) Enqueue(f Frame) bool { return c.enqueue(f, false) }
+
+// EnqueueUrgent is Enqueue for a frame the client waits on — the answer to
+// its own request, its own message — rather than one that everyone in a
+// room gets: if the connection has to wait for the hub's writers, it
+// waits at the front of their line.
+func (c *Conn) EnqueueUrgent(f Frame) bool { return c.enqueue(f, true) }
+
+func (c *Conn) enqueue(f Frame, urgent bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
@@ -62,7 +70,7 @@ func (c *Conn) Enqueue(f Frame) bool {
 		c.hub.slowCuts.Add(1)
 		return false
 	}
-	c.pushLocked(f)
+	c.pushLocked(f, urgent)
 	return true
 }
 
@@ -78,7 +86,7 @@ func (c *Conn) enqueueWait(ctx context.Context, f Frame) error {
 			return err
 		}
 		if c.queued == 0 || c.queued+c.cost(f) <= c.maxBytes/2 {
-			c.pushLocked(f)
+			c.pushLocked(f, false)
 			c.mu.Unlock()
 			return nil
 		}
@@ -104,11 +112,11 @@ func (c *Conn) enqueueWait(ctx context.Context, f Frame) error {
 // backlog and cuts off only a connection that has one.
 func (c *Conn) cost(f Frame) int { return min(len(f.Data), c.maxBytes/2) }
 
-func (c *Conn) pushLocked(f Frame) {
+func (c *Conn) pushLocked(f Frame, urgent bool) {
 	c.queue = append(c.queue, f)
 	c.queued += c.cost(f)
 	if c.write != nil {
-		c.startWriterLocked()
+		c.startWriterLocked(urgent)
 		return
 	}
 	select {
@@ -160,63 +168,85 @@ func (c *Conn) Next(buf []Frame) ([]Frame, error) {
 	}
 }
 
-// ServeWrites puts the connection in push mode: whenever frames are queued
-// and no writer is running, a new goroutine calls write with everything
-// queued, in order, until the queue is empty, and then exits. write may
-// block (flow control); an error from it ends the connection. Call it
-// once, before frames are queued, and do not call Next afterwards. After
-// the connection has ended, WaitWriter waits for a writer still running.
+// ServeWrites puts the connection in push mode: whenever frames are
+// queued, the connection gets in the line of the hub's writers, and the
+// writer whose turn it is calls write with everything queued, in order;
+// frames queued meanwhile wait for its next turn. write may block (flow
+// control); an error from it ends the connection. Call it once, before
+// frames are queued, and do not call Next afterwards. After the connection
+// has ended, WaitWriter waits for a turn still in line or being written.
 func (c *Conn) ServeWrites(write func([]Frame) error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.write, c.run = write, c.writeOut
+	c.write = write
 	if len(c.queue) > 0 {
-		c.startWriterLocked()
+		c.startWriterLocked(false)
 	}
 }
 
-func (c *Conn) startWriterLocked() {
-	if c.writing || c.err != nil {
+// startWriterLocked puts the connection in the writers' line unless it
+// is there or being written; an urgent frame moves it to the front of the
+// line at its next turn.
+func (c *Conn) startWriterLocked(urgent bool) {
+	if c.err != nil {
+		return
+	}
+	if c.writing {
+		c.urgent = c.urgent || urgent
 		return
 	}
 	c.writing = true
 	c.writers.Add(1)
-	go c.run()
+	c.hub.writers.ready(c, urgent)
 }
 
-// writeOut is the push-mode writer: it hands the queue to write, batch by
-// batch, and exits when the queue is empty or the connection has ended.
-// Queue and batch swap places, so a busy connection copies no frames.
-func (c *Conn) writeOut() {
-	defer c.writers.Done()
-	var batch []Frame
-	for {
-		c.mu.Lock()
-		if batch != nil && c.err == nil {
-			clear(batch)
-			c.spare = batch[:0]
-		}
-		if c.err != nil || len(c.queue) == 0 {
-			if c.err == nil && c.draining {
-				c.endLocked(ErrConnClosed)
-			}
-			c.writing = false
-			c.mu.Unlock()
-			return
-		}
-		batch = c.queue
-		c.queue, c.spare, c.queued = c.spare, nil, 0
-		c.signalDrainedLocked()
-		c.mu.Unlock()
-		if err := c.write(batch); err != nil {
-			c.End(err)
-			batch = nil
-		}
+// writeTurn is the connection's turn with a writer: it hands everything
+// queued to write, and reports whether frames came meanwhile (again), so
+// that the connection needs another turn, and whether one of them is
+// urgent. Queue and batch swap places, so a busy connection copies no
+// frames.
+func (c *Conn) writeTurn() (again, urgent bool) {
+	c.mu.Lock()
+	if c.err != nil || len(c.queue) == 0 {
+		c.doneWritingLocked()
+		return false, false
 	}
+	batch := c.queue
+	c.queue, c.spare, c.queued, c.urgent = c.spare, nil, 0, false
+	c.signalDrainedLocked()
+	c.mu.Unlock()
+	err := c.write(batch)
+	if err != nil {
+		c.End(err)
+	}
+	c.mu.Lock()
+	if c.err == nil {
+		clear(batch)
+		c.spare = batch[:0]
+	}
+	if c.err != nil || len(c.queue) == 0 {
+		c.doneWritingLocked()
+		return false, false
+	}
+	urgent = c.urgent
+	c.mu.Unlock()
+	return true, urgent
 }
 
-// WaitWriter waits until no push-mode writer is running. Call it only
-// after the connection has ended (Done is closed): no writer starts then.
+// doneWritingLocked ends the connection's turns, and the connection once
+// it has drained; it unlocks c.mu.
+func (c *Conn) doneWritingLocked() {
+	if c.err == nil && c.draining {
+		c.endLocked(ErrConnClosed)
+	}
+	c.writing = false
+	c.mu.Unlock()
+	c.writers.Done()
+}
+
+// WaitWriter waits until the connection is neither in the writers' line
+// nor being written (push mode). Call it only after the connection has
+// ended (Done is closed): it does not get in line again then.
 func (c *Conn) WaitWriter() { c.writers.Wait() }
 
 // OnEnd makes the connection call f once when it ends (at once if it has
@@ -239,7 +269,7 @@ func (c *Conn) EndWith(ctx context.Context) (stop func() bool) {
 	return context.AfterFunc(ctx, func() { c.End(ctx.Err()) })
 }
 
-// Drain lets Next (or the push-mode writer) write what is queued and then
+// Drain lets Next (or the hub's writers) write what is queued and then
 // end the connection with ErrConnClosed: the client is done sending and the
 // stream ends once everything was written.
 func (c *Conn) Drain() {

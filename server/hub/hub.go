@@ -97,6 +97,8 @@ type Hub struct {
 	log    *slog.Logger
 	now    func() time.Time
 
+	writers *writers // write the queues of connections in push mode
+
 	rooms   sync.Map   // name -> *room
 	loadMu  sync.Mutex // serializes loading a room's head from the store
 	connsMu sync.Mutex
@@ -122,6 +124,7 @@ func New(cfg Config, st store.Store, enc Encoder, log *slog.Logger) *Hub {
 		conns:       make(map[*Conn]struct{}),
 		incarnation: time.Now().UnixNano(),
 		nodes:       make(map[string]*remoteNode),
+		writers:     newWriters(),
 	}
 }
 
@@ -288,12 +291,11 @@ func (h *Hub) Send(ctx context.Context, m store.NewMessage) (msg store.Message, 
 // Send would. Messages submitted one after another are stored, and so
 // delivered, in that order. Call wait exactly once.
 //
-// from is the connection the message was sent on, nil if none. Of the
-// room's connections it gets the message last, so that its writer starts
-// last: the scheduler runs the goroutine started last next, once the
-// caller of wait is done, and so the writer takes the reply queued after
-// wait returns along with the message — instead of both waiting behind the
-// writers of every other connection in the room (up to the whole fan-out).
+// from is the connection the message was sent on, nil if none. It gets
+// the message after the room's other connections, as an urgent frame: at
+// the front of the writers' line, behind none of the room's fan-out, and
+// likely still there when the send's reply (urgent too) is queued after
+// wait returns, so that one turn writes both.
 func (h *Hub) Submit(ctx context.Context, m store.NewMessage, from *Conn) (wait func() (msg store.Message, duplicate bool, err error)) {
 	r, err := h.room(ctx, m.Room)
 	if err != nil {

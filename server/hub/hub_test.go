@@ -167,8 +167,8 @@ func TestSharedFramesMadeOncePerEvent(t *testing.T) {
 }
 
 // The connection a message was submitted on gets it after every other
-// connection in the room, so that its writer, started last, runs next and
-// carries the send's reply with the message. The order is observed by
+// connection in the room (and at the front of the writers' line), so that
+// one turn likely writes it with the send's reply. The order is observed by
 // cutting every connection off in the fan-out: each queue holds a backlog
 // the message does not fit beside, and a cut connection's OnEnd runs as it
 // is cut. Without the order, the sender would be last in 1 of 30 runs.

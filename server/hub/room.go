@@ -115,7 +115,7 @@ func (r *room) fanOutLocked(f Frame, last *Conn) {
 			n++
 		}
 	}
-	if last != nil && r.subs[last] && last.Enqueue(f) {
+	if last != nil && r.subs[last] && last.EnqueueUrgent(f) {
 		n++
 	}
 	r.hub.messages.Add(1)

@@ -1,0 +1,185 @@
+package hub
+
+import (
+	"runtime"
+	"sync"
+	"time"
+)
+
+// writers runs the push-mode writes of a hub's connections (ServeWrites)
+// on a few goroutines. A connection with frames queued waits in a line of
+// ready connections; a writer takes the first, writes what its queue holds
+// and, if more came meanwhile, puts it back at the end. So a room's
+// fan-out to thousands of connections starts no goroutine per connection:
+// starting one cost a goroutine, a stack grown to grpc-go's depth and the
+// scheduler's work each time, and thousands queued at once made every
+// delivery's last step (grpc-go's writer, which yields once before it
+// flushes) wait behind all of them.
+//
+// At most GOMAXPROCS writers run, started as connections get ready and
+// ending when the line is empty, so an idle hub holds none. A write can
+// block for long — HTTP/2 flow control holds a client that does not read
+// — so a writer that has made no progress for a whole check period while
+// connections wait no longer counts, and another starts in its place.
+type writers struct {
+	mu      sync.Mutex
+	line    deque       // connections ready to write, in turn
+	running []*writer   // writers running, stuck ones included
+	stuck   int         // how many of running are stuck
+	max     int         // writers that may run, not counting stuck ones
+	check   *time.Timer // armed while connections wait and no writer may start
+	armed   bool
+	period  time.Duration
+}
+
+// writer is one writer goroutine's record, guarded by writers.mu.
+type writer struct {
+	turns int  // connections taken so far
+	seen  int  // turns at the last check
+	stuck bool // no progress for a whole check period
+}
+
+// stuckAfter is how long a writer may be in one write while others wait
+// before another writer starts beside it.
+const stuckAfter = 20 * time.Millisecond
+
+func newWriters() *writers {
+	w := &writers{max: runtime.GOMAXPROCS(0), period: stuckAfter}
+	w.check = time.AfterFunc(time.Hour, w.checkStuck)
+	w.check.Stop()
+	return w
+}
+
+// ready puts c in line, at the front if urgent, and starts a writer if
+// one may start.
+func (w *writers) ready(c *Conn, urgent bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if urgent {
+		w.line.pushFront(c)
+	} else {
+		w.line.pushBack(c)
+	}
+	w.startLocked()
+}
+
+// startLocked starts a writer if connections wait and fewer than max
+// writers make progress, or else has the line checked for stuck writers.
+func (w *writers) startLocked() {
+	if len(w.running)-w.stuck < w.max {
+		wr := &writer{}
+		w.running = append(w.running, wr)
+		go w.run(wr)
+		return
+	}
+	if !w.armed {
+		w.armed = true
+		w.check.Reset(w.period)
+	}
+}
+
+// run takes connections from the line and writes them until the line is
+// empty, or until it has been replaced as stuck and others run enough.
+func (w *writers) run(wr *writer) {
+	w.mu.Lock()
+	for {
+		if wr.stuck {
+			wr.stuck = false
+			w.stuck--
+		}
+		c := w.line.popFront()
+		if c == nil || len(w.running)-w.stuck > w.max {
+			if c != nil {
+				w.line.pushFront(c)
+			}
+			w.running = removeWriter(w.running, wr)
+			w.mu.Unlock()
+			return
+		}
+		wr.turns++
+		w.mu.Unlock()
+		again, urgent := c.writeTurn()
+		w.mu.Lock()
+		if again {
+			if urgent {
+				w.line.pushFront(c)
+			} else {
+				w.line.pushBack(c)
+			}
+		}
+	}
+}
+
+// checkStuck runs a check period after connections found no writer free:
+// a writer that took no connection since the last check is stuck in a
+// write, and another may start in its place.
+func (w *writers) checkStuck() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.armed = false
+	for _, wr := range w.running {
+		if !wr.stuck && wr.turns == wr.seen {
+			wr.stuck = true
+			w.stuck++
+		}
+		wr.seen = wr.turns
+	}
+	if w.line.len() > 0 {
+		w.startLocked()
+	}
+}
+
+func removeWriter(ws []*writer, wr *writer) []*writer {
+	for i, x := range ws {
+		if x == wr {
+			last := len(ws) - 1
+			ws[i], ws[last] = ws[last], nil
+			return ws[:last]
+		}
+	}
+	return ws
+}
+
+// deque is a ring of connections.
+type deque struct {
+	buf  []*Conn
+	head int
+	n    int
+}
+
+func (d *deque) len() int { return d.n }
+
+func (d *deque) grow() {
+	if d.n < len(d.buf) {
+		return
+	}
+	buf := make([]*Conn, max(16, 2*len(d.buf)))
+	for i := range d.n {
+		buf[i] = d.buf[(d.head+i)%len(d.buf)]
+	}
+	d.buf, d.head = buf, 0
+}
+
+func (d *deque) pushBack(c *Conn) {
+	d.grow()
+	d.buf[(d.head+d.n)%len(d.buf)] = c
+	d.n++
+}
+
+func (d *deque) pushFront(c *Conn) {
+	d.grow()
+	d.head = (d.head - 1 + len(d.buf)) % len(d.buf)
+	d.buf[d.head] = c
+	d.n++
+}
+
+func (d *deque) popFront() *Conn {
+	if d.n == 0 {
+		return nil
+	}
+	c := d.buf[d.head]
+	d.buf[d.head] = nil
+	d.head = (d.head + 1) % len(d.buf)
+	d.n--
+	return c
+}
