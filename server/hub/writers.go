@@ -41,7 +41,7 @@ type writer struct {
 
 // stuckAfter is how long a writer may be in one write while others wait
 // before another writer starts beside it.
-const stuckAfter = 20 * time.Millisecond
+const stuckAfter = 10 * time.Millisecond
 
 func newWriters() *writers {
 	w := &writers{max: runtime.GOMAXPROCS(0), period: stuckAfter}
