@@ -23,13 +23,13 @@ import (
 // connections wait no longer counts, and another starts in its place.
 type writers struct {
 	mu      sync.Mutex
-	line    deque       // connections ready to write, in turn
-	running []*writer   // writers running, stuck ones included
-	stuck   int         // how many of running are stuck
-	max     int         // writers that may run, not counting stuck ones
-	check   *time.Timer // armed while connections wait and no writer may start
-	armed   bool
-	period  time.Duration
+	line    deque         // connections ready to write, in turn
+	running []*writer     // writers running, stuck ones included
+	stuck   int           // how many of running are stuck
+	max     int           // writers that may run, not counting stuck ones
+	check   *time.Timer   // armed while connections wait and no writer may start
+	armed   bool          // check is armed
+	period  time.Duration // of check: stuckAfter (tests change it)
 }
 
 // writer is one writer goroutine's record, guarded by writers.mu.
@@ -39,8 +39,9 @@ type writer struct {
 	stuck bool // no progress for a whole check period
 }
 
-// stuckAfter is how long a writer may be in one write while others wait
-// before another writer starts beside it.
+// stuckAfter is the check period: a writer that takes no connection for a
+// whole period while others wait is stuck, so one in a single write for
+// one to two periods gets another writer started beside it.
 const stuckAfter = 10 * time.Millisecond
 
 func newWriters() *writers {
