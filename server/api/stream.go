@@ -126,8 +126,8 @@ func (st *stream) read(ctx context.Context, read func() error) {
 	_, native := ctx.Value(nativeStreamKey{}).(struct{})
 	ws, canWrite := grpc.ServerTransportStreamFromContext(ctx).(statusWriter)
 	if native && canWrite {
-		st.ended = make(chan struct{})
 		st.conn.OnEnd(func() {
+			st.ended = make(chan struct{}) // only now: an idle stream holds none; wait reads it once Done is closed
 			go func() {
 				defer close(st.ended)
 				st.conn.WaitWriter()

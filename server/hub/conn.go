@@ -34,7 +34,7 @@ type Conn struct {
 	rooms    []*room       // the rooms it is in or joining: few, so a slice (a map costs ~250 B more)
 	notify   chan struct{} // a frame was queued or the conn ended (cap 1; made by Next)
 	drained  chan struct{} // Next or the writer emptied the queue (cap 1; made by enqueueWait)
-	done     chan struct{} // closed when err is set
+	done     chan struct{} // closed when err is set; made by Done (an idle stream seldom asks)
 	onEnd    func()        // called once when the connection ends
 
 	// ID is unique per connection; it is the conn_id of its presence metas.
@@ -93,11 +93,11 @@ func (c *Conn) enqueueWait(ctx context.Context, f Frame) error {
 		if c.drained == nil {
 			c.drained = make(chan struct{}, 1)
 		}
-		drained := c.drained
+		drained, done := c.drained, c.doneLocked()
 		c.mu.Unlock()
 		select {
 		case <-drained:
-		case <-c.done:
+		case <-done:
 		case <-ctx.Done():
 			return fmt.Errorf("replay: %w", ctx.Err())
 		}
@@ -302,10 +302,12 @@ func (c *Conn) endLocked(cause error) {
 	c.err = cause
 	clear(c.queue)
 	c.queue, c.queued, c.spare = nil, 0, nil
-	close(c.done)
-	if c.onEnd != nil {
+	if c.onEnd != nil { // before done is closed: what f sets is seen by those who waited for it
 		c.onEnd()
 		c.onEnd = nil
+	}
+	if c.done != nil {
+		close(c.done)
 	}
 	select {
 	case c.notify <- struct{}{}:
@@ -314,7 +316,28 @@ func (c *Conn) endLocked(cause error) {
 }
 
 // Done is closed when the connection has ended.
-func (c *Conn) Done() <-chan struct{} { return c.done }
+func (c *Conn) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.doneLocked()
+}
+
+func (c *Conn) doneLocked() chan struct{} {
+	if c.done == nil {
+		if c.err != nil {
+			return closedChan
+		}
+		c.done = make(chan struct{})
+	}
+	return c.done
+}
+
+// closedChan is Done of a connection that ended before anyone asked.
+var closedChan = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
 
 // Err returns why the connection ended, or nil while it is open.
 func (c *Conn) Err() error {

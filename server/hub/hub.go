@@ -144,7 +144,6 @@ func (h *Hub) Connect(user, client string, tracked bool) *Conn {
 		ID: newConnID(), User: user, Client: client,
 		hub: h, tracked: tracked,
 		maxBytes: h.cfg.MaxQueueBytes,
-		done:     make(chan struct{}),
 	}
 	h.connsMu.Lock()
 	h.conns[c] = struct{}{}

@@ -207,3 +207,34 @@ func TestSenderGetsItsMessageLast(t *testing.T) {
 		}
 	}
 }
+
+// A connection makes its Done channel only when asked (an idle stream's
+// handler waits in Recv, not on Done), and Done works whenever it is asked:
+// before the end, closed by it; after, closed already.
+func TestDoneIsMadeOnDemand(t *testing.T) {
+	h, _ := newTestHub(t, Config{})
+	early, late := h.Connect("u", "", true), h.Connect("v", "", true)
+	for _, c := range []*Conn{early, late} {
+		if err := h.Join(context.Background(), c, "r", JoinOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if c.done != nil {
+			t.Fatal("a connection nobody waits on holds a Done channel")
+		}
+	}
+	done := early.Done()
+	select {
+	case <-done:
+		t.Fatal("Done is closed before the connection ended")
+	default:
+	}
+	early.End(ErrConnClosed)
+	late.End(ErrConnClosed)
+	for _, ch := range []<-chan struct{}{done, late.Done()} {
+		select {
+		case <-ch:
+		default:
+			t.Fatal("Done is not closed after the connection ended")
+		}
+	}
+}
