@@ -251,7 +251,8 @@ func (c *Conn) WaitWriter() { c.writers.Wait() }
 
 // OnEnd makes the connection call f once when it ends (at once if it has
 // ended already), whatever the cause — for example to start finishing the
-// stream it serves. f runs with the connection's lock held: it must not
+// stream it serves. f runs with the connection's lock held, before Done is
+// closed (so what f sets is seen by whoever waited on Done): it must not
 // block or call the connection.
 func (c *Conn) OnEnd(f func()) {
 	c.mu.Lock()
