@@ -207,22 +207,19 @@ func (c *Conn) startWriterLocked(urgent bool) {
 // frames.
 func (c *Conn) writeTurn() (again, urgent bool) {
 	c.mu.Lock()
-	if c.err != nil || len(c.queue) == 0 {
-		c.doneWritingLocked()
-		return false, false
-	}
-	batch := c.queue
-	c.queue, c.spare, c.queued, c.urgent = c.spare, nil, 0, false
-	c.signalDrainedLocked()
-	c.mu.Unlock()
-	err := c.write(batch)
-	if err != nil {
-		c.End(err)
-	}
-	c.mu.Lock()
-	if c.err == nil {
-		clear(batch)
-		c.spare = batch[:0]
+	if c.err == nil && len(c.queue) > 0 { // it may have ended while in line
+		batch := c.queue
+		c.queue, c.spare, c.queued, c.urgent = c.spare, nil, 0, false
+		c.signalDrainedLocked()
+		c.mu.Unlock()
+		if err := c.write(batch); err != nil {
+			c.End(err)
+		}
+		c.mu.Lock()
+		if c.err == nil {
+			clear(batch)
+			c.spare = batch[:0]
+		}
 	}
 	if c.err != nil || len(c.queue) == 0 {
 		c.doneWritingLocked()

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 )
@@ -56,11 +57,7 @@ func newWriters() *writers {
 func (w *writers) ready(c *Conn, urgent bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if urgent {
-		w.line.pushFront(c)
-	} else {
-		w.line.pushBack(c)
-	}
+	w.line.push(c, urgent)
 	w.startLocked()
 }
 
@@ -88,25 +85,18 @@ func (w *writers) run(wr *writer) {
 			wr.stuck = false
 			w.stuck--
 		}
-		c := w.line.popFront()
-		if c == nil || len(w.running)-w.stuck > w.max {
-			if c != nil {
-				w.line.pushFront(c)
-			}
-			w.running = removeWriter(w.running, wr)
+		if w.line.len() == 0 || len(w.running)-w.stuck > w.max {
+			w.running = slices.DeleteFunc(w.running, func(x *writer) bool { return x == wr })
 			w.mu.Unlock()
 			return
 		}
+		c := w.line.popFront()
 		wr.turns++
 		w.mu.Unlock()
 		again, urgent := c.writeTurn()
 		w.mu.Lock()
 		if again {
-			if urgent {
-				w.line.pushFront(c)
-			} else {
-				w.line.pushBack(c)
-			}
+			w.line.push(c, urgent)
 		}
 	}
 }
@@ -130,17 +120,6 @@ func (w *writers) checkStuck() {
 	}
 }
 
-func removeWriter(ws []*writer, wr *writer) []*writer {
-	for i, x := range ws {
-		if x == wr {
-			last := len(ws) - 1
-			ws[i], ws[last] = ws[last], nil
-			return ws[:last]
-		}
-	}
-	return ws
-}
-
 // deque is a ring of connections.
 type deque struct {
 	buf  []*Conn
@@ -161,16 +140,15 @@ func (d *deque) grow() {
 	d.buf, d.head = buf, 0
 }
 
-func (d *deque) pushBack(c *Conn) {
+// push puts c at the back, or at the front.
+func (d *deque) push(c *Conn, front bool) {
 	d.grow()
-	d.buf[(d.head+d.n)%len(d.buf)] = c
-	d.n++
-}
-
-func (d *deque) pushFront(c *Conn) {
-	d.grow()
-	d.head = (d.head - 1 + len(d.buf)) % len(d.buf)
-	d.buf[d.head] = c
+	if front {
+		d.head = (d.head - 1 + len(d.buf)) % len(d.buf)
+		d.buf[d.head] = c
+	} else {
+		d.buf[(d.head+d.n)%len(d.buf)] = c
+	}
 	d.n++
 }
 
