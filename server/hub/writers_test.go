@@ -138,29 +138,23 @@ func TestUrgentFramesGoFirst(t *testing.T) {
 	first.Enqueue(Frame{Data: []byte("x")})
 	<-started // the one writer is busy: the rest wait in line
 
-	for _, name := range []string{"a", "b", "urgent", "c"} {
+	recorded := func(name string) *Conn { // a connection whose writes note its name
 		c := h.Connect(name, "", false)
 		c.ServeWrites(func([]Frame) error {
 			mu.Lock()
-			order = append(order, c.User)
+			order = append(order, name)
 			mu.Unlock()
 			return nil
 		})
-		if name == "urgent" {
-			c.Enqueue(Frame{Data: []byte("broadcast")})
-			c.EnqueueUrgent(Frame{Data: []byte("reply")}) // already in line: moves up at its next turn only
-			u := h.Connect("urgent2", "", false)
-			u.ServeWrites(func([]Frame) error {
-				mu.Lock()
-				order = append(order, u.User)
-				mu.Unlock()
-				return nil
-			})
-			u.EnqueueUrgent(Frame{Data: []byte("reply")})
-			continue
-		}
-		c.Enqueue(Frame{Data: []byte("broadcast")})
+		return c
 	}
+	recorded("a").Enqueue(Frame{Data: []byte("broadcast")})
+	recorded("b").Enqueue(Frame{Data: []byte("broadcast")})
+	u := recorded("urgent")
+	u.Enqueue(Frame{Data: []byte("broadcast")})
+	u.EnqueueUrgent(Frame{Data: []byte("reply")}) // already in line: moves up at its next turn only
+	recorded("urgent2").EnqueueUrgent(Frame{Data: []byte("reply")})
+	recorded("c").Enqueue(Frame{Data: []byte("broadcast")})
 	close(release)
 	waitUntil(t, "every connection written", func() bool {
 		mu.Lock()
