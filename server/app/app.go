@@ -25,15 +25,15 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
-	"github.com/parleychat/parley/server/api"
-	"github.com/parleychat/parley/server/auth"
-	"github.com/parleychat/parley/server/broker"
-	"github.com/parleychat/parley/server/hub"
-	"github.com/parleychat/parley/server/store"
-	"github.com/parleychat/parley/server/store/memory"
-	"github.com/parleychat/parley/server/store/postgres"
-	"github.com/parleychat/parley/server/store/sqlite"
-	"github.com/parleychat/parley/server/transport"
+	"github.com/parleychat/parley/server/internal/api"
+	"github.com/parleychat/parley/server/internal/auth"
+	"github.com/parleychat/parley/server/internal/broker"
+	"github.com/parleychat/parley/server/internal/hub"
+	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/memory"
+	"github.com/parleychat/parley/server/internal/store/postgres"
+	"github.com/parleychat/parley/server/internal/store/sqlite"
+	"github.com/parleychat/parley/server/internal/transport"
 )
 
 // Config is everything parleyd can be told. cmd/parleyd fills it from flags

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
-	"github.com/parleychat/parley/server/auth"
+	"github.com/parleychat/parley/server/internal/auth"
 )
 
 // rawCodec sends and receives bytes as they are, to put on the wire what

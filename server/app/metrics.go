@@ -7,8 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/parleychat/parley/server/hub"
-	"github.com/parleychat/parley/server/transport"
+	"github.com/parleychat/parley/server/internal/hub"
+	"github.com/parleychat/parley/server/internal/transport"
 )
 
 // metrics exposes the server's state in Prometheus format. Hub counters are

@@ -1,0 +1,130 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+	"github.com/parleychat/parley/server/internal/auth"
+)
+
+type identityKey struct{}
+
+// identity returns the verified caller of a ChatService call.
+func identity(ctx context.Context) auth.Identity {
+	id, _ := ctx.Value(identityKey{}).(auth.Identity)
+	return id
+}
+
+// needsAuth reports whether a method requires a bearer token: every
+// ChatService method but DevLogin. Health and reflection stay open.
+func needsAuth(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/"+parleyv1.ChatService_ServiceDesc.ServiceName+"/") &&
+		fullMethod != parleyv1.ChatService_DevLogin_FullMethodName
+}
+
+func (s *Service) authenticate(ctx context.Context) (context.Context, error) {
+	tok, err := bearerToken(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.cfg.Keys.Verify(tok)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, authMessage(err))
+	}
+	return context.WithValue(ctx, identityKey{}, id), nil
+}
+
+func bearerToken(ctx context.Context) (string, error) {
+	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
+	if len(vals) == 0 {
+		return "", status.Error(codes.Unauthenticated, "missing authorization: send the header 'authorization: Bearer <token>'")
+	}
+	scheme, tok, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") || tok == "" {
+		return "", status.Error(codes.Unauthenticated, "malformed authorization: want 'Bearer <token>'")
+	}
+	if len(tok) > maxTokenBytes {
+		return "", status.Errorf(codes.Unauthenticated, "token is %d bytes; the limit is %d", len(tok), maxTokenBytes)
+	}
+	return strings.TrimSpace(tok), nil
+}
+
+func authMessage(err error) string {
+	switch {
+	case errors.Is(err, auth.ErrExpired):
+		return "token expired: get a new token and reconnect"
+	default:
+		return err.Error() // auth errors start with "invalid token"
+	}
+}
+
+// UnaryInterceptor rejects requests that did not decode and authenticates
+// unary ChatService calls.
+func (s *Service) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := malformed(req); err != nil {
+		return nil, err
+	}
+	if !needsAuth(info.FullMethod) {
+		return handler(ctx, req)
+	}
+	ctx, err := s.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+// StreamInterceptor authenticates streaming ChatService calls, and ends
+// other streams (reflection, health watches) when the server drains.
+func (s *Service) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if !needsAuth(info.FullMethod) {
+		return s.untilDrain(srv, ss, handler)
+	}
+	ctx, err := s.authenticate(ss.Context())
+	if err != nil {
+		return err
+	}
+	return handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
+}
+
+type authedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (a *authedStream) Context() context.Context { return a.ctx }
+
+// clientName returns the caller's self-reported client name, bounded.
+func clientName(ctx context.Context) string {
+	vals := metadata.ValueFromIncomingContext(ctx, "parley-client")
+	if len(vals) == 0 {
+		return ""
+	}
+	return cut(vals[0], maxClientNameBytes)
+}
+
+// untilDrain runs a stream handler that knows nothing of draining (such as
+// reflection's, which blocks in Recv) and ends the stream with UNAVAILABLE
+// when the server drains, so graceful shutdown need not wait for the client.
+// The handler's goroutine ends when the finished stream fails its Recv.
+func (s *Service) untilDrain(srv any, ss grpc.ServerStream, handler grpc.StreamHandler) error {
+	done := make(chan error, 1)
+	s.streams.Add(1)
+	go func() {
+		defer s.streams.Done()
+		done <- handler(srv, ss)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-s.draining:
+		return status.Error(codes.Unavailable, errShuttingDown.Error())
+	}
+}

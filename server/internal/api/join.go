@@ -1,0 +1,293 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+	"github.com/parleychat/parley/server/internal/hub"
+	"github.com/parleychat/parley/server/internal/store"
+)
+
+// session is one Join stream's state, used by the goroutine that reads
+// the client's frames.
+type session struct {
+	s       *Service
+	stream  grpc.BidiStreamingServer[parleyv1.JoinRequest, parleyv1.JoinResponse]
+	conn    *hub.Conn
+	user    string
+	expires atomic.Int64 // unix nanoseconds; moved by refresh frames
+
+	sends *sends // made by the first send: most streams only receive
+}
+
+// sends are a Join stream's sends in flight (see session.pipeline): their
+// messages are queued for the store, and the stream's next frames are
+// read while they are stored.
+type sends struct {
+	wg        sync.WaitGroup
+	slots     chan struct{} // one per send in flight, up to maxSendsInFlight
+	lastReply chan struct{} // closed once the latest send's reply is queued; nil before any
+}
+
+// maxSendsInFlight bounds the sends of one Join stream waiting for the
+// store; a client with more waits (HTTP/2 flow control holds its frames).
+const maxSendsInFlight = 64
+
+// Join implements parleyv1.ChatServiceServer.
+func (s *Service) Join(stream grpc.BidiStreamingServer[parleyv1.JoinRequest, parleyv1.JoinResponse]) error {
+	ctx := stream.Context()
+	id := identity(ctx)
+	release, err := s.limits.openStream(id.User)
+	if err != nil {
+		return err
+	}
+	defer release()
+	sess := &session{s: s, stream: stream, user: id.User}
+	sess.expires.Store(id.Expires.UnixNano())
+	sess.conn = s.cfg.Hub.Connect(id.User, clientName(ctx), true)
+	defer sess.conn.Close()
+	s.log.Debug("join stream opened", "user", id.User, "conn", sess.conn.ID)
+	st := s.startStream(stream, sess.conn, sess.expiry)
+	st.read(ctx, sess.readLoop) // its Recv fails when the client goes
+	err = st.wait()
+	s.log.Debug("join stream ended", "user", id.User, "conn", sess.conn.ID, "status", statusOf(err).Code())
+	return err
+}
+
+func (sess *session) expiry() time.Time { return time.Unix(0, sess.expires.Load()) }
+
+// readLoop handles the client's frames in order until the stream ends.
+// Each frame is handled on a short-lived goroutine while readLoop waits:
+// what a frame does may need a deep stack (a store query for a join), and
+// a goroutine keeps the stack it grew to, so the goroutine that waits in
+// Recv for most of a stream's life stays at the few KiB that Recv needs.
+//
+// Sends are pipelined: once a send's message is queued for the store, the
+// next frame is read while it is stored, and its reply follows when it is
+// (see pipeline). Any other frame first waits for the sends before it, so
+// frames still take effect, and are answered, in the order they came.
+func (sess *session) readLoop() error {
+	ctx := sess.stream.Context()
+	defer sess.waitSends() // the replies of the last sends are queued before the stream drains
+	for {
+		req, err := sess.stream.Recv()
+		if err != nil {
+			return err
+		}
+		handled := make(chan error, 1) // per frame: an idle stream holds none
+		go func() { handled <- sess.handle(ctx, req) }()
+		if err := <-handled; err != nil {
+			return err
+		}
+	}
+}
+
+// handle answers one frame with a reply; it returns an error only when the
+// connection has ended.
+func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) error {
+	if req.GetSend() == nil {
+		sess.waitSends()
+	}
+	reply := &parleyv1.Reply{Ref: req.GetRef()}
+	if err := malformed(req); err != nil {
+		return sess.replyInTurn(reply, err)
+	}
+	if err := validateRef(req.GetRef()); err != nil {
+		reply.Ref = cut(req.GetRef(), maxRefBytes)
+		return sess.replyInTurn(reply, err)
+	}
+	var err error
+	switch f := req.GetFrame().(type) {
+	case *parleyv1.JoinRequest_Join:
+		reply.Room = f.Join.GetRoom()
+		if err = sess.join(ctx, f.Join, reply); err == nil {
+			return nil // the ack was queued ahead of the room's state
+		}
+	case *parleyv1.JoinRequest_Leave:
+		reply.Room = f.Leave.GetRoom()
+		err = sess.leave(f.Leave.GetRoom())
+	case *parleyv1.JoinRequest_Send:
+		reply.Room = f.Send.GetRoom()
+		var wait func() (store.Message, bool, error)
+		if wait, err = sess.submit(ctx, f.Send); err == nil {
+			sess.pipeline(reply, wait)
+			return nil
+		}
+		return sess.replyInTurn(reply, err)
+	case *parleyv1.JoinRequest_Typing:
+		reply.Room = f.Typing.GetRoom()
+		err = sess.typing(f.Typing)
+	case *parleyv1.JoinRequest_Refresh:
+		err = sess.refresh(f.Refresh.GetToken())
+	default:
+		err = invalidf("frame must set one of join, leave, send, typing, refresh")
+	}
+	return sess.reply(reply, err)
+}
+
+// pipeline answers a send whose message is queued for the store: on a
+// goroutine of its own it waits for the message to be stored and
+// delivered, then for the reply of the send before it, and queues its
+// reply. It returns at once unless maxSendsInFlight sends are waiting.
+func (sess *session) pipeline(reply *parleyv1.Reply, wait func() (store.Message, bool, error)) {
+	if sess.sends == nil {
+		sess.sends = &sends{slots: make(chan struct{}, maxSendsInFlight)}
+	}
+	ss := sess.sends
+	ss.slots <- struct{}{}
+	prev, done := ss.lastReply, make(chan struct{})
+	ss.lastReply = done
+	ss.wg.Add(1)
+	go func() {
+		defer ss.wg.Done()
+		msg, _, err := wait()
+		if err == nil {
+			reply.Message = messageToProto(msg)
+		}
+		if prev != nil {
+			<-prev
+		}
+		_ = sess.reply(reply, err) // fails only once the connection has ended, which ends the stream
+		close(done)
+		<-ss.slots
+	}()
+}
+
+// waitSends waits until every send in flight has queued its reply.
+func (sess *session) waitSends() {
+	if sess.sends != nil {
+		sess.sends.wg.Wait()
+	}
+}
+
+// replyInTurn is reply for a send that failed before its message was
+// queued: it still comes after the replies of the sends before it.
+func (sess *session) replyInTurn(r *parleyv1.Reply, err error) error {
+	if sess.sends != nil && sess.sends.lastReply != nil {
+		<-sess.sends.lastReply
+	}
+	return sess.reply(r, err)
+}
+
+// reply queues the answer to a frame, with err's status if it failed.
+func (sess *session) reply(r *parleyv1.Reply, err error) error {
+	if err != nil {
+		st := statusOf(err)
+		r.Code, r.Error = int32(st.Code()), st.Message()
+		r.Message = nil
+		if d := retryDelay(st); d > 0 {
+			r.RetryAfter = durationpb.New(d)
+		}
+	}
+	data, merr := proto.Marshal(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Reply{Reply: r}})
+	if merr != nil {
+		return merr
+	}
+	if !sess.conn.EnqueueUrgent(hub.Frame{Data: data}) {
+		return sess.conn.Err()
+	}
+	return nil
+}
+
+func (sess *session) join(ctx context.Context, j *parleyv1.JoinRequest_JoinRoom, reply *parleyv1.Reply) error {
+	if err := sess.s.cfg.Hub.CanJoinMore(sess.conn); err != nil {
+		return err
+	}
+	if _, err := sess.s.access(ctx, sess.user, j.GetRoom()); err != nil {
+		return err
+	}
+	ack, err := proto.Marshal(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Reply{Reply: reply}})
+	if err != nil {
+		return err
+	}
+	return sess.s.cfg.Hub.Join(ctx, sess.conn, j.GetRoom(), hub.JoinOptions{After: j.AfterSeq, Ack: ack})
+}
+
+func (sess *session) leave(room string) error {
+	if err := validateRoom(room); err != nil {
+		return err
+	}
+	return sess.s.cfg.Hub.Leave(sess.conn, room)
+}
+
+// submit checks a send frame and queues its message for the store.
+func (sess *session) submit(ctx context.Context, m *parleyv1.JoinRequest_Post) (wait func() (store.Message, bool, error), err error) {
+	if err := validateRoom(m.GetRoom()); err != nil {
+		return nil, err
+	}
+	if !sess.s.cfg.Hub.Joined(sess.conn, m.GetRoom()) {
+		if _, err := sess.s.access(ctx, sess.user, m.GetRoom()); err != nil {
+			return nil, err
+		}
+		return nil, statusErrorf(codes.FailedPrecondition, "join room %q before sending to it on this stream", m.GetRoom())
+	}
+	return sess.s.submit(ctx, sess.user, m.GetRoom(), m.GetBody(), m.GetClientMsgId(), false, sess.conn)
+}
+
+func (sess *session) typing(t *parleyv1.JoinRequest_SetTyping) error {
+	if err := validateRoom(t.GetRoom()); err != nil {
+		return err
+	}
+	return sess.s.cfg.Hub.Typing(sess.conn, t.GetRoom(), t.GetActive())
+}
+
+func (sess *session) refresh(token string) error {
+	if token == "" {
+		return invalidf("refresh needs a token")
+	}
+	id, err := sess.s.cfg.Keys.Verify(token)
+	if err != nil {
+		return statusErrorf(codes.Unauthenticated, "%s", authMessage(err))
+	}
+	if id.User != sess.user {
+		return statusErrorf(codes.PermissionDenied, "refresh token is for another user; a stream keeps its user")
+	}
+	sess.expires.Store(id.Expires.UnixNano())
+	return nil
+}
+
+// Subscribe implements parleyv1.ChatServiceServer.
+func (s *Service) Subscribe(req *parleyv1.SubscribeRequest, stream grpc.ServerStreamingServer[parleyv1.SubscribeResponse]) error {
+	if err := malformed(req); err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	id := identity(ctx)
+	cursors := append([]*parleyv1.SubscribeRequest_RoomCursor{{Room: req.GetRoom(), AfterSeq: req.AfterSeq}}, req.GetAdditionalRooms()...)
+	for _, c := range cursors {
+		if _, err := s.access(ctx, id.User, c.GetRoom()); err != nil {
+			return fail(err)
+		}
+	}
+	conn := s.cfg.Hub.Connect(id.User, clientName(ctx), false)
+	defer conn.Close()
+	st := s.startStream(stream, conn, func() time.Time { return id.Expires })
+	defer conn.EndWith(ctx)() // nothing reads, so nothing else sees the client go
+	// The handler's goroutine joins the rooms (a replay waits for the
+	// writer to drain the queue) and then waits: there is nothing to read.
+	if err := s.subscribeRooms(ctx, conn, cursors); err != nil {
+		conn.End(err)
+	}
+	return st.wait()
+}
+
+func (s *Service) subscribeRooms(ctx context.Context, conn *hub.Conn, cursors []*parleyv1.SubscribeRequest_RoomCursor) error {
+	for _, c := range cursors {
+		if err := s.cfg.Hub.Join(ctx, conn, c.GetRoom(), hub.JoinOptions{After: c.AfterSeq}); err != nil {
+			if errors.Is(err, store.ErrRoomNotFound) {
+				return statusErrorf(codes.NotFound, "room %q does not exist", c.GetRoom())
+			}
+			return err
+		}
+	}
+	return nil
+}

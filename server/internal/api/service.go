@@ -1,0 +1,359 @@
+// Package api implements parley.v1.ChatService: it turns protobuf requests
+// into hub and store calls, authenticates callers, validates every
+// client-controlled field, and maps errors to gRPC status codes in one place.
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+	"github.com/parleychat/parley/server/internal/auth"
+	"github.com/parleychat/parley/server/internal/hub"
+	"github.com/parleychat/parley/server/internal/store"
+)
+
+// Config holds the service's dependencies and limits. Zero limits mean
+// their defaults.
+type Config struct {
+	Hub   *hub.Hub
+	Store store.Store
+	Keys  *auth.Keys
+	Log   *slog.Logger
+	// MaxBodyBytes bounds a message body (default 4096).
+	MaxBodyBytes int
+	// Dev enables DevLogin.
+	Dev bool
+	// DevTokenTTL is the lifetime of tokens from DevLogin (default 24h).
+	DevTokenTTL time.Duration
+	// SendRate is how many messages per second one user may send across
+	// all their streams and REST (default 50; negative: no limit), with
+	// bursts of SendBurst (default 2×SendRate).
+	SendRate  float64
+	SendBurst int
+	// MaxJoinStreamsPerUser bounds one user's open Join streams (default 32).
+	MaxJoinStreamsPerUser int
+}
+
+// Service implements parleyv1.ChatServiceServer.
+type Service struct {
+	parleyv1.UnimplementedChatServiceServer
+	cfg Config
+	log *slog.Logger
+	// streams tracks each stream's reader and writer goroutines, which may
+	// outlive their handler by the moment it takes the stream to close.
+	streams sync.WaitGroup
+	limits  *userLimits
+	// draining is closed when the server starts shutting down.
+	draining  chan struct{}
+	drainOnce sync.Once
+}
+
+// New returns a Service.
+func New(cfg Config) *Service {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 4096
+	}
+	if cfg.DevTokenTTL <= 0 {
+		cfg.DevTokenTTL = 24 * time.Hour
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.SendRate == 0 {
+		cfg.SendRate = 50
+	}
+	if cfg.SendBurst <= 0 {
+		cfg.SendBurst = int(max(2*cfg.SendRate, 1))
+	}
+	if cfg.MaxJoinStreamsPerUser <= 0 {
+		cfg.MaxJoinStreamsPerUser = 32
+	}
+	return &Service{cfg: cfg, log: cfg.Log, draining: make(chan struct{}),
+		limits: newUserLimits(cfg.SendRate, cfg.SendBurst, cfg.MaxJoinStreamsPerUser)}
+}
+
+// Drain ends every open stream with UNAVAILABLE and waits until their
+// goroutines are gone or ctx is done.
+func (s *Service) Drain(ctx context.Context) error {
+	s.drainOnce.Do(func() { close(s.draining) })
+	s.cfg.Hub.EndAll(errShuttingDown)
+	done := make(chan struct{})
+	go func() { s.streams.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("streams still open: %w", ctx.Err())
+	}
+}
+
+// Wait blocks until every stream goroutine has ended.
+func (s *Service) Wait() { s.streams.Wait() }
+
+// access returns a room the caller may use, or NOT_FOUND / PERMISSION_DENIED.
+func (s *Service) access(ctx context.Context, user, name string) (store.Room, error) {
+	if err := validateRoom(name); err != nil {
+		return store.Room{}, err
+	}
+	r, err := s.cfg.Hub.Room(ctx, name)
+	if err != nil {
+		if errors.Is(err, store.ErrRoomNotFound) {
+			return store.Room{}, status.Errorf(codes.NotFound, "room %q does not exist; create it first", name)
+		}
+		return store.Room{}, err
+	}
+	if r.Visibility == store.Public {
+		return r, nil
+	}
+	member, err := s.cfg.Store.IsMember(ctx, name, user)
+	if err != nil {
+		return store.Room{}, err
+	}
+	if !member {
+		if r.Visibility == store.Direct {
+			return store.Room{}, status.Errorf(codes.PermissionDenied, "room %q is a direct conversation between two other users", name)
+		}
+		return store.Room{}, status.Errorf(codes.PermissionDenied, "room %q is private: ask its creator (%s) to add you", name, r.CreatedBy)
+	}
+	return r, nil
+}
+
+func fail(err error) error { return statusOf(err).Err() }
+
+// SendMessage implements parleyv1.ChatServiceServer.
+func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
+	user, room := identity(ctx).User, req.GetRoom()
+	if req.GetToUser() != "" {
+		var err error
+		if room, err = s.directRoom(ctx, user, req); err != nil {
+			return nil, fail(err)
+		}
+	}
+	msg, err := s.send(ctx, user, room, req.GetBody(), req.GetClientMsgId(), true)
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &parleyv1.SendMessageResponse{Message: messageToProto(msg)}, nil
+}
+
+// send validates and stores a message. hold says whether a send refused
+// for its rate is held before the answer (see allowSend): for unary calls,
+// where each refused request is a whole RPC; not on a Join stream, whose
+// frames are handled in order, so holding one would hold the user's joins
+// and typing behind it.
+func (s *Service) send(ctx context.Context, user, room, body, clientMsgID string, hold bool) (store.Message, error) {
+	wait, err := s.submit(ctx, user, room, body, clientMsgID, hold, nil)
+	if err != nil {
+		return store.Message{}, err
+	}
+	msg, _, err := wait()
+	return msg, err
+}
+
+// submit checks a send and queues its message (see hub.Hub.Submit); wait
+// stores and delivers it. from is the connection it was sent on, if any.
+func (s *Service) submit(ctx context.Context, user, room, body, clientMsgID string, hold bool, from *hub.Conn) (wait func() (store.Message, bool, error), err error) {
+	if err := validateRoom(room); err != nil {
+		return nil, err
+	}
+	if err := s.validateBody(body); err != nil {
+		return nil, err
+	}
+	if err := validateClientMsgID(clientMsgID); err != nil {
+		return nil, err
+	}
+	if _, err := s.access(ctx, user, room); err != nil {
+		return nil, err
+	}
+	if err := s.limits.allowSend(ctx, user, hold); err != nil {
+		return nil, err
+	}
+	return s.cfg.Hub.Submit(ctx, store.NewMessage{Room: room, Sender: user, Body: body, ClientMsgID: clientMsgID}, from), nil
+}
+
+// Paging limits.
+const (
+	defaultPageSize = 50
+	maxPageSize     = 200
+)
+
+func pageSize(n int32, field string) (int, error) {
+	switch {
+	case n == 0:
+		return defaultPageSize, nil
+	case n < 0 || n > maxPageSize:
+		return 0, invalidf("%s must be between 1 and %d (0 means %d), got %d", field, maxPageSize, defaultPageSize, n)
+	}
+	return int(n), nil
+}
+
+// ListMessages implements parleyv1.ChatServiceServer.
+func (s *Service) ListMessages(ctx context.Context, req *parleyv1.ListMessagesRequest) (*parleyv1.ListMessagesResponse, error) {
+	resp, err := s.listMessages(ctx, req)
+	if err != nil {
+		return nil, fail(err)
+	}
+	return resp, nil
+}
+
+func (s *Service) listMessages(ctx context.Context, req *parleyv1.ListMessagesRequest) (*parleyv1.ListMessagesResponse, error) {
+	limit, err := pageSize(req.GetLimit(), "limit")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.access(ctx, identity(ctx).User, req.GetRoom()); err != nil {
+		return nil, err
+	}
+	q := store.Query{After: req.GetAfterSeq(), Before: req.GetBeforeSeq(), Limit: limit + 1,
+		Descending: req.GetOrder() != parleyv1.MessageOrder_MESSAGE_ORDER_OLDEST_FIRST}
+	if req.GetPageToken() != "" {
+		if q, err = parseMessageCursor(req.GetPageToken(), req.GetRoom(), q); err != nil {
+			return nil, err
+		}
+	}
+	msgs, err := s.cfg.Store.Messages(ctx, req.GetRoom(), q)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.cfg.Store.Room(ctx, req.GetRoom())
+	if err != nil {
+		return nil, err
+	}
+	resp := &parleyv1.ListMessagesResponse{HeadSeq: info.LastSeq}
+	if len(msgs) > limit {
+		msgs = msgs[:limit]
+		resp.NextPageToken = messageCursor(req.GetRoom(), q, msgs[limit-1].Seq)
+	}
+	resp.Messages = make([]*parleyv1.Message, len(msgs))
+	for i, m := range msgs {
+		resp.Messages[i] = messageToProto(m)
+	}
+	return resp, nil
+}
+
+// A message cursor is the query for the next page: the room, the order and
+// both bounds, one of them moved past the last message returned.
+func messageCursor(room string, q store.Query, last uint64) string {
+	dir := "a"
+	if q.Descending {
+		dir, q.Before = "d", last
+	} else {
+		q.After = last
+	}
+	raw := fmt.Sprintf("m1|%s|%s|%d|%d", room, dir, q.After, q.Before)
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+func parseMessageCursor(tok, room string, q store.Query) (store.Query, error) {
+	bad := invalidf("page_token is not one this server issued for room %q; start again without it", room)
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(raw) > 200 {
+		return q, bad
+	}
+	parts := strings.Split(string(raw), "|")
+	if len(parts) != 5 || parts[0] != "m1" || parts[1] != room || (parts[2] != "a" && parts[2] != "d") {
+		return q, bad
+	}
+	if (parts[2] == "d") != q.Descending {
+		return q, invalidf("page_token was issued for the other order; keep order the same while paging")
+	}
+	after, err1 := strconv.ParseUint(parts[3], 10, 64)
+	before, err2 := strconv.ParseUint(parts[4], 10, 64)
+	if err1 != nil || err2 != nil {
+		return q, bad
+	}
+	q.After, q.Before = after, before
+	return q, nil
+}
+
+// ListRooms implements parleyv1.ChatServiceServer.
+func (s *Service) ListRooms(ctx context.Context, req *parleyv1.ListRoomsRequest) (*parleyv1.ListRoomsResponse, error) {
+	size, err := pageSize(req.GetPageSize(), "page_size")
+	if err != nil {
+		return nil, fail(err)
+	}
+	after := ""
+	if tok := req.GetPageToken(); tok != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || !strings.HasPrefix(string(raw), "r1|") {
+			return nil, fail(invalidf("page_token is not one this server issued; start again without it"))
+		}
+		after = string(raw[3:])
+	}
+	rooms, err := s.cfg.Store.VisibleRooms(ctx, identity(ctx).User, after, size+1)
+	if err != nil {
+		return nil, fail(err)
+	}
+	resp := &parleyv1.ListRoomsResponse{}
+	if len(rooms) > size {
+		rooms = rooms[:size]
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte("r1|" + rooms[size-1].Name))
+	}
+	for _, r := range rooms {
+		resp.Rooms = append(resp.Rooms, roomToProto(r, s.cfg.Hub.OnlineCount(r.Name)))
+	}
+	return resp, nil
+}
+
+// CreateRoom implements parleyv1.ChatServiceServer.
+func (s *Service) CreateRoom(ctx context.Context, req *parleyv1.CreateRoomRequest) (*parleyv1.CreateRoomResponse, error) {
+	if err := validateRoom(req.GetName()); err != nil {
+		return nil, fail(err)
+	}
+	vis := store.Public
+	switch req.GetVisibility() {
+	case parleyv1.RoomVisibility_ROOM_VISIBILITY_UNSPECIFIED, parleyv1.RoomVisibility_ROOM_VISIBILITY_PUBLIC:
+	case parleyv1.RoomVisibility_ROOM_VISIBILITY_PRIVATE:
+		vis = store.Private
+	default:
+		return nil, fail(invalidf("visibility must be PUBLIC or PRIVATE; direct rooms are made by sending to a user"))
+	}
+	r, err := s.cfg.Store.CreateRoom(ctx, store.Room{Name: req.GetName(), Visibility: vis, CreatedBy: identity(ctx).User})
+	if err != nil {
+		if errors.Is(err, store.ErrRoomExists) {
+			return nil, status.Errorf(codes.AlreadyExists, "room %q already exists", req.GetName())
+		}
+		return nil, fail(err)
+	}
+	return &parleyv1.CreateRoomResponse{Room: roomToProto(r, 0)}, nil
+}
+
+// ListPresence implements parleyv1.ChatServiceServer.
+func (s *Service) ListPresence(ctx context.Context, req *parleyv1.ListPresenceRequest) (*parleyv1.ListPresenceResponse, error) {
+	if _, err := s.access(ctx, identity(ctx).User, req.GetRoom()); err != nil {
+		return nil, fail(err)
+	}
+	p, _, err := s.cfg.Hub.Presence(ctx, req.GetRoom())
+	if err != nil {
+		return nil, fail(err)
+	}
+	return &parleyv1.ListPresenceResponse{Presence: presenceToProto(p)}, nil
+}
+
+// DevLogin implements parleyv1.ChatServiceServer.
+func (s *Service) DevLogin(_ context.Context, req *parleyv1.DevLoginRequest) (*parleyv1.DevLoginResponse, error) {
+	if !s.cfg.Dev {
+		return nil, status.Error(codes.PermissionDenied, "dev login is disabled; start parleyd with --dev or use a token from 'parleyd token'")
+	}
+	if !auth.ValidUser(req.GetUser()) {
+		return nil, status.Error(codes.InvalidArgument, auth.ErrBadUser.Error())
+	}
+	tok, exp, err := s.cfg.Keys.Mint(req.GetUser(), s.cfg.DevTokenTTL)
+	if err != nil {
+		return nil, fail(err)
+	}
+	s.log.Warn("dev login issued a token", "user", req.GetUser())
+	return &parleyv1.DevLoginResponse{Token: tok, ExpiresAt: timestamppb.New(exp)}, nil
+}

@@ -1,0 +1,95 @@
+package api
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/parleychat/parley/server/internal/auth"
+	"unicode/utf8"
+)
+
+// Limits on client-controlled fields.
+const (
+	maxRefBytes         = 64
+	maxClientMsgIDBytes = 64
+	maxClientNameBytes  = 64
+	maxTokenBytes       = 8 << 10
+)
+
+var roomRE = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+
+func validateRoom(name string) error {
+	if !roomRE.MatchString(name) && !isDirectRoomName(name) {
+		return invalidf("room name %q must be 1-64 characters of a-z, 0-9, '-', '_' (or a direct room's dm:<user>:<user>)", truncate(name, 80))
+	}
+	return nil
+}
+
+// directRoomName is the canonical name of the direct room between a and b:
+// "dm:" and the two user ids, sorted, joined by ':' (which user ids cannot
+// contain, and room names cannot either).
+func directRoomName(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	return "dm:" + a + ":" + b
+}
+
+func isDirectRoomName(name string) bool {
+	rest, ok := strings.CutPrefix(name, "dm:")
+	if !ok {
+		return false
+	}
+	a, b, ok := strings.Cut(rest, ":")
+	return ok && a < b && auth.ValidUser(a) && auth.ValidUser(b)
+}
+
+func (s *Service) validateBody(body string) error {
+	switch {
+	case body == "":
+		return invalidf("message body must not be empty")
+	case len(body) > s.cfg.MaxBodyBytes:
+		return invalidf("message body is %d bytes; the limit is %d", len(body), s.cfg.MaxBodyBytes)
+	case !utf8.ValidString(body):
+		return invalidf("message body must be valid UTF-8")
+	case strings.IndexByte(body, 0) >= 0:
+		return invalidf("message body must not contain NUL (U+0000) characters")
+	}
+	return nil
+}
+
+func validateClientMsgID(id string) error {
+	if len(id) > maxClientMsgIDBytes {
+		return invalidf("client_msg_id is %d bytes; the limit is %d", len(id), maxClientMsgIDBytes)
+	}
+	if !utf8.ValidString(id) || strings.IndexByte(id, 0) >= 0 {
+		return invalidf("client_msg_id must be valid UTF-8 without NUL characters")
+	}
+	return nil
+}
+
+func validateRef(ref string) error {
+	if len(ref) > maxRefBytes {
+		return invalidf("ref is %d bytes; the limit is %d", len(ref), maxRefBytes)
+	}
+	return nil
+}
+
+// truncate shortens s for inclusion in an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return cut(s, n) + "…"
+}
+
+// cut returns at most the first n bytes of s, ending on a rune boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

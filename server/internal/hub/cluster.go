@@ -1,0 +1,394 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/parleychat/parley/server/internal/store"
+)
+
+// Broker carries live events between the nodes of a cluster: stored
+// messages, typing, and presence. A node hears only what other nodes
+// publish, never its own events.
+type Broker interface {
+	// Publish sends data to every subscriber of subject on other nodes.
+	Publish(subject string, data []byte) error
+	// Subscribe calls fn, one call at a time in arrival order, with every
+	// message published on subject, until the returned func is called.
+	Subscribe(subject string, fn func(data []byte)) (unsubscribe func(), err error)
+}
+
+// wireEvent is one room event on the broker.
+type wireEvent struct {
+	Node   string         `json:"n"`
+	Kind   string         `json:"k"` // "msg", "typing", "join", "leave"
+	Room   string         `json:"r"`
+	Msg    *store.Message `json:"m,omitempty"`
+	User   string         `json:"u,omitempty"`
+	Active bool           `json:"a,omitempty"`
+	Meta   *Meta          `json:"meta,omitempty"`
+}
+
+// heartbeat is a node's periodic announcement of itself and of every
+// presence meta it owns, by room and user.
+type heartbeat struct {
+	Node        string                       `json:"n"`
+	Incarnation int64                        `json:"i"`
+	Presence    map[string]map[string][]Meta `json:"p"`
+}
+
+// remoteNode is what this node knows of another.
+type remoteNode struct {
+	incarnation int64
+	lastSeen    time.Time
+}
+
+func (h *Hub) roomSubject(room string) string { return h.cfg.Subject + ".room." + room }
+func (h *Hub) nodesSubject() string           { return h.cfg.Subject + ".nodes" }
+
+func (h *Hub) publish(ev wireEvent) {
+	if h.cfg.Broker == nil {
+		return
+	}
+	ev.Node = h.cfg.NodeID
+	data, err := json.Marshal(ev)
+	if err == nil {
+		err = h.cfg.Broker.Publish(h.roomSubject(ev.Room), data)
+	}
+	if err != nil {
+		h.log.Warn("publish to the cluster", "room", ev.Room, "kind", ev.Kind, "err", err)
+	}
+}
+
+// Run publishes this node's heartbeats, follows the other nodes', and drops
+// the presence of a node whose heartbeats stop, until ctx ends. Without a
+// broker it returns at once.
+func (h *Hub) Run(ctx context.Context) error {
+	if h.cfg.Broker == nil {
+		return nil
+	}
+	unsub, err := h.cfg.Broker.Subscribe(h.nodesSubject(), func(data []byte) { h.onHeartbeat(ctx, data) })
+	if err != nil {
+		return fmt.Errorf("subscribe to cluster heartbeats: %w", err)
+	}
+	defer unsub()
+	t := time.NewTicker(h.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		h.sendHeartbeat()
+		h.reapNodes()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (h *Hub) sendHeartbeat() {
+	hb := heartbeat{Node: h.cfg.NodeID, Incarnation: h.incarnation, Presence: map[string]map[string][]Meta{}}
+	h.rooms.Range(func(_, v any) bool {
+		r := v.(*room)
+		r.mu.Lock()
+		for user, metas := range r.presence {
+			for _, m := range metas {
+				if m.Node == h.cfg.NodeID {
+					if hb.Presence[r.name] == nil {
+						hb.Presence[r.name] = map[string][]Meta{}
+					}
+					hb.Presence[r.name][user] = append(hb.Presence[r.name][user], m)
+				}
+			}
+		}
+		r.mu.Unlock()
+		return true
+	})
+	data, err := json.Marshal(hb)
+	if err == nil {
+		err = h.cfg.Broker.Publish(h.nodesSubject(), data)
+	}
+	if err != nil {
+		h.log.Warn("publish heartbeat", "err", err)
+	}
+}
+
+// onHeartbeat makes this node's view of another node's presence equal to
+// what its heartbeat says, announcing the differences.
+func (h *Hub) onHeartbeat(ctx context.Context, data []byte) {
+	var hb heartbeat
+	if err := json.Unmarshal(data, &hb); err != nil || hb.Node == "" || hb.Node == h.cfg.NodeID {
+		return
+	}
+	h.nodesMu.Lock()
+	n := h.nodes[hb.Node]
+	if n == nil {
+		n = &remoteNode{}
+		h.nodes[hb.Node] = n
+	}
+	n.incarnation, n.lastSeen = hb.Incarnation, h.now()
+	h.nodesMu.Unlock()
+	// Rooms where the node has metas now, or had them before.
+	names := map[string]bool{}
+	for name := range hb.Presence {
+		names[name] = true
+	}
+	h.rooms.Range(func(k, v any) bool {
+		if v.(*room).hasNode(hb.Node) {
+			names[k.(string)] = true
+		}
+		return true
+	})
+	for name := range names {
+		r, err := h.room(ctx, name)
+		if err != nil {
+			continue
+		}
+		r.syncNode(hb.Node, hb.Presence[name])
+	}
+}
+
+// reapNodes drops the presence of nodes not heard from within NodeTimeout.
+func (h *Hub) reapNodes() {
+	now := h.now()
+	h.nodesMu.Lock()
+	var dead []string
+	for id, n := range h.nodes {
+		if now.Sub(n.lastSeen) > h.cfg.NodeTimeout {
+			dead = append(dead, id)
+			delete(h.nodes, id)
+		}
+	}
+	h.nodesMu.Unlock()
+	for _, id := range dead {
+		h.log.Warn("cluster node stopped sending heartbeats; dropping its presence", "node", id)
+		h.rooms.Range(func(_, v any) bool {
+			v.(*room).syncNode(id, nil)
+			return true
+		})
+	}
+}
+
+// goLive subscribes the room to the cluster's events before its first
+// local subscriber, and brings its head up to the store's: while nobody
+// here was in the room, messages went by without this node.
+func (r *room) goLive(ctx context.Context) error {
+	b := r.hub.cfg.Broker
+	if b == nil {
+		return nil
+	}
+	r.mu.Lock()
+	if r.unsub != nil {
+		r.mu.Unlock()
+		return nil
+	}
+	unsub, err := b.Subscribe(r.hub.roomSubject(r.name), r.onWire)
+	if err != nil {
+		r.mu.Unlock()
+		return fmt.Errorf("subscribe to room %q: %w", r.name, err)
+	}
+	r.unsub = unsub
+	r.mu.Unlock()
+	info, err := r.hub.store.Room(ctx, r.name)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if info.LastSeq > r.head {
+		r.head = info.LastSeq
+		clear(r.recent)
+		r.recent = r.recent[:0]
+		for seq := range r.pending {
+			if seq <= r.head {
+				delete(r.pending, seq)
+			}
+		}
+	}
+	return nil
+}
+
+// goQuietLocked unsubscribes from the cluster when nobody here is in the room.
+func (r *room) goQuietLocked() {
+	if r.unsub != nil && len(r.subs) == 0 {
+		r.unsub()
+		r.unsub = nil
+	}
+}
+
+// onWire applies an event another node published about this room.
+func (r *room) onWire(data []byte) {
+	var ev wireEvent
+	if err := json.Unmarshal(data, &ev); err != nil || ev.Node == r.hub.cfg.NodeID {
+		return
+	}
+	switch ev.Kind {
+	case "msg":
+		if ev.Msg != nil && ev.Msg.Room == r.name {
+			r.hub.remoteIn.Add(1)
+			r.deliver(*ev.Msg)
+		}
+	case "typing":
+		data, err := r.hub.encode(Event{Kind: EventTyping, Room: r.name, User: ev.User, Active: ev.Active})
+		if err == nil {
+			r.mu.Lock()
+			r.broadcastLocked(r.hub.shared(data, "", 0), nil)
+			r.mu.Unlock()
+		}
+	case "join", "leave":
+		if ev.Meta != nil && ev.Meta.Node == ev.Node {
+			r.applyRemote(ev.User, *ev.Meta, ev.Kind == "join")
+		}
+	}
+}
+
+// applyRemote adds or removes another node's meta and announces it here.
+func (r *room) applyRemote(user string, m Meta, join bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, had := r.presence[user].get(m.ConnID)
+	switch {
+	case join && !had:
+		r.presence[user] = append(r.presence[user], m)
+		r.broadcastDiffLocked([]Presence{{User: user, Metas: []Meta{m}}}, nil, nil)
+	case !join && had:
+		r.removeMetaLocked(user, m.ConnID)
+		r.broadcastDiffLocked(nil, []Presence{{User: user, Metas: []Meta{m}}}, nil)
+	}
+}
+
+func (r *room) hasNode(node string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, metas := range r.presence {
+		for _, m := range metas {
+			if m.Node == node {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// syncNode makes node's metas in the room exactly want (user -> metas),
+// announcing joins and leaves in one diff.
+func (r *room) syncNode(node string, want map[string][]Meta) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var joins, leaves []Presence
+	for user, ms := range r.presence {
+		var gone []Meta
+		ms = slices.DeleteFunc(ms, func(m Meta) bool {
+			if m.Node != node {
+				return false
+			}
+			if _, wanted := metas(want[user]).get(m.ConnID); wanted {
+				return false
+			}
+			gone = append(gone, m)
+			return true
+		})
+		if len(gone) > 0 {
+			leaves = append(leaves, Presence{User: user, Metas: gone})
+		}
+		r.setMetasLocked(user, ms)
+	}
+	for user, ms := range want {
+		var added []Meta
+		for _, m := range ms {
+			if m.Node != node {
+				continue
+			}
+			if _, ok := r.presence[user].get(m.ConnID); !ok {
+				r.presence[user] = append(r.presence[user], m)
+				added = append(added, m)
+			}
+		}
+		if len(added) > 0 {
+			joins = append(joins, Presence{User: user, Metas: added})
+		}
+	}
+	if len(joins) > 0 || len(leaves) > 0 {
+		r.broadcastDiffLocked(joins, leaves, nil)
+	}
+}
+
+// CatchUp reads from the store, for every room live here, the messages
+// stored since the room's head: after the broker connection was lost and
+// came back, what it missed would otherwise wait for the next message to
+// reveal the gap.
+func (h *Hub) CatchUp() {
+	h.rooms.Range(func(_, v any) bool {
+		r := v.(*room)
+		r.mu.Lock()
+		live := r.unsub != nil
+		r.mu.Unlock()
+		if live {
+			go r.catchUp()
+		}
+		return true
+	})
+}
+
+func (r *room) catchUp() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		r.mu.Lock()
+		from := r.head
+		r.mu.Unlock()
+		msgs, err := r.hub.store.Messages(ctx, r.name, store.Query{After: from, Limit: 1000})
+		if err != nil {
+			r.hub.log.Warn("catch up from the store", "room", r.name, "err", err)
+			return
+		}
+		r.hub.gapFills.Add(int64(len(msgs)))
+		for _, m := range msgs {
+			r.deliver(m)
+		}
+		if len(msgs) < 1000 {
+			return
+		}
+	}
+}
+
+// scheduleGapFillLocked arms a timer that reads the store for messages
+// still missing before the pending ones once the gap outlives GapWait:
+// an event lost on the broker must not stall a room.
+func (r *room) scheduleGapFillLocked() {
+	if r.gapTimer != nil || len(r.pending) == 0 {
+		return
+	}
+	r.gapTimer = time.AfterFunc(r.hub.cfg.GapWait, r.fillGap)
+}
+
+func (r *room) fillGap() {
+	r.mu.Lock()
+	r.gapTimer = nil
+	if len(r.pending) == 0 {
+		r.mu.Unlock()
+		return
+	}
+	from, to := r.head, uint64(0)
+	for seq := range r.pending {
+		if to == 0 || seq < to {
+			to = seq
+		}
+	}
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msgs, err := r.hub.store.Messages(ctx, r.name, store.Query{After: from, Before: to, Limit: 1000})
+	if err != nil {
+		r.hub.log.Warn("fill a gap from the store", "room", r.name, "after", from, "before", to, "err", err)
+	}
+	r.hub.gapFills.Add(int64(len(msgs)))
+	for _, m := range msgs {
+		r.deliver(m)
+	}
+	r.mu.Lock()
+	r.scheduleGapFillLocked()
+	r.mu.Unlock()
+}

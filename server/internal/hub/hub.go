@@ -1,0 +1,401 @@
+// Package hub is Parley's live core: rooms, the connections in them,
+// per-room ordered fan-out, presence and typing. It knows nothing of gRPC or
+// SQL: messages are stored through the store.Store interface and events are
+// encoded by an Encoder the caller provides, once per event.
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/parleychat/parley/server/internal/store"
+)
+
+// Config tunes the hub. The zero value of each field means its default.
+type Config struct {
+	// MaxQueueBytes bounds each connection's outbound queue (default 1 MiB).
+	MaxQueueBytes int
+	// MaxRoomsPerConn bounds the rooms one connection may be in (default 256).
+	MaxRoomsPerConn int
+	// RecentMessages is how many recent message frames each room keeps to
+	// hand a resuming connection over to live delivery (default 256).
+	RecentMessages int
+	// ReplayPage is how many stored messages a replay reads at a time (default 500).
+	ReplayPage int
+
+	// Broker, if set, joins this hub to a cluster: stored messages, typing
+	// and presence travel between nodes on subjects under Subject (default
+	// "parley"). NodeID names this node (required with a broker).
+	Broker  Broker
+	Subject string
+	NodeID  string
+	// HeartbeatInterval is how often this node announces its presence
+	// (default 500ms); a node silent for NodeTimeout (default 5s) is taken
+	// for dead and its presence dropped.
+	HeartbeatInterval time.Duration
+	NodeTimeout       time.Duration
+	// GapWait is how long a message that arrived ahead of a gap waits for
+	// the gap to fill before the store is read (default 200ms).
+	GapWait time.Duration
+	// PresenceBatchMin is the number of connections from which a room
+	// gathers its presence joins and leaves and announces them together,
+	// one diff per PresenceBatchWindow at most (defaults 100 and 100ms).
+	// Smaller rooms announce each at once.
+	PresenceBatchMin    int
+	PresenceBatchWindow time.Duration
+
+	// WireForm, if set, turns the bytes of a frame that many connections
+	// receive (messages, presence diffs, typing) into the form the
+	// transport sends, once for all of them; it becomes Frame.Wire.
+	WireForm func([]byte) any
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxQueueBytes <= 0 {
+		c.MaxQueueBytes = 1 << 20
+	}
+	if c.MaxRoomsPerConn <= 0 {
+		c.MaxRoomsPerConn = 256
+	}
+	if c.RecentMessages <= 0 {
+		c.RecentMessages = 256
+	}
+	if c.ReplayPage <= 0 {
+		c.ReplayPage = 500
+	}
+	if c.Subject == "" {
+		c.Subject = "parley"
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 500 * time.Millisecond
+	}
+	if c.NodeTimeout <= 0 {
+		c.NodeTimeout = 5 * time.Second
+	}
+	if c.GapWait <= 0 {
+		c.GapWait = 200 * time.Millisecond
+	}
+	if c.PresenceBatchMin <= 0 {
+		c.PresenceBatchMin = 100
+	}
+	if c.PresenceBatchWindow <= 0 {
+		c.PresenceBatchWindow = 100 * time.Millisecond
+	}
+}
+
+// Hub holds the live rooms of one server.
+type Hub struct {
+	cfg    Config
+	store  store.Store
+	encode Encoder
+	log    *slog.Logger
+	now    func() time.Time
+
+	writers *writers // write the queues of connections in push mode
+
+	rooms   sync.Map   // name -> *room
+	loadMu  sync.Mutex // serializes loading a room's head from the store
+	connsMu sync.Mutex
+	conns   map[*Conn]struct{}
+
+	messages   atomic.Int64 // messages delivered to rooms
+	deliveries atomic.Int64 // message frames queued for connections
+	slowCuts   atomic.Int64 // connections cut off as slow consumers
+	remoteIn   atomic.Int64 // messages received from other nodes
+	gapFills   atomic.Int64 // messages read from the store to fill a gap
+	closing    error        // set by EndAll: new connections end at once with it
+
+	incarnation int64 // tells this run of the node from earlier ones
+	nodesMu     sync.Mutex
+	nodes       map[string]*remoteNode
+}
+
+// New returns a hub that stores messages in st and encodes events with enc.
+func New(cfg Config, st store.Store, enc Encoder, log *slog.Logger) *Hub {
+	cfg.setDefaults()
+	return &Hub{
+		cfg: cfg, store: st, encode: enc, log: log, now: time.Now,
+		conns:       make(map[*Conn]struct{}),
+		incarnation: time.Now().UnixNano(),
+		nodes:       make(map[string]*remoteNode),
+		writers:     newWriters(),
+	}
+}
+
+// shared returns a frame for data that many connections receive.
+func (h *Hub) shared(data []byte, room string, seq uint64) Frame {
+	f := Frame{Data: data, Room: room, Seq: seq}
+	if h.cfg.WireForm != nil {
+		f.Wire = h.cfg.WireForm(data)
+	}
+	return f
+}
+
+// Connect registers a new connection for user. A tracked connection shows
+// in the presence of the rooms it joins; an untracked one only receives.
+func (h *Hub) Connect(user, client string, tracked bool) *Conn {
+	c := &Conn{
+		ID: newConnID(), User: user, Client: client,
+		hub: h, tracked: tracked,
+		maxBytes: h.cfg.MaxQueueBytes,
+	}
+	h.connsMu.Lock()
+	h.conns[c] = struct{}{}
+	closing := h.closing
+	h.connsMu.Unlock()
+	if closing != nil {
+		c.End(closing)
+	}
+	return c
+}
+
+func (h *Hub) connClosed(c *Conn) {
+	h.connsMu.Lock()
+	delete(h.conns, c)
+	h.connsMu.Unlock()
+}
+
+// EndAll ends every open connection, and every later one, with cause, as
+// on shutdown.
+func (h *Hub) EndAll(cause error) {
+	h.connsMu.Lock()
+	h.closing = cause
+	conns := make([]*Conn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.connsMu.Unlock()
+	for _, c := range conns {
+		c.End(cause)
+	}
+}
+
+// ConnCount returns the number of open connections.
+func (h *Hub) ConnCount() int {
+	h.connsMu.Lock()
+	defer h.connsMu.Unlock()
+	return len(h.conns)
+}
+
+// room returns the live state of a room, loading its head from the store
+// the first time. It returns store.ErrRoomNotFound for an unknown room.
+func (h *Hub) room(ctx context.Context, name string) (*room, error) {
+	if r, ok := h.rooms.Load(name); ok {
+		return r.(*room), nil
+	}
+	h.loadMu.Lock()
+	defer h.loadMu.Unlock()
+	if r, ok := h.rooms.Load(name); ok {
+		return r.(*room), nil
+	}
+	info, err := h.store.Room(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	r := newRoom(h, info)
+	h.rooms.Store(name, r)
+	return r, nil
+}
+
+// JoinOptions says how a connection joins a room.
+type JoinOptions struct {
+	// After, when set, asks for the stored messages after this seq before
+	// live ones.
+	After *uint64
+	// Ack, when set, is queued just before the room's state, once the join
+	// is known to succeed.
+	Ack []byte
+}
+
+// Join adds c to a room. The room's state (head and presence) is queued for
+// c first; with opts.After set, the stored messages after that seq follow,
+// then a replayed marker, then live messages. Joining a room twice is
+// ErrAlreadyJoined; a position past the head is ErrAfterSeqBeyondHead.
+func (h *Hub) Join(ctx context.Context, c *Conn, name string, opts JoinOptions) error {
+	// At the limit, say so before looking the room up: a client joining
+	// thousands of rooms learns of the limit, not of each missing room.
+	if err := c.underRoomLimit(h.cfg.MaxRoomsPerConn); err != nil {
+		return err
+	}
+	r, err := h.room(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := c.reserve(r, h.cfg.MaxRoomsPerConn); err != nil {
+		return err
+	}
+	if err := r.join(ctx, c, opts); err != nil {
+		if c.release(name) == r {
+			r.leave(c)
+		}
+		return err
+	}
+	return nil
+}
+
+// CanJoinMore returns ErrTooManyRooms if c is in as many rooms as it may be.
+func (h *Hub) CanJoinMore(c *Conn) error { return c.underRoomLimit(h.cfg.MaxRoomsPerConn) }
+
+// Leave removes c from a room and announces its leave; ErrNotJoined if c
+// was not in it.
+func (h *Hub) Leave(c *Conn, name string) error {
+	r := c.release(name)
+	if r == nil {
+		return fmt.Errorf("room %q: %w", name, ErrNotJoined)
+	}
+	r.leave(c)
+	return nil
+}
+
+// Kick takes every connection of user out of a live room, announcing the
+// leaves, and queues notice (if any) for each of those connections.
+func (h *Hub) Kick(name, user string, notice []byte) {
+	if r, ok := h.rooms.Load(name); ok {
+		r.(*room).kick(user, notice)
+	}
+}
+
+// Typing tells the others in a room that c's user started or stopped typing.
+func (h *Hub) Typing(c *Conn, name string, active bool) error {
+	r := c.joined(name)
+	if r == nil {
+		return fmt.Errorf("room %q: %w", name, ErrNotJoined)
+	}
+	return r.typing(c, active)
+}
+
+// Joined reports whether c is in the room.
+func (h *Hub) Joined(c *Conn, name string) bool { return c.joined(name) != nil }
+
+// Send stores a message and delivers it to the room. It returns the stored
+// message; duplicate is set when a retry with the same client_msg_id found
+// the original.
+func (h *Hub) Send(ctx context.Context, m store.NewMessage) (msg store.Message, duplicate bool, err error) {
+	r, err := h.room(ctx, m.Room)
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	msg, duplicate, err = h.store.Append(ctx, m)
+	return h.stored(r, msg, duplicate, err, nil)
+}
+
+// Submit is Send in two steps, like store.Store's Submit: it queues the
+// message for the store, and wait stores it, delivers it and returns what
+// Send would. Messages submitted one after another are stored, and so
+// delivered, in that order. Call wait exactly once.
+//
+// from is the connection the message was sent on, nil if none. It gets
+// the message after the room's other connections, as an urgent frame: at
+// the front of the writers' line, behind none of the room's fan-out, and
+// likely still there when the send's reply (urgent too) is queued after
+// wait returns, so that one turn writes both.
+func (h *Hub) Submit(ctx context.Context, m store.NewMessage, from *Conn) (wait func() (msg store.Message, duplicate bool, err error)) {
+	r, err := h.room(ctx, m.Room)
+	if err != nil {
+		return store.Answered(store.Message{}, false, err)
+	}
+	stored := h.store.Submit(ctx, m)
+	return func() (store.Message, bool, error) {
+		msg, duplicate, err := stored()
+		return h.stored(r, msg, duplicate, err, from)
+	}
+}
+
+// stored delivers a message the store answered for, and returns the answer.
+// from, if not nil, gets the message last (see Submit).
+func (h *Hub) stored(r *room, msg store.Message, duplicate bool, err error, from *Conn) (store.Message, bool, error) {
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	if !duplicate {
+		h.publish(wireEvent{Kind: "msg", Room: msg.Room, Msg: &msg})
+	}
+	// A duplicate was delivered when it was first stored; deliver drops it
+	// by seq, so handing it over again is harmless and covers a first
+	// attempt that stored the message but did not get to deliver it.
+	r.deliverFrom(msg, from)
+	return msg, duplicate, nil
+}
+
+// Room returns a room's record as loaded when it first went live: its name,
+// visibility and creator. It returns store.ErrRoomNotFound for an unknown room.
+func (h *Hub) Room(ctx context.Context, name string) (store.Room, error) {
+	r, err := h.room(ctx, name)
+	if err != nil {
+		return store.Room{}, err
+	}
+	return r.info, nil
+}
+
+// Presence returns who is online in a room and the room's delivered head.
+func (h *Hub) Presence(ctx context.Context, name string) ([]Presence, uint64, error) {
+	r, err := h.room(ctx, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	p, head := r.snapshot()
+	return p, head, nil
+}
+
+// OnlineCount returns how many distinct users are online in a room that is
+// live on this server, 0 otherwise.
+func (h *Hub) OnlineCount(name string) int {
+	r, ok := h.rooms.Load(name)
+	if !ok {
+		return 0
+	}
+	return r.(*room).onlineCount()
+}
+
+var connIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+func newConnID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return connIDEncoding.EncodeToString(b[:])
+}
+
+// Stats are the hub's counters and gauges, for metrics.
+type Stats struct {
+	// Conns is the number of open connections (Join and Subscribe streams).
+	Conns int
+	// Rooms is the number of rooms live on this server.
+	Rooms int
+	// QueuedBytes is the sum of every connection's outbound queue.
+	QueuedBytes int64
+	// Messages counts messages delivered to rooms.
+	Messages int64
+	// Deliveries counts message frames queued for connections.
+	Deliveries int64
+	// SlowConsumers counts connections cut off for falling behind.
+	SlowConsumers int64
+	// RemoteMessages counts messages received from other nodes.
+	RemoteMessages int64
+	// GapFills counts messages read from the store because the broker had
+	// not delivered them in time.
+	GapFills int64
+}
+
+// Stats returns the hub's current counters.
+func (h *Hub) Stats() Stats {
+	st := Stats{Messages: h.messages.Load(), Deliveries: h.deliveries.Load(), SlowConsumers: h.slowCuts.Load(),
+		RemoteMessages: h.remoteIn.Load(), GapFills: h.gapFills.Load()}
+	h.rooms.Range(func(any, any) bool { st.Rooms++; return true })
+	h.connsMu.Lock()
+	conns := make([]*Conn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.connsMu.Unlock()
+	st.Conns = len(conns)
+	for _, c := range conns {
+		st.QueuedBytes += int64(c.QueuedBytes())
+	}
+	return st
+}

@@ -1,0 +1,556 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/parleychat/parley/server/internal/store"
+)
+
+// room is a room's live state: who is in it, its presence, and the seq of
+// the last message it delivered. It is guarded by its own lock alone; a
+// conn's lock may be taken while holding it, never the other way round.
+type room struct {
+	name string
+	info store.Room // as loaded; LastSeq and LastMessageAt are not kept current
+	hub  *Hub
+
+	mu       sync.Mutex
+	head     uint64                   // seq of the last delivered message
+	pending  map[uint64]store.Message // stored messages that arrived ahead of a gap
+	recent   []Frame                  // ring of the last delivered message frames
+	subs     map[*Conn]bool           // true once the conn receives live messages
+	presence map[string]metas         // by user
+	unsub    func()                   // ends the room's broker subscription; nil when not subscribed
+	gapTimer *time.Timer              // armed while messages wait for a gap to fill
+
+	// In a large room, presence changes wait here to be announced together
+	// (see broadcastDiffLocked); diffTimer is armed while they wait.
+	diffs     []presenceChange
+	diffTimer *time.Timer
+
+	// announced counts presence diffs sent. In a large room the joined
+	// state (what was announced, and the head) changes only with it or with
+	// the head, so joiners in between share one encoding of it.
+	announced uint64
+	joined    []byte    // the shared joined state; nil when there is none
+	joinedKey [2]uint64 // announced and head when joined was encoded
+}
+
+// presenceChange is one meta joining or leaving, not yet announced.
+type presenceChange struct {
+	user string
+	meta Meta
+	join bool
+}
+
+func newRoom(h *Hub, info store.Room) *room {
+	return &room{
+		name: info.Name, info: info, hub: h, head: info.LastSeq,
+		subs:     make(map[*Conn]bool),
+		presence: make(map[string]metas),
+	}
+}
+
+// deliver hands a stored message to every live subscriber, in seq order:
+// a message ahead of a gap waits until the gap is filled, one already
+// delivered is dropped.
+func (r *room) deliver(m store.Message) { r.deliverFrom(m, nil) }
+
+// deliverFrom is deliver where last, if not nil, gets the message after
+// the room's other connections (see Hub.Submit).
+func (r *room) deliverFrom(m store.Message, last *Conn) {
+	data, err := r.hub.encode(Event{Kind: EventMessage, Room: r.name, Message: m})
+	if err != nil {
+		r.hub.log.Error("encode message", "room", r.name, "seq", m.Seq, "err", err)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case m.Seq <= r.head:
+		return
+	case m.Seq > r.head+1:
+		if r.pending == nil {
+			r.pending = make(map[uint64]store.Message)
+		}
+		r.pending[m.Seq] = m
+		r.scheduleGapFillLocked()
+		return
+	}
+	r.fanOutLocked(r.hub.shared(data, r.name, m.Seq), last)
+	for {
+		next, ok := r.pending[r.head+1]
+		if !ok {
+			return
+		}
+		delete(r.pending, next.Seq)
+		data, err := r.hub.encode(Event{Kind: EventMessage, Room: r.name, Message: next})
+		if err != nil {
+			r.hub.log.Error("encode message", "room", r.name, "seq", next.Seq, "err", err)
+			return
+		}
+		r.fanOutLocked(r.hub.shared(data, r.name, next.Seq), nil)
+	}
+}
+
+// fanOutLocked queues a message frame for every live subscriber, last
+// after the others.
+func (r *room) fanOutLocked(f Frame, last *Conn) {
+	r.head = f.Seq
+	// The ring grows as messages come, so an idle room costs nothing.
+	if n := r.hub.cfg.RecentMessages; len(r.recent) == n {
+		copy(r.recent, r.recent[1:])
+		r.recent[n-1] = f
+	} else {
+		r.recent = append(r.recent, f)
+	}
+	n := 0
+	for c, live := range r.subs {
+		if live && c != last && c.Enqueue(f) {
+			n++
+		}
+	}
+	if last != nil && r.subs[last] && last.EnqueueUrgent(f) {
+		n++
+	}
+	r.hub.messages.Add(1)
+	r.hub.deliveries.Add(int64(n))
+}
+
+// broadcastLocked sends an encoded event to every subscriber but skip.
+func (r *room) broadcastLocked(f Frame, skip *Conn) {
+	for c := range r.subs {
+		if c != skip {
+			c.Enqueue(f)
+		}
+	}
+}
+
+// join adds c to the room and queues the room's state for it. With after
+// set, it replays the stored messages after that seq before c receives
+// live ones.
+func (r *room) join(ctx context.Context, c *Conn, opts JoinOptions) error {
+	if err := r.goLive(ctx); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if opts.After != nil && *opts.After > r.head {
+		head := r.head
+		r.mu.Unlock()
+		return fmt.Errorf("%w: after_seq %d, head %d", ErrAfterSeqBeyondHead, *opts.After, head)
+	}
+	if err := r.addLocked(c, opts); err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	r.mu.Unlock()
+	if opts.After == nil {
+		return nil
+	}
+	return r.replay(ctx, c, *opts.After)
+}
+
+func (r *room) addLocked(c *Conn, opts JoinOptions) error {
+	batch := r.batchingLocked()
+	var diff []Presence
+	if c.tracked {
+		meta := Meta{ConnID: c.ID, OnlineAt: r.hub.now().UTC(), Client: c.Client, Node: r.hub.cfg.NodeID}
+		r.presence[c.User] = append(r.presence[c.User], meta)
+		diff = []Presence{{User: c.User, Metas: []Meta{meta}}}
+		if batch {
+			r.queueDiffLocked(diff, nil)
+		}
+	}
+	state, err := r.joinedStateLocked(batch)
+	if err != nil {
+		return err
+	}
+	// The joined frame carries the position from which the connection
+	// receives the room, so a writer knows where to resume it.
+	pos := r.head
+	if opts.After != nil {
+		pos = *opts.After
+	}
+	if (opts.Ack != nil && !c.Enqueue(Frame{Data: opts.Ack})) || !c.Enqueue(Frame{Data: state, Room: r.name, Seq: pos}) {
+		// c ended (a state larger than its queue cuts it off): it never
+		// joined, so it must not stay in the presence.
+		if diff != nil {
+			r.removeMetaLocked(c.User, c.ID)
+			if batch {
+				r.queueDiffLocked(nil, diff) // cancels its join, still waiting
+			}
+		}
+		return c.Err()
+	}
+	r.subs[c] = opts.After == nil
+	if diff != nil {
+		if !batch {
+			r.sendDiffLocked(diff, nil, c)
+		}
+		r.hub.publish(wireEvent{Kind: "join", Room: r.name, User: c.User, Meta: &diff[0].Metas[0]})
+	}
+	return nil
+}
+
+// joinedStateLocked encodes a joiner's state: the room's head and what it
+// has announced of its presence. In a large room (batch) that does not hold
+// the changes still waiting, the joiner's own included (the diff that
+// announces them reaches the joiner too), so it stays the same until the
+// next diff is sent or the head moves, and every joiner until then gets the
+// same encoding: a crowd joining costs one O(n) state per window instead of
+// one per joiner. In a small room each join is announced at once, so the
+// state is encoded for each joiner.
+func (r *room) joinedStateLocked(batch bool) ([]byte, error) {
+	key := [2]uint64{r.announced, r.head}
+	if batch && r.joined != nil && r.joinedKey == key {
+		return r.joined, nil
+	}
+	state, err := r.hub.encode(Event{Kind: EventJoined, Room: r.name, HeadSeq: r.head, Presence: r.announcedPresenceLocked()})
+	if err != nil {
+		return nil, fmt.Errorf("encode joined: %w", err)
+	}
+	r.joined = nil
+	if batch {
+		r.joined, r.joinedKey = state, key
+	}
+	return state, nil
+}
+
+// batchingLocked reports whether presence changes wait to be announced
+// together: in a room with PresenceBatchMin connections or more, where
+// announcing each join to everyone would cost O(n) frames per join and
+// O(n²) for a crowd, and while earlier changes still wait (they go first).
+func (r *room) batchingLocked() bool {
+	return len(r.diffs) > 0 || len(r.subs) >= r.hub.cfg.PresenceBatchMin
+}
+
+// broadcastDiffLocked announces joins and leaves to every subscriber but
+// skip, at once in a small room, else with the other changes of the next
+// PresenceBatchWindow.
+func (r *room) broadcastDiffLocked(joins, leaves []Presence, skip *Conn) {
+	if r.batchingLocked() {
+		r.queueDiffLocked(joins, leaves)
+		return
+	}
+	r.sendDiffLocked(joins, leaves, skip)
+}
+
+// queueDiffLocked adds changes to those waiting. A change that undoes a
+// waiting one (a connection that leaves before its join was announced)
+// cancels it: nobody was told.
+func (r *room) queueDiffLocked(joins, leaves []Presence) {
+	add := func(user string, m Meta, join bool) {
+		for i, d := range r.diffs {
+			if d.meta.ConnID == m.ConnID && d.user == user && d.join != join {
+				r.diffs = append(r.diffs[:i], r.diffs[i+1:]...)
+				return
+			}
+		}
+		r.diffs = append(r.diffs, presenceChange{user: user, meta: m, join: join})
+	}
+	for _, p := range joins {
+		for _, m := range p.Metas {
+			add(p.User, m, true)
+		}
+	}
+	for _, p := range leaves {
+		for _, m := range p.Metas {
+			add(p.User, m, false)
+		}
+	}
+	if r.diffTimer == nil && len(r.diffs) > 0 {
+		r.diffTimer = time.AfterFunc(r.hub.cfg.PresenceBatchWindow, r.flushDiffs)
+	}
+}
+
+// flushDiffs announces the waiting changes in one diff, to everyone.
+func (r *room) flushDiffs() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.diffTimer = nil
+	if len(r.diffs) == 0 {
+		return
+	}
+	var joins, leaves []Presence
+	group := func(list []Presence, d presenceChange) []Presence {
+		for i := range list {
+			if list[i].User == d.user {
+				list[i].Metas = append(list[i].Metas, d.meta)
+				return list
+			}
+		}
+		return append(list, Presence{User: d.user, Metas: []Meta{d.meta}})
+	}
+	for _, d := range r.diffs {
+		if d.join {
+			joins = group(joins, d)
+		} else {
+			leaves = group(leaves, d)
+		}
+	}
+	clear(r.diffs)
+	r.diffs = r.diffs[:0]
+	r.sendDiffLocked(joins, leaves, nil)
+}
+
+func (r *room) sendDiffLocked(joins, leaves []Presence, skip *Conn) {
+	r.announced++
+	r.joined = nil
+	data, err := r.hub.encode(Event{Kind: EventPresenceDiff, Room: r.name, Joins: joins, Leaves: leaves})
+	if err != nil {
+		r.hub.log.Error("encode presence diff", "room", r.name, "err", err)
+		return
+	}
+	r.broadcastLocked(r.hub.shared(data, "", 0), skip)
+}
+
+// replay queues the stored messages after seq for c, then switches c to
+// live delivery with no gap and no duplicate: the store is read outside the
+// room's lock up to a head seen under it, and the last stretch, delivered
+// while the store was being read, comes from the ring of recent frames under
+// the lock, in the same critical section that makes c live.
+//
+// The store is always read first: it alone knows what retention removed, so
+// the ring only serves messages delivered while the store was being read.
+func (r *room) replay(ctx context.Context, c *Conn, pos uint64) error {
+	for read := false; ; read = true {
+		r.mu.Lock()
+		head := r.head
+		if _, in := r.subs[c]; !in {
+			r.mu.Unlock()
+			return fmt.Errorf("room %q: %w", r.name, ErrNotJoined)
+		}
+		if frames, ok := r.recentAfterLocked(pos); ok && (read || pos == head) {
+			for _, f := range frames {
+				if !c.Enqueue(f) {
+					r.mu.Unlock()
+					return c.Err()
+				}
+			}
+			r.subs[c] = true
+			err := r.enqueueReplayedLocked(c, head)
+			r.mu.Unlock()
+			return err
+		}
+		r.mu.Unlock()
+		var err error
+		if pos, err = r.replayStored(ctx, c, pos, head); err != nil {
+			return err
+		}
+	}
+}
+
+// recentAfterLocked returns the recent frames after pos if the ring holds
+// every message from pos+1 to the head.
+func (r *room) recentAfterLocked(pos uint64) ([]Frame, bool) {
+	if pos == r.head {
+		return nil, true
+	}
+	if len(r.recent) == 0 || r.recent[0].Seq > pos+1 {
+		return nil, false
+	}
+	i := sort.Search(len(r.recent), func(i int) bool { return r.recent[i].Seq > pos })
+	return r.recent[i:], true
+}
+
+func (r *room) enqueueReplayedLocked(c *Conn, through uint64) error {
+	data, err := r.hub.encode(Event{Kind: EventReplayed, Room: r.name, ThroughSeq: through})
+	if err != nil {
+		return fmt.Errorf("encode replayed: %w", err)
+	}
+	if !c.Enqueue(Frame{Data: data}) {
+		return c.Err()
+	}
+	return nil
+}
+
+// replayStored queues stored messages in (pos, head] and returns the new position.
+func (r *room) replayStored(ctx context.Context, c *Conn, pos, head uint64) (uint64, error) {
+	for pos < head {
+		msgs, err := r.hub.store.Messages(ctx, r.name, store.Query{After: pos, Before: head + 1, Limit: r.hub.cfg.ReplayPage})
+		if err != nil {
+			return pos, fmt.Errorf("replay room %q: %w", r.name, err)
+		}
+		if len(msgs) == 0 {
+			// Retention removed the rest: nothing more to replay.
+			return head, nil
+		}
+		for _, m := range msgs {
+			data, err := r.hub.encode(Event{Kind: EventMessage, Room: r.name, Message: m})
+			if err != nil {
+				return pos, fmt.Errorf("encode message: %w", err)
+			}
+			if err := c.enqueueWait(ctx, Frame{Data: data, Room: r.name, Seq: m.Seq}); err != nil {
+				return pos, err
+			}
+			pos = m.Seq
+		}
+	}
+	return pos, nil
+}
+
+// leave removes c from the room and announces its presence leave.
+func (r *room) leave(c *Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.subs[c]; !ok {
+		return
+	}
+	delete(r.subs, c)
+	r.goQuietLocked()
+	if !c.tracked {
+		return
+	}
+	meta, ok := r.presence[c.User].get(c.ID)
+	if !ok {
+		return
+	}
+	r.removeMetaLocked(c.User, c.ID)
+	r.broadcastDiffLocked(nil, []Presence{{User: c.User, Metas: []Meta{meta}}}, c)
+	r.hub.publish(wireEvent{Kind: "leave", Room: r.name, User: c.User, Meta: &meta})
+}
+
+// removeMetaLocked takes one connection's meta out of the presence.
+func (r *room) removeMetaLocked(user, connID string) {
+	r.setMetasLocked(user, r.presence[user].without(connID))
+}
+
+// setMetasLocked makes ms user's metas; a user without any is not present.
+func (r *room) setMetasLocked(user string, ms metas) {
+	if len(ms) > 0 {
+		r.presence[user] = ms
+	} else {
+		delete(r.presence, user)
+	}
+}
+
+// metas are one user's presence metas in a room, one per connection. Most
+// users have one or two connections in a room: a slice costs a few dozen
+// bytes where a map by connection id cost most of a KiB.
+type metas []Meta
+
+func (ms metas) get(connID string) (Meta, bool) {
+	for _, m := range ms {
+		if m.ConnID == connID {
+			return m, true
+		}
+	}
+	return Meta{}, false
+}
+
+// without removes connID's meta, in place.
+func (ms metas) without(connID string) metas {
+	return slices.DeleteFunc(ms, func(m Meta) bool { return m.ConnID == connID })
+}
+
+// kick takes user's connections out of the room.
+func (r *room) kick(user string, notice []byte) {
+	r.mu.Lock()
+	var victims []*Conn
+	for c := range r.subs {
+		if c.User == user {
+			victims = append(victims, c)
+		}
+	}
+	r.mu.Unlock()
+	for _, c := range victims {
+		if c.release(r.name) == r {
+			r.leave(c)
+			if notice != nil {
+				c.Enqueue(Frame{Data: notice})
+			}
+		}
+	}
+}
+
+// typing tells everyone in the room but c that c's user is typing or stopped.
+func (r *room) typing(c *Conn, active bool) error {
+	data, err := r.hub.encode(Event{Kind: EventTyping, Room: r.name, User: c.User, Active: active})
+	if err != nil {
+		return fmt.Errorf("encode typing: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.subs[c]; !ok {
+		return fmt.Errorf("room %q: %w", r.name, ErrNotJoined)
+	}
+	r.broadcastLocked(r.hub.shared(data, "", 0), c)
+	r.hub.publish(wireEvent{Kind: "typing", Room: r.name, User: c.User, Active: active})
+	return nil
+}
+
+// presenceLocked returns the room's presence, sorted by user and online time.
+func (r *room) presenceLocked() []Presence {
+	return sortPresence(r.presence, nil, nil)
+}
+
+// announcedPresenceLocked returns the presence the room's subscribers have
+// been told of: without the joins still waiting, with the leaves.
+func (r *room) announcedPresenceLocked() []Presence {
+	if len(r.diffs) == 0 {
+		return r.presenceLocked()
+	}
+	hidden := make(map[string]bool)
+	gone := make(map[string][]Meta)
+	for _, d := range r.diffs {
+		if d.join {
+			hidden[d.meta.ConnID] = true
+		} else {
+			gone[d.user] = append(gone[d.user], d.meta)
+		}
+	}
+	return sortPresence(r.presence, hidden, gone)
+}
+
+// sortPresence lists presence without the hidden connections and with the
+// extra metas, sorted by user and online time.
+func sortPresence(presence map[string]metas, hidden map[string]bool, extra map[string][]Meta) []Presence {
+	out := make([]Presence, 0, len(presence)+len(extra))
+	for user, metas := range presence {
+		p := Presence{User: user, Metas: make([]Meta, 0, len(metas)+len(extra[user]))}
+		for _, m := range metas {
+			if !hidden[m.ConnID] {
+				p.Metas = append(p.Metas, m)
+			}
+		}
+		p.Metas = append(p.Metas, extra[user]...)
+		if len(p.Metas) == 0 {
+			continue
+		}
+		sortMetas(p.Metas)
+		out = append(out, p)
+	}
+	for user, metas := range extra {
+		if _, ok := presence[user]; !ok {
+			p := Presence{User: user, Metas: append([]Meta(nil), metas...)}
+			sortMetas(p.Metas)
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
+	return out
+}
+
+func sortMetas(metas []Meta) {
+	sort.Slice(metas, func(i, j int) bool {
+		a, b := metas[i], metas[j]
+		return a.OnlineAt.Before(b.OnlineAt) || (a.OnlineAt.Equal(b.OnlineAt) && a.ConnID < b.ConnID)
+	})
+}
+
+func (r *room) snapshot() (presence []Presence, head uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.presenceLocked(), r.head
+}
+
+func (r *room) onlineCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.presence)
+}

@@ -1,0 +1,255 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parleychat/parley/server/internal/store"
+)
+
+// A careful batch is the rare one that met a duplicate of a stored message
+// in the optimistic statement (batch.go). It runs as a transaction of two
+// round trips, each a pipeline of statements sent at once:
+//
+//	BEGIN; lock the rooms and read their heads; read the clock;
+//	       look up the batch's ClientMsgIDs
+//	insert the new messages; write the heads; COMMIT
+//
+// The lookup runs after the locks are granted, in a statement of its own,
+// so it sees every message stored in those rooms by any node (READ
+// COMMITTED takes a new snapshot per statement), and no other node can
+// store one until COMMIT. Between the two round trips the writer assigns
+// the seqs. If a statement of the second pipeline fails, PostgreSQL skips
+// the rest of it, COMMIT included.
+const (
+	lockHeadsSQL = `SELECT name, last_seq, last_message_at FROM rooms
+		WHERE name = ANY($1) ORDER BY name FOR NO KEY UPDATE`
+	// The clock is read after the locks are granted, so a batch that waited
+	// for another node's never stamps its messages earlier than that one's.
+	clockSQL = "SELECT clock_timestamp()"
+	// "client_msg_id <> ''" lets PostgreSQL use the partial unique index.
+	lookupSQL = `SELECT m.room, m.client_msg_id, m.sender, m.seq, m.body, m.sent_at
+		FROM unnest($1::text[], $2::text[], $3::text[]) AS k(room, id, sender)
+		JOIN messages m ON m.room = k.room AND m.client_msg_id = k.id AND m.sender = k.sender
+		WHERE m.client_msg_id <> ''`
+	insertSQL = `INSERT INTO messages (room, seq, sender, body, sent_at, client_msg_id)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])`
+	updateHeadsSQL = `UPDATE rooms SET last_seq = u.seq, last_message_at = u.at
+		FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS u(name, seq, at)
+		WHERE rooms.name = u.name`
+)
+
+// carefulState is what the writer knows inside a careful batch's
+// transaction.
+type carefulState struct {
+	now    time.Time                  // the database's clock once the rooms are locked
+	heads  map[string]*head           // rooms that exist
+	dedup  map[dedupKey]store.Message // this batch's messages with a ClientMsgID
+	stored map[dedupKey]store.Message // messages already stored
+	keys   columns                    // the ClientMsgIDs to look up
+	rows   columns                    // new messages
+}
+
+// head is a room's head as the careful batch sees it.
+type head struct {
+	changed bool
+	seq     uint64
+	at      time.Time // of the newest message; zero for none
+}
+
+func newCarefulState() carefulState {
+	return carefulState{
+		heads: make(map[string]*head), dedup: make(map[dedupKey]store.Message),
+		stored: make(map[dedupKey]store.Message),
+	}
+}
+
+// runCareful performs live's appends in arrival order as one transaction
+// on c, looking up every ClientMsgID, and leaves each outcome in r.res. On
+// error the transaction may still be open (the caller rolls it back), and
+// no r.res is to be trusted. b.names must hold the batch's rooms (run
+// leaves them there).
+func (b *batchState) runCareful(ctx context.Context, c *pgx.Conn, live []*request) error {
+	cs := &b.c
+	cs.reset(live)
+	if err := cs.begin(ctx, c, b.names); err != nil {
+		return mark(err, errBeforeCommit)
+	}
+	for _, r := range live {
+		r.res = cs.appendOne(r.msg)
+	}
+	return cs.finish(ctx, c, b.names)
+}
+
+func (cs *carefulState) reset(live []*request) {
+	clear(cs.heads)
+	clear(cs.dedup)
+	clear(cs.stored)
+	cs.keys.reset()
+	cs.rows.reset()
+	for _, r := range live {
+		if r.msg.ClientMsgID != "" {
+			cs.keys.room = append(cs.keys.room, r.msg.Room)
+			cs.keys.id = append(cs.keys.id, r.msg.ClientMsgID)
+			cs.keys.sender = append(cs.keys.sender, r.msg.Sender)
+		}
+	}
+}
+
+// begin opens the transaction, locks the batch's rooms, and reads their
+// heads, the clock and the stored messages that the batch's ClientMsgIDs
+// name.
+func (cs *carefulState) begin(ctx context.Context, c *pgx.Conn, names []string) error {
+	q := &pgx.Batch{}
+	q.Queue("BEGIN")
+	q.Queue(lockHeadsSQL, names)
+	q.Queue(clockSQL)
+	q.Queue(lookupSQL, cs.keys.room, cs.keys.id, cs.keys.sender)
+	br := c.SendBatch(ctx, q)
+	if err := cs.readBegin(br); err != nil {
+		br.Close()
+		return err
+	}
+	return br.Close()
+}
+
+func (cs *carefulState) readBegin(br pgx.BatchResults) error {
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := cs.readHeads(br); err != nil {
+		return fmt.Errorf("lock rooms: %w", err)
+	}
+	if err := br.QueryRow().Scan(&cs.now); err != nil {
+		return fmt.Errorf("read clock: %w", err)
+	}
+	if err := cs.readStored(br); err != nil {
+		return fmt.Errorf("look up client_msg_ids: %w", err)
+	}
+	return nil
+}
+
+func (cs *carefulState) readHeads(br pgx.BatchResults) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var seq int64
+		var at *time.Time
+		if err := rows.Scan(&name, &seq, &at); err != nil {
+			return err
+		}
+		h := &head{seq: uint64(seq)}
+		if at != nil {
+			h.at = *at
+		}
+		cs.heads[name] = h
+	}
+	return rows.Err()
+}
+
+func (cs *carefulState) readStored(br pgx.BatchResults) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m store.Message
+		var seq int64
+		if err := rows.Scan(&m.Room, &m.ClientMsgID, &m.Sender, &seq, &m.Body, &m.SentAt); err != nil {
+			return err
+		}
+		m.Seq, m.SentAt = uint64(seq), m.SentAt.UTC()
+		cs.stored[dedupKey{m.Room, m.Sender, m.ClientMsgID}] = m
+	}
+	return rows.Err()
+}
+
+// appendOne gives m the next seq of its room, or finds the message it
+// duplicates. An unknown room is the caller's error, not the batch's.
+func (cs *carefulState) appendOne(m store.NewMessage) result {
+	h, ok := cs.heads[m.Room]
+	if !ok {
+		return result{err: fmt.Errorf("append to room %q: %w", m.Room, store.ErrRoomNotFound)}
+	}
+	key := dedupKey{m.Room, m.Sender, m.ClientMsgID}
+	if m.ClientMsgID != "" {
+		if orig, ok := cs.dedup[key]; ok {
+			return result{msg: orig, dup: true}
+		}
+		if orig, ok := cs.stored[key]; ok {
+			return result{msg: orig, dup: true}
+		}
+	}
+	h.seq++
+	if cs.now.After(h.at) { // a room's times never go backwards, even if the clock does
+		h.at = cs.now
+	}
+	h.changed = true
+	msg := store.Message{
+		Room: m.Room, Seq: h.seq, Sender: m.Sender, Body: m.Body,
+		SentAt: h.at.UTC(), ClientMsgID: m.ClientMsgID,
+	}
+	r := &cs.rows
+	r.room, r.seq, r.sender = append(r.room, msg.Room), append(r.seq, int64(msg.Seq)), append(r.sender, msg.Sender)
+	r.body, r.at, r.id = append(r.body, msg.Body), append(r.at, h.at), append(r.id, msg.ClientMsgID)
+	if m.ClientMsgID != "" {
+		cs.dedup[key] = msg
+	}
+	return result{msg: msg}
+}
+
+// finish inserts the new messages, writes the new heads and commits.
+func (cs *carefulState) finish(ctx context.Context, c *pgx.Conn, names []string) error {
+	var changed []string
+	var seqs []int64
+	var ats []time.Time
+	for _, name := range names {
+		if h := cs.heads[name]; h != nil && h.changed {
+			changed, seqs, ats = append(changed, name), append(seqs, int64(h.seq)), append(ats, h.at)
+		}
+	}
+	q := &pgx.Batch{}
+	if len(cs.rows.room) > 0 {
+		r := &cs.rows
+		q.Queue(insertSQL, r.room, r.seq, r.sender, r.body, r.at, r.id)
+		q.Queue(updateHeadsSQL, changed, seqs, ats)
+	}
+	q.Queue("COMMIT")
+	br := c.SendBatch(ctx, q)
+	if err := cs.readFinish(br, len(changed)); err != nil {
+		br.Close()
+		return err
+	}
+	return br.Close()
+}
+
+func (cs *carefulState) readFinish(br pgx.BatchResults, heads int) error {
+	if n := len(cs.rows.room); n > 0 {
+		if tag, err := br.Exec(); err != nil {
+			return fmt.Errorf("insert %d messages: %w", n, err)
+		} else if tag.RowsAffected() != int64(n) {
+			return fmt.Errorf("insert %d messages: %d inserted", n, tag.RowsAffected())
+		}
+		if tag, err := br.Exec(); err != nil {
+			return fmt.Errorf("update room heads: %w", err)
+		} else if tag.RowsAffected() != int64(heads) {
+			return fmt.Errorf("update room heads: %d of %d rows updated", tag.RowsAffected(), heads)
+		}
+	}
+	tag, err := br.Exec()
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if tag.String() != "COMMIT" {
+		return fmt.Errorf("commit: the transaction was rolled back (%s)", tag)
+	}
+	return nil
+}

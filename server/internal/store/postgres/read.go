@@ -1,0 +1,159 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parleychat/parley/server/internal/store"
+)
+
+const roomColumns = "name, visibility, created_by, created_at, last_seq, last_message_at"
+
+// call runs fn for a Store method: it reports store.ErrClosed after Close,
+// bounds fn by QueryTimeout and marks the errors that say the server is out
+// of reach with store.ErrUnavailable.
+func (s *Store) call(ctx context.Context, fn func(ctx context.Context) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	ctx, cancel := s.queryCtx(ctx)
+	defer cancel()
+	return classify(fn(ctx))
+}
+
+// Room implements store.Store.
+func (s *Store) Room(ctx context.Context, name string) (r store.Room, err error) {
+	err = s.call(ctx, func(ctx context.Context) error {
+		row := s.pool.QueryRow(ctx, "SELECT "+roomColumns+" FROM rooms WHERE name = $1", name)
+		r, err = scanRoom(row)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("room %q: %w", name, store.ErrRoomNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("postgres: read room %q: %w", name, err)
+		}
+		return nil
+	})
+	return r, err
+}
+
+// ListRooms implements store.Store.
+func (s *Store) ListRooms(ctx context.Context, afterName string, limit int) (out []store.Room, err error) {
+	err = s.call(ctx, func(ctx context.Context) error {
+		if limit <= 0 {
+			return nil // PostgreSQL rejects a negative LIMIT
+		}
+		out, err = queryRooms(ctx, s, "SELECT "+roomColumns+" FROM rooms WHERE name > $1 ORDER BY name LIMIT $2", afterName, limit)
+		if err != nil {
+			return fmt.Errorf("postgres: list rooms: %w", err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func queryRooms(ctx context.Context, s *Store, sql string, args ...any) ([]store.Room, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Room
+	for rows.Next() {
+		r, err := scanRoom(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func scanRoom(row pgx.Row) (store.Room, error) {
+	var r store.Room
+	var vis int32
+	var seq int64
+	var last *time.Time
+	if err := row.Scan(&r.Name, &vis, &r.CreatedBy, &r.CreatedAt, &seq, &last); err != nil {
+		return store.Room{}, err
+	}
+	r.Visibility, r.CreatedAt, r.LastSeq = store.Visibility(vis), r.CreatedAt.UTC(), uint64(seq)
+	if last != nil {
+		r.LastMessageAt = last.UTC()
+	}
+	return r, nil
+}
+
+// Messages implements store.Store.
+func (s *Store) Messages(ctx context.Context, room string, q store.Query) (out []store.Message, err error) {
+	err = s.call(ctx, func(ctx context.Context) error {
+		if out, err = s.queryMessages(ctx, room, q); err != nil {
+			return fmt.Errorf("postgres: messages of %q: %w", room, err)
+		}
+		if len(out) == 0 {
+			// Only an empty page needs to tell an empty range from a missing room.
+			return s.roomExists(ctx, room)
+		}
+		return nil
+	})
+	return out, err
+}
+
+const (
+	selectMessagesAsc  = "SELECT seq, sender, body, sent_at, client_msg_id FROM messages WHERE room = $1 AND seq > $2 AND seq < $3 ORDER BY seq LIMIT $4"
+	selectMessagesDesc = "SELECT seq, sender, body, sent_at, client_msg_id FROM messages WHERE room = $1 AND seq > $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
+)
+
+func (s *Store) queryMessages(ctx context.Context, room string, q store.Query) ([]store.Message, error) {
+	if q.Limit <= 0 {
+		return nil, nil
+	}
+	after, before := clampSeq(q.After), int64(math.MaxInt64)
+	if q.Before != 0 {
+		before = clampSeq(q.Before)
+	}
+	query := selectMessagesAsc
+	if q.Descending {
+		query = selectMessagesDesc
+	}
+	rows, err := s.pool.Query(ctx, query, room, after, before, q.Limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]store.Message, 0, min(q.Limit, 1024))
+	for rows.Next() {
+		m := store.Message{Room: room}
+		var seq int64
+		if err := rows.Scan(&seq, &m.Sender, &m.Body, &m.SentAt, &m.ClientMsgID); err != nil {
+			return nil, err
+		}
+		m.Seq, m.SentAt = uint64(seq), m.SentAt.UTC()
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// clampSeq maps a seq bound onto PostgreSQL's bigint; no stored seq comes
+// near the top of the range.
+func clampSeq(seq uint64) int64 {
+	return int64(min(seq, math.MaxInt64))
+}
+
+func (s *Store) roomExists(ctx context.Context, room string) error {
+	var one int
+	err := s.pool.QueryRow(ctx, "SELECT 1 FROM rooms WHERE name = $1", room).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("room %q: %w", room, store.ErrRoomNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: read room %q: %w", room, err)
+	}
+	return nil
+}

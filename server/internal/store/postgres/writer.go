@@ -1,0 +1,254 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/groupcommit"
+)
+
+// The writer is the only goroutine of a process that appends. Appends to
+// every room arrive on one channel; the writer takes what is queued, up to
+// MaxBatch, and commits it as one transaction, so the WAL flush that
+// dominates a durable write is paid once per batch rather than once per
+// message. Nobody is answered before COMMIT returns: a seq handed out is a
+// seq on disk, and readers never see a message before it is durable.
+//
+// A batch is one statement (batch.go) that locks the rows of its rooms, in
+// name order (SELECT ... ORDER BY name FOR NO KEY UPDATE), moves their heads
+// and inserts the messages. The lock makes the rooms row the single
+// authority for a room's order across nodes: another node's batch for the
+// same room waits for this one to commit and then continues from the head
+// it left, so the room's seqs stay gap-free. Locking in one order everywhere means two nodes'
+// batches can wait for each other but never deadlock. FOR NO KEY UPDATE
+// (what an UPDATE of a non-key column takes anyway) still lets AddMember's
+// foreign-key check through.
+//
+// Seqs are never cached across batches, so a batch that fails and rolls
+// back consumes nothing.
+//
+// Rejected: a seq counter per room in memory or a PostgreSQL sequence per
+// room (neither is shared by nodes without a round trip, and a failed
+// commit would leave gaps); one writer per room (each room would pay its
+// own WAL flush); SERIALIZABLE transactions (the row lock already orders
+// the batches, and serialization failures would turn into retries).
+type writer struct {
+	pool    *pgxpool.Pool
+	q       *groupcommit.Queue[*request]
+	timeout time.Duration
+	live    []*request // reused between batches
+	b       *batchState
+	batches atomic.Int64 // batches committed or failed, for tests and benchmarks
+	careful atomic.Int64 // batches redone carefully, for tests and benchmarks
+}
+
+// request is one append waiting for the writer.
+type request struct {
+	ctx  context.Context
+	msg  store.NewMessage
+	res  result
+	done chan struct{} // buffered: the writer never blocks on a caller
+}
+
+// requests recycles requests and their done channels.
+var requests = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+
+type result struct {
+	msg store.Message
+	dup bool
+	err error
+}
+
+func startWriter(pool *pgxpool.Pool, cfg Config) *writer {
+	w := &writer{pool: pool, q: groupcommit.New[*request]("postgres", cfg.MaxBatch, cfg.MaxBatchDelay), timeout: cfg.QueryTimeout, b: newBatchState()}
+	go w.q.Run(w.process)
+	return w
+}
+
+// Append implements store.Store. It returns once the batch holding m is
+// committed, or with an error: ctx's if ctx ends first. If ctx ends before
+// the batch starts, nothing is stored; an error once the batch is under way
+// (ctx ending, or the connection lost during COMMIT) does not prove that
+// nothing was stored, and a retry with the same ClientMsgID returns the
+// stored message as a duplicate. Errors that mean PostgreSQL is out of
+// reach wrap store.ErrUnavailable; a message PostgreSQL cannot store is
+// rejected with ErrInvalidText before it joins a batch.
+func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, bool, error) {
+	r, err := s.queue(ctx, m)
+	if err != nil {
+		return store.Message{}, false, err
+	}
+	return s.wait(ctx, r)
+}
+
+// Submit implements store.Store: requests join the writer's queue in the
+// order Submit is called, and the writer gives a room's seqs in queue
+// order. wait returns early, with ctx's error, if ctx ends first.
+func (s *Store) Submit(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
+	r, err := s.queue(ctx, m)
+	if err != nil {
+		return store.Answered(store.Message{}, false, err)
+	}
+	return func() (store.Message, bool, error) { return s.wait(ctx, r) }
+}
+
+// queue checks m and hands it to the writer as a request from the pool.
+func (s *Store) queue(ctx context.Context, m store.NewMessage) (*request, error) {
+	if err := checkText(m); err != nil {
+		return nil, err
+	}
+	r := requests.Get().(*request)
+	r.ctx, r.msg = ctx, m
+	if err := s.enter(); err != nil {
+		release(r)
+		return nil, err
+	}
+	select {
+	case s.w.q.Requests() <- r:
+		s.mu.RUnlock()
+		return r, nil
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		release(r)
+		return nil, ctx.Err()
+	}
+}
+
+// wait waits for the writer's answer to a queued r, or for ctx to end.
+func (s *Store) wait(ctx context.Context, r *request) (store.Message, bool, error) {
+	select {
+	case <-r.done: // from here on the writer no longer touches r
+	case <-ctx.Done():
+		select {
+		case <-r.done: // answered meanwhile: the answer wins
+		default:
+			// The writer still owns r and will answer it; it is left to the
+			// garbage collector rather than returned to the pool.
+			return store.Message{}, false, fmt.Errorf("postgres: append to room %q: %w", r.msg.Room, ctx.Err())
+		}
+	}
+	res := r.res
+	release(r)
+	return res.msg, res.dup, res.err
+}
+
+func release(r *request) {
+	*r = request{done: r.done}
+	requests.Put(r)
+}
+
+// close stops taking requests, lets the writer finish those queued, and
+// waits for it. The caller guarantees that nobody is sending.
+func (w *writer) close() {
+	w.q.Close()
+}
+
+// process commits one batch and answers every request in it. Requests
+// whose context has ended are answered with its error and left out.
+func (w *writer) process(batch []*request) {
+	live := w.live[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.res = result{err: err}
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) > 0 {
+		w.batches.Add(1)
+		if err := w.commit(live); err != nil {
+			err = fmt.Errorf("postgres: commit batch of %d: %w", len(live), classify(err))
+			for _, r := range live {
+				r.res = result{err: err}
+			}
+		}
+	}
+	clear(live)
+	w.live = live[:0]
+	for _, r := range batch {
+		r.done <- struct{}{}
+	}
+	clear(batch) // let the requests be collected
+}
+
+// commit runs live as one transaction on a connection from the pool,
+// leaving each request's outcome in r.res. An error means that the
+// transaction was rolled back, or that its outcome is unknown because the
+// connection was lost before PostgreSQL's answer to COMMIT. The whole batch
+// is bounded by the writer's timeout: one caller's context must not cut it
+// short, and a server that stops answering must not hold the writer.
+//
+// The first attempt is optimistic (batch.go): it does not look up each
+// ClientMsgID but lets the unique index find duplicates of stored messages.
+// Those are rare (a client retrying a send that was stored), so almost
+// every batch commits on the first attempt. If the index turns a row away,
+// nothing was stored, and the batch runs again carefully (careful.go),
+// looking up every ClientMsgID once its rooms are locked.
+//
+// A connection found dead means the server probably restarted and took the
+// pool's other connections with it: the pool is emptied, so that the next
+// batches and reads dial afresh, and if nothing of the batch can have been
+// stored (it failed before it was sent) it is tried once more. Connections
+// idle for longer than pingIdle are pinged before use (Config.poolConfig),
+// so a restart while the store is quiet costs no caller an error.
+func (w *writer) commit(live []*request) error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer cancel()
+	for try := 0; ; try++ {
+		err := w.commitOn(ctx, live)
+		if !errors.Is(err, errConnLost) {
+			return err
+		}
+		w.pool.Reset()
+		if try > 0 || !errors.Is(err, errBeforeCommit) || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// errConnLost marks a batch error after which the connection was closed.
+var errConnLost = errors.New("connection lost")
+
+func (w *writer) commitOn(ctx context.Context, live []*request) error {
+	conn, err := w.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connection: %w", err)
+	}
+	defer conn.Release()
+	c := conn.Conn()
+	err = w.b.run(ctx, c, live)
+	if errors.Is(err, errStoredDuplicate) {
+		w.careful.Add(1)
+		if err = w.b.runCareful(ctx, c, live); err != nil {
+			rollback(ctx, c)
+		}
+	}
+	if err != nil && c.IsClosed() {
+		err = mark(err, errConnLost)
+	}
+	return err
+}
+
+// rollback ends a failed transaction. If that fails too, the connection
+// is closed, so that the pool does not hand it out again.
+func rollback(ctx context.Context, c *pgx.Conn) {
+	if c.IsClosed() || c.PgConn().TxStatus() == 'I' {
+		return
+	}
+	if _, err := c.Exec(ctx, "ROLLBACK"); err != nil {
+		c.Close(context.Background()) //nolint:errcheck // the connection is being dropped
+	}
+}
+
+// Collectors returns the store's Prometheus metrics: batch sizes and commit
+// times of the writer.
+func (s *Store) Collectors() []prometheus.Collector { return s.w.q.Collectors() }

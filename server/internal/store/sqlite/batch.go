@@ -1,0 +1,318 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/parleychat/parley/server/internal/store"
+)
+
+// batchState is what the writer knows inside one batch's transaction.
+type batchState struct {
+	careful bool  // look up every ClientMsgID before inserting
+	now     int64 // unix nanoseconds, the time of every message in the batch
+	heads   map[string]*head
+	known   map[string]head            // committed heads of existing rooms, kept across batches
+	dedup   map[dedupKey]store.Message // new messages with a ClientMsgID
+	rows    []store.Message            // new messages to insert
+	args    []any
+}
+
+// head is a room's head as the batch sees it.
+type head struct {
+	exists  bool
+	changed bool
+	seq     uint64
+	at      int64 // unix nanoseconds of the newest message
+}
+
+type dedupKey struct{ room, sender, id string }
+
+func newBatchState() *batchState {
+	return &batchState{heads: make(map[string]*head), known: make(map[string]head), dedup: make(map[dedupKey]store.Message)}
+}
+
+// apply performs the batch's requests in arrival order inside the open
+// transaction, leaving each outcome in r.res.
+func (b *batchState) apply(ctx context.Context, st *statements, live []*request, careful bool) error {
+	b.reset(time.Now(), careful)
+	if err := b.loadHeads(ctx, st, live); err != nil {
+		return err
+	}
+	for _, r := range live {
+		var err error
+		switch {
+		case r.create != nil:
+			r.res, err = b.createRoom(ctx, st, *r.create)
+		case r.member != nil:
+			r.res, err = b.changeMember(ctx, st, *r.member)
+		case r.prune != nil:
+			r.res, err = b.pruneStep(ctx, st, *r.prune)
+		default:
+			r.res, err = b.appendOne(ctx, st, r.msg)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := b.insertRows(ctx, st); err != nil {
+		return err
+	}
+	return b.updateHeads(ctx, st)
+}
+
+func (b *batchState) reset(now time.Time, careful bool) {
+	b.careful, b.now = careful, now.UnixNano()
+	clear(b.heads)
+	clear(b.dedup)
+	clear(b.rows)
+	b.rows = b.rows[:0]
+}
+
+// maxKnownHeads bounds the committed heads the writer remembers.
+const maxKnownHeads = 1 << 16
+
+// committed remembers the heads of the batch's rooms once its transaction
+// has committed: the writer is the database's only writer, so the next
+// batch can take them from memory instead of reading them again.
+func (b *batchState) committed() {
+	if len(b.known) > maxKnownHeads {
+		clear(b.known)
+	}
+	for name, h := range b.heads {
+		if h.exists {
+			b.known[name] = head{exists: true, seq: h.seq, at: h.at}
+		}
+	}
+}
+
+// rolledBack forgets what the batch's rooms were thought to hold, so the
+// next batch reads their heads from the database.
+func (b *batchState) rolledBack() {
+	for name := range b.heads {
+		delete(b.known, name)
+	}
+}
+
+// loadHeads finds the head of every room the batch touches: those committed
+// by earlier batches from memory, the others with one query.
+func (b *batchState) loadHeads(ctx context.Context, st *statements, live []*request) error {
+	names := make([]string, 0, len(live))
+	for _, r := range live {
+		name := r.msg.Room
+		switch {
+		case r.create != nil:
+			name = r.create.Name
+		case r.member != nil:
+			name = r.member.room
+		case r.prune != nil:
+			name = r.prune.room
+		}
+		if _, ok := b.heads[name]; !ok {
+			if k, ok := b.known[name]; ok {
+				b.heads[name] = &k
+				continue
+			}
+			b.heads[name] = &head{}
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	list, err := json.Marshal(names)
+	if err != nil {
+		return fmt.Errorf("encode room names: %w", err)
+	}
+	rows, err := st.selHeads.QueryContext(ctx, string(list))
+	if err != nil {
+		return fmt.Errorf("read room heads: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var seq, at int64
+		if err := rows.Scan(&name, &seq, &at); err != nil {
+			return fmt.Errorf("read room heads: %w", err)
+		}
+		*b.heads[name] = head{exists: true, seq: uint64(seq), at: at}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read room heads: %w", err)
+	}
+	return nil
+}
+
+// createRoom inserts a room. A taken name is the caller's error, not the
+// batch's.
+func (b *batchState) createRoom(ctx context.Context, st *statements, r store.Room) (result, error) {
+	h := b.heads[r.Name]
+	if h.exists {
+		return result{err: fmt.Errorf("create room %q: %w", r.Name, store.ErrRoomExists)}, nil
+	}
+	r.CreatedAt, r.LastSeq, r.LastMessageAt = fromNanos(b.now), 0, time.Time{}
+	if _, err := st.insRoom.ExecContext(ctx, r.Name, int(r.Visibility), r.CreatedBy, b.now); err != nil {
+		return result{}, fmt.Errorf("insert room %q: %w", r.Name, err)
+	}
+	if r.Visibility != store.Public {
+		for _, m := range append([]string{r.CreatedBy}, r.Members...) {
+			if _, err := st.insMember.ExecContext(ctx, r.Name, m); err != nil {
+				return result{}, fmt.Errorf("add member to room %q: %w", r.Name, err)
+			}
+		}
+	}
+	r.Members = nil
+	*h = head{exists: true}
+	return result{room: r}, nil
+}
+
+// changeMember adds or removes a member. An unknown room is the caller's
+// error, not the batch's.
+func (b *batchState) changeMember(ctx context.Context, st *statements, op memberOp) (result, error) {
+	if !b.heads[op.room].exists {
+		return result{err: fmt.Errorf("room %q: %w", op.room, store.ErrRoomNotFound)}, nil
+	}
+	stmt := st.insMember
+	if op.remove {
+		stmt = st.delMember
+	}
+	if _, err := stmt.ExecContext(ctx, op.room, op.user); err != nil {
+		return result{}, fmt.Errorf("change member of room %q: %w", op.room, err)
+	}
+	return result{}, nil
+}
+
+// pruneStep deletes one stretch of a room's oldest messages.
+func (b *batchState) pruneStep(ctx context.Context, st *statements, op pruneOp) (result, error) {
+	res, err := st.delMsgs.ExecContext(ctx, op.room, clampSeq(op.after), clampSeq(op.upto))
+	if err != nil {
+		return result{}, fmt.Errorf("prune room %q: %w", op.room, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return result{}, fmt.Errorf("prune room %q: %w", op.room, err)
+	}
+	return result{deleted: n}, nil
+}
+
+// appendOne gives m the next seq of its room, or finds the message it
+// duplicates. An unknown room is the caller's error, not the batch's.
+func (b *batchState) appendOne(ctx context.Context, st *statements, m store.NewMessage) (result, error) {
+	h := b.heads[m.Room]
+	if !h.exists {
+		return result{err: fmt.Errorf("append to room %q: %w", m.Room, store.ErrRoomNotFound)}, nil
+	}
+	if orig, ok, err := b.findDuplicate(ctx, st, m); err != nil || ok {
+		return result{msg: orig, dup: ok}, err
+	}
+	h.seq++
+	h.at = max(h.at, b.now) // a room's times never go backwards, even if the clock does
+	h.changed = true
+	msg := store.Message{
+		Room: m.Room, Seq: h.seq, Sender: m.Sender, Body: m.Body,
+		SentAt: fromNanos(h.at), ClientMsgID: m.ClientMsgID,
+	}
+	b.rows = append(b.rows, msg)
+	if m.ClientMsgID != "" {
+		b.dedup[dedupKey{m.Room, m.Sender, m.ClientMsgID}] = msg
+	}
+	return result{msg: msg}, nil
+}
+
+// findDuplicate looks for an earlier message with m's key: in this batch,
+// and, in a careful attempt, in the database.
+func (b *batchState) findDuplicate(ctx context.Context, st *statements, m store.NewMessage) (store.Message, bool, error) {
+	if m.ClientMsgID == "" {
+		return store.Message{}, false, nil
+	}
+	if orig, ok := b.dedup[dedupKey{m.Room, m.Sender, m.ClientMsgID}]; ok {
+		return orig, true, nil
+	}
+	if !b.careful {
+		return store.Message{}, false, nil
+	}
+	orig := store.Message{Room: m.Room, Sender: m.Sender, ClientMsgID: m.ClientMsgID}
+	var seq, at int64
+	err := st.selDup.QueryRowContext(ctx, m.Room, m.ClientMsgID, m.Sender).Scan(&seq, &orig.Body, &at)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return store.Message{}, false, nil
+	case err != nil:
+		return store.Message{}, false, fmt.Errorf("look up client_msg_id: %w", err)
+	}
+	orig.Seq, orig.SentAt = uint64(seq), fromNanos(at)
+	return orig, true, nil
+}
+
+// insertRows inserts the batch's new messages with multi-row INSERTs. It
+// returns errSkippedRow if the unique index turned a row away.
+func (b *batchState) insertRows(ctx context.Context, st *statements) error {
+	// In index order, consecutive rows land on the same B-tree pages.
+	slices.SortFunc(b.rows, func(x, y store.Message) int {
+		return cmp.Or(strings.Compare(x.Room, y.Room), strings.Compare(x.ClientMsgID, y.ClientMsgID),
+			strings.Compare(x.Sender, y.Sender), cmp.Compare(x.Seq, y.Seq))
+	})
+	for rows := b.rows; len(rows) > 0; {
+		n := st.largestInsert(len(rows))
+		args := b.args[:0]
+		for _, m := range rows[:n] {
+			args = append(args, m.Room, int64(m.Seq), m.Sender, m.Body, m.SentAt.UnixNano(), m.ClientMsgID)
+		}
+		res, err := st.insMsgs[n].ExecContext(ctx, args...)
+		clear(args)
+		b.args = args[:0]
+		if err != nil {
+			return fmt.Errorf("insert %d messages: %w", n, err)
+		}
+		if got, err := res.RowsAffected(); err != nil || got != int64(n) {
+			return fmt.Errorf("insert %d messages, %d inserted (%v): %w", n, got, err, errSkippedRow)
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+// updateHeads writes the new head of every room the batch appended to, in
+// one statement.
+func (b *batchState) updateHeads(ctx context.Context, st *statements) error {
+	type update struct {
+		Name string `json:"n"`
+		Seq  uint64 `json:"s"`
+		At   int64  `json:"t"`
+	}
+	var ups []update
+	for name, h := range b.heads {
+		if h.changed {
+			ups = append(ups, update{name, h.seq, h.at})
+		}
+	}
+	if len(ups) == 0 {
+		return nil
+	}
+	list, err := json.Marshal(ups)
+	if err != nil {
+		return fmt.Errorf("encode room heads: %w", err)
+	}
+	res, err := st.updHeads.ExecContext(ctx, string(list))
+	if err != nil {
+		return fmt.Errorf("update room heads: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != int64(len(ups)) {
+		return fmt.Errorf("update room heads: %d of %d rows updated (%v)", n, len(ups), err)
+	}
+	return nil
+}
+
+func fromNanos(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}

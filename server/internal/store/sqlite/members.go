@@ -1,0 +1,80 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/parleychat/parley/server/internal/store"
+)
+
+// VisibleRooms implements store.Store.
+func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit int) ([]store.Room, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.read.QueryContext(ctx, "SELECT "+roomColumns+` FROM rooms WHERE name > ?
+		AND (visibility = ? OR EXISTS (SELECT 1 FROM members WHERE members.room = rooms.name AND members.user = ?))
+		ORDER BY name LIMIT ?`, afterName, int(store.Public), user, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list rooms for %q: %w", user, err)
+	}
+	defer rows.Close()
+	var out []store.Room
+	for rows.Next() {
+		r, err := scanRoom(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list rooms for %q: %w", user, err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list rooms for %q: %w", user, err)
+	}
+	return out, nil
+}
+
+// IsMember implements store.Store.
+func (s *Store) IsMember(ctx context.Context, room, user string) (bool, error) {
+	if err := s.enter(); err != nil {
+		return false, err
+	}
+	defer s.mu.RUnlock()
+	var n int
+	err := s.read.QueryRowContext(ctx, "SELECT count(*) FROM members WHERE room = ? AND user = ?", room, user).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: read membership of %q: %w", room, err)
+	}
+	return n > 0, nil
+}
+
+// Members implements store.Store.
+func (s *Store) Members(ctx context.Context, room string) ([]string, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	if err := s.roomExists(ctx, room); err != nil {
+		return nil, err
+	}
+	rows, err := s.read.QueryContext(ctx, "SELECT user FROM members WHERE room = ? ORDER BY user", room)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: read members of %q: %w", room, err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			return nil, fmt.Errorf("sqlite: read members of %q: %w", room, err)
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: read members of %q: %w", room, err)
+	}
+	return out, nil
+}
