@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -136,7 +137,7 @@ func TestBrowser(t *testing.T) {
 // revalidated on every load with a strict CSP, hashed assets cached for a
 // year, and 404 for anything else.
 func TestServesApp(t *testing.T) {
-	base := startParleyd(t, parleydBinary(t))
+	base, _ := startParleyd(t, parleydBinary(t))
 	get := func(method, path string) (*http.Response, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, nil)
@@ -187,11 +188,13 @@ func TestServesApp(t *testing.T) {
 	}
 }
 
-// startParleyd runs the binary with --dev on a free port and returns its
-// base URL once it logs "parleyd listening"; the test's cleanup stops it.
-func startParleyd(t *testing.T, bin string) string {
+// startParleyd runs the binary with --dev on a free port, plus args, and
+// returns its base URL once it logs "parleyd listening", and its stderr
+// lines so far and to come; the test's cleanup stops it.
+func startParleyd(t *testing.T, bin string, args ...string) (string, *logLines) {
 	t.Helper()
-	cmd := exec.Command(bin, "--dev", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json")
+	args = append([]string{"--dev", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json"}, args...)
+	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -199,12 +202,14 @@ func startParleyd(t *testing.T, bin string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	lines := &logLines{}
 	addrs := make(chan string, 1)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			lines.add(sc.Text())
 			var rec struct{ Msg, Addr string }
 			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "parleyd listening" {
 				addrs <- rec.Addr
@@ -218,11 +223,29 @@ func startParleyd(t *testing.T, bin string) string {
 	})
 	select {
 	case addr := <-addrs:
-		return "http://" + addr
+		return "http://" + addr, lines
 	case <-done:
-		t.Fatal("parleyd exited before listening")
+		t.Fatalf("parleyd exited before listening:\n%s", strings.Join(lines.all(), "\n"))
 	case <-time.After(20 * time.Second):
 		t.Fatal("parleyd did not log its address within 20s")
 	}
-	return ""
+	return "", nil
+}
+
+// logLines collects a process's log lines.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, line)
+}
+
+func (l *logLines) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.lines)
 }

@@ -109,6 +109,7 @@ type Server struct {
 // gs, whose services must already be registered.
 func Listen(ctx context.Context, cfg Config, gs *grpc.Server) (*Server, error) {
 	cfg.setDefaults()
+	routeGRPCLog(cfg.Log)
 	s := &Server{cfg: cfg, grpc: gs, errs: make(chan error, 4)}
 	s.web = grpcweb.WrapServer(gs,
 		grpcweb.WithWebsockets(true),
