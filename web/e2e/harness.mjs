@@ -64,12 +64,16 @@ export function parleydBin() {
   return bin;
 }
 
-/** restClient signs user in through the REST dev login and returns a poster. */
+/** restClient signs user in through the REST dev login and returns a client that creates rooms and posts. */
 export async function restClient(url, user) {
   const login = await fetch(`${url}/v1/dev/login`, { method: "POST", body: JSON.stringify({ user }) });
   if (!login.ok) throw new Error(`dev login for ${user}: ${login.status} ${await login.text()}`);
   const { token } = await login.json();
   return {
+    async createRoom(name) {
+      const res = await fetch(`${url}/v1/rooms`, { method: "POST", headers: { authorization: `Bearer ${token}` }, body: JSON.stringify({ name }) });
+      if (!res.ok) throw new Error(`create room ${name}: ${res.status} ${await res.text()}`);
+    },
     async send(room, body, clientMsgId) {
       const res = await fetch(`${url}/v1/rooms/${encodeURIComponent(room)}/messages`, {
         method: "POST",
@@ -129,4 +133,24 @@ export async function messages(page) {
 export async function send(page, body) {
   await page.getByTestId("composer-input").fill(body);
   await page.getByTestId("composer-input").press("Enter");
+}
+
+/** box is an element's bounding box in the viewport, or null when it is not shown. */
+export async function box(locator) {
+  if ((await locator.count()) === 0 || !(await locator.first().isVisible())) return null;
+  return locator.first().boundingBox();
+}
+
+/** overlap tells whether two boxes share any area; a missing box shares none. */
+export function overlap(a, b) {
+  return !!a && !!b && a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+}
+
+/** reachable tells whether a tap at the middle of the element lands on it, not on something drawn over it. */
+export async function reachable(locator) {
+  return locator.evaluate((el) => {
+    const r = el.getBoundingClientRect();
+    const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+    return r.width > 0 && r.height > 0 && !!hit && el.contains(hit);
+  });
 }

@@ -7,6 +7,9 @@ import { RoomVisibility } from "./gen/parley/v1/types_pb";
 import { isDirect, roomHref, roomTitle, type Msg, type PendingSend, type RoomState } from "./room";
 
 const groupGapMs = 5 * 60 * 1000;
+
+/** Drawer is the panel shown over the room on a narrow screen, if any. */
+type Drawer = "" | "rooms" | "people";
 const roomNamePattern = "[a-z0-9_\\-]{1,64}";
 
 /** ChatView is the signed-in page. */
@@ -17,6 +20,7 @@ export class ChatView {
   private msgKey = "";
   private shownRoom = "";
   private firstSeq = 0;
+  private drawer: Drawer = "";
   private el = {
     conn: h("span", { class: "conn", "data-testid": "conn-state", role: "status" }),
     rooms: h("ul", { class: "room-list", "data-testid": "room-list" }),
@@ -30,6 +34,8 @@ export class ChatView {
     input: h("textarea", { rows: "1", "data-testid": "composer-input", "aria-label": "Message", placeholder: "Write a message" }),
     send: h("button", { type: "submit", class: "primary", "data-testid": "composer-send" }, "Send"),
     peopleTitle: h("h2", null, "Online"),
+    roomsToggle: h("button", { class: "icon narrow-only", type: "button", "aria-label": "Show rooms", "aria-expanded": "false", "data-testid": "toggle-rooms" }, "\u2630"),
+    peopleToggle: h("button", { class: "ghost people-toggle", type: "button", "aria-expanded": "false", "data-testid": "toggle-people" }, "People"),
     people: h("ul", { class: "people-list", "data-testid": "presence-list" }),
     members: h("section", { class: "members", "data-testid": "members", hidden: true }),
     createForm: h("form", { class: "inline-form", "data-testid": "create-room-form", hidden: true }),
@@ -62,11 +68,10 @@ export class ChatView {
 
   private frame(): HTMLElement {
     const app = h("div", { class: "app" });
-    const toggle = (cls: string) => () => app.classList.toggle(cls);
     const top = h(
       "header",
       { class: "topbar" },
-      h("button", { class: "icon narrow-only", type: "button", "aria-label": "Show rooms", "data-testid": "toggle-rooms", onclick: toggle("show-rooms") }, "\u2630"),
+      this.el.roomsToggle,
       h("h1", { class: "brand" }, "Parley"),
       this.el.conn,
       h("span", { class: "spacer" }),
@@ -89,7 +94,7 @@ export class ChatView {
       this.el.dms,
     );
     side.addEventListener("click", (ev) => {
-      if ((ev.target as HTMLElement).closest("a")) app.classList.remove("show-rooms");
+      if ((ev.target as HTMLElement).closest("a")) this.setDrawer("");
     });
     this.el.leave.addEventListener("click", () => this.chat.leave(this.chat.current));
     this.el.messages.addEventListener("scroll", () => this.maybeLoadOlder());
@@ -100,7 +105,7 @@ export class ChatView {
         "div",
         { class: "room-head" },
         h("div", { class: "room-heading" }, this.el.title, this.el.meta),
-        h("button", { class: "ghost people-toggle", type: "button", "data-testid": "toggle-people", onclick: toggle("show-people") }, "People"),
+        this.el.peopleToggle,
         this.el.leave,
       ),
       this.el.error,
@@ -108,9 +113,49 @@ export class ChatView {
       this.el.typing,
       this.composer(),
     );
-    const people = h("aside", { class: "people", "aria-label": "People in this room" }, this.el.peopleTitle, this.el.people, this.el.members);
-    app.append(top, side, main, people);
+    const closePeople = h("button", { class: "icon drawer-close", type: "button", "aria-label": "Close the people panel", title: "Close", "data-testid": "close-people", onclick: () => this.setDrawer("", true) }, "\u00d7");
+    const people = h("aside", { class: "people", "aria-label": "People in this room" }, h("div", { class: "people-head" }, this.el.peopleTitle, closePeople), this.el.people, this.el.members);
+    people.addEventListener("click", (ev) => {
+      if ((ev.target as HTMLElement).closest('[data-testid="dm-start"]')) this.setDrawer("");
+    });
+    app.append(top, side, main, people, h("div", { class: "scrim", "aria-hidden": "true" }));
+    this.drawers(app, side, people);
     return app;
+  }
+
+  // drawers makes the rooms sidebar and the people panel, where the screen
+  // is narrow enough for them to be drawers, behave as a person expects:
+  // each button opens its drawer and closes it again, opening one closes the
+  // other, and Escape or a tap anywhere outside the open one closes it.
+  private drawers(app: HTMLElement, side: HTMLElement, people: HTMLElement): void {
+    const { roomsToggle, peopleToggle } = this.el;
+    roomsToggle.addEventListener("click", () => this.setDrawer(this.drawer === "rooms" ? "" : "rooms"));
+    peopleToggle.addEventListener("click", () => this.setDrawer(this.drawer === "people" ? "" : "people"));
+    // A click's path is taken when it happens, so a button that the click
+    // redraws away still counts as inside.
+    app.addEventListener("click", (ev) => {
+      if (!this.drawer) return;
+      const path = ev.composedPath();
+      const open = this.drawer === "rooms" ? side : people;
+      if (!path.includes(open) && !path.includes(roomsToggle) && !path.includes(peopleToggle)) this.setDrawer("");
+    });
+    document.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape" && this.drawer && this.root.isConnected) this.setDrawer("", true);
+    });
+  }
+
+  // setDrawer shows one drawer, or none; refocus moves the focus back to
+  // the button of the drawer being closed.
+  private setDrawer(d: Drawer, refocus = false): void {
+    const { roomsToggle, peopleToggle } = this.el;
+    const closing = this.drawer === "rooms" ? roomsToggle : peopleToggle;
+    this.drawer = d;
+    this.root.classList.toggle("show-rooms", d === "rooms");
+    this.root.classList.toggle("show-people", d === "people");
+    roomsToggle.setAttribute("aria-expanded", String(d === "rooms"));
+    roomsToggle.setAttribute("aria-label", d === "rooms" ? "Hide rooms" : "Show rooms");
+    peopleToggle.setAttribute("aria-expanded", String(d === "people"));
+    if (refocus && !d) closing.focus();
   }
 
   private createRoomForm(): HTMLElement {
@@ -134,6 +179,7 @@ export class ChatView {
       name.value = "";
       priv.checked = false;
       this.toggleCreate(false);
+      this.setDrawer("");
     });
     return f;
   }
@@ -151,7 +197,9 @@ export class ChatView {
       ev.preventDefault();
       const err = this.chat.startDirect(user.value);
       this.el.dmError.textContent = err;
-      if (!err) user.value = "";
+      if (err) return;
+      user.value = "";
+      this.setDrawer("");
     });
     return f;
   }
