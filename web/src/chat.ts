@@ -10,6 +10,7 @@ const typingIdleMs = 3000;
 const typingExpiryMs = 8000;
 const roomsPollMs = 5000;
 const pageSize = 50;
+// rateRetryMs is the wait after a refused send whose reply says none.
 const rateRetryMs = 1000;
 
 /** Chat is one signed-in user's chat. */
@@ -260,12 +261,15 @@ export class Chat {
   /** discard drops a message that was not sent. */
   discard(room: string, clientMsgId: string): void {
     const r = this.room(room);
+    for (const p of r.pending) if (p.clientMsgId === clientMsgId) window.clearTimeout(p.retryTimer);
     r.pending = r.pending.filter((x) => x.clientMsgId !== clientMsgId);
     this.changed();
   }
 
   private async sendPending(r: RoomState, p: RoomState["pending"][number]): Promise<void> {
     if (r.status === "new-dm") return this.sendFirstDirect(r, p);
+    window.clearTimeout(p.retryTimer); // a resend on reconnect replaces a scheduled one
+    p.retryTimer = undefined;
     if (!this.session.online || r.status === "error") return; // sent on the next connect
     const reply = await this.session.request({
       case: "send",
@@ -273,8 +277,8 @@ export class Chat {
     });
     if (reply.code === StreamLost) return; // resent on the next connect
     if (reply.code === Code.ResourceExhausted) {
-      // Sending too fast: the same message, same id, a moment later.
-      window.setTimeout(() => void this.sendPending(r, p), rateRetryMs);
+      // Sending too fast: the same message, same id, when the server says.
+      p.retryTimer = window.setTimeout(() => void this.sendPending(r, p), retryDelayMs(reply));
       return;
     }
     if (reply.code === 0 && reply.message) {
@@ -531,6 +535,15 @@ function refusal(code: number, message: string): string {
     default:
       return message || Code[code] || `error ${code}`;
   }
+}
+
+// retryDelayMs is how long a reply refused for the send rate asks the
+// client to wait: its retry_after, or rateRetryMs without one.
+function retryDelayMs(reply: Reply): number {
+  const d = reply.retryAfter;
+  if (!d) return rateRetryMs;
+  const ms = Number(d.seconds) * 1000 + d.nanos / 1e6;
+  return Number.isFinite(ms) && ms > 0 ? Math.ceil(ms) : rateRetryMs;
 }
 
 function transient(code: Code): boolean {

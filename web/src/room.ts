@@ -18,6 +18,8 @@ export interface PendingSend {
   body: string;
   state: "sending" | "failed";
   error?: string;
+  /** The timer of a resend the server asked to wait for (sending too fast). */
+  retryTimer?: number;
 }
 
 /**
