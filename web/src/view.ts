@@ -7,10 +7,10 @@ import { RoomVisibility } from "./gen/parley/v1/types_pb";
 import { isDirect, roomHref, roomTitle, type Msg, type PendingSend, type RoomState } from "./room";
 
 const groupGapMs = 5 * 60 * 1000;
+const roomNamePattern = "[a-z0-9_\\-]{1,64}";
 
 /** Drawer is the panel shown over the room on a narrow screen, if any. */
 type Drawer = "" | "rooms" | "people";
-const roomNamePattern = "[a-z0-9_\\-]{1,64}";
 
 /** ChatView is the signed-in page. */
 export class ChatView {
