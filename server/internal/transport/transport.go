@@ -156,7 +156,7 @@ func (s *Server) startGateway(ctx context.Context) error {
 		return fmt.Errorf("gateway connection: %w", err)
 	}
 	s.gwConn = conn
-	s.gateway = runtime.NewServeMux(
+	s.gateway = newGateway(
 		runtime.WithIncomingHeaderMatcher(gatewayIncomingHeader),
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithOutgoingTrailerMatcher(func(string) (string, bool) { return "", false }),
