@@ -51,15 +51,15 @@ func TestPrivateRoomMembership(t *testing.T) {
 	}
 	bs := openJoin(t, ts.dial(t), ts.token(t, "bob"))
 	ref := bs.send(&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: "secret", AfterSeq: ptr(uint64(0))}}})
-	if r := bs.reply(ref); codes.Code(r.GetCode()) != codes.PermissionDenied {
+	if r := bs.reply(ref); codes.Code(r.GetCode()) != codes.NotFound {
 		t.Fatalf("non-member join: %v", r)
 	}
 	_, err := bob.ListMessages(bctx, &parleyv1.ListMessagesRequest{Room: "secret"})
-	wantCode(t, "non-member history", err, codes.PermissionDenied, "private")
+	wantCode(t, "non-member history", err, codes.NotFound, "does not exist")
 	_, err = bob.SendMessage(bctx, &parleyv1.SendMessageRequest{Room: "secret", Body: "let me in"})
-	wantCode(t, "non-member send", err, codes.PermissionDenied, "private")
+	wantCode(t, "non-member send", err, codes.NotFound, "does not exist")
 	_, err = bob.AddMember(bctx, &parleyv1.AddMemberRequest{Room: "secret", User: "bob"})
-	wantCode(t, "non-member adds himself", err, codes.PermissionDenied, "private")
+	wantCode(t, "non-member adds himself", err, codes.NotFound, "does not exist")
 
 	if _, err := alice.AddMember(actx, &parleyv1.AddMemberRequest{Room: "secret", User: "bob"}); err != nil {
 		t.Fatal(err)
@@ -86,11 +86,11 @@ func TestPrivateRoomMembership(t *testing.T) {
 	if r := bs.reply(""); codes.Code(r.GetCode()) != codes.PermissionDenied || r.GetRoom() != "secret" {
 		t.Fatalf("removed member's notice: %v", r)
 	}
-	if r := bs.post("secret", "still here?", ""); codes.Code(r.GetCode()) != codes.PermissionDenied {
+	if r := bs.post("secret", "still here?", ""); codes.Code(r.GetCode()) != codes.NotFound {
 		t.Fatalf("removed member's send: %v", r)
 	}
 	_, err = bob.ListMessages(bctx, &parleyv1.ListMessagesRequest{Room: "secret"})
-	wantCode(t, "removed member's history", err, codes.PermissionDenied, "private")
+	wantCode(t, "removed member's history", err, codes.NotFound, "does not exist")
 	_, err = alice.AddMember(actx, &parleyv1.AddMemberRequest{Room: "lobby", User: "bob"})
 	wantCode(t, "members of a public room", err, codes.FailedPrecondition, "only private rooms")
 }
@@ -127,19 +127,19 @@ func TestDirectMessages(t *testing.T) {
 		t.Fatal("carol sees alice and bob's direct room")
 	}
 	_, err = carol.ListMessages(cctx, &parleyv1.ListMessagesRequest{Room: dm})
-	wantCode(t, "carol reads", err, codes.PermissionDenied, "direct conversation")
+	wantCode(t, "carol reads", err, codes.NotFound, "is not yours")
 	_, err = carol.SendMessage(cctx, &parleyv1.SendMessageRequest{Room: dm, Body: "hello?"})
-	wantCode(t, "carol sends", err, codes.PermissionDenied, "direct conversation")
+	wantCode(t, "carol sends", err, codes.NotFound, "is not yours")
 	_, err = carol.ListPresence(cctx, &parleyv1.ListPresenceRequest{Room: dm})
-	wantCode(t, "carol's presence", err, codes.PermissionDenied, "direct conversation")
+	wantCode(t, "carol's presence", err, codes.NotFound, "is not yours")
 	sub, err := carol.Subscribe(cctx, &parleyv1.SubscribeRequest{Room: dm})
 	if err == nil {
 		_, err = sub.Recv()
 	}
-	wantCode(t, "carol subscribes", err, codes.PermissionDenied, "direct conversation")
+	wantCode(t, "carol subscribes", err, codes.NotFound, "is not yours")
 	cs := openJoin(t, ts.dial(t), ts.token(t, "carol"))
 	ref := cs.send(&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: dm}}})
-	if r := cs.reply(ref); codes.Code(r.GetCode()) != codes.PermissionDenied {
+	if r := cs.reply(ref); codes.Code(r.GetCode()) != codes.NotFound {
 		t.Fatalf("carol joins: %v", r)
 	}
 	_, err = carol.SendMessage(cctx, &parleyv1.SendMessageRequest{ToUser: "carol", Body: "me"})

@@ -178,6 +178,15 @@ func TestHistoryBadInput(t *testing.T) {
 	if err != nil || full.GetNextPageToken() == "" {
 		t.Fatalf("first page: %v", err)
 	}
+	// A bounded walk pages within its bounds while the request keeps them.
+	bounded, err := c.ListMessages(ctx, &parleyv1.ListMessagesRequest{Room: "hist", Limit: 1, BeforeSeq: ptr(uint64(3))})
+	if err != nil || bounded.GetMessages()[0].GetSeq() != 2 {
+		t.Fatalf("bounded first page: %v %v", bounded.GetMessages(), err)
+	}
+	next, err := c.ListMessages(ctx, &parleyv1.ListMessagesRequest{Room: "hist", Limit: 1, BeforeSeq: ptr(uint64(3)), PageToken: bounded.GetNextPageToken()})
+	if err != nil || len(next.GetMessages()) != 1 || next.GetMessages()[0].GetSeq() != 1 {
+		t.Fatalf("bounded second page: %v %v", next.GetMessages(), err)
+	}
 	cases := []struct {
 		name string
 		req  *parleyv1.ListMessagesRequest
@@ -190,6 +199,9 @@ func TestHistoryBadInput(t *testing.T) {
 		{"forged cursor", &parleyv1.ListMessagesRequest{Room: "hist", PageToken: "bTF8aGlzdHxkfHh8eQ"}, codes.InvalidArgument, "page_token"},
 		{"cursor of another room", &parleyv1.ListMessagesRequest{Room: "lobby", PageToken: full.GetNextPageToken()}, codes.InvalidArgument, "page_token"},
 		{"cursor with the other order", &parleyv1.ListMessagesRequest{Room: "hist", PageToken: full.GetNextPageToken(), Order: parleyv1.MessageOrder_MESSAGE_ORDER_OLDEST_FIRST}, codes.InvalidArgument, "order"},
+		{"cursor with another before_seq", &parleyv1.ListMessagesRequest{Room: "hist", PageToken: full.GetNextPageToken(), BeforeSeq: ptr(uint64(2))}, codes.InvalidArgument, "page_token was issued for before_seq 0, not 2"},
+		{"cursor with another after_seq", &parleyv1.ListMessagesRequest{Room: "hist", PageToken: full.GetNextPageToken(), AfterSeq: ptr(uint64(1))}, codes.InvalidArgument, "page_token was issued for after_seq 0, not 1"},
+		{"bounded cursor without its bound", &parleyv1.ListMessagesRequest{Room: "hist", PageToken: bounded.GetNextPageToken()}, codes.InvalidArgument, "page_token was issued for before_seq 3, not 0"},
 		{"unknown room", &parleyv1.ListMessagesRequest{Room: "nowhere"}, codes.NotFound, "does not exist"},
 		{"bad room name", &parleyv1.ListMessagesRequest{Room: "../etc"}, codes.InvalidArgument, "room name"},
 	}

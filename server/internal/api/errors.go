@@ -63,6 +63,16 @@ func trimPrefix(s, prefix string) string {
 	return s
 }
 
+// roomNotFound is the answer for a room the caller cannot see: one that
+// does not exist, or a private or direct room they are not a member of.
+// It must not depend on which.
+func roomNotFound(name string) error {
+	if isDirectRoomName(name) {
+		return status.Errorf(codes.NotFound, "room %q does not exist or is not yours; a direct room begins with the first message to the user (SendMessage with to_user)", name)
+	}
+	return status.Errorf(codes.NotFound, "room %q does not exist, or it is private and you are not a member; create it, or ask its creator to add you", name)
+}
+
 // errShuttingDown ends streams when the server drains.
 var errShuttingDown = errors.New("server shutting down, reconnect")
 

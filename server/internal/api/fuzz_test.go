@@ -11,7 +11,6 @@ import (
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 	"github.com/parleychat/parley/server/internal/auth"
-	"github.com/parleychat/parley/server/internal/store"
 )
 
 // FuzzJoinFrame decodes arbitrary bytes as a Join frame the way the server
@@ -94,29 +93,33 @@ func FuzzRoomName(f *testing.F) {
 	})
 }
 
-// FuzzMessageCursor checks that page tokens round-trip and that no token,
-// however forged, panics or escapes its room.
+// FuzzMessageCursor checks that page tokens round-trip, that no token,
+// however forged, panics or escapes its room, and that a token is refused
+// with bounds or an order other than its own.
 func FuzzMessageCursor(f *testing.F) {
-	f.Add("room", uint64(0), uint64(0), uint64(10), true, "")
-	f.Add("lobby", uint64(5), uint64(90), uint64(50), false, "bTF8bG9iYnl8ZHwwfDA")
-	f.Fuzz(func(t *testing.T, room string, after, before, last uint64, desc bool, forged string) {
-		q := store.Query{After: after, Before: before, Limit: 10, Descending: desc}
-		tok := messageCursor(room, q, last)
-		got, err := parseMessageCursor(tok, room, store.Query{Limit: 10, Descending: desc})
+	f.Add("room", uint64(0), uint64(0), uint64(10), true, uint64(0), "")
+	f.Add("lobby", uint64(5), uint64(90), uint64(50), false, uint64(90), "bTJ8bG9iYnl8ZHwwfDB8NQ")
+	f.Fuzz(func(t *testing.T, room string, after, before, pos uint64, desc bool, otherBefore uint64, forged string) {
+		c := messageCursor{room: room, desc: desc, after: after, before: before, pos: pos}
+		order := parleyv1.MessageOrder_MESSAGE_ORDER_OLDEST_FIRST
+		if desc {
+			order = parleyv1.MessageOrder_MESSAGE_ORDER_NEWEST_FIRST
+		}
+		req := &parleyv1.ListMessagesRequest{Room: room, AfterSeq: &after, BeforeSeq: &before, Order: order, PageToken: c.String()}
+		got, err := parseMessageCursor(req.GetPageToken(), req)
 		if err == nil {
-			want := q
-			if desc {
-				want.Before = last
-			} else {
-				want.After = last
-			}
-			if got != want {
-				t.Fatalf("round trip of %+v gave %+v", want, got)
+			if got != c {
+				t.Fatalf("round trip of %+v gave %+v", c, got)
 			}
 		} else if validateRoom(room) == nil {
 			t.Fatalf("token for room %q did not parse: %v", room, err)
 		}
-		if _, err := parseMessageCursor(forged, "other-room", store.Query{Limit: 10}); err == nil {
+		req.BeforeSeq = &otherBefore
+		if _, err := parseMessageCursor(req.GetPageToken(), req); err == nil && otherBefore != before {
+			t.Fatalf("token for before_seq %d accepted with before_seq %d", before, otherBefore)
+		}
+		other := &parleyv1.ListMessagesRequest{Room: "other-room"}
+		if _, err := parseMessageCursor(forged, other); err == nil {
 			if !strings.Contains(decodeForTest(forged), "|other-room|") {
 				t.Fatalf("forged token %q accepted for a room it does not name", forged)
 			}

@@ -284,7 +284,7 @@ func (s *Service) subscribeRooms(ctx context.Context, conn *hub.Conn, cursors []
 	for _, c := range cursors {
 		if err := s.cfg.Hub.Join(ctx, conn, c.GetRoom(), hub.JoinOptions{After: c.AfterSeq}); err != nil {
 			if errors.Is(err, store.ErrRoomNotFound) {
-				return statusErrorf(codes.NotFound, "room %q does not exist", c.GetRoom())
+				return roomNotFound(c.GetRoom())
 			}
 			return err
 		}

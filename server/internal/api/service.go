@@ -102,7 +102,10 @@ func (s *Service) Drain(ctx context.Context) error {
 // Wait blocks until every stream goroutine has ended.
 func (s *Service) Wait() { s.streams.Wait() }
 
-// access returns a room the caller may use, or NOT_FOUND / PERMISSION_DENIED.
+// access returns a room the caller may use, or NOT_FOUND. A private or
+// direct room that the caller is not a member of is answered exactly as a
+// room that does not exist: a non-member learns nothing of it, not even
+// that it exists.
 func (s *Service) access(ctx context.Context, user, name string) (store.Room, error) {
 	if err := validateRoom(name); err != nil {
 		return store.Room{}, err
@@ -110,7 +113,7 @@ func (s *Service) access(ctx context.Context, user, name string) (store.Room, er
 	r, err := s.cfg.Hub.Room(ctx, name)
 	if err != nil {
 		if errors.Is(err, store.ErrRoomNotFound) {
-			return store.Room{}, status.Errorf(codes.NotFound, "room %q does not exist; create it first", name)
+			return store.Room{}, roomNotFound(name)
 		}
 		return store.Room{}, err
 	}
@@ -122,10 +125,7 @@ func (s *Service) access(ctx context.Context, user, name string) (store.Room, er
 		return store.Room{}, err
 	}
 	if !member {
-		if r.Visibility == store.Direct {
-			return store.Room{}, status.Errorf(codes.PermissionDenied, "room %q is a direct conversation between two other users", name)
-		}
-		return store.Room{}, status.Errorf(codes.PermissionDenied, "room %q is private: ask its creator (%s) to add you", name, r.CreatedBy)
+		return store.Room{}, roomNotFound(name)
 	}
 	return r, nil
 }
@@ -216,12 +216,14 @@ func (s *Service) listMessages(ctx context.Context, req *parleyv1.ListMessagesRe
 	if _, err := s.access(ctx, identity(ctx).User, req.GetRoom()); err != nil {
 		return nil, err
 	}
-	q := store.Query{After: req.GetAfterSeq(), Before: req.GetBeforeSeq(), Limit: limit + 1,
-		Descending: req.GetOrder() != parleyv1.MessageOrder_MESSAGE_ORDER_OLDEST_FIRST}
+	cur := messageCursor{room: req.GetRoom(), after: req.GetAfterSeq(), before: req.GetBeforeSeq(),
+		desc: req.GetOrder() != parleyv1.MessageOrder_MESSAGE_ORDER_OLDEST_FIRST}
+	q := store.Query{After: cur.after, Before: cur.before, Limit: limit + 1, Descending: cur.desc}
 	if req.GetPageToken() != "" {
-		if q, err = parseMessageCursor(req.GetPageToken(), req.GetRoom(), q); err != nil {
+		if cur, err = parseMessageCursor(req.GetPageToken(), req); err != nil {
 			return nil, err
 		}
+		q = cur.query(limit + 1)
 	}
 	msgs, err := s.cfg.Store.Messages(ctx, req.GetRoom(), q)
 	if err != nil {
@@ -234,7 +236,8 @@ func (s *Service) listMessages(ctx context.Context, req *parleyv1.ListMessagesRe
 	resp := &parleyv1.ListMessagesResponse{HeadSeq: info.LastSeq}
 	if len(msgs) > limit {
 		msgs = msgs[:limit]
-		resp.NextPageToken = messageCursor(req.GetRoom(), q, msgs[limit-1].Seq)
+		cur.pos = msgs[limit-1].Seq
+		resp.NextPageToken = cur.String()
 	}
 	resp.Messages = make([]*parleyv1.Message, len(msgs))
 	for i, m := range msgs {
@@ -243,39 +246,67 @@ func (s *Service) listMessages(ctx context.Context, req *parleyv1.ListMessagesRe
 	return resp, nil
 }
 
-// A message cursor is the query for the next page: the room, the order and
-// both bounds, one of them moved past the last message returned.
-func messageCursor(room string, q store.Query, last uint64) string {
+// A message cursor is the query for the next page: the room, the order,
+// the bounds the request gave (after_seq, before_seq) and the position
+// past the last message returned. The request that brings it back must
+// give the same room, order and bounds.
+type messageCursor struct {
+	room          string
+	desc          bool
+	after, before uint64 // as the first request gave them; 0 is no bound
+	pos           uint64 // the last seq returned
+}
+
+func (c messageCursor) String() string {
 	dir := "a"
-	if q.Descending {
-		dir, q.Before = "d", last
-	} else {
-		q.After = last
+	if c.desc {
+		dir = "d"
 	}
-	raw := fmt.Sprintf("m1|%s|%s|%d|%d", room, dir, q.After, q.Before)
+	raw := fmt.Sprintf("m2|%s|%s|%d|%d|%d", c.room, dir, c.after, c.before, c.pos)
 	return base64.RawURLEncoding.EncodeToString([]byte(raw))
 }
 
-func parseMessageCursor(tok, room string, q store.Query) (store.Query, error) {
+// query is the store query for the page after c.
+func (c messageCursor) query(limit int) store.Query {
+	q := store.Query{After: c.after, Before: c.before, Limit: limit, Descending: c.desc}
+	if c.desc {
+		q.Before = c.pos
+	} else {
+		q.After = c.pos
+	}
+	return q
+}
+
+// parseMessageCursor reads a page token and checks it against the request
+// it came back with.
+func parseMessageCursor(tok string, req *parleyv1.ListMessagesRequest) (messageCursor, error) {
+	room := req.GetRoom()
 	bad := invalidf("page_token is not one this server issued for room %q; start again without it", room)
 	raw, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil || len(raw) > 200 {
-		return q, bad
+		return messageCursor{}, bad
 	}
 	parts := strings.Split(string(raw), "|")
-	if len(parts) != 5 || parts[0] != "m1" || parts[1] != room || (parts[2] != "a" && parts[2] != "d") {
-		return q, bad
+	if len(parts) != 6 || parts[0] != "m2" || parts[1] != room || (parts[2] != "a" && parts[2] != "d") {
+		return messageCursor{}, bad
 	}
-	if (parts[2] == "d") != q.Descending {
-		return q, invalidf("page_token was issued for the other order; keep order the same while paging")
+	c := messageCursor{room: room, desc: parts[2] == "d"}
+	var errs [3]error
+	c.after, errs[0] = strconv.ParseUint(parts[3], 10, 64)
+	c.before, errs[1] = strconv.ParseUint(parts[4], 10, 64)
+	c.pos, errs[2] = strconv.ParseUint(parts[5], 10, 64)
+	if errors.Join(errs[:]...) != nil {
+		return messageCursor{}, bad
 	}
-	after, err1 := strconv.ParseUint(parts[3], 10, 64)
-	before, err2 := strconv.ParseUint(parts[4], 10, 64)
-	if err1 != nil || err2 != nil {
-		return q, bad
+	switch {
+	case c.desc != (req.GetOrder() != parleyv1.MessageOrder_MESSAGE_ORDER_OLDEST_FIRST):
+		return messageCursor{}, invalidf("page_token was issued for the other order; keep order the same while paging")
+	case c.before != req.GetBeforeSeq():
+		return messageCursor{}, invalidf("page_token was issued for before_seq %d, not %d; keep before_seq the same while paging (0 or unset: no bound), or start again without page_token", c.before, req.GetBeforeSeq())
+	case c.after != req.GetAfterSeq():
+		return messageCursor{}, invalidf("page_token was issued for after_seq %d, not %d; keep after_seq the same while paging (0 or unset: no bound), or start again without page_token", c.after, req.GetAfterSeq())
 	}
-	q.After, q.Before = after, before
-	return q, nil
+	return c, nil
 }
 
 // ListRooms implements parleyv1.ChatServiceServer.
@@ -309,6 +340,9 @@ func (s *Service) ListRooms(ctx context.Context, req *parleyv1.ListRoomsRequest)
 
 // CreateRoom implements parleyv1.ChatServiceServer.
 func (s *Service) CreateRoom(ctx context.Context, req *parleyv1.CreateRoomRequest) (*parleyv1.CreateRoomResponse, error) {
+	if strings.HasPrefix(req.GetName(), directPrefix) {
+		return nil, fail(invalidf("%s rooms are direct conversations and cannot be created: send the first message to the user instead (SendMessage with to_user; REST: POST /v1/users/{user}/messages)", directPrefix))
+	}
 	if err := validateRoom(req.GetName()); err != nil {
 		return nil, fail(err)
 	}

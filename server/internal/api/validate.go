@@ -32,11 +32,14 @@ func directRoomName(a, b string) string {
 	if b < a {
 		a, b = b, a
 	}
-	return "dm:" + a + ":" + b
+	return directPrefix + a + ":" + b
 }
 
+// directPrefix begins the name of every direct room, and no other.
+const directPrefix = "dm:"
+
 func isDirectRoomName(name string) bool {
-	rest, ok := strings.CutPrefix(name, "dm:")
+	rest, ok := strings.CutPrefix(name, directPrefix)
 	if !ok {
 		return false
 	}
