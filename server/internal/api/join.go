@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -237,7 +238,10 @@ func (sess *session) typing(t *parleyv1.JoinRequest_SetTyping) error {
 	if err := validateRoom(t.GetRoom()); err != nil {
 		return err
 	}
-	return sess.s.cfg.Hub.Typing(sess.conn, t.GetRoom(), t.GetActive())
+	if !sess.s.cfg.Hub.Joined(sess.conn, t.GetRoom()) {
+		return fmt.Errorf("room %q: %w", t.GetRoom(), hub.ErrNotJoined)
+	}
+	return sess.s.typing.typing(sess.conn, t.GetRoom(), t.GetActive())
 }
 
 func (sess *session) refresh(token string) error {

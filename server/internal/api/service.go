@@ -44,6 +44,10 @@ type Config struct {
 	SendBurst int
 	// MaxJoinStreamsPerUser bounds one user's open Join streams (default 32).
 	MaxJoinStreamsPerUser int
+	// TypingInterval is the shortest time between two typing changes of
+	// one user in one room that are forwarded (default 250ms); changes in
+	// between are coalesced (see typingLimiter).
+	TypingInterval time.Duration
 }
 
 // Service implements parleyv1.ChatServiceServer.
@@ -55,6 +59,7 @@ type Service struct {
 	// outlive their handler by the moment it takes the stream to close.
 	streams sync.WaitGroup
 	limits  *userLimits
+	typing  *typingLimiter
 	// draining is closed when the server starts shutting down.
 	draining  chan struct{}
 	drainOnce sync.Once
@@ -80,14 +85,22 @@ func New(cfg Config) *Service {
 	if cfg.MaxJoinStreamsPerUser <= 0 {
 		cfg.MaxJoinStreamsPerUser = 32
 	}
-	return &Service{cfg: cfg, log: cfg.Log, draining: make(chan struct{}),
+	if cfg.TypingInterval <= 0 {
+		cfg.TypingInterval = defaultTypingInterval
+	}
+	s := &Service{cfg: cfg, log: cfg.Log, draining: make(chan struct{}),
 		limits: newUserLimits(cfg.SendRate, cfg.SendBurst, cfg.MaxJoinStreamsPerUser)}
+	s.typing = newTypingLimiter(cfg.TypingInterval, func(c *hub.Conn, room string, active bool) error {
+		return s.cfg.Hub.Typing(c, room, active)
+	})
+	return s
 }
 
 // Drain ends every open stream with UNAVAILABLE and waits until their
 // goroutines are gone or ctx is done.
 func (s *Service) Drain(ctx context.Context) error {
 	s.drainOnce.Do(func() { close(s.draining) })
+	s.typing.stop()
 	s.cfg.Hub.EndAll(errShuttingDown)
 	done := make(chan struct{})
 	go func() { s.streams.Wait(); close(done) }()
