@@ -70,6 +70,9 @@ func TestRESTRefusesWhatItShould(t *testing.T) {
 		{"PUT rooms", "PUT", "/v1/rooms", jsonCT, `{"name":"x"}`, 405, "allowed: GET, POST", "GET, POST"},
 		{"DELETE messages", "DELETE", "/v1/rooms/strict/messages", "", "", 405, "allowed: GET, POST", "GET, POST"},
 		{"PATCH a member", "PATCH", "/v1/rooms/strict/members/bob", "", "", 405, "allowed: DELETE", "DELETE"},
+		{"misspelled query parameter", "GET", "/v1/rooms/strict/messages?before=10", "", "", 400, `unknown query parameter "before"; ListMessagesRequest has room, beforeSeq`, ""},
+		{"query parameter of another request", "GET", "/v1/rooms?clientMsgId=x", "", "", 400, `unknown query parameter "clientMsgId"`, ""},
+		{"query on a POST", "POST", "/v1/rooms/strict/messages?clientMsgId=k8", jsonCT, `{"body":"x"}`, 400, "not the query string", ""},
 		{"no such route", "GET", "/v1/nothing", "", "", 404, "Not Found", ""},
 	}
 	for _, tc := range cases {
@@ -95,8 +98,10 @@ func TestRESTRefusesWhatItShould(t *testing.T) {
 			t.Fatalf("POST with Content-Type %q: %d %v", ct, code, out)
 		}
 	}
-	if code, _, out := restRaw(t, "GET", base+"/v1/rooms/strict/messages?order=MESSAGE_ORDER_OLDEST_FIRST", tok, "", ""); code != http.StatusOK {
-		t.Fatalf("GET history: %d %v", code, out)
+	for _, q := range []string{"order=MESSAGE_ORDER_OLDEST_FIRST", "before_seq=3&afterSeq=0&limit=2", "room=other"} {
+		if code, _, out := restRaw(t, "GET", base+"/v1/rooms/strict/messages?"+q, tok, "", ""); code != http.StatusOK {
+			t.Fatalf("GET history ?%s: %d %v", q, code, out)
+		}
 	}
 	c, ctx := ts.client(t, "curl")
 	hist, err := c.ListMessages(ctx, &parleyv1.ListMessagesRequest{Room: "strict"})

@@ -11,9 +11,11 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -29,8 +31,15 @@ import (
 // restGuard holds the gateway's ServeMux for the answers it writes itself.
 type restGuard struct{ mux *runtime.ServeMux }
 
+// strictQueryOnce sets the gateway's query parser once for every server
+// in the process: grpc-gateway keeps it in a package variable, which its
+// option sets whatever mux it is applied to (here none), and setting it
+// again while another server's requests read it would be a data race.
+var strictQueryOnce sync.Once
+
 // newGateway returns the gateway's ServeMux, strict, with opts added.
 func newGateway(opts ...runtime.ServeMuxOption) *runtime.ServeMux {
+	strictQueryOnce.Do(func() { runtime.SetQueryParameterParser(strictQuery{})(nil) })
 	g := &restGuard{}
 	g.mux = runtime.NewServeMux(append([]runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: strictJSON{&runtime.JSONPb{
@@ -68,18 +77,41 @@ func (j strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
 	})
 }
 
+// strictQuery is grpc-gateway's query parser, refusing a parameter that
+// names no field of the request (the default ignores it: ?before=10 would
+// silently return the newest page).
+type strictQuery struct{ runtime.DefaultQueryParser }
+
+// Parse implements runtime.QueryParameterParser.
+func (p strictQuery) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
+	fields := msg.ProtoReflect().Descriptor().Fields()
+	for key := range values {
+		name, _, _ := strings.Cut(key, ".")
+		name, _, _ = strings.Cut(name, "[")
+		if fields.ByTextName(name) == nil && fields.ByJSONName(name) == nil {
+			return fmt.Errorf("unknown query parameter %q; %s", truncate(key, 40), fieldList(msg))
+		}
+	}
+	return p.DefaultQueryParser.Parse(msg, values, filter)
+}
+
+// fieldList names msg's fields as JSON and query parameters spell them.
+func fieldList(msg proto.Message) string {
+	d := msg.ProtoReflect().Descriptor()
+	names := make([]string, d.Fields().Len())
+	for i := range names {
+		names[i] = d.Fields().Get(i).JSONName()
+	}
+	return fmt.Sprintf("%s has %s", d.Name(), strings.Join(names, ", "))
+}
+
 // bodyError says what is wrong with a JSON body that did not decode into
 // v, and for an unknown field which fields v has.
 func bodyError(err error, v any) error {
 	msg := strings.TrimPrefix(err.Error(), "proto:")
 	msg = strings.TrimLeft(msg, " \u00a0") // protobuf's errors vary the space
 	if m, ok := v.(proto.Message); ok && strings.Contains(msg, "unknown field") {
-		fields := m.ProtoReflect().Descriptor().Fields()
-		names := make([]string, fields.Len())
-		for i := range names {
-			names[i] = fields.Get(i).JSONName()
-		}
-		msg += fmt.Sprintf("; %s has %s", m.ProtoReflect().Descriptor().Name(), strings.Join(names, ", "))
+		msg += "; " + fieldList(m)
 	}
 	return errors.New("request body: " + msg)
 }
@@ -95,6 +127,12 @@ func (g *restGuard) checkRequest(next runtime.HandlerFunc) runtime.HandlerFunc {
 		}
 		if err := checkUTF8(r.URL.Query(), params); err != nil {
 			g.refuse(w, r, http.StatusBadRequest, err)
+			return
+		}
+		// Every POST route takes its fields from the body (body: "*" in
+		// chat_service_http.yaml) and never reads the query string.
+		if r.Method == http.MethodPost && r.URL.RawQuery != "" {
+			g.refuse(w, r, http.StatusBadRequest, errors.New("a POST takes its fields in the JSON body, not the query string"))
 			return
 		}
 		next(w, r, params)
