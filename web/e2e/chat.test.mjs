@@ -191,7 +191,7 @@ test("two people chat: presence, live messages, typing, reload, offline resume, 
       assert.equal(await C.locator(`[data-testid="room-item"][data-room="${room}"]`).count(), 0, `carol sees ${room}`);
       await C.evaluate((room) => (location.hash = "#/r/" + encodeURIComponent(room)), room);
       await C.locator(`[data-testid="room-title"][data-room="${room}"]`).waitFor();
-      await C.getByTestId("room-error").filter({ hasText: "You don't have access" }).waitFor();
+      await C.getByTestId("room-error").filter({ hasText: "does not exist" }).waitFor();
       assert.equal(await C.getByTestId("message").count(), 0);
       assert.equal(await C.locator(`[data-testid="room-item"][data-room="${room}"]`).count(), 0, `carol sees ${room} after trying`);
     }
