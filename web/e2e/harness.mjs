@@ -66,7 +66,11 @@ export function parleydBin() {
 
 /** restClient signs user in through the REST dev login and returns a client that creates rooms and posts. */
 export async function restClient(url, user) {
-  const login = await fetch(`${url}/v1/dev/login`, { method: "POST", body: JSON.stringify({ user }) });
+  const login = await fetch(`${url}/v1/dev/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ user }),
+  });
   if (!login.ok) throw new Error(`dev login for ${user}: ${login.status} ${await login.text()}`);
   const { token } = await login.json();
   return {
@@ -77,7 +81,7 @@ export async function restClient(url, user) {
     async send(room, body, clientMsgId) {
       const res = await fetch(`${url}/v1/rooms/${encodeURIComponent(room)}/messages`, {
         method: "POST",
-        headers: { authorization: `Bearer ${token}` },
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
         body: JSON.stringify({ body, clientMsgId }),
       });
       if (!res.ok) throw new Error(`send to ${room}: ${res.status} ${await res.text()}`);
