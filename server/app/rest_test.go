@@ -56,7 +56,7 @@ func TestRESTRefusesWhatItShould(t *testing.T) {
 		allow                                 string // the Allow header, for 405
 	}{
 		{"misspelled field", "POST", "/v1/rooms/strict/messages", jsonCT, `{"body":"x","clientMsgID":"k1"}`, 400, `unknown field "clientMsgID"`, ""},
-		{"unknown nested in a known object", "POST", "/v1/rooms", jsonCT, `{"name":"zzz","visibilty":"ROOM_VISIBILITY_PRIVATE"}`, 400, `unknown field "visibilty"`, ""},
+		{"misspelled field of CreateRoom", "POST", "/v1/rooms", jsonCT, `{"name":"zzz","visibilty":"ROOM_VISIBILITY_PRIVATE"}`, 400, `unknown field "visibilty"`, ""},
 		{"trailing garbage", "POST", "/v1/rooms/strict/messages", jsonCT, `{"body":"x","clientMsgId":"k2"} garbage`, 400, "data after the JSON object", ""},
 		{"two objects", "POST", "/v1/rooms/strict/messages", jsonCT, `{"body":"x","clientMsgId":"k3"}{"body":"y"}`, 400, "data after the JSON object", ""},
 		{"not JSON", "POST", "/v1/rooms/strict/messages", jsonCT, `body=x`, 400, "not JSON", ""},

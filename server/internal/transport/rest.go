@@ -9,7 +9,6 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -234,7 +233,7 @@ func allowedMethods(mux *runtime.ServeMux, r *http.Request) []string {
 			allow = append(allow, m)
 		}
 	}
-	return slices.Clip(allow)
+	return allow
 }
 
 // discard is a ResponseWriter for probes, which write nothing.
