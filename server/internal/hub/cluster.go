@@ -201,9 +201,10 @@ func (r *room) goLive(ctx context.Context) error {
 		r.head = info.LastSeq
 		clear(r.recent)
 		r.recent = r.recent[:0]
-		for seq := range r.pending {
+		for seq, p := range r.pending {
 			if seq <= r.head {
 				delete(r.pending, seq)
+				p.release()
 			}
 		}
 	}

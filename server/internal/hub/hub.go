@@ -290,11 +290,16 @@ func (h *Hub) Send(ctx context.Context, m store.NewMessage) (msg store.Message, 
 // Send would. Messages submitted one after another are stored, and so
 // delivered, in that order. Call wait exactly once.
 //
-// from is the connection the message was sent on, nil if none. It gets
-// the message after the room's other connections, as an urgent frame: at
-// the front of the writers' line, behind none of the room's fan-out, and
-// likely still there when the send's reply (urgent too) is queued after
-// wait returns, so that one turn writes both.
+// from is the connection the message was sent on, nil if none. wait
+// returns only once the room has queued the message for from, and so
+// every message of the room before it: a reply queued for from after wait
+// returns follows them. (Two sends stored together may be delivered in
+// either order, and a remote message may arrive after a local one with a
+// higher seq: the room holds a message until the gap before it fills.)
+// from gets the message after the room's other connections, as an urgent
+// frame: at the front of the writers' line, behind none of the room's
+// fan-out, and likely still there when the send's reply (urgent too) is
+// queued after wait returns, so that one turn writes both.
 func (h *Hub) Submit(ctx context.Context, m store.NewMessage, from *Conn) (wait func() (msg store.Message, duplicate bool, err error)) {
 	r, err := h.room(ctx, m.Room)
 	if err != nil {
@@ -308,7 +313,8 @@ func (h *Hub) Submit(ctx context.Context, m store.NewMessage, from *Conn) (wait 
 }
 
 // stored delivers a message the store answered for, and returns the answer.
-// from, if not nil, gets the message last (see Submit).
+// from, if not nil, gets the message last, and the answer waits until it
+// has (see Submit).
 func (h *Hub) stored(r *room, msg store.Message, duplicate bool, err error, from *Conn) (store.Message, bool, error) {
 	if err != nil {
 		return store.Message{}, false, err
@@ -319,7 +325,12 @@ func (h *Hub) stored(r *room, msg store.Message, duplicate bool, err error, from
 	// A duplicate was delivered when it was first stored; deliver drops it
 	// by seq, so handing it over again is harmless and covers a first
 	// attempt that stored the message but did not get to deliver it.
-	r.deliverFrom(msg, from)
+	if delivered := r.deliverFrom(msg, from); delivered != nil {
+		select {
+		case <-delivered:
+		case <-from.Done(): // nobody left to answer in order
+		}
+	}
 	return msg, duplicate, nil
 }
 

@@ -21,7 +21,7 @@ type room struct {
 
 	mu       sync.Mutex
 	head     uint64                   // seq of the last delivered message
-	pending  map[uint64]store.Message // stored messages that arrived ahead of a gap
+	pending  map[uint64]*pendingEntry // stored messages that arrived ahead of a gap
 	recent   []Frame                  // ring of the last delivered message frames
 	subs     map[*Conn]bool           // true once the conn receives live messages
 	presence map[string]metas         // by user
@@ -39,6 +39,13 @@ type room struct {
 	announced uint64
 	joined    []byte    // the shared joined state; nil when there is none
 	joinedKey [2]uint64 // announced and head when joined was encoded
+}
+
+// pendingEntry is a stored message that waits for a gap before it to fill.
+type pendingEntry struct {
+	msg  store.Message
+	from *Conn         // the connection it was sent on, if any (see deliverFrom)
+	done chan struct{} // closed once the room has delivered it; nil if nobody waits
 }
 
 // presenceChange is one meta joining or leaving, not yet announced.
@@ -61,40 +68,75 @@ func newRoom(h *Hub, info store.Room) *room {
 // delivered is dropped.
 func (r *room) deliver(m store.Message) { r.deliverFrom(m, nil) }
 
-// deliverFrom is deliver where last, if not nil, gets the message after
-// the room's other connections (see Hub.Submit).
-func (r *room) deliverFrom(m store.Message, last *Conn) {
+// deliverFrom is deliver where from, if not nil, gets the message after
+// the room's other connections (see Hub.Submit). It returns nil once the
+// message is delivered or dropped. A message from a connection that must
+// wait for a gap returns a channel instead, closed once the room has
+// delivered it: until then its sender must not be told it was sent, for
+// the sender takes the answer's seq as its position in the room and would
+// skip the messages of the gap.
+func (r *room) deliverFrom(m store.Message, from *Conn) (delivered <-chan struct{}) {
 	data, err := r.hub.encode(Event{Kind: EventMessage, Room: r.name, Message: m})
 	if err != nil {
 		r.hub.log.Error("encode message", "room", r.name, "seq", m.Seq, "err", err)
-		return
+		return nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
 	case m.Seq <= r.head:
-		return
+		return nil
 	case m.Seq > r.head+1:
-		if r.pending == nil {
-			r.pending = make(map[uint64]store.Message)
-		}
-		r.pending[m.Seq] = m
-		r.scheduleGapFillLocked()
-		return
+		return r.holdLocked(m, from)
 	}
-	r.fanOutLocked(r.hub.shared(data, r.name, m.Seq), last)
+	r.fanOutLocked(r.hub.shared(data, r.name, m.Seq), from)
 	for {
 		next, ok := r.pending[r.head+1]
 		if !ok {
-			return
+			return nil
 		}
-		delete(r.pending, next.Seq)
-		data, err := r.hub.encode(Event{Kind: EventMessage, Room: r.name, Message: next})
+		delete(r.pending, next.msg.Seq)
+		data, err := r.hub.encode(Event{Kind: EventMessage, Room: r.name, Message: next.msg})
 		if err != nil {
-			r.hub.log.Error("encode message", "room", r.name, "seq", next.Seq, "err", err)
-			return
+			r.hub.log.Error("encode message", "room", r.name, "seq", next.msg.Seq, "err", err)
+			next.release()
+			return nil
 		}
-		r.fanOutLocked(r.hub.shared(data, r.name, next.Seq), nil)
+		r.fanOutLocked(r.hub.shared(data, r.name, next.msg.Seq), next.from)
+		next.release()
+	}
+}
+
+// holdLocked keeps a message that arrived ahead of a gap until the gap is
+// filled, and returns the channel its sender waits on (nil without one).
+// A message held already (a retried send, a broker's redelivery) keeps
+// its first sender and shares its channel.
+func (r *room) holdLocked(m store.Message, from *Conn) <-chan struct{} {
+	if r.pending == nil {
+		r.pending = make(map[uint64]*pendingEntry)
+	}
+	p := r.pending[m.Seq]
+	if p == nil {
+		p = &pendingEntry{msg: m}
+		r.pending[m.Seq] = p
+	}
+	if p.from == nil {
+		p.from = from
+	}
+	if from != nil && p.done == nil {
+		p.done = make(chan struct{})
+	}
+	r.scheduleGapFillLocked()
+	if from == nil {
+		return nil
+	}
+	return p.done
+}
+
+// release tells whoever waits for the message that the room is done with it.
+func (p *pendingEntry) release() {
+	if p.done != nil {
+		close(p.done)
 	}
 }
 
