@@ -76,3 +76,46 @@ func waitDelivered(b *testing.B, delivered *atomic.Int64, want int64) {
 		runtime.Gosched()
 	}
 }
+
+// BenchmarkJoinSend is BenchmarkFanOut for a message sent on a Join
+// stream: the sender is one of the room's n connections, the message is
+// submitted from it, and when its wait returns the send's reply is queued
+// for the sender, as the Join stream does. An op is one send.
+func BenchmarkJoinSend(b *testing.B) {
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprint("subscribers=", n), func(b *testing.B) {
+			ctx := context.Background()
+			st := memory.New()
+			if _, err := st.CreateRoom(ctx, store.Room{Name: "r", Visibility: store.Public}); err != nil {
+				b.Fatal(err)
+			}
+			h := hub.New(hub.Config{MaxQueueBytes: 64 << 20}, st, api.EncodeEvent, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			var delivered atomic.Int64
+			var sender *hub.Conn
+			for i := range n {
+				c := h.Connect(fmt.Sprint("u", i), "", false)
+				c.ServeWrites(func(frames []hub.Frame) error {
+					delivered.Add(int64(len(frames)))
+					return nil
+				})
+				if err := h.Join(ctx, c, "r", hub.JoinOptions{}); err != nil {
+					b.Fatal(err)
+				}
+				sender = c
+			}
+			waitDelivered(b, &delivered, int64(n)) // the joined states
+			delivered.Store(0)
+			body, reply := strings.Repeat("x", 100), hub.Frame{Data: make([]byte, 150)}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				wait := h.Submit(ctx, store.NewMessage{Room: "r", Sender: sender.User, Body: body}, sender)
+				if _, _, err := wait(); err != nil {
+					b.Fatal(err)
+				}
+				sender.EnqueueUrgent(reply)
+			}
+			waitDelivered(b, &delivered, int64(b.N)*int64(n+1))
+		})
+	}
+}
