@@ -282,7 +282,7 @@ func (h *Hub) Send(ctx context.Context, m store.NewMessage) (msg store.Message, 
 		return store.Message{}, false, err
 	}
 	msg, duplicate, err = h.store.Append(ctx, m)
-	return h.stored(r, msg, duplicate, err, nil)
+	return h.stored(ctx, r, msg, duplicate, err, nil)
 }
 
 // Submit is Send in two steps, like store.Store's Submit: it queues the
@@ -308,14 +308,15 @@ func (h *Hub) Submit(ctx context.Context, m store.NewMessage, from *Conn) (wait 
 	stored := h.store.Submit(ctx, m)
 	return func() (store.Message, bool, error) {
 		msg, duplicate, err := stored()
-		return h.stored(r, msg, duplicate, err, from)
+		return h.stored(ctx, r, msg, duplicate, err, from)
 	}
 }
 
 // stored delivers a message the store answered for, and returns the answer.
 // from, if not nil, gets the message last, and the answer waits until it
-// has (see Submit).
-func (h *Hub) stored(r *room, msg store.Message, duplicate bool, err error, from *Conn) (store.Message, bool, error) {
+// has (see Submit), or until from or ctx ends: then nobody is left to
+// answer in order.
+func (h *Hub) stored(ctx context.Context, r *room, msg store.Message, duplicate bool, err error, from *Conn) (store.Message, bool, error) {
 	if err != nil {
 		return store.Message{}, false, err
 	}
@@ -328,7 +329,8 @@ func (h *Hub) stored(r *room, msg store.Message, duplicate bool, err error, from
 	if delivered := r.deliverFrom(msg, from); delivered != nil {
 		select {
 		case <-delivered:
-		case <-from.Done(): // nobody left to answer in order
+		case <-from.Done():
+		case <-ctx.Done():
 		}
 	}
 	return msg, duplicate, nil

@@ -141,6 +141,35 @@ func TestHeldMessageGoesToItsSenderLast(t *testing.T) {
 	}
 }
 
+// A send waiting for a gap that does not fill returns when its connection
+// ends, or when its context does: a stream that ends leaves no send behind.
+func TestHeldSendEndsWithItsConnection(t *testing.T) {
+	for _, end := range []string{"connection", "context"} {
+		t.Run(end, func(t *testing.T) {
+			h, _ := newTestHub(t, Config{GapWait: time.Hour})
+			sender := joinRoom(t, h, "b")
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			h.Submit(ctx, store.NewMessage{Room: "r", Sender: "a", Body: "1"}, nil) // stored, never delivered
+			wait := h.Submit(ctx, store.NewMessage{Room: "r", Sender: "b", Body: "2"}, sender)
+			r, _ := h.room(ctx, "r")
+			ended := afterPending(r, 2, func() {
+				if end == "connection" {
+					sender.End(ErrConnClosed)
+				} else {
+					cancel()
+				}
+			})
+			if msg, _, err := wait(); err != nil || msg.Seq != 2 {
+				t.Fatalf("wait returned seq %d, %v; want seq 2 (it is stored)", msg.Seq, err)
+			}
+			if err := <-ended; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 // heldBroker is an in-process Broker whose messages wait until the test
 // releases them, so that a test decides when a remote message arrives, or
 // that it never does. Every subscriber hears every message: a hub ignores
