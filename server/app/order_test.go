@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc/metadata"
@@ -133,55 +132,50 @@ func trailerStatus(block []byte) error {
 // then never skips a message. Messages come in seq order, with no gap and
 // no duplicate.
 func TestReplyNeverOvertakesAnEarlierMessage(t *testing.T) {
-	const (
-		perDoor = 4  // streams on each front door
-		sends   = 64 // pipelined sends per stream and round, the most a stream keeps in flight
-		rounds  = 3
-	)
 	ts := startServer(t)
 	ts.createRoom(t, "order")
-	var streams []orderedJoin
-	var names []string
-	for i := range perDoor {
-		streams = append(streams, openNativeJoin(t, ts, fmt.Sprint("grpc", i)), openWebSocketJoin(t, ts, fmt.Sprint("ws", i)))
-		names = append(names, fmt.Sprint("native gRPC stream ", i), fmt.Sprint("WebSocket stream ", i))
+	checkReplyOrder(t, []*testServer{ts}, 4)
+}
+
+// The same in a cluster, where a message stored by one node reaches the
+// other over the broker, often after the other stored a later one.
+func TestClusterReplyNeverOvertakesAnEarlierMessage(t *testing.T) {
+	nodes := startCluster(t, 2)
+	nodes[0].createRoom(t, "order")
+	checkReplyOrder(t, nodes, 2)
+}
+
+// checkReplyOrder opens perDoor Join streams on each front door of each
+// server, joins them to room "order", and has every stream pipeline sends
+// to it, a few rounds, checking the order of what each stream receives.
+func checkReplyOrder(t *testing.T, servers []*testServer, perDoor int) {
+	const (
+		sends  = 64 // pipelined sends per stream and round, the most a stream keeps in flight
+		rounds = 3
+	)
+	var readers []*orderReader
+	for n, ts := range servers {
+		for i := range perDoor {
+			readers = append(readers,
+				&orderReader{stream: openNativeJoin(t, ts, fmt.Sprint("grpc", n, "-", i)), name: fmt.Sprint("node ", n, " native gRPC stream ", i)},
+				&orderReader{stream: openWebSocketJoin(t, ts, fmt.Sprint("ws", n, "-", i)), name: fmt.Sprint("node ", n, " WebSocket stream ", i)})
+		}
 	}
-	readers := make([]*orderReader, len(streams))
-	for i, s := range streams {
-		readers[i] = &orderReader{stream: s, name: names[i]}
-		if err := s.Send(&parleyv1.JoinRequest{Ref: "join", Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: "order"}}}); err != nil {
+	for _, r := range readers {
+		if err := r.stream.Send(&parleyv1.JoinRequest{Ref: "join", Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: "order"}}}); err != nil {
 			t.Fatal(err)
 		}
-		if err := readers[i].until(func(ev *parleyv1.JoinResponse) bool { return ev.GetJoined() != nil }); err != nil {
+		if err := r.until(func(ev *parleyv1.JoinResponse) bool { return ev.GetJoined() != nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for round := range rounds {
-		var wg sync.WaitGroup
-		errs := make(chan error, len(streams))
-		for i, s := range streams {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for n := range sends {
-					req := &parleyv1.JoinRequest{Ref: fmt.Sprint(round, "-", n), Frame: &parleyv1.JoinRequest_Send{
-						Send: &parleyv1.JoinRequest_Post{Room: "order", Body: fmt.Sprint(names[i], " ", n)}}}
-					if err := s.Send(req); err != nil {
-						errs <- err
-						return
-					}
-				}
-				r := readers[i]
-				want := r.replies + sends
-				errs <- r.until(func(*parleyv1.JoinResponse) bool {
-					return r.replies == want && r.last == uint64((round+1)*sends*len(streams))
-				})
-			}()
+		errs := make(chan error, len(readers))
+		for _, r := range readers {
+			go func() { errs <- r.sendRound(round, sends, uint64((round+1)*sends*len(readers))) }()
 		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
+		for range readers {
+			if err := <-errs; err != nil {
 				t.Fatalf("round %d: %v", round, err)
 			}
 		}
@@ -196,6 +190,20 @@ type orderReader struct {
 	name    string
 	last    uint64 // the last seq received
 	replies int    // successful send replies received
+}
+
+// sendRound writes n sends to room "order" without waiting, then reads
+// until their replies came and the room's messages through seq head.
+func (r *orderReader) sendRound(round, n int, head uint64) error {
+	for i := range n {
+		req := &parleyv1.JoinRequest{Ref: fmt.Sprint(round, "-", i), Frame: &parleyv1.JoinRequest_Send{
+			Send: &parleyv1.JoinRequest_Post{Room: "order", Body: fmt.Sprint(r.name, " ", i)}}}
+		if err := r.stream.Send(req); err != nil {
+			return fmt.Errorf("%s: %w", r.name, err)
+		}
+	}
+	want := r.replies + n
+	return r.until(func(*parleyv1.JoinResponse) bool { return r.replies == want && r.last == head })
 }
 
 // until reads frames until done holds after one of them, failing on the
