@@ -51,6 +51,7 @@ type wsJoin struct {
 	buf  []byte // received bytes not yet taken as frames
 }
 
+// openWebSocketJoin opens a Join stream over grpc-web's WebSocket transport.
 func openWebSocketJoin(t *testing.T, ts *testServer, user string) orderedJoin {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
