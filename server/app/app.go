@@ -125,8 +125,15 @@ type TokenConfig struct {
 	Leeway time.Duration
 }
 
-// Keys loads the keys tc names. dataDir holds the default HS256 secret.
+// Keys loads the keys tc names. dataDir holds the default HS256 secret,
+// created there on first use.
 func (tc TokenConfig) Keys(dataDir string) (*auth.Keys, error) {
+	return tc.keys(dataDir, auth.LoadOrCreateKey)
+}
+
+// keys loads the keys tc names, reading the default HS256 secret from
+// dataDir with loadKey.
+func (tc TokenConfig) keys(dataDir string, loadKey func(dir string) ([]byte, error)) (*auth.Keys, error) {
 	var secret []byte
 	var err error
 	if tc.SecretFile != "" {
@@ -134,7 +141,7 @@ func (tc TokenConfig) Keys(dataDir string) (*auth.Keys, error) {
 		if err != nil {
 			return nil, fmt.Errorf("token secret: %w", err)
 		}
-	} else if secret, err = auth.LoadOrCreateKey(dataDir); err != nil {
+	} else if secret, err = loadKey(dataDir); err != nil {
 		return nil, err
 	}
 	cfg := auth.Config{Secret: secret, Issuer: tc.Issuer, Audience: tc.Audience, Leeway: tc.Leeway}
@@ -157,6 +164,18 @@ func (tc TokenConfig) Keys(dataDir string) (*auth.Keys, error) {
 		return nil, fmt.Errorf("token keys: %w", err)
 	}
 	return keys, nil
+}
+
+// secretPath is the absolute path of the HS256 secret's file, for logs.
+func (tc TokenConfig) secretPath(dataDir string) string {
+	p := tc.SecretFile
+	if p == "" {
+		p = filepath.Join(dataDir, auth.KeyFile)
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
 }
 
 func (c *Config) setDefaults() {
@@ -252,6 +271,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if s.Keys, err = cfg.Tokens.Keys(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	s.log.Info("token signing key", "kid", s.Keys.KeyID(), "file", cfg.Tokens.secretPath(cfg.DataDir))
 	if s.store, err = openStore(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -561,14 +581,26 @@ func Run(ctx context.Context, cfg Config) error {
 	return err
 }
 
-// MintToken signs an HS256 token for user with the secret tc names (by
-// default the key in dataDir, created on first use).
+// MintToken signs an HS256 token for user with the secret tc names, by
+// default the key the server keeps in dataDir. It never creates a key: a
+// token signed with a new one would be refused by the server.
 func MintToken(tc TokenConfig, dataDir, user string, ttl time.Duration) (string, time.Time, error) {
-	keys, err := tc.Keys(dataDir)
+	keys, err := tc.keys(dataDir, loadServerKey)
 	if err != nil {
 		return "", time.Time{}, err
 	}
 	return keys.Mint(user, ttl)
+}
+
+// loadServerKey reads the key a server created in dir, saying where it
+// looked and what to do when there is none.
+func loadServerKey(dir string) ([]byte, error) {
+	key, err := auth.LoadKey(dir)
+	if errors.Is(err, auth.ErrNoKey) {
+		return nil, fmt.Errorf("%w; parleyd creates it on its first start in its --data-dir: "+
+			"give the same --data-dir (or PARLEY_DATA_DIR) here, or the server's --token-secret-file", err)
+	}
+	return key, err
 }
 
 // isLoopback reports whether addr's host is a loopback address or localhost.

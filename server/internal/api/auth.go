@@ -60,6 +60,11 @@ func authMessage(err error) string {
 	switch {
 	case errors.Is(err, auth.ErrExpired):
 		return "token expired: get a new token and reconnect"
+	case errors.Is(err, auth.ErrOtherKey):
+		// The server's own kid stays out of the answer: it is logged at
+		// start, where the operator looking for the mismatch reads it.
+		return err.Error() + ", not with this server's (its kid is in the server's start-up log): " +
+			"mint tokens with the server's --data-dir or --token-secret-file"
 	default:
 		return err.Error() // auth errors start with "invalid token"
 	}

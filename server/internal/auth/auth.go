@@ -4,6 +4,8 @@ package auth
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -29,6 +31,11 @@ var (
 	ErrInvalid = errors.New("invalid token")
 	// ErrBadUser means a user id is not acceptable.
 	ErrBadUser = errors.New("user id must be 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'")
+	// ErrOtherKey means an HS256 token names (kid) a key other than the
+	// secret's: it was minted with another data directory or secret file.
+	ErrOtherKey = errors.New("token was signed with another key")
+	// ErrNoKey means the data directory holds no signing key.
+	ErrNoKey = errors.New("no signing key")
 )
 
 var userRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -64,6 +71,7 @@ type Config struct {
 // tokens with the secret.
 type Keys struct {
 	cfg Config
+	kid string // KeyID(cfg.Secret), the kid header of minted tokens
 	now func() time.Time
 
 	// cache holds tokens that verified, so a client making many calls with
@@ -84,7 +92,37 @@ func NewKeys(cfg Config) (*Keys, error) {
 	if cfg.Leeway <= 0 {
 		cfg.Leeway = 5 * time.Second
 	}
-	return &Keys{cfg: cfg, now: time.Now, cache: make(map[string]Identity)}, nil
+	return &Keys{cfg: cfg, kid: KeyID(cfg.Secret), now: time.Now, cache: make(map[string]Identity)}, nil
+}
+
+// KeyID is the kid of tokens signed with secret: the first 8 bytes of its
+// SHA-256, in hex. It names a key without revealing it, so a refused token
+// can say that it was signed with another key. It tells an attacker nothing
+// a token does not: any HS256 token already lets one test guesses of a weak
+// secret offline.
+func KeyID(secret []byte) string {
+	sum := sha256.Sum256(secret)
+	return hex.EncodeToString(sum[:8])
+}
+
+// KeyID returns the kid of the tokens k mints.
+func (k *Keys) KeyID() string { return k.kid }
+
+// LoadKey reads the signing key from dir; unlike LoadOrCreateKey it never
+// creates one. A missing key is ErrNoKey, naming the absolute path looked at.
+func LoadKey(dir string) ([]byte, error) {
+	path := filepath.Join(dir, KeyFile)
+	key, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if abs, aerr := filepath.Abs(path); aerr == nil {
+			path = abs
+		}
+		return nil, fmt.Errorf("%w: %s does not exist", ErrNoKey, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read signing key: %w", err)
+	}
+	return key, nil
 }
 
 // LoadOrCreateKey reads the signing key from dir, creating dir and a new
@@ -155,7 +193,9 @@ func (k *Keys) Mint(user string, ttl time.Duration) (string, time.Time, error) {
 	if k.cfg.Audience != "" {
 		claims.Audience = jwt.ClaimStrings{k.cfg.Audience}
 	}
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(k.cfg.Secret)
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
+	tok.Header["kid"] = k.kid
+	s, err := tok.SignedString(k.cfg.Secret)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
 	}
@@ -205,16 +245,29 @@ func (k *Keys) verify(token string) (Identity, error) {
 		opts = append(opts, jwt.WithAudience(k.cfg.Audience))
 	}
 	var claims jwt.RegisteredClaims
-	_, err := jwt.ParseWithClaims(token, &claims, k.keyFor, opts...)
+	t, err := jwt.ParseWithClaims(token, &claims, k.keyFor, opts...)
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return Identity{}, ErrExpired
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid) && k.otherKey(t):
+		return Identity{}, fmt.Errorf("%w: %w (kid %q)", ErrInvalid, ErrOtherKey, t.Header["kid"])
 	case err != nil:
 		return Identity{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	case !ValidUser(claims.Subject):
 		return Identity{}, fmt.Errorf("%w: sub: %w", ErrInvalid, ErrBadUser)
 	}
 	return Identity{User: claims.Subject, Expires: claims.ExpiresAt.Time.Add(k.cfg.Leeway)}, nil
+}
+
+// otherKey reports whether t is an HS256 token whose kid names a key other
+// than the secret: its bad signature comes from a mismatched key, not from
+// tampering.
+func (k *Keys) otherKey(t *jwt.Token) bool {
+	if t == nil || t.Method == nil || t.Method.Alg() != jwt.SigningMethodHS256.Alg() {
+		return false
+	}
+	kid, ok := t.Header["kid"].(string)
+	return ok && kid != "" && len(kid) <= 64 && kid != k.kid
 }
 
 func (k *Keys) algorithms() []string {
