@@ -97,6 +97,9 @@ Flags:
 	if err := parseWithEnv(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: the server takes only flags (to mint a token: parleyd token <user>)", fs.Arg(0))
+	}
 	cfg.MaxStreamsPerConn = uint32(*maxStreams)
 	cfg.AllowedOrigins = splitList(origins)
 	log, err := newLogger(stderr, logFormat, logLevel)
@@ -113,7 +116,11 @@ Flags:
 		}
 		defer stopPprof()
 	}
-	return app.Run(ctx, cfg)
+	err = app.Run(ctx, cfg)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w: another program holds that port; choose another address with --listen (or PARLEY_LISTEN)", err)
+	}
+	return err
 }
 
 func runToken(args []string, stdout, stderr io.Writer) error {
@@ -176,7 +183,9 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 }
 
 // parseWithEnv sets each flag from PARLEY_<NAME> when present, then parses
-// args, so the command line wins.
+// args, so the command line wins. Flags may come before or after the other
+// arguments (parleyd token bob --data-dir data); after "--" everything is
+// an argument. fs.Args() returns the arguments that are not flags.
 func parseWithEnv(fs *flag.FlagSet, args []string) error {
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -190,7 +199,32 @@ func parseWithEnv(fs *flag.FlagSet, args []string) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return fs.Parse(args)
+	return parseInterspersed(fs, args)
+}
+
+// parseInterspersed parses args with fs, letting flags follow non-flag
+// arguments: the flag package stops at the first non-flag, so parsing
+// resumes after each one. The non-flags are then fs's arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		left := fs.Args()
+		if len(left) == 0 {
+			break
+		}
+		if n := len(args) - len(left); n > 0 && args[n-1] == "--" {
+			rest = append(rest, left...) // after "--", nothing is a flag
+			break
+		}
+		rest = append(rest, left[0])
+		args = left[1:]
+	}
+	// Parse once more with only the non-flags behind "--", so fs.Args()
+	// reports them all; no flag is set twice.
+	return fs.Parse(append([]string{"--"}, rest...))
 }
 
 func splitList(s string) []string {

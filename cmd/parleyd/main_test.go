@@ -2,13 +2,19 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -283,5 +289,136 @@ func TestFullDiskFailsAtStart(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(data, "token-hs256.key")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a partial signing key was left behind: %v", err)
+	}
+}
+
+// Flags may follow the user name, as in most command-line tools; "--" ends
+// the flags.
+func TestParseInterspersedFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args          []string
+		dataDir, ttl  string
+		wantPositions []string
+	}{
+		{[]string{"bob", "--data-dir", "d"}, "d", "24h0m0s", []string{"bob"}},
+		{[]string{"--data-dir", "d", "bob"}, "d", "24h0m0s", []string{"bob"}},
+		{[]string{"--expiry", "1h", "bob", "--data-dir=d"}, "d", "1h0m0s", []string{"bob"}},
+		{[]string{"bob", "alice", "-expiry", "2h"}, "data", "2h0m0s", []string{"bob", "alice"}},
+		{[]string{"--data-dir", "d", "--", "-bob", "--expiry", "1h"}, "d", "24h0m0s", []string{"-bob", "--expiry", "1h"}},
+		{[]string{"bob", "--", "--data-dir"}, "data", "24h0m0s", []string{"bob", "--data-dir"}},
+	} {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		dataDir := fs.String("data-dir", "data", "")
+		ttl := fs.Duration("expiry", 24*time.Hour, "")
+		if err := parseInterspersed(fs, tc.args); err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		if *dataDir != tc.dataDir || ttl.String() != tc.ttl || !slices.Equal(fs.Args(), tc.wantPositions) {
+			t.Errorf("%q: data-dir %q, expiry %v, args %q; want %q, %s, %q", tc.args, *dataDir, ttl, fs.Args(), tc.dataDir, tc.ttl, tc.wantPositions)
+		}
+	}
+}
+
+// parleyd token bob --data-dir DIR mints a token the server accepts.
+func TestTokenFlagsAfterUser(t *testing.T) {
+	d := startDaemon(t)
+	out, err := exec.Command(parleydBinary(t), "token", "bob", "--data-dir", d.dir, "--expiry", "1h").CombinedOutput()
+	if err != nil {
+		t.Fatalf("parleyd token bob --data-dir DIR: %v\n%s", err, out)
+	}
+	if err := listRooms(t, d.addr, strings.TrimSpace(string(out))); err != nil {
+		t.Fatalf("the server refused the token: %v", err)
+	}
+}
+
+// listRooms calls ListRooms on addr with token.
+func listRooms(t *testing.T, addr, token string) error {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	_, err = parleyv1.NewChatServiceClient(conn).ListRooms(ctx, &parleyv1.ListRoomsRequest{})
+	return err
+}
+
+// parleyd token in a directory with no data directory creates no key: it
+// says where it looked and fails.
+func TestTokenWithoutKeyFails(t *testing.T) {
+	wd := t.TempDir()
+	cmd := exec.Command(parleydBinary(t), "token", "bob")
+	cmd.Dir = wd
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "PARLEY_") })
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+		t.Fatalf("parleyd token with no key: %v, want a non-zero exit; output:\n%s", err, out)
+	}
+	path := filepath.Join(wd, "data", "token-hs256.key")
+	if !strings.Contains(string(out), "no signing key") || !strings.Contains(string(out), path) || !strings.Contains(string(out), "--data-dir") {
+		t.Errorf("output does not say that there is no key at %s and what to do:\n%s", path, out)
+	}
+	if entries, _ := os.ReadDir(wd); len(entries) != 0 {
+		t.Errorf("parleyd token created %v in its working directory", entries)
+	}
+}
+
+// A token signed with another data directory's key is refused with a
+// message naming that key's kid and where to look, never the server's kid.
+func TestTokenFromAnotherDataDirIsExplained(t *testing.T) {
+	d := startDaemon(t)
+	other := t.TempDir()
+	otherKey := bytes.Repeat([]byte{'o'}, 32)
+	if err := os.WriteFile(filepath.Join(other, "token-hs256.key"), otherKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	serverKey, err := os.ReadFile(filepath.Join(d.dir, "token-hs256.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := exec.Command(parleydBinary(t), "token", "--data-dir", other, "bob").Output()
+	if err != nil {
+		t.Fatalf("parleyd token: %v", err)
+	}
+	st := status.Convert(listRooms(t, d.addr, strings.TrimSpace(string(tok))))
+	msg := st.Message()
+	if st.Code() != codes.Unauthenticated || !strings.Contains(msg, "another key") ||
+		!strings.Contains(msg, kid(otherKey)) || !strings.Contains(msg, "--data-dir") {
+		t.Fatalf("got %v; want UNAUTHENTICATED saying the token's key (kid %s) is another and to check --data-dir", st, kid(otherKey))
+	}
+	if strings.Contains(msg, kid(serverKey)) {
+		t.Fatalf("the refusal %q reveals the server's kid", msg)
+	}
+}
+
+// kid is the key id parleyd gives a secret: SHA-256's first 8 bytes in hex.
+func kid(secret []byte) string {
+	sum := sha256.Sum256(secret)
+	return hex.EncodeToString(sum[:8])
+}
+
+// A stray argument is not silently ignored by the server.
+func TestServeRefusesArguments(t *testing.T) {
+	out, err := exec.Command(parleydBinary(t), "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "tokn").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `unexpected argument "tokn"`) {
+		t.Fatalf("parleyd tokn: err %v, output %s", err, out)
+	}
+}
+
+// A port that is taken gets a hint to choose another with --listen.
+func TestPortInUseSuggestsListen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	out, err := exec.Command(parleydBinary(t), "--data-dir", t.TempDir(), "--listen", ln.Addr().String()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "address already in use") || !strings.Contains(string(out), "--listen") {
+		t.Fatalf("parleyd on a taken port: err %v, output %s", err, out)
 	}
 }
