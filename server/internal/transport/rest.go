@@ -41,10 +41,10 @@ func newGateway(opts ...runtime.ServeMuxOption) *runtime.ServeMux {
 	strictQueryOnce.Do(func() { runtime.SetQueryParameterParser(strictQuery{})(nil) })
 	g := &restGuard{}
 	g.mux = runtime.NewServeMux(append([]runtime.ServeMuxOption{
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: strictJSON{&runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, ndjsonStreams{&runtime.HTTPBodyMarshaler{Marshaler: strictJSON{&runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}}}),
+		}}}}),
 		runtime.WithMiddlewares(probeMiddleware, g.checkRequest),
 		runtime.WithRoutingErrorHandler(routingError),
 	}, opts...)...)
