@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	parley "github.com/parleychat/parley"
 	"github.com/parleychat/parley/web"
 )
 
@@ -21,9 +22,12 @@ const uiContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-sr
 
 // uiHandler serves the embedded web app: index.html at / (revalidated on
 // every load) and its content-hashed assets under /assets/ (cached for a
-// year). Anything else is 404: the app routes with the URL fragment.
+// year), and the REST API's OpenAPI document at /openapi.json. Anything
+// else is 404: the app routes with the URL fragment.
 func uiHandler() http.Handler {
-	return newUI(web.Dist())
+	u := newUI(web.Dist())
+	u.add("/openapi.json", parley.OpenAPI, "application/json")
+	return u
 }
 
 type uiFile struct {
@@ -46,18 +50,23 @@ func newUI(dist fs.FS) *ui {
 		if err != nil {
 			return err
 		}
-		sum := sha256.Sum256(data)
 		ct := mime.TypeByExtension(path.Ext(p))
 		if ct == "" {
 			ct = http.DetectContentType(data)
 		}
-		u.files["/"+p] = uiFile{data: data, etag: `"` + hex.EncodeToString(sum[:12]) + `"`, contentType: ct}
+		u.add("/"+p, data, ct)
 		return nil
 	})
 	if f, ok := u.files["/index.html"]; ok {
 		u.files["/"] = f
 	}
 	return u
+}
+
+// add serves data at urlPath with an ETag of its content.
+func (u *ui) add(urlPath string, data []byte, contentType string) {
+	sum := sha256.Sum256(data)
+	u.files[urlPath] = uiFile{data: data, etag: `"` + hex.EncodeToString(sum[:12]) + `"`, contentType: contentType}
 }
 
 func (u *ui) ServeHTTP(w http.ResponseWriter, r *http.Request) {

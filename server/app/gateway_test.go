@@ -2,11 +2,15 @@ package app_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -105,5 +109,40 @@ func TestRESTEventStreamIsNDJSON(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("shutdown: %v", err)
+	}
+}
+
+// The server serves the REST API's OpenAPI document, the one generated
+// into gen/openapi, at /openapi.json.
+func TestOpenAPIDocumentIsServed(t *testing.T) {
+	ts := startServer(t)
+	resp, err := http.Get("http://" + ts.Addr() + "/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "application/json" {
+		t.Fatalf("GET /openapi.json: %s, Content-Type %q; want 200 application/json", resp.Status, ct)
+	}
+	var doc struct {
+		Swagger string
+		Paths   map[string]map[string]any
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		t.Fatalf("GET /openapi.json: %v", err)
+	}
+	if doc.Swagger != "2.0" || doc.Paths["/v1/rooms/{room}/events"]["get"] == nil || doc.Paths["/v1/users/{toUser}/messages"]["post"] == nil {
+		t.Fatalf("GET /openapi.json: swagger %q, paths %v; want 2.0 with the events and direct-message routes", doc.Swagger, slices.Sorted(maps.Keys(doc.Paths)))
+	}
+	generated, err := os.ReadFile("../../gen/openapi/parley.swagger.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(body, generated) {
+		t.Fatal("/openapi.json differs from gen/openapi/parley.swagger.json")
 	}
 }
