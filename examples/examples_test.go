@@ -45,9 +45,11 @@ type example struct {
 // room through a proxy. Each sends sendN messages and waits for everyone's;
 // then the proxy cuts every connection, and the test types lineN lines into
 // each client, which reconnect, resume after the last seq they printed and
-// resend what was not acknowledged. Each must print all 3×(sendN+lineN)
-// messages once, in seq order from 1 with no gap, in the same order as the
-// others, and must have seen the other two clients in presence.
+// resend what was not acknowledged. Each must print every example's
+// sendN+lineN messages once, in seq order from 1 with no gap, in the same
+// order as the others, and must have seen the others in presence. An
+// example whose tools are missing is a skipped subtest with its own
+// reason, and the others run without it.
 func TestExamples(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping the example clients")
@@ -56,10 +58,10 @@ func TestExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkPrerequisites(t, root)
+	langs := availableLanguages(t, root)
 	start := time.Now()
 	tmp := t.TempDir()
-	examples := prepare(t, root, tmp)
+	examples := prepare(t, root, tmp, langs)
 	t.Logf("built parleyd and the examples in %v", time.Since(start).Round(time.Millisecond))
 
 	addr := startParleyd(t, filepath.Join(tmp, "parleyd"), filepath.Join(tmp, "data"))
@@ -122,12 +124,14 @@ func TestExamples(t *testing.T) {
 	want := expectedMessages(examples)
 	var reference []event
 	for _, r := range runs {
-		checkRun(t, r, examples, want)
-		if reference == nil {
-			reference = r.messages()
-		} else if !sameOrder(reference, r.messages()) {
-			t.Errorf("%s example saw messages in another order than the %s example", r.ex.lang, runs[0].ex.lang)
-		}
+		t.Run(r.ex.lang, func(t *testing.T) {
+			checkRun(t, r, examples, want)
+			if reference == nil {
+				reference = r.messages()
+			} else if !sameOrder(reference, r.messages()) {
+				t.Errorf("%s example saw messages in another order than the %s example", r.ex.lang, runs[0].ex.lang)
+			}
+		})
 	}
 	if t.Failed() {
 		for _, r := range runs {
@@ -136,40 +140,62 @@ func TestExamples(t *testing.T) {
 	}
 }
 
-// checkPrerequisites skips the test (or fails it, with
-// PARLEY_REQUIRE_EXAMPLES=1) when what the Node and Python examples need is
-// not installed.
-func checkPrerequisites(t *testing.T, root string) {
+// availableLanguages returns the examples that can run here: go always,
+// node and python when their tools are installed. Each missing one is a
+// skipped subtest with its own reason, or, with PARLEY_REQUIRE_EXAMPLES=1,
+// fails the test.
+func availableLanguages(t *testing.T, root string) []string {
+	var langs, failures []string
+	for _, lang := range []string{"go", "node", "python"} {
+		missing := missingTools(root, lang)
+		if len(missing) == 0 {
+			langs = append(langs, lang)
+			continue
+		}
+		msg := "the " + lang + " example needs: " + strings.Join(missing, "; ") + " (see examples/README.md)"
+		if os.Getenv("PARLEY_REQUIRE_EXAMPLES") == "1" {
+			failures = append(failures, msg)
+			continue
+		}
+		t.Run(lang, func(t *testing.T) {
+			t.Skip("skipping: " + msg + "; set PARLEY_REQUIRE_EXAMPLES=1 to fail instead")
+		})
+	}
+	if len(failures) > 0 {
+		t.Fatal(strings.Join(failures, "\n") + "\nPARLEY_REQUIRE_EXAMPLES=1 makes this a failure")
+	}
+	return langs
+}
+
+// missingTools lists what the example in lang needs and is not installed.
+func missingTools(root, lang string) []string {
 	var missing []string
-	if _, err := exec.LookPath("node"); err != nil {
-		missing = append(missing, "node (Node.js 20 or later)")
+	switch lang {
+	case "node":
+		if _, err := exec.LookPath("node"); err != nil {
+			missing = append(missing, "node (Node.js 20 or later)")
+		}
+		if _, err := exec.LookPath("npm"); err != nil {
+			missing = append(missing, "npm")
+		}
+		if _, err := os.Stat(filepath.Join(root, "examples/node/node_modules/.bin/tsx")); err != nil {
+			missing = append(missing, "examples/node's packages (cd examples/node && npm ci)")
+		}
+	case "python":
+		if err := exec.Command(python(), "-c", "import grpc, google.protobuf").Run(); err != nil {
+			missing = append(missing, python()+" with grpc and protobuf (apt-get install python3-grpcio python3-protobuf)")
+		}
+		protoc, err := exec.LookPath("protoc")
+		if err != nil {
+			missing = append(missing, "protoc (apt-get install protobuf-compiler)")
+		} else if _, err := os.Stat(filepath.Join(filepath.Dir(protoc), "../include/google/protobuf/timestamp.proto")); err != nil {
+			missing = append(missing, "protoc's well-known types (apt-get install libprotobuf-dev)")
+		}
+		if _, err := exec.LookPath("grpc_python_plugin"); err != nil {
+			missing = append(missing, "grpc_python_plugin (apt-get install protobuf-compiler-grpc)")
+		}
 	}
-	if _, err := exec.LookPath("npm"); err != nil {
-		missing = append(missing, "npm")
-	}
-	if _, err := os.Stat(filepath.Join(root, "examples/node/node_modules/.bin/tsx")); err != nil {
-		missing = append(missing, "examples/node's packages (cd examples/node && npm ci)")
-	}
-	if err := exec.Command(python(), "-c", "import grpc, google.protobuf").Run(); err != nil {
-		missing = append(missing, python()+" with grpc and protobuf (apt-get install python3-grpcio python3-protobuf)")
-	}
-	protoc, err := exec.LookPath("protoc")
-	if err != nil {
-		missing = append(missing, "protoc (apt-get install protobuf-compiler)")
-	} else if _, err := os.Stat(filepath.Join(filepath.Dir(protoc), "../include/google/protobuf/timestamp.proto")); err != nil {
-		missing = append(missing, "protoc's well-known types (apt-get install libprotobuf-dev)")
-	}
-	if _, err := exec.LookPath("grpc_python_plugin"); err != nil {
-		missing = append(missing, "grpc_python_plugin (apt-get install protobuf-compiler-grpc)")
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "the example clients need: " + strings.Join(missing, "; ") + " (see examples/README.md)"
-	if os.Getenv("PARLEY_REQUIRE_EXAMPLES") == "1" {
-		t.Fatal(msg + "; PARLEY_REQUIRE_EXAMPLES=1 makes this a failure")
-	}
-	t.Skip("skipping: " + msg + "; set PARLEY_REQUIRE_EXAMPLES=1 to fail instead")
+	return missing
 }
 
 // python is the interpreter with Debian's grpcio: /usr/bin/python3 unless
@@ -181,20 +207,23 @@ func python() string {
 	return "/usr/bin/python3"
 }
 
+// step is a command that prepares an example; lang "" is for all.
+type step struct {
+	lang, name, dir string
+	argv            []string
+}
+
 // prepare builds parleyd and the Go example, and generates and type-checks
-// the Node and Python code, all at once.
-func prepare(t *testing.T, root, tmp string) []example {
+// the Node and Python code, all at once, for the examples in langs.
+func prepare(t *testing.T, root, tmp string, langs []string) []example {
 	nodeDir := filepath.Join(root, "examples/node")
 	pyGen := filepath.Join(tmp, "pygen")
-	steps := []struct {
-		name, dir string
-		argv      []string
-	}{
-		{"build parleyd", root, []string{"go", "build", "-o", filepath.Join(tmp, "parleyd"), "./cmd/parleyd"}},
-		{"build the Go example", root, []string{"go", "build", "-o", filepath.Join(tmp, "example-go"), "./examples/go"}},
-		{"generate and type-check the Node code", nodeDir, []string{"npm", "run", "--silent", "generate"}},
-		{"generate the Python code", root, []string{filepath.Join(root, "examples/python/generate.sh"), pyGen}},
-	}
+	steps := slices.DeleteFunc([]step{
+		{"", "build parleyd", root, []string{"go", "build", "-o", filepath.Join(tmp, "parleyd"), "./cmd/parleyd"}},
+		{"go", "build the Go example", root, []string{"go", "build", "-o", filepath.Join(tmp, "example-go"), "./examples/go"}},
+		{"node", "generate and type-check the Node code", nodeDir, []string{"npm", "run", "--silent", "generate"}},
+		{"python", "generate the Python code", root, []string{filepath.Join(root, "examples/python/generate.sh"), pyGen}},
+	}, func(s step) bool { return s.lang != "" && !slices.Contains(langs, s.lang) })
 	errs := make([]error, len(steps))
 	var wg sync.WaitGroup
 	for i, s := range steps {
@@ -220,14 +249,14 @@ func prepare(t *testing.T, root, tmp string) []example {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	return []example{
+	return slices.DeleteFunc([]example{
 		{lang: "go", user: "go-user", client: "example-go", dir: root, argv: []string{filepath.Join(tmp, "example-go")}},
 		{lang: "node", user: "node-user", client: "example-node", dir: nodeDir,
 			argv: []string{filepath.Join(nodeDir, "node_modules/.bin/tsx"), "src/main.ts"}},
 		{lang: "python", user: "python-user", client: "example-python", dir: root,
 			argv: []string{python(), filepath.Join(root, "examples/python/parley_chat.py")},
 			env:  []string{"PARLEY_PY_GEN=" + pyGen}},
-	}
+	}, func(ex example) bool { return !slices.Contains(langs, ex.lang) })
 }
 
 // startParleyd runs the real server on a free port and returns its address,
