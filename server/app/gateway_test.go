@@ -130,13 +130,18 @@ func TestOpenAPIDocumentIsServed(t *testing.T) {
 	}
 	var doc struct {
 		Swagger string
-		Paths   map[string]map[string]any
+		Info    struct{ Title string }
+		Paths   map[string]map[string]struct{ Produces []string }
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
 		t.Fatalf("GET /openapi.json: %v", err)
 	}
-	if doc.Swagger != "2.0" || doc.Paths["/v1/rooms/{room}/events"]["get"] == nil || doc.Paths["/v1/users/{toUser}/messages"]["post"] == nil {
-		t.Fatalf("GET /openapi.json: swagger %q, paths %v; want 2.0 with the events and direct-message routes", doc.Swagger, slices.Sorted(maps.Keys(doc.Paths)))
+	if _, ok := doc.Paths["/v1/users/{toUser}/messages"]["post"]; doc.Swagger != "2.0" || doc.Info.Title != "Parley ChatService" || !ok {
+		t.Fatalf("GET /openapi.json: swagger %q, title %q, paths %v; want 2.0, Parley ChatService, with the direct-message route",
+			doc.Swagger, doc.Info.Title, slices.Sorted(maps.Keys(doc.Paths)))
+	}
+	if p := doc.Paths["/v1/rooms/{room}/events"]["get"].Produces; !slices.Equal(p, []string{"application/x-ndjson"}) {
+		t.Fatalf("GET /openapi.json: the events route produces %q, want application/x-ndjson", p)
 	}
 	generated, err := os.ReadFile("../../gen/openapi/parley.swagger.json")
 	if err != nil {
