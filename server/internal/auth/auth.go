@@ -97,9 +97,10 @@ func NewKeys(cfg Config) (*Keys, error) {
 
 // KeyID is the kid of tokens signed with secret: the first 8 bytes of its
 // SHA-256, in hex. It names a key without revealing it, so a refused token
-// can say that it was signed with another key. It tells an attacker nothing
-// a token does not: any HS256 token already lets one test guesses of a weak
-// secret offline.
+// can say that it was signed with another key. In a token it tells the
+// holder nothing the token does not (any HS256 token already lets one test
+// guesses of a weak secret offline); the server's own kid is therefore not
+// given to callers without a valid token, only logged.
 func KeyID(secret []byte) string {
 	sum := sha256.Sum256(secret)
 	return hex.EncodeToString(sum[:8])
