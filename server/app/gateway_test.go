@@ -113,7 +113,7 @@ func TestRESTEventStreamIsNDJSON(t *testing.T) {
 }
 
 // The server serves the REST API's OpenAPI document, the one generated
-// into gen/openapi, at /openapi.json.
+// into server/internal/transport/openapi, at /openapi.json.
 func TestOpenAPIDocumentIsServed(t *testing.T) {
 	ts := startServer(t)
 	resp, err := http.Get("http://" + ts.Addr() + "/openapi.json")
@@ -143,11 +143,11 @@ func TestOpenAPIDocumentIsServed(t *testing.T) {
 	if p := doc.Paths["/v1/rooms/{room}/events"]["get"].Produces; !slices.Equal(p, []string{"application/x-ndjson"}) {
 		t.Fatalf("GET /openapi.json: the events route produces %q, want application/x-ndjson", p)
 	}
-	generated, err := os.ReadFile("../../gen/openapi/parley.swagger.json")
+	generated, err := os.ReadFile("../internal/transport/openapi/parley.swagger.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(body, generated) {
-		t.Fatal("/openapi.json differs from gen/openapi/parley.swagger.json")
+		t.Fatal("/openapi.json differs from the generated server/internal/transport/openapi/parley.swagger.json")
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	parley "github.com/parleychat/parley"
+	"github.com/parleychat/parley/server/internal/transport"
 	"github.com/parleychat/parley/web"
 )
 
@@ -26,7 +26,7 @@ const uiContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-sr
 // else is 404: the app routes with the URL fragment.
 func uiHandler() http.Handler {
 	u := newUI(web.Dist())
-	u.add("/openapi.json", parley.OpenAPI, "application/json")
+	u.add("/openapi.json", transport.OpenAPI, "application/json")
 	return u
 }
 
