@@ -75,7 +75,7 @@ export async function restClient(url, user) {
   const { token } = await login.json();
   return {
     async createRoom(name) {
-      const res = await fetch(`${url}/v1/rooms`, { method: "POST", headers: { authorization: `Bearer ${token}` }, body: JSON.stringify({ name }) });
+      const res = await fetch(`${url}/v1/rooms`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ name }) });
       if (!res.ok) throw new Error(`create room ${name}: ${res.status} ${await res.text()}`);
     },
     async send(room, body, clientMsgId) {

@@ -1,4 +1,4 @@
-package parley
+package main
 
 import (
 	"os"
@@ -10,7 +10,7 @@ import (
 // no shell command names the default port itself, so a reader whose port
 // 8080 is taken changes one line.
 func TestReadmeCommandsUseOneAddress(t *testing.T) {
-	raw, err := os.ReadFile("README.md")
+	raw, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
