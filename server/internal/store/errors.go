@@ -13,4 +13,12 @@ var (
 	// ErrUnavailable means the store's database cannot be reached now; the
 	// call stored nothing and may be retried.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrCorrupt means the database is damaged (SQLite found a malformed
+	// page or file; PostgreSQL reported data corruption). The call failed;
+	// the operator must restore or repair the database.
+	ErrCorrupt = errors.New("database damaged")
+	// ErrFull means the database's storage is full (the disk, or a
+	// configured size limit). The call failed and may be retried once space
+	// is freed; a retried append with the same ClientMsgID is stored once.
+	ErrFull = errors.New("storage full")
 )

@@ -8,11 +8,11 @@ import (
 )
 
 // VisibleRooms implements store.Store.
-func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit int) ([]store.Room, error) {
+func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit int) (_ []store.Room, err error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
-	defer s.mu.RUnlock()
+	defer s.exit(&err)
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -38,13 +38,13 @@ func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit 
 }
 
 // IsMember implements store.Store.
-func (s *Store) IsMember(ctx context.Context, room, user string) (bool, error) {
+func (s *Store) IsMember(ctx context.Context, room, user string) (_ bool, err error) {
 	if err := s.enter(); err != nil {
 		return false, err
 	}
-	defer s.mu.RUnlock()
+	defer s.exit(&err)
 	var n int
-	err := s.read.QueryRowContext(ctx, "SELECT count(*) FROM members WHERE room = ? AND user = ?", room, user).Scan(&n)
+	err = s.read.QueryRowContext(ctx, "SELECT count(*) FROM members WHERE room = ? AND user = ?", room, user).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("sqlite: read membership of %q: %w", room, err)
 	}
@@ -52,11 +52,11 @@ func (s *Store) IsMember(ctx context.Context, room, user string) (bool, error) {
 }
 
 // Members implements store.Store.
-func (s *Store) Members(ctx context.Context, room string) ([]string, error) {
+func (s *Store) Members(ctx context.Context, room string) (_ []string, err error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
-	defer s.mu.RUnlock()
+	defer s.exit(&err)
 	if err := s.roomExists(ctx, room); err != nil {
 		return nil, err
 	}

@@ -13,11 +13,11 @@ import (
 const roomColumns = "name, visibility, created_by, created_at, last_seq, last_message_at"
 
 // Room implements store.Store.
-func (s *Store) Room(ctx context.Context, name string) (store.Room, error) {
+func (s *Store) Room(ctx context.Context, name string) (_ store.Room, err error) {
 	if err := s.enter(); err != nil {
 		return store.Room{}, err
 	}
-	defer s.mu.RUnlock()
+	defer s.exit(&err)
 	row := s.read.QueryRowContext(ctx, "SELECT "+roomColumns+" FROM rooms WHERE name = ?", name)
 	r, err := scanRoom(row)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -30,11 +30,11 @@ func (s *Store) Room(ctx context.Context, name string) (store.Room, error) {
 }
 
 // ListRooms implements store.Store.
-func (s *Store) ListRooms(ctx context.Context, afterName string, limit int) ([]store.Room, error) {
+func (s *Store) ListRooms(ctx context.Context, afterName string, limit int) (_ []store.Room, err error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
-	defer s.mu.RUnlock()
+	defer s.exit(&err)
 	if limit <= 0 {
 		return nil, nil // SQLite would read a negative LIMIT as no limit at all
 	}
@@ -71,11 +71,11 @@ func scanRoom(row interface{ Scan(...any) error }) (store.Room, error) {
 }
 
 // Messages implements store.Store.
-func (s *Store) Messages(ctx context.Context, room string, q store.Query) ([]store.Message, error) {
+func (s *Store) Messages(ctx context.Context, room string, q store.Query) (_ []store.Message, err error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
-	defer s.mu.RUnlock()
+	defer s.exit(&err)
 	out, err := s.queryMessages(ctx, room, q)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: messages of %q: %w", room, err)

@@ -76,7 +76,7 @@ func (s *Store) pruneBounds(ctx context.Context, room string, byAge bool, cutoff
 	if err := s.enter(); err != nil {
 		return 0, 0, err
 	}
-	defer s.mu.RUnlock()
+	defer s.exit(&err)
 	var first, last sql.NullInt64
 	if err := s.read.QueryRowContext(ctx, "SELECT min(seq) FROM messages WHERE room = ?", room).Scan(&first); err != nil {
 		return 0, 0, fmt.Errorf("sqlite: prune %q: %w", room, err)

@@ -62,6 +62,11 @@ type Config struct {
 	// BusyTimeout is how long a connection waits for a lock held by another
 	// process before failing (default DefaultBusyTimeout).
 	BusyTimeout time.Duration
+	// MaxBytes, if positive, bounds the database file: a write that would
+	// grow it further fails as on a full disk (store.ErrFull), which leaves
+	// the rest of the disk to the WAL, the logs and everything else. Pages
+	// freed by deletions are reused. Zero: only the disk bounds it.
+	MaxBytes int64
 }
 
 // Validate reports every problem with c at once.
@@ -78,6 +83,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReadConns < 0 {
 		errs = append(errs, fmt.Errorf("sqlite: ReadConns %d must not be negative (0 means %d)", c.ReadConns, DefaultReadConns))
+	}
+	if c.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("sqlite: MaxBytes %d must not be negative (0 means no limit)", c.MaxBytes))
 	}
 	if c.BusyTimeout < 0 {
 		errs = append(errs, fmt.Errorf("sqlite: BusyTimeout %v must not be negative (0 means %v)", c.BusyTimeout, DefaultBusyTimeout))
@@ -127,12 +135,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{cfg: cfg}
 	if err := s.openDBs(ctx); err != nil {
 		s.closeDBs()
-		return nil, err
+		return nil, classify(cfg.Path, err)
 	}
 	w, err := startWriter(ctx, s.write, cfg)
 	if err != nil {
 		s.closeDBs()
-		return nil, err
+		return nil, classify(cfg.Path, err)
 	}
 	s.w = w
 	return s, nil
@@ -193,6 +201,9 @@ func openDB(ctx context.Context, cfg Config, readOnly bool) (*sql.DB, error) {
 	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
+		if err := classify(cfg.Path, err); errors.Is(err, store.ErrCorrupt) {
+			return nil, fmt.Errorf("sqlite: open %s: %w", cfg.Path, err)
+		}
 		return nil, fmt.Errorf("sqlite: open %s (the file and its directory must be writable: WAL mode keeps %[1]s-wal and %[1]s-shm beside it): %w", cfg.Path, err)
 	}
 	return db, nil
@@ -309,4 +320,11 @@ func (s *Store) enter() error {
 		return store.ErrClosed
 	}
 	return nil
+}
+
+// exit ends a call that enter began, marking in *err a damaged database or
+// full storage (see classify).
+func (s *Store) exit(err *error) {
+	s.mu.RUnlock()
+	*err = classify(s.cfg.Path, *err)
 }

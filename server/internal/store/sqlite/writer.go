@@ -30,6 +30,7 @@ import (
 // before the fsync and syncing in the background (readers of the read pool
 // would see messages that a crash could still take away).
 type writer struct {
+	path string // the database file, for classify
 	conn *sql.Conn
 	st   *statements
 	q    *groupcommit.Queue[*request]
@@ -65,14 +66,34 @@ func startWriter(ctx context.Context, db *sql.DB, cfg Config) (*writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: writer connection: %w", err)
 	}
+	if err := limitSize(ctx, conn, cfg.MaxBytes); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	st, err := prepare(ctx, conn, cfg.MaxBatch)
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
-	w := &writer{conn: conn, st: st, q: groupcommit.New[*request]("sqlite", cfg.MaxBatch, cfg.MaxBatchDelay), b: newBatchState()}
+	w := &writer{path: cfg.Path, conn: conn, st: st, q: groupcommit.New[*request]("sqlite", cfg.MaxBatch, cfg.MaxBatchDelay), b: newBatchState()}
 	go w.q.Run(w.process)
 	return w, nil
+}
+
+// limitSize sets the writer connection's max_page_count to maxBytes, if
+// positive. (SQLite keeps it at least the database's current page count.)
+func limitSize(ctx context.Context, conn *sql.Conn, maxBytes int64) error {
+	if maxBytes <= 0 {
+		return nil
+	}
+	var pageSize int64
+	if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
+		return fmt.Errorf("sqlite: read page size: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", max(maxBytes/pageSize, 1))); err != nil {
+		return fmt.Errorf("sqlite: limit the database to %d bytes: %w", maxBytes, err)
+	}
+	return nil
 }
 
 // CreateRoom implements store.Store. Like an append, it is committed by the
@@ -206,7 +227,7 @@ func (w *writer) process(batch []*request) {
 	}
 	if len(live) > 0 {
 		if err := w.commit(live); err != nil {
-			err = fmt.Errorf("sqlite: commit batch of %d: %w", len(live), err)
+			err = classify(w.path, fmt.Errorf("sqlite: commit batch of %d: %w", len(live), err))
 			for _, r := range live {
 				r.res = result{err: err}
 			}
