@@ -29,8 +29,23 @@ var ErrInvalidText = errors.New("text must be valid UTF-8 without NUL characters
 // the connection is lost while COMMIT is under way, the batch may have been
 // stored. A retry with the same ClientMsgID is safe either way (it returns
 // the stored message as a duplicate).
+//
+// It also marks a full disk (SQLSTATE 53100) with store.ErrFull and data
+// corruption (XX001, XX002) with store.ErrCorrupt.
 func classify(err error) error {
-	if err == nil || errors.Is(err, store.ErrUnavailable) || !unavailable(err) {
+	if err == nil || errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrFull) || errors.Is(err, store.ErrCorrupt) {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "53100": // disk_full
+			return mark(err, store.ErrFull)
+		case "XX001", "XX002": // data_corrupted, index_corrupted
+			return mark(err, store.ErrCorrupt)
+		}
+	}
+	if !unavailable(err) {
 		return err
 	}
 	return mark(err, store.ErrUnavailable)
