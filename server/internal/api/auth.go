@@ -70,24 +70,26 @@ func authMessage(err error) string {
 	}
 }
 
-// UnaryInterceptor rejects requests that did not decode and authenticates
-// unary ChatService calls.
+// UnaryInterceptor rejects requests that did not decode, authenticates
+// unary ChatService calls and logs the cause of an INTERNAL answer.
 func (s *Service) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err := malformed(req); err != nil {
 		return nil, err
 	}
-	if !needsAuth(info.FullMethod) {
-		return handler(ctx, req)
+	if needsAuth(info.FullMethod) {
+		var err error
+		if ctx, err = s.authenticate(ctx); err != nil {
+			return nil, err
+		}
 	}
-	ctx, err := s.authenticate(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return handler(ctx, req)
+	resp, err := handler(ctx, req)
+	s.logInternal(info.FullMethod, err)
+	return resp, err
 }
 
-// StreamInterceptor authenticates streaming ChatService calls, and ends
-// other streams (reflection, health watches) when the server drains.
+// StreamInterceptor authenticates streaming ChatService calls and logs the
+// cause of an INTERNAL end, and ends other streams (reflection, health
+// watches) when the server drains.
 func (s *Service) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if !needsAuth(info.FullMethod) {
 		return s.untilDrain(srv, ss, handler)
@@ -96,7 +98,9 @@ func (s *Service) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.St
 	if err != nil {
 		return err
 	}
-	return handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
+	err = handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
+	s.logInternal(info.FullMethod, err)
+	return err
 }
 
 type authedStream struct {

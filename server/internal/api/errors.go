@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -42,6 +43,10 @@ func statusOf(err error) *status.Status {
 		code = codes.ResourceExhausted
 	case errors.Is(err, auth.ErrNoToken), errors.Is(err, auth.ErrExpired), errors.Is(err, auth.ErrInvalid):
 		code = codes.Unauthenticated
+	case errors.Is(err, store.ErrFull):
+		return storageStatus("STORAGE_FULL", "the server's storage is full: nothing was stored; retry later (a send with the same client_msg_id is stored at most once)")
+	case errors.Is(err, store.ErrCorrupt):
+		return storageStatus("STORAGE_DAMAGED", "the server's database is damaged and its operator must repair it: nothing was stored; retry later (a send with the same client_msg_id is stored at most once)")
 	case errors.Is(err, store.ErrUnavailable):
 		return status.New(codes.Unavailable, "message store unavailable: the request may not have been carried out; retry (a send with the same client_msg_id is stored at most once)")
 	case errors.Is(err, store.ErrClosed), errors.Is(err, errShuttingDown):
@@ -54,6 +59,54 @@ func statusOf(err error) *status.Status {
 		return status.New(codes.Internal, "internal error")
 	}
 	return status.New(code, err.Error())
+}
+
+// storageStatus is UNAVAILABLE for a fault of the server's storage, with a
+// google.rpc.ErrorInfo detail whose reason tells the faults apart. Not
+// INTERNAL (a bug) nor DATA_LOSS (which clients read as final): the request
+// may be retried, and succeeds once the operator has freed space or
+// restored the database.
+func storageStatus(reason, msg string) *status.Status {
+	st := status.New(codes.Unavailable, msg)
+	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: "parley.chat"}); err == nil {
+		return withInfo
+	}
+	return st
+}
+
+// fail is the error a handler returns for err: its status, or for an
+// unexpected error an internalError that the edge logs (logInternal).
+func fail(err error) error {
+	st := statusOf(err)
+	if st.Code() == codes.Internal {
+		return &internalError{cause: err}
+	}
+	return st.Err()
+}
+
+// internalError is an unexpected error on its way to a client, who sees
+// only INTERNAL "internal error"; its cause is for the server's log.
+type internalError struct{ cause error }
+
+func (e *internalError) Error() string { return "internal error" }
+func (e *internalError) Unwrap() error { return e.cause }
+
+// GRPCStatus is the status grpc-go sends for e.
+func (e *internalError) GRPCStatus() *status.Status {
+	return status.New(codes.Internal, "internal error")
+}
+
+// logInternal logs, once per failed call or frame, an INTERNAL answer and
+// its cause: the error that was mapped to it, never a request's contents.
+func (s *Service) logInternal(method string, err error) {
+	if status.Code(err) != codes.Internal {
+		return
+	}
+	var ie *internalError
+	if errors.As(err, &ie) {
+		err = ie.cause
+	}
+	s.log.Error("answered INTERNAL", "method", method, "cause", err)
 }
 
 func trimPrefix(s, prefix string) string {

@@ -183,6 +183,9 @@ func (sess *session) replyInTurn(r *parleyv1.Reply, err error) error {
 func (sess *session) reply(r *parleyv1.Reply, err error) error {
 	if err != nil {
 		st := statusOf(err)
+		if st.Code() == codes.Internal {
+			sess.s.logInternal(parleyv1.ChatService_Join_FullMethodName, fail(err))
+		}
 		r.Code, r.Error = int32(st.Code()), st.Message()
 		r.Message = nil
 		if d := retryDelay(st); d > 0 {

@@ -143,8 +143,6 @@ func (s *Service) access(ctx context.Context, user, name string) (store.Room, er
 	return r, nil
 }
 
-func fail(err error) error { return statusOf(err).Err() }
-
 // SendMessage implements parleyv1.ChatServiceServer.
 func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
 	user, room := identity(ctx).User, req.GetRoom()
