@@ -58,6 +58,8 @@ func runServe(args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.PostgresSchema, "postgres-schema", "parley", "with a postgres:// store: the schema holding Parley's tables")
 	fs.IntVar(&cfg.SQLite.MaxBatch, "sqlite-max-batch", 0, "most sends committed in one SQLite transaction (0: the default, 4096; 1 turns group commit off)")
 	fs.DurationVar(&cfg.SQLite.MaxBatchDelay, "sqlite-batch-delay", 0, "how long a batch may wait for more sends while more are coming (0: the default, 2ms)")
+	fs.Int64Var(&cfg.SQLite.MaxBytes, "sqlite-max-bytes", 0, "largest the SQLite database may grow; past it sends fail as on a full disk, leaving the disk's rest free (0: no limit)")
+	fs.DurationVar(&cfg.DBCheckTimeout, "db-check-timeout", 30*time.Second, "how long the check of the SQLite database at start may take before the rest goes unchecked (negative: no check)")
 	fs.BoolVar(&cfg.Dev, "dev", false, "development mode: DevLogin hands out a token for any user name; refuses non-loopback --listen")
 	fs.BoolVar(&cfg.DevAllowRemote, "dev-allow-remote", false, "let --dev listen on a non-loopback address (anyone who reaches it can be anyone)")
 	tokenFlags(fs, &cfg.Tokens)

@@ -66,6 +66,11 @@ type Config struct {
 	// SQLite tunes the embedded store's group commit; its Path is set from
 	// DataDir.
 	SQLite sqlite.Config
+	// DBCheckTimeout bounds the check of the embedded database at start
+	// (SQLite's quick_check; default 30s); when it runs out, the rest of
+	// the database goes unchecked and parleyd starts anyway, saying so.
+	// Negative: no check.
+	DBCheckTimeout time.Duration
 	// Dev enables DevLogin, which mints a token for any name.
 	Dev bool
 	// DevAllowRemote lets Dev run on a non-loopback address.
@@ -203,6 +208,9 @@ func (c *Config) setDefaults() {
 	if c.RetentionInterval <= 0 {
 		c.RetentionInterval = time.Minute
 	}
+	if c.DBCheckTimeout == 0 {
+		c.DBCheckTimeout = 30 * time.Second
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -244,7 +252,10 @@ func (c Config) Validate() error {
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
-	store     store.Store
+	store     store.Store // db, watched by storeHealth
+	db        store.Store // the store itself, for what only some kinds offer (Ping, Check, Collectors)
+	storeHlth *storeHealth
+	healthMu  sync.Mutex // orders updates of the gRPC health status
 	broker    *broker.NATS
 	hub       *hub.Hub
 	svc       *api.Service
@@ -272,9 +283,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.log.Info("token signing key", "kid", s.Keys.KeyID(), "file", cfg.Tokens.secretPath(cfg.DataDir))
-	if s.store, err = openStore(ctx, cfg); err != nil {
+	if s.db, err = openStore(ctx, cfg); err != nil {
 		return nil, err
 	}
+	s.storeHlth = newStoreHealth(cfg, s.log, s.refreshHealth)
+	s.store = watchedStore{Store: s.db, h: s.storeHlth}
+	s.checkStore(ctx)
 	if err := s.ensureDefaultRoom(ctx); err != nil {
 		s.store.Close()
 		return nil, err
@@ -302,7 +316,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.svc = api.New(api.Config{Hub: s.hub, Store: s.store, Keys: s.Keys, Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes, Dev: cfg.Dev,
 		SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, MaxJoinStreamsPerUser: cfg.MaxJoinStreamsPerUser})
-	s.metrics = newMetrics(s.hub, storeCollectors(s.store)...)
+	s.metrics = newMetrics(s.hub, append(storeCollectors(s.db), s.storeHlth.collectors()...)...)
 	s.grpc = s.newGRPCServer()
 	if s.net, err = transport.Listen(ctx, s.transportConfig(), s.grpc); err != nil {
 		s.closeBackends()
@@ -334,8 +348,11 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 		return st, nil
 	}
 	sc := cfg.SQLite
-	sc.Path = filepath.Join(cfg.DataDir, "parley.db")
+	sc.Path = sqlitePath(cfg)
 	st, err := sqlite.Open(ctx, sc)
+	if errors.Is(err, store.ErrCorrupt) {
+		return nil, fmt.Errorf("open store: %w: %s", err, damageAdvice(cfg))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -347,7 +364,8 @@ func (s *Server) ensureDefaultRoom(ctx context.Context) error {
 		return nil
 	}
 	_, err := s.store.CreateRoom(ctx, store.Room{Name: s.cfg.DefaultRoom, Visibility: store.Public, CreatedBy: "parleyd"})
-	if err != nil && !errors.Is(err, store.ErrRoomExists) {
+	// A damaged database has been reported already: serve what can be read.
+	if err != nil && !errors.Is(err, store.ErrRoomExists) && !errors.Is(err, store.ErrCorrupt) {
 		return fmt.Errorf("create default room %q: %w", s.cfg.DefaultRoom, err)
 	}
 	return nil
@@ -372,8 +390,7 @@ func (s *Server) newGRPCServer() *grpc.Server {
 	)
 	parleyv1.RegisterChatServiceServer(gs, s.svc)
 	s.health = health.NewServer()
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.health.SetServingStatus(parleyv1.ChatService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	s.refreshHealth()
 	healthpb.RegisterHealthServer(gs, s.health)
 	reflection.Register(gs)
 	return gs
@@ -384,7 +401,8 @@ func (s *Server) transportConfig() transport.Config {
 		Listen: s.cfg.Listen, GRPCListen: s.cfg.GRPCListen, AllowedOrigins: s.cfg.AllowedOrigins,
 		MaxMessageBytes: s.cfg.MaxMessageBytes, MaxStreamsPerConn: s.cfg.MaxStreamsPerConn, Log: s.log,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		Healthy:           func() bool { return !s.draining.Load() && !s.storeDown.Load() },
+		Healthy:           func() bool { return !s.draining.Load() && !s.storeDown.Load() && !s.storeHlth.damaged.Load() },
+		HealthDetail:      s.storeHlth.detail,
 		UI:                uiHandler(),
 		Metrics:           s.metrics.handler(),
 		Conns:             &s.metrics.grpcConns,
@@ -440,7 +458,7 @@ func storeKind(s string) string {
 func (s *Server) watchStore(ctx context.Context, interval time.Duration) {
 	type pinger interface{ Ping(context.Context) error }
 	var deps []pinger
-	if p, ok := s.store.(pinger); ok {
+	if p, ok := s.db.(pinger); ok {
 		deps = append(deps, p)
 	}
 	if s.broker != nil {
@@ -475,18 +493,32 @@ func (s *Server) watchStore(ctx context.Context, interval time.Duration) {
 			if now := err == nil; now != healthy {
 				healthy = now
 				s.storeDown.Store(!now)
-				st := healthpb.HealthCheckResponse_SERVING
 				if !now {
-					st = healthpb.HealthCheckResponse_NOT_SERVING
 					s.log.Error("store or broker unreachable: reporting NOT_SERVING", "err", err)
 				} else {
-					s.log.Info("store and broker reachable again: SERVING")
+					s.log.Info("store and broker reachable again")
 				}
-				s.health.SetServingStatus("", st)
-				s.health.SetServingStatus(parleyv1.ChatService_ServiceDesc.ServiceName, st)
+				s.refreshHealth()
 			}
 		}
 	}()
+}
+
+// refreshHealth sets the gRPC health status from what is known: NOT_SERVING
+// while the store or broker is out of reach or the database is damaged.
+// (Draining is health.Server.Shutdown's, which ignores later updates.)
+func (s *Server) refreshHealth() {
+	if s.health == nil {
+		return // not serving yet: newGRPCServer calls it
+	}
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	st := healthpb.HealthCheckResponse_SERVING
+	if s.storeDown.Load() || s.storeHlth.damaged.Load() {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus(parleyv1.ChatService_ServiceDesc.ServiceName, st)
 }
 
 // startRetention prunes old messages every RetentionInterval, if a

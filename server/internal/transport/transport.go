@@ -52,6 +52,9 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	// Healthy reports whether /healthz should answer 200.
 	Healthy func() bool
+	// HealthDetail, if set, says what is wrong or degraded ("" if nothing);
+	// /healthz writes it in its body, after "not serving: " when unhealthy.
+	HealthDetail func() string
 	// UI serves everything that is not an API route, such as the web app.
 	UI http.Handler
 	// Metrics, if set, serves /metrics.
@@ -290,12 +293,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) healthz(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	if !s.cfg.Healthy() {
+	var detail string
+	if s.cfg.HealthDetail != nil {
+		detail = s.cfg.HealthDetail()
+	}
+	switch {
+	case !s.cfg.Healthy() && detail != "":
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not serving:", detail)
+	case !s.cfg.Healthy():
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, "not serving")
-		return
+	case detail != "":
+		fmt.Fprintln(w, detail)
+	default:
+		fmt.Fprintln(w, "ok")
 	}
-	fmt.Fprintln(w, "ok")
 }
 
 func (s *Server) allowedOrigin(origin string) bool {
