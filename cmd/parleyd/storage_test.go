@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -46,19 +47,13 @@ func TestDamagedDatabaseReportedAtStart(t *testing.T) {
 	if !strings.Contains(l, "the database is damaged") || !strings.Contains(l, path) || !strings.Contains(l, "restore") {
 		t.Fatalf("the log does not report the damage, the file and what to do:\n%s", l)
 	}
-	resp, err := http.Get("http://" + addr + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "database damaged") {
-		t.Errorf("/healthz = %d %q, want 503 saying the database is damaged", resp.StatusCode, body)
+	if code, text := getHealthz(t, addr); code != http.StatusServiceUnavailable || !strings.Contains(text, "database damaged") {
+		t.Errorf("/healthz = %d %q, want 503 saying the database is damaged", code, text)
 	}
 	c := parleyv1.NewChatServiceClient(dialDaemon(t, addr))
 	ctx, cancel := context.WithTimeout(bearer(context.Background(), d.token(t, "alice")), 10*time.Second)
 	defer cancel()
-	_, err = c.SendMessage(ctx, &parleyv1.SendMessageRequest{Room: "room-00", Body: "hello"})
+	_, err := c.SendMessage(ctx, &parleyv1.SendMessageRequest{Room: "room-00", Body: "hello"})
 	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "damaged") {
 		t.Errorf("send = %v, want UNAVAILABLE saying the database is damaged", err)
 	}
@@ -135,4 +130,72 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// A real full disk (a small tmpfs; needs root): sends answer UNAVAILABLE
+// "the server's storage is full", /healthz stays 200 but says degraded;
+// once space is freed sends are stored again, and nothing acknowledged was
+// lost.
+func TestFullDiskAtRunTime(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs to fill (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	spare := filepath.Join(dir, "spare")
+	if err := os.WriteFile(spare, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{dir: filepath.Join(dir, "data"), addr: "127.0.0.1:0", args: []string{"--send-rate", "-1"}}
+	d.start(t)
+	t.Cleanup(func() { d.kill(t) }) // before the unmount
+	c := parleyv1.NewChatServiceClient(dialDaemon(t, d.addr))
+	ctx, cancel := context.WithTimeout(bearer(context.Background(), d.token(t, "alice")), time.Minute)
+	defer cancel()
+	body := strings.Repeat("z", 2000)
+	acked := 0
+	for ; ; acked++ {
+		_, err := c.SendMessage(ctx, &parleyv1.SendMessageRequest{Room: "lobby", Body: body, ClientMsgId: fmt.Sprint(acked)})
+		if err != nil {
+			if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "the server's storage is full") {
+				t.Fatalf("send on a full disk = %v, want UNAVAILABLE saying the storage is full", err)
+			}
+			break
+		}
+		if acked > 5000 {
+			t.Fatal("the disk never filled up")
+		}
+	}
+	if code, text := getHealthz(t, d.addr); code != http.StatusOK || !strings.Contains(text, "degraded") {
+		t.Errorf("/healthz on a full disk = %d %q, want 200 degraded", code, text)
+	}
+	if err := os.Remove(spare); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SendMessage(ctx, &parleyv1.SendMessageRequest{Room: "lobby", Body: "after", ClientMsgId: "after"}); err != nil {
+		t.Fatalf("send after space was freed: %v", err)
+	}
+	if code, text := getHealthz(t, d.addr); code != http.StatusOK || text != "ok\n" {
+		t.Errorf("/healthz after space was freed = %d %q, want 200 ok", code, text)
+	}
+	msgs := history(t, c, ctx, "lobby")
+	if len(msgs) != acked+1 {
+		t.Fatalf("history holds %d messages, want the %d acknowledged and one more", len(msgs), acked)
+	}
+	for i, m := range msgs[:acked] {
+		if m.GetSeq() != uint64(i+1) || m.GetClientMsgId() != fmt.Sprint(i) {
+			t.Fatalf("message %d: seq %d id %q, want seq %d id %d", i, m.GetSeq(), m.GetClientMsgId(), i+1, i)
+		}
+	}
+}
+
+func getHealthz(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
