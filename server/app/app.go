@@ -554,7 +554,8 @@ func (s *Server) startRetention() {
 			if n > 0 {
 				s.log.Info("retention deleted old messages", "count", n)
 			}
-			if err != nil && ctx.Err() == nil {
+			// A damaged or full database is reported once, by storeHealth.
+			if err != nil && ctx.Err() == nil && !errors.Is(err, store.ErrCorrupt) && !errors.Is(err, store.ErrFull) {
 				s.log.Error("retention", "err", err)
 			}
 		}
