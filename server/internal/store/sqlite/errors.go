@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	driver "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -41,4 +42,12 @@ func classify(path string, err error) error {
 		}
 	}
 	return err
+}
+
+// noTransaction reports whether err is ROLLBACK's answer when SQLite has
+// rolled the transaction back itself, as it does after SQLITE_FULL and
+// some I/O errors: nothing left to undo.
+func noTransaction(err error) bool {
+	var se *driver.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_ERROR && strings.Contains(se.Error(), "no transaction is active")
 }

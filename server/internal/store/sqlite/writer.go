@@ -275,7 +275,7 @@ func (w *writer) attempt(live []*request, careful bool) error {
 	}
 	if err != nil {
 		w.b.rolledBack()
-		if _, rerr := w.st.rollback.ExecContext(ctx); rerr != nil {
+		if _, rerr := w.st.rollback.ExecContext(ctx); rerr != nil && !noTransaction(rerr) {
 			err = errors.Join(err, fmt.Errorf("rollback: %w", rerr))
 		}
 		return err
