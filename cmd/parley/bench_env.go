@@ -28,6 +28,11 @@ type serverSample struct {
 	messages   float64 // parley_messages_total
 	streams    float64 // parley_streams
 	slowCuts   float64 // parley_slow_consumers_total
+	heapInuse  float64 // go_memstats_heap_inuse_bytes
+	goroutines float64 // go_goroutines
+	fds        float64 // process_open_fds
+	grpcConns  float64 // parley_grpc_connections
+	queueBytes float64 // parley_queue_bytes
 }
 
 // metricsClient scrapes the servers' Prometheus text endpoints; with
@@ -71,6 +76,11 @@ func (m *metricsClient) scrape(ctx context.Context) (serverSample, error) {
 		sum.messages += s.messages
 		sum.streams += s.streams
 		sum.slowCuts += s.slowCuts
+		sum.heapInuse += s.heapInuse
+		sum.goroutines += s.goroutines
+		sum.fds += s.fds
+		sum.grpcConns += s.grpcConns
+		sum.queueBytes += s.queueBytes
 		sum.at = s.at
 	}
 	return sum, nil
@@ -99,6 +109,11 @@ func (m *metricsClient) scrapeOne(ctx context.Context, url string) (serverSample
 		"parley_messages_total":         &s.messages,
 		"parley_streams":                &s.streams,
 		"parley_slow_consumers_total":   &s.slowCuts,
+		"go_memstats_heap_inuse_bytes":  &s.heapInuse,
+		"go_goroutines":                 &s.goroutines,
+		"process_open_fds":              &s.fds,
+		"parley_grpc_connections":       &s.grpcConns,
+		"parley_queue_bytes":            &s.queueBytes,
 	}
 	found := 0
 	sc := bufio.NewScanner(resp.Body)
@@ -180,10 +195,16 @@ func raiseNoFile(need uint64) (uint64, error) {
 type tokenSource func(ctx context.Context, user string) (string, error)
 
 func (b *bench) tokenSource() tokenSource {
+	return newTokenSource(b.e.g, b.cfg.tokenCmd, b.api)
+}
+
+// newTokenSource returns tokenCmd's tokens if set, else the fixed --token,
+// else DevLogin's through api.
+func newTokenSource(g *globals, tokenCmd string, api parleyv1.ChatServiceClient) tokenSource {
 	switch {
-	case b.cfg.tokenCmd != "":
+	case tokenCmd != "":
 		return func(ctx context.Context, user string) (string, error) {
-			cmd := exec.CommandContext(ctx, "sh", "-c", b.cfg.tokenCmd+` "$1"`, "sh", user)
+			cmd := exec.CommandContext(ctx, "sh", "-c", tokenCmd+` "$1"`, "sh", user)
 			out, err := cmd.Output()
 			if err != nil {
 				var ee *exec.ExitError
@@ -194,13 +215,13 @@ func (b *bench) tokenSource() tokenSource {
 			}
 			return strings.TrimSpace(string(out)), nil
 		}
-	case b.e.g.token != "":
-		return func(context.Context, string) (string, error) { return b.e.g.token, nil }
+	case g.token != "":
+		return func(context.Context, string) (string, error) { return g.token, nil }
 	}
 	return func(ctx context.Context, user string) (string, error) {
-		cctx, cancel := context.WithTimeout(ctx, b.e.g.timeout)
+		cctx, cancel := context.WithTimeout(ctx, g.timeout)
 		defer cancel()
-		resp, err := b.api.DevLogin(cctx, &parleyv1.DevLoginRequest{User: user})
+		resp, err := api.DevLogin(cctx, &parleyv1.DevLoginRequest{User: user})
 		if err != nil {
 			return "", fmt.Errorf("DevLogin %s (the server needs --dev, or pass --token or --token-cmd): %w", user, err)
 		}

@@ -62,6 +62,7 @@ func commands() []command {
 		{"create", "create a room", runCreate},
 		{"token", "get a token for a user from a --dev server", runToken},
 		{"bench", "load-test a running server: fan-out, latency, loss", runBench},
+		{"soak", "churn a running server and check its guarantees and leaks", runSoak},
 	}
 }
 

@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+)
+
+// soakConfig is parley soak's flags.
+type soakConfig struct {
+	users        int
+	rooms        int
+	roomsPerUser int
+	duration     time.Duration
+	every        time.Duration
+	size         int
+	pauseMax     time.Duration
+	sample       time.Duration
+	settle       time.Duration
+	csv          string
+	roomPrefix   string
+	tokenCmd     string
+	metricsURL   string
+	slack        int
+	fdSlack      int
+	seed         uint64
+	quiet        bool
+}
+
+func (c *soakConfig) validate() error {
+	switch {
+	case c.users < 1 || c.rooms < 1:
+		return usagef("--users and --rooms must be at least 1")
+	case c.roomsPerUser < 1 || c.roomsPerUser > min(c.rooms, maxRoomsPerStream):
+		return usagef("--rooms-per-user must be 1 to min(--rooms, %d)", maxRoomsPerStream)
+	case c.duration <= 0 || c.every <= 0 || c.sample <= 0 || c.settle <= 0 || c.pauseMax <= 0:
+		return usagef("--duration, --every, --sample, --settle and --pause-max must be positive")
+	case c.size < 16:
+		return usagef("--size must be at least 16 bytes")
+	case !roomPrefixRE.MatchString(c.roomPrefix):
+		return usagef("--room-prefix must be 1-48 characters of a-z, 0-9, '-', '_'")
+	case c.slack < 0 || c.fdSlack < 0:
+		return usagef("--goroutine-slack and --fd-slack must not be negative")
+	}
+	return nil
+}
+
+func parseSoakFlags(e *env, args []string) (soakConfig, error) {
+	fs := newFlagSet(e, "soak", "soak [flags]", `
+Churns a running server the way a busy service sees it and checks its
+guarantees exactly. --users users, each on its own connection, are spread
+over --rooms rooms. Every --every (on average) each user does one thing:
+sends a message (with a client_msg_id; sometimes the same send twice, which
+must be answered with the original seq), says it is typing, leaves a room
+and joins another (resuming with after_seq where it was before), ends its
+Join stream and resumes on a new one, drops its TCP connection without
+closing it, stops reading for up to --pause-max (a slow consumer is cut off
+with RESOURCE_EXHAUSTED and resumes from the seq the server gives), or opens
+a Subscribe stream or a REST event stream (GET /v1/rooms/{room}/events) and
+cuts it mid-stream.
+
+Checked on every stream, across every resume: each room's seqs after the
+start position arrive once, in order, with no gap; a send's reply never
+arrives before a message of its room with a lower seq, nor before the sent
+message; a retried client_msg_id gets the original seq. At the end every
+stream and connection must be released: the server's streams and gRPC
+connections back to where they were before the soak, its goroutines and
+open files back to that baseline (within --goroutine-slack and --fd-slack:
+idle workers and the store's connection pool may stay), within --settle. Each violation prints a line starting VIOLATION; any
+violation exits 1.
+
+Every --sample the server's RSS, heap in use, goroutines, open files,
+streams and queued bytes (from its /metrics) are written to --csv; a summary
+table (first, median and last sample, and the counts) ends the run.
+
+Start parleyd with --send-rate -1 (the users send in bursts). A smaller
+--max-queue-bytes makes paused readers reach the slow-consumer cut-off
+sooner.`)
+	c := soakConfig{}
+	fs.IntVar(&c.users, "users", 200, "users, each with its own connection")
+	fs.IntVar(&c.rooms, "rooms", 20, "rooms the users are spread over")
+	fs.IntVar(&c.roomsPerUser, "rooms-per-user", 2, "rooms each user's Join stream is in at a time")
+	fs.DurationVar(&c.duration, "duration", time.Minute, "how long the churn runs")
+	fs.DurationVar(&c.every, "every", time.Second, "mean time between one user's actions")
+	fs.IntVar(&c.size, "size", 2048, "largest message body in bytes (bodies are 16 to this many)")
+	fs.DurationVar(&c.pauseMax, "pause-max", 15*time.Second, "longest time a user stops reading its stream")
+	fs.DurationVar(&c.sample, "sample", 5*time.Second, "how often the server's /metrics are sampled")
+	fs.DurationVar(&c.settle, "settle", 30*time.Second, "how long the server may take to release everything after the users leave")
+	fs.StringVar(&c.csv, "csv", "", "write the samples to this CSV file")
+	fs.StringVar(&c.roomPrefix, "room-prefix", "soak", "prefix of the soak's room and user names")
+	fs.StringVar(&c.tokenCmd, "token-cmd", "", "shell command printing a token for the user name appended to it (default: DevLogin on a --dev server)")
+	fs.StringVar(&c.metricsURL, "metrics-url", "", "the server's Prometheus endpoint (default: http(s)://<addr>/metrics)")
+	fs.IntVar(&c.slack, "goroutine-slack", 5, "goroutines above the baseline tolerated at the end (idle workers the server may keep)")
+	fs.IntVar(&c.fdSlack, "fd-slack", 8, "open files above the baseline tolerated at the end (the store's connection pool: SQLite keeps up to 4 read connections of 2 files each)")
+	fs.Uint64Var(&c.seed, "seed", 0, "random seed (0: from the clock); the report prints the one used")
+	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return c, err
+	}
+	if len(pos) != 0 {
+		return c, usagef("soak takes no arguments")
+	}
+	if c.seed == 0 {
+		c.seed = uint64(time.Now().UnixNano())
+	}
+	return c, c.validate()
+}
+
+// soak is one run of parley soak.
+type soak struct {
+	cfg     soakConfig
+	e       *env
+	ctrl    *grpc.ClientConn
+	api     parleyv1.ChatServiceClient
+	metrics *metricsClient
+	check   *checker
+	rest    *http.Client // REST event streams, one TCP connection each
+	restURL string       // scheme://host:port
+
+	roomNames []string
+	users     []*soakUser
+	counts    soakCounts
+	samples   []soakSample
+	stopping  atomic.Bool
+}
+
+// soakCounts are the things users did, for the report.
+type soakCounts struct {
+	sends, retries, typing, rejoins, resumes, drops, pauses atomic.Uint64
+	cutoffs, cutBehind, subscribes, rests, streamOpenFails  atomic.Uint64
+}
+
+func runSoak(ctx context.Context, e *env, args []string) error {
+	cfg, err := parseSoakFlags(e, args)
+	if err != nil {
+		return err
+	}
+	s, err := newSoak(e, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.ctrl.Close()
+	rep, err := s.run(ctx)
+	if err != nil {
+		return err
+	}
+	if err := rep.writeTable(e.stdout); err != nil {
+		return err
+	}
+	if !rep.ok {
+		return errFailed
+	}
+	return nil
+}
+
+func newSoak(e *env, cfg soakConfig) (*soak, error) {
+	ctrl, err := e.g.dial()
+	if err != nil {
+		return nil, err
+	}
+	mc, err := newMetricsClient(e.g, cfg.metricsURL)
+	if err != nil {
+		ctrl.Close()
+		return nil, err
+	}
+	tc, _ := e.g.tlsConfig() // checked by newMetricsClient
+	scheme := "http"
+	if tc != nil {
+		scheme = "https"
+	}
+	s := &soak{cfg: cfg, e: e, ctrl: ctrl, api: parleyv1.NewChatServiceClient(ctrl), metrics: mc, check: newChecker(e.stderr),
+		rest:    &http.Client{Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}},
+		restURL: scheme + "://" + e.g.addrs()[0]}
+	for i := range cfg.rooms {
+		s.roomNames = append(s.roomNames, fmt.Sprintf("%s-%d", cfg.roomPrefix, i))
+	}
+	return s, nil
+}
+
+// run prepares users and rooms, takes the baseline, churns for
+// --duration, then checks that the server released everything.
+func (s *soak) run(ctx context.Context) (*soakReport, error) {
+	if _, err := raiseNoFile(uint64(s.cfg.users)*3 + 256); err != nil {
+		return nil, err
+	}
+	if err := s.prepare(ctx); err != nil {
+		return nil, err
+	}
+	base, err := s.baseline(ctx)
+	if err != nil {
+		return nil, err
+	}
+	csv, err := openSampleCSV(s.cfg.csv)
+	if err != nil {
+		return nil, err
+	}
+	defer csv.close()
+	start := time.Now()
+	stopSampling := s.startSampling(ctx, start, csv)
+	s.churn(ctx)
+	leaks := s.settle(ctx, base)
+	stopSampling()
+	s.sampleOnce(ctx, start, csv)
+	if err := csv.close(); err != nil {
+		return nil, err
+	}
+	return s.report(base, leaks, time.Since(start)), ctx.Err()
+}
+
+// prepare gets a token per user and creates the rooms.
+func (s *soak) prepare(ctx context.Context) error {
+	src := newTokenSource(s.e.g, s.cfg.tokenCmd, s.api)
+	s.users = make([]*soakUser, s.cfg.users)
+	err := parallel(ctx, s.cfg.users, 8, func(ctx context.Context, i int) error {
+		name := fmt.Sprintf("%s-u%d", s.cfg.roomPrefix, i)
+		tok, err := src(ctx, name)
+		if err == nil {
+			s.users[i] = newSoakUser(s, i, name, tok)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return parallel(ctx, s.cfg.rooms, 16, func(ctx context.Context, i int) error {
+		cctx, cancel := context.WithTimeout(withAuth(ctx, s.users[0].token), s.e.g.timeout)
+		defer cancel()
+		_, err := s.api.CreateRoom(cctx, &parleyv1.CreateRoomRequest{Name: s.roomNames[i]})
+		if err != nil && codeOf(err) != codes.AlreadyExists {
+			return fmt.Errorf("create room %s: %w", s.roomNames[i], err)
+		}
+		return nil
+	})
+}
+
+// baseline is the server's state before the users connect. A REST call
+// first makes the gateway open its own connection to the server, which it
+// keeps, so that it is part of the baseline rather than a leak.
+func (s *soak) baseline(ctx context.Context) (serverSample, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.restURL+"/v1/rooms?pageSize=1", nil)
+	if err != nil {
+		return serverSample{}, err
+	}
+	req.Header.Set("authorization", "Bearer "+s.users[0].token)
+	resp, err := s.rest.Do(req)
+	if err != nil {
+		return serverSample{}, fmt.Errorf("REST gateway: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return serverSample{}, fmt.Errorf("REST gateway: GET /v1/rooms: HTTP %d", resp.StatusCode)
+	}
+	// Let the short-lived HTTP/1.1 connection of that call close first.
+	var last serverSample
+	deadline := time.Now().Add(s.cfg.settle)
+	for {
+		cur, err := s.metrics.scrape(ctx)
+		if err != nil {
+			return cur, fmt.Errorf("the soak needs the server's /metrics: %w", err)
+		}
+		if (cur.fds == last.fds && cur.goroutines == last.goroutines) || time.Now().After(deadline) {
+			return cur, nil
+		}
+		last = cur
+		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+			return cur, err
+		}
+	}
+}
+
+// churn runs every user for --duration, starting them over the first
+// tenth of it (at most 5 s) so that they do not all connect at once.
+func (s *soak) churn(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.duration)
+	defer cancel()
+	ramp := min(s.cfg.duration/10, 5*time.Second)
+	var wg sync.WaitGroup
+	for i, u := range s.users {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if sleepCtx(ctx, ramp*time.Duration(i)/time.Duration(len(s.users))) == nil {
+				u.run(ctx)
+			}
+			u.close()
+		}()
+	}
+	wg.Wait()
+	s.stopping.Store(true)
+	s.rest.CloseIdleConnections()
+}
+
+// leakCheck is what the server still held after the users left.
+type leakCheck struct {
+	final   serverSample
+	waited  time.Duration
+	settled bool
+	err     error
+}
+
+// settle waits until the server's streams, gRPC connections, goroutines
+// and open files are back to the baseline, or --settle has passed; what is
+// left then is a leak.
+func (s *soak) settle(ctx context.Context, base serverSample) leakCheck {
+	start := time.Now()
+	deadline := start.Add(s.cfg.settle)
+	var lc leakCheck
+	for {
+		lc.final, lc.err = s.metrics.scrape(ctx)
+		lc.waited = time.Since(start)
+		if lc.err == nil && s.released(base, lc.final) {
+			lc.settled = true
+			return lc
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		_ = sleepCtx(ctx, 250*time.Millisecond)
+	}
+	if lc.err != nil {
+		s.check.violation(violLeak, "could not read the server's /metrics after the soak: %v", lc.err)
+		return lc
+	}
+	f := lc.final
+	s.check.violation(violLeak, "%s after the users left: streams %.0f (baseline %.0f), gRPC connections %.0f (%.0f), goroutines %.0f (%.0f + %d slack), open fds %.0f (%.0f + %d slack)",
+		s.cfg.settle, f.streams, base.streams, f.grpcConns, base.grpcConns, f.goroutines, base.goroutines, s.cfg.slack, f.fds, base.fds, s.cfg.fdSlack)
+	return lc
+}
+
+func (s *soak) released(base, cur serverSample) bool {
+	return cur.streams <= base.streams && cur.grpcConns <= base.grpcConns &&
+		cur.goroutines <= base.goroutines+float64(s.cfg.slack) && cur.fds <= base.fds+float64(s.cfg.fdSlack)
+}
+
+// rooms picks n distinct rooms at random.
+func (s *soak) pickRooms(rng *rand.Rand, n int) []string {
+	perm := rng.Perm(len(s.roomNames))[:n]
+	out := make([]string, n)
+	for i, r := range perm {
+		out[i] = s.roomNames[r]
+	}
+	return out
+}
+
+func (s *soak) progressf(format string, args ...any) {
+	if !s.cfg.quiet {
+		fmt.Fprintf(s.e.stderr, "soak: "+format+"\n", args...)
+	}
+}
+
+// sleepCtx sleeps for d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
