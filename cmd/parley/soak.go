@@ -196,15 +196,15 @@ func (s *soak) run(ctx context.Context) (*soakReport, error) {
 	if err := s.prepare(ctx); err != nil {
 		return nil, err
 	}
-	base, err := s.baseline(ctx)
-	if err != nil {
-		return nil, err
-	}
-	csv, err := openSampleCSV(s.cfg.csv)
+	csv, err := openSampleCSV(s.cfg.csv) // before the baseline: the server may be in this process
 	if err != nil {
 		return nil, err
 	}
 	defer csv.close()
+	base, err := s.baseline(ctx)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	stopSampling := s.startSampling(ctx, start, csv)
 	s.churn(ctx)
@@ -260,6 +260,7 @@ func (s *soak) baseline(ctx context.Context) (serverSample, error) {
 	if resp.StatusCode != http.StatusOK {
 		return serverSample{}, fmt.Errorf("REST gateway: GET /v1/rooms: HTTP %d", resp.StatusCode)
 	}
+	s.warmStore(ctx)
 	// Let the short-lived HTTP/1.1 connection of that call close first.
 	var last serverSample
 	deadline := time.Now().Add(s.cfg.settle)
@@ -276,6 +277,18 @@ func (s *soak) baseline(ctx context.Context) (serverSample, error) {
 			return cur, err
 		}
 	}
+}
+
+// warmStore reads history from every room, many at once, so that the
+// store's pool of read connections (files or sockets it keeps open) has
+// grown before the baseline is taken.
+func (s *soak) warmStore(ctx context.Context) {
+	_ = parallel(ctx, 4*len(s.roomNames), 16, func(ctx context.Context, i int) error {
+		cctx, cancel := context.WithTimeout(withAuth(ctx, s.users[0].token), s.e.g.timeout)
+		defer cancel()
+		_, err := s.api.ListMessages(cctx, &parleyv1.ListMessagesRequest{Room: s.roomNames[i%len(s.roomNames)], Limit: 50})
+		return err
+	})
 }
 
 // churn runs every user for --duration, starting them over the first

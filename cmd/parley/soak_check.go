@@ -97,9 +97,18 @@ func (c *checker) kinds() []string {
 // streamView is the checker's record of one stream: per room, the last
 // seq delivered. One goroutine (the stream's reader) uses it.
 type streamView struct {
-	c     *checker
-	name  string
-	rooms map[string]*roomView
+	c       *checker
+	name    string
+	rooms   map[string]*roomView
+	explain func(room string) string // optional: what the stream did in room, for violation lines
+}
+
+// where names the stream and room in a violation line.
+func (v *streamView) where(room string) string {
+	if v.explain == nil {
+		return v.name + " room " + room
+	}
+	return fmt.Sprintf("%s room %s (%s)", v.name, room, v.explain(room))
 }
 
 // roomView is one room on one stream.
@@ -126,7 +135,7 @@ func (v *streamView) stop(room string) {
 	}
 	delete(v.rooms, room)
 	if len(rv.missing) > 0 {
-		v.c.violation(violGap, "%s room %s: %d seq(s) skipped and never delivered, e.g. %d", v.name, room, len(rv.missing), anyKey(rv.missing))
+		v.c.violation(violGap, "%s: %d seq(s) skipped and never delivered, e.g. %d", v.where(room), len(rv.missing), anyKey(rv.missing))
 	}
 }
 
@@ -170,10 +179,10 @@ func (v *streamView) message(room string, seq uint64) {
 	default:
 		if _, ok := rv.missing[seq]; ok {
 			delete(rv.missing, seq)
-			v.c.violation(violReorder, "%s room %s: seq %d arrived after %d", v.name, room, seq, rv.last)
+			v.c.violation(violReorder, "%s: seq %d arrived after %d", v.where(room), seq, rv.last)
 			return
 		}
-		v.c.violation(violDuplicate, "%s room %s: seq %d again (last %d)", v.name, room, seq, rv.last)
+		v.c.violation(violDuplicate, "%s: seq %d again (last %d)", v.where(room), seq, rv.last)
 	}
 }
 
@@ -186,11 +195,11 @@ func (v *streamView) reply(room string, seq uint64) {
 		return // left before the reply: nothing of the room is delivered any more
 	}
 	if seq > rv.last {
-		v.c.violation(violReplyEarly, "%s room %s: reply with seq %d arrived when the stream had received up to %d", v.name, room, seq, rv.last)
+		v.c.violation(violReplyEarly, "%s: reply with seq %d arrived when the stream had received up to %d", v.where(room), seq, rv.last)
 		return
 	}
 	if hasMissingBelow(rv.missing, seq) {
-		v.c.violation(violReplyEarly, "%s room %s: reply with seq %d arrived before a lower seq", v.name, room, seq)
+		v.c.violation(violReplyEarly, "%s: reply with seq %d arrived before a lower seq", v.where(room), seq)
 	}
 }
 

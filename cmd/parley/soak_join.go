@@ -62,6 +62,7 @@ func (u *soakUser) openSession(ctx context.Context) {
 	js := &joinSession{u: u, name: fmt.Sprintf("%s join #%d", u.name, u.session), ctx: sctx, cancel: cancel,
 		view: u.s.check.stream(fmt.Sprintf("%s join #%d", u.name, u.session)), done: make(chan struct{}),
 		refs: make(map[string]soakRef), afters: make(map[string]*uint64), hist: make(map[string][]string), leaving: make(map[string]bool)}
+	js.view.explain = js.history
 	stream, err := u.api.Join(withAuth(sctx, u.token), grpc.WaitForReady(true))
 	if err != nil {
 		cancel()
@@ -166,6 +167,9 @@ func (js *joinSession) event(ev *parleyv1.JoinResponse) {
 	case *parleyv1.JoinResponse_Joined:
 		js.mu.Lock()
 		js.noteLocked(e.Joined.GetRoom(), "joined")
+		if after := js.afters[e.Joined.GetRoom()]; after != nil {
+			js.noteLocked(e.Joined.GetRoom(), "from "+strconv.FormatUint(*after, 10))
+		}
 		after := js.afters[e.Joined.GetRoom()]
 		delete(js.afters, e.Joined.GetRoom())
 		js.mu.Unlock()
@@ -208,6 +212,9 @@ func (js *joinSession) reply(r *parleyv1.Reply) {
 	}
 	switch info.kind {
 	case refLeave:
+		js.mu.Lock()
+		js.noteLocked(info.room, "left")
+		js.mu.Unlock()
 		js.view.stop(info.room)
 	case refSend:
 		m := r.GetMessage()
@@ -220,8 +227,8 @@ func (js *joinSession) reply(r *parleyv1.Reply) {
 // noteLocked adds an entry to room's history on the stream.
 func (js *joinSession) noteLocked(room, what string) {
 	h := append(js.hist[room], what)
-	if len(h) > 6 {
-		h = h[len(h)-6:]
+	if len(h) > 10 {
+		h = h[len(h)-10:]
 	}
 	js.hist[room] = h
 }

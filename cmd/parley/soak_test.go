@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"encoding/csv"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/parleychat/parley/server/app"
+)
+
+// The checker flags each way a stream can break its guarantees, and
+// nothing when it keeps them: fed the sequences below, it must count
+// exactly these violations, or it could pass a broken server silently.
+func TestSoakCheckerFlagsEveryViolation(t *testing.T) {
+	type step struct {
+		op  string // "m" message, "r" reply, "stop"
+		seq uint64
+	}
+	cases := []struct {
+		name  string
+		start uint64
+		steps []step
+		want  map[string]uint64
+	}{
+		{"in order, reply after its message", 5, []step{{"m", 6}, {"m", 7}, {"r", 7}, {"m", 8}, {"r", 6}, {"stop", 0}}, nil},
+		{"gap never filled", 0, []step{{"m", 1}, {"m", 2}, {"m", 4}, {"m", 5}, {"stop", 0}}, map[string]uint64{violGap: 1}},
+		{"first message skips the start", 10, []step{{"m", 12}, {"stop", 0}}, map[string]uint64{violGap: 1}},
+		{"duplicate", 0, []step{{"m", 1}, {"m", 2}, {"m", 2}, {"stop", 0}}, map[string]uint64{violDuplicate: 1}},
+		{"replayed below the start", 5, []step{{"m", 5}, {"m", 6}, {"stop", 0}}, map[string]uint64{violDuplicate: 1}},
+		{"reorder", 0, []step{{"m", 1}, {"m", 3}, {"m", 2}, {"m", 4}, {"stop", 0}}, map[string]uint64{violReorder: 1}},
+		{"reply before a lower seq", 0, []step{{"m", 1}, {"r", 3}, {"m", 2}, {"m", 3}}, map[string]uint64{violReplyEarly: 1}},
+		{"reply before its own message", 0, []step{{"m", 1}, {"m", 2}, {"r", 3}, {"m", 3}}, map[string]uint64{violReplyEarly: 1}},
+		{"reply after a gap below it", 0, []step{{"m", 1}, {"m", 3}, {"r", 3}, {"m", 2}}, map[string]uint64{violReplyEarly: 1, violReorder: 1}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			c := newChecker(&out)
+			v := c.stream("test stream")
+			v.start("r", tc.start)
+			for _, s := range tc.steps {
+				switch s.op {
+				case "m":
+					v.message("r", s.seq)
+				case "r":
+					v.reply("r", s.seq)
+				case "stop":
+					v.stop("r")
+				}
+			}
+			var total uint64
+			for kind, n := range tc.want {
+				if got := c.count(kind); got != n {
+					t.Errorf("%s violations = %d, want %d; printed:\n%s", kind, got, n, out.String())
+				}
+				total += n
+			}
+			if got := c.count(""); got != total {
+				t.Errorf("violations = %d (%v), want %d; printed:\n%s", got, c.kinds(), total, out.String())
+			}
+			if lines := strings.Count(out.String(), "VIOLATION "); uint64(lines) != total {
+				t.Errorf("%d VIOLATION lines printed, want %d:\n%s", lines, total, out.String())
+			}
+		})
+	}
+}
+
+// A message of a room the stream is not in, and a retry answered with
+// another seq or stored twice, are violations too.
+func TestSoakCheckerRoomsAndRetries(t *testing.T) {
+	c := newChecker(nil)
+	v := c.stream("s")
+	v.message("nowhere", 1)
+	if c.count(violStream) != 1 {
+		t.Errorf("a message of a room not joined: %v", c.kinds())
+	}
+	l := newIDLedger(c)
+	l.watch("r", "id-1")
+	l.reply("s", "r", "id-1", 7)
+	l.message("s", "r", "id-1", 7) // the same message seen: fine
+	l.reply("s", "r", "id-1", 7)   // the retry's answer: the original seq
+	if n := c.count(violIdempotent); n != 0 {
+		t.Fatalf("a retry answered with the original seq: %d violations", n)
+	}
+	l.reply("s", "r", "id-1", 9) // the retry stored anew
+	l.message("s", "r", "id-1", 9)
+	if n := c.count(violIdempotent); n != 2 {
+		t.Errorf("a retry answered with a new seq and stored twice: %d violations, want 2", n)
+	}
+	l.reply("s", "r", "id-2", 3) // an id never retried is forgotten at its reply
+	if l.has("r", "id-2") {
+		t.Error("the ledger keeps an id that was not retried")
+	}
+}
+
+// A REST stream's error line becomes the gRPC status a Subscribe stream
+// would end with, slow-consumer positions included.
+func TestSoakRESTErrorLine(t *testing.T) {
+	c := newChecker(nil)
+	ss := &sideStream{room: "r", view: c.stream("rest")}
+	err := ss.restLine([]byte(`{"error":{"code":8,"message":"you fell too far behind","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"SLOW_CONSUMER","domain":"parley.chat","metadata":{"after_seq/r":"41"}}]}}`))
+	st := status.Convert(err)
+	pos, slow := slowPositions(st)
+	if st.Code() != codes.ResourceExhausted || !slow || pos["r"] != 41 {
+		t.Fatalf("error line: code %s, slow %v, positions %v", st.Code(), slow, pos)
+	}
+	if err := ss.restLine([]byte(`{"result":{"message":{"room":"r","seq":"1"}}}`)); err != nil || c.count("") != 1 {
+		t.Fatalf("an event of a room not started: err %v, violations %v", err, c.kinds())
+	}
+}
+
+// A short soak against a real server: every user churns, and the run
+// ends with no violation, everything released, and a CSV of samples.
+func TestSoakChurn(t *testing.T) {
+	s := startServer(t, func(c *app.Config) { c.MaxQueueBytes = 64 << 10 })
+	path := filepath.Join(t.TempDir(), "soak.csv")
+	r := cli(t, s.Addr(), "", "soak", "--users", "20", "--rooms", "4", "--duration", "5s", "--every", "150ms",
+		"--pause-max", "2s", "--sample", "1s", "--settle", "20s", "--csv", path, "--quiet")
+	if r.code != exitOK || !strings.Contains(r.stdout, "violations    none") || !regexp.MustCompile(`(?m)^result +PASS$`).MatchString(r.stdout) {
+		t.Fatalf("soak failed (exit %d):\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{`deliveries +[1-9]\d* \(`, `sends +[1-9]\d* \(`, `resumes +[1-9]\d* Join streams`, `side streams +[1-9]\d* Subscribe, [1-9]\d* REST`, `released +yes`} {
+		if !regexp.MustCompile(want).MatchString(r.stdout) {
+			t.Errorf("report does not match %q:\n%s", want, r.stdout)
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) < 4 || strings.Join(rows[0], ",") != strings.Join(soakCSVHeader, ",") {
+		t.Fatalf("csv: %d rows, header %v", len(rows), rows[0])
+	}
+	if rss, _ := strconv.ParseFloat(rows[len(rows)-1][1], 64); rss <= 0 {
+		t.Errorf("csv: no rss in the last row %v", rows[len(rows)-1])
+	}
+}
+
+func TestSoakFlagErrors(t *testing.T) {
+	wantCode(t, cli(t, "127.0.0.1:1", "", "soak", "--users", "0"), exitUsage, "--users and --rooms")
+	wantCode(t, cli(t, "127.0.0.1:1", "", "soak", "--rooms", "2", "--rooms-per-user", "3"), exitUsage, "--rooms-per-user")
+	wantCode(t, cli(t, "127.0.0.1:1", "", "soak", "extra"), exitUsage, "no arguments")
+}
