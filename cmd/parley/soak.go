@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,7 @@ type soakConfig struct {
 	fdSlack      int
 	seed         uint64
 	quiet        bool
+	allowRemote  bool
 }
 
 func (c *soakConfig) validate() error {
@@ -103,6 +105,7 @@ sooner.`)
 	fs.IntVar(&c.fdSlack, "fd-slack", 8, "open files above the baseline tolerated at the end (the store's connection pool: SQLite keeps up to 4 read connections of 2 files each)")
 	fs.Uint64Var(&c.seed, "seed", 0, "random seed (0: from the clock); the report prints the one used")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
+	fs.BoolVar(&c.allowRemote, "allow-remote", false, "soak a server that is not on a loopback address (it drops connections and floods rooms: never a production server)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return c, err
@@ -113,7 +116,30 @@ sooner.`)
 	if c.seed == 0 {
 		c.seed = uint64(time.Now().UnixNano())
 	}
-	return c, c.validate()
+	if err := c.validate(); err != nil {
+		return c, err
+	}
+	if !c.allowRemote {
+		for _, a := range e.g.addrs() {
+			if !isLoopback(a) {
+				return c, usagef("%s is not a loopback address: the soak drops connections and floods rooms; pass --allow-remote to soak it anyway", a)
+			}
+		}
+	}
+	return c, nil
+}
+
+// isLoopback reports whether addr's host is localhost or a loopback IP.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // soak is one run of parley soak.

@@ -153,4 +153,5 @@ func TestSoakFlagErrors(t *testing.T) {
 	wantCode(t, cli(t, "127.0.0.1:1", "", "soak", "--users", "0"), exitUsage, "--users and --rooms")
 	wantCode(t, cli(t, "127.0.0.1:1", "", "soak", "--rooms", "2", "--rooms-per-user", "3"), exitUsage, "--rooms-per-user")
 	wantCode(t, cli(t, "127.0.0.1:1", "", "soak", "extra"), exitUsage, "no arguments")
+	wantCode(t, cli(t, "192.0.2.1:8080", "", "soak"), exitUsage, "--allow-remote")
 }
