@@ -64,8 +64,9 @@ over --rooms rooms. Every --every (on average) each user does one thing:
 sends a message (with a client_msg_id; sometimes the same send twice, which
 must be answered with the original seq), says it is typing, leaves a room
 and joins another (resuming with after_seq where it was before), ends its
-Join stream and resumes on a new one, drops its TCP connection without
-closing it, stops reading for up to --pause-max (a slow consumer is cut off
+Join stream and resumes on a new one, drops its TCP connection (an RST,
+no goodbye) or vanishes from it (the connection stays open but silent
+until the soak ends, and the user resumes over a new one), stops reading for up to --pause-max (a slow consumer is cut off
 with RESOURCE_EXHAUSTED and resumes from the seq the server gives), or opens
 a Subscribe stream or a REST event stream (GET /v1/rooms/{room}/events) and
 cuts it mid-stream.
@@ -162,8 +163,8 @@ type soak struct {
 
 // soakCounts are the things users did, for the report.
 type soakCounts struct {
-	sends, retries, typing, rejoins, resumes, drops, pauses atomic.Uint64
-	cutoffs, cutBehind, subscribes, rests, streamOpenFails  atomic.Uint64
+	sends, retries, typing, rejoins, resumes, drops, vanished, pauses atomic.Uint64
+	cutoffs, cutBehind, subscribes, rests, streamOpenFails            atomic.Uint64
 }
 
 func runSoak(ctx context.Context, e *env, args []string) error {

@@ -65,12 +65,12 @@ func (ss *sideStream) finish(ctx context.Context, err error) {
 
 // subscribe opens a Subscribe stream on the user's connection, reads it
 // (stopping for a while, sometimes) and cuts it after a few seconds.
-func (u *soakUser) subscribe(ctx context.Context, rng *rand.Rand) {
+func (u *soakUser) subscribe(ctx context.Context, rng *rand.Rand, api parleyv1.ChatServiceClient) {
 	room, after := u.sideStart(rng)
 	ss := u.newSide("subscribe", u.s.counts.subscribes.Add(1), room, after)
 	ctx, cancel := context.WithTimeout(ctx, sideLife(rng))
 	defer cancel()
-	stream, err := u.api.Subscribe(withAuth(ctx, u.token), &parleyv1.SubscribeRequest{Room: room, AfterSeq: after}, grpc.WaitForReady(true))
+	stream, err := api.Subscribe(withAuth(ctx, u.token), &parleyv1.SubscribeRequest{Room: room, AfterSeq: after}, grpc.WaitForReady(true))
 	if err != nil {
 		ss.finish(ctx, err)
 		return
@@ -130,7 +130,7 @@ var errRESTStatus = errors.New("REST event stream refused")
 
 // restEvents follows GET /v1/rooms/{room}/events over its own HTTP/1.1
 // connection and cuts it after a few seconds.
-func (u *soakUser) restEvents(ctx context.Context, rng *rand.Rand) {
+func (u *soakUser) restEvents(ctx context.Context, rng *rand.Rand, _ parleyv1.ChatServiceClient) {
 	room, after := u.sideStart(rng)
 	ss := u.newSide("rest", u.s.counts.rests.Add(1), room, after)
 	ctx, cancel := context.WithTimeout(ctx, sideLife(rng))

@@ -42,16 +42,17 @@ type soakUser struct {
 	api    parleyv1.ChatServiceClient
 	ledger *idLedger
 
-	want    []string // rooms the Join stream is in or joining
-	js      *joinSession
-	session int // Join streams opened
-	nextID  int
-	side    sync.WaitGroup
-	subBusy atomic.Bool
-	restBsy atomic.Bool
+	want     []string // rooms the Join stream is in or joining
+	js       *joinSession
+	session  int // Join streams opened
+	nextID   int
+	side     sync.WaitGroup
+	subBusy  atomic.Bool
+	restBusy atomic.Bool
 
-	tcpMu sync.Mutex
-	tcp   net.Conn // the connection's newest TCP connection
+	tcpMu  sync.Mutex
+	tcp    *vanishingConn     // the connection's newest TCP connection
+	ghosts []*grpc.ClientConn // connections whose peer vanished, closed at the end
 
 	mu      sync.Mutex              // guards cursor and unacked (shared with readers)
 	cursor  map[string]uint64       // per room, the last seq the user processed
@@ -68,7 +69,7 @@ func newSoakUser(s *soak, id int, name, token string) *soakUser {
 }
 
 // dialTCP is the connection's dialer: it keeps the TCP connection so that
-// the user can drop it.
+// the user can drop it, or vanish from it.
 func (u *soakUser) dialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
@@ -78,21 +79,64 @@ func (u *soakUser) dialTCP(ctx context.Context, addr string) (net.Conn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetReadBuffer(soakSockBuf)
 	}
+	vc := &vanishingConn{Conn: nc, closed: make(chan struct{})}
 	u.tcpMu.Lock()
-	u.tcp = nc
+	u.tcp = vc
 	u.tcpMu.Unlock()
-	return nc, nil
+	return vc, nil
+}
+
+// dial opens the user's connection.
+func (u *soakUser) dial() error {
+	conn, err := u.s.e.g.dial(grpc.WithContextDialer(u.dialTCP),
+		grpc.WithInitialWindowSize(soakWindow), grpc.WithInitialConnWindowSize(soakWindow))
+	if err != nil {
+		return err
+	}
+	u.conn, u.api = conn, parleyv1.NewChatServiceClient(conn)
+	return nil
+}
+
+// vanishingConn is a TCP connection whose client can vanish: from then on
+// nothing is read and what is written goes nowhere, as if the phone had
+// lost coverage, and the server learns of it only from its keepalive or
+// its queues, until the connection is closed.
+type vanishingConn struct {
+	net.Conn
+	gone   atomic.Bool
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (c *vanishingConn) Read(b []byte) (int, error) {
+	if !c.gone.Load() {
+		n, err := c.Conn.Read(b)
+		if !c.gone.Load() {
+			return n, err
+		}
+	}
+	<-c.closed
+	return 0, net.ErrClosed
+}
+
+func (c *vanishingConn) Write(b []byte) (int, error) {
+	if c.gone.Load() {
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *vanishingConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
 }
 
 // run acts until ctx ends: every --every on average, one action.
 func (u *soakUser) run(ctx context.Context) {
-	conn, err := u.s.e.g.dial(grpc.WithContextDialer(u.dialTCP),
-		grpc.WithInitialWindowSize(soakWindow), grpc.WithInitialConnWindowSize(soakWindow))
-	if err != nil {
+	if err := u.dial(); err != nil {
 		u.s.check.violation(violStream, "%s: connect: %v", u.name, err)
 		return
 	}
-	u.conn, u.api = conn, parleyv1.NewChatServiceClient(conn)
 	u.want = u.s.pickRooms(u.rng, u.s.cfg.roomsPerUser)
 	for ctx.Err() == nil {
 		if u.js == nil || u.js.ended() {
@@ -117,6 +161,9 @@ func (u *soakUser) close() {
 	if u.conn != nil {
 		u.conn.Close()
 	}
+	for _, g := range u.ghosts {
+		g.Close()
+	}
 }
 
 // act does one thing, chosen at random.
@@ -136,8 +183,10 @@ func (u *soakUser) act(ctx context.Context) {
 		c.resumes.Add(1)
 		u.js.stop()
 		u.openSession(ctx)
-	case p < 79:
+	case p < 78:
 		u.dropTCP()
+	case p < 79:
+		u.vanish(ctx)
 	case p < 84:
 		c.pauses.Add(1)
 		d := time.Duration(u.rng.Int64N(int64(u.s.cfg.pauseMax)))
@@ -145,7 +194,7 @@ func (u *soakUser) act(ctx context.Context) {
 	case p < 92:
 		u.startSide(ctx, &u.subBusy, u.subscribe)
 	default:
-		u.startSide(ctx, &u.restBsy, u.restEvents)
+		u.startSide(ctx, &u.restBusy, u.restEvents)
 	}
 }
 
@@ -216,13 +265,36 @@ func slicesContains(s []string, v string) bool {
 // GOAWAY): every stream on it ends, and gRPC reconnects.
 func (u *soakUser) dropTCP() {
 	u.tcpMu.Lock()
-	nc := u.tcp
+	vc := u.tcp
 	u.tcpMu.Unlock()
-	if tc, ok := nc.(*net.TCPConn); ok {
+	if tc, ok := vc.Conn.(*net.TCPConn); ok {
 		u.s.counts.drops.Add(1)
 		_ = tc.SetLinger(0)
-		_ = tc.Close()
+		_ = vc.Close()
 	}
+}
+
+// vanish leaves the connection without a word: its TCP connection stays
+// open but silent (closed only when the soak ends), and the user carries
+// on over a new connection, resuming where it was.
+func (u *soakUser) vanish(ctx context.Context) {
+	u.tcpMu.Lock()
+	vc := u.tcp
+	u.tcpMu.Unlock()
+	if vc == nil {
+		return
+	}
+	vc.gone.Store(true)
+	u.s.counts.vanished.Add(1)
+	if u.js != nil {
+		u.js.stop()
+	}
+	u.ghosts = append(u.ghosts, u.conn)
+	if err := u.dial(); err != nil {
+		u.s.check.violation(violStream, "%s: connect: %v", u.name, err)
+		return
+	}
+	u.openSession(ctx)
 }
 
 // position returns the user's position in room, if it has one.
@@ -276,16 +348,17 @@ func (u *soakUser) unackedIn(room string) map[string]string {
 }
 
 // startSide runs fn on its own goroutine unless one of its kind runs.
-func (u *soakUser) startSide(ctx context.Context, busy *atomic.Bool, fn func(context.Context, *rand.Rand)) {
+func (u *soakUser) startSide(ctx context.Context, busy *atomic.Bool, fn func(context.Context, *rand.Rand, parleyv1.ChatServiceClient)) {
 	if !busy.CompareAndSwap(false, true) {
 		return
 	}
 	rng := rand.New(rand.NewPCG(u.rng.Uint64(), u.rng.Uint64()))
+	api := u.api // the user's goroutine replaces it after vanishing
 	u.side.Add(1)
 	go func() {
 		defer u.side.Done()
 		defer busy.Store(false)
-		fn(ctx, rng)
+		fn(ctx, rng, api)
 	}()
 }
 
