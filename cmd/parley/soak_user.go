@@ -267,6 +267,9 @@ func (u *soakUser) dropTCP() {
 	u.tcpMu.Lock()
 	vc := u.tcp
 	u.tcpMu.Unlock()
+	if vc == nil {
+		return
+	}
 	if tc, ok := vc.Conn.(*net.TCPConn); ok {
 		u.s.counts.drops.Add(1)
 		_ = tc.SetLinger(0)
