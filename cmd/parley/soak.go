@@ -61,24 +61,26 @@ func parseSoakFlags(e *env, args []string) (soakConfig, error) {
 Churns a running server the way a busy service sees it and checks its
 guarantees exactly. --users users, each on its own connection, are spread
 over --rooms rooms. Every --every (on average) each user does one thing:
-sends a message (with a client_msg_id; sometimes the same send twice, which
-must be answered with the original seq), says it is typing, leaves a room
-and joins another (resuming with after_seq where it was before), ends its
-Join stream and resumes on a new one, drops its TCP connection (an RST,
-no goodbye) or vanishes from it (the connection stays open but silent
-until the soak ends, and the user resumes over a new one), stops reading for up to --pause-max (a slow consumer is cut off
-with RESOURCE_EXHAUSTED and resumes from the seq the server gives), or opens
-a Subscribe stream or a REST event stream (GET /v1/rooms/{room}/events) and
+sends a message (with a client_msg_id; sometimes the same send twice,
+which must be answered with the original seq), says it is typing, leaves
+a room and joins another (resuming with after_seq where it was before),
+ends its Join stream and resumes on a new one, drops its TCP connection
+(an RST, no goodbye) or vanishes from it (the connection stays open but
+silent until the soak ends, and the user resumes over a new one), stops
+reading for up to --pause-max (a slow consumer is cut off with
+RESOURCE_EXHAUSTED and resumes from the seq the server gives), or opens a
+Subscribe stream or a REST event stream (GET /v1/rooms/{room}/events) and
 cuts it mid-stream.
 
 Checked on every stream, across every resume: each room's seqs after the
 start position arrive once, in order, with no gap; a send's reply never
-arrives before a message of its room with a lower seq, nor before the sent
-message; a retried client_msg_id gets the original seq. At the end every
-stream and connection must be released: the server's streams and gRPC
-connections back to where they were before the soak, its goroutines and
-open files back to that baseline (within --goroutine-slack and --fd-slack:
-idle workers and the store's connection pool may stay), within --settle. Each violation prints a line starting VIOLATION; any
+arrives before a message of its room with a lower seq, nor before the
+sent message; a retried client_msg_id gets the original seq. At the end
+every stream and connection must be released: the server's streams and
+gRPC connections back to where they were before the soak, its goroutines
+and open files back to that baseline (within --goroutine-slack and
+--fd-slack: idle workers and the store's connection pool may stay),
+within --settle. Each violation prints a line starting VIOLATION; any
 violation exits 1.
 
 Every --sample the server's RSS, heap in use, goroutines, open files,

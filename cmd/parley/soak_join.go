@@ -42,16 +42,28 @@ type joinSession struct {
 	stream parleyv1.ChatService_JoinClient
 	view   *streamView
 	done   chan struct{}
+	// joining holds, per room, the after_seq of each join the server has
+	// accepted whose joined event has not come yet, in order: the room may
+	// be left and joined again before the first joined arrives. Reader only.
+	joining map[string][]*uint64
 
 	pauseUntil atomic.Int64 // unix nanoseconds: the reader does not read before
 
 	sendMu  sync.Mutex // one Send at a time
-	mu      sync.Mutex // guards refs, nextRef, afters
+	mu      sync.Mutex // guards refs, nextRef, hist, leaving
 	refs    map[string]soakRef
 	nextRef int
-	afters  map[string]*uint64  // rooms being joined: their after_seq
 	hist    map[string][]string // per room, the last few joins and leaves, for violation lines
 	leaving map[string]bool     // rooms left on this stream
+}
+
+// newJoinSession returns the user's next session, not yet opened.
+func newJoinSession(u *soakUser, ctx context.Context, cancel context.CancelFunc) *joinSession {
+	name := fmt.Sprintf("%s join #%d", u.name, u.session)
+	js := &joinSession{u: u, name: name, ctx: ctx, cancel: cancel, view: u.s.check.stream(name), done: make(chan struct{}),
+		refs: make(map[string]soakRef), joining: make(map[string][]*uint64), hist: make(map[string][]string), leaving: make(map[string]bool)}
+	js.view.explain = js.history
+	return js
 }
 
 // openSession opens a Join stream and joins the user's rooms, each from
@@ -59,10 +71,7 @@ type joinSession struct {
 func (u *soakUser) openSession(ctx context.Context) {
 	u.session++
 	sctx, cancel := context.WithCancel(ctx)
-	js := &joinSession{u: u, name: fmt.Sprintf("%s join #%d", u.name, u.session), ctx: sctx, cancel: cancel,
-		view: u.s.check.stream(fmt.Sprintf("%s join #%d", u.name, u.session)), done: make(chan struct{}),
-		refs: make(map[string]soakRef), afters: make(map[string]*uint64), hist: make(map[string][]string), leaving: make(map[string]bool)}
-	js.view.explain = js.history
+	js := newJoinSession(u, sctx, cancel)
 	stream, err := u.api.Join(withAuth(sctx, u.token), grpc.WaitForReady(true))
 	if err != nil {
 		cancel()
@@ -111,7 +120,6 @@ func (js *joinSession) requestLocked(info soakRef, req *parleyv1.JoinRequest) er
 	js.refs[ref] = info
 	switch info.kind {
 	case refJoin:
-		js.afters[info.room] = info.after
 		delete(js.leaving, info.room)
 		js.noteLocked(info.room, "join ref "+ref)
 	case refLeave:
@@ -165,25 +173,35 @@ func (js *joinSession) event(ev *parleyv1.JoinResponse) {
 	case *parleyv1.JoinResponse_Reply:
 		js.reply(e.Reply)
 	case *parleyv1.JoinResponse_Joined:
-		js.mu.Lock()
-		js.noteLocked(e.Joined.GetRoom(), "joined")
-		if after := js.afters[e.Joined.GetRoom()]; after != nil {
-			js.noteLocked(e.Joined.GetRoom(), "from "+strconv.FormatUint(*after, 10))
-		}
-		after := js.afters[e.Joined.GetRoom()]
-		delete(js.afters, e.Joined.GetRoom())
-		js.mu.Unlock()
-		start := e.Joined.GetHeadSeq()
-		if after != nil {
-			start = *after
-		}
-		js.view.start(e.Joined.GetRoom(), start)
-		js.u.setPosition(e.Joined.GetRoom(), start)
+		js.joined(e.Joined)
 	case *parleyv1.JoinResponse_Message:
 		js.message(e.Message)
 	case *parleyv1.JoinResponse_Replayed:
 		js.resend(e.Replayed.GetRoom())
 	}
+}
+
+// joined starts checking a room from the after_seq its join asked for, or
+// from the head for a live join.
+func (js *joinSession) joined(j *parleyv1.Joined) {
+	room := j.GetRoom()
+	start := j.GetHeadSeq()
+	q := js.joining[room]
+	if len(q) == 0 {
+		js.u.s.check.violation(violStream, "%s: joined %s without an accepted join", js.name, room)
+		return
+	}
+	if q[0] != nil {
+		start = *q[0]
+	}
+	if js.joining[room] = q[1:]; len(q) == 1 {
+		delete(js.joining, room)
+	}
+	js.mu.Lock()
+	js.noteLocked(room, "joined from "+strconv.FormatUint(start, 10))
+	js.mu.Unlock()
+	js.view.start(room, start)
+	js.u.setPosition(room, start)
 }
 
 func (js *joinSession) message(m *parleyv1.Message) {
@@ -211,6 +229,8 @@ func (js *joinSession) reply(r *parleyv1.Reply) {
 		return
 	}
 	switch info.kind {
+	case refJoin:
+		js.joining[info.room] = append(js.joining[info.room], info.after)
 	case refLeave:
 		js.mu.Lock()
 		js.noteLocked(info.room, "left")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 	"github.com/parleychat/parley/server/app"
 )
 
@@ -154,4 +156,50 @@ func TestSoakFlagErrors(t *testing.T) {
 	wantCode(t, cli(t, "127.0.0.1:1", "", "soak", "--rooms", "2", "--rooms-per-user", "3"), exitUsage, "--rooms-per-user")
 	wantCode(t, cli(t, "127.0.0.1:1", "", "soak", "extra"), exitUsage, "no arguments")
 	wantCode(t, cli(t, "192.0.2.1:8080", "", "soak"), exitUsage, "--allow-remote")
+}
+
+// discardJoin is a Join stream whose sends go nowhere: the test plays the
+// server's side by handing events to the session.
+type discardJoin struct{ parleyv1.ChatService_JoinClient }
+
+func (discardJoin) Send(*parleyv1.JoinRequest) error { return nil }
+
+// A room joined with after_seq, then left and joined again live, all
+// written before the first joined event arrives: each joined starts from
+// its own join's position, so the first join's replay is not taken for
+// duplicates (the soak's first version did, once, in a test run).
+func TestSoakSessionRejoinBeforeJoined(t *testing.T) {
+	c := newChecker(nil)
+	u := newSoakUser(&soak{check: c}, 0, "u", "token")
+	u.setPosition("r", 16)
+	js := newJoinSession(u, context.Background(), func() {})
+	js.stream = discardJoin{}
+	js.join("r")
+	_ = js.request(soakRef{kind: refLeave, room: "r"}, &parleyv1.JoinRequest{})
+	u.mu.Lock()
+	delete(u.cursor, "r") // the second join is live
+	u.mu.Unlock()
+	js.join("r")
+	ev := func(e *parleyv1.JoinResponse) { js.event(e) }
+	reply := func(ref string) {
+		ev(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Reply{Reply: &parleyv1.Reply{Ref: ref}}})
+	}
+	joined := func(head uint64) {
+		ev(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Joined{Joined: &parleyv1.Joined{Room: "r", HeadSeq: head}}})
+	}
+	message := func(seq uint64) {
+		ev(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Message{Message: &parleyv1.Message{Room: "r", Seq: seq}}})
+	}
+	reply("1")
+	joined(49)
+	for seq := uint64(17); seq <= 49; seq++ {
+		message(seq)
+	}
+	reply("2")
+	reply("3")
+	joined(49)
+	message(50)
+	if n := c.count(""); n != 0 {
+		t.Fatalf("violations %v", c.kinds())
+	}
 }
