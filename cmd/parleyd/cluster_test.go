@@ -92,6 +92,9 @@ func TestClusterNodeDeath(t *testing.T) {
 	}
 	watcher, wcancel := join(0, "watcher", nil)
 	defer wcancel()
+	// The victim joins only once the watcher's room is live on node 0, so
+	// that its arrival is a diff the watcher sees, not part of its state.
+	waitEvent(t, watcher, func(ev *parleyv1.JoinResponse) bool { return ev.GetJoined() != nil })
 	victim, vcancel := join(2, "victim", nil)
 	defer vcancel()
 	// The watcher sees the victim arrive (from node 2, through the broker).
@@ -300,6 +303,10 @@ func TestClusterRestartedNodeLeavesNoGhosts(t *testing.T) {
 		return s
 	}
 	watcher := open(0, "watcher")
+	// The ghost joins only once the watcher's room is live on node 0: before
+	// that, its arrival could be part of the watcher's joined state rather
+	// than the diff waited for below, which then never came.
+	waitEvent(t, watcher, func(ev *parleyv1.JoinResponse) bool { return ev.GetJoined() != nil })
 	open(1, "ghost")
 	hasUser := func(ps []*parleyv1.Presence) bool {
 		for _, p := range ps {
