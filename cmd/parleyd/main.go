@@ -54,7 +54,7 @@ func runServe(args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Broker, "broker", "", "nats://host:4222 (comma-separated for several): join a cluster of nodes sharing a postgres:// --store")
 	fs.StringVar(&cfg.BrokerSubject, "broker-subject", "parley", "prefix of the cluster's NATS subjects; separate clusters on one NATS need different ones")
 	fs.StringVar(&cfg.NodeID, "node-id", "", "this node's name in the cluster (default: host name and a random suffix)")
-	fs.DurationVar(&cfg.NodeTimeout, "node-timeout", 5*time.Second, "how long a silent node's users stay in presence before their leaves are announced")
+	fs.DurationVar(&cfg.NodeTimeout, "node-timeout", 5*time.Second, "how long a silent node's users stay in presence before their leaves are announced (checked every 0.5 s, with the heartbeats)")
 	fs.StringVar(&cfg.PostgresSchema, "postgres-schema", "parley", "with a postgres:// store: the schema holding Parley's tables")
 	fs.IntVar(&cfg.SQLite.MaxBatch, "sqlite-max-batch", 0, "most sends committed in one SQLite transaction (0: the default, 4096; 1 turns group commit off)")
 	fs.DurationVar(&cfg.SQLite.MaxBatchDelay, "sqlite-batch-delay", 0, "how long a batch may wait for more sends while more are coming (0: the default, 2ms)")
