@@ -117,6 +117,7 @@ func TestTokenAttacks(t *testing.T) {
 			return sign(t, jwt.SigningMethodRS256, b.claims("alice", time.Hour, "parley"), other, "")
 		}(), "signature"},
 		{"sub is not a user id", sign(t, jwt.SigningMethodRS256, b.claims("", time.Hour, "parley"), b.rsa, ""), "sub"},
+		{"exp is a string", sign(t, jwt.SigningMethodRS256, jwt.MapClaims{"sub": "alice", "iss": b.issuer, "aud": "parley", "exp": "9999999999"}, b.rsa, ""), "exp is a JSON string"},
 	}
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {

@@ -46,6 +46,11 @@ func bearerToken(ctx context.Context) (string, error) {
 	if len(vals) == 0 {
 		return "", status.Error(codes.Unauthenticated, "missing authorization: send the header 'authorization: Bearer <token>'")
 	}
+	if len(vals) > 1 {
+		// Proxies and libraries disagree on which of several wins; refuse
+		// rather than pick one.
+		return "", status.Errorf(codes.Unauthenticated, "%d authorization headers: send exactly one 'authorization: Bearer <token>'", len(vals))
+	}
 	scheme, tok, ok := strings.Cut(vals[0], " ")
 	if !ok || !strings.EqualFold(scheme, "bearer") || tok == "" {
 		return "", status.Error(codes.Unauthenticated, "malformed authorization: want 'Bearer <token>'")

@@ -3,9 +3,11 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -29,6 +31,8 @@ var (
 	ErrExpired = errors.New("token expired")
 	// ErrInvalid means the token is malformed, badly signed or lacks a claim.
 	ErrInvalid = errors.New("invalid token")
+	// ErrTimeClaim means a token's exp, nbf or iat is not a JSON number.
+	ErrTimeClaim = errors.New("time claim is not a number")
 	// ErrBadUser means a user id is not acceptable.
 	ErrBadUser = errors.New("user id must be 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'")
 	// ErrOtherKey means an HS256 token names (kid) a key other than the
@@ -245,9 +249,11 @@ func (k *Keys) verify(token string) (Identity, error) {
 	if k.cfg.Audience != "" {
 		opts = append(opts, jwt.WithAudience(k.cfg.Audience))
 	}
-	var claims jwt.RegisteredClaims
+	var claims tokenClaims
 	t, err := jwt.ParseWithClaims(token, &claims, k.keyFor, opts...)
 	switch {
+	case claims.badTime != nil:
+		return Identity{}, fmt.Errorf("%w: %w", ErrInvalid, claims.badTime)
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return Identity{}, ErrExpired
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid) && k.otherKey(t):
@@ -301,4 +307,53 @@ func (k *Keys) keyFor(t *jwt.Token) (any, error) {
 		return nil, fmt.Errorf("no %s key with kid %q", alg, kid)
 	}
 	return keys, nil
+}
+
+// tokenClaims are the registered claims, decoded strictly: jwt's
+// NumericDate also accepts a JSON string holding a number ("exp":
+// "9999999999"), which RFC 7519 does not allow and which other verifiers
+// read differently, so a time claim that is not a JSON number is refused.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	// badTime is why decoding failed, if a time claim was not a number
+	// (jwt's error does not wrap it).
+	badTime error
+}
+
+// UnmarshalJSON decodes the registered claims after checking that exp, nbf
+// and iat, where present, are JSON numbers.
+func (c *tokenClaims) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		v, ok := raw[name]
+		if kind := jsonKind(v); ok && kind != "number" {
+			c.badTime = fmt.Errorf("%w: %s is a JSON %s; want a number of seconds since 1970", ErrTimeClaim, name, kind)
+			return c.badTime
+		}
+	}
+	return json.Unmarshal(b, &c.RegisteredClaims)
+}
+
+// jsonKind names the type of v, a valid JSON value, by its first byte.
+func jsonKind(v json.RawMessage) string {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 {
+		return "nothing"
+	}
+	switch c := v[0]; {
+	case c == '"':
+		return "string"
+	case c == '{':
+		return "object"
+	case c == '[':
+		return "array"
+	case c == 't' || c == 'f':
+		return "boolean"
+	case c == 'n':
+		return "null"
+	}
+	return "number"
 }

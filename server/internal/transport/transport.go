@@ -171,12 +171,12 @@ func (s *Server) startGateway(ctx context.Context) error {
 	return nil
 }
 
-// gatewayIncomingHeader forwards only the headers the API reads. Client
-// supplied Grpc-Metadata-* headers are never passed on.
+// gatewayIncomingHeader forwards only the headers the API reads, besides
+// Authorization, which the gateway always passes on, one metadata value per
+// header (forwarding it here too would double it). Client supplied
+// Grpc-Metadata-* headers are never passed on.
 func gatewayIncomingHeader(key string) (string, bool) {
 	switch strings.ToLower(key) {
-	case "authorization":
-		return "authorization", true
 	case "parley-client":
 		return "parley-client", true
 	}
