@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
@@ -106,14 +105,30 @@ type Config struct {
 	// RetentionInterval (default 1m).
 	Retention         store.Retention
 	RetentionInterval time.Duration
+	// MaxHeaderBytes bounds a request's headers on every front door
+	// (default DefaultMaxHeaderBytes).
+	MaxHeaderBytes int
 	// ReadHeaderTimeout bounds how long a client may take to send its
-	// HTTP request headers or HTTP/2 preface (default 10s).
+	// HTTP request headers, the HTTP/2 handshake, or a grpc-web
+	// WebSocket's header frame (default DefaultReadHeaderTimeout).
 	ReadHeaderTimeout time.Duration
+	// KeepaliveTime is how long a connection may be silent before the
+	// server pings it, and KeepaliveTimeout how long it then waits before
+	// dropping it (defaults DefaultKeepaliveTime, DefaultKeepaliveTimeout).
+	KeepaliveTime, KeepaliveTimeout time.Duration
 	// ShutdownTimeout bounds graceful shutdown (default 10s).
 	ShutdownTimeout time.Duration
 	// Log receives the server's logs (default slog.Default()).
 	Log *slog.Logger
 }
+
+// Defaults of the front doors' limits and timeouts (owned by the transport).
+const (
+	DefaultMaxHeaderBytes    = transport.DefaultMaxHeaderBytes
+	DefaultReadHeaderTimeout = transport.DefaultReadHeaderTimeout
+	DefaultKeepaliveTime     = transport.DefaultKeepaliveTime
+	DefaultKeepaliveTimeout  = transport.DefaultKeepaliveTimeout
+)
 
 // TokenConfig configures token verification.
 type TokenConfig struct {
@@ -317,8 +332,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.svc = api.New(api.Config{Hub: s.hub, Store: s.store, Keys: s.Keys, Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes, Dev: cfg.Dev,
 		SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, MaxJoinStreamsPerUser: cfg.MaxJoinStreamsPerUser})
 	s.metrics = newMetrics(s.hub, append(storeCollectors(s.db), s.storeHlth.collectors()...)...)
-	s.grpc = s.newGRPCServer()
-	if s.net, err = transport.Listen(ctx, s.transportConfig(), s.grpc); err != nil {
+	tc := s.transportConfig()
+	s.grpc = s.newGRPCServer(tc)
+	if s.net, err = transport.Listen(ctx, tc, s.grpc); err != nil {
 		s.closeBackends()
 		return nil, err
 	}
@@ -371,15 +387,13 @@ func (s *Server) ensureDefaultRoom(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) newGRPCServer() *grpc.Server {
-	gs := grpc.NewServer(
+func (s *Server) newGRPCServer(tc transport.Config) *grpc.Server {
+	opts := append(transport.GRPCServerOptions(tc),
 		grpc.ForceServerCodecV2(api.NewCodec()),
 		grpc.ChainUnaryInterceptor(s.svc.UnaryInterceptor),
 		grpc.ChainStreamInterceptor(s.svc.StreamInterceptor),
 		grpc.MaxRecvMsgSize(s.cfg.MaxMessageBytes),
 		grpc.MaxConcurrentStreams(s.cfg.MaxStreamsPerConn),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 		// Many idle streams: share write buffers. Read buffers are pooled
 		// already, because the split listener hands grpc-go bare TCP conns.
 		grpc.SharedWriteBuffer(true),
@@ -388,6 +402,7 @@ func (s *Server) newGRPCServer() *grpc.Server {
 		// that read (see api.StreamTap).
 		grpc.InTapHandle(api.StreamTap),
 	)
+	gs := grpc.NewServer(opts...)
 	parleyv1.RegisterChatServiceServer(gs, s.svc)
 	s.health = health.NewServer()
 	s.refreshHealth()
@@ -400,12 +415,13 @@ func (s *Server) transportConfig() transport.Config {
 	tc := transport.Config{
 		Listen: s.cfg.Listen, GRPCListen: s.cfg.GRPCListen, AllowedOrigins: s.cfg.AllowedOrigins,
 		MaxMessageBytes: s.cfg.MaxMessageBytes, MaxStreamsPerConn: s.cfg.MaxStreamsPerConn, Log: s.log,
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		Healthy:           func() bool { return !s.draining.Load() && !s.storeDown.Load() && !s.storeHlth.damaged.Load() },
-		HealthDetail:      s.storeHlth.detail,
-		UI:                uiHandler(),
-		Metrics:           s.metrics.handler(),
-		Conns:             &s.metrics.grpcConns,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, MaxHeaderBytes: s.cfg.MaxHeaderBytes,
+		KeepaliveTime: s.cfg.KeepaliveTime, KeepaliveTimeout: s.cfg.KeepaliveTimeout,
+		Healthy:      func() bool { return !s.draining.Load() && !s.storeDown.Load() && !s.storeHlth.damaged.Load() },
+		HealthDetail: s.storeHlth.detail,
+		UI:           uiHandler(),
+		Metrics:      s.metrics.handler(),
+		Conns:        &s.metrics.grpcConns,
 	}
 	if s.cfg.TLSCert != "" {
 		tc.TLS = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"},

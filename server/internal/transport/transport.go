@@ -23,6 +23,7 @@ import (
 	"github.com/improbable-eng/grpc-web/go/grpcweb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/test/bufconn"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
@@ -47,9 +48,23 @@ type Config struct {
 	MaxStreamsPerConn uint32
 	// MaxRequestBodyBytes bounds a REST request body (default 64 KiB).
 	MaxRequestBodyBytes int64
+	// MaxHeaderBytes bounds a request's headers on every front door
+	// (default 32 KiB; a bearer token needs a few KB): native gRPC's header
+	// list (grpc.MaxHeaderListSize, announced in the HTTP/2 settings), the
+	// HTTP server's HTTP/1.1 and HTTP/2 requests (431), and the header frame
+	// that opens a grpc-web WebSocket.
+	MaxHeaderBytes int
 	// ReadHeaderTimeout bounds how long a client may take to send its
-	// request headers or HTTP/2 preface (default 10s).
+	// request headers or HTTP/2 preface, to finish grpc-go's HTTP/2
+	// handshake, and to send a grpc-web WebSocket's header frame (default
+	// 10s).
 	ReadHeaderTimeout time.Duration
+	// KeepaliveTime is how long a connection may be silent before the
+	// server pings it (native gRPC and HTTP/2 through net/http; default
+	// 20s); KeepaliveTimeout is how long the server then waits for any
+	// frame before closing it (default 10s). A dead or frozen peer is thus
+	// dropped within KeepaliveTime+KeepaliveTimeout of its last frame.
+	KeepaliveTime, KeepaliveTimeout time.Duration
 	// Healthy reports whether /healthz should answer 200.
 	Healthy func() bool
 	// HealthDetail, if set, says what is wrong or degraded ("" if nothing);
@@ -66,6 +81,32 @@ type Config struct {
 	Log   *slog.Logger
 }
 
+// Defaults of the Config fields that cmd/parleyd shows in its flags.
+const (
+	DefaultMaxHeaderBytes    = 32 << 10
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultKeepaliveTime     = 20 * time.Second
+	DefaultKeepaliveTimeout  = 10 * time.Second
+)
+
+// keepaliveMinTime is how often a client may ping the server; grpc-go
+// clients cannot ping more often than every 10s anyway.
+const keepaliveMinTime = 10 * time.Second
+
+// GRPCServerOptions returns the grpc.Server options that put cfg's header
+// limit, handshake timeout and keepalive on grpc-go's own transport.
+func GRPCServerOptions(cfg Config) []grpc.ServerOption {
+	cfg.setDefaults()
+	return []grpc.ServerOption{
+		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
+		// The HTTP/2 preface and settings are due within ReadHeaderTimeout
+		// (grpc-go's default is 120s).
+		grpc.ConnectionTimeout(cfg.ReadHeaderTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
+	}
+}
+
 func (c *Config) setDefaults() {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8080"
@@ -79,8 +120,17 @@ func (c *Config) setDefaults() {
 	if c.MaxRequestBodyBytes <= 0 {
 		c.MaxRequestBodyBytes = 64 << 10
 	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
 	if c.ReadHeaderTimeout <= 0 {
-		c.ReadHeaderTimeout = 10 * time.Second
+		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if c.KeepaliveTime <= 0 {
+		c.KeepaliveTime = DefaultKeepaliveTime
+	}
+	if c.KeepaliveTimeout <= 0 {
+		c.KeepaliveTimeout = DefaultKeepaliveTimeout
 	}
 	if c.Healthy == nil {
 		c.Healthy = func() bool { return true }
@@ -114,7 +164,8 @@ func Listen(ctx context.Context, cfg Config, gs *grpc.Server) (*Server, error) {
 	cfg.setDefaults()
 	routeGRPCLog(cfg.Log)
 	s := &Server{cfg: cfg, grpc: gs, errs: make(chan error, 4)}
-	s.web = grpcweb.WrapServer(gs,
+	s.web = grpcweb.WrapHandler(http.HandlerFunc(s.serveGRPCWeb),
+		grpcweb.WithEndpointsFunc(func() []string { return grpcweb.ListGRPCResources(gs) }),
 		grpcweb.WithWebsockets(true),
 		grpcweb.WithWebsocketsMessageReadLimit(int64(cfg.MaxMessageBytes)),
 		grpcweb.WithOriginFunc(s.allowedOrigin),
@@ -127,9 +178,10 @@ func Listen(ctx context.Context, cfg Config, gs *grpc.Server) (*Server, error) {
 		Handler:           s,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: int(cfg.MaxStreamsPerConn)},
-		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: int(cfg.MaxStreamsPerConn),
+			SendPingTimeout: cfg.KeepaliveTime, PingTimeout: cfg.KeepaliveTimeout},
+		ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 	}
 	var err error
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -274,7 +326,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // to the UI.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
-	case s.web.IsGrpcWebSocketRequest(r) || s.web.IsGrpcWebRequest(r) || s.web.IsAcceptableGrpcCorsRequest(r):
+	case s.web.IsGrpcWebSocketRequest(r):
+		s.serveWebSocket(w, r)
+	case s.web.IsGrpcWebRequest(r) || s.web.IsAcceptableGrpcCorsRequest(r):
 		s.web.ServeHTTP(w, r)
 	case r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc"):
 		s.grpc.ServeHTTP(w, r)
