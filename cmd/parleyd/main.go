@@ -80,7 +80,7 @@ func runServe(args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.RetentionInterval, "retention-interval", time.Minute, "how often retention runs")
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", app.DefaultMaxHeaderBytes, "largest request header list a client may send, on every front door (a bearer token needs a few KB)")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", app.DefaultReadHeaderTimeout, "how long a client may take to send HTTP request headers, the HTTP/2 handshake or a grpc-web WebSocket's header frame")
-	fs.DurationVar(&cfg.KeepaliveTime, "keepalive-time", app.DefaultKeepaliveTime, "ping a connection silent for this long (HTTP/2 connections)")
+	fs.DurationVar(&cfg.KeepaliveTime, "keepalive-time", app.DefaultKeepaliveTime, "ping a connection silent for this long (HTTP/2 connections; at least 1s)")
 	fs.DurationVar(&cfg.KeepaliveTimeout, "keepalive-timeout", app.DefaultKeepaliveTimeout, "drop a pinged connection that sends nothing for this long")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long graceful shutdown may take before connections are closed")
 	pprofAddr := fs.String("pprof-listen", "", "serve Go's net/http/pprof profiles on this address (keep it on loopback)")

@@ -214,7 +214,8 @@ func TestHelpExplainsFlags(t *testing.T) {
 	if err != nil {
 		t.Fatalf("--help: %v\n%s", err, out)
 	}
-	for _, want := range []string{"--listen", "-data-dir", "-dev", "-tls-cert", "PARLEY_", "parleyd token"} {
+	for _, want := range []string{"--listen", "-data-dir", "-dev", "-tls-cert", "PARLEY_", "parleyd token",
+		"-max-header-bytes int", "(default 32768)", "-keepalive-time duration", "(default 20s)", "-keepalive-timeout duration"} {
 		if !strings.Contains(string(out), strings.TrimLeft(want, "-")) {
 			t.Errorf("--help does not mention %s", want)
 		}

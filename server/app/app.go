@@ -252,6 +252,9 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes > 0 && c.MaxMessageBytes > 0 && c.MaxBodyBytes > c.MaxMessageBytes/2 {
 		errs = append(errs, fmt.Errorf("max-body-bytes %d must be at most half of max-message-bytes %d", c.MaxBodyBytes, c.MaxMessageBytes))
 	}
+	if c.KeepaliveTime > 0 && c.KeepaliveTime < time.Second {
+		errs = append(errs, fmt.Errorf("keepalive-time %v: grpc-go pings no more often than every 1s", c.KeepaliveTime))
+	}
 	for _, addr := range []string{c.Listen, c.GRPCListen} {
 		if addr == "" {
 			continue
