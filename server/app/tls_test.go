@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
@@ -80,6 +81,12 @@ func TestTLS(t *testing.T) {
 		}
 		if resp.GetMessage().GetSeq() == 0 {
 			t.Fatalf("%s: no seq", name)
+		}
+		// Headers over --max-header-bytes never leave a grpc-go client:
+		// both transports announce the limit (net/http's with some slack).
+		_, err = c.ListRooms(metadata.AppendToOutgoingContext(authCtx(t, tok), "x-pad", strings.Repeat("p", 64<<10)), &parleyv1.ListRoomsRequest{})
+		if st := statusOf(err); st.Code() != codes.Internal || !strings.Contains(st.Message(), map[string]string{"main port": "(33088 bytes)", "grpc port": "(32768 bytes)"}[name]) {
+			t.Fatalf("%s: 64 KiB of headers: %v, want INTERNAL naming the server's limit", name, st)
 		}
 		h, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: "parley.v1.ChatService"})
 		if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
