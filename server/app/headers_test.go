@@ -230,3 +230,31 @@ func TestWebSocketHeaderFrameLimits(t *testing.T) {
 		}
 	})
 }
+
+// REST answers 431 to headers over the limit, including those net/http's
+// own check lets through and the gateway's gRPC call would exceed with
+// what it adds (that was 500 INTERNAL).
+func TestRESTHeaderLimit(t *testing.T) {
+	ts := startServer(t)
+	for _, tc := range []struct {
+		authBytes int
+		want      int
+	}{
+		{20 << 10, http.StatusUnauthorized}, // a token over the 8 KiB token limit
+		{33 << 10, http.StatusRequestHeaderFieldsTooLarge},
+		{35 << 10, http.StatusRequestHeaderFieldsTooLarge},
+		{1 << 20, http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+ts.Addr()+"/v1/rooms", nil)
+		req.Header.Set("Authorization", "Bearer "+strings.Repeat("a", tc.authBytes))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%d-byte authorization: %s %.200s, want %d", tc.authBytes, resp.Status, body, tc.want)
+		}
+	}
+}

@@ -46,6 +46,12 @@ func (s *Server) serveGRPCWeb(w http.ResponseWriter, r *http.Request) {
 	s.grpc.ServeHTTP(w, r)
 }
 
+// gatewayHeadroom is room for the headers the REST gateway's gRPC call
+// adds to the ones it forwards (pseudo-headers, content-type, user-agent,
+// x-forwarded-*), so a REST request within the limit makes a gRPC call
+// within it.
+const gatewayHeadroom = 1 << 10
+
 // headerListSize measures h as HTTP/2 does: name, value and 32 bytes per
 // field.
 func headerListSize(h http.Header) int {

@@ -337,6 +337,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/metrics" && s.cfg.Metrics != nil:
 		s.cfg.Metrics.ServeHTTP(w, r)
 	case strings.HasPrefix(r.URL.Path, "/v1/"):
+		if n := headerListSize(r.Header) + gatewayHeadroom; n > s.cfg.MaxHeaderBytes {
+			// net/http's own limit leaves some slack; the gateway's call
+			// to the gRPC server, which adds headers of its own, has none.
+			http.Error(w, fmt.Sprintf("request headers are %d bytes; the limit is %d", n-gatewayHeadroom, s.cfg.MaxHeaderBytes-gatewayHeadroom), http.StatusRequestHeaderFieldsTooLarge)
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBodyBytes)
 		s.gateway.ServeHTTP(w, r)
 	default:
