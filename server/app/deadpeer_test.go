@@ -3,6 +3,7 @@ package app_test
 import (
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -155,5 +156,26 @@ func TestPrefaceOnlyConnectionIsClosed(t *testing.T) {
 				t.Fatalf("connection held %v (read: %v); want it closed after ~%v", took, err, timeout)
 			}
 		})
+	}
+}
+
+// An HTTP/1.1 connection left idle after a request is closed after
+// KeepaliveTime+KeepaliveTimeout, like a silent HTTP/2 connection.
+func TestIdleHTTPConnectionIsClosed(t *testing.T) {
+	const kaTime, kaTimeout = time.Second, 300 * time.Millisecond
+	ts := startServer(t, func(c *appConfig) { c.KeepaliveTime, c.KeepaliveTimeout = kaTime, kaTimeout })
+	c, err := net.Dial("tcp", ts.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: parley\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c.SetReadDeadline(start.Add(waitTimeout))
+	b, err := io.ReadAll(c) // the answer, then EOF when the server gives up on the connection
+	if took := time.Since(start); err != nil || took > kaTime+kaTimeout+3*time.Second || !strings.Contains(string(b), "200 OK") {
+		t.Fatalf("idle connection held %v (read %q, %v); want it closed after ~%v", took, b, err, kaTime+kaTimeout)
 	}
 }

@@ -63,7 +63,10 @@ type Config struct {
 	// server pings it (native gRPC and HTTP/2 through net/http; default
 	// 20s); KeepaliveTimeout is how long the server then waits for any
 	// frame before closing it (default 10s). A dead or frozen peer is thus
-	// dropped within KeepaliveTime+KeepaliveTimeout of its last frame.
+	// dropped within KeepaliveTime+KeepaliveTimeout of its last frame. The
+	// same sum bounds an idle HTTP/1.1 keep-alive connection, and TCP
+	// keepalive probes on the same schedule find vanished hosts on every
+	// connection (HTTP/1.1 streams and WebSockets have no ping).
 	KeepaliveTime, KeepaliveTimeout time.Duration
 	// Healthy reports whether /healthz should answer 200.
 	Healthy func() bool
@@ -177,25 +180,37 @@ func Listen(ctx context.Context, cfg Config, gs *grpc.Server) (*Server, error) {
 	s.http = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       cfg.KeepaliveTime + cfg.KeepaliveTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: int(cfg.MaxStreamsPerConn),
 			SendPingTimeout: cfg.KeepaliveTime, PingTimeout: cfg.KeepaliveTimeout},
 		ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 	}
 	var err error
-	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+	if s.ln, err = listenTCP(ctx, cfg.Listen, cfg); err != nil {
 		s.gwConn.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	if cfg.GRPCListen != "" {
-		if s.grpcLn, err = net.Listen("tcp", cfg.GRPCListen); err != nil {
+		if s.grpcLn, err = listenTCP(ctx, cfg.GRPCListen, cfg); err != nil {
 			s.ln.Close()
 			s.gwConn.Close()
 			return nil, fmt.Errorf("listen on %s: %w", cfg.GRPCListen, err)
 		}
 	}
 	return s, nil
+}
+
+// listenTCP listens on addr. Accepted connections get TCP keepalive probes
+// after KeepaliveTime of silence, giving up KeepaliveTimeout later: the
+// kernel then notices a vanished host (not a frozen process, whose kernel
+// still answers) on any connection, including HTTP/1.1 streams and
+// WebSockets, which have no HTTP/2 ping.
+func listenTCP(ctx context.Context, addr string, cfg Config) (net.Listener, error) {
+	const probes = 3
+	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true,
+		Idle: cfg.KeepaliveTime, Interval: max(cfg.KeepaliveTimeout/probes, time.Second), Count: probes}}
+	return lc.Listen(ctx, "tcp", addr)
 }
 
 // startGateway registers the REST gateway against an in-memory connection
