@@ -147,6 +147,7 @@ func (h *Hub) onHeartbeat(ctx context.Context, data []byte) {
 			continue
 		}
 		r.syncNode(hb.Node, hb.Presence[name])
+		r.release()
 	}
 }
 
@@ -211,9 +212,11 @@ func (r *room) goLive(ctx context.Context) error {
 	return nil
 }
 
-// goQuietLocked unsubscribes from the cluster when nobody here is in the room.
+// goQuietLocked unsubscribes from the cluster when nobody here is in the
+// room or joining it (a join holds the room from before goLive until its
+// connection is in subs).
 func (r *room) goQuietLocked() {
-	if r.unsub != nil && len(r.subs) == 0 {
+	if r.unsub != nil && len(r.subs) == 0 && r.holds == 0 {
 		r.unsub()
 		r.unsub = nil
 	}
@@ -253,10 +256,13 @@ func (r *room) applyRemote(user string, m Meta, join bool) {
 	switch {
 	case join && !had:
 		r.presence[user] = append(r.presence[user], m)
+		r.grewLocked()
 		r.broadcastDiffLocked([]Presence{{User: user, Metas: []Meta{m}}}, nil, nil)
 	case !join && had:
 		r.removeMetaLocked(user, m.ConnID)
+		r.shrankLocked()
 		r.broadcastDiffLocked(nil, []Presence{{User: user, Metas: []Meta{m}}}, nil)
+		r.unloadIfIdleLocked()
 	}
 }
 
@@ -311,9 +317,12 @@ func (r *room) syncNode(node string, want map[string][]Meta) {
 			joins = append(joins, Presence{User: user, Metas: added})
 		}
 	}
+	r.grewLocked()
+	r.shrankLocked()
 	if len(joins) > 0 || len(leaves) > 0 {
 		r.broadcastDiffLocked(joins, leaves, nil)
 	}
+	r.unloadIfIdleLocked()
 }
 
 // CatchUp reads from the store, for every room live here, the messages
@@ -369,6 +378,7 @@ func (r *room) fillGap() {
 	r.mu.Lock()
 	r.gapTimer = nil
 	if len(r.pending) == 0 {
+		r.unloadIfIdleLocked()
 		r.mu.Unlock()
 		return
 	}
@@ -391,5 +401,6 @@ func (r *room) fillGap() {
 	}
 	r.mu.Lock()
 	r.scheduleGapFillLocked()
+	r.unloadIfIdleLocked()
 	r.mu.Unlock()
 }

@@ -2,6 +2,15 @@
 // per-room ordered fan-out, presence and typing. It knows nothing of gRPC or
 // SQL: messages are stored through the store.Store interface and events are
 // encoded by an Encoder the caller provides, once per event.
+//
+// Lock order: Hub.loadMu, then a room's mu, then a Conn's mu, then the
+// writers' mu; Hub.connsMu and Hub.nodesMu are taken alone. No lock is held
+// while another room's is taken. A room is loaded and unloaded under these
+// rules: Hub.room finds or loads it and holds it (room.hold, under the
+// room's mu); the holder releases it (room.release) once its connection is
+// in the room or its message delivered; whoever leaves a room, or releases
+// its last hold, unloads it if it is idle, under the room's mu, in the same
+// critical section that makes later holds of it fail (unloadIfIdleLocked).
 package hub
 
 import (
@@ -100,7 +109,7 @@ type Hub struct {
 	writers *writers // write the queues of connections in push mode
 
 	rooms   sync.Map   // name -> *room
-	loadMu  sync.Mutex // serializes loading a room's head from the store
+	loadMu  sync.Mutex // serializes loading a room from the store; taken before a room's mu
 	connsMu sync.Mutex
 	conns   map[*Conn]struct{}
 
@@ -184,14 +193,20 @@ func (h *Hub) ConnCount() int {
 }
 
 // room returns the live state of a room, loading its head from the store
-// the first time. It returns store.ErrRoomNotFound for an unknown room.
+// if it is not loaded, and holds it loaded until the caller calls release
+// (once). It returns store.ErrRoomNotFound for an unknown room.
+//
+// A room is unloaded when the last of its holds is released and nobody is
+// in it (see room.unloadIfIdleLocked). A room found in the map may be
+// unloading: hold fails then, and by that time the room has left the map,
+// so the next look finds another room or loads a fresh one.
 func (h *Hub) room(ctx context.Context, name string) (*room, error) {
-	if r, ok := h.rooms.Load(name); ok {
+	if r, ok := h.rooms.Load(name); ok && r.(*room).hold() {
 		return r.(*room), nil
 	}
 	h.loadMu.Lock()
 	defer h.loadMu.Unlock()
-	if r, ok := h.rooms.Load(name); ok {
+	if r, ok := h.rooms.Load(name); ok && r.(*room).hold() {
 		return r.(*room), nil
 	}
 	info, err := h.store.Room(ctx, name)
@@ -199,6 +214,7 @@ func (h *Hub) room(ctx context.Context, name string) (*room, error) {
 		return nil, err
 	}
 	r := newRoom(h, info)
+	r.holds = 1 // before anyone else can see it
 	h.rooms.Store(name, r)
 	return r, nil
 }
@@ -227,6 +243,7 @@ func (h *Hub) Join(ctx context.Context, c *Conn, name string, opts JoinOptions) 
 	if err != nil {
 		return err
 	}
+	defer r.release()
 	if err := c.reserve(r, h.cfg.MaxRoomsPerConn); err != nil {
 		return err
 	}
@@ -281,6 +298,7 @@ func (h *Hub) Send(ctx context.Context, m store.NewMessage) (msg store.Message, 
 	if err != nil {
 		return store.Message{}, false, err
 	}
+	defer r.release()
 	msg, duplicate, err = h.store.Append(ctx, m)
 	return h.stored(ctx, r, msg, duplicate, err, nil)
 }
@@ -307,6 +325,9 @@ func (h *Hub) Submit(ctx context.Context, m store.NewMessage, from *Conn) (wait 
 	}
 	stored := h.store.Submit(ctx, m)
 	return func() (store.Message, bool, error) {
+		// The room stays loaded until the message is delivered: a room
+		// loaded afresh meanwhile could read a head that misses it.
+		defer r.release()
 		msg, duplicate, err := stored()
 		return h.stored(ctx, r, msg, duplicate, err, from)
 	}
@@ -343,6 +364,7 @@ func (h *Hub) Room(ctx context.Context, name string) (store.Room, error) {
 	if err != nil {
 		return store.Room{}, err
 	}
+	r.release()
 	return r.info, nil
 }
 
@@ -352,6 +374,7 @@ func (h *Hub) Presence(ctx context.Context, name string) ([]Presence, uint64, er
 	if err != nil {
 		return nil, 0, err
 	}
+	defer r.release()
 	p, head := r.snapshot()
 	return p, head, nil
 }
@@ -378,7 +401,8 @@ func newConnID() string {
 type Stats struct {
 	// Conns is the number of open connections (Join and Subscribe streams).
 	Conns int
-	// Rooms is the number of rooms live on this server.
+	// Rooms is the number of rooms loaded on this server: rooms with
+	// connections, presence or work in flight.
 	Rooms int
 	// QueuedBytes is the sum of every connection's outbound queue.
 	QueuedBytes int64

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -13,7 +14,12 @@ import (
 
 // room is a room's live state: who is in it, its presence, and the seq of
 // the last message it delivered. It is guarded by its own lock alone; a
-// conn's lock may be taken while holding it, never the other way round.
+// conn's lock may be taken while holding it, never the other way round
+// (the lock order is written down in the package comment).
+//
+// A room is loaded while anyone uses it and unloaded when nobody does
+// (see unloadIfIdleLocked), so the hub's memory follows live rooms, not
+// every room a request ever touched.
 type room struct {
 	name string
 	info store.Room // as loaded; LastSeq and LastMessageAt are not kept current
@@ -27,6 +33,12 @@ type room struct {
 	presence map[string]metas         // by user
 	unsub    func()                   // ends the room's broker subscription; nil when not subscribed
 	gapTimer *time.Timer              // armed while messages wait for a gap to fill
+
+	holds    int  // callers of Hub.room that have not released the room yet
+	unloaded bool // taken out of the hub's map: a hold finds another room
+	// The most entries subs and presence held since they were last made:
+	// Go maps keep the space of their peak (see shrinkMap).
+	subsPeak, presencePeak int
 
 	// In a large room, presence changes wait here to be announced together
 	// (see broadcastDiffLocked); diffTimer is armed while they wait.
@@ -61,6 +73,86 @@ func newRoom(h *Hub, info store.Room) *room {
 		subs:     make(map[*Conn]bool),
 		presence: make(map[string]metas),
 	}
+}
+
+// hold keeps the room loaded until release; false if it is being unloaded.
+func (r *room) hold() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.unloaded {
+		return false
+	}
+	r.holds++
+	return true
+}
+
+// release ends a hold taken by Hub.room. The last hold of a room nobody is
+// in ends its broker subscription and unloads it.
+func (r *room) release() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.holds--
+	r.goQuietLocked()
+	r.unloadIfIdleLocked()
+}
+
+// idleLocked reports whether nothing needs the room: no connection in or
+// joining it, no presence (a remote node's included), no send or request
+// holding it, no message waiting for a gap to fill, no presence change
+// waiting to be announced.
+func (r *room) idleLocked() bool {
+	return r.holds == 0 && len(r.subs) == 0 && len(r.presence) == 0 &&
+		len(r.pending) == 0 && r.gapTimer == nil && len(r.diffs) == 0 && r.diffTimer == nil
+}
+
+// unloadIfIdleLocked takes an idle room out of the hub; the next request
+// for it loads it afresh from the store, with the head the store has then.
+// Nothing is lost: an idle room holds no state the store does not have.
+//
+// A join or send that races with the unload either held the room first
+// (then it is not idle) or looks it up after: hold, under the room's lock,
+// fails once unloaded is set, and the room leaves the map in the same
+// critical section, so the next look-up loads a fresh room (Hub.room).
+func (r *room) unloadIfIdleLocked() {
+	if r.unloaded || !r.idleLocked() {
+		return
+	}
+	r.unloaded = true
+	if r.unsub != nil {
+		r.unsub()
+		r.unsub = nil
+	}
+	r.hub.rooms.CompareAndDelete(r.name, r)
+}
+
+// mapShrinkMin is the peak below which a room's maps are kept as they are.
+const mapShrinkMin = 64
+
+// shrinkMap returns m, or a copy of it once it holds a quarter or less of
+// its peak: a Go map never gives back the space of the most entries it
+// held, so a room that once had thousands of connections and now a few
+// would keep the thousands' buckets. Each copy costs at most a quarter of
+// the deletions since the last one.
+func shrinkMap[K comparable, V any](m map[K]V, peak *int) map[K]V {
+	if *peak < mapShrinkMin || len(m) > *peak/4 {
+		return m
+	}
+	fresh := make(map[K]V, len(m))
+	maps.Copy(fresh, m)
+	*peak = len(fresh)
+	return fresh
+}
+
+// grewLocked notes the size of the room's maps after entries were added.
+func (r *room) grewLocked() {
+	r.subsPeak = max(r.subsPeak, len(r.subs))
+	r.presencePeak = max(r.presencePeak, len(r.presence))
+}
+
+// shrankLocked replaces the room's maps that fell far below their peak.
+func (r *room) shrankLocked() {
+	r.subs = shrinkMap(r.subs, &r.subsPeak)
+	r.presence = shrinkMap(r.presence, &r.presencePeak)
 }
 
 // deliver hands a stored message to every live subscriber, in seq order:
@@ -230,6 +322,7 @@ func (r *room) addLocked(c *Conn, opts JoinOptions) error {
 		return c.Err()
 	}
 	r.subs[c] = opts.After == nil
+	r.grewLocked()
 	if diff != nil {
 		if !batch {
 			r.sendDiffLocked(diff, nil, c)
@@ -314,6 +407,7 @@ func (r *room) queueDiffLocked(joins, leaves []Presence) {
 func (r *room) flushDiffs() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.unloadIfIdleLocked()
 	r.diffTimer = nil
 	if len(r.diffs) == 0 {
 		return
@@ -335,8 +429,7 @@ func (r *room) flushDiffs() {
 			leaves = group(leaves, d)
 		}
 	}
-	clear(r.diffs)
-	r.diffs = r.diffs[:0]
+	r.diffs = nil // a crowd's changes would otherwise keep their peak
 	r.sendDiffLocked(joins, leaves, nil)
 }
 
@@ -444,6 +537,8 @@ func (r *room) leave(c *Conn) {
 		return
 	}
 	delete(r.subs, c)
+	defer r.unloadIfIdleLocked()
+	defer r.shrankLocked()
 	r.goQuietLocked()
 	if !c.tracked {
 		return
