@@ -78,3 +78,26 @@ func waitRoomsLive(t *testing.T, ts *testServer, want float64) {
 		return got == want
 	})
 }
+
+// In a cluster a room unloads on every node once nobody is in it, ending
+// its broker subscription, and a later join subscribes again: messages
+// sent on another node reach it.
+func TestClusterRoomsUnloadAndResubscribe(t *testing.T) {
+	nodes := startCluster(t, 2)
+	nodes[0].createRoom(t, "roaming")
+	a := openJoin(t, nodes[0].dial(t), nodes[0].token(t, "a"))
+	a.join("roaming", nil)
+	waitRoomsLive(t, nodes[1], 1) // the heartbeats carry a's presence
+	a.send(&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Leave{Leave: &parleyv1.JoinRequest_LeaveRoom{Room: "roaming"}}})
+	for _, n := range nodes {
+		waitRoomsLive(t, n, 0)
+	}
+	a.join("roaming", nil)
+	b := openJoin(t, nodes[1].dial(t), nodes[1].token(t, "b"))
+	b.join("roaming", nil)
+	seq := b.post("roaming", "across", "").GetMessage().GetSeq()
+	got := a.next(isMessage("roaming"), nil).GetMessage()
+	if got.GetSeq() != seq || got.GetBody() != "across" {
+		t.Fatalf("a got %v, want seq %d from node 1", got, seq)
+	}
+}
