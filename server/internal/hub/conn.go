@@ -23,6 +23,9 @@ type Conn struct {
 	queue    []Frame
 	queued   int // what the queue counts against maxBytes (see cost)
 	maxBytes int
+	// The queue's memory is given back after a burst (see trimmer).
+	peak       int  // the most frames queued since the trimmer last looked
+	trimListed bool // on the trimmer's list
 	// Push mode (ServeWrites).
 	spare   []Frame             // the last batch written, reused as the next queue
 	write   func([]Frame) error // sends frames to the client; nil in pull mode
@@ -75,8 +78,10 @@ func (c *Conn) enqueue(f Frame, urgent bool) bool {
 }
 
 // enqueueWait queues a frame, waiting while the queue is more than half
-// full. Replays use it: they are per connection, so they may wait for the
-// client instead of cutting it off.
+// full or holds a replay page of frames. Replays use it: they are per
+// connection, so they may wait for the client instead of cutting it off,
+// and a replay of a long history holds a page or two of it at a time, not
+// as much as the queue's byte limit allows.
 func (c *Conn) enqueueWait(ctx context.Context, f Frame) error {
 	for {
 		c.mu.Lock()
@@ -85,7 +90,7 @@ func (c *Conn) enqueueWait(ctx context.Context, f Frame) error {
 			c.mu.Unlock()
 			return err
 		}
-		if c.queued == 0 || c.queued+c.cost(f) <= c.maxBytes/2 {
+		if c.queued == 0 || (c.queued+c.cost(f) <= c.maxBytes/2 && len(c.queue) < c.hub.cfg.ReplayPage) {
 			c.pushLocked(f, false)
 			c.mu.Unlock()
 			return nil
@@ -115,6 +120,11 @@ func (c *Conn) cost(f Frame) int { return min(len(f.Data), c.maxBytes/2) }
 func (c *Conn) pushLocked(f Frame, urgent bool) {
 	c.queue = append(c.queue, f)
 	c.queued += c.cost(f)
+	c.peak = max(c.peak, len(c.queue))
+	if cap(c.queue) > queueTrimMin && !c.trimListed {
+		c.trimListed = true
+		c.hub.trim.list(c)
+	}
 	if c.write != nil {
 		c.startWriterLocked(urgent)
 		return
@@ -216,7 +226,7 @@ func (c *Conn) writeTurn() (again, urgent bool) {
 			c.End(err)
 		}
 		c.mu.Lock()
-		if c.err == nil {
+		if c.err == nil && (c.trimListed || cap(batch) <= queueTrimMin) {
 			clear(batch)
 			c.spare = batch[:0]
 		}

@@ -4,7 +4,7 @@
 // encoded by an Encoder the caller provides, once per event.
 //
 // Lock order: Hub.loadMu, then a room's mu, then a Conn's mu, then the
-// writers' mu; Hub.connsMu and Hub.nodesMu are taken alone. No lock is held
+// writers' or the trimmer's mu; Hub.connsMu and Hub.nodesMu are taken alone. No lock is held
 // while another room's is taken. A room is loaded and unloaded under these
 // rules: Hub.room finds or loads it and holds it (room.hold, under the
 // room's mu); the holder releases it (room.release) once its connection is
@@ -35,8 +35,12 @@ type Config struct {
 	// RecentMessages is how many recent message frames each room keeps to
 	// hand a resuming connection over to live delivery (default 256).
 	RecentMessages int
-	// ReplayPage is how many stored messages a replay reads at a time (default 500).
+	// ReplayPage is how many stored messages a replay reads at a time, and
+	// queues for a connection at most (default 500).
 	ReplayPage int
+	// QueueTrimDelay is how often connections' queues that grew in a burst
+	// are looked at to give their memory back (default 10s; see trimmer).
+	QueueTrimDelay time.Duration
 
 	// Broker, if set, joins this hub to a cluster: stored messages, typing
 	// and presence travel between nodes on subjects under Subject (default
@@ -78,6 +82,9 @@ func (c *Config) setDefaults() {
 	if c.ReplayPage <= 0 {
 		c.ReplayPage = 500
 	}
+	if c.QueueTrimDelay <= 0 {
+		c.QueueTrimDelay = 10 * time.Second
+	}
 	if c.Subject == "" {
 		c.Subject = "parley"
 	}
@@ -107,6 +114,7 @@ type Hub struct {
 	now    func() time.Time
 
 	writers *writers // write the queues of connections in push mode
+	trim    trimmer  // gives back the memory of queues after a burst
 
 	rooms   sync.Map   // name -> *room
 	loadMu  sync.Mutex // serializes loading a room from the store; taken before a room's mu
@@ -134,6 +142,7 @@ func New(cfg Config, st store.Store, enc Encoder, log *slog.Logger) *Hub {
 		incarnation: time.Now().UnixNano(),
 		nodes:       make(map[string]*remoteNode),
 		writers:     newWriters(),
+		trim:        trimmer{delay: cfg.QueueTrimDelay},
 	}
 }
 

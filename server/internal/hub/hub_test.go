@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/parleychat/parley/server/internal/store"
@@ -45,6 +46,23 @@ func drain(t *testing.T, c *Conn) []string {
 	return out
 }
 
+// joinReplaying joins c to room after seq after, reading c's frames while
+// the replay runs (it waits for room in the queue), and returns them up to
+// the replayed marker.
+func joinReplaying(t *testing.T, h *Hub, c *Conn, room string, after uint64) []string {
+	t.Helper()
+	joined := make(chan error, 1)
+	go func() { joined <- h.Join(context.Background(), c, room, JoinOptions{After: &after}) }()
+	var out []string
+	for !slices.ContainsFunc(out, func(s string) bool { return strings.HasPrefix(s, "replayed") }) {
+		out = append(out, drain(t, c)...)
+	}
+	if err := <-joined; err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // Messages that reach the room out of seq order are held until the gap
 // fills, and a message delivered twice is dropped.
 func TestDeliverHoldsGapsAndDropsDuplicates(t *testing.T) {
@@ -76,10 +94,7 @@ func TestReplayFromStoreThenRing(t *testing.T) {
 	}
 	for _, after := range []uint64{0, 2, 6, 8, 10} {
 		c := h.Connect("u", "", false)
-		if err := h.Join(ctx, c, "r", JoinOptions{After: &after}); err != nil {
-			t.Fatal(err)
-		}
-		got := drain(t, c)[1:] // after the joined state
+		got := joinReplaying(t, h, c, "r", after)[1:] // after the joined state
 		var want []string
 		for s := after + 1; s <= 10; s++ {
 			want = append(want, fmt.Sprint("msg r ", s))
