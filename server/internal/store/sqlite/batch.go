@@ -76,15 +76,19 @@ func (b *batchState) reset(now time.Time, careful bool) {
 	b.rows = b.rows[:0]
 }
 
-// maxKnownHeads bounds the committed heads the writer remembers.
-const maxKnownHeads = 1 << 16
+// maxKnownHeads bounds the committed heads the writer remembers: enough
+// for the rooms that many batches in a row write to; sends to ever new
+// rooms (a direct message to each of a million users) only refill it.
+const maxKnownHeads = 1 << 13
 
 // committed remembers the heads of the batch's rooms once its transaction
 // has committed: the writer is the database's only writer, so the next
-// batch can take them from memory instead of reading them again.
+// batch can take them from memory instead of reading them again. Past
+// maxKnownHeads it starts again with a new map: a cleared one would keep
+// its peak's space.
 func (b *batchState) committed() {
 	if len(b.known) > maxKnownHeads {
-		clear(b.known)
+		b.known = make(map[string]head)
 	}
 	for name, h := range b.heads {
 		if h.exists {
