@@ -216,7 +216,7 @@ func (r *room) goLive(ctx context.Context) error {
 // room or joining it (a join holds the room from before goLive until its
 // connection is in subs).
 func (r *room) goQuietLocked() {
-	if r.unsub != nil && len(r.subs) == 0 && r.holds == 0 {
+	if r.unsub != nil && len(r.subs) == 0 && r.holds.Load() == 0 {
 		r.unsub()
 		r.unsub = nil
 	}

@@ -4,13 +4,15 @@
 // encoded by an Encoder the caller provides, once per event.
 //
 // Lock order: Hub.loadMu, then a room's mu, then a Conn's mu, then the
-// writers' or the trimmer's mu; Hub.connsMu and Hub.nodesMu are taken alone. No lock is held
-// while another room's is taken. A room is loaded and unloaded under these
-// rules: Hub.room finds or loads it and holds it (room.hold, under the
-// room's mu); the holder releases it (room.release) once its connection is
-// in the room or its message delivered; whoever leaves a room, or releases
-// its last hold, unloads it if it is idle, under the room's mu, in the same
-// critical section that makes later holds of it fail (unloadIfIdleLocked).
+// writers' or the trimmer's mu; Hub.connsMu and Hub.nodesMu are taken
+// alone, and no room's mu is held while another room's is taken.
+//
+// A room is loaded while it is used and unloaded when it is not: Hub.room
+// finds or loads it and holds it (room.hold, an atomic count); the holder
+// releases it (room.release) once its connection is in the room or its
+// message delivered; whoever leaves a room, or releases its last hold,
+// unloads it if it is idle, under the room's mu, by swapping the count
+// from 0 to -1, which makes later holds fail (room.unloadIfIdleLocked).
 package hub
 
 import (
@@ -206,9 +208,8 @@ func (h *Hub) ConnCount() int {
 // (once). It returns store.ErrRoomNotFound for an unknown room.
 //
 // A room is unloaded when the last of its holds is released and nobody is
-// in it (see room.unloadIfIdleLocked). A room found in the map may be
-// unloading: hold fails then, and by that time the room has left the map,
-// so the next look finds another room or loads a fresh one.
+// in it (see room.unloadIfIdleLocked). A room found in the map may have
+// been unloaded: hold fails then, and a fresh room is loaded in its place.
 func (h *Hub) room(ctx context.Context, name string) (*room, error) {
 	if r, ok := h.rooms.Load(name); ok && r.(*room).hold() {
 		return r.(*room), nil
@@ -223,7 +224,7 @@ func (h *Hub) room(ctx context.Context, name string) (*room, error) {
 		return nil, err
 	}
 	r := newRoom(h, info)
-	r.holds = 1 // before anyone else can see it
+	r.holds.Store(1) // before anyone else can see it
 	h.rooms.Store(name, r)
 	return r, nil
 }
@@ -366,26 +367,29 @@ func (h *Hub) stored(ctx context.Context, r *room, msg store.Message, duplicate 
 	return msg, duplicate, nil
 }
 
-// Room returns a room's record as loaded when it first went live: its name,
-// visibility and creator. It returns store.ErrRoomNotFound for an unknown room.
+// Room returns a room's record: its name, visibility and creator, as
+// loaded when it went live, or from the store if it is not loaded (an
+// access check loads no room). It returns store.ErrRoomNotFound for an
+// unknown room.
 func (h *Hub) Room(ctx context.Context, name string) (store.Room, error) {
-	r, err := h.room(ctx, name)
-	if err != nil {
-		return store.Room{}, err
+	if r, ok := h.rooms.Load(name); ok {
+		return r.(*room).info, nil // never changes, even in a room being unloaded
 	}
-	r.release()
-	return r.info, nil
+	return h.store.Room(ctx, name)
 }
 
 // Presence returns who is online in a room and the room's delivered head.
+// Nobody is online in a room that is not loaded; its head is the store's.
 func (h *Hub) Presence(ctx context.Context, name string) ([]Presence, uint64, error) {
-	r, err := h.room(ctx, name)
+	if r, ok := h.rooms.Load(name); ok {
+		p, head := r.(*room).snapshot()
+		return p, head, nil
+	}
+	info, err := h.store.Room(ctx, name)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer r.release()
-	p, head := r.snapshot()
-	return p, head, nil
+	return nil, info.LastSeq, nil
 }
 
 // OnlineCount returns how many distinct users are online in a room that is

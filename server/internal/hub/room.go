@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parleychat/parley/server/internal/store"
@@ -34,8 +35,10 @@ type room struct {
 	unsub    func()                   // ends the room's broker subscription; nil when not subscribed
 	gapTimer *time.Timer              // armed while messages wait for a gap to fill
 
-	holds    int  // callers of Hub.room that have not released the room yet
-	unloaded bool // taken out of the hub's map: a hold finds another room
+	// holds counts the callers of Hub.room that have not released the room
+	// yet; -1 once the room is unloaded, when a hold fails. Atomic, so that
+	// a send holds a room without waiting for the room's fan-out.
+	holds atomic.Int32
 	// The most entries subs and presence held since they were last made:
 	// Go maps keep the space of their peak (see shrinkMap).
 	subsPeak, presencePeak int
@@ -75,23 +78,27 @@ func newRoom(h *Hub, info store.Room) *room {
 	}
 }
 
-// hold keeps the room loaded until release; false if it is being unloaded.
+// hold keeps the room loaded until release; false if it was unloaded.
 func (r *room) hold() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.unloaded {
-		return false
+	for {
+		n := r.holds.Load()
+		if n < 0 {
+			return false
+		}
+		if r.holds.CompareAndSwap(n, n+1) {
+			return true
+		}
 	}
-	r.holds++
-	return true
 }
 
 // release ends a hold taken by Hub.room. The last hold of a room nobody is
 // in ends its broker subscription and unloads it.
 func (r *room) release() {
+	if r.holds.Add(-1) > 0 {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.holds--
 	r.goQuietLocked()
 	r.unloadIfIdleLocked()
 }
@@ -101,7 +108,7 @@ func (r *room) release() {
 // holding it, no message waiting for a gap to fill, no presence change
 // waiting to be announced.
 func (r *room) idleLocked() bool {
-	return r.holds == 0 && len(r.subs) == 0 && len(r.presence) == 0 &&
+	return r.holds.Load() == 0 && len(r.subs) == 0 && len(r.presence) == 0 &&
 		len(r.pending) == 0 && r.gapTimer == nil && len(r.diffs) == 0 && r.diffTimer == nil
 }
 
@@ -110,14 +117,13 @@ func (r *room) idleLocked() bool {
 // Nothing is lost: an idle room holds no state the store does not have.
 //
 // A join or send that races with the unload either held the room first
-// (then it is not idle) or looks it up after: hold, under the room's lock,
-// fails once unloaded is set, and the room leaves the map in the same
-// critical section, so the next look-up loads a fresh room (Hub.room).
+// (then it is not idle, and the swap of holds from 0 to -1 fails) or holds
+// it after: then its hold fails, and Hub.room loads a fresh room, which
+// the unload's CompareAndDelete leaves in the map.
 func (r *room) unloadIfIdleLocked() {
-	if r.unloaded || !r.idleLocked() {
+	if !r.idleLocked() || !r.holds.CompareAndSwap(0, -1) {
 		return
 	}
-	r.unloaded = true
 	if r.unsub != nil {
 		r.unsub()
 		r.unsub = nil
