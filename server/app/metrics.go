@@ -30,7 +30,7 @@ func newMetrics(h *hub.Hub, extra ...prometheus.Collector) *metrics {
 	m.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_streams", Help: "Open Join and Subscribe streams."},
 			stat(func(s hub.Stats) float64 { return float64(s.Conns) })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_rooms_live", Help: "Rooms live on this server."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_rooms_live", Help: "Rooms loaded on this server: rooms with streams, presence or sends in flight (idle rooms are unloaded)."},
 			stat(func(s hub.Stats) float64 { return float64(s.Rooms) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_queue_bytes", Help: "Bytes waiting in all streams' outbound queues."},
 			stat(func(s hub.Stats) float64 { return float64(s.QueuedBytes) })),
