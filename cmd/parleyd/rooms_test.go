@@ -47,8 +47,9 @@ func TestTouchingRoomsLeavesRSSFlat(t *testing.T) {
 	live := d.metric(t, "parley_rooms_live")
 	after := d.settledMemory(t, before)
 	t.Logf("%v rooms loaded after the reads", live)
-	t.Logf("%d rooms read in %v; anonymous RSS %.1f -> %.1f MiB, Go heap in use %.1f -> %.1f MiB", n, took.Round(time.Second),
-		before.rss/(1<<20), after.rss/(1<<20), before.heap/(1<<20), after.heap/(1<<20))
+	t.Logf("%d rooms read in %v; anonymous RSS %.1f -> %.1f MiB, Go heap in use %.1f -> %.1f MiB, held by the Go runtime %.1f -> %.1f MiB",
+		n, took.Round(time.Second), before.rss/(1<<20), after.rss/(1<<20), before.heap/(1<<20), after.heap/(1<<20),
+		before.goHeld/(1<<20), after.goHeld/(1<<20))
 	if live != 0 {
 		t.Fatalf("%v rooms still loaded after %d were read", live, n)
 	}
@@ -107,7 +108,7 @@ func touchRooms(t *testing.T, c parleyv1.ChatServiceClient, ctx context.Context,
 // memory is a process's anonymous resident memory (heap, stacks, SQLite's
 // page cache: not the binary's code, which pages in as it first runs) and
 // its Go heap in use.
-type memory struct{ rss, heap float64 }
+type memory struct{ rss, heap, goHeld float64 }
 
 func (d *daemon) memory(t *testing.T) memory {
 	t.Helper()
@@ -123,6 +124,7 @@ func (d *daemon) memory(t *testing.T) memory {
 		}
 	}
 	m.heap = d.metric(t, "go_memstats_heap_inuse_bytes")
+	m.goHeld = d.metric(t, "go_memstats_sys_bytes") - d.metric(t, "go_memstats_heap_released_bytes")
 	return m
 }
 
