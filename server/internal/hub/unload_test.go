@@ -76,7 +76,7 @@ func TestTouchedRoomsAreUnloaded(t *testing.T) {
 // A room stays loaded while a connection is in it, or a message sent to it
 // is on its way to the store, and is unloaded when the last of them goes.
 func TestRoomUnloadsWhenTheLastUserGoes(t *testing.T) {
-	h, st := newTestHub(t, Config{})
+	h, _ := newTestHub(t, Config{})
 	ctx := context.Background()
 	a, b := h.Connect("a", "", true), h.Connect("b", "", false)
 	for _, c := range []*Conn{a, b} {
@@ -110,7 +110,6 @@ func TestRoomUnloadsWhenTheLastUserGoes(t *testing.T) {
 	if _, head, _ := h.Presence(ctx, "r"); head != msg.Seq {
 		t.Fatalf("reloaded room's head %d, want %d", head, msg.Seq)
 	}
-	_ = st
 }
 
 // Joins and sends racing with the unloading of their room lose nothing:
