@@ -14,7 +14,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/parleychat/parley/cmd/parley/internal/cli"
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
 
@@ -50,23 +52,23 @@ var roomPrefixRE = regexp.MustCompile(`^[a-z0-9_-]{1,48}$`)
 func (c *benchConfig) validate() error {
 	switch {
 	case c.receivers < 0 || c.senders < 0:
-		return usagef("--receivers and --senders must not be negative")
+		return cli.Usagef("--receivers and --senders must not be negative")
 	case c.rooms < 1:
-		return usagef("--rooms must be at least 1")
+		return cli.Usagef("--rooms must be at least 1")
 	case c.rate < 0:
-		return usagef("--rate must not be negative (0: as fast as acks allow)")
+		return cli.Usagef("--rate must not be negative (0: as fast as acks allow)")
 	case c.duration <= 0 || c.warmup < 0 || c.drain <= 0:
-		return usagef("--duration and --drain must be positive, --warmup not negative")
+		return cli.Usagef("--duration and --drain must be positive, --warmup not negative")
 	case c.size < bodyHeader:
-		return usagef("--size must be at least %d bytes (the send time header)", bodyHeader)
+		return cli.Usagef("--size must be at least %d bytes (the send time header)", bodyHeader)
 	case c.streamsPerConn < 1 || c.users < 0 || c.connectWorkers < 1 || c.maxInflight < 0:
-		return usagef("--streams-per-conn and --connect-concurrency must be at least 1, --users not negative")
+		return cli.Usagef("--streams-per-conn and --connect-concurrency must be at least 1, --users not negative")
 	case c.receiveVia != "h2" && c.receiveVia != "grpc":
-		return usagef("--receive-via must be h2 or grpc")
+		return cli.Usagef("--receive-via must be h2 or grpc")
 	case !roomPrefixRE.MatchString(c.roomPrefix):
-		return usagef("--room-prefix must be 1-48 characters of a-z, 0-9, '-', '_'")
+		return cli.Usagef("--room-prefix must be 1-48 characters of a-z, 0-9, '-', '_'")
 	case c.senders > 0 && (c.rooms+c.senders-1)/c.senders > maxRoomsPerStream:
-		return usagef("each sender joins the rooms it sends to, at most %d: use --senders %d or more", maxRoomsPerStream, (c.rooms+maxRoomsPerStream-1)/maxRoomsPerStream)
+		return cli.Usagef("each sender joins the rooms it sends to, at most %d: use --senders %d or more", maxRoomsPerStream, (c.rooms+maxRoomsPerStream-1)/maxRoomsPerStream)
 	}
 	return nil
 }
@@ -82,8 +84,8 @@ func (c *benchConfig) window() int {
 	return 1000
 }
 
-func parseBenchFlags(e *env, args []string) (benchConfig, error) {
-	fs := newFlagSet(e, "bench", "bench [flags]", `
+func parseBenchFlags(e *cli.Env, args []string) (benchConfig, error) {
+	fs := cli.NewFlagSet(e, "bench", "bench [flags]", `
 Measures a running server. Opens --receivers streams (Join, or Subscribe with
 --subscribe) spread round-robin over --rooms rooms, and --senders Join streams
 that send to those rooms at --rate messages/s in total (0: each as fast as its
@@ -128,12 +130,12 @@ for load tests, or senders above its rate are refused.`)
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON on stdout")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress line on stderr")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the bench's own CPU profile (pprof) for the whole run to this file")
-	pos, err := parseFlags(fs, args)
+	pos, err := cli.ParseFlags(fs, args)
 	if err != nil {
 		return c, err
 	}
 	if len(pos) != 0 {
-		return c, usagef("bench takes no arguments")
+		return c, cli.Usagef("bench takes no arguments")
 	}
 	return c, c.validate()
 }
@@ -141,7 +143,7 @@ for load tests, or senders above its rate are refused.`)
 // bench is one run of parley bench.
 type bench struct {
 	cfg   benchConfig
-	e     *env
+	e     *cli.Env
 	ctrl  *grpc.ClientConn // unary calls: tokens, rooms
 	api   parleyv1.ChatServiceClient
 	codec benchCodec
@@ -174,7 +176,7 @@ type bench struct {
 	metrics *metricsClient
 }
 
-func runBench(ctx context.Context, e *env, args []string) error {
+func runBench(ctx context.Context, e *cli.Env, args []string) error {
 	cfg, err := parseBenchFlags(e, args)
 	if err != nil {
 		return err
@@ -196,15 +198,15 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if cfg.json {
-		err = rep.writeJSON(e.stdout)
+		err = rep.writeJSON(e.Stdout)
 	} else {
-		err = rep.writeTable(e.stdout)
+		err = rep.writeTable(e.Stdout)
 	}
 	if err != nil {
 		return err
 	}
 	if !rep.OK {
-		return errFailed
+		return cli.ErrFailed
 	}
 	return nil
 }
@@ -222,12 +224,12 @@ func startCPUProfile(path string) (stop func(), err error) {
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
-func newBench(e *env, cfg benchConfig) (*bench, error) {
-	ctrl, err := e.g.dial()
+func newBench(e *cli.Env, cfg benchConfig) (*bench, error) {
+	ctrl, err := e.Globals.Dial()
 	if err != nil {
 		return nil, err
 	}
-	mc, err := newMetricsClient(e.g, cfg.metricsURL)
+	mc, err := newMetricsClient(e.Globals, cfg.metricsURL)
 	if err != nil {
 		ctrl.Close()
 		return nil, err
@@ -333,7 +335,7 @@ func (b *bench) streamEnded(who string, err error) {
 	if b.stopping.Load() {
 		return
 	}
-	b.countError(codeOf(err), fmt.Sprintf("%s ended: %s", who, describe(err)))
+	b.countError(status.Code(err), fmt.Sprintf("%s ended: %s", who, cli.Describe(err)))
 }
 
 func (b *bench) errorTotal() uint64 {
@@ -391,20 +393,20 @@ func (b *bench) connect(ctx context.Context, rep *benchReport) error {
 	var tc *tls.Config
 	if cfg.receiveVia == "h2" {
 		var err error
-		if tc, err = b.e.g.tlsConfig(); err != nil {
+		if tc, err = b.e.Globals.TLSConfig(); err != nil {
 			return err
 		}
 	}
 	for range nconns {
 		if cfg.receiveVia == "h2" {
-			c, err := dialH2(ctx, b, b.e.g.nextAddr(), tc)
+			c, err := dialH2(ctx, b, b.e.Globals.NextAddr(), tc)
 			if err != nil {
 				return err
 			}
 			b.h2conns = append(b.h2conns, c)
 			continue
 		}
-		conn, err := b.e.g.dial()
+		conn, err := b.e.Globals.Dial()
 		if err != nil {
 			return err
 		}
@@ -444,7 +446,7 @@ func (b *bench) connect(ctx context.Context, rep *benchReport) error {
 		return err
 	}
 	for j, s := range b.senders {
-		conn, err := b.e.g.dial()
+		conn, err := b.e.Globals.Dial()
 		if err != nil {
 			return err
 		}
@@ -584,6 +586,6 @@ func (b *bench) tick(fn func()) (stop func()) {
 
 func (b *bench) progressf(format string, args ...any) {
 	if !b.cfg.quiet {
-		fmt.Fprintf(b.e.stderr, "bench: "+format+"\n", args...)
+		fmt.Fprintf(b.e.Stderr, "bench: "+format+"\n", args...)
 	}
 }

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/parleychat/parley/cmd/parley/internal/cli"
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
 
@@ -42,8 +44,8 @@ type metricsClient struct {
 	http *http.Client
 }
 
-func newMetricsClient(g *globals, url string) (*metricsClient, error) {
-	tc, err := g.tlsConfig()
+func newMetricsClient(g *cli.Globals, url string) (*metricsClient, error) {
+	tc, err := g.TLSConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +56,7 @@ func newMetricsClient(g *globals, url string) (*metricsClient, error) {
 			scheme = "https"
 		}
 		urls = urls[:0]
-		for _, a := range g.addrs() {
+		for _, a := range g.Addrs() {
 			urls = append(urls, scheme+"://"+a+"/metrics")
 		}
 	}
@@ -195,12 +197,12 @@ func raiseNoFile(need uint64) (uint64, error) {
 type tokenSource func(ctx context.Context, user string) (string, error)
 
 func (b *bench) tokenSource() tokenSource {
-	return newTokenSource(b.e.g, b.cfg.tokenCmd, b.api)
+	return newTokenSource(b.e.Globals, b.cfg.tokenCmd, b.api)
 }
 
 // newTokenSource returns tokenCmd's tokens if set, else the fixed --token,
 // else DevLogin's through api.
-func newTokenSource(g *globals, tokenCmd string, api parleyv1.ChatServiceClient) tokenSource {
+func newTokenSource(g *cli.Globals, tokenCmd string, api parleyv1.ChatServiceClient) tokenSource {
 	switch {
 	case tokenCmd != "":
 		return func(ctx context.Context, user string) (string, error) {
@@ -215,11 +217,11 @@ func newTokenSource(g *globals, tokenCmd string, api parleyv1.ChatServiceClient)
 			}
 			return strings.TrimSpace(string(out)), nil
 		}
-	case g.token != "":
-		return func(context.Context, string) (string, error) { return g.token, nil }
+	case g.Token != "":
+		return func(context.Context, string) (string, error) { return g.Token, nil }
 	}
 	return func(ctx context.Context, user string) (string, error) {
-		cctx, cancel := context.WithTimeout(ctx, g.timeout)
+		cctx, cancel := context.WithTimeout(ctx, g.Timeout)
 		defer cancel()
 		resp, err := api.DevLogin(cctx, &parleyv1.DevLoginRequest{User: user})
 		if err != nil {
@@ -233,7 +235,7 @@ func newTokenSource(g *globals, tokenCmd string, api parleyv1.ChatServiceClient)
 func (b *bench) fetchTokens(ctx context.Context) error {
 	src := b.tokenSource()
 	n := b.cfg.users
-	if b.cfg.tokenCmd == "" && b.e.g.token != "" {
+	if b.cfg.tokenCmd == "" && b.e.Globals.Token != "" {
 		n = 1 // every stream is the token's user
 	}
 	b.tokens = make([]string, n)
@@ -247,10 +249,10 @@ func (b *bench) fetchTokens(ctx context.Context) error {
 // createRooms creates the bench's rooms; rooms that exist already are fine.
 func (b *bench) createRooms(ctx context.Context) error {
 	return parallel(ctx, b.cfg.rooms, 16, func(ctx context.Context, i int) error {
-		cctx, cancel := context.WithTimeout(withAuth(ctx, b.tokens[0]), b.e.g.timeout)
+		cctx, cancel := context.WithTimeout(cli.WithAuth(ctx, b.tokens[0]), b.e.Globals.Timeout)
 		defer cancel()
 		_, err := b.api.CreateRoom(cctx, &parleyv1.CreateRoomRequest{Name: b.roomNames[i]})
-		if err != nil && codeOf(err) != codes.AlreadyExists {
+		if err != nil && status.Code(err) != codes.AlreadyExists {
 			return fmt.Errorf("create room %s: %w", b.roomNames[i], err)
 		}
 		return nil

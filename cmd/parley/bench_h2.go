@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/parleychat/parley/cmd/parley/internal/cli"
 )
 
 // The receiving side of the bench must cost less than the server it
@@ -147,7 +149,7 @@ func (c *h2Conn) open(ctx context.Context, r *receiver, token string) error {
 		for _, f := range [...]hpack.HeaderField{
 			{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: c.scheme()}, {Name: ":path", Value: method},
 			{Name: ":authority", Value: c.auth}, {Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"},
-			{Name: "user-agent", Value: clientName}, {Name: "parley-client", Value: clientName},
+			{Name: "user-agent", Value: cli.ClientName}, {Name: "parley-client", Value: cli.ClientName},
 			{Name: "authorization", Value: "Bearer " + token},
 		} {
 			if err := c.henc.WriteField(f); err != nil {

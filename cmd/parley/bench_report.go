@@ -104,7 +104,7 @@ func (rep *benchReport) fillConfig(b *bench, conns int) {
 	}
 	rep.Config = reportConfig{Mode: mode, Receivers: c.receivers, Rooms: c.rooms, Senders: c.senders, Rate: c.rate,
 		SizeBytes: c.size, WarmupSec: c.warmup.Seconds(), DurationSec: c.duration.Seconds(),
-		StreamsPerConn: c.streamsPerConn, Connections: conns + c.senders, MaxInflight: c.window(), Addr: b.e.g.addr}
+		StreamsPerConn: c.streamsPerConn, Connections: conns + c.senders, MaxInflight: c.window(), Addr: b.e.Globals.Addr}
 }
 
 // fillWindow records the server's and the bench's CPU over the measured
@@ -373,7 +373,7 @@ func (p *progress) loop() {
 		}
 		cur := p.sample()
 		if !p.b.cfg.quiet {
-			fmt.Fprintln(p.b.e.stderr, p.line(prev, cur))
+			fmt.Fprintln(p.b.e.Stderr, p.line(prev, cur))
 		}
 		prev = cur
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parleychat/parley/cmd/parley/internal/cli"
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
 
@@ -71,7 +72,7 @@ func (r *receiver) open(ctx context.Context, conn *grpc.ClientConn, token string
 	room := r.b.roomNames[r.room]
 	method, msg, desc := r.request()
 	var err error
-	r.stream, err = conn.NewStream(withAuth(ctx, token), desc, method, grpc.ForceCodecV2(r.b.codec))
+	r.stream, err = conn.NewStream(cli.WithAuth(ctx, token), desc, method, grpc.ForceCodecV2(r.b.codec))
 	if err == nil {
 		err = r.stream.SendMsg(msg)
 	}
@@ -174,7 +175,7 @@ func newSender(b *bench, id int, rooms []int, window int) *sender {
 // open starts the sender's Join stream and joins its rooms.
 func (s *sender) open(ctx context.Context, conn *grpc.ClientConn, token string) error {
 	var err error
-	s.stream, err = conn.NewStream(withAuth(ctx, token), joinDesc, parleyv1.ChatService_Join_FullMethodName, grpc.ForceCodecV2(s.b.codec))
+	s.stream, err = conn.NewStream(cli.WithAuth(ctx, token), joinDesc, parleyv1.ChatService_Join_FullMethodName, grpc.ForceCodecV2(s.b.codec))
 	if err != nil {
 		return fmt.Errorf("sender %d: open stream: %w", s.id, err)
 	}

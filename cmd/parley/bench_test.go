@@ -15,13 +15,14 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/parleychat/parley/cmd/parley/internal/cli"
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 	"github.com/parleychat/parley/server/app"
 )
 
 func runBenchJSON(t *testing.T, addr string, args ...string) (benchReport, cliResult) {
 	t.Helper()
-	r := cli(t, addr, "", append([]string{"bench", "--json"}, args...)...)
+	r := parley(t, addr, "", append([]string{"bench", "--json"}, args...)...)
 	var rep benchReport
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("bench --json output does not parse: %v\nstdout: %s\nstderr: %s", err, r.stdout, r.stderr)
@@ -35,7 +36,7 @@ func TestBenchSmallRun(t *testing.T) {
 	s := startServer(t)
 	rep, r := runBenchJSON(t, s.Addr(), "--receivers", "20", "--rooms", "2", "--senders", "2", "--rate", "200",
 		"--warmup", "500ms", "--duration", "2s")
-	wantCode(t, r, exitOK)
+	wantCode(t, r, cli.ExitOK)
 	if !rep.OK || rep.Lost != 0 || rep.Duplicates != 0 || rep.OutOfOrder != 0 || rep.Extra != 0 || len(rep.Errors) != 0 {
 		t.Fatalf("report is not clean: %+v\nstderr: %s", rep, r.stderr)
 	}
@@ -61,9 +62,9 @@ func TestBenchSmallRun(t *testing.T) {
 // acks allow, and the table output.
 func TestBenchSubscribeTable(t *testing.T) {
 	s := startServer(t)
-	r := cli(t, s.Addr(), "", "bench", "--subscribe", "--receivers", "12", "--rooms", "3", "--streams-per-conn", "5",
+	r := parley(t, s.Addr(), "", "bench", "--subscribe", "--receivers", "12", "--rooms", "3", "--streams-per-conn", "5",
 		"--senders", "3", "--rate", "0", "--warmup", "200ms", "--duration", "1s", "--quiet", "--size", "64")
-	wantCode(t, r, exitOK)
+	wantCode(t, r, cli.ExitOK)
 	for _, want := range []string{`12 subscribe streams in 3 room\(s\) over 6 connection\(s\)`, "lost 0, extra 0, duplicates 0, out of order 0", `(?m)^result +PASS$`} {
 		if !regexp.MustCompile(want).MatchString(r.stdout) {
 			t.Errorf("table does not match %q:\n%s", want, r.stdout)
@@ -78,7 +79,7 @@ func TestBenchSubscribeTable(t *testing.T) {
 func TestBenchIdle(t *testing.T) {
 	s := startServer(t)
 	rep, r := runBenchJSON(t, s.Addr(), "--receivers", "30", "--rooms", "30", "--senders", "0", "--warmup", "0s", "--duration", "300ms", "--quiet")
-	wantCode(t, r, exitOK)
+	wantCode(t, r, cli.ExitOK)
 	if rep.Server.Streams != 30 || rep.Server.RSSConnectedBytes <= 0 {
 		t.Errorf("server: %+v", rep.Server)
 	}
@@ -86,11 +87,11 @@ func TestBenchIdle(t *testing.T) {
 
 func TestBenchFlagErrors(t *testing.T) {
 	s := startServer(t)
-	wantCode(t, cli(t, s.Addr(), "", "bench", "--size", "10"), exitUsage, "--size must be at least")
-	wantCode(t, cli(t, s.Addr(), "", "bench", "--rooms", "600", "--senders", "2"), exitUsage, "use --senders 3 or more")
-	wantCode(t, cli(t, s.Addr(), "", "bench", "--room-prefix", "Bad"), exitUsage, "--room-prefix")
+	wantCode(t, parley(t, s.Addr(), "", "bench", "--size", "10"), cli.ExitUsage, "--size must be at least")
+	wantCode(t, parley(t, s.Addr(), "", "bench", "--rooms", "600", "--senders", "2"), cli.ExitUsage, "use --senders 3 or more")
+	wantCode(t, parley(t, s.Addr(), "", "bench", "--room-prefix", "Bad"), cli.ExitUsage, "--room-prefix")
 	// A token that the server refuses is an error, not a report.
-	wantCode(t, cli(t, s.Addr(), "bad-token", "bench", "--duration", "1s"), exitFail, "Unauthenticated")
+	wantCode(t, parley(t, s.Addr(), "bad-token", "bench", "--duration", "1s"), cli.ExitFail, "Unauthenticated")
 }
 
 // fakeStream replays encoded frames to a receiver.
@@ -221,7 +222,7 @@ func TestBenchReceiveVia(t *testing.T) {
 		t.Run(via, func(t *testing.T) {
 			rep, r := runBenchJSON(t, s.Addr(), "--receive-via", via, "--receivers", "12", "--rooms", "2", "--streams-per-conn", "4",
 				"--senders", "2", "--rate", "100", "--size", "30000", "--warmup", "300ms", "--duration", "1s", "--quiet", "--room-prefix", "via-"+via)
-			wantCode(t, r, exitOK)
+			wantCode(t, r, cli.ExitOK)
 			if !rep.OK || rep.Lost != 0 || rep.Duplicates != 0 || rep.OutOfOrder != 0 || rep.Extra != 0 || len(rep.Errors) != 0 ||
 				rep.Received == 0 || rep.Received != rep.Expected {
 				t.Fatalf("report is not clean: %+v\nstderr: %s", rep, r.stderr)

@@ -13,7 +13,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/parleychat/parley/cmd/parley/internal/cli"
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
 
@@ -34,8 +36,8 @@ const (
 	backoffMax = 10 * time.Second
 )
 
-func runChat(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "chat", "chat [flags] <room>...", `
+func runChat(ctx context.Context, e *cli.Env, args []string) error {
+	fs := cli.NewFlagSet(e, "chat", "chat [flags] <room>...", `
 Joins the rooms and prints their messages, presence and typing as lines of
 "time #room sender: text". Typed lines go to the current room: the first one
 given, or the one chosen with /join. If the connection drops, parley
@@ -45,14 +47,14 @@ the same client_msg_id, so the server stores them once. Works with stdin as a
 terminal or a pipe: at end of input it waits for the acks, then exits.
 
 `+chatHelp)
-	pos, err := parseFlags(fs, args)
+	pos, err := cli.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
-	if err := e.g.needToken(); err != nil {
+	if err := e.Globals.NeedToken(); err != nil {
 		return err
 	}
-	conn, err := e.g.dial()
+	conn, err := e.Globals.Dial()
 	if err != nil {
 		return err
 	}
@@ -85,7 +87,7 @@ type refInfo struct {
 // chat is the interactive client. Its run loop is the only goroutine that
 // touches its fields, sends on the stream and prints.
 type chat struct {
-	e        *env
+	e        *cli.Env
 	api      parleyv1.ChatServiceClient
 	out      io.Writer
 	order    []string // rooms wanted, in join order
@@ -110,11 +112,11 @@ type chat struct {
 	backoff time.Duration
 }
 
-func newChat(e *env, conn *grpc.ClientConn, rooms []string) *chat {
+func newChat(e *cli.Env, conn *grpc.ClientConn, rooms []string) *chat {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	c := &chat{
-		e: e, api: parleyv1.NewChatServiceClient(conn), out: e.stdout,
+		e: e, api: parleyv1.NewChatServiceClient(conn), out: e.Stdout,
 		rooms: make(map[string]*chatRoom), dmRooms: make(map[string]string), idBase: "cli-" + hex.EncodeToString(b[:]),
 		lines: make(chan string), backoff: backoffMin,
 	}
@@ -174,7 +176,7 @@ func (c *chat) run(ctx context.Context) error {
 			return c.finish()
 		}
 		if fatal(err) {
-			c.warn("disconnected: %s", describe(err))
+			c.warn("disconnected: %s", cli.Describe(err))
 			return err
 		}
 		if err := c.wait(ctx, err); err != nil {
@@ -189,7 +191,7 @@ func (c *chat) run(ctx context.Context) error {
 // fatal reports whether a stream error should end the client rather than
 // trigger a reconnect.
 func fatal(err error) bool {
-	switch codeOf(err) {
+	switch status.Code(err) {
 	case codes.Unauthenticated, codes.PermissionDenied, codes.Unimplemented, codes.InvalidArgument:
 		return true
 	}
@@ -208,7 +210,7 @@ func (c *chat) done() bool {
 func (c *chat) finish() error {
 	if n := len(c.pending); n > 0 {
 		c.warn("%d message(s) were not acknowledged and may not have been sent", n)
-		return errFailed
+		return cli.ErrFailed
 	}
 	return nil
 }
@@ -217,7 +219,7 @@ func (c *chat) finish() error {
 func (c *chat) wait(ctx context.Context, cause error) error {
 	d := time.Duration(float64(c.backoff) * (0.8 + 0.4*mrand.Float64()))
 	c.backoff = min(c.backoff*2, backoffMax)
-	c.warn("connection lost (%s); reconnecting in %.1fs", describe(cause), d.Seconds())
+	c.warn("connection lost (%s); reconnecting in %.1fs", cli.Describe(cause), d.Seconds())
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
@@ -236,7 +238,7 @@ func (c *chat) wait(ctx context.Context, cause error) error {
 }
 
 func (c *chat) readLines(ctx context.Context) {
-	sc := bufio.NewScanner(c.e.stdin)
+	sc := bufio.NewScanner(c.e.Stdin)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		select {
@@ -251,7 +253,7 @@ func (c *chat) readLines(ctx context.Context) {
 // session opens one Join stream, rejoins every room, resends what is
 // unacknowledged, and serves it until it ends.
 func (c *chat) session(ctx context.Context) error {
-	sctx, cancel := context.WithCancel(withAuth(ctx, c.e.g.token))
+	sctx, cancel := context.WithCancel(cli.WithAuth(ctx, c.e.Globals.Token))
 	defer cancel()
 	stream, err := c.api.Join(sctx)
 	if err != nil {
@@ -344,7 +346,7 @@ func (c *chat) dropPending(p *pendingSend) {
 		if q == p {
 			c.pending = append(c.pending[:i], c.pending[i+1:]...)
 			if c.eof || c.quit {
-				c.giveUp = time.Now().Add(c.e.g.timeout)
+				c.giveUp = time.Now().Add(c.e.Globals.Timeout)
 			}
 			return
 		}
@@ -355,7 +357,7 @@ func (c *chat) dropPending(p *pendingSend) {
 func (c *chat) input(ctx context.Context, line string, ok bool) {
 	if !ok {
 		c.lines = nil // a nil channel is never ready again
-		c.eof, c.giveUp = true, time.Now().Add(c.e.g.timeout)
+		c.eof, c.giveUp = true, time.Now().Add(c.e.Globals.Timeout)
 		return
 	}
 	if strings.TrimSpace(line) == "" {
@@ -402,7 +404,7 @@ func (c *chat) command(ctx context.Context, line string) {
 	case "/rooms":
 		c.cmdRooms(ctx)
 	case "/quit", "/exit":
-		c.quit, c.giveUp = true, time.Now().Add(c.e.g.timeout)
+		c.quit, c.giveUp = true, time.Now().Add(c.e.Globals.Timeout)
 	case "/help":
 		c.print("%s", chatHelp)
 	default:
@@ -455,11 +457,11 @@ func (c *chat) cmdWho(ctx context.Context, room string) {
 		c.warn("usage: /who <room>")
 		return
 	}
-	cctx, cancel := c.e.g.unaryCtx(ctx)
+	cctx, cancel := c.e.Globals.UnaryCtx(ctx)
 	defer cancel()
 	resp, err := c.api.ListPresence(cctx, &parleyv1.ListPresenceRequest{Room: room})
 	if err != nil {
-		c.warn("/who: %s", describe(err))
+		c.warn("/who: %s", cli.Describe(err))
 		return
 	}
 	var who []string
@@ -494,9 +496,9 @@ func (c *chat) cmdHistory(ctx context.Context, n string) {
 			return
 		}
 	}
-	msgs, err := fetchHistory(ctx, c.e.g, c.api, c.current, historyFlags{limit: limit})
+	msgs, err := fetchHistory(ctx, c.e.Globals, c.api, c.current, historyFlags{limit: limit})
 	if err != nil {
-		c.warn("/history: %s", describe(err))
+		c.warn("/history: %s", cli.Describe(err))
 		return
 	}
 	c.info("last %d message(s) of #%s:", len(msgs), c.current)
@@ -532,15 +534,15 @@ func (c *chat) sendDirect(ctx context.Context, line string) {
 	var resp *parleyv1.SendMessageResponse
 	var err error
 	for attempt := 0; attempt < 3; attempt++ { // same client_msg_id: a retry stores nothing twice
-		cctx, cancel := c.e.g.unaryCtx(ctx)
+		cctx, cancel := c.e.Globals.UnaryCtx(ctx)
 		resp, err = c.api.SendMessage(cctx, req)
 		cancel()
-		if err == nil || !retryable(codeOf(err)) {
+		if err == nil || !retryable(status.Code(err)) {
 			break
 		}
 	}
 	if err != nil {
-		c.warn("/dm %s: %s", user, describe(err))
+		c.warn("/dm %s: %s", user, cli.Describe(err))
 		return
 	}
 	m := resp.GetMessage()
@@ -555,11 +557,11 @@ func (c *chat) sendDirect(ctx context.Context, line string) {
 }
 
 func (c *chat) cmdRooms(ctx context.Context) {
-	cctx, cancel := c.e.g.unaryCtx(ctx)
+	cctx, cancel := c.e.Globals.UnaryCtx(ctx)
 	defer cancel()
 	resp, err := c.api.ListRooms(cctx, &parleyv1.ListRoomsRequest{PageSize: 200})
 	if err != nil {
-		c.warn("/rooms: %s", describe(err))
+		c.warn("/rooms: %s", cli.Describe(err))
 		return
 	}
 	var names []string

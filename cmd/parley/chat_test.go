@@ -16,6 +16,7 @@ import (
 	"github.com/creack/pty"
 	"google.golang.org/grpc/codes"
 
+	"github.com/parleychat/parley/cmd/parley/internal/cli"
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 	"github.com/parleychat/parley/server/app"
 )
@@ -325,8 +326,8 @@ func countStored(t *testing.T, api parleyv1.ChatServiceClient, ctx context.Conte
 // error (a bad token) ends it with status 1 and the server's message.
 func TestChatPipedInputAndFatalError(t *testing.T) {
 	s := startServer(t)
-	r := cliInput(t, s.Addr(), mint(t, s, "carol"), "one\ntwo\n", "chat", "lobby")
-	wantCode(t, r, exitOK)
+	r := parleyInput(t, s.Addr(), mint(t, s, "carol"), "one\ntwo\n", "chat", "lobby")
+	wantCode(t, r, cli.ExitOK)
 	api, ctx := apiClient(t, s, "bob")
 	resp, err := api.ListMessages(ctx, &parleyv1.ListMessagesRequest{Room: "lobby", Order: parleyv1.MessageOrder_MESSAGE_ORDER_OLDEST_FIRST})
 	if err != nil {
@@ -335,8 +336,8 @@ func TestChatPipedInputAndFatalError(t *testing.T) {
 	if len(resp.GetMessages()) != 2 || resp.GetMessages()[0].GetBody() != "one" || resp.GetMessages()[1].GetBody() != "two" {
 		t.Fatalf("history after piped chat: %v", resp.GetMessages())
 	}
-	r = cliInput(t, s.Addr(), "bad-token", "hi\n", "chat", "lobby")
-	wantCode(t, r, exitFail, codes.Unauthenticated.String())
+	r = parleyInput(t, s.Addr(), "bad-token", "hi\n", "chat", "lobby")
+	wantCode(t, r, cli.ExitFail, codes.Unauthenticated.String())
 }
 
 // proxy is a TCP proxy that a test can cut, refuse connections through, or

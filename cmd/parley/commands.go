@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parleychat/parley/cmd/parley/internal/cli"
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
 
@@ -51,62 +52,62 @@ func writeJSONArray[M proto.Message](w io.Writer, ms []M) error {
 	return err
 }
 
-// client opens a connection and a ChatService client for a scriptable command.
-func (e *env) client() (parleyv1.ChatServiceClient, func(), error) {
-	conn, err := e.g.dial()
+// dialService opens a connection and a ChatService client for a scriptable command.
+func dialService(e *cli.Env) (parleyv1.ChatServiceClient, func(), error) {
+	conn, err := e.Globals.Dial()
 	if err != nil {
 		return nil, nil, err
 	}
 	return parleyv1.NewChatServiceClient(conn), func() { conn.Close() }, nil
 }
 
-func runToken(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "token", "token [--json] <user>", `
+func runToken(ctx context.Context, e *cli.Env, args []string) error {
+	fs := cli.NewFlagSet(e, "token", "token [--json] <user>", `
 Asks a server started with --dev for a token for <user> and prints it, so
 that  export PARLEY_TOKEN=$(parley token alice)  works. Servers without --dev
 refuse (use 'parleyd token' on the server's machine instead).`)
 	asJSON := fs.Bool("json", false, "print the DevLogin response as JSON (token and expiry)")
-	pos, err := parseFlags(fs, args)
+	pos, err := cli.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return usagef("give exactly one user name")
+		return cli.Usagef("give exactly one user name")
 	}
-	c, done, err := e.client()
+	c, done, err := dialService(e)
 	if err != nil {
 		return err
 	}
 	defer done()
-	cctx, cancel := context.WithTimeout(ctx, e.g.timeout)
+	cctx, cancel := context.WithTimeout(ctx, e.Globals.Timeout)
 	defer cancel()
 	resp, err := c.DevLogin(cctx, &parleyv1.DevLoginRequest{User: pos[0]})
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return writeJSON(e.stdout, resp)
+		return writeJSON(e.Stdout, resp)
 	}
-	_, err = fmt.Fprintln(e.stdout, resp.GetToken())
+	_, err = fmt.Fprintln(e.Stdout, resp.GetToken())
 	return err
 }
 
-func runRooms(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "rooms", "rooms [--json]", `
+func runRooms(ctx context.Context, e *cli.Env, args []string) error {
+	fs := cli.NewFlagSet(e, "rooms", "rooms [--json]", `
 Lists every room you can see (all pages), with its visibility, how many users
 are online, its last seq and when its last message was sent.`)
 	asJSON := fs.Bool("json", false, "print a JSON array of rooms")
-	pos, err := parseFlags(fs, args)
+	pos, err := cli.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 0 {
-		return usagef("rooms takes no arguments")
+		return cli.Usagef("rooms takes no arguments")
 	}
-	if err := e.g.needToken(); err != nil {
+	if err := e.Globals.NeedToken(); err != nil {
 		return err
 	}
-	c, done, err := e.client()
+	c, done, err := dialService(e)
 	if err != nil {
 		return err
 	}
@@ -114,7 +115,7 @@ are online, its last seq and when its last message was sent.`)
 	var rooms []*parleyv1.Room
 	page := ""
 	for {
-		cctx, cancel := e.g.unaryCtx(ctx)
+		cctx, cancel := e.Globals.UnaryCtx(ctx)
 		resp, err := c.ListRooms(cctx, &parleyv1.ListRoomsRequest{PageSize: 200, PageToken: page})
 		cancel()
 		if err != nil {
@@ -126,9 +127,9 @@ are online, its last seq and when its last message was sent.`)
 		}
 	}
 	if *asJSON {
-		return writeJSONArray(e.stdout, rooms)
+		return writeJSONArray(e.Stdout, rooms)
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ROOM\tVISIBILITY\tONLINE\tLAST SEQ\tLAST MESSAGE\tCREATED BY")
 	for _, r := range rooms {
 		last := "-"
@@ -165,8 +166,8 @@ type historyFlags struct {
 	json        bool
 }
 
-func runHistory(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "history", "history [flags] <room>", `
+func runHistory(ctx context.Context, e *cli.Env, args []string) error {
+	fs := cli.NewFlagSet(e, "history", "history [flags] <room>", `
 Prints a room's stored messages, newest first (like git log), or oldest first
 with --oldest-first. --before and --after bound the seqs; --all pages through
 everything in range instead of stopping at --limit.`)
@@ -177,40 +178,40 @@ everything in range instead of stopping at --limit.`)
 	fs.BoolVar(&h.oldestFirst, "oldest-first", false, "walk from the oldest message instead of the newest")
 	fs.BoolVar(&h.all, "all", false, "print every message in range, ignoring --limit")
 	fs.BoolVar(&h.json, "json", false, "print a JSON array of messages")
-	pos, err := parseFlags(fs, args)
+	pos, err := cli.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return usagef("give exactly one room")
+		return cli.Usagef("give exactly one room")
 	}
 	if h.limit <= 0 && !h.all {
-		return usagef("--limit must be at least 1")
+		return cli.Usagef("--limit must be at least 1")
 	}
-	if err := e.g.needToken(); err != nil {
+	if err := e.Globals.NeedToken(); err != nil {
 		return err
 	}
-	c, done, err := e.client()
+	c, done, err := dialService(e)
 	if err != nil {
 		return err
 	}
 	defer done()
-	msgs, err := fetchHistory(ctx, e.g, c, pos[0], h)
+	msgs, err := fetchHistory(ctx, e.Globals, c, pos[0], h)
 	if err != nil {
 		return err
 	}
 	if h.json {
-		return writeJSONArray(e.stdout, msgs)
+		return writeJSONArray(e.Stdout, msgs)
 	}
 	for _, m := range msgs {
-		fmt.Fprintf(e.stdout, "%6d  %s  %s: %s\n", m.GetSeq(), fmtTime(m.GetSentAt().AsTime()), m.GetSender(), m.GetBody())
+		fmt.Fprintf(e.Stdout, "%6d  %s  %s: %s\n", m.GetSeq(), fmtTime(m.GetSentAt().AsTime()), m.GetSender(), m.GetBody())
 	}
 	return nil
 }
 
 // fetchHistory pages through ListMessages until it has h.limit messages
 // (or all of them with h.all).
-func fetchHistory(ctx context.Context, g *globals, c parleyv1.ChatServiceClient, room string, h historyFlags) ([]*parleyv1.Message, error) {
+func fetchHistory(ctx context.Context, g *cli.Globals, c parleyv1.ChatServiceClient, room string, h historyFlags) ([]*parleyv1.Message, error) {
 	req := &parleyv1.ListMessagesRequest{Room: room, Order: parleyv1.MessageOrder_MESSAGE_ORDER_NEWEST_FIRST}
 	if h.oldestFirst {
 		req.Order = parleyv1.MessageOrder_MESSAGE_ORDER_OLDEST_FIRST
@@ -227,7 +228,7 @@ func fetchHistory(ctx context.Context, g *globals, c parleyv1.ChatServiceClient,
 		if !h.all {
 			req.Limit = int32(min(200, h.limit-len(out)))
 		}
-		cctx, cancel := g.unaryCtx(ctx)
+		cctx, cancel := g.UnaryCtx(ctx)
 		resp, err := c.ListMessages(cctx, req)
 		cancel()
 		if err != nil {
@@ -241,60 +242,60 @@ func fetchHistory(ctx context.Context, g *globals, c parleyv1.ChatServiceClient,
 	}
 }
 
-func runSend(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "send", "send [flags] <room> <text>", `
+func runSend(ctx context.Context, e *cli.Env, args []string) error {
+	fs := cli.NewFlagSet(e, "send", "send [flags] <room> <text>", `
 Sends one message and prints its seq once the server has stored it. Words
 after the room are joined with spaces; use -- before text that starts with
 '-'. A retry with the same --client-msg-id stores nothing new and prints the
 original message.`)
 	id := fs.String("client-msg-id", "", "idempotency key: a retried send with the same id returns the original message")
 	asJSON := fs.Bool("json", false, "print the stored message as JSON")
-	pos, err := parseFlags(fs, args)
+	pos, err := cli.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) < 2 {
-		return usagef("give a room and the text to send")
+		return cli.Usagef("give a room and the text to send")
 	}
-	if err := e.g.needToken(); err != nil {
+	if err := e.Globals.NeedToken(); err != nil {
 		return err
 	}
-	c, done, err := e.client()
+	c, done, err := dialService(e)
 	if err != nil {
 		return err
 	}
 	defer done()
-	cctx, cancel := e.g.unaryCtx(ctx)
+	cctx, cancel := e.Globals.UnaryCtx(ctx)
 	defer cancel()
 	resp, err := c.SendMessage(cctx, &parleyv1.SendMessageRequest{Room: pos[0], Body: strings.Join(pos[1:], " "), ClientMsgId: *id})
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return writeJSON(e.stdout, resp.GetMessage())
+		return writeJSON(e.Stdout, resp.GetMessage())
 	}
 	m := resp.GetMessage()
-	_, err = fmt.Fprintf(e.stdout, "sent to %s: seq %d at %s\n", m.GetRoom(), m.GetSeq(), fmtTime(m.GetSentAt().AsTime()))
+	_, err = fmt.Fprintf(e.Stdout, "sent to %s: seq %d at %s\n", m.GetRoom(), m.GetSeq(), fmtTime(m.GetSentAt().AsTime()))
 	return err
 }
 
-func runCreate(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "create", "create [--private] [--json] <room>", `
+func runCreate(ctx context.Context, e *cli.Env, args []string) error {
+	fs := cli.NewFlagSet(e, "create", "create [--private] [--json] <room>", `
 Creates a room: public (anyone signed in may join it) or, with --private,
 visible only to you. Names are 1-64 characters of a-z, 0-9, '-' and '_'.`)
 	private := fs.Bool("private", false, "make the room private")
 	asJSON := fs.Bool("json", false, "print the created room as JSON")
-	pos, err := parseFlags(fs, args)
+	pos, err := cli.ParseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		return usagef("give exactly one room name")
+		return cli.Usagef("give exactly one room name")
 	}
-	if err := e.g.needToken(); err != nil {
+	if err := e.Globals.NeedToken(); err != nil {
 		return err
 	}
-	c, done, err := e.client()
+	c, done, err := dialService(e)
 	if err != nil {
 		return err
 	}
@@ -303,17 +304,17 @@ visible only to you. Names are 1-64 characters of a-z, 0-9, '-' and '_'.`)
 	if *private {
 		req.Visibility = parleyv1.RoomVisibility_ROOM_VISIBILITY_PRIVATE
 	}
-	cctx, cancel := e.g.unaryCtx(ctx)
+	cctx, cancel := e.Globals.UnaryCtx(ctx)
 	defer cancel()
 	resp, err := c.CreateRoom(cctx, req)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return writeJSON(e.stdout, resp.GetRoom())
+		return writeJSON(e.Stdout, resp.GetRoom())
 	}
 	r := resp.GetRoom()
-	_, err = fmt.Fprintf(e.stdout, "created %s room %s\n", visibilityName(r.GetVisibility()), r.GetName())
+	_, err = fmt.Fprintf(e.Stdout, "created %s room %s\n", visibilityName(r.GetVisibility()), r.GetName())
 	return err
 }
 

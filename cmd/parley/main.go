@@ -20,13 +20,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-)
 
-// Exit statuses.
-const (
-	exitOK    = 0
-	exitFail  = 1
-	exitUsage = 2
+	"github.com/parleychat/parley/cmd/parley/internal/cli"
 )
 
 func main() {
@@ -36,21 +31,12 @@ func main() {
 	os.Exit(code)
 }
 
-// env is what a command reads and writes: its arguments' parsed globals and
-// the process's standard streams.
-type env struct {
-	g      *globals
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
-}
-
 // command is one subcommand: its name, a one-line summary, and its runner,
 // which parses its own flags from args.
 type command struct {
 	name    string
 	summary string
-	run     func(ctx context.Context, e *env, args []string) error
+	run     func(ctx context.Context, e *cli.Env, args []string) error
 }
 
 func commands() []command {
@@ -68,34 +54,34 @@ func commands() []command {
 
 // run executes the command line args and returns the exit status.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := &env{g: newGlobals(), stdin: stdin, stdout: stdout, stderr: stderr}
+	e := &cli.Env{Globals: cli.NewGlobals(), Stdin: stdin, Stdout: stdout, Stderr: stderr}
 	top := flag.NewFlagSet("parley", flag.ContinueOnError)
 	top.SetOutput(stderr)
-	e.g.register(top)
+	e.Globals.Register(top)
 	top.Usage = func() { topUsage(top) }
 	if err := top.Parse(args); err != nil {
 		return usageStatus(err)
 	}
 	if top.NArg() == 0 {
 		topUsage(top)
-		return exitUsage
+		return cli.ExitUsage
 	}
 	name, rest := top.Arg(0), top.Args()[1:]
 	if name == "help" {
 		if len(rest) == 0 {
 			topUsage(top)
-			return exitOK
+			return cli.ExitOK
 		}
 		name, rest = rest[0], []string{"--help"}
 	}
 	for _, c := range commands() {
 		if c.name == name {
-			return report(stderr, name, c.run(ctx, e, rest))
+			return cli.Exit(stderr, name, c.run(ctx, e, rest))
 		}
 	}
 	fmt.Fprintf(stderr, "parley: unknown command %q\n\n", name)
 	topUsage(top)
-	return exitUsage
+	return cli.ExitUsage
 }
 
 func topUsage(fs *flag.FlagSet) {
@@ -108,40 +94,9 @@ func topUsage(fs *flag.FlagSet) {
 	fs.PrintDefaults()
 }
 
-// usageError is a mistake on the command line; it exits with exitUsage.
-type usageError struct{ msg string }
-
-func (u usageError) Error() string { return u.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
-
-// failedError marks an error already reported in full (a benchmark whose
-// report shows what went wrong): it only sets the exit status.
-var errFailed = errors.New("failed")
-
 func usageStatus(err error) int {
 	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
+		return cli.ExitOK
 	}
-	return exitUsage
-}
-
-// report prints err, if any, and turns it into an exit status.
-func report(stderr io.Writer, name string, err error) int {
-	var ue usageError
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, flag.ErrHelp):
-		return exitOK
-	case errors.Is(err, errFailed):
-		return exitFail
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "parley %s: %s (see parley %s --help)\n", name, ue.msg, name)
-		return exitUsage
-	case errors.Is(err, errFlagParse):
-		return exitUsage // the flag package has printed the problem and the usage
-	}
-	fmt.Fprintf(stderr, "parley %s: %s\n", name, describe(err))
-	return exitFail
+	return cli.ExitUsage
 }

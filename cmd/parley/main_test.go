@@ -71,13 +71,13 @@ type cliResult struct {
 	stdout, stderr string
 }
 
-// cli runs parley in-process against addr with the given token ("" for none).
-func cli(t testing.TB, addr, token string, args ...string) cliResult {
+// parley runs the command in-process against addr with the given token ("" for none).
+func parley(t testing.TB, addr, token string, args ...string) cliResult {
 	t.Helper()
-	return cliInput(t, addr, token, "", args...)
+	return parleyInput(t, addr, token, "", args...)
 }
 
-func cliInput(t testing.TB, addr, token, stdin string, args ...string) cliResult {
+func parleyInput(t testing.TB, addr, token, stdin string, args ...string) cliResult {
 	t.Helper()
 	t.Setenv("PARLEY_TOKEN", token)
 	t.Setenv("PARLEY_ADDR", addr)

@@ -12,7 +12,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/parleychat/parley/cmd/parley/internal/cli"
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
 
@@ -41,23 +43,23 @@ type soakConfig struct {
 func (c *soakConfig) validate() error {
 	switch {
 	case c.users < 1 || c.rooms < 1:
-		return usagef("--users and --rooms must be at least 1")
+		return cli.Usagef("--users and --rooms must be at least 1")
 	case c.roomsPerUser < 1 || c.roomsPerUser > min(c.rooms, maxRoomsPerStream):
-		return usagef("--rooms-per-user must be 1 to min(--rooms, %d)", maxRoomsPerStream)
+		return cli.Usagef("--rooms-per-user must be 1 to min(--rooms, %d)", maxRoomsPerStream)
 	case c.duration <= 0 || c.every <= 0 || c.sample <= 0 || c.settle <= 0 || c.pauseMax <= 0:
-		return usagef("--duration, --every, --sample, --settle and --pause-max must be positive")
+		return cli.Usagef("--duration, --every, --sample, --settle and --pause-max must be positive")
 	case c.size < 16:
-		return usagef("--size must be at least 16 bytes")
+		return cli.Usagef("--size must be at least 16 bytes")
 	case !roomPrefixRE.MatchString(c.roomPrefix):
-		return usagef("--room-prefix must be 1-48 characters of a-z, 0-9, '-', '_'")
+		return cli.Usagef("--room-prefix must be 1-48 characters of a-z, 0-9, '-', '_'")
 	case c.slack < 0 || c.fdSlack < 0:
-		return usagef("--goroutine-slack and --fd-slack must not be negative")
+		return cli.Usagef("--goroutine-slack and --fd-slack must not be negative")
 	}
 	return nil
 }
 
-func parseSoakFlags(e *env, args []string) (soakConfig, error) {
-	fs := newFlagSet(e, "soak", "soak [flags]", `
+func parseSoakFlags(e *cli.Env, args []string) (soakConfig, error) {
+	fs := cli.NewFlagSet(e, "soak", "soak [flags]", `
 Churns a running server the way a busy service sees it and checks its
 guarantees exactly. --users users, each on its own connection, are spread
 over --rooms rooms. Every --every (on average) each user does one thing:
@@ -109,12 +111,12 @@ sooner.`)
 	fs.Uint64Var(&c.seed, "seed", 0, "random seed (0: from the clock); the report prints the one used")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
 	fs.BoolVar(&c.allowRemote, "allow-remote", false, "soak a server that is not on a loopback address (it drops connections and floods rooms: never a production server)")
-	pos, err := parseFlags(fs, args)
+	pos, err := cli.ParseFlags(fs, args)
 	if err != nil {
 		return c, err
 	}
 	if len(pos) != 0 {
-		return c, usagef("soak takes no arguments")
+		return c, cli.Usagef("soak takes no arguments")
 	}
 	if c.seed == 0 {
 		c.seed = uint64(time.Now().UnixNano())
@@ -123,9 +125,9 @@ sooner.`)
 		return c, err
 	}
 	if !c.allowRemote {
-		for _, a := range e.g.addrs() {
+		for _, a := range e.Globals.Addrs() {
 			if !isLoopback(a) {
-				return c, usagef("%s is not a loopback address: the soak drops connections and floods rooms; pass --allow-remote to soak it anyway", a)
+				return c, cli.Usagef("%s is not a loopback address: the soak drops connections and floods rooms; pass --allow-remote to soak it anyway", a)
 			}
 		}
 	}
@@ -148,7 +150,7 @@ func isLoopback(addr string) bool {
 // soak is one run of parley soak.
 type soak struct {
 	cfg     soakConfig
-	e       *env
+	e       *cli.Env
 	ctrl    *grpc.ClientConn
 	api     parleyv1.ChatServiceClient
 	metrics *metricsClient
@@ -169,7 +171,7 @@ type soakCounts struct {
 	cutoffs, cutBehind, subscribes, rests, streamOpenFails            atomic.Uint64
 }
 
-func runSoak(ctx context.Context, e *env, args []string) error {
+func runSoak(ctx context.Context, e *cli.Env, args []string) error {
 	cfg, err := parseSoakFlags(e, args)
 	if err != nil {
 		return err
@@ -183,33 +185,33 @@ func runSoak(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := rep.writeTable(e.stdout); err != nil {
+	if err := rep.writeTable(e.Stdout); err != nil {
 		return err
 	}
 	if !rep.ok {
-		return errFailed
+		return cli.ErrFailed
 	}
 	return nil
 }
 
-func newSoak(e *env, cfg soakConfig) (*soak, error) {
-	ctrl, err := e.g.dial()
+func newSoak(e *cli.Env, cfg soakConfig) (*soak, error) {
+	ctrl, err := e.Globals.Dial()
 	if err != nil {
 		return nil, err
 	}
-	mc, err := newMetricsClient(e.g, cfg.metricsURL)
+	mc, err := newMetricsClient(e.Globals, cfg.metricsURL)
 	if err != nil {
 		ctrl.Close()
 		return nil, err
 	}
-	tc, _ := e.g.tlsConfig() // checked by newMetricsClient
+	tc, _ := e.Globals.TLSConfig() // checked by newMetricsClient
 	scheme := "http"
 	if tc != nil {
 		scheme = "https"
 	}
-	s := &soak{cfg: cfg, e: e, ctrl: ctrl, api: parleyv1.NewChatServiceClient(ctrl), metrics: mc, check: newChecker(e.stderr),
+	s := &soak{cfg: cfg, e: e, ctrl: ctrl, api: parleyv1.NewChatServiceClient(ctrl), metrics: mc, check: newChecker(e.Stderr),
 		rest:    &http.Client{Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}},
-		restURL: scheme + "://" + e.g.addrs()[0]}
+		restURL: scheme + "://" + e.Globals.Addrs()[0]}
 	for i := range cfg.rooms {
 		s.roomNames = append(s.roomNames, fmt.Sprintf("%s-%d", cfg.roomPrefix, i))
 	}
@@ -248,7 +250,7 @@ func (s *soak) run(ctx context.Context) (*soakReport, error) {
 
 // prepare gets a token per user and creates the rooms.
 func (s *soak) prepare(ctx context.Context) error {
-	src := newTokenSource(s.e.g, s.cfg.tokenCmd, s.api)
+	src := newTokenSource(s.e.Globals, s.cfg.tokenCmd, s.api)
 	s.users = make([]*soakUser, s.cfg.users)
 	err := parallel(ctx, s.cfg.users, 8, func(ctx context.Context, i int) error {
 		name := fmt.Sprintf("%s-u%d", s.cfg.roomPrefix, i)
@@ -262,10 +264,10 @@ func (s *soak) prepare(ctx context.Context) error {
 		return err
 	}
 	return parallel(ctx, s.cfg.rooms, 16, func(ctx context.Context, i int) error {
-		cctx, cancel := context.WithTimeout(withAuth(ctx, s.users[0].token), s.e.g.timeout)
+		cctx, cancel := context.WithTimeout(cli.WithAuth(ctx, s.users[0].token), s.e.Globals.Timeout)
 		defer cancel()
 		_, err := s.api.CreateRoom(cctx, &parleyv1.CreateRoomRequest{Name: s.roomNames[i]})
-		if err != nil && codeOf(err) != codes.AlreadyExists {
+		if err != nil && status.Code(err) != codes.AlreadyExists {
 			return fmt.Errorf("create room %s: %w", s.roomNames[i], err)
 		}
 		return nil
@@ -313,7 +315,7 @@ func (s *soak) baseline(ctx context.Context) (serverSample, error) {
 // grown before the baseline is taken.
 func (s *soak) warmStore(ctx context.Context) {
 	_ = parallel(ctx, 4*len(s.roomNames), 16, func(ctx context.Context, i int) error {
-		cctx, cancel := context.WithTimeout(withAuth(ctx, s.users[0].token), s.e.g.timeout)
+		cctx, cancel := context.WithTimeout(cli.WithAuth(ctx, s.users[0].token), s.e.Globals.Timeout)
 		defer cancel()
 		_, err := s.api.ListMessages(cctx, &parleyv1.ListMessagesRequest{Room: s.roomNames[i%len(s.roomNames)], Limit: 50})
 		return err
@@ -396,7 +398,7 @@ func (s *soak) pickRooms(rng *rand.Rand, n int) []string {
 
 func (s *soak) progressf(format string, args ...any) {
 	if !s.cfg.quiet {
-		fmt.Fprintf(s.e.stderr, "soak: "+format+"\n", args...)
+		fmt.Fprintf(s.e.Stderr, "soak: "+format+"\n", args...)
 	}
 }
 

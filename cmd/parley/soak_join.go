@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
+	"github.com/parleychat/parley/cmd/parley/internal/cli"
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
 
@@ -72,7 +73,7 @@ func (u *soakUser) openSession(ctx context.Context) {
 	u.session++
 	sctx, cancel := context.WithCancel(ctx)
 	js := newJoinSession(u, sctx, cancel)
-	stream, err := u.api.Join(withAuth(sctx, u.token), grpc.WaitForReady(true))
+	stream, err := u.api.Join(cli.WithAuth(sctx, u.token), grpc.WaitForReady(true))
 	if err != nil {
 		cancel()
 		u.js = nil

@@ -177,7 +177,7 @@ func (r *soakReport) writeTable(w io.Writer) error {
 	s, c := r.s, &r.s.counts
 	cfg := s.cfg
 	fmt.Fprintf(w, "parley soak against %s: %d users over %d rooms (%d each), an action per user every %s, bodies up to %d bytes, for %s (seed %d)\n\n",
-		s.e.g.addr, cfg.users, cfg.rooms, cfg.roomsPerUser, cfg.every, cfg.size, cfg.duration, cfg.seed)
+		s.e.Globals.Addr, cfg.users, cfg.rooms, cfg.roomsPerUser, cfg.every, cfg.size, cfg.duration, cfg.seed)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "server (%d samples, every %s)\tfirst\tmedian\tlast\tafter\t\n", max(0, len(s.samples)-1), cfg.sample)
 	for _, col := range soakColumns {

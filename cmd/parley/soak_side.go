@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/parleychat/parley/cmd/parley/internal/cli"
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
 
@@ -70,7 +71,7 @@ func (u *soakUser) subscribe(ctx context.Context, rng *rand.Rand, api parleyv1.C
 	ss := u.newSide("subscribe", u.s.counts.subscribes.Add(1), room, after)
 	ctx, cancel := context.WithTimeout(ctx, sideLife(rng))
 	defer cancel()
-	stream, err := api.Subscribe(withAuth(ctx, u.token), &parleyv1.SubscribeRequest{Room: room, AfterSeq: after}, grpc.WaitForReady(true))
+	stream, err := api.Subscribe(cli.WithAuth(ctx, u.token), &parleyv1.SubscribeRequest{Room: room, AfterSeq: after}, grpc.WaitForReady(true))
 	if err != nil {
 		ss.finish(ctx, err)
 		return

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/parleychat/parley/cmd/parley/internal/cli"
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 	"github.com/parleychat/parley/server/app"
 )
@@ -126,9 +127,9 @@ func TestSoakRESTErrorLine(t *testing.T) {
 func TestSoakChurn(t *testing.T) {
 	s := startServer(t, func(c *app.Config) { c.MaxQueueBytes = 64 << 10 })
 	path := filepath.Join(t.TempDir(), "soak.csv")
-	r := cli(t, s.Addr(), "", "soak", "--users", "20", "--rooms", "4", "--duration", "5s", "--every", "150ms",
+	r := parley(t, s.Addr(), "", "soak", "--users", "20", "--rooms", "4", "--duration", "5s", "--every", "150ms",
 		"--pause-max", "2s", "--sample", "1s", "--settle", "20s", "--goroutine-slack", "10", "--csv", path, "--quiet")
-	if r.code != exitOK || !strings.Contains(r.stdout, "violations    none") || !regexp.MustCompile(`(?m)^result +PASS$`).MatchString(r.stdout) {
+	if r.code != cli.ExitOK || !strings.Contains(r.stdout, "violations    none") || !regexp.MustCompile(`(?m)^result +PASS$`).MatchString(r.stdout) {
 		t.Fatalf("soak failed (exit %d):\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	for _, want := range []string{`deliveries +[1-9]\d* \(`, `sends +[1-9]\d* \(`, `resumes +[1-9]\d* Join streams`, `side streams +[1-9]\d* Subscribe, [1-9]\d* REST`, `released +yes`} {
@@ -154,10 +155,10 @@ func TestSoakChurn(t *testing.T) {
 }
 
 func TestSoakFlagErrors(t *testing.T) {
-	wantCode(t, cli(t, "127.0.0.1:1", "", "soak", "--users", "0"), exitUsage, "--users and --rooms")
-	wantCode(t, cli(t, "127.0.0.1:1", "", "soak", "--rooms", "2", "--rooms-per-user", "3"), exitUsage, "--rooms-per-user")
-	wantCode(t, cli(t, "127.0.0.1:1", "", "soak", "extra"), exitUsage, "no arguments")
-	wantCode(t, cli(t, "192.0.2.1:8080", "", "soak"), exitUsage, "--allow-remote")
+	wantCode(t, parley(t, "127.0.0.1:1", "", "soak", "--users", "0"), cli.ExitUsage, "--users and --rooms")
+	wantCode(t, parley(t, "127.0.0.1:1", "", "soak", "--rooms", "2", "--rooms-per-user", "3"), cli.ExitUsage, "--rooms-per-user")
+	wantCode(t, parley(t, "127.0.0.1:1", "", "soak", "extra"), cli.ExitUsage, "no arguments")
+	wantCode(t, parley(t, "192.0.2.1:8080", "", "soak"), cli.ExitUsage, "--allow-remote")
 }
 
 // discardJoin is a Join stream whose sends go nowhere: the test plays the

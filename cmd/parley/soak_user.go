@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/parleychat/parley/cmd/parley/internal/cli"
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
 
@@ -88,7 +89,7 @@ func (u *soakUser) dialTCP(ctx context.Context, addr string) (net.Conn, error) {
 
 // dial opens the user's connection.
 func (u *soakUser) dial() error {
-	conn, err := u.s.e.g.dial(grpc.WithContextDialer(u.dialTCP),
+	conn, err := u.s.e.Globals.Dial(grpc.WithContextDialer(u.dialTCP),
 		grpc.WithInitialWindowSize(soakWindow), grpc.WithInitialConnWindowSize(soakWindow))
 	if err != nil {
 		return err
@@ -398,7 +399,7 @@ func (u *soakUser) endStatus(ctx context.Context, what string, err error) (slow 
 			return pos, true
 		}
 	}
-	u.s.check.violation(violStream, "%s ended: %s", what, describe(err))
+	u.s.check.violation(violStream, "%s ended: %s", what, cli.Describe(err))
 	return nil, false
 }
 

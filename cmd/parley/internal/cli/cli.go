@@ -1,4 +1,8 @@
-package main
+// Package cli holds what every parley subcommand shares: the global flags
+// and the connections they describe, flag parsing, and the errors that set
+// the exit status. The chat client (package main) and the load generator
+// (package load) both build on it.
+package cli
 
 import (
 	"context"
@@ -7,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -14,48 +19,58 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
-// clientName is sent as the parley-client header and shows in presence.
-const clientName = "parley-cli"
+// ClientName is sent as the parley-client header and shows in presence.
+const ClientName = "parley-cli"
 
 // Flow-control windows of 1 MiB, fixed: setting them turns off grpc-go's
 // BDP probing, whose pings roughly double the server's CPU per delivery.
 const flowWindow = 1 << 20
 
-// globals are the flags every command accepts.
-type globals struct {
-	addr     string // host:port, or several comma-separated (bench spreads its connections over them)
-	next     atomic.Uint64
-	token    string
+// Env is what a command reads and writes: the global flags and the
+// process's standard streams.
+type Env struct {
+	Globals *Globals
+	Stdin   io.Reader
+	Stdout  io.Writer
+	Stderr  io.Writer
+}
+
+// Globals are the flags every command accepts.
+type Globals struct {
+	Addr     string // host:port, or several comma-separated (bench spreads its connections over them)
+	Token    string
+	Timeout  time.Duration // deadline of each unary call
 	tls      bool
 	tlsCA    string
 	insecure bool
-	timeout  time.Duration
+	next     atomic.Uint64
 }
 
-func newGlobals() *globals {
-	g := &globals{addr: "127.0.0.1:8080", token: os.Getenv("PARLEY_TOKEN"), timeout: 10 * time.Second}
+// NewGlobals returns the globals' defaults: the token from PARLEY_TOKEN,
+// the address from PARLEY_ADDR or 127.0.0.1:8080.
+func NewGlobals() *Globals {
+	g := &Globals{Addr: "127.0.0.1:8080", Token: os.Getenv("PARLEY_TOKEN"), Timeout: 10 * time.Second}
 	if a := os.Getenv("PARLEY_ADDR"); a != "" {
-		g.addr = a
+		g.Addr = a
 	}
 	return g
 }
 
-// register adds the global flags to fs with their current values as
+// Register adds the global flags to fs with their current values as
 // defaults, so they may come before or after the command name.
-func (g *globals) register(fs *flag.FlagSet) {
-	fs.StringVar(&g.addr, "addr", g.addr, "server address host:port (env PARLEY_ADDR); bench spreads its connections over several, comma-separated (a cluster)")
-	fs.Var(secret{&g.token}, "token", "bearer token (env PARLEY_TOKEN; get one with 'parley token' or 'parleyd token')")
+func (g *Globals) Register(fs *flag.FlagSet) {
+	fs.StringVar(&g.Addr, "addr", g.Addr, "server address host:port (env PARLEY_ADDR); bench spreads its connections over several, comma-separated (a cluster)")
+	fs.Var(secret{&g.Token}, "token", "bearer token (env PARLEY_TOKEN; get one with 'parley token' or 'parleyd token')")
 	fs.BoolVar(&g.tls, "tls", g.tls, "connect with TLS, verifying the server against the system's roots")
 	fs.StringVar(&g.tlsCA, "tls-ca", g.tlsCA, "PEM file of CA certificates to verify the server with (implies --tls)")
 	fs.BoolVar(&g.insecure, "insecure-skip-verify", g.insecure, "TLS without verifying the server's certificate (implies --tls; testing only)")
-	fs.DurationVar(&g.timeout, "timeout", g.timeout, "deadline for each unary call")
+	fs.DurationVar(&g.Timeout, "timeout", g.Timeout, "deadline for each unary call")
 }
 
 // secret is a string flag whose value is never shown (in --help defaults).
@@ -68,10 +83,10 @@ func (s secret) Set(v string) error {
 	return nil
 }
 
-func (g *globals) useTLS() bool { return g.tls || g.tlsCA != "" || g.insecure }
+func (g *Globals) useTLS() bool { return g.tls || g.tlsCA != "" || g.insecure }
 
-// tlsConfig returns the client TLS configuration, or nil for cleartext.
-func (g *globals) tlsConfig() (*tls.Config, error) {
+// TLSConfig returns the client TLS configuration, or nil for cleartext.
+func (g *Globals) TLSConfig() (*tls.Config, error) {
 	if !g.useTLS() {
 		return nil, nil
 	}
@@ -91,8 +106,8 @@ func (g *globals) tlsConfig() (*tls.Config, error) {
 }
 
 // dialOptions are the options of every connection the client opens.
-func (g *globals) dialOptions(extra ...grpc.DialOption) ([]grpc.DialOption, error) {
-	tc, err := g.tlsConfig()
+func (g *Globals) dialOptions(extra ...grpc.DialOption) ([]grpc.DialOption, error) {
+	tc, err := g.TLSConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +119,7 @@ func (g *globals) dialOptions(extra ...grpc.DialOption) ([]grpc.DialOption, erro
 		grpc.WithTransportCredentials(creds),
 		grpc.WithInitialWindowSize(flowWindow),
 		grpc.WithInitialConnWindowSize(flowWindow),
-		grpc.WithUserAgent(clientName),
+		grpc.WithUserAgent(ClientName),
 		// grpc-go's default reconnect backoff grows to 120 s; a chat that
 		// lost its server should be back within seconds of its return.
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -115,12 +130,14 @@ func (g *globals) dialOptions(extra ...grpc.DialOption) ([]grpc.DialOption, erro
 	return append(opts, extra...), nil
 }
 
-func (g *globals) dial(extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+// Dial returns a client connection to the next address of --addr, with
+// the client's options followed by extra.
+func (g *Globals) Dial(extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 	opts, err := g.dialOptions(extra...)
 	if err != nil {
 		return nil, err
 	}
-	addr := g.nextAddr()
+	addr := g.NextAddr()
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
@@ -128,10 +145,10 @@ func (g *globals) dial(extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// addrs returns the server addresses given with --addr.
-func (g *globals) addrs() []string {
+// Addrs returns the server addresses given with --addr.
+func (g *Globals) Addrs() []string {
 	var out []string
-	for _, a := range strings.Split(g.addr, ",") {
+	for _, a := range strings.Split(g.Addr, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			out = append(out, a)
 		}
@@ -139,49 +156,46 @@ func (g *globals) addrs() []string {
 	return out
 }
 
-// nextAddr returns the addresses in turn, so connections spread over the
+// NextAddr returns the addresses in turn, so connections spread over the
 // nodes of a cluster.
-func (g *globals) nextAddr() string {
-	all := g.addrs()
+func (g *Globals) NextAddr() string {
+	all := g.Addrs()
 	if len(all) == 0 {
-		return g.addr
+		return g.Addr
 	}
 	return all[(g.next.Add(1)-1)%uint64(len(all))]
 }
 
-// needToken fails with a helpful message when no token was given.
-func (g *globals) needToken() error {
-	if g.token == "" {
-		return usagef("no token: pass --token or set PARLEY_TOKEN (on a --dev server: export PARLEY_TOKEN=$(parley token <user>))")
+// NeedToken fails with a helpful message when no token was given.
+func (g *Globals) NeedToken() error {
+	if g.Token == "" {
+		return Usagef("no token: pass --token or set PARLEY_TOKEN (on a --dev server: export PARLEY_TOKEN=$(parley token <user>))")
 	}
 	return nil
 }
 
-// withAuth returns ctx carrying the bearer token and the client's name.
-func withAuth(ctx context.Context, token string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token, "parley-client", clientName)
+// WithAuth returns ctx carrying the bearer token and the client's name.
+func WithAuth(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token, "parley-client", ClientName)
 }
 
-// unaryCtx is the context of one unary call: authenticated, with the timeout.
-func (g *globals) unaryCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	return withAuth(ctx, g.token), cancel
+// UnaryCtx is the context of one unary call: authenticated, with the timeout.
+func (g *Globals) UnaryCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, g.Timeout)
+	return WithAuth(ctx, g.Token), cancel
 }
 
-// errFlagParse marks a flag error the flag package has already printed.
-var errFlagParse = errors.New("bad flags")
-
-// parseFlags parses args with fs, allowing flags between positional
+// ParseFlags parses args with fs, allowing flags between positional
 // arguments ("send lobby --json hi"); "--" ends the flags. It returns the
 // positional arguments.
-func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+func ParseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, errFlagParse
+			return nil, ErrFlagParse
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -196,12 +210,12 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// newFlagSet returns a flag set for a subcommand with the global flags
+// NewFlagSet returns a flag set for a subcommand with the global flags
 // registered and a usage text of synopsis and description.
-func newFlagSet(e *env, name, synopsis, description string) *flag.FlagSet {
+func NewFlagSet(e *Env, name, synopsis, description string) *flag.FlagSet {
 	fs := flag.NewFlagSet("parley "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	e.g.register(fs)
+	fs.SetOutput(e.Stderr)
+	e.Globals.Register(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: parley %s\n\n%s\n\nFlags:\n", synopsis, strings.TrimSpace(description))
 		fs.PrintDefaults()
@@ -209,14 +223,11 @@ func newFlagSet(e *env, name, synopsis, description string) *flag.FlagSet {
 	return fs
 }
 
-// describe turns an error into the line printed for it: a gRPC status shows
+// Describe turns an error into the line printed for it: a gRPC status shows
 // its code and the server's message.
-func describe(err error) string {
+func Describe(err error) string {
 	if st, ok := status.FromError(err); ok {
 		return fmt.Sprintf("%s: %s", st.Code(), st.Message())
 	}
 	return err.Error()
 }
-
-// codeOf returns the gRPC code of err (Unknown for non-status errors).
-func codeOf(err error) codes.Code { return status.Code(err) }
