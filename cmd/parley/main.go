@@ -1,6 +1,8 @@
 // Command parley is Parley's command-line client: an interactive terminal
 // chat, scriptable commands for rooms, history, sending and dev tokens, and
-// a load generator that measures a running server.
+// a load generator that measures a running server (bench and soak, in
+// package internal/load). The flags and dialing every command shares are
+// in package internal/cli.
 //
 //	parley [global flags] <command> [flags] [args]
 //
@@ -22,6 +24,7 @@ import (
 	"syscall"
 
 	"github.com/parleychat/parley/cmd/parley/internal/cli"
+	"github.com/parleychat/parley/cmd/parley/internal/load"
 )
 
 func main() {
@@ -47,8 +50,8 @@ func commands() []command {
 		{"send", "send one message to a room", runSend},
 		{"create", "create a room", runCreate},
 		{"token", "get a token for a user from a --dev server", runToken},
-		{"bench", "load-test a running server: fan-out, latency, loss", runBench},
-		{"soak", "churn a running server and check its guarantees and leaks", runSoak},
+		{"bench", "load-test a running server: fan-out, latency, loss", load.Bench},
+		{"soak", "churn a running server and check its guarantees and leaks", load.Soak},
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package load
 
 import (
 	"context"
@@ -171,7 +171,11 @@ type soakCounts struct {
 	cutoffs, cutBehind, subscribes, rests, streamOpenFails            atomic.Uint64
 }
 
-func runSoak(ctx context.Context, e *cli.Env, args []string) error {
+// Soak runs parley soak with the command's arguments args: it churns the
+// server of e's globals, prints its report on e.Stdout and violations on
+// e.Stderr. It returns cli.ErrFailed when a guarantee was broken or the
+// server did not release what the users held.
+func Soak(ctx context.Context, e *cli.Env, args []string) error {
 	cfg, err := parseSoakFlags(e, args)
 	if err != nil {
 		return err

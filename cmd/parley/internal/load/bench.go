@@ -1,4 +1,4 @@
-package main
+package load
 
 import (
 	"context"
@@ -176,7 +176,11 @@ type bench struct {
 	metrics *metricsClient
 }
 
-func runBench(ctx context.Context, e *cli.Env, args []string) error {
+// Bench runs parley bench with the command's arguments args: it measures
+// the server of e's globals and prints its report on e.Stdout, progress on
+// e.Stderr. It returns cli.ErrFailed when the report found loss,
+// duplicates, reordering or errors.
+func Bench(ctx context.Context, e *cli.Env, args []string) error {
 	cfg, err := parseBenchFlags(e, args)
 	if err != nil {
 		return err
