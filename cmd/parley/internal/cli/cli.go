@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,7 +21,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 )
 
 // ClientName is sent as the parley-client header and shows in presence.
@@ -183,51 +181,4 @@ func WithAuth(ctx context.Context, token string) context.Context {
 func (g *Globals) UnaryCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(ctx, g.Timeout)
 	return WithAuth(ctx, g.Token), cancel
-}
-
-// ParseFlags parses args with fs, allowing flags between positional
-// arguments ("send lobby --json hi"); "--" ends the flags. It returns the
-// positional arguments.
-func ParseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, ErrFlagParse
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		// fs.Parse stops at the first non-flag argument, or just after "--".
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-}
-
-// NewFlagSet returns a flag set for a subcommand with the global flags
-// registered and a usage text of synopsis and description.
-func NewFlagSet(e *Env, name, synopsis, description string) *flag.FlagSet {
-	fs := flag.NewFlagSet("parley "+name, flag.ContinueOnError)
-	fs.SetOutput(e.Stderr)
-	e.Globals.Register(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: parley %s\n\n%s\n\nFlags:\n", synopsis, strings.TrimSpace(description))
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// Describe turns an error into the line printed for it: a gRPC status shows
-// its code and the server's message.
-func Describe(err error) string {
-	if st, ok := status.FromError(err); ok {
-		return fmt.Sprintf("%s: %s", st.Code(), st.Message())
-	}
-	return err.Error()
 }

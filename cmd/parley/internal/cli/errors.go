@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+
+	"google.golang.org/grpc/status"
 )
 
 // Exit statuses of the parley command.
@@ -48,4 +50,13 @@ func Exit(stderr io.Writer, name string, err error) int {
 	}
 	fmt.Fprintf(stderr, "parley %s: %s\n", name, Describe(err))
 	return ExitFail
+}
+
+// Describe turns an error into the line printed for it: a gRPC status shows
+// its code and the server's message.
+func Describe(err error) string {
+	if st, ok := status.FromError(err); ok {
+		return fmt.Sprintf("%s: %s", st.Code(), st.Message())
+	}
+	return err.Error()
 }
