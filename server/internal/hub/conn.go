@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Conn is one client session (a Join or Subscribe stream): the rooms it is
@@ -81,8 +82,11 @@ func (c *Conn) enqueue(f Frame, urgent bool) bool {
 // full or holds a replay page of frames. Replays use it: they are per
 // connection, so they may wait for the client instead of cutting it off,
 // and a replay of a long history holds a page or two of it at a time, not
-// as much as the queue's byte limit allows.
+// as much as the queue's byte limit allows. A client that reads nothing
+// for ReplayStall is cut off as a slow consumer all the same: it resumes
+// from what it has, and the page it held is freed.
 func (c *Conn) enqueueWait(ctx context.Context, f Frame) error {
+	var stall *time.Timer
 	for {
 		c.mu.Lock()
 		if c.err != nil {
@@ -100,12 +104,29 @@ func (c *Conn) enqueueWait(ctx context.Context, f Frame) error {
 		}
 		drained, done := c.drained, c.doneLocked()
 		c.mu.Unlock()
+		if stall == nil {
+			stall = time.NewTimer(c.hub.cfg.ReplayStall)
+			defer stall.Stop()
+		}
 		select {
 		case <-drained:
+			stall.Reset(c.hub.cfg.ReplayStall) // the client reads: its clock starts again
 		case <-done:
 		case <-ctx.Done():
 			return fmt.Errorf("replay: %w", ctx.Err())
+		case <-stall.C:
+			c.cutOff()
 		}
+	}
+}
+
+// cutOff ends the connection as a slow consumer.
+func (c *Conn) cutOff() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.endLocked(ErrSlowConsumer)
+		c.hub.slowCuts.Add(1)
 	}
 }
 

@@ -40,6 +40,11 @@ type Config struct {
 	// ReplayPage is how many stored messages a replay reads at a time, and
 	// queues for a connection at most (default 500).
 	ReplayPage int
+	// ReplayStall is how long a replay waits for a client that reads
+	// nothing before cutting it off with ErrSlowConsumer (default 30s): a
+	// client that stopped reading would otherwise hold a page of history
+	// for as long as its connection lasts.
+	ReplayStall time.Duration
 	// QueueTrimDelay is how often connections' queues that grew in a burst
 	// are looked at to give their memory back (default 10s; see trimmer).
 	QueueTrimDelay time.Duration
@@ -83,6 +88,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReplayPage <= 0 {
 		c.ReplayPage = 500
+	}
+	if c.ReplayStall <= 0 {
+		c.ReplayStall = 30 * time.Second
 	}
 	if c.QueueTrimDelay <= 0 {
 		c.QueueTrimDelay = 10 * time.Second

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -145,4 +146,35 @@ func lastFrame(c *Conn) string {
 		return ""
 	}
 	return string(c.queue[len(c.queue)-1].Data)
+}
+
+// A replay to a client that reads nothing waits ReplayStall, then cuts
+// the client off as a slow consumer: it would otherwise hold a page of
+// history for as long as its connection lasts.
+func TestReplayCutsOffAClientThatStopsReading(t *testing.T) {
+	const page, history = 50, 500
+	h, _ := newTestHub(t, Config{ReplayPage: page, RecentMessages: 10, ReplayStall: 100 * time.Millisecond})
+	ctx := context.Background()
+	for range history {
+		if _, _, err := h.Send(ctx, store.NewMessage{Room: "r", Sender: "s", Body: "b"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := h.Connect("u", "", false)
+	joined := make(chan error, 1)
+	go func() {
+		after := uint64(0)
+		joined <- h.Join(ctx, c, "r", JoinOptions{After: &after})
+	}()
+	select {
+	case err := <-joined:
+		if !errors.Is(err, ErrSlowConsumer) {
+			t.Fatalf("a replay to a client that reads nothing ended with %v, want ErrSlowConsumer", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a replay to a client that reads nothing still waits after 10s")
+	}
+	if !errors.Is(c.Err(), ErrSlowConsumer) {
+		t.Fatalf("the connection ended with %v, want ErrSlowConsumer", c.Err())
+	}
 }
