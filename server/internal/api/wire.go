@@ -1,85 +1,15 @@
 package api
 
 import (
-	"fmt"
-
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 	"github.com/parleychat/parley/server/internal/hub"
-	"github.com/parleychat/parley/server/internal/store"
 )
-
-// EncodeEvent is the hub's Encoder: it marshals an event as a JoinResponse.
-// JoinResponse and SubscribeResponse number their shared events alike, so
-// the same bytes are a valid frame on both kinds of stream.
-func EncodeEvent(ev hub.Event) ([]byte, error) {
-	b, err := proto.Marshal(eventToProto(ev))
-	if err != nil {
-		return nil, fmt.Errorf("marshal %v event: %w", ev.Kind, err)
-	}
-	return b, nil
-}
-
-func eventToProto(ev hub.Event) *parleyv1.JoinResponse {
-	switch ev.Kind {
-	case hub.EventJoined:
-		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Joined{Joined: &parleyv1.Joined{
-			Room: ev.Room, HeadSeq: ev.HeadSeq, Presence: presenceToProto(ev.Presence),
-		}}}
-	case hub.EventMessage:
-		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Message{Message: messageToProto(ev.Message)}}
-	case hub.EventReplayed:
-		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Replayed{Replayed: &parleyv1.Replayed{
-			Room: ev.Room, ThroughSeq: ev.ThroughSeq,
-		}}}
-	case hub.EventPresenceDiff:
-		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_PresenceDiff{PresenceDiff: &parleyv1.PresenceDiff{
-			Room: ev.Room, Joins: presenceToProto(ev.Joins), Leaves: presenceToProto(ev.Leaves),
-		}}}
-	case hub.EventTyping:
-		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Typing{Typing: &parleyv1.Typing{
-			Room: ev.Room, User: ev.User, Active: ev.Active,
-		}}}
-	}
-	return &parleyv1.JoinResponse{}
-}
-
-func messageToProto(m store.Message) *parleyv1.Message {
-	return &parleyv1.Message{
-		Room: m.Room, Seq: m.Seq, Sender: m.Sender, Body: m.Body,
-		SentAt: timestamppb.New(m.SentAt), ClientMsgId: m.ClientMsgID,
-	}
-}
-
-func presenceToProto(ps []hub.Presence) []*parleyv1.Presence {
-	out := make([]*parleyv1.Presence, len(ps))
-	for i, p := range ps {
-		metas := make([]*parleyv1.PresenceMeta, len(p.Metas))
-		for j, m := range p.Metas {
-			metas[j] = &parleyv1.PresenceMeta{ConnId: m.ConnID, OnlineAt: timestamppb.New(m.OnlineAt), Client: m.Client}
-		}
-		out[i] = &parleyv1.Presence{User: p.User, Metas: metas}
-	}
-	return out
-}
-
-func roomToProto(r store.Room, online int) *parleyv1.Room {
-	out := &parleyv1.Room{
-		Name: r.Name, Visibility: parleyv1.RoomVisibility(r.Visibility), LastSeq: r.LastSeq,
-		OnlineCount: int32(online), CreatedAt: timestamppb.New(r.CreatedAt), CreatedBy: r.CreatedBy,
-	}
-	if !r.LastMessageAt.IsZero() {
-		out.LastMessageAt = timestamppb.New(r.LastMessageAt)
-	}
-	return out
-}
 
 // WireForm is the hub's Config.WireForm: a frame's bytes as Codec hands
 // them to grpc-go, made once and shared by every stream that sends the
