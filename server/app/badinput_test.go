@@ -202,3 +202,20 @@ func roomHead(t *testing.T, c parleyv1.ChatServiceClient, ctx context.Context, r
 	}
 	return resp.GetHeadSeq()
 }
+
+// A request of another service (here gRPC health) that does not decode is
+// answered INVALID_ARGUMENT too, saying what it is not.
+func TestUndecodableHealthCheckIsInvalid(t *testing.T) {
+	ts := startServer(t)
+	var req []byte
+	req = protowire.AppendTag(req, 1, protowire.BytesType)
+	req = protowire.AppendBytes(req, []byte{'x', 0xff})
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	var resp []byte
+	err := ts.dial(t).Invoke(ctx, "/grpc.health.v1.Health/Check", &req, &resp, grpc.ForceCodecV2(rawCodec{}))
+	st := status.Convert(err)
+	if st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), "request is not a valid grpc.health.v1.HealthCheckRequest: ") {
+		t.Fatalf("undecodable health check: %v %q, want INVALID_ARGUMENT", st.Code(), st.Message())
+	}
+}

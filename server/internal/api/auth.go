@@ -6,9 +6,7 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 	"github.com/parleychat/parley/server/internal/auth"
@@ -25,8 +23,11 @@ func identity(ctx context.Context) auth.Identity {
 // needsAuth reports whether a method requires a bearer token: every
 // ChatService method but DevLogin. Health and reflection stay open.
 func needsAuth(fullMethod string) bool {
-	return strings.HasPrefix(fullMethod, "/"+parleyv1.ChatService_ServiceDesc.ServiceName+"/") &&
-		fullMethod != parleyv1.ChatService_DevLogin_FullMethodName
+	return isChatService(fullMethod) && fullMethod != parleyv1.ChatService_DevLogin_FullMethodName
+}
+
+func isChatService(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/"+parleyv1.ChatService_ServiceDesc.ServiceName+"/")
 }
 
 func (s *Service) authenticate(ctx context.Context) (context.Context, error) {
@@ -36,7 +37,7 @@ func (s *Service) authenticate(ctx context.Context) (context.Context, error) {
 	}
 	id, err := s.cfg.Keys.Verify(tok)
 	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, authMessage(err))
+		return nil, errorf(errUnauthenticated, "%s", authMessage(err))
 	}
 	return context.WithValue(ctx, identityKey{}, id), nil
 }
@@ -44,19 +45,19 @@ func (s *Service) authenticate(ctx context.Context) (context.Context, error) {
 func bearerToken(ctx context.Context) (string, error) {
 	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
 	if len(vals) == 0 {
-		return "", status.Error(codes.Unauthenticated, "missing authorization: send the header 'authorization: Bearer <token>'")
+		return "", errorf(errUnauthenticated, "missing authorization: send the header 'authorization: Bearer <token>'")
 	}
 	if len(vals) > 1 {
 		// Proxies and libraries disagree on which of several wins; refuse
 		// rather than pick one.
-		return "", status.Errorf(codes.Unauthenticated, "%d authorization headers: send exactly one 'authorization: Bearer <token>'", len(vals))
+		return "", errorf(errUnauthenticated, "%d authorization headers: send exactly one 'authorization: Bearer <token>'", len(vals))
 	}
 	scheme, tok, ok := strings.Cut(vals[0], " ")
 	if !ok || !strings.EqualFold(scheme, "bearer") || tok == "" {
-		return "", status.Error(codes.Unauthenticated, "malformed authorization: want 'Bearer <token>'")
+		return "", errorf(errUnauthenticated, "malformed authorization: want 'Bearer <token>'")
 	}
 	if len(tok) > maxTokenBytes {
-		return "", status.Errorf(codes.Unauthenticated, "token is %d bytes; the limit is %d", len(tok), maxTokenBytes)
+		return "", errorf(errUnauthenticated, "token is %d bytes; the limit is %d", len(tok), maxTokenBytes)
 	}
 	return strings.TrimSpace(tok), nil
 }
@@ -76,36 +77,34 @@ func authMessage(err error) string {
 }
 
 // UnaryInterceptor rejects requests that did not decode, authenticates
-// unary ChatService calls and logs the cause of an INTERNAL answer.
+// unary ChatService calls, and turns a ChatService call's error into its
+// status (see answer).
 func (s *Service) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if err := malformed(req); err != nil {
-		return nil, err
+		return nil, statusOf(err).Err() // any service's request
 	}
 	if needsAuth(info.FullMethod) {
 		var err error
 		if ctx, err = s.authenticate(ctx); err != nil {
-			return nil, err
+			return nil, s.edge(info.FullMethod, err)
 		}
 	}
 	resp, err := handler(ctx, req)
-	s.logInternal(info.FullMethod, err)
-	return resp, err
+	return resp, s.edge(info.FullMethod, err)
 }
 
-// StreamInterceptor authenticates streaming ChatService calls and logs the
-// cause of an INTERNAL end, and ends other streams (reflection, health
+// StreamInterceptor authenticates streaming ChatService calls and turns
+// their errors into statuses, and ends other streams (reflection, health
 // watches) when the server drains.
 func (s *Service) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if !needsAuth(info.FullMethod) {
 		return s.untilDrain(srv, ss, handler)
 	}
 	ctx, err := s.authenticate(ss.Context())
-	if err != nil {
-		return err
+	if err == nil {
+		err = handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
 	}
-	err = handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
-	s.logInternal(info.FullMethod, err)
-	return err
+	return s.edge(info.FullMethod, err)
 }
 
 type authedStream struct {
@@ -139,6 +138,6 @@ func (s *Service) untilDrain(srv any, ss grpc.ServerStream, handler grpc.StreamH
 	case err := <-done:
 		return err
 	case <-s.draining:
-		return status.Error(codes.Unavailable, errShuttingDown.Error())
+		return statusOf(errShuttingDown).Err()
 	}
 }

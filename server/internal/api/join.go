@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -182,10 +181,7 @@ func (sess *session) replyInTurn(r *parleyv1.Reply, err error) error {
 // reply queues the answer to a frame, with err's status if it failed.
 func (sess *session) reply(r *parleyv1.Reply, err error) error {
 	if err != nil {
-		st := statusOf(err)
-		if st.Code() == codes.Internal {
-			sess.s.logInternal(parleyv1.ChatService_Join_FullMethodName, fail(err))
-		}
+		st := sess.s.answer(parleyv1.ChatService_Join_FullMethodName, err)
 		r.Code, r.Error = int32(st.Code()), st.Message()
 		r.Message = nil
 		if d := retryDelay(st); d > 0 {
@@ -232,7 +228,7 @@ func (sess *session) submit(ctx context.Context, m *parleyv1.JoinRequest_Post) (
 		if _, err := sess.s.access(ctx, sess.user, m.GetRoom()); err != nil {
 			return nil, err
 		}
-		return nil, statusErrorf(codes.FailedPrecondition, "join room %q before sending to it on this stream", m.GetRoom())
+		return nil, errorf(errPrecondition, "join room %q before sending to it on this stream", m.GetRoom())
 	}
 	return sess.s.submit(ctx, sess.user, m.GetRoom(), m.GetBody(), m.GetClientMsgId(), false, sess.conn)
 }
@@ -253,10 +249,10 @@ func (sess *session) refresh(token string) error {
 	}
 	id, err := sess.s.cfg.Keys.Verify(token)
 	if err != nil {
-		return statusErrorf(codes.Unauthenticated, "%s", authMessage(err))
+		return errorf(errUnauthenticated, "%s", authMessage(err))
 	}
 	if id.User != sess.user {
-		return statusErrorf(codes.PermissionDenied, "refresh token is for another user; a stream keeps its user")
+		return errorf(errDenied, "refresh token is for another user; a stream keeps its user")
 	}
 	sess.expires.Store(id.Expires.UnixNano())
 	return nil
@@ -272,7 +268,7 @@ func (s *Service) Subscribe(req *parleyv1.SubscribeRequest, stream grpc.ServerSt
 	cursors := append([]*parleyv1.SubscribeRequest_RoomCursor{{Room: req.GetRoom(), AfterSeq: req.AfterSeq}}, req.GetAdditionalRooms()...)
 	for _, c := range cursors {
 		if _, err := s.access(ctx, id.User, c.GetRoom()); err != nil {
-			return fail(err)
+			return err
 		}
 	}
 	conn := s.cfg.Hub.Connect(id.User, clientName(ctx), false)

@@ -3,15 +3,10 @@ package api
 import (
 	"context"
 	"fmt"
-	"math"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // userLimits holds each user's send rate limiter and open Join streams.
@@ -78,7 +73,7 @@ func (l *userLimits) sweepLocked() {
 // maxTarpit bounds how long a refused send is held before its answer.
 const maxTarpit = time.Second
 
-// allowSend takes one send from user's bucket, or returns RESOURCE_EXHAUSTED
+// allowSend takes one send from user's bucket, or returns a retryError
 // saying when to retry. With hold, a refused send is answered only after
 // the wait a well-behaved client would have kept (at most maxTarpit): a
 // client that ignores RetryInfo and floods then gets about one answer per
@@ -125,26 +120,4 @@ func (l *userLimits) openStream(user string) (func(), error) {
 		u.streams--
 		l.mu.Unlock()
 	}, nil
-}
-
-// retryable is RESOURCE_EXHAUSTED with a RetryInfo detail.
-func retryable(after time.Duration, msg string) error {
-	if after == rate.InfDuration || after > time.Duration(math.MaxInt64/2) {
-		after = time.Minute
-	}
-	st := status.New(codes.ResourceExhausted, msg)
-	if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(after)}); err == nil {
-		st = withInfo
-	}
-	return st.Err()
-}
-
-// retryDelay returns the RetryInfo delay in st's details, or 0.
-func retryDelay(st *status.Status) time.Duration {
-	for _, d := range st.Details() {
-		if ri, ok := d.(*errdetails.RetryInfo); ok {
-			return ri.GetRetryDelay().AsDuration()
-		}
-	}
-	return 0
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
@@ -44,9 +43,9 @@ func (s *Service) managedRoom(ctx context.Context, room, member string) (store.R
 	}
 	switch {
 	case r.Visibility != store.Private:
-		return store.Room{}, status.Errorf(codes.FailedPrecondition, "room %q is %s: only private rooms have members to manage", room, r.Visibility)
+		return store.Room{}, errorf(errPrecondition, "room %q is %s: only private rooms have members to manage", room, r.Visibility)
 	case r.CreatedBy != identity(ctx).User:
-		return store.Room{}, status.Errorf(codes.PermissionDenied, "only the creator of room %q (%s) may change its members", room, r.CreatedBy)
+		return store.Room{}, errorf(errDenied, "only the creator of room %q (%s) may change its members", room, r.CreatedBy)
 	case !auth.ValidUser(member):
 		return store.Room{}, invalidf("user: %s", auth.ErrBadUser)
 	}
@@ -56,10 +55,10 @@ func (s *Service) managedRoom(ctx context.Context, room, member string) (store.R
 // AddMember implements parleyv1.ChatServiceServer.
 func (s *Service) AddMember(ctx context.Context, req *parleyv1.AddMemberRequest) (*parleyv1.AddMemberResponse, error) {
 	if _, err := s.managedRoom(ctx, req.GetRoom(), req.GetUser()); err != nil {
-		return nil, fail(err)
+		return nil, err
 	}
 	if err := s.cfg.Store.AddMember(ctx, req.GetRoom(), req.GetUser()); err != nil {
-		return nil, fail(err)
+		return nil, err
 	}
 	return &parleyv1.AddMemberResponse{}, nil
 }
@@ -69,19 +68,19 @@ func (s *Service) AddMember(ctx context.Context, req *parleyv1.AddMemberRequest)
 func (s *Service) RemoveMember(ctx context.Context, req *parleyv1.RemoveMemberRequest) (*parleyv1.RemoveMemberResponse, error) {
 	r, err := s.managedRoom(ctx, req.GetRoom(), req.GetUser())
 	if err != nil {
-		return nil, fail(err)
+		return nil, err
 	}
 	if req.GetUser() == r.CreatedBy {
-		return nil, status.Errorf(codes.FailedPrecondition, "the creator of room %q cannot be removed", req.GetRoom())
+		return nil, errorf(errPrecondition, "the creator of room %q cannot be removed", req.GetRoom())
 	}
 	if err := s.cfg.Store.RemoveMember(ctx, req.GetRoom(), req.GetUser()); err != nil {
-		return nil, fail(err)
+		return nil, err
 	}
 	notice, err := proto.Marshal(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Reply{Reply: &parleyv1.Reply{
 		Room: req.GetRoom(), Code: int32(codes.PermissionDenied), Error: "you were removed from room " + req.GetRoom(),
 	}}})
 	if err != nil {
-		return nil, fail(err)
+		return nil, err
 	}
 	s.cfg.Hub.Kick(req.GetRoom(), req.GetUser(), notice)
 	return &parleyv1.RemoveMemberResponse{}, nil
@@ -91,14 +90,14 @@ func (s *Service) RemoveMember(ctx context.Context, req *parleyv1.RemoveMemberRe
 func (s *Service) ListMembers(ctx context.Context, req *parleyv1.ListMembersRequest) (*parleyv1.ListMembersResponse, error) {
 	r, err := s.access(ctx, identity(ctx).User, req.GetRoom())
 	if err != nil {
-		return nil, fail(err)
+		return nil, err
 	}
 	if r.Visibility == store.Public {
-		return nil, status.Errorf(codes.FailedPrecondition, "room %q is public: it has no member list; ListPresence tells who is online", req.GetRoom())
+		return nil, errorf(errPrecondition, "room %q is public: it has no member list; ListPresence tells who is online", req.GetRoom())
 	}
 	members, err := s.cfg.Store.Members(ctx, req.GetRoom())
 	if err != nil {
-		return nil, fail(err)
+		return nil, err
 	}
 	return &parleyv1.ListMembersResponse{Members: members}, nil
 }

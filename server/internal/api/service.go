@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
@@ -50,7 +48,9 @@ type Config struct {
 	TypingInterval time.Duration
 }
 
-// Service implements parleyv1.ChatServiceServer.
+// Service implements parleyv1.ChatServiceServer. Its methods return errors
+// that its UnaryInterceptor and StreamInterceptor turn into statuses: a
+// server serves it with both.
 type Service struct {
 	parleyv1.UnimplementedChatServiceServer
 	cfg Config
@@ -149,12 +149,12 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 	if req.GetToUser() != "" {
 		var err error
 		if room, err = s.directRoom(ctx, user, req); err != nil {
-			return nil, fail(err)
+			return nil, err
 		}
 	}
 	msg, err := s.send(ctx, user, room, req.GetBody(), req.GetClientMsgId(), true)
 	if err != nil {
-		return nil, fail(err)
+		return nil, err
 	}
 	return &parleyv1.SendMessageResponse{Message: messageToProto(msg)}, nil
 }
@@ -212,14 +212,6 @@ func pageSize(n int32, field string) (int, error) {
 
 // ListMessages implements parleyv1.ChatServiceServer.
 func (s *Service) ListMessages(ctx context.Context, req *parleyv1.ListMessagesRequest) (*parleyv1.ListMessagesResponse, error) {
-	resp, err := s.listMessages(ctx, req)
-	if err != nil {
-		return nil, fail(err)
-	}
-	return resp, nil
-}
-
-func (s *Service) listMessages(ctx context.Context, req *parleyv1.ListMessagesRequest) (*parleyv1.ListMessagesResponse, error) {
 	limit, err := pageSize(req.GetLimit(), "limit")
 	if err != nil {
 		return nil, err
@@ -324,19 +316,19 @@ func parseMessageCursor(tok string, req *parleyv1.ListMessagesRequest) (messageC
 func (s *Service) ListRooms(ctx context.Context, req *parleyv1.ListRoomsRequest) (*parleyv1.ListRoomsResponse, error) {
 	size, err := pageSize(req.GetPageSize(), "page_size")
 	if err != nil {
-		return nil, fail(err)
+		return nil, err
 	}
 	after := ""
 	if tok := req.GetPageToken(); tok != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(tok)
 		if err != nil || !strings.HasPrefix(string(raw), "r1|") {
-			return nil, fail(invalidf("page_token is not one this server issued; start again without it"))
+			return nil, invalidf("page_token is not one this server issued; start again without it")
 		}
 		after = string(raw[3:])
 	}
 	rooms, err := s.cfg.Store.VisibleRooms(ctx, identity(ctx).User, after, size+1)
 	if err != nil {
-		return nil, fail(err)
+		return nil, err
 	}
 	resp := &parleyv1.ListRoomsResponse{}
 	if len(rooms) > size {
@@ -352,10 +344,10 @@ func (s *Service) ListRooms(ctx context.Context, req *parleyv1.ListRoomsRequest)
 // CreateRoom implements parleyv1.ChatServiceServer.
 func (s *Service) CreateRoom(ctx context.Context, req *parleyv1.CreateRoomRequest) (*parleyv1.CreateRoomResponse, error) {
 	if strings.HasPrefix(req.GetName(), directPrefix) {
-		return nil, fail(invalidf("%s rooms are direct conversations and cannot be created: send the first message to the user instead (SendMessage with to_user; REST: POST /v1/users/{user}/messages)", directPrefix))
+		return nil, invalidf("%s rooms are direct conversations and cannot be created: send the first message to the user instead (SendMessage with to_user; REST: POST /v1/users/{user}/messages)", directPrefix)
 	}
 	if err := validateRoom(req.GetName()); err != nil {
-		return nil, fail(err)
+		return nil, err
 	}
 	vis := store.Public
 	switch req.GetVisibility() {
@@ -363,14 +355,14 @@ func (s *Service) CreateRoom(ctx context.Context, req *parleyv1.CreateRoomReques
 	case parleyv1.RoomVisibility_ROOM_VISIBILITY_PRIVATE:
 		vis = store.Private
 	default:
-		return nil, fail(invalidf("visibility must be PUBLIC or PRIVATE; direct rooms are made by sending to a user"))
+		return nil, invalidf("visibility must be PUBLIC or PRIVATE; direct rooms are made by sending to a user")
 	}
 	r, err := s.cfg.Store.CreateRoom(ctx, store.Room{Name: req.GetName(), Visibility: vis, CreatedBy: identity(ctx).User})
 	if err != nil {
 		if errors.Is(err, store.ErrRoomExists) {
-			return nil, status.Errorf(codes.AlreadyExists, "room %q already exists", req.GetName())
+			return nil, errorf(errExists, "room %q already exists", req.GetName())
 		}
-		return nil, fail(err)
+		return nil, err
 	}
 	return &parleyv1.CreateRoomResponse{Room: roomToProto(r, 0)}, nil
 }
@@ -378,11 +370,11 @@ func (s *Service) CreateRoom(ctx context.Context, req *parleyv1.CreateRoomReques
 // ListPresence implements parleyv1.ChatServiceServer.
 func (s *Service) ListPresence(ctx context.Context, req *parleyv1.ListPresenceRequest) (*parleyv1.ListPresenceResponse, error) {
 	if _, err := s.access(ctx, identity(ctx).User, req.GetRoom()); err != nil {
-		return nil, fail(err)
+		return nil, err
 	}
 	p, _, err := s.cfg.Hub.Presence(ctx, req.GetRoom())
 	if err != nil {
-		return nil, fail(err)
+		return nil, err
 	}
 	return &parleyv1.ListPresenceResponse{Presence: presenceToProto(p)}, nil
 }
@@ -390,14 +382,14 @@ func (s *Service) ListPresence(ctx context.Context, req *parleyv1.ListPresenceRe
 // DevLogin implements parleyv1.ChatServiceServer.
 func (s *Service) DevLogin(_ context.Context, req *parleyv1.DevLoginRequest) (*parleyv1.DevLoginResponse, error) {
 	if !s.cfg.Dev {
-		return nil, status.Error(codes.PermissionDenied, "dev login is disabled; start parleyd with --dev or use a token from 'parleyd token'")
+		return nil, errorf(errDenied, "dev login is disabled; start parleyd with --dev or use a token from 'parleyd token'")
 	}
 	if !auth.ValidUser(req.GetUser()) {
-		return nil, status.Error(codes.InvalidArgument, auth.ErrBadUser.Error())
+		return nil, invalidf("%w", auth.ErrBadUser)
 	}
 	tok, exp, err := s.cfg.Keys.Mint(req.GetUser(), s.cfg.DevTokenTTL)
 	if err != nil {
-		return nil, fail(err)
+		return nil, err
 	}
 	s.log.Warn("dev login issued a token", "user", req.GetUser())
 	return &parleyv1.DevLoginResponse{Token: tok, ExpiresAt: timestamppb.New(exp)}, nil

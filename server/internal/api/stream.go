@@ -3,15 +3,10 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"sort"
-	"strconv"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
@@ -70,7 +65,7 @@ type stream struct {
 
 	expiry *time.Timer   // ends conn when the token expires
 	ended  chan struct{} // closed once the early status is written; nil without one
-	final  error         // the status written early; set before ended is closed
+	final  error         // why the stream ended, its status written early; set before ended is closed
 }
 
 // startStream starts sending conn's frames on ss, and ends conn when the
@@ -132,11 +127,7 @@ func (st *stream) read(ctx context.Context, read func() error) {
 				defer close(st.ended)
 				st.conn.WaitWriter()
 				st.final = st.status()
-				s := status.Convert(st.final)
-				if s == nil {
-					s = status.New(codes.OK, "")
-				}
-				_ = ws.WriteStatus(s) // fails only if the stream has ended already
+				_ = ws.WriteStatus(statusOf(st.final)) // fails only if the stream has ended already
 			}()
 		})
 		finish(read())
@@ -163,7 +154,7 @@ type statusWriter interface {
 }
 
 // wait waits for the connection to end and its writer to finish, and
-// returns the stream's status.
+// returns why the stream ended (see status).
 func (st *stream) wait() error {
 	<-st.conn.Done()
 	st.conn.WaitWriter()
@@ -175,14 +166,17 @@ func (st *stream) wait() error {
 	return st.status()
 }
 
-// status is the stream's final status, once the connection has ended and
-// its writer finished.
+// status is why the stream ended, once the connection has ended and its
+// writer finished: nil if it was closed, otherwise an error for statusOf.
 func (st *stream) status() error {
-	err := st.conn.Err()
-	if errors.Is(err, errTokenExpired) {
-		return status.Error(codes.Unauthenticated, "token expired: send a refresh frame before exp, or reconnect with a new token")
+	cause := st.conn.Err()
+	switch {
+	case errors.Is(cause, hub.ErrConnClosed):
+		return nil
+	case errors.Is(cause, hub.ErrSlowConsumer):
+		return &slowConsumerError{seqs: st.pos.snapshot()}
 	}
-	return st.s.endStatus(err, &st.pos)
+	return cause
 }
 
 type nativeStreamKey struct{}
@@ -198,39 +192,4 @@ func StreamTap(ctx context.Context, info *tap.Info) (context.Context, error) {
 		return ctx, nil
 	}
 	return context.WithValue(ctx, nativeStreamKey{}, struct{}{}), nil
-}
-
-var errTokenExpired = errors.New("token expired")
-
-// endStatus turns the reason a connection ended into the stream's status.
-func (s *Service) endStatus(cause error, pos *positions) error {
-	switch {
-	case errors.Is(cause, hub.ErrConnClosed):
-		return nil
-	case errors.Is(cause, hub.ErrSlowConsumer):
-		return slowConsumerStatus(pos.snapshot())
-	}
-	return fail(cause)
-}
-
-// slowConsumerStatus says where to resume each room: RESOURCE_EXHAUSTED
-// with the positions in the message and as ErrorInfo metadata
-// ("after_seq/<room>": seq).
-func slowConsumerStatus(seqs map[string]uint64) error {
-	rooms := make([]string, 0, len(seqs))
-	for r := range seqs {
-		rooms = append(rooms, r)
-	}
-	sort.Strings(rooms)
-	msg := "you fell too far behind and were disconnected; rejoin with after_seq:"
-	meta := make(map[string]string, len(rooms))
-	for _, r := range rooms {
-		msg += fmt.Sprintf(" %s=%d", r, seqs[r])
-		meta["after_seq/"+r] = strconv.FormatUint(seqs[r], 10)
-	}
-	st := status.New(codes.ResourceExhausted, msg)
-	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: "SLOW_CONSUMER", Domain: "parley.chat", Metadata: meta}); err == nil {
-		st = withInfo
-	}
-	return st.Err()
 }

@@ -1,10 +1,8 @@
 package api
 
 import (
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -61,7 +59,7 @@ func (c Codec) Unmarshal(data mem.BufferSlice, v any) error {
 // marks a request that did not decode.
 const malformedField = protowire.MaxValidNumber
 
-// malformed returns an INVALID_ARGUMENT error if m failed to decode.
+// malformed returns an errInvalid error if m failed to decode.
 func malformed(m any) error {
 	pm, ok := m.(proto.Message)
 	if !ok {
@@ -76,7 +74,7 @@ func malformed(m any) error {
 		b = b[n:]
 		if num == malformedField && typ == protowire.BytesType {
 			v, _ := protowire.ConsumeString(b)
-			return status.Errorf(codes.InvalidArgument, "request is not a valid %s: %s", pm.ProtoReflect().Descriptor().FullName(), v)
+			return invalidf("request is not a valid %s: %s", pm.ProtoReflect().Descriptor().FullName(), v)
 		}
 		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
 			return nil
