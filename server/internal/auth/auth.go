@@ -67,9 +67,13 @@ type Config struct {
 	Issuer string
 	// Audience, if set, must be among the token's aud; minted tokens carry it.
 	Audience string
-	// Leeway tolerates clock skew on exp, nbf and iat (default 5s).
+	// Leeway tolerates clock skew on exp, nbf and iat (default
+	// DefaultLeeway).
 	Leeway time.Duration
 }
+
+// DefaultLeeway is Config.Leeway's default.
+const DefaultLeeway = 5 * time.Second
 
 // Keys verifies tokens, each algorithm pinned to its keys, and mints HS256
 // tokens with the secret.
@@ -94,7 +98,7 @@ func NewKeys(cfg Config) (*Keys, error) {
 		return nil, fmt.Errorf("signing key is %d bytes, want at least 32", len(cfg.Secret))
 	}
 	if cfg.Leeway <= 0 {
-		cfg.Leeway = 5 * time.Second
+		cfg.Leeway = DefaultLeeway
 	}
 	return &Keys{cfg: cfg, kid: KeyID(cfg.Secret), now: time.Now, cache: make(map[string]Identity)}, nil
 }
