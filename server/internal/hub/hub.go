@@ -30,9 +30,11 @@ import (
 
 // Config tunes the hub. The zero value of each field means its default.
 type Config struct {
-	// MaxQueueBytes bounds each connection's outbound queue (default 1 MiB).
+	// MaxQueueBytes bounds each connection's outbound queue (default
+	// DefaultMaxQueueBytes).
 	MaxQueueBytes int
-	// MaxRoomsPerConn bounds the rooms one connection may be in (default 256).
+	// MaxRoomsPerConn bounds the rooms one connection may be in (default
+	// DefaultMaxRoomsPerConn).
 	MaxRoomsPerConn int
 	// RecentMessages is how many recent message frames each room keeps to
 	// hand a resuming connection over to live delivery (default 256).
@@ -51,13 +53,13 @@ type Config struct {
 
 	// Broker, if set, joins this hub to a cluster: stored messages, typing
 	// and presence travel between nodes on subjects under Subject (default
-	// "parley"). NodeID names this node (required with a broker).
+	// DefaultSubject). NodeID names this node (required with a broker).
 	Broker  Broker
 	Subject string
 	NodeID  string
 	// HeartbeatInterval is how often this node announces its presence
-	// (default 500ms); a node silent for NodeTimeout (default 5s) is taken
-	// for dead and its presence dropped.
+	// (default 500ms); a node silent for NodeTimeout (default
+	// DefaultNodeTimeout) is taken for dead and its presence dropped.
 	HeartbeatInterval time.Duration
 	NodeTimeout       time.Duration
 	// GapWait is how long a message that arrived ahead of a gap waits for
@@ -76,12 +78,20 @@ type Config struct {
 	WireForm func([]byte) any
 }
 
+// Defaults of the Config fields that parleyd shows in its flags.
+const (
+	DefaultMaxQueueBytes   = 1 << 20
+	DefaultMaxRoomsPerConn = 256
+	DefaultSubject         = "parley"
+	DefaultNodeTimeout     = 5 * time.Second
+)
+
 func (c *Config) setDefaults() {
 	if c.MaxQueueBytes <= 0 {
-		c.MaxQueueBytes = 1 << 20
+		c.MaxQueueBytes = DefaultMaxQueueBytes
 	}
 	if c.MaxRoomsPerConn <= 0 {
-		c.MaxRoomsPerConn = 256
+		c.MaxRoomsPerConn = DefaultMaxRoomsPerConn
 	}
 	if c.RecentMessages <= 0 {
 		c.RecentMessages = 256
@@ -96,13 +106,13 @@ func (c *Config) setDefaults() {
 		c.QueueTrimDelay = 10 * time.Second
 	}
 	if c.Subject == "" {
-		c.Subject = "parley"
+		c.Subject = DefaultSubject
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = 500 * time.Millisecond
 	}
 	if c.NodeTimeout <= 0 {
-		c.NodeTimeout = 5 * time.Second
+		c.NodeTimeout = DefaultNodeTimeout
 	}
 	if c.GapWait <= 0 {
 		c.GapWait = 200 * time.Millisecond
