@@ -29,24 +29,34 @@ type Config struct {
 	Store store.Store
 	Keys  *auth.Keys
 	Log   *slog.Logger
-	// MaxBodyBytes bounds a message body (default 4096).
+	// MaxBodyBytes bounds a message body (default DefaultMaxBodyBytes).
 	MaxBodyBytes int
 	// Dev enables DevLogin.
 	Dev bool
-	// DevTokenTTL is the lifetime of tokens from DevLogin (default 24h).
+	// DevTokenTTL is the lifetime of tokens from DevLogin (default
+	// DefaultDevTokenTTL).
 	DevTokenTTL time.Duration
 	// SendRate is how many messages per second one user may send across
-	// all their streams and REST (default 50; negative: no limit), with
-	// bursts of SendBurst (default 2×SendRate).
+	// all their streams and REST (default DefaultSendRate; negative: no
+	// limit), with bursts of SendBurst (default 2×SendRate).
 	SendRate  float64
 	SendBurst int
-	// MaxJoinStreamsPerUser bounds one user's open Join streams (default 32).
+	// MaxJoinStreamsPerUser bounds one user's open Join streams (default
+	// DefaultMaxJoinStreamsPerUser).
 	MaxJoinStreamsPerUser int
 	// TypingInterval is the shortest time between two typing changes of
 	// one user in one room that are forwarded (default 250ms); changes in
 	// between are coalesced (see typingLimiter).
 	TypingInterval time.Duration
 }
+
+// Defaults of the Config fields that parleyd shows in its flags.
+const (
+	DefaultMaxBodyBytes          = 4096
+	DefaultDevTokenTTL           = 24 * time.Hour
+	DefaultSendRate              = 50
+	DefaultMaxJoinStreamsPerUser = 32
+)
 
 // Service implements parleyv1.ChatServiceServer. Its methods return errors
 // that its UnaryInterceptor and StreamInterceptor turn into statuses: a
@@ -68,22 +78,22 @@ type Service struct {
 // New returns a Service.
 func New(cfg Config) *Service {
 	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 4096
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if cfg.DevTokenTTL <= 0 {
-		cfg.DevTokenTTL = 24 * time.Hour
+		cfg.DevTokenTTL = DefaultDevTokenTTL
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
 	if cfg.SendRate == 0 {
-		cfg.SendRate = 50
+		cfg.SendRate = DefaultSendRate
 	}
 	if cfg.SendBurst <= 0 {
 		cfg.SendBurst = int(max(2*cfg.SendRate, 1))
 	}
 	if cfg.MaxJoinStreamsPerUser <= 0 {
-		cfg.MaxJoinStreamsPerUser = 32
+		cfg.MaxJoinStreamsPerUser = DefaultMaxJoinStreamsPerUser
 	}
 	if cfg.TypingInterval <= 0 {
 		cfg.TypingInterval = defaultTypingInterval

@@ -15,6 +15,9 @@ func TestDefaultsAreDocumented(t *testing.T) {
 		c.KeepaliveTime != 20*time.Second || c.KeepaliveTimeout != 10*time.Second {
 		t.Fatalf("defaults: headers %d, read-header timeout %v, keepalive %v + %v", c.MaxHeaderBytes, c.ReadHeaderTimeout, c.KeepaliveTime, c.KeepaliveTimeout)
 	}
+	if c.Listen != "127.0.0.1:8080" || c.MaxMessageBytes != 64<<10 || c.MaxStreamsPerConn != 100 {
+		t.Fatalf("defaults: listen %s, message %d bytes, %d streams per connection", c.Listen, c.MaxMessageBytes, c.MaxStreamsPerConn)
+	}
 	for file, wants := range map[string][]string{
 		"../../../docs/clients.md": {
 			"| request headers (all of them: token, `parley-client`, anything else) | 32 KiB | `--max-header-bytes` |",
@@ -22,8 +25,12 @@ func TestDefaultsAreDocumented(t *testing.T) {
 			"| a silent connection is pinged after | 20 s | `--keepalive-time` |",
 			"| a pinged connection that sends nothing is closed after | 10 s more | `--keepalive-timeout` |",
 			"maximum size (32768 bytes)",
+			"The server listens on `127.0.0.1:8080` unless started with `--listen`.",
+			"| one gRPC message or grpc-web frame from a client | 64 KiB | `--max-message-bytes` |",
+			"| concurrent streams on one HTTP/2 connection | 100 | `--max-streams-per-conn` |",
 		},
-		"../../../README.md": {"`--max-header-bytes`\n(32 KiB", "(10 s to\nsend", "(20 s/10 s:", "within 30 s"},
+		"../../../README.md": {"`--max-header-bytes`\n(32 KiB", "(10 s to\nsend", "(20 s/10 s:", "within 30 s",
+			"`--listen` (default `127.0.0.1:8080`)"},
 	} {
 		b, err := os.ReadFile(file)
 		if err != nil {

@@ -31,7 +31,7 @@ import (
 
 // Config says where and how to listen. Zero values mean the defaults.
 type Config struct {
-	// Listen is the main address (default 127.0.0.1:8080).
+	// Listen is the main address (default DefaultListen).
 	Listen string
 	// GRPCListen, if set, is a second address serving native gRPC only.
 	GRPCListen string
@@ -40,30 +40,32 @@ type Config struct {
 	// AllowedOrigins may call grpc-web and open its WebSocket from other
 	// origins; by default only the server's own origin may.
 	AllowedOrigins []string
-	// MaxMessageBytes bounds a grpc-web WebSocket frame (default 64 KiB).
+	// MaxMessageBytes bounds a received gRPC message and a grpc-web
+	// WebSocket frame (default DefaultMaxMessageBytes).
 	MaxMessageBytes int
-	// MaxStreamsPerConn bounds concurrent requests on one HTTP/2 connection
-	// served by net/http (grpc-web and REST over TLS), as
-	// grpc.MaxConcurrentStreams does for native gRPC (default 100).
+	// MaxStreamsPerConn bounds concurrent streams on one HTTP/2
+	// connection, native gRPC's and net/http's (grpc-web and REST over TLS)
+	// (default DefaultMaxStreamsPerConn).
 	MaxStreamsPerConn uint32
 	// MaxRequestBodyBytes bounds a REST request body (default 64 KiB).
 	MaxRequestBodyBytes int64
 	// MaxHeaderBytes bounds a request's headers on every front door
-	// (default 32 KiB; a bearer token needs a few KB): native gRPC's header
-	// list (grpc.MaxHeaderListSize, announced in the HTTP/2 settings), the
-	// HTTP server's HTTP/1.1 and HTTP/2 requests (431), and the header frame
-	// that opens a grpc-web WebSocket.
+	// (default DefaultMaxHeaderBytes; a bearer token needs a few KB):
+	// native gRPC's header list (grpc.MaxHeaderListSize, announced in the
+	// HTTP/2 settings), the HTTP server's HTTP/1.1 and HTTP/2 requests
+	// (431), and the header frame that opens a grpc-web WebSocket.
 	MaxHeaderBytes int
 	// ReadHeaderTimeout bounds how long a client may take to send its
 	// request headers or HTTP/2 preface, to finish grpc-go's HTTP/2
 	// handshake, and to send a grpc-web WebSocket's header frame (default
-	// 10s).
+	// DefaultReadHeaderTimeout).
 	ReadHeaderTimeout time.Duration
 	// KeepaliveTime is how long a connection may be silent before the
 	// server pings it (native gRPC and HTTP/2 through net/http; default
-	// 20s); KeepaliveTimeout is how long the server then waits for any
-	// frame before closing it (default 10s). A dead or frozen peer is thus
-	// dropped within KeepaliveTime+KeepaliveTimeout of its last frame. The
+	// DefaultKeepaliveTime); KeepaliveTimeout is how long the server then
+	// waits for any frame before closing it (default
+	// DefaultKeepaliveTimeout). A dead or frozen peer is thus dropped
+	// within KeepaliveTime+KeepaliveTimeout of its last frame. The
 	// same sum bounds an idle HTTP/1.1 keep-alive connection, and TCP
 	// keepalive probes on the same schedule find vanished hosts on every
 	// connection (HTTP/1.1 streams and WebSockets have no ping).
@@ -84,8 +86,11 @@ type Config struct {
 	Log   *slog.Logger
 }
 
-// Defaults of the Config fields that cmd/parleyd shows in its flags.
+// Defaults of the Config fields that parleyd shows in its flags.
 const (
+	DefaultListen            = "127.0.0.1:8080"
+	DefaultMaxMessageBytes   = 64 << 10
+	DefaultMaxStreamsPerConn = 100
 	DefaultMaxHeaderBytes    = 32 << 10
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultKeepaliveTime     = 20 * time.Second
@@ -96,11 +101,14 @@ const (
 // clients cannot ping more often than every 10s anyway.
 const keepaliveMinTime = 10 * time.Second
 
-// GRPCServerOptions returns the grpc.Server options that put cfg's header
-// limit, handshake timeout and keepalive on grpc-go's own transport.
+// GRPCServerOptions returns the grpc.Server options that put cfg's message,
+// stream and header limits, handshake timeout and keepalive on grpc-go's
+// own transport.
 func GRPCServerOptions(cfg Config) []grpc.ServerOption {
 	cfg.setDefaults()
 	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		grpc.MaxConcurrentStreams(cfg.MaxStreamsPerConn),
 		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
 		// The HTTP/2 preface and settings are due within ReadHeaderTimeout
 		// (grpc-go's default is 120s).
@@ -112,13 +120,13 @@ func GRPCServerOptions(cfg Config) []grpc.ServerOption {
 
 func (c *Config) setDefaults() {
 	if c.Listen == "" {
-		c.Listen = "127.0.0.1:8080"
+		c.Listen = DefaultListen
 	}
 	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 64 << 10
+		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if c.MaxStreamsPerConn == 0 {
-		c.MaxStreamsPerConn = 100
+		c.MaxStreamsPerConn = DefaultMaxStreamsPerConn
 	}
 	if c.MaxRequestBodyBytes <= 0 {
 		c.MaxRequestBodyBytes = 64 << 10

@@ -1,0 +1,31 @@
+package api
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The defaults are the ones docs/clients.md promises.
+func TestDefaultsAreDocumented(t *testing.T) {
+	s := New(Config{})
+	c := s.cfg
+	if c.MaxBodyBytes != 4096 || c.SendRate != 50 || c.SendBurst != 100 || c.MaxJoinStreamsPerUser != 32 || c.DevTokenTTL != 24*time.Hour {
+		t.Fatalf("defaults: body %d bytes, %g sends/s in bursts of %d, %d Join streams per user, dev tokens for %v",
+			c.MaxBodyBytes, c.SendRate, c.SendBurst, c.MaxJoinStreamsPerUser, c.DevTokenTTL)
+	}
+	b, err := os.ReadFile("../../../docs/clients.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{
+		"| message body | 4096 bytes | `--max-body-bytes` |",
+		"| sends per user | 50/s, bursts of 100 | `--send-rate`, `--send-burst` |",
+		"| open `Join` streams per user | 32 | `--max-join-streams-per-user` |",
+	} {
+		if !strings.Contains(string(b), w) {
+			t.Errorf("docs/clients.md does not say %q", w)
+		}
+	}
+}
