@@ -39,35 +39,38 @@ import (
 // and PARLEY_* environment variables; zero values mean the defaults.
 type Config struct {
 	// Listen is the main address: gRPC, grpc-web, REST and the web UI
-	// (default 127.0.0.1:8080).
+	// (default DefaultListen).
 	Listen string
 	// GRPCListen is an optional second address for native gRPC only.
 	GRPCListen string
-	// DataDir holds the signing key and the database (default ./data).
+	// DataDir holds the signing key and the database (default
+	// DefaultDataDir).
 	DataDir string
-	// Store is "sqlite" (default: DataDir/parley.db), "memory" (nothing
+	// Store is "sqlite" (the default: DataDir/parley.db), "memory" (nothing
 	// survives a restart), or a PostgreSQL URL ("postgres://...") shared by
 	// the nodes of a cluster.
 	Store string
 	// Broker, a nats:// URL (several comma-separated), joins this node to a
 	// cluster sharing a postgres:// Store; empty runs a single node.
 	Broker string
-	// BrokerSubject prefixes the cluster's NATS subjects (default "parley");
-	// clusters sharing a NATS must use different ones.
+	// BrokerSubject prefixes the cluster's NATS subjects (default
+	// DefaultBrokerSubject); clusters sharing a NATS must use different ones.
 	BrokerSubject string
 	// NodeID names this node in the cluster (default: host name and port).
 	NodeID string
-	// NodeTimeout is how long a silent node keeps its presence (default 5s).
+	// NodeTimeout is how long a silent node keeps its presence (default
+	// DefaultNodeTimeout).
 	NodeTimeout time.Duration
 	// PostgresSchema holds Parley's tables in a postgres:// store (default
-	// "parley"); the nodes of one cluster share it.
+	// DefaultPostgresSchema); the nodes of one cluster share it.
 	PostgresSchema string
 	// SQLite tunes the embedded store's group commit; its Path is set from
 	// DataDir.
 	SQLite sqlite.Config
 	// DBCheckTimeout bounds the check of the embedded database at start
-	// (SQLite's quick_check; default 30s); when it runs out, the rest of
-	// the database goes unchecked and parleyd starts anyway, saying so.
+	// (SQLite's quick_check; default DefaultDBCheckTimeout); when it runs
+	// out, the rest of the database goes unchecked and parleyd starts
+	// anyway, saying so.
 	// Negative: no check.
 	DBCheckTimeout time.Duration
 	// Dev enables DevLogin, which mints a token for any name.
@@ -81,28 +84,33 @@ type Config struct {
 	TLSCert, TLSKey string
 	// AllowedOrigins may use grpc-web from other origins.
 	AllowedOrigins []string
-	// MaxBodyBytes bounds a message body (default 4096).
+	// MaxBodyBytes bounds a message body (default DefaultMaxBodyBytes).
 	MaxBodyBytes int
-	// MaxMessageBytes bounds any one received gRPC message (default 64 KiB).
+	// MaxMessageBytes bounds any one received gRPC message (default
+	// DefaultMaxMessageBytes).
 	MaxMessageBytes int
-	// MaxStreamsPerConn bounds concurrent streams on one HTTP/2 connection (default 100).
+	// MaxStreamsPerConn bounds concurrent streams on one HTTP/2 connection
+	// (default DefaultMaxStreamsPerConn).
 	MaxStreamsPerConn uint32
-	// MaxQueueBytes bounds each stream's outbound queue (default 1 MiB).
+	// MaxQueueBytes bounds each stream's outbound queue (default
+	// DefaultMaxQueueBytes).
 	MaxQueueBytes int
-	// MaxRoomsPerConn bounds the rooms one stream may be in (default 256).
+	// MaxRoomsPerConn bounds the rooms one stream may be in (default
+	// DefaultMaxRoomsPerConn).
 	MaxRoomsPerConn int
 	// SendRate bounds each user's messages per second across all their
-	// streams and REST (default 50; negative: no limit); SendBurst is the
-	// bucket size (default 2×SendRate).
+	// streams and REST (default DefaultSendRate; negative: no limit);
+	// SendBurst is the bucket size (default 2×SendRate).
 	SendRate  float64
 	SendBurst int
-	// MaxJoinStreamsPerUser bounds one user's open Join streams (default 32).
+	// MaxJoinStreamsPerUser bounds one user's open Join streams (default
+	// DefaultMaxJoinStreamsPerUser).
 	MaxJoinStreamsPerUser int
 	// DefaultRoom is a public room created at start if missing (default
-	// "lobby"; "-" for none).
+	// DefaultRoomName; "-" for none).
 	DefaultRoom string
 	// Retention, if set, deletes old messages in the background every
-	// RetentionInterval (default 1m).
+	// RetentionInterval (default DefaultRetentionInterval).
 	Retention         store.Retention
 	RetentionInterval time.Duration
 	// MaxHeaderBytes bounds a request's headers on every front door
@@ -116,18 +124,48 @@ type Config struct {
 	// server pings it, and KeepaliveTimeout how long it then waits before
 	// dropping it (defaults DefaultKeepaliveTime, DefaultKeepaliveTimeout).
 	KeepaliveTime, KeepaliveTimeout time.Duration
-	// ShutdownTimeout bounds graceful shutdown (default 10s).
+	// ShutdownTimeout bounds graceful shutdown (default
+	// DefaultShutdownTimeout).
 	ShutdownTimeout time.Duration
 	// Log receives the server's logs (default slog.Default()).
 	Log *slog.Logger
 }
 
-// Defaults of the front doors' limits and timeouts (owned by the transport).
+// Defaults of the Config fields that app itself resolves.
 const (
+	DefaultDataDir           = "data"
+	DefaultStore             = "sqlite"
+	DefaultRoomName          = "lobby"
+	DefaultDBCheckTimeout    = 30 * time.Second
+	DefaultRetentionInterval = time.Minute
+	DefaultShutdownTimeout   = 10 * time.Second
+)
+
+// Defaults of the Config fields that app passes on as they are: a zero
+// value means the default of the package that uses it, named here for
+// cmd/parleyd's flags (which cannot import those packages).
+const (
+	DefaultListen            = transport.DefaultListen
+	DefaultMaxMessageBytes   = transport.DefaultMaxMessageBytes
+	DefaultMaxStreamsPerConn = transport.DefaultMaxStreamsPerConn
 	DefaultMaxHeaderBytes    = transport.DefaultMaxHeaderBytes
 	DefaultReadHeaderTimeout = transport.DefaultReadHeaderTimeout
 	DefaultKeepaliveTime     = transport.DefaultKeepaliveTime
 	DefaultKeepaliveTimeout  = transport.DefaultKeepaliveTimeout
+
+	DefaultMaxBodyBytes          = api.DefaultMaxBodyBytes
+	DefaultSendRate              = api.DefaultSendRate
+	DefaultMaxJoinStreamsPerUser = api.DefaultMaxJoinStreamsPerUser
+
+	DefaultMaxQueueBytes   = hub.DefaultMaxQueueBytes
+	DefaultMaxRoomsPerConn = hub.DefaultMaxRoomsPerConn
+	DefaultBrokerSubject   = hub.DefaultSubject
+	DefaultNodeTimeout     = hub.DefaultNodeTimeout
+
+	DefaultPostgresSchema      = postgres.DefaultSchema
+	DefaultSQLiteMaxBatch      = sqlite.DefaultMaxBatch
+	DefaultSQLiteMaxBatchDelay = sqlite.DefaultMaxBatchDelay
+	DefaultTokenLeeway         = auth.DefaultLeeway
 )
 
 // TokenConfig configures token verification.
@@ -141,7 +179,8 @@ type TokenConfig struct {
 	JWKSFile string
 	// Issuer and Audience, if set, are required in every token.
 	Issuer, Audience string
-	// Leeway tolerates clock skew on exp and iat (default 5s).
+	// Leeway tolerates clock skew on exp and iat (default
+	// DefaultTokenLeeway).
 	Leeway time.Duration
 }
 
@@ -204,31 +243,30 @@ func (c *Config) setDefaults() {
 			*s = v
 		}
 	}
-	def(&c.Listen, "127.0.0.1:8080")
-	def(&c.DataDir, "data")
-	def(&c.Store, "sqlite")
-	def(&c.DefaultRoom, "lobby")
-	if c.MaxBodyBytes <= 0 {
-		c.MaxBodyBytes = 4096
-	}
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 64 << 10
-	}
-	if c.MaxStreamsPerConn == 0 {
-		c.MaxStreamsPerConn = 100
-	}
+	def(&c.DataDir, DefaultDataDir)
+	def(&c.Store, DefaultStore)
+	def(&c.DefaultRoom, DefaultRoomName)
 	if c.ShutdownTimeout <= 0 {
-		c.ShutdownTimeout = 10 * time.Second
+		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if c.RetentionInterval <= 0 {
-		c.RetentionInterval = time.Minute
+		c.RetentionInterval = DefaultRetentionInterval
 	}
 	if c.DBCheckTimeout == 0 {
-		c.DBCheckTimeout = 30 * time.Second
+		c.DBCheckTimeout = DefaultDBCheckTimeout
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+}
+
+// orDefault is n, or def where n is zero or negative: the value a package
+// that defaults its limit this way will use.
+func orDefault(n, def int) int {
+	if n <= 0 {
+		return def
+	}
+	return n
 }
 
 // Validate reports every problem with the configuration at once.
@@ -249,8 +287,8 @@ func (c Config) Validate() error {
 	if c.GRPCListen != "" && c.TLSCert == "" {
 		errs = append(errs, errors.New("grpc-listen: only needed with TLS; without it gRPC shares --listen"))
 	}
-	if c.MaxBodyBytes > 0 && c.MaxMessageBytes > 0 && c.MaxBodyBytes > c.MaxMessageBytes/2 {
-		errs = append(errs, fmt.Errorf("max-body-bytes %d must be at most half of max-message-bytes %d", c.MaxBodyBytes, c.MaxMessageBytes))
+	if body, msg := orDefault(c.MaxBodyBytes, DefaultMaxBodyBytes), orDefault(c.MaxMessageBytes, DefaultMaxMessageBytes); body > msg/2 {
+		errs = append(errs, fmt.Errorf("max-body-bytes %d must be at most half of max-message-bytes %d", body, msg))
 	}
 	if c.KeepaliveTime > 0 && c.KeepaliveTime < time.Second {
 		errs = append(errs, fmt.Errorf("keepalive-time %v: grpc-go pings no more often than every 1s", c.KeepaliveTime))
@@ -395,8 +433,6 @@ func (s *Server) newGRPCServer(tc transport.Config) *grpc.Server {
 		grpc.ForceServerCodecV2(api.NewCodec()),
 		grpc.ChainUnaryInterceptor(s.svc.UnaryInterceptor),
 		grpc.ChainStreamInterceptor(s.svc.StreamInterceptor),
-		grpc.MaxRecvMsgSize(s.cfg.MaxMessageBytes),
-		grpc.MaxConcurrentStreams(s.cfg.MaxStreamsPerConn),
 		// Many idle streams: share write buffers. Read buffers are pooled
 		// already, because the split listener hands grpc-go bare TCP conns.
 		grpc.SharedWriteBuffer(true),
