@@ -47,42 +47,42 @@ func runServe(args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var cfg app.Config
 	var origins, logFormat, logLevel string
-	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "address for gRPC, grpc-web, REST and the web UI, all on one port")
+	fs.StringVar(&cfg.Listen, "listen", app.DefaultListen, "address for gRPC, grpc-web, REST and the web UI, all on one port")
 	fs.StringVar(&cfg.GRPCListen, "grpc-listen", "", "with TLS: an extra address serving native gRPC on grpc-go's own transport")
-	fs.StringVar(&cfg.DataDir, "data-dir", "data", "directory for the token signing key and the database (created if missing)")
-	fs.StringVar(&cfg.Store, "store", "sqlite", "where history lives: sqlite (in --data-dir), memory (lost on exit), or a postgres://user@host/db URL shared by a cluster's nodes")
+	fs.StringVar(&cfg.DataDir, "data-dir", app.DefaultDataDir, "directory for the token signing key and the database (created if missing)")
+	fs.StringVar(&cfg.Store, "store", app.DefaultStore, "where history lives: sqlite (in --data-dir), memory (lost on exit), or a postgres://user@host/db URL shared by a cluster's nodes")
 	fs.StringVar(&cfg.Broker, "broker", "", "nats://host:4222 (comma-separated for several): join a cluster of nodes sharing a postgres:// --store")
-	fs.StringVar(&cfg.BrokerSubject, "broker-subject", "parley", "prefix of the cluster's NATS subjects; separate clusters on one NATS need different ones")
+	fs.StringVar(&cfg.BrokerSubject, "broker-subject", app.DefaultBrokerSubject, "prefix of the cluster's NATS subjects; separate clusters on one NATS need different ones")
 	fs.StringVar(&cfg.NodeID, "node-id", "", "this node's name in the cluster (default: host name and a random suffix)")
-	fs.DurationVar(&cfg.NodeTimeout, "node-timeout", 5*time.Second, "how long a silent node's users stay in presence before their leaves are announced (checked every 0.5 s, with the heartbeats)")
-	fs.StringVar(&cfg.PostgresSchema, "postgres-schema", "parley", "with a postgres:// store: the schema holding Parley's tables")
-	fs.IntVar(&cfg.SQLite.MaxBatch, "sqlite-max-batch", 0, "most sends committed in one SQLite transaction (0: the default, 4096; 1 turns group commit off)")
-	fs.DurationVar(&cfg.SQLite.MaxBatchDelay, "sqlite-batch-delay", 0, "how long a batch may wait for more sends while more are coming (0: the default, 2ms)")
+	fs.DurationVar(&cfg.NodeTimeout, "node-timeout", app.DefaultNodeTimeout, "how long a silent node's users stay in presence before their leaves are announced (checked every 0.5 s, with the heartbeats)")
+	fs.StringVar(&cfg.PostgresSchema, "postgres-schema", app.DefaultPostgresSchema, "with a postgres:// store: the schema holding Parley's tables")
+	fs.IntVar(&cfg.SQLite.MaxBatch, "sqlite-max-batch", 0, fmt.Sprintf("most sends committed in one SQLite transaction (0: the default, %d; 1 turns group commit off)", app.DefaultSQLiteMaxBatch))
+	fs.DurationVar(&cfg.SQLite.MaxBatchDelay, "sqlite-batch-delay", 0, fmt.Sprintf("how long a batch may wait for more sends while more are coming (0: the default, %v)", app.DefaultSQLiteMaxBatchDelay))
 	fs.Int64Var(&cfg.SQLite.MaxBytes, "sqlite-max-bytes", 0, "largest the SQLite database may grow; past it sends fail as on a full disk, leaving the disk's rest free (0: no limit)")
-	fs.DurationVar(&cfg.DBCheckTimeout, "db-check-timeout", 30*time.Second, "how long the check of the SQLite database at start may take before the rest goes unchecked (negative: no check)")
+	fs.DurationVar(&cfg.DBCheckTimeout, "db-check-timeout", app.DefaultDBCheckTimeout, "how long the check of the SQLite database at start may take before the rest goes unchecked (negative: no check)")
 	fs.BoolVar(&cfg.Dev, "dev", false, "development mode: DevLogin hands out a token for any user name; refuses non-loopback --listen")
 	fs.BoolVar(&cfg.DevAllowRemote, "dev-allow-remote", false, "let --dev listen on a non-loopback address (anyone who reaches it can be anyone)")
 	tokenFlags(fs, &cfg.Tokens)
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate file; serve TLS (with --tls-key)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated origins (https://app.example) allowed to call grpc-web from other sites; default: same origin only")
-	fs.IntVar(&cfg.MaxBodyBytes, "max-body-bytes", 4096, "largest message body in bytes")
-	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", 64<<10, "largest gRPC message or grpc-web WebSocket frame a client may send")
-	fs.IntVar(&cfg.MaxQueueBytes, "max-queue-bytes", 1<<20, "bytes queued for one stream before it is cut off as too slow (RESOURCE_EXHAUSTED)")
-	fs.IntVar(&cfg.MaxRoomsPerConn, "max-rooms-per-stream", 256, "rooms one Join or Subscribe stream may be in")
-	maxStreams := fs.Uint("max-streams-per-conn", 100, "concurrent streams on one HTTP/2 connection (the HTTP/2 rapid-reset mitigation relies on it)")
-	fs.Float64Var(&cfg.SendRate, "send-rate", 50, "messages per second one user may send across all streams and REST; negative for no limit (load tests)")
+	fs.IntVar(&cfg.MaxBodyBytes, "max-body-bytes", app.DefaultMaxBodyBytes, "largest message body in bytes")
+	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", app.DefaultMaxMessageBytes, "largest gRPC message or grpc-web WebSocket frame a client may send")
+	fs.IntVar(&cfg.MaxQueueBytes, "max-queue-bytes", app.DefaultMaxQueueBytes, "bytes queued for one stream before it is cut off as too slow (RESOURCE_EXHAUSTED)")
+	fs.IntVar(&cfg.MaxRoomsPerConn, "max-rooms-per-stream", app.DefaultMaxRoomsPerConn, "rooms one Join or Subscribe stream may be in")
+	maxStreams := fs.Uint("max-streams-per-conn", app.DefaultMaxStreamsPerConn, "concurrent streams on one HTTP/2 connection (the HTTP/2 rapid-reset mitigation relies on it)")
+	fs.Float64Var(&cfg.SendRate, "send-rate", app.DefaultSendRate, "messages per second one user may send across all streams and REST; negative for no limit (load tests)")
 	fs.IntVar(&cfg.SendBurst, "send-burst", 0, "burst of sends allowed above --send-rate (default 2×send-rate)")
-	fs.IntVar(&cfg.MaxJoinStreamsPerUser, "max-join-streams-per-user", 32, "Join streams one user may have open at once")
-	fs.StringVar(&cfg.DefaultRoom, "default-room", "lobby", "public room created at start if missing; - for none")
+	fs.IntVar(&cfg.MaxJoinStreamsPerUser, "max-join-streams-per-user", app.DefaultMaxJoinStreamsPerUser, "Join streams one user may have open at once")
+	fs.StringVar(&cfg.DefaultRoom, "default-room", app.DefaultRoomName, "public room created at start if missing; - for none")
 	fs.DurationVar(&cfg.Retention.MaxAge, "retention-max-age", 0, "delete messages older than this (e.g. 720h); 0 keeps them")
 	fs.IntVar(&cfg.Retention.MaxMessages, "retention-max-messages", 0, "keep at most this many newest messages per room; 0 keeps all")
-	fs.DurationVar(&cfg.RetentionInterval, "retention-interval", time.Minute, "how often retention runs")
+	fs.DurationVar(&cfg.RetentionInterval, "retention-interval", app.DefaultRetentionInterval, "how often retention runs")
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", app.DefaultMaxHeaderBytes, "largest request header list a client may send, on every front door (a bearer token needs a few KB)")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", app.DefaultReadHeaderTimeout, "how long a client may take to send HTTP request headers, the HTTP/2 handshake or a grpc-web WebSocket's header frame")
 	fs.DurationVar(&cfg.KeepaliveTime, "keepalive-time", app.DefaultKeepaliveTime, "ping a connection silent for this long (HTTP/2 connections; at least 1s)")
 	fs.DurationVar(&cfg.KeepaliveTimeout, "keepalive-timeout", app.DefaultKeepaliveTimeout, "drop a pinged connection that sends nothing for this long")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long graceful shutdown may take before connections are closed")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "how long graceful shutdown may take before connections are closed")
 	pprofAddr := fs.String("pprof-listen", "", "serve Go's net/http/pprof profiles on this address (keep it on loopback)")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -128,17 +128,20 @@ Flags:
 	return err
 }
 
+// defaultTokenExpiry is the lifetime of a token from parleyd token.
+const defaultTokenExpiry = 24 * time.Hour
+
 func runToken(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("parleyd token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", "data", "the server's data directory, holding its signing key")
+	dataDir := fs.String("data-dir", app.DefaultDataDir, "the server's data directory, holding its signing key")
 	var tc app.TokenConfig
 	fs.StringVar(&tc.SecretFile, "token-secret-file", "", "sign with this HS256 secret instead of the data directory's key")
 	fs.StringVar(&tc.Issuer, "token-issuer", "", "iss claim to put in the token")
 	fs.StringVar(&tc.Audience, "token-audience", "", "aud claim to put in the token")
-	ttl := fs.Duration("expiry", 24*time.Hour, "how long the token is valid")
+	ttl := fs.Duration("expiry", defaultTokenExpiry, "how long the token is valid")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: parleyd token [--data-dir DIR] [--expiry 24h] <user>\n\nPrints a bearer token for <user>.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: parleyd token [--data-dir DIR] [--expiry %.0fh] <user>\n\nPrints a bearer token for <user>.\n\nFlags:\n", defaultTokenExpiry.Hours())
 		fs.PrintDefaults()
 	}
 	if err := parseWithEnv(fs, args); err != nil {
@@ -162,7 +165,7 @@ func tokenFlags(fs *flag.FlagSet, tc *app.TokenConfig) {
 	fs.StringVar(&tc.JWKSFile, "token-jwks", "", "JSON Web Key Set file of RSA/Ed25519 public keys verifying your backend's tokens (by kid)")
 	fs.StringVar(&tc.Issuer, "token-issuer", "", "require this iss claim in every token")
 	fs.StringVar(&tc.Audience, "token-audience", "", "require this aud claim in every token")
-	fs.DurationVar(&tc.Leeway, "token-leeway", 5*time.Second, "clock skew tolerated on exp and iat")
+	fs.DurationVar(&tc.Leeway, "token-leeway", app.DefaultTokenLeeway, "clock skew tolerated on exp and iat")
 }
 
 // servePprof serves the runtime's profiles on their own listener, apart
