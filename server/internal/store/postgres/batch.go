@@ -116,7 +116,7 @@ func newBatchState() *batchState {
 }
 
 // run performs live's appends, in arrival order, as one optimistic
-// statement, leaving each outcome in r.res. It returns an error marked
+// statement, leaving each answer in r.Out and r.Err. It returns an error marked
 // errStoredDuplicate if a message duplicates a stored one.
 func (b *batchState) run(ctx context.Context, c *pgx.Conn, live []*request) error {
 	b.number(live)
@@ -128,13 +128,13 @@ func (b *batchState) run(ctx context.Context, c *pgx.Conn, live []*request) erro
 		room := b.rows.room[row]
 		h, ok := b.heads[room]
 		if !ok {
-			r.res = result{err: fmt.Errorf("append to room %q: %w", room, store.ErrRoomNotFound)}
+			r.Out, r.Err = result{}, fmt.Errorf("append to room %q: %w", room, store.ErrRoomNotFound)
 			continue
 		}
-		r.res = result{dup: b.isDup[i], msg: store.Message{
+		r.Out, r.Err = result{dup: b.isDup[i], msg: store.Message{
 			Room: room, Seq: h.seq + uint64(b.rows.seq[row]), Sender: b.rows.sender[row],
 			Body: b.rows.body[row], SentAt: h.at, ClientMsgID: b.rows.id[row],
-		}}
+		}}, nil
 	}
 	return nil
 }
@@ -149,7 +149,7 @@ func (b *batchState) number(live []*request) {
 	b.names, b.ns, b.rowOf, b.isDup = b.names[:0], b.ns[:0], b.rowOf[:0], b.isDup[:0]
 	b.rows.reset()
 	for _, r := range live {
-		m := r.msg
+		m := r.In
 		if m.ClientMsgID != "" {
 			key := dedupKey{m.Room, m.Sender, m.ClientMsgID}
 			if row, ok := b.first[key]; ok {

@@ -68,9 +68,9 @@ func newCarefulState() carefulState {
 }
 
 // runCareful performs live's appends in arrival order as one transaction
-// on c, looking up every ClientMsgID, and leaves each outcome in r.res. On
-// error the transaction may still be open (the caller rolls it back), and
-// no r.res is to be trusted. b.names must hold the batch's rooms (run
+// on c, looking up every ClientMsgID, and leaves each answer in r.Out and
+// r.Err. On error the transaction may still be open (the caller rolls it
+// back), and no answer is to be trusted. b.names must hold the batch's rooms (run
 // leaves them there).
 func (b *batchState) runCareful(ctx context.Context, c *pgx.Conn, live []*request) error {
 	cs := &b.c
@@ -79,7 +79,7 @@ func (b *batchState) runCareful(ctx context.Context, c *pgx.Conn, live []*reques
 		return mark(err, errBeforeCommit)
 	}
 	for _, r := range live {
-		r.res = cs.appendOne(r.msg)
+		r.Out, r.Err = cs.appendOne(r.In)
 	}
 	return cs.finish(ctx, c, b.names)
 }
@@ -91,10 +91,10 @@ func (cs *carefulState) reset(live []*request) {
 	cs.keys.reset()
 	cs.rows.reset()
 	for _, r := range live {
-		if r.msg.ClientMsgID != "" {
-			cs.keys.room = append(cs.keys.room, r.msg.Room)
-			cs.keys.id = append(cs.keys.id, r.msg.ClientMsgID)
-			cs.keys.sender = append(cs.keys.sender, r.msg.Sender)
+		if r.In.ClientMsgID != "" {
+			cs.keys.room = append(cs.keys.room, r.In.Room)
+			cs.keys.id = append(cs.keys.id, r.In.ClientMsgID)
+			cs.keys.sender = append(cs.keys.sender, r.In.Sender)
 		}
 	}
 }
@@ -174,18 +174,18 @@ func (cs *carefulState) readStored(br pgx.BatchResults) error {
 
 // appendOne gives m the next seq of its room, or finds the message it
 // duplicates. An unknown room is the caller's error, not the batch's.
-func (cs *carefulState) appendOne(m store.NewMessage) result {
+func (cs *carefulState) appendOne(m store.NewMessage) (result, error) {
 	h, ok := cs.heads[m.Room]
 	if !ok {
-		return result{err: fmt.Errorf("append to room %q: %w", m.Room, store.ErrRoomNotFound)}
+		return result{}, fmt.Errorf("append to room %q: %w", m.Room, store.ErrRoomNotFound)
 	}
 	key := dedupKey{m.Room, m.Sender, m.ClientMsgID}
 	if m.ClientMsgID != "" {
 		if orig, ok := cs.dedup[key]; ok {
-			return result{msg: orig, dup: true}
+			return result{msg: orig, dup: true}, nil
 		}
 		if orig, ok := cs.stored[key]; ok {
-			return result{msg: orig, dup: true}
+			return result{msg: orig, dup: true}, nil
 		}
 	}
 	h.seq++
@@ -203,7 +203,7 @@ func (cs *carefulState) appendOne(m store.NewMessage) result {
 	if m.ClientMsgID != "" {
 		cs.dedup[key] = msg
 	}
-	return result{msg: msg}
+	return result{msg: msg}, nil
 }
 
 // finish inserts the new messages, writes the new heads and commits.

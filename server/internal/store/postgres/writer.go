@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,32 +43,29 @@ import (
 type writer struct {
 	pool    *pgxpool.Pool
 	q       *groupcommit.Queue[*request]
+	process func(batch []*request) // commits a batch and answers its appends
 	timeout time.Duration
-	live    []*request // reused between batches
 	b       *batchState
 	batches atomic.Int64 // batches committed or failed, for tests and benchmarks
 	careful atomic.Int64 // batches redone carefully, for tests and benchmarks
 }
 
 // request is one append waiting for the writer.
-type request struct {
-	ctx  context.Context
-	msg  store.NewMessage
-	res  result
-	done chan struct{} // buffered: the writer never blocks on a caller
-}
+type request = groupcommit.Request[store.NewMessage, result]
 
-// requests recycles requests and their done channels.
-var requests = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+// requests recycles requests.
+var requests groupcommit.Pool[store.NewMessage, result]
 
+// result is what the writer answers an append with: the message stored, or
+// the one it duplicates.
 type result struct {
 	msg store.Message
 	dup bool
-	err error
 }
 
 func startWriter(pool *pgxpool.Pool, cfg Config) *writer {
 	w := &writer{pool: pool, q: groupcommit.New[*request]("postgres", cfg.MaxBatch, cfg.MaxBatchDelay), timeout: cfg.QueryTimeout, b: newBatchState()}
+	w.process = groupcommit.Answer(w.commit)
 	go w.q.Run(w.process)
 	return w
 }
@@ -106,10 +102,9 @@ func (s *Store) queue(ctx context.Context, m store.NewMessage) (*request, error)
 	if err := checkText(m); err != nil {
 		return nil, err
 	}
-	r := requests.Get().(*request)
-	r.ctx, r.msg = ctx, m
+	r := requests.Get(ctx, m)
 	if err := s.enter(); err != nil {
-		release(r)
+		requests.Put(r)
 		return nil, err
 	}
 	select {
@@ -118,7 +113,7 @@ func (s *Store) queue(ctx context.Context, m store.NewMessage) (*request, error)
 		return r, nil
 	case <-ctx.Done():
 		s.mu.RUnlock()
-		release(r)
+		requests.Put(r)
 		return nil, ctx.Err()
 	}
 }
@@ -126,24 +121,19 @@ func (s *Store) queue(ctx context.Context, m store.NewMessage) (*request, error)
 // wait waits for the writer's answer to a queued r, or for ctx to end.
 func (s *Store) wait(ctx context.Context, r *request) (store.Message, bool, error) {
 	select {
-	case <-r.done: // from here on the writer no longer touches r
+	case <-r.Done(): // from here on the writer no longer touches r
 	case <-ctx.Done():
 		select {
-		case <-r.done: // answered meanwhile: the answer wins
+		case <-r.Done(): // answered meanwhile: the answer wins
 		default:
 			// The writer still owns r and will answer it; it is left to the
 			// garbage collector rather than returned to the pool.
-			return store.Message{}, false, fmt.Errorf("postgres: append to room %q: %w", r.msg.Room, ctx.Err())
+			return store.Message{}, false, fmt.Errorf("postgres: append to room %q: %w", r.In.Room, ctx.Err())
 		}
 	}
-	res := r.res
-	release(r)
-	return res.msg, res.dup, res.err
-}
-
-func release(r *request) {
-	*r = request{done: r.done}
+	res, err := r.Out, r.Err
 	requests.Put(r)
+	return res.msg, res.dup, err
 }
 
 // close stops taking requests, lets the writer finish those queued, and
@@ -152,36 +142,8 @@ func (w *writer) close() {
 	w.q.Close()
 }
 
-// process commits one batch and answers every request in it. Requests
-// whose context has ended are answered with its error and left out.
-func (w *writer) process(batch []*request) {
-	live := w.live[:0]
-	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			r.res = result{err: err}
-			continue
-		}
-		live = append(live, r)
-	}
-	if len(live) > 0 {
-		w.batches.Add(1)
-		if err := w.commit(live); err != nil {
-			err = fmt.Errorf("postgres: commit batch of %d: %w", len(live), classify(err))
-			for _, r := range live {
-				r.res = result{err: err}
-			}
-		}
-	}
-	clear(live)
-	w.live = live[:0]
-	for _, r := range batch {
-		r.done <- struct{}{}
-	}
-	clear(batch) // let the requests be collected
-}
-
 // commit runs live as one transaction on a connection from the pool,
-// leaving each request's outcome in r.res. An error means that the
+// leaving each request's answer in r.Out and r.Err. An error means that the
 // transaction was rolled back, or that its outcome is unknown because the
 // connection was lost before PostgreSQL's answer to COMMIT. The whole batch
 // is bounded by the writer's timeout: one caller's context must not cut it
@@ -201,6 +163,14 @@ func (w *writer) process(batch []*request) {
 // idle for longer than pingIdle are pinged before use (Config.poolConfig),
 // so a restart while the store is quiet costs no caller an error.
 func (w *writer) commit(live []*request) error {
+	w.batches.Add(1)
+	if err := w.commitRetry(live); err != nil {
+		return fmt.Errorf("postgres: commit batch of %d: %w", len(live), classify(err))
+	}
+	return nil
+}
+
+func (w *writer) commitRetry(live []*request) error {
 	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
 	defer cancel()
 	for try := 0; ; try++ {

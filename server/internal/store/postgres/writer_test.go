@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/groupcommit"
 )
 
 // These tests hand batches straight to the writer's process, so that what
@@ -28,15 +29,22 @@ func openInternal(t *testing.T) *Store {
 
 func appendReq(room, sender, body, id string) *request {
 	m := store.NewMessage{Room: room, Sender: sender, Body: body, ClientMsgID: id}
-	return &request{ctx: context.Background(), msg: m, done: make(chan struct{}, 1)}
+	return groupcommit.NewRequest[store.NewMessage, result](context.Background(), m)
 }
 
-func runBatch(s *Store, reqs ...*request) []result {
+// outcome is a request's answer.
+type outcome struct {
+	msg store.Message
+	dup bool
+	err error
+}
+
+func runBatch(s *Store, reqs ...*request) []outcome {
 	s.w.process(slices.Clone(reqs)) // process clears its slice
-	out := make([]result, len(reqs))
+	out := make([]outcome, len(reqs))
 	for i, r := range reqs {
-		<-r.done
-		out[i] = r.res
+		<-r.Done()
+		out[i] = outcome{r.Out.msg, r.Out.dup, r.Err}
 	}
 	return out
 }
@@ -157,7 +165,7 @@ func TestCancelledRequestIsSkipped(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	skipped := appendReq("a", "u", "never", "")
-	skipped.ctx = ctx
+	skipped.Ctx = ctx
 	res := runBatch(s, appendReq("a", "u", "one", ""), skipped, appendReq("a", "u", "two", ""))
 	if !errors.Is(res[1].err, context.Canceled) {
 		t.Errorf("cancelled request got %v, want context.Canceled", res[1].err)

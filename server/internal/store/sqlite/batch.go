@@ -40,23 +40,25 @@ func newBatchState() *batchState {
 }
 
 // apply performs the batch's requests in arrival order inside the open
-// transaction, leaving each outcome in r.res.
+// transaction, leaving each answer in r.Out and r.Err (an error of that
+// request alone, such as an unknown room). It returns the batch's error.
 func (b *batchState) apply(ctx context.Context, st *statements, live []*request, careful bool) error {
 	b.reset(time.Now(), careful)
 	if err := b.loadHeads(ctx, st, live); err != nil {
 		return err
 	}
 	for _, r := range live {
+		r.Out, r.Err = result{}, nil // a careful attempt redoes the optimistic one
 		var err error
 		switch {
-		case r.create != nil:
-			r.res, err = b.createRoom(ctx, st, *r.create)
-		case r.member != nil:
-			r.res, err = b.changeMember(ctx, st, *r.member)
-		case r.prune != nil:
-			r.res, err = b.pruneStep(ctx, st, *r.prune)
+		case r.In.create != nil:
+			err = b.createRoom(ctx, st, r)
+		case r.In.member != nil:
+			err = b.changeMember(ctx, st, r)
+		case r.In.prune != nil:
+			err = b.pruneStep(ctx, st, r)
 		default:
-			r.res, err = b.appendOne(ctx, st, r.msg)
+			err = b.appendOne(ctx, st, r)
 		}
 		if err != nil {
 			return err
@@ -110,15 +112,7 @@ func (b *batchState) rolledBack() {
 func (b *batchState) loadHeads(ctx context.Context, st *statements, live []*request) error {
 	names := make([]string, 0, len(live))
 	for _, r := range live {
-		name := r.msg.Room
-		switch {
-		case r.create != nil:
-			name = r.create.Name
-		case r.member != nil:
-			name = r.member.room
-		case r.prune != nil:
-			name = r.prune.room
-		}
+		name := r.In.room()
 		if _, ok := b.heads[name]; !ok {
 			if k, ok := b.known[name]; ok {
 				b.heads[name] = &k
@@ -156,65 +150,75 @@ func (b *batchState) loadHeads(ctx context.Context, st *statements, live []*requ
 
 // createRoom inserts a room. A taken name is the caller's error, not the
 // batch's.
-func (b *batchState) createRoom(ctx context.Context, st *statements, r store.Room) (result, error) {
+func (b *batchState) createRoom(ctx context.Context, st *statements, req *request) error {
+	r := *req.In.create
 	h := b.heads[r.Name]
 	if h.exists {
-		return result{err: fmt.Errorf("create room %q: %w", r.Name, store.ErrRoomExists)}, nil
+		req.Err = fmt.Errorf("create room %q: %w", r.Name, store.ErrRoomExists)
+		return nil
 	}
 	r.CreatedAt, r.LastSeq, r.LastMessageAt = fromNanos(b.now), 0, time.Time{}
 	if _, err := st.insRoom.ExecContext(ctx, r.Name, int(r.Visibility), r.CreatedBy, b.now); err != nil {
-		return result{}, fmt.Errorf("insert room %q: %w", r.Name, err)
+		return fmt.Errorf("insert room %q: %w", r.Name, err)
 	}
 	if r.Visibility != store.Public {
 		for _, m := range append([]string{r.CreatedBy}, r.Members...) {
 			if _, err := st.insMember.ExecContext(ctx, r.Name, m); err != nil {
-				return result{}, fmt.Errorf("add member to room %q: %w", r.Name, err)
+				return fmt.Errorf("add member to room %q: %w", r.Name, err)
 			}
 		}
 	}
 	r.Members = nil
 	*h = head{exists: true}
-	return result{room: r}, nil
+	req.Out.room = r
+	return nil
 }
 
 // changeMember adds or removes a member. An unknown room is the caller's
 // error, not the batch's.
-func (b *batchState) changeMember(ctx context.Context, st *statements, op memberOp) (result, error) {
+func (b *batchState) changeMember(ctx context.Context, st *statements, req *request) error {
+	op := *req.In.member
 	if !b.heads[op.room].exists {
-		return result{err: fmt.Errorf("room %q: %w", op.room, store.ErrRoomNotFound)}, nil
+		req.Err = fmt.Errorf("room %q: %w", op.room, store.ErrRoomNotFound)
+		return nil
 	}
 	stmt := st.insMember
 	if op.remove {
 		stmt = st.delMember
 	}
 	if _, err := stmt.ExecContext(ctx, op.room, op.user); err != nil {
-		return result{}, fmt.Errorf("change member of room %q: %w", op.room, err)
+		return fmt.Errorf("change member of room %q: %w", op.room, err)
 	}
-	return result{}, nil
+	return nil
 }
 
 // pruneStep deletes one stretch of a room's oldest messages.
-func (b *batchState) pruneStep(ctx context.Context, st *statements, op pruneOp) (result, error) {
+func (b *batchState) pruneStep(ctx context.Context, st *statements, req *request) error {
+	op := *req.In.prune
 	res, err := st.delMsgs.ExecContext(ctx, op.room, clampSeq(op.after), clampSeq(op.upto))
 	if err != nil {
-		return result{}, fmt.Errorf("prune room %q: %w", op.room, err)
+		return fmt.Errorf("prune room %q: %w", op.room, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return result{}, fmt.Errorf("prune room %q: %w", op.room, err)
+		return fmt.Errorf("prune room %q: %w", op.room, err)
 	}
-	return result{deleted: n}, nil
+	req.Out.deleted = n
+	return nil
 }
 
-// appendOne gives m the next seq of its room, or finds the message it
-// duplicates. An unknown room is the caller's error, not the batch's.
-func (b *batchState) appendOne(ctx context.Context, st *statements, m store.NewMessage) (result, error) {
+// appendOne gives a message the next seq of its room, or finds the message
+// it duplicates. An unknown room is the caller's error, not the batch's.
+func (b *batchState) appendOne(ctx context.Context, st *statements, req *request) error {
+	m := req.In.msg
 	h := b.heads[m.Room]
 	if !h.exists {
-		return result{err: fmt.Errorf("append to room %q: %w", m.Room, store.ErrRoomNotFound)}, nil
+		req.Err = fmt.Errorf("append to room %q: %w", m.Room, store.ErrRoomNotFound)
+		return nil
 	}
 	if orig, ok, err := b.findDuplicate(ctx, st, m); err != nil || ok {
-		return result{msg: orig, dup: ok}, err
+		req.Out = result{msg: orig, dup: ok}
+		return err
 	}
 	h.seq++
 	h.at = max(h.at, b.now) // a room's times never go backwards, even if the clock does
@@ -227,7 +231,8 @@ func (b *batchState) appendOne(ctx context.Context, st *statements, m store.NewM
 	if m.ClientMsgID != "" {
 		b.dedup[dedupKey{m.Room, m.Sender, m.ClientMsgID}] = msg
 	}
-	return result{msg: msg}, nil
+	req.Out.msg = msg
+	return nil
 }
 
 // findDuplicate looks for an earlier message with m's key: in this batch,

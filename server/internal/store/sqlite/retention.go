@@ -59,9 +59,7 @@ func (s *Store) pruneRoom(ctx context.Context, r store.Room, p store.Retention, 
 	upto = max(upto, old)
 	total := 0
 	for after := first; after < upto; after += pruneChunk {
-		req := newRequest(ctx)
-		req.prune = &pruneOp{room: r.Name, after: after, upto: min(after+pruneChunk, upto)}
-		res, err := s.submit(ctx, req)
+		res, err := s.submit(ctx, op{prune: &pruneOp{room: r.Name, after: after, upto: min(after+pruneChunk, upto)}})
 		if err != nil {
 			return total, err
 		}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -30,35 +29,50 @@ import (
 // before the fsync and syncing in the background (readers of the read pool
 // would see messages that a crash could still take away).
 type writer struct {
-	path string // the database file, for classify
-	conn *sql.Conn
-	st   *statements
-	q    *groupcommit.Queue[*request]
-	live []*request // reused between batches
-	b    *batchState
+	path    string // the database file, for classify
+	conn    *sql.Conn
+	st      *statements
+	q       *groupcommit.Queue[*request]
+	process func(batch []*request) // commits a batch and answers its requests
+	b       *batchState
 }
 
-// request is one append or one room creation waiting for the writer.
-type request struct {
-	ctx    context.Context
+// request is one request waiting for the writer.
+type request = groupcommit.Request[op, result]
+
+// op is what a request asks the writer to do: one of a room creation, a
+// membership change or a prune step if set, else an append of msg.
+type op struct {
 	msg    store.NewMessage
-	create *store.Room // non-nil for CreateRoom
-	member *memberOp   // non-nil for AddMember and RemoveMember
-	prune  *pruneOp    // non-nil for one step of Prune
-	res    result
-	done   chan struct{} // buffered: the writer never blocks on a caller
+	create *store.Room
+	member *memberOp
+	prune  *pruneOp
 }
 
-// requests recycles requests and their done channels: an append would
-// otherwise allocate both.
-var requests = sync.Pool{New: func() any { return &request{done: make(chan struct{}, 1)} }}
+// room is the name of the room op changes.
+func (o *op) room() string {
+	switch {
+	case o.create != nil:
+		return o.create.Name
+	case o.member != nil:
+		return o.member.room
+	case o.prune != nil:
+		return o.prune.room
+	}
+	return o.msg.Room
+}
 
+// requests recycles requests.
+var requests groupcommit.Pool[op, result]
+
+// result is what the writer answers a request with: the message appended
+// (or the one it duplicates), the room created, or how many messages a
+// prune step deleted.
 type result struct {
 	msg     store.Message
 	room    store.Room
 	dup     bool
-	deleted int64 // by a prune step
-	err     error
+	deleted int64
 }
 
 func startWriter(ctx context.Context, db *sql.DB, cfg Config) (*writer, error) {
@@ -76,6 +90,7 @@ func startWriter(ctx context.Context, db *sql.DB, cfg Config) (*writer, error) {
 		return nil, err
 	}
 	w := &writer{path: cfg.Path, conn: conn, st: st, q: groupcommit.New[*request]("sqlite", cfg.MaxBatch, cfg.MaxBatchDelay), b: newBatchState()}
+	w.process = groupcommit.Answer(w.commit)
 	go w.q.Run(w.process)
 	return w, nil
 }
@@ -99,9 +114,7 @@ func limitSize(ctx context.Context, conn *sql.Conn, maxBytes int64) error {
 // CreateRoom implements store.Store. Like an append, it is committed by the
 // writer.
 func (s *Store) CreateRoom(ctx context.Context, r store.Room) (store.Room, error) {
-	req := newRequest(ctx)
-	req.create = &r
-	res, err := s.submit(ctx, req)
+	res, err := s.submit(ctx, op{create: &r})
 	return res.room, err
 }
 
@@ -121,10 +134,8 @@ func (s *Store) RemoveMember(ctx context.Context, room, user string) error {
 	return s.changeMember(ctx, memberOp{room: room, user: user, remove: true})
 }
 
-func (s *Store) changeMember(ctx context.Context, op memberOp) error {
-	req := newRequest(ctx)
-	req.member = &op
-	_, err := s.submit(ctx, req)
+func (s *Store) changeMember(ctx context.Context, m memberOp) error {
+	_, err := s.submit(ctx, op{member: &m})
 	return err
 }
 
@@ -132,9 +143,7 @@ func (s *Store) changeMember(ctx context.Context, op memberOp) error {
 // committed. If ctx ends before the batch starts, nothing is stored and
 // Append returns ctx's error.
 func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, bool, error) {
-	req := newRequest(ctx)
-	req.msg = m
-	res, err := s.submit(ctx, req)
+	res, err := s.submit(ctx, op{msg: m})
 	return res.msg, res.dup, err
 }
 
@@ -142,63 +151,52 @@ func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, 
 // order Submit is called, and the writer gives a room's seqs in queue
 // order.
 func (s *Store) Submit(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
-	req := newRequest(ctx)
-	req.msg = m
-	if err := s.queue(ctx, req); err != nil {
+	r, err := s.queue(ctx, op{msg: m})
+	if err != nil {
 		return store.Answered(store.Message{}, false, err)
 	}
 	return func() (store.Message, bool, error) {
-		res, err := s.wait(req)
+		res, err := s.wait(r)
 		return res.msg, res.dup, err
 	}
 }
 
-// newRequest returns an empty request from the pool.
-func newRequest(ctx context.Context) *request {
-	r := requests.Get().(*request)
-	r.ctx = ctx
-	return r
-}
-
-// submit hands r to the writer, waits for its answer and returns r to the
-// pool. A request whose context ends before it is queued is not sent. Once
-// queued, the caller waits for the writer (at most one batch) whatever its
-// context does, so an error always means that nothing was stored.
-func (s *Store) submit(ctx context.Context, r *request) (result, error) {
-	if err := s.queue(ctx, r); err != nil {
+// submit hands o to the writer and waits for its answer. A request whose
+// context ends before it is queued is not sent. Once queued, the caller
+// waits for the writer (at most one batch) whatever its context does, so
+// an error always means that nothing was stored.
+func (s *Store) submit(ctx context.Context, o op) (result, error) {
+	r, err := s.queue(ctx, o)
+	if err != nil {
 		return result{}, err
 	}
 	return s.wait(r)
 }
 
-// queue hands r to the writer; on failure r is back in the pool.
-func (s *Store) queue(ctx context.Context, r *request) error {
+// queue hands o to the writer as a request from the pool.
+func (s *Store) queue(ctx context.Context, o op) (*request, error) {
+	r := requests.Get(ctx, o)
 	if err := s.enter(); err != nil {
-		release(r)
-		return err
+		requests.Put(r)
+		return nil, err
 	}
 	select {
 	case s.w.q.Requests() <- r:
 		s.mu.RUnlock()
-		return nil
+		return r, nil
 	case <-ctx.Done():
 		s.mu.RUnlock()
-		release(r)
-		return ctx.Err()
+		requests.Put(r)
+		return nil, ctx.Err()
 	}
 }
 
 // wait waits for the writer's answer to a queued r and returns r to the pool.
 func (s *Store) wait(r *request) (result, error) {
-	<-r.done // from here on the writer no longer touches r
-	res := r.res
-	release(r)
-	return res, res.err
-}
-
-func release(r *request) {
-	*r = request{done: r.done}
+	<-r.Done() // from here on the writer no longer touches r
+	res, err := r.Out, r.Err
 	requests.Put(r)
+	return res, err
 }
 
 // close stops taking requests, lets the writer finish those queued, and
@@ -212,37 +210,8 @@ func (w *writer) close() error {
 	return nil
 }
 
-// process commits one batch and answers every request in it. Requests
-// whose context has ended are answered with its error and left out.
-// (Handing the answers to a second goroutine, so that the writer could start
-// the next batch sooner, made no difference that we could measure.)
-func (w *writer) process(batch []*request) {
-	live := w.live[:0]
-	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			r.res = result{err: err}
-			continue
-		}
-		live = append(live, r)
-	}
-	if len(live) > 0 {
-		if err := w.commit(live); err != nil {
-			err = classify(w.path, fmt.Errorf("sqlite: commit batch of %d: %w", len(live), err))
-			for _, r := range live {
-				r.res = result{err: err}
-			}
-		}
-	}
-	clear(live)
-	w.live = live[:0]
-	for _, r := range batch {
-		r.done <- struct{}{}
-	}
-	clear(batch) // let the requests be collected
-}
-
-// commit runs live as one transaction, leaving each request's outcome in
-// r.res. An error means that the transaction was rolled back.
+// commit runs live as one transaction, leaving each request's answer in
+// r.Out and r.Err. An error means that the transaction was rolled back.
 //
 // The first attempt is optimistic: it does not look up each ClientMsgID but
 // lets the unique index find duplicates while inserting (INSERT OR IGNORE
@@ -255,7 +224,10 @@ func (w *writer) commit(live []*request) error {
 	if errors.Is(err, errSkippedRow) {
 		err = w.attempt(live, true)
 	}
-	return err
+	if err != nil {
+		return classify(w.path, fmt.Errorf("sqlite: commit batch of %d: %w", len(live), err))
+	}
+	return nil
 }
 
 // errSkippedRow means that INSERT OR IGNORE skipped a row the batch had

@@ -1,7 +1,8 @@
 // Package groupcommit gathers requests from many goroutines into batches
 // for one writer goroutine, so that a store pays its commit (an fsync, a
 // round trip) once per batch instead of once per request. The SQLite and
-// PostgreSQL stores both commit through it.
+// PostgreSQL stores both commit through it: callers queue a Request, the
+// writer runs Queue.Run with Answer around its own commit.
 package groupcommit
 
 import (
