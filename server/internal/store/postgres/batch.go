@@ -33,7 +33,7 @@ import (
 // The statement is optimistic: it does not look up the ClientMsgIDs. A
 // message that duplicates a stored one fails it on the unique index, and
 // nothing of the batch is stored; the writer then redoes the batch
-// carefully (careful.go). Duplicates within the batch never reach the
+// carefully (carefulbatch.go). Duplicates within the batch never reach the
 // database: the writer answers them with the earlier message.
 //
 // Rejected: the two-round transaction of the careful path for every batch

@@ -153,7 +153,7 @@ func (w *writer) close() {
 // ClientMsgID but lets the unique index find duplicates of stored messages.
 // Those are rare (a client retrying a send that was stored), so almost
 // every batch commits on the first attempt. If the index turns a row away,
-// nothing was stored, and the batch runs again carefully (careful.go),
+// nothing was stored, and the batch runs again carefully (carefulbatch.go),
 // looking up every ClientMsgID once its rooms are locked.
 //
 // A connection found dead means the server probably restarted and took the
