@@ -24,12 +24,12 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
 // Defaults for the zero values of Config.
@@ -174,11 +174,10 @@ var pingIdle = 100 * time.Millisecond
 // concurrent use, and several Stores (in one process or on many nodes) may
 // share a database and schema.
 type Store struct {
-	cfg    Config
-	pool   *pgxpool.Pool
-	w      *writer
-	mu     sync.RWMutex // guards closed; held for reading by every call in progress
-	closed bool
+	cfg  Config
+	pool *pgxpool.Pool
+	w    *writer
+	gate sqlstore.Gate
 }
 
 var _ store.Store = (*Store)(nil)
@@ -213,10 +212,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // (wrapping store.ErrUnavailable when the server is out of reach) means appends
 // would fail now. After Close it returns store.ErrClosed.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return err
 	}
-	defer s.mu.RUnlock()
+	defer s.gate.Exit()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
 	if err := s.pool.Ping(ctx); err != nil {
@@ -229,26 +228,11 @@ func (s *Store) Ping(ctx context.Context) error {
 // the pool. Calls after Close return store.ErrClosed; a second Close
 // returns nil.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	return s.gate.Close(func() error {
+		s.w.close()
+		s.pool.Close()
 		return nil
-	}
-	s.closed = true
-	s.w.close()
-	s.pool.Close()
-	return nil
-}
-
-// enter marks a call in progress, or reports store.ErrClosed. Close waits
-// for calls in progress; the caller must call s.mu.RUnlock when done.
-func (s *Store) enter() error {
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return store.ErrClosed
-	}
-	return nil
+	})
 }
 
 // queryCtx bounds a read by QueryTimeout on the client side too: the

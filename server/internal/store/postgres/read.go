@@ -18,10 +18,10 @@ const roomColumns = "name, visibility, created_by, created_at, last_seq, last_me
 // bounds fn by QueryTimeout and marks the errors that say the server is out
 // of reach with store.ErrUnavailable.
 func (s *Store) call(ctx context.Context, fn func(ctx context.Context) error) error {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return err
 	}
-	defer s.mu.RUnlock()
+	defer s.gate.Exit()
 	ctx, cancel := s.queryCtx(ctx)
 	defer cancel()
 	return classify(fn(ctx))

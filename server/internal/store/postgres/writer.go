@@ -103,16 +103,16 @@ func (s *Store) queue(ctx context.Context, m store.NewMessage) (*request, error)
 		return nil, err
 	}
 	r := requests.Get(ctx, m)
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		requests.Put(r)
 		return nil, err
 	}
 	select {
 	case s.w.q.Requests() <- r:
-		s.mu.RUnlock()
+		s.gate.Exit()
 		return r, nil
 	case <-ctx.Done():
-		s.mu.RUnlock()
+		s.gate.Exit()
 		requests.Put(r)
 		return nil, ctx.Err()
 	}

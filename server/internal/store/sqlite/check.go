@@ -19,7 +19,7 @@ const maxCheckProblems = 10
 // has a figure); it skips the slower cross-check of indexes against their
 // tables that integrity_check adds.
 func (s *Store) Check(ctx context.Context) (err error) {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return err
 	}
 	defer s.exit(&err)

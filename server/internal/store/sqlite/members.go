@@ -9,7 +9,7 @@ import (
 
 // VisibleRooms implements store.Store.
 func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit int) (_ []store.Room, err error) {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return nil, err
 	}
 	defer s.exit(&err)
@@ -39,7 +39,7 @@ func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit 
 
 // IsMember implements store.Store.
 func (s *Store) IsMember(ctx context.Context, room, user string) (_ bool, err error) {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return false, err
 	}
 	defer s.exit(&err)
@@ -53,7 +53,7 @@ func (s *Store) IsMember(ctx context.Context, room, user string) (_ bool, err er
 
 // Members implements store.Store.
 func (s *Store) Members(ctx context.Context, room string) (_ []string, err error) {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return nil, err
 	}
 	defer s.exit(&err)

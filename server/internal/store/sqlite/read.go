@@ -14,7 +14,7 @@ const roomColumns = "name, visibility, created_by, created_at, last_seq, last_me
 
 // Room implements store.Store.
 func (s *Store) Room(ctx context.Context, name string) (_ store.Room, err error) {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return store.Room{}, err
 	}
 	defer s.exit(&err)
@@ -31,7 +31,7 @@ func (s *Store) Room(ctx context.Context, name string) (_ store.Room, err error)
 
 // ListRooms implements store.Store.
 func (s *Store) ListRooms(ctx context.Context, afterName string, limit int) (_ []store.Room, err error) {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return nil, err
 	}
 	defer s.exit(&err)
@@ -72,7 +72,7 @@ func scanRoom(row interface{ Scan(...any) error }) (store.Room, error) {
 
 // Messages implements store.Store.
 func (s *Store) Messages(ctx context.Context, room string, q store.Query) (_ []store.Message, err error) {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return nil, err
 	}
 	defer s.exit(&err)

@@ -71,7 +71,7 @@ func (s *Store) pruneRoom(ctx context.Context, r store.Room, p store.Retention, 
 // pruneBounds returns the seq before a room's oldest stored message and,
 // if byAge, its newest message older than cutoff (0 if none).
 func (s *Store) pruneBounds(ctx context.Context, room string, byAge bool, cutoff int64) (before, old uint64, err error) {
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		return 0, 0, err
 	}
 	defer s.exit(&err)

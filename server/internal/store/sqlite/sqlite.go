@@ -17,12 +17,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
 // Defaults for the zero values of Config.
@@ -112,12 +112,11 @@ func (c Config) withDefaults() Config {
 // Store is a store.Store on SQLite. Open makes one; it is safe for
 // concurrent use.
 type Store struct {
-	cfg    Config
-	write  *sql.DB // one connection, owned by the writer goroutine
-	read   *sql.DB
-	w      *writer
-	mu     sync.RWMutex // guards closed; held for reading by every call in progress
-	closed bool
+	cfg   Config
+	write *sql.DB // one connection, owned by the writer goroutine
+	read  *sql.DB
+	w     *writer
+	gate  sqlstore.Gate
 }
 
 var _ store.Store = (*Store)(nil)
@@ -289,14 +288,7 @@ func applyMigration(ctx context.Context, db *sql.DB, v int) error {
 // the database. Calls after Close return store.ErrClosed; a second Close
 // returns nil.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	werr := s.w.close()
-	return errors.Join(werr, s.closeDBs())
+	return s.gate.Close(func() error { return errors.Join(s.w.close(), s.closeDBs()) })
 }
 
 func (s *Store) closeDBs() error {
@@ -311,20 +303,9 @@ func (s *Store) closeDBs() error {
 	return errors.Join(errs...)
 }
 
-// enter marks a call in progress, or reports store.ErrClosed. Close waits
-// for calls in progress; the caller must call s.mu.RUnlock when done.
-func (s *Store) enter() error {
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return store.ErrClosed
-	}
-	return nil
-}
-
-// exit ends a call that enter began, marking in *err a damaged database or
-// full storage (see classify).
+// exit ends a call that s.gate.Enter admitted, marking in *err a damaged
+// database or full storage (see classify).
 func (s *Store) exit(err *error) {
-	s.mu.RUnlock()
+	s.gate.Exit()
 	*err = classify(s.cfg.Path, *err)
 }

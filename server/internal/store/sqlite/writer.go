@@ -176,16 +176,16 @@ func (s *Store) submit(ctx context.Context, o op) (result, error) {
 // queue hands o to the writer as a request from the pool.
 func (s *Store) queue(ctx context.Context, o op) (*request, error) {
 	r := requests.Get(ctx, o)
-	if err := s.enter(); err != nil {
+	if err := s.gate.Enter(); err != nil {
 		requests.Put(r)
 		return nil, err
 	}
 	select {
 	case s.w.q.Requests() <- r:
-		s.mu.RUnlock()
+		s.gate.Exit()
 		return r, nil
 	case <-ctx.Done():
-		s.mu.RUnlock()
+		s.gate.Exit()
 		requests.Put(r)
 		return nil, ctx.Err()
 	}
