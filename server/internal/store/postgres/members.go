@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
 // CreateRoom implements store.Store. It commits on its own, beside the
@@ -97,11 +98,9 @@ func (s *Store) Members(ctx context.Context, room string) (out []string, err err
 		if err != nil {
 			return fmt.Errorf("postgres: read members of %q: %w", room, err)
 		}
-		if out, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		defer rows.Close()
+		if out, err = sqlstore.Collect(rows, []string{}, sqlstore.ScanString); err != nil {
 			return fmt.Errorf("postgres: read members of %q: %w", room, err)
-		}
-		if out == nil {
-			out = []string{}
 		}
 		return nil
 	})

@@ -2,14 +2,11 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
 const roomColumns = "name, visibility, created_by, created_at, last_seq, last_message_at"
@@ -32,13 +29,7 @@ func (s *Store) Room(ctx context.Context, name string) (r store.Room, err error)
 	err = s.call(ctx, func(ctx context.Context) error {
 		row := s.pool.QueryRow(ctx, "SELECT "+roomColumns+" FROM rooms WHERE name = $1", name)
 		r, err = scanRoom(row)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("room %q: %w", name, store.ErrRoomNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("postgres: read room %q: %w", name, err)
-		}
-		return nil
+		return sqlstore.RoomErr("postgres", name, err)
 	})
 	return r, err
 }
@@ -64,18 +55,10 @@ func queryRooms(ctx context.Context, s *Store, sql string, args ...any) ([]store
 		return nil, err
 	}
 	defer rows.Close()
-	var out []store.Room
-	for rows.Next() {
-		r, err := scanRoom(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return sqlstore.Collect(rows, nil, scanRoom)
 }
 
-func scanRoom(row pgx.Row) (store.Room, error) {
+func scanRoom(row sqlstore.Row) (store.Room, error) {
 	var r store.Room
 	var vis int32
 	var seq int64
@@ -114,10 +97,7 @@ func (s *Store) queryMessages(ctx context.Context, room string, q store.Query) (
 	if q.Limit <= 0 {
 		return nil, nil
 	}
-	after, before := clampSeq(q.After), int64(math.MaxInt64)
-	if q.Before != 0 {
-		before = clampSeq(q.Before)
-	}
+	after, before := sqlstore.SeqBounds(q)
 	query := selectMessagesAsc
 	if q.Descending {
 		query = selectMessagesDesc
@@ -127,33 +107,16 @@ func (s *Store) queryMessages(ctx context.Context, room string, q store.Query) (
 		return nil, err
 	}
 	defer rows.Close()
-	out := make([]store.Message, 0, min(q.Limit, 1024))
-	for rows.Next() {
+	return sqlstore.Collect(rows, make([]store.Message, 0, min(q.Limit, 1024)), func(row sqlstore.Row) (store.Message, error) {
 		m := store.Message{Room: room}
 		var seq int64
-		if err := rows.Scan(&seq, &m.Sender, &m.Body, &m.SentAt, &m.ClientMsgID); err != nil {
-			return nil, err
-		}
+		err := row.Scan(&seq, &m.Sender, &m.Body, &m.SentAt, &m.ClientMsgID)
 		m.Seq, m.SentAt = uint64(seq), m.SentAt.UTC()
-		out = append(out, m)
-	}
-	return out, rows.Err()
-}
-
-// clampSeq maps a seq bound onto PostgreSQL's bigint; no stored seq comes
-// near the top of the range.
-func clampSeq(seq uint64) int64 {
-	return int64(min(seq, math.MaxInt64))
+		return m, err
+	})
 }
 
 func (s *Store) roomExists(ctx context.Context, room string) error {
 	var one int
-	err := s.pool.QueryRow(ctx, "SELECT 1 FROM rooms WHERE name = $1", room).Scan(&one)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("room %q: %w", room, store.ErrRoomNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("postgres: read room %q: %w", room, err)
-	}
-	return nil
+	return sqlstore.RoomErr("postgres", room, s.pool.QueryRow(ctx, "SELECT 1 FROM rooms WHERE name = $1", room).Scan(&one))
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
 // pruneChunk is how many seqs one prune step deletes. Each step is its own
@@ -56,7 +57,7 @@ func (s *Store) pruneRoom(ctx context.Context, r store.Room, p store.Retention) 
 		var n int64
 		err := s.call(ctx, func(ctx context.Context) error {
 			tag, err := s.pool.Exec(ctx, "DELETE FROM messages WHERE room = $1 AND seq > $2 AND seq <= $3",
-				r.Name, clampSeq(after), clampSeq(min(after+pruneChunk, upto)))
+				r.Name, sqlstore.ClampSeq(after), sqlstore.ClampSeq(min(after+pruneChunk, upto)))
 			if err != nil {
 				return fmt.Errorf("postgres: prune room %q: %w", r.Name, err)
 			}

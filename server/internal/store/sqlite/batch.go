@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
 // batchState is what the writer knows inside one batch's transaction.
@@ -195,7 +196,7 @@ func (b *batchState) changeMember(ctx context.Context, st *statements, req *requ
 // pruneStep deletes one stretch of a room's oldest messages.
 func (b *batchState) pruneStep(ctx context.Context, st *statements, req *request) error {
 	op := *req.In.prune
-	res, err := st.delMsgs.ExecContext(ctx, op.room, clampSeq(op.after), clampSeq(op.upto))
+	res, err := st.delMsgs.ExecContext(ctx, op.room, sqlstore.ClampSeq(op.after), sqlstore.ClampSeq(op.upto))
 	if err != nil {
 		return fmt.Errorf("prune room %q: %w", op.room, err)
 	}

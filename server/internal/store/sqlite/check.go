@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
 // maxCheckProblems bounds the problems Check reports.
@@ -42,13 +43,5 @@ func (s *Store) quickCheck(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			return nil, err
-		}
-		out = append(out, line)
-	}
-	return out, rows.Err()
+	return sqlstore.Collect(rows, nil, sqlstore.ScanString)
 }

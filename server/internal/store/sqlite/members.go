@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
 // VisibleRooms implements store.Store.
@@ -16,22 +17,10 @@ func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit 
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.read.QueryContext(ctx, "SELECT "+roomColumns+` FROM rooms WHERE name > ?
+	out, err := s.queryRooms(ctx, "SELECT "+roomColumns+` FROM rooms WHERE name > ?
 		AND (visibility = ? OR EXISTS (SELECT 1 FROM members WHERE members.room = rooms.name AND members.user = ?))
 		ORDER BY name LIMIT ?`, afterName, int(store.Public), user, limit)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list rooms for %q: %w", user, err)
-	}
-	defer rows.Close()
-	var out []store.Room
-	for rows.Next() {
-		r, err := scanRoom(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list rooms for %q: %w", user, err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: list rooms for %q: %w", user, err)
 	}
 	return out, nil
@@ -65,15 +54,8 @@ func (s *Store) Members(ctx context.Context, room string) (_ []string, err error
 		return nil, fmt.Errorf("sqlite: read members of %q: %w", room, err)
 	}
 	defer rows.Close()
-	out := []string{}
-	for rows.Next() {
-		var u string
-		if err := rows.Scan(&u); err != nil {
-			return nil, fmt.Errorf("sqlite: read members of %q: %w", room, err)
-		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlstore.Collect(rows, []string{}, sqlstore.ScanString)
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: read members of %q: %w", room, err)
 	}
 	return out, nil

@@ -2,12 +2,10 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
-	"math"
 
 	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
 const roomColumns = "name, visibility, created_by, created_at, last_seq, last_message_at"
@@ -20,11 +18,8 @@ func (s *Store) Room(ctx context.Context, name string) (_ store.Room, err error)
 	defer s.exit(&err)
 	row := s.read.QueryRowContext(ctx, "SELECT "+roomColumns+" FROM rooms WHERE name = ?", name)
 	r, err := scanRoom(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Room{}, fmt.Errorf("room %q: %w", name, store.ErrRoomNotFound)
-	}
 	if err != nil {
-		return store.Room{}, fmt.Errorf("sqlite: read room %q: %w", name, err)
+		return store.Room{}, sqlstore.RoomErr("sqlite", name, err)
 	}
 	return r, nil
 }
@@ -38,27 +33,23 @@ func (s *Store) ListRooms(ctx context.Context, afterName string, limit int) (_ [
 	if limit <= 0 {
 		return nil, nil // SQLite would read a negative LIMIT as no limit at all
 	}
-	rows, err := s.read.QueryContext(ctx,
-		"SELECT "+roomColumns+" FROM rooms WHERE name > ? ORDER BY name LIMIT ?", afterName, limit)
+	out, err := s.queryRooms(ctx, "SELECT "+roomColumns+" FROM rooms WHERE name > ? ORDER BY name LIMIT ?", afterName, limit)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list rooms: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Room
-	for rows.Next() {
-		r, err := scanRoom(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list rooms: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: list rooms: %w", err)
 	}
 	return out, nil
 }
 
-func scanRoom(row interface{ Scan(...any) error }) (store.Room, error) {
+func (s *Store) queryRooms(ctx context.Context, query string, args ...any) ([]store.Room, error) {
+	rows, err := s.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return sqlstore.Collect(rows, nil, scanRoom)
+}
+
+func scanRoom(row sqlstore.Row) (store.Room, error) {
 	var r store.Room
 	var vis int
 	var created, seq, last int64
@@ -98,10 +89,7 @@ func (s *Store) queryMessages(ctx context.Context, room string, q store.Query) (
 	if q.Limit <= 0 {
 		return nil, nil // SQLite would read a negative LIMIT as no limit at all
 	}
-	after, before := clampSeq(q.After), int64(math.MaxInt64)
-	if q.Before != 0 {
-		before = clampSeq(q.Before)
-	}
+	after, before := sqlstore.SeqBounds(q)
 	query := selectMessagesAsc
 	if q.Descending {
 		query = selectMessagesDesc
@@ -111,33 +99,16 @@ func (s *Store) queryMessages(ctx context.Context, room string, q store.Query) (
 		return nil, err
 	}
 	defer rows.Close()
-	out := make([]store.Message, 0, min(q.Limit, 1024))
-	for rows.Next() {
+	return sqlstore.Collect(rows, make([]store.Message, 0, min(q.Limit, 1024)), func(row sqlstore.Row) (store.Message, error) {
 		m := store.Message{Room: room}
 		var seq, at int64
-		if err := rows.Scan(&seq, &m.Sender, &m.Body, &at, &m.ClientMsgID); err != nil {
-			return nil, err
-		}
+		err := row.Scan(&seq, &m.Sender, &m.Body, &at, &m.ClientMsgID)
 		m.Seq, m.SentAt = uint64(seq), fromNanos(at)
-		out = append(out, m)
-	}
-	return out, rows.Err()
-}
-
-// clampSeq maps a seq bound onto SQLite's signed integers; no stored seq
-// comes near the top of the range.
-func clampSeq(seq uint64) int64 {
-	return int64(min(seq, math.MaxInt64))
+		return m, err
+	})
 }
 
 func (s *Store) roomExists(ctx context.Context, room string) error {
 	var one int
-	err := s.read.QueryRowContext(ctx, "SELECT 1 FROM rooms WHERE name = ?", room).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("room %q: %w", room, store.ErrRoomNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("sqlite: read room %q: %w", room, err)
-	}
-	return nil
+	return sqlstore.RoomErr("sqlite", room, s.read.QueryRowContext(ctx, "SELECT 1 FROM rooms WHERE name = ?", room).Scan(&one))
 }
