@@ -9,67 +9,33 @@ import (
 	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
-// pruneChunk is how many seqs one prune step deletes. Each step is its own
-// short transaction, beside the writer: deleting old rows locks only those
-// rows, never the rooms row that appends wait for.
-const pruneChunk = 1000
-
-// Prune implements store.Store. It works out, room by room, the last seq
-// to delete, then deletes up to it in steps of pruneChunk. Ages are
-// measured by the database's clock, the one that stamped the messages.
-// Several nodes may prune at once: a step finds nothing left to delete.
+// Prune implements store.Store. Each deleting step is its own short
+// transaction beside the writer: deleting old rows locks only those rows,
+// never the rooms row that appends wait for. Ages are measured by the
+// database's clock, the one that stamped the messages. Several nodes may
+// prune at once: a step finds nothing left to delete.
 func (s *Store) Prune(ctx context.Context, p store.Retention) (int, error) {
-	if p.MaxAge <= 0 && p.MaxMessages <= 0 {
-		return 0, nil
-	}
-	total := 0
-	for after := ""; ; {
-		rooms, err := s.ListRooms(ctx, after, 500)
-		if err != nil {
-			return total, err
-		}
-		for _, r := range rooms {
-			n, err := s.pruneRoom(ctx, r, p)
-			total += n
-			if err != nil {
-				return total, err
-			}
-		}
-		if len(rooms) < 500 {
-			return total, nil
-		}
-		after = rooms[len(rooms)-1].Name
-	}
+	return sqlstore.Pruner{
+		ListRooms: s.ListRooms,
+		Bounds: func(ctx context.Context, room string) (uint64, uint64, error) {
+			return s.pruneBounds(ctx, room, p.MaxAge)
+		},
+		Delete: s.pruneStep,
+	}.Prune(ctx, p)
 }
 
-func (s *Store) pruneRoom(ctx context.Context, r store.Room, p store.Retention) (int, error) {
-	var upto uint64
-	if p.MaxMessages > 0 && r.LastSeq > uint64(p.MaxMessages) {
-		upto = r.LastSeq - uint64(p.MaxMessages)
-	}
-	first, old, err := s.pruneBounds(ctx, r.Name, p.MaxAge)
-	if err != nil {
-		return 0, err
-	}
-	upto = max(upto, old)
-	total := 0
-	for after := first; after < upto; after += pruneChunk {
-		var n int64
-		err := s.call(ctx, func(ctx context.Context) error {
-			tag, err := s.pool.Exec(ctx, "DELETE FROM messages WHERE room = $1 AND seq > $2 AND seq <= $3",
-				r.Name, sqlstore.ClampSeq(after), sqlstore.ClampSeq(min(after+pruneChunk, upto)))
-			if err != nil {
-				return fmt.Errorf("postgres: prune room %q: %w", r.Name, err)
-			}
-			n = tag.RowsAffected()
-			return nil
-		})
-		total += int(n)
+// pruneStep deletes the messages of room with after < seq <= upto.
+func (s *Store) pruneStep(ctx context.Context, room string, after, upto uint64) (n int64, err error) {
+	err = s.call(ctx, func(ctx context.Context) error {
+		tag, err := s.pool.Exec(ctx, "DELETE FROM messages WHERE room = $1 AND seq > $2 AND seq <= $3",
+			room, sqlstore.ClampSeq(after), sqlstore.ClampSeq(upto))
 		if err != nil {
-			return total, err
+			return fmt.Errorf("postgres: prune room %q: %w", room, err)
 		}
-	}
-	return total, nil
+		n = tag.RowsAffected()
+		return nil
+	})
+	return n, err
 }
 
 // pruneBounds returns the seq before a room's oldest stored message and,

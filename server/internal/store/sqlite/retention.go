@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
 // pruneOp deletes the messages of room with after < seq <= upto.
@@ -15,57 +16,20 @@ type pruneOp struct {
 	after, upto uint64
 }
 
-// pruneChunk is how many seqs one prune step deletes: the step shares a
-// batch with appends, so it must stay short.
-const pruneChunk = 1000
-
-// Prune implements store.Store. It works out, room by room, the last seq
-// to delete (reading through the read pool), then deletes up to it in
-// steps of pruneChunk that the writer commits among the appends.
+// Prune implements store.Store. It finds each room's bounds through the
+// read pool, and the writer commits the deleting steps among the appends.
 func (s *Store) Prune(ctx context.Context, p store.Retention) (int, error) {
-	if p.MaxAge <= 0 && p.MaxMessages <= 0 {
-		return 0, nil
-	}
 	cutoff := time.Now().Add(-p.MaxAge).UnixNano()
-	total := 0
-	for after := ""; ; {
-		rooms, err := s.ListRooms(ctx, after, 500)
-		if err != nil {
-			return total, err
-		}
-		for _, r := range rooms {
-			n, err := s.pruneRoom(ctx, r, p, cutoff)
-			total += n
-			if err != nil {
-				return total, err
-			}
-		}
-		if len(rooms) < 500 {
-			return total, nil
-		}
-		after = rooms[len(rooms)-1].Name
-	}
-}
-
-func (s *Store) pruneRoom(ctx context.Context, r store.Room, p store.Retention, cutoff int64) (int, error) {
-	var upto uint64
-	if p.MaxMessages > 0 && r.LastSeq > uint64(p.MaxMessages) {
-		upto = r.LastSeq - uint64(p.MaxMessages)
-	}
-	first, old, err := s.pruneBounds(ctx, r.Name, p.MaxAge > 0, cutoff)
-	if err != nil {
-		return 0, err
-	}
-	upto = max(upto, old)
-	total := 0
-	for after := first; after < upto; after += pruneChunk {
-		res, err := s.submit(ctx, op{prune: &pruneOp{room: r.Name, after: after, upto: min(after+pruneChunk, upto)}})
-		if err != nil {
-			return total, err
-		}
-		total += int(res.deleted)
-	}
-	return total, nil
+	return sqlstore.Pruner{
+		ListRooms: s.ListRooms,
+		Bounds: func(ctx context.Context, room string) (uint64, uint64, error) {
+			return s.pruneBounds(ctx, room, p.MaxAge > 0, cutoff)
+		},
+		Delete: func(ctx context.Context, room string, after, upto uint64) (int64, error) {
+			res, err := s.submit(ctx, op{prune: &pruneOp{room: room, after: after, upto: upto}})
+			return res.deleted, err
+		},
+	}.Prune(ctx, p)
 }
 
 // pruneBounds returns the seq before a room's oldest stored message and,
