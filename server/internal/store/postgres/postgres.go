@@ -29,25 +29,20 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/groupcommit"
 	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
-// Defaults for the zero values of Config.
+// Defaults for the zero values of Config. The batch defaults are the same
+// for both SQL stores.
 const (
-	DefaultSchema = "parley"
-	// DefaultMaxBatch bounds the appends of one transaction. Batches are
-	// only as large as the writer's queue, so a light load still commits
-	// one message at a time (docs/performance.md has the measurements).
-	DefaultMaxBatch       = 4096
-	DefaultMaxBatchDelay  = 2 * time.Millisecond
+	DefaultSchema         = "parley"
+	DefaultMaxBatch       = groupcommit.DefaultMaxBatch
+	DefaultMaxBatchDelay  = groupcommit.DefaultMaxDelay
 	DefaultMaxConns       = 8
 	DefaultConnectTimeout = 2 * time.Second
 	DefaultQueryTimeout   = 5 * time.Second
 )
-
-// maxMaxBatch bounds MaxBatch: a batch is one transaction, and its callers
-// wait for all of it.
-const maxMaxBatch = 1 << 16
 
 // schemaName is what Config.Schema may be: a plain lower-case identifier
 // that needs no quoting anywhere.
@@ -99,8 +94,8 @@ func (c Config) Validate() error {
 	if c.Schema != "" && !schemaName.MatchString(c.Schema) {
 		errs = append(errs, fmt.Errorf("postgres: Schema %q must be 1–63 characters of a-z, 0-9 and '_', not starting with a digit", c.Schema))
 	}
-	if c.MaxBatch < 0 || c.MaxBatch > maxMaxBatch {
-		errs = append(errs, fmt.Errorf("postgres: MaxBatch %d must be between 1 and %d (0 means %d)", c.MaxBatch, maxMaxBatch, DefaultMaxBatch))
+	if c.MaxBatch < 0 || c.MaxBatch > groupcommit.MaxMaxBatch {
+		errs = append(errs, fmt.Errorf("postgres: MaxBatch %d must be between 1 and %d (0 means %d)", c.MaxBatch, groupcommit.MaxMaxBatch, DefaultMaxBatch))
 	}
 	if c.MaxConns < 0 || c.MaxConns > 1000 {
 		errs = append(errs, fmt.Errorf("postgres: MaxConns %d must be between 1 and 1000 (0 means %d)", c.MaxConns, DefaultMaxConns))

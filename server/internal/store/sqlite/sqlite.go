@@ -22,25 +22,18 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/groupcommit"
 	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
-// Defaults for the zero values of Config.
+// Defaults for the zero values of Config. The batch defaults are the same
+// for both SQL stores.
 const (
-	// DefaultMaxBatch is large because a batch's cost is mostly per page
-	// touched and per fsync, not per message: with 1,000 appenders over 100
-	// rooms, 4,096 gave 81k appends/s at p50 11 ms where 256 gave 30k at
-	// p50 29 ms (docs/performance.md). Batches are only as large as the
-	// queue, so a light load still commits one message at a time.
-	DefaultMaxBatch      = 4096
-	DefaultMaxBatchDelay = 2 * time.Millisecond
+	DefaultMaxBatch      = groupcommit.DefaultMaxBatch
+	DefaultMaxBatchDelay = groupcommit.DefaultMaxDelay
 	DefaultReadConns     = 4
 	DefaultBusyTimeout   = 5 * time.Second
 )
-
-// maxMaxBatch bounds MaxBatch: a batch is one transaction, and its callers
-// wait for all of it.
-const maxMaxBatch = 1 << 16
 
 // Config says where the database lives and how the writer batches. The zero
 // value of every field but Path means its default.
@@ -78,8 +71,8 @@ func (c Config) Validate() error {
 	if strings.ContainsRune(c.Path, '?') {
 		errs = append(errs, fmt.Errorf("sqlite: Path %q must not contain '?'", c.Path))
 	}
-	if c.MaxBatch < 0 || c.MaxBatch > maxMaxBatch {
-		errs = append(errs, fmt.Errorf("sqlite: MaxBatch %d must be between 1 and %d (0 means %d)", c.MaxBatch, maxMaxBatch, DefaultMaxBatch))
+	if c.MaxBatch < 0 || c.MaxBatch > groupcommit.MaxMaxBatch {
+		errs = append(errs, fmt.Errorf("sqlite: MaxBatch %d must be between 1 and %d (0 means %d)", c.MaxBatch, groupcommit.MaxMaxBatch, DefaultMaxBatch))
 	}
 	if c.ReadConns < 0 {
 		errs = append(errs, fmt.Errorf("sqlite: ReadConns %d must not be negative (0 means %d)", c.ReadConns, DefaultReadConns))

@@ -11,6 +11,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// The stores' batch settings: each store's Config offers these as its
+// defaults and bound.
+const (
+	// DefaultMaxBatch is large because a batch costs mostly per page it
+	// touches and per fsync or WAL flush, not per request; batches are only
+	// as large as the queue, so a light load still commits one request at a
+	// time (docs/performance.md has the measurements).
+	DefaultMaxBatch = 4096
+	// DefaultMaxDelay is the default group commit window (see collect).
+	DefaultMaxDelay = 2 * time.Millisecond
+	// MaxMaxBatch bounds a batch: it is one transaction, and its callers
+	// wait for all of it.
+	MaxMaxBatch = 1 << 16
+)
+
 // Queue hands requests to one writer goroutine in batches.
 type Queue[T any] struct {
 	reqs     chan T
