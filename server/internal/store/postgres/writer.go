@@ -102,20 +102,16 @@ func (s *Store) queue(ctx context.Context, m store.NewMessage) (*request, error)
 	if err := checkText(m); err != nil {
 		return nil, err
 	}
-	r := requests.Get(ctx, m)
 	if err := s.gate.Enter(); err != nil {
+		return nil, err
+	}
+	defer s.gate.Exit()
+	r := requests.Get(ctx, m)
+	if err := s.w.q.Send(ctx, r); err != nil {
 		requests.Put(r)
 		return nil, err
 	}
-	select {
-	case s.w.q.Requests() <- r:
-		s.gate.Exit()
-		return r, nil
-	case <-ctx.Done():
-		s.gate.Exit()
-		requests.Put(r)
-		return nil, ctx.Err()
-	}
+	return r, nil
 }
 
 // wait waits for the writer's answer to a queued r, or for ctx to end.

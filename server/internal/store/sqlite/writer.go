@@ -175,20 +175,16 @@ func (s *Store) submit(ctx context.Context, o op) (result, error) {
 
 // queue hands o to the writer as a request from the pool.
 func (s *Store) queue(ctx context.Context, o op) (*request, error) {
-	r := requests.Get(ctx, o)
 	if err := s.gate.Enter(); err != nil {
+		return nil, err
+	}
+	defer s.gate.Exit()
+	r := requests.Get(ctx, o)
+	if err := s.w.q.Send(ctx, r); err != nil {
 		requests.Put(r)
 		return nil, err
 	}
-	select {
-	case s.w.q.Requests() <- r:
-		s.gate.Exit()
-		return r, nil
-	case <-ctx.Done():
-		s.gate.Exit()
-		requests.Put(r)
-		return nil, ctx.Err()
-	}
+	return r, nil
 }
 
 // wait waits for the writer's answer to a queued r and returns r to the pool.

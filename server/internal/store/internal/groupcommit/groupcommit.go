@@ -6,6 +6,7 @@
 package groupcommit
 
 import (
+	"context"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,8 +74,17 @@ func (q *Queue[T]) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{q.sizes, q.commits, q.queued}
 }
 
-// Requests is where senders put their requests.
-func (q *Queue[T]) Requests() chan<- T { return q.reqs }
+// Send queues r, waiting while the queue is full, unless ctx ends first:
+// then it returns ctx's error and r is not queued. Nobody may Send once
+// Close has begun.
+func (q *Queue[T]) Send(ctx context.Context, r T) error {
+	select {
+	case q.reqs <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Run calls process with each batch, one at a time, until Close; it is the
 // writer goroutine's body. process must not keep the slice.

@@ -13,7 +13,9 @@ import (
 func TestBatchesInOrderUpToMax(t *testing.T) {
 	q := New[int]("test", 4, time.Millisecond)
 	for i := range 10 {
-		q.Requests() <- i
+		if err := q.Send(context.Background(), i); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var sizes, got []int
 	done := make(chan struct{})
