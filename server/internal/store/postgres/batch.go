@@ -22,13 +22,15 @@ import (
 //
 // The rooms are locked by the MATERIALIZED CTE in ORDER BY order; the
 // UPDATE touches only rows that CTE has already locked, so a batch waits
-// only in that order and two nodes' batches cannot deadlock. The UPDATE
-// computes from the newest version of the row (READ COMMITTED re-reads a
-// row updated since the statement's snapshot), so a batch that waited for
-// another node's continues from the head that one left. clock_timestamp()
-// is read per room once its row is locked, and a room's time never goes
-// backwards (greatest). A room that does not exist is not locked, not
-// updated and not returned, and its messages are not inserted.
+// only in that order and two nodes' batches cannot deadlock. FOR NO KEY
+// UPDATE (what an UPDATE of a non-key column takes anyway) still lets
+// AddMember's foreign-key check through. The UPDATE computes from the
+// newest version of the row (READ COMMITTED re-reads a row updated since
+// the statement's snapshot), so a batch that waited for another node's
+// continues from the head that one left. clock_timestamp() is read per
+// room once its row is locked, and a room's time never goes backwards
+// (greatest). A room that does not exist is not locked, not updated and
+// not returned, and its messages are not inserted.
 //
 // The statement is optimistic: it does not look up the ClientMsgIDs. A
 // message that duplicates a stored one fails it on the unique index, and

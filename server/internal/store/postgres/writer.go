@@ -15,25 +15,13 @@ import (
 	"github.com/parleychat/parley/server/internal/store/internal/groupcommit"
 )
 
-// The writer is the only goroutine of a process that appends. Appends to
-// every room arrive on one channel; the writer takes what is queued, up to
-// MaxBatch, and commits it as one transaction, so the WAL flush that
-// dominates a durable write is paid once per batch rather than once per
-// message. Nobody is answered before COMMIT returns: a seq handed out is a
-// seq on disk, and readers never see a message before it is durable.
-//
-// A batch is one statement (batch.go) that locks the rows of its rooms, in
-// name order (SELECT ... ORDER BY name FOR NO KEY UPDATE), moves their heads
-// and inserts the messages. The lock makes the rooms row the single
-// authority for a room's order across nodes: another node's batch for the
-// same room waits for this one to commit and then continues from the head
-// it left, so the room's seqs stay gap-free. Locking in one order everywhere means two nodes'
-// batches can wait for each other but never deadlock. FOR NO KEY UPDATE
-// (what an UPDATE of a non-key column takes anyway) still lets AddMember's
-// foreign-key check through.
-//
-// Seqs are never cached across batches, so a batch that fails and rolls
-// back consumes nothing.
+// The writer is the only goroutine of a process that appends: it commits
+// the queued appends of all rooms as one transaction (group commit), so
+// the WAL flush is paid per batch rather than per message, and answers
+// nobody before COMMIT returns: a seq handed out is a seq on disk. How a
+// batch keeps each room's seqs gap-free across nodes is appendSQL's
+// comment (batch.go). Seqs are never cached across batches, so a batch
+// that fails consumes nothing.
 //
 // Rejected: a seq counter per room in memory or a PostgreSQL sequence per
 // room (neither is shared by nodes without a round trip, and a failed
@@ -138,26 +126,10 @@ func (w *writer) close() {
 	w.q.Close()
 }
 
-// commit runs live as one transaction on a connection from the pool,
-// leaving each request's answer in r.Out and r.Err. An error means that the
-// transaction was rolled back, or that its outcome is unknown because the
-// connection was lost before PostgreSQL's answer to COMMIT. The whole batch
-// is bounded by the writer's timeout: one caller's context must not cut it
-// short, and a server that stops answering must not hold the writer.
-//
-// The first attempt is optimistic (batch.go): it does not look up each
-// ClientMsgID but lets the unique index find duplicates of stored messages.
-// Those are rare (a client retrying a send that was stored), so almost
-// every batch commits on the first attempt. If the index turns a row away,
-// nothing was stored, and the batch runs again carefully (carefulbatch.go),
-// looking up every ClientMsgID once its rooms are locked.
-//
-// A connection found dead means the server probably restarted and took the
-// pool's other connections with it: the pool is emptied, so that the next
-// batches and reads dial afresh, and if nothing of the batch can have been
-// stored (it failed before it was sent) it is tried once more. Connections
-// idle for longer than pingIdle are pinged before use (Config.poolConfig),
-// so a restart while the store is quiet costs no caller an error.
+// commit runs live as one transaction, leaving each request's answer in
+// r.Out and r.Err. An error means that the transaction was rolled back,
+// or that its outcome is unknown because the connection was lost before
+// PostgreSQL answered COMMIT.
 func (w *writer) commit(live []*request) error {
 	w.batches.Add(1)
 	if err := w.commitRetry(live); err != nil {
@@ -166,6 +138,14 @@ func (w *writer) commit(live []*request) error {
 	return nil
 }
 
+// commitRetry bounds the batch by the writer's timeout: one caller's
+// context must not cut it short, and a server that stops answering must
+// not hold the writer. A dead connection means the server probably
+// restarted and took the pool's others with it: the pool is emptied, so
+// that the next batches and reads dial afresh, and a batch that failed
+// before it was sent is tried once more. (Connections idle for longer than
+// pingIdle are pinged before use, so a restart while the store is quiet
+// costs no caller an error.)
 func (w *writer) commitRetry(live []*request) error {
 	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
 	defer cancel()
@@ -184,6 +164,11 @@ func (w *writer) commitRetry(live []*request) error {
 // errConnLost marks a batch error after which the connection was closed.
 var errConnLost = errors.New("connection lost")
 
+// commitOn runs live on one connection, optimistically first (batch.go):
+// the unique index, not a lookup, finds duplicates of stored messages.
+// Those are rare (a client retrying a send that was stored); when the
+// index turns a row away nothing was stored, and the batch runs again
+// carefully (carefulbatch.go), looking up every ClientMsgID.
 func (w *writer) commitOn(ctx context.Context, live []*request) error {
 	conn, err := w.pool.Acquire(ctx)
 	if err != nil {

@@ -177,8 +177,7 @@ func (s *Store) openDBs(ctx context.Context) error {
 // foreign keys, a busy timeout for other processes holding the lock, and
 // the statement journal in memory. The writer's connection gets a larger
 // page cache (64 MiB) and checkpoints every 10,000 pages instead of 1,000:
-// fewer, larger checkpoints write each hot page once instead of many times
-// (measured: 41 → 33 CPU µs per message with 1,000 appenders).
+// fewer, larger checkpoints write each hot page once instead of many times.
 func openDB(ctx context.Context, cfg Config, readOnly bool) (*sql.DB, error) {
 	dsn := fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"+
 		"&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)", cfg.Path, cfg.BusyTimeout.Milliseconds())
@@ -237,8 +236,8 @@ var migrations = []string{
 	// The idempotency index leads with client_msg_id: time-ordered ids
 	// (UUIDv7, ULID) from every room and sender then land at the index's
 	// tail, a few pages per batch, where leading with room put one page per
-	// room in every batch (measured with 100 appenders over 100 rooms:
-	// 30k -> 48k appends/s, 29 -> 18 CPU µs per append). Same uniqueness.
+	// room in every batch (docs/performance.md, "Second pass"). Same
+	// uniqueness.
 	`DROP INDEX messages_client_msg_id;
 	CREATE UNIQUE INDEX messages_client_msg_id ON messages (client_msg_id, room, sender)
 		WHERE client_msg_id <> '';`,
