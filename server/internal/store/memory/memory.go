@@ -87,6 +87,13 @@ func (s *Store) room(name string) (*room, error) {
 
 // ListRooms implements store.Store.
 func (s *Store) ListRooms(_ context.Context, afterName string, limit int) ([]store.Room, error) {
+	return s.listRooms(afterName, limit, func(*room) bool { return true })
+}
+
+// listRooms returns up to limit rooms after afterName that keep accepts,
+// ordered by name. A limit below one returns nothing rather than
+// panicking.
+func (s *Store) listRooms(afterName string, limit int, keep func(*room) bool) ([]store.Room, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -94,12 +101,12 @@ func (s *Store) ListRooms(_ context.Context, afterName string, limit int) ([]sto
 	}
 	var out []store.Room
 	for name, r := range s.rooms {
-		if name > afterName {
+		if name > afterName && keep(r) {
 			out = append(out, r.info)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	if len(out) > max(limit, 0) { // a negative limit returns nothing rather than panicking
+	if len(out) > max(limit, 0) {
 		out = out[:max(limit, 0)]
 	}
 	return out, nil
@@ -163,23 +170,8 @@ func (s *Store) Messages(_ context.Context, name string, q store.Query) ([]store
 }
 
 // VisibleRooms implements store.Store.
-func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit int) ([]store.Room, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, store.ErrClosed
-	}
-	var out []store.Room
-	for name, r := range s.rooms {
-		if name > afterName && (r.info.Visibility == store.Public || r.members[user]) {
-			out = append(out, r.info)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	if len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
+func (s *Store) VisibleRooms(_ context.Context, user, afterName string, limit int) ([]store.Room, error) {
+	return s.listRooms(afterName, limit, func(r *room) bool { return r.info.Visibility == store.Public || r.members[user] })
 }
 
 // AddMember implements store.Store.

@@ -93,4 +93,9 @@ func testMembers(t *testing.T, s store.Store) {
 	if got := visible("ann", "", 2); got != "[dm:ann:bob priv]" {
 		t.Errorf("VisibleRooms limit 2 = %s", got)
 	}
+	for _, limit := range []int{0, -1} { // as ListRooms: nothing, not everything
+		if got := visible("ann", "", limit); got != "[]" {
+			t.Errorf("VisibleRooms limit %d = %s, want []", limit, got)
+		}
+	}
 }
