@@ -38,7 +38,7 @@ type writer struct {
 	careful atomic.Int64 // batches redone carefully, for tests and benchmarks
 }
 
-// request is one append waiting for the writer.
+// request is a caller's append waiting for the writer's result.
 type request = groupcommit.Request[store.NewMessage, result]
 
 // requests recycles requests.

@@ -12,11 +12,11 @@ import (
 	"github.com/parleychat/parley/server/internal/store/internal/groupcommit"
 )
 
-// The writer is the only goroutine that writes to the database. Appends (and
-// room creations) from every room arrive on one channel; the writer takes
-// what is queued, up to MaxBatch, and commits it as one transaction, so the
-// fsync that dominates a durable write is paid once per batch rather than
-// once per message. Nobody is answered before COMMIT returns: a seq handed
+// The writer is the only goroutine that writes to the database. Appends,
+// room creations, membership changes and prune steps of every room arrive
+// on one queue; the writer takes what is queued, up to MaxBatch, and
+// commits it as one transaction, so the fsync that dominates a durable
+// write is paid once per batch rather than once per message. Nobody is answered before COMMIT returns: a seq handed
 // out is a seq on disk, and readers never see a message before it is durable.
 //
 // Seqs are computed inside the transaction from the rooms' heads; the heads
@@ -37,7 +37,7 @@ type writer struct {
 	b       *batchState
 }
 
-// request is one request waiting for the writer.
+// request is a caller's op waiting for the writer's result.
 type request = groupcommit.Request[op, result]
 
 // op is what a request asks the writer to do: one of a room creation, a
