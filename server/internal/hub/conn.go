@@ -37,7 +37,7 @@ type Conn struct {
 	draining bool          // Next returns ErrConnClosed once the queue is empty
 	rooms    []*room       // the rooms it is in or joining: few, so a slice (a map costs ~250 B more)
 	notify   chan struct{} // a frame was queued or the conn ended (cap 1; made by Next)
-	drained  chan struct{} // Next or the writer emptied the queue (cap 1; made by enqueueWait)
+	drained  chan struct{} // Next or the writer emptied the queue (cap 1; made by awaitRoom)
 	done     chan struct{} // closed when err is set; made by Done (an idle stream seldom asks)
 	onEnd    func()        // called once when the connection ends
 
@@ -78,45 +78,55 @@ func (c *Conn) enqueue(f Frame, urgent bool) bool {
 	return true
 }
 
-// enqueueWait queues a frame, waiting while the queue is more than half
-// full or holds a replay page of frames. Replays use it: they are per
-// connection, so they may wait for the client instead of cutting it off,
-// and a replay of a long history holds a page or two of it at a time, not
-// as much as the queue's byte limit allows. A client that reads nothing
-// for ReplayStall is cut off as a slow consumer all the same: it resumes
-// from what it has, and the page it held is freed.
-func (c *Conn) enqueueWait(ctx context.Context, f Frame) error {
-	var stall *time.Timer
-	for {
-		c.mu.Lock()
-		if c.err != nil {
-			err := c.err
-			c.mu.Unlock()
-			return err
-		}
-		if c.queued == 0 || (c.queued+c.cost(f) <= c.maxBytes/2 && len(c.queue) < c.hub.cfg.ReplayPage) {
-			c.pushLocked(f, false)
-			c.mu.Unlock()
-			return nil
-		}
-		if c.drained == nil {
-			c.drained = make(chan struct{}, 1)
-		}
-		drained, done := c.drained, c.doneLocked()
+// enqueueReplay queues a replayed frame if the queue has room for it: it
+// is at most half full and holds less than a replay page of frames.
+// Replays are per connection, so they wait for the client (awaitRoom)
+// instead of cutting it off, and a replay of a long history has a page or
+// so of it queued at a time, not as much as the queue's byte limit allows.
+func (c *Conn) enqueueReplay(f Frame) (queued bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return false, c.err
+	}
+	if c.queued == 0 || (c.queued+c.cost(f) <= c.maxBytes/2 && len(c.queue) < c.hub.cfg.ReplayPage) {
+		c.pushLocked(f, false)
+		return true, nil
+	}
+	return false, nil
+}
+
+// awaitRoom waits until the client has read what is queued. A client that
+// reads nothing for ReplayStall is cut off as a slow consumer all the
+// same: it resumes from what it has.
+func (c *Conn) awaitRoom(ctx context.Context) error {
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
 		c.mu.Unlock()
-		if stall == nil {
-			stall = time.NewTimer(c.hub.cfg.ReplayStall)
-			defer stall.Stop()
-		}
-		select {
-		case <-drained:
-			stall.Reset(c.hub.cfg.ReplayStall) // the client reads: its clock starts again
-		case <-done:
-		case <-ctx.Done():
-			return fmt.Errorf("replay: %w", ctx.Err())
-		case <-stall.C:
-			c.cutOff()
-		}
+		return err
+	}
+	if c.queued == 0 {
+		c.mu.Unlock()
+		return nil
+	}
+	if c.drained == nil {
+		c.drained = make(chan struct{}, 1)
+	}
+	drained, done := c.drained, c.doneLocked()
+	c.mu.Unlock()
+	stall := time.NewTimer(c.hub.cfg.ReplayStall)
+	defer stall.Stop()
+	select {
+	case <-drained:
+		return nil
+	case <-done:
+		return c.Err()
+	case <-ctx.Done():
+		return fmt.Errorf("replay: %w", ctx.Err())
+	case <-stall.C:
+		c.cutOff()
+		return c.Err()
 	}
 }
 
@@ -156,7 +166,7 @@ func (c *Conn) pushLocked(f Frame, urgent bool) {
 	}
 }
 
-// signalDrainedLocked wakes an enqueueWait waiting for room in the queue.
+// signalDrainedLocked wakes a replay waiting for room in the queue (awaitRoom).
 func (c *Conn) signalDrainedLocked() {
 	select {
 	case c.drained <- struct{}{}: // a nil channel (nobody waited yet) is never ready

@@ -510,10 +510,15 @@ func (r *room) enqueueReplayedLocked(c *Conn, through uint64) error {
 	return nil
 }
 
-// replayStored queues stored messages in (pos, head] and returns the new position.
+// replayStored queues stored messages in (pos, head] and returns the new
+// position. It reads a page at a time; when the client's queue is full it
+// drops what it read but could not queue, waits for the client, and reads
+// again from where it got to, asking for about twice what fit: a replay
+// waiting for a slow client holds none of the history it read.
 func (r *room) replayStored(ctx context.Context, c *Conn, pos, head uint64) (uint64, error) {
+	limit := r.hub.cfg.ReplayPage
 	for pos < head {
-		msgs, err := r.hub.store.Messages(ctx, r.name, store.Query{After: pos, Before: head + 1, Limit: r.hub.cfg.ReplayPage})
+		msgs, err := r.hub.store.Messages(ctx, r.name, store.Query{After: pos, Before: head + 1, Limit: limit})
 		if err != nil {
 			return pos, fmt.Errorf("replay room %q: %w", r.name, err)
 		}
@@ -521,19 +526,35 @@ func (r *room) replayStored(ctx context.Context, c *Conn, pos, head uint64) (uin
 			// Retention removed the rest: nothing more to replay.
 			return head, nil
 		}
+		fit := 0
 		for _, m := range msgs {
 			data, err := r.hub.encode(Event{Kind: EventMessage, Room: r.name, Message: m})
 			if err != nil {
 				return pos, fmt.Errorf("encode message: %w", err)
 			}
-			if err := c.enqueueWait(ctx, Frame{Data: data, Room: r.name, Seq: m.Seq}); err != nil {
+			queued, err := c.enqueueReplay(Frame{Data: data, Room: r.name, Seq: m.Seq})
+			if err != nil {
 				return pos, err
 			}
-			pos = m.Seq
+			if !queued {
+				break
+			}
+			pos, fit = m.Seq, fit+1
+		}
+		if fit == len(msgs) {
+			limit = r.hub.cfg.ReplayPage
+			continue
+		}
+		limit = min(r.hub.cfg.ReplayPage, max(2*fit, replayMinRead))
+		if err := c.awaitRoom(ctx); err != nil {
+			return pos, err
 		}
 	}
 	return pos, nil
 }
+
+// replayMinRead is the fewest stored messages a replay reads at a time.
+const replayMinRead = 16
 
 // leave removes c from the room and announces its presence leave.
 func (r *room) leave(c *Conn) {

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/memory"
+	"io"
+	"log/slog"
 )
 
 // After a burst is written, a connection's queue gives its memory back
@@ -176,5 +179,72 @@ func TestReplayCutsOffAClientThatStopsReading(t *testing.T) {
 	}
 	if !errors.Is(c.Err(), ErrSlowConsumer) {
 		t.Fatalf("the connection ended with %v, want ErrSlowConsumer", c.Err())
+	}
+}
+
+// dbStore is a store whose reads return fresh copies of the bodies, as a
+// database's reads do (the memory store's share the stored strings).
+type dbStore struct{ store.Store }
+
+func (s dbStore) Messages(ctx context.Context, room string, q store.Query) ([]store.Message, error) {
+	msgs, err := s.Store.Messages(ctx, room, q)
+	for i := range msgs {
+		msgs[i].Body = strings.Clone(msgs[i].Body)
+	}
+	return msgs, err
+}
+
+// Replays waiting for clients that do not read hold none of the history
+// they read: a page of 500 messages of 4 KiB each would be 2 MiB a client.
+func TestWaitingReplaysHoldNoHistory(t *testing.T) {
+	const clients, history, page = 40, 1000, 500
+	st := memory.New()
+	ctx := context.Background()
+	if _, err := st.CreateRoom(ctx, store.Room{Name: "r", Visibility: store.Public}); err != nil {
+		t.Fatal(err)
+	}
+	h := New(Config{ReplayPage: page, RecentMessages: 10, ReplayStall: time.Hour}, dbStore{st}, testEncode,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	body := strings.Repeat("x", 4<<10)
+	for range history {
+		if _, _, err := h.Send(ctx, store.NewMessage{Room: "r", Sender: "s", Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := heapInUse()
+	conns := make([]*Conn, clients)
+	var replays sync.WaitGroup
+	for i := range conns {
+		c := h.Connect(fmt.Sprint("u", i), "", false)
+		conns[i] = c
+		replays.Add(1)
+		go func() {
+			defer replays.Done()
+			after := uint64(0)
+			h.Join(ctx, c, "r", JoinOptions{After: &after}) // ends with the connection
+		}()
+	}
+	// Each replay queues its first page (testEncode's frames are small, so
+	// the page's count is the bound), then waits for a client that never reads.
+	waitUntil(t, "every replay to wait", func() bool {
+		for _, c := range conns {
+			c.mu.Lock()
+			n := len(c.queue)
+			c.mu.Unlock()
+			if n < page {
+				return false
+			}
+		}
+		return true
+	})
+	held := int64(heapInUse()) - int64(before)
+	for _, c := range conns {
+		c.Close()
+	}
+	replays.Wait()
+	t.Logf("%d waiting replays hold %.1f MiB", clients, float64(held)/(1<<20))
+	if held > 16<<20 {
+		t.Fatalf("%d replays waiting for their clients hold %.1f MiB; a page of history each would be %d MiB",
+			clients, float64(held)/(1<<20), clients*page*len(body)>>20)
 	}
 }
