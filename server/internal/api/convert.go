@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"google.golang.org/grpc/codes"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -41,6 +42,10 @@ func eventToProto(ev hub.Event) *parleyv1.JoinResponse {
 	case hub.EventTyping:
 		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Typing{Typing: &parleyv1.Typing{
 			Room: ev.Room, User: ev.User, Active: ev.Active,
+		}}}
+	case hub.EventRemoved:
+		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Reply{Reply: &parleyv1.Reply{
+			Room: ev.Room, Code: int32(codes.PermissionDenied), Error: "you were removed from room " + ev.Room,
 		}}}
 	}
 	return &parleyv1.JoinResponse{}

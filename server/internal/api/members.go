@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/proto"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 	"github.com/parleychat/parley/server/internal/auth"
@@ -64,7 +62,7 @@ func (s *Service) AddMember(ctx context.Context, req *parleyv1.AddMemberRequest)
 }
 
 // RemoveMember implements parleyv1.ChatServiceServer. The removed user's
-// connections leave the room at once and are told why.
+// connections leave the room at once, on every node, and are told why.
 func (s *Service) RemoveMember(ctx context.Context, req *parleyv1.RemoveMemberRequest) (*parleyv1.RemoveMemberResponse, error) {
 	r, err := s.managedRoom(ctx, req.GetRoom(), req.GetUser())
 	if err != nil {
@@ -76,13 +74,7 @@ func (s *Service) RemoveMember(ctx context.Context, req *parleyv1.RemoveMemberRe
 	if err := s.cfg.Store.RemoveMember(ctx, req.GetRoom(), req.GetUser()); err != nil {
 		return nil, err
 	}
-	notice, err := proto.Marshal(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Reply{Reply: &parleyv1.Reply{
-		Room: req.GetRoom(), Code: int32(codes.PermissionDenied), Error: "you were removed from room " + req.GetRoom(),
-	}}})
-	if err != nil {
-		return nil, err
-	}
-	s.cfg.Hub.Kick(req.GetRoom(), req.GetUser(), notice)
+	s.cfg.Hub.Kick(req.GetRoom(), req.GetUser())
 	return &parleyv1.RemoveMemberResponse{}, nil
 }
 

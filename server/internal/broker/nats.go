@@ -71,6 +71,9 @@ func (n *NATS) Subscribe(subject string, fn func([]byte)) (func(), error) {
 	return func() { _ = sub.Unsubscribe() }, nil
 }
 
+// Connected reports whether the connection is up now (not reconnecting).
+func (n *NATS) Connected() bool { return n.nc.IsConnected() }
+
 // Ping reports whether the broker is reachable now.
 func (n *NATS) Ping(ctx context.Context) error {
 	if !n.nc.IsConnected() {

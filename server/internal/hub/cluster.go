@@ -21,10 +21,23 @@ type Broker interface {
 	Subscribe(subject string, fn func(data []byte)) (unsubscribe func(), err error)
 }
 
+// linkedBroker is a Broker that can tell whether it is connected now. While
+// it is not, events from other nodes are missed, kicks among them.
+type linkedBroker interface {
+	Connected() bool
+}
+
+// brokerConnected reports whether the broker is connected, as far as it
+// can tell.
+func (h *Hub) brokerConnected() bool {
+	lb, ok := h.cfg.Broker.(linkedBroker)
+	return !ok || lb.Connected()
+}
+
 // wireEvent is one room event on the broker.
 type wireEvent struct {
 	Node   string         `json:"n"`
-	Kind   string         `json:"k"` // "msg", "typing", "join", "leave"
+	Kind   string         `json:"k"` // "msg", "typing", "join", "leave", "kick"
 	Room   string         `json:"r"`
 	Msg    *store.Message `json:"m,omitempty"`
 	User   string         `json:"u,omitempty"`
@@ -80,6 +93,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	for {
 		h.sendHeartbeat()
 		h.reapNodes()
+		if !h.brokerConnected() {
+			h.checkMembers(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -241,6 +257,10 @@ func (r *room) onWire(data []byte) {
 			r.broadcastLocked(r.hub.shared(data, "", 0), nil)
 			r.mu.Unlock()
 		}
+	case "kick":
+		// The room's subject reaches every node where the room is live,
+		// which is every node where the user may have a connection in it.
+		r.kick(ev.User)
 	case "join", "leave":
 		if ev.Meta != nil && ev.Meta.Node == ev.Node {
 			r.applyRemote(ev.User, *ev.Meta, ev.Kind == "join")
@@ -325,11 +345,58 @@ func (r *room) syncNode(node string, want map[string][]Meta) {
 	r.unloadIfIdleLocked()
 }
 
+// checkMembers takes the connections of users who are no longer members out
+// of the private and direct rooms live here, reading membership from the
+// store: a node that missed a kick on the broker must not go on delivering
+// the room to them. It runs while the broker is unreachable and once it is
+// back.
+func (h *Hub) checkMembers(ctx context.Context) {
+	h.rooms.Range(func(_, v any) bool {
+		r := v.(*room)
+		if r.info.Visibility == store.Public {
+			return true
+		}
+		for _, user := range r.users() {
+			member, err := h.store.IsMember(ctx, r.name, user)
+			if err != nil {
+				h.log.Warn("check a room's members", "room", r.name, "err", err)
+				return false
+			}
+			if !member {
+				h.log.Info("taking a removed member out of a room", "room", r.name, "user", user)
+				r.kick(user)
+			}
+		}
+		return true
+	})
+}
+
+// users returns the users with connections in the room on this node.
+func (r *room) users() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	var users []string
+	for c := range r.subs {
+		if !seen[c.User] {
+			seen[c.User] = true
+			users = append(users, c.User)
+		}
+	}
+	return users
+}
+
 // CatchUp reads from the store, for every room live here, the messages
-// stored since the room's head: after the broker connection was lost and
-// came back, what it missed would otherwise wait for the next message to
-// reveal the gap.
+// stored since the room's head, and checks the members of private rooms:
+// after the broker connection was lost and came back, what it missed would
+// otherwise wait for the next message to reveal the gap, and a member
+// removed meanwhile would go on reading.
 func (h *Hub) CatchUp() {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		h.checkMembers(ctx)
+	}()
 	h.rooms.Range(func(_, v any) bool {
 		r := v.(*room)
 		r.mu.Lock()

@@ -21,6 +21,9 @@ const (
 	EventPresenceDiff
 	// EventTyping: Room, User and Active.
 	EventTyping
+	// EventRemoved: Room; the connection's user was removed from the room
+	// and the connection taken out of it.
+	EventRemoved
 )
 
 // Event is something that happened in a room, before it is encoded.

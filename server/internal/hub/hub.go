@@ -298,11 +298,18 @@ func (h *Hub) Leave(c *Conn, name string) error {
 	return nil
 }
 
-// Kick takes every connection of user out of a live room, announcing the
-// leaves, and queues notice (if any) for each of those connections.
-func (h *Hub) Kick(name, user string, notice []byte) {
+// Kick takes every connection of user out of a room, on this node and, via
+// the broker, on every other, announcing the leaves and queuing an
+// EventRemoved for each of those connections: user was removed from it.
+func (h *Hub) Kick(name, user string) {
+	h.kickHere(name, user)
+	h.publish(wireEvent{Kind: "kick", Room: name, User: user})
+}
+
+// kickHere is Kick on this node only.
+func (h *Hub) kickHere(name, user string) {
 	if r, ok := h.rooms.Load(name); ok {
-		r.(*room).kick(user, notice)
+		r.(*room).kick(user)
 	}
 }
 

@@ -612,8 +612,12 @@ func (ms metas) without(connID string) metas {
 	return slices.DeleteFunc(ms, func(m Meta) bool { return m.ConnID == connID })
 }
 
-// kick takes user's connections out of the room.
-func (r *room) kick(user string, notice []byte) {
+// kick takes user's connections out of the room and tells them why.
+func (r *room) kick(user string) {
+	notice, err := r.hub.encode(Event{Kind: EventRemoved, Room: r.name})
+	if err != nil {
+		r.hub.log.Error("encode a removal notice", "room", r.name, "err", err)
+	}
 	r.mu.Lock()
 	var victims []*Conn
 	for c := range r.subs {
