@@ -306,23 +306,24 @@ func (c Config) Validate() error {
 
 // Server is a running parleyd.
 type Server struct {
-	cfg       Config
-	log       *slog.Logger
-	store     store.Store // db, watched by storeHealth
-	db        store.Store // the store itself, for what only some kinds offer (Ping, Check, Collectors)
-	storeHlth *storeHealth
-	healthMu  sync.Mutex // orders updates of the gRPC health status
-	broker    *broker.NATS
-	hub       *hub.Hub
-	svc       *api.Service
-	grpc      *grpc.Server
-	health    *health.Server
-	net       *transport.Server
-	metrics   *metrics
-	draining  atomic.Bool
-	storeDown atomic.Bool
-	stopBG    context.CancelFunc // stops background work
-	bg        sync.WaitGroup
+	cfg        Config
+	log        *slog.Logger
+	store      store.Store // db, watched by storeHealth
+	db         store.Store // the store itself, for what only some kinds offer (Ping, Check, Collectors)
+	storeHlth  *storeHealth
+	healthMu   sync.Mutex // orders updates of the gRPC health status
+	broker     *broker.NATS
+	brokerHlth brokerHealth
+	hub        *hub.Hub
+	svc        *api.Service
+	grpc       *grpc.Server
+	health     *health.Server
+	net        *transport.Server
+	metrics    *metrics
+	draining   atomic.Bool
+	storeDown  atomic.Bool
+	stopBG     context.CancelFunc // stops background work
+	bg         sync.WaitGroup
 	// Keys verifies and mints the server's tokens.
 	Keys *auth.Keys
 }
@@ -372,7 +373,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.svc = api.New(api.Config{Hub: s.hub, Store: s.store, Keys: s.Keys, Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes, Dev: cfg.Dev,
 		SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, MaxJoinStreamsPerUser: cfg.MaxJoinStreamsPerUser})
-	s.metrics = newMetrics(s.hub, append(storeCollectors(s.db), s.storeHlth.collectors()...)...)
+	collectors := append(storeCollectors(s.db), s.storeHlth.collectors()...)
+	if s.broker != nil {
+		s.brokerHlth.log = s.log
+		collectors = append(collectors, s.brokerHlth.collector())
+	}
+	s.metrics = newMetrics(s.hub, collectors...)
 	tc := s.transportConfig()
 	s.grpc = s.newGRPCServer(tc)
 	if s.net, err = transport.Listen(ctx, tc, s.grpc); err != nil {
@@ -457,7 +463,7 @@ func (s *Server) transportConfig() transport.Config {
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, MaxHeaderBytes: s.cfg.MaxHeaderBytes,
 		KeepaliveTime: s.cfg.KeepaliveTime, KeepaliveTimeout: s.cfg.KeepaliveTimeout,
 		Healthy:      func() bool { return !s.draining.Load() && !s.storeDown.Load() && !s.storeHlth.damaged.Load() },
-		HealthDetail: s.storeHlth.detail,
+		HealthDetail: s.healthDetail,
 		UI:           uiHandler(),
 		Metrics:      s.metrics.handler(),
 		Conns:        &s.metrics.grpcConns,
@@ -508,18 +514,15 @@ func storeKind(s string) string {
 }
 
 // watchStore reports NOT_SERVING (gRPC health and /healthz) while the
-// store's database or the cluster's broker cannot be reached, checking
-// every interval.
+// store's database cannot be reached, and degraded while the cluster's
+// broker cannot, checking every interval.
 func (s *Server) watchStore(ctx context.Context, interval time.Duration) {
 	type pinger interface{ Ping(context.Context) error }
 	var deps []pinger
 	if p, ok := s.db.(pinger); ok {
 		deps = append(deps, p)
 	}
-	if s.broker != nil {
-		deps = append(deps, s.broker)
-	}
-	if len(deps) == 0 {
+	if len(deps) == 0 && s.broker == nil {
 		return
 	}
 	s.bg.Add(1)
@@ -542,6 +545,11 @@ func (s *Server) watchStore(ctx context.Context, interval time.Duration) {
 				}
 			}
 			cancel()
+			if s.broker != nil {
+				bctx, cancel := context.WithTimeout(ctx, interval)
+				s.brokerHlth.observe(s.broker.Ping(bctx))
+				cancel()
+			}
 			if ctx.Err() != nil {
 				return
 			}
@@ -549,9 +557,9 @@ func (s *Server) watchStore(ctx context.Context, interval time.Duration) {
 				healthy = now
 				s.storeDown.Store(!now)
 				if !now {
-					s.log.Error("store or broker unreachable: reporting NOT_SERVING", "err", err)
+					s.log.Error("store unreachable: reporting NOT_SERVING", "err", err)
 				} else {
-					s.log.Info("store and broker reachable again")
+					s.log.Info("store reachable again")
 				}
 				s.refreshHealth()
 			}
@@ -559,8 +567,21 @@ func (s *Server) watchStore(ctx context.Context, interval time.Duration) {
 	}()
 }
 
+// healthDetail says, for /healthz, what is wrong with the store and the
+// broker; "" if nothing.
+func (s *Server) healthDetail() string {
+	var parts []string
+	for _, d := range []string{s.storeHlth.detail(), s.brokerHlth.detail()} {
+		if d != "" {
+			parts = append(parts, d)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
 // refreshHealth sets the gRPC health status from what is known: NOT_SERVING
-// while the store or broker is out of reach or the database is damaged.
+// while the store is out of reach or the database is damaged; an
+// unreachable broker leaves the node SERVING, degraded (brokerHealth).
 // (Draining is health.Server.Shutdown's, which ignores later updates.)
 func (s *Server) refreshHealth() {
 	if s.health == nil {

@@ -1,15 +1,20 @@
 package app_test
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
 
 // startNATSCluster runs three clustered NATS servers in this process.
@@ -94,27 +99,105 @@ func TestClusterSurvivesNATSServerLoss(t *testing.T) {
 	t.Logf("node 1 (its NATS server killed): %d messages through the broker, %d from the store", st.RemoteMessages, st.GapFills)
 }
 
-// Health says NOT_SERVING while the broker is out of reach, and SERVING
-// again once it is back.
-func TestHealthFollowsTheBroker(t *testing.T) {
-	dsn, url := postgresDSN(t), natsURL(t)
-	proxy := newCutProxy(t, strings.TrimPrefix(url, "nats://"))
+// natsProcess is a nats-server of the test's own, on a port it keeps
+// across restarts.
+type natsProcess struct {
+	t    *testing.T
+	port int
+	cmd  *exec.Cmd
+}
+
+// startNATSProcess runs /usr/sbin/nats-server on a free loopback port,
+// skipping the test if it is not installed.
+func startNATSProcess(t *testing.T) *natsProcess {
+	t.Helper()
+	if _, err := os.Stat(natsServerBin); err != nil {
+		t.Skipf("no %s: %v", natsServerBin, err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &natsProcess{t: t, port: ln.Addr().(*net.TCPAddr).Port}
+	ln.Close()
+	n.start()
+	t.Cleanup(n.stop)
+	return n
+}
+
+const natsServerBin = "/usr/sbin/nats-server"
+
+func (n *natsProcess) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
+
+func (n *natsProcess) start() {
+	n.t.Helper()
+	n.cmd = exec.Command(natsServerBin, "-a", "127.0.0.1", "-p", fmt.Sprint(n.port))
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	waitFor(n.t, "nats-server to listen", func() bool {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", n.port), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+func (n *natsProcess) stop() {
+	if n.cmd == nil {
+		return
+	}
+	_ = n.cmd.Process.Kill()
+	_ = n.cmd.Wait()
+	n.cmd = nil
+}
+
+// A broker outage leaves the node SERVING and storing sends, reported as
+// degraded: logged once when it starts and once when it ends, in /healthz
+// (200) and in parley_broker_connected.
+func TestBrokerOutageIsDegradedNotDown(t *testing.T) {
+	dsn := postgresDSN(t)
+	nats := startNATSProcess(t)
 	schema := fmt.Sprintf("parley_brokerhealth_%d", rand.Uint32())
 	dropSchema(t, dsn, schema)
-	ts := startServer(t, func(c *appConfig) {
+	var logs syncBuffer
+	ts := startServer(t, logTo(&logs), func(c *appConfig) {
 		c.Store, c.PostgresSchema = dsn, schema
-		c.Broker, c.BrokerSubject = "nats://"+proxy.ln.Addr().String(), schema
+		c.Broker, c.BrokerSubject = nats.url(), schema
 	})
-	hc := healthpb.NewHealthClient(ts.dial(t))
-	serving := func(want healthpb.HealthCheckResponse_ServingStatus) func() bool {
-		return func() bool {
-			h, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "parley.v1.ChatService"})
-			return err == nil && h.GetStatus() == want
+	ts.createRoom(t, "chat")
+	c, ctx := ts.client(t, "alice")
+	if got := scrape(t, ts.Addr())["parley_broker_connected"]; got != 1 {
+		t.Errorf("parley_broker_connected = %v, want 1", got)
+	}
+
+	nats.stop()
+	waitFor(t, "/healthz to say degraded", func() bool {
+		code, body := healthz(t, ts.Addr())
+		return code == http.StatusOK && strings.Contains(body, "degraded: broker unreachable")
+	})
+	if got := grpcHealth(t, ts); got != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("gRPC health during the outage = %v, want SERVING (degraded)", got)
+	}
+	if got := scrape(t, ts.Addr())["parley_broker_connected"]; got != 0 {
+		t.Errorf("parley_broker_connected during the outage = %v, want 0", got)
+	}
+	if _, err := c.SendMessage(ctx, &parleyv1.SendMessageRequest{Room: "chat", Body: "stored anyway"}); err != nil {
+		t.Fatalf("send during the outage: %v", err)
+	}
+
+	nats.start()
+	waitFor(t, "/healthz to say ok", func() bool {
+		code, body := healthz(t, ts.Addr())
+		return code == http.StatusOK && strings.TrimSpace(body) == "ok"
+	})
+	if got := scrape(t, ts.Addr())["parley_broker_connected"]; got != 1 {
+		t.Errorf("parley_broker_connected after the outage = %v, want 1", got)
+	}
+	for phrase, want := range map[string]int{"broker unreachable: degraded": 1, "broker reachable again": 1, "NOT_SERVING": 0} {
+		if n := strings.Count(logs.String(), phrase); n != want {
+			t.Errorf("%q logged %d times, want %d:\n%s", phrase, n, want, logs.String())
 		}
 	}
-	waitFor(t, "SERVING", serving(healthpb.HealthCheckResponse_SERVING))
-	proxy.setCut(true)
-	waitFor(t, "NOT_SERVING while NATS is cut off", serving(healthpb.HealthCheckResponse_NOT_SERVING))
-	proxy.setCut(false)
-	waitFor(t, "SERVING once NATS is back", serving(healthpb.HealthCheckResponse_SERVING))
 }
