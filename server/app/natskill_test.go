@@ -186,6 +186,11 @@ func TestBrokerOutageIsDegradedNotDown(t *testing.T) {
 	if _, err := c.SendMessage(ctx, &parleyv1.SendMessageRequest{Room: "chat", Body: "stored anyway"}); err != nil {
 		t.Fatalf("send during the outage: %v", err)
 	}
+	js := openJoin(t, ts.dial(t), ts.token(t, "bob"))
+	js.join("chat", ptr(uint64(0))) // the room goes live without the broker
+	if m := js.next(isMessage("chat"), nil).GetMessage(); m.GetBody() != "stored anyway" {
+		t.Fatalf("replay during the outage: %v", m)
+	}
 
 	nats.start()
 	waitFor(t, "/healthz to say ok", func() bool {

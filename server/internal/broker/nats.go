@@ -74,16 +74,20 @@ func (n *NATS) Subscribe(subject string, fn func([]byte)) (func(), error) {
 // Connected reports whether the connection is up now (not reconnecting).
 func (n *NATS) Connected() bool { return n.nc.IsConnected() }
 
-// Ping reports whether the broker is reachable now.
-func (n *NATS) Ping(ctx context.Context) error {
+// Flush waits until the server has processed everything sent so far,
+// subscriptions included. It fails at once while disconnected.
+func (n *NATS) Flush(ctx context.Context) error {
 	if !n.nc.IsConnected() {
 		return errors.New("nats: not connected")
 	}
 	if err := n.nc.FlushWithContext(ctx); err != nil {
-		return fmt.Errorf("nats: %w", err)
+		return fmt.Errorf("nats flush: %w", err)
 	}
 	return nil
 }
+
+// Ping reports whether the broker is reachable now.
+func (n *NATS) Ping(ctx context.Context) error { return n.Flush(ctx) }
 
 // Close flushes what is pending and closes the connection.
 func (n *NATS) Close() {

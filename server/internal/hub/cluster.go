@@ -27,6 +27,32 @@ type linkedBroker interface {
 	Connected() bool
 }
 
+// flusher is a Broker that can wait until the subscriptions made so far
+// are in effect (NATS subscribes asynchronously).
+type flusher interface {
+	Flush(ctx context.Context) error
+}
+
+// subscribeConfirmWait bounds how long a room going live waits for the
+// broker to confirm its subscription.
+const subscribeConfirmWait = 2 * time.Second
+
+// confirmSubscribed waits until the broker has this node's subscriptions,
+// without the room's lock. A broker that cannot confirm (unreachable)
+// does not fail the join: the room goes live degraded, and the catch-up
+// from the store when the broker returns brings in what it missed.
+func (h *Hub) confirmSubscribed(ctx context.Context, room string) {
+	f, ok := h.cfg.Broker.(flusher)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, subscribeConfirmWait)
+	defer cancel()
+	if err := f.Flush(ctx); err != nil {
+		h.log.Warn("room goes live without the broker's confirmation; what it misses comes from the store", "room", room, "err", err)
+	}
+}
+
 // brokerConnected reports whether the broker is connected, as far as it
 // can tell.
 func (h *Hub) brokerConnected() bool {
@@ -190,7 +216,10 @@ func (h *Hub) reapNodes() {
 
 // goLive subscribes the room to the cluster's events before its first
 // local subscriber, and brings its head up to the store's: while nobody
-// here was in the room, messages went by without this node.
+// here was in the room, messages went by without this node. The head is
+// read once the broker has the subscription: a message stored after the
+// read, but published before the broker knew of this node, would be
+// missed until a later one revealed the gap.
 func (r *room) goLive(ctx context.Context) error {
 	b := r.hub.cfg.Broker
 	if b == nil {
@@ -208,6 +237,7 @@ func (r *room) goLive(ctx context.Context) error {
 	}
 	r.unsub = unsub
 	r.mu.Unlock()
+	r.hub.confirmSubscribed(ctx, r.name)
 	info, err := r.hub.store.Room(ctx, r.name)
 	if err != nil {
 		return err
