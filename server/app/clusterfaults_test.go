@@ -1,9 +1,13 @@
 package app_test
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,4 +121,121 @@ func TestClusterRemovalWithTheBrokerCut(t *testing.T) {
 		_, err = sub.Recv()
 	}
 	wantCode(t, "removed member's Subscribe on the cut-off node", err, codes.NotFound, "does not exist")
+}
+
+// outageFor is how long TestClusterFollowsTheStoreWhileTheBrokerIsDown
+// keeps NATS down: PARLEY_TEST_OUTAGE, default 5s.
+func outageFor(t *testing.T) time.Duration {
+	d, err := time.ParseDuration(cmp.Or(os.Getenv("PARLEY_TEST_OUTAGE"), "5s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// arrivals records when a Join stream received each message of a room.
+type arrivals struct {
+	mu   sync.Mutex
+	seqs []uint64
+	late []time.Duration // receipt minus the message's sent_at
+}
+
+func (a *arrivals) follow(js *joinStream, room string) {
+	for ev := range js.events {
+		m := ev.GetMessage()
+		if m.GetRoom() != room {
+			continue
+		}
+		a.mu.Lock()
+		a.seqs = append(a.seqs, m.GetSeq())
+		a.late = append(a.late, time.Since(m.GetSentAt().AsTime()))
+		a.mu.Unlock()
+	}
+}
+
+func (a *arrivals) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.seqs)
+}
+
+// percentile returns the p-th percentile of ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// While NATS is down, two nodes send 50 msgs/s each into one room: every
+// receiver, on the sending node or the other, gets each message within a
+// second at p99 (from the store), and once NATS is back nothing is
+// missing or repeated.
+func TestClusterFollowsTheStoreWhileTheBrokerIsDown(t *testing.T) {
+	nats := startNATSProcess(t)
+	nodes := startClusterVia(t, nats.url(), nats.url())
+	nodes[0].createRoom(t, "busy")
+	recv := make([]*arrivals, len(nodes))
+	for i, n := range nodes {
+		js := openJoin(t, n.dial(t), n.token(t, fmt.Sprint("r", i)))
+		js.join("busy", nil)
+		recv[i] = &arrivals{}
+		go recv[i].follow(js, "busy")
+	}
+	nats.stop()
+	for _, n := range nodes {
+		waitFor(t, "the nodes to see the broker gone", func() bool {
+			_, body := healthz(t, n.Addr())
+			return strings.Contains(body, "broker unreachable")
+		})
+	}
+	outage := outageFor(t)
+	var wg sync.WaitGroup
+	sent := make([]int, len(nodes))
+	for i, n := range nodes {
+		c, ctx := n.client(t, fmt.Sprint("s", i))
+		wg.Go(func() {
+			tick := time.NewTicker(20 * time.Millisecond) // 50 msgs/s
+			defer tick.Stop()
+			for end := time.Now().Add(outage); time.Now().Before(end); <-tick.C {
+				if _, err := c.SendMessage(ctx, &parleyv1.SendMessageRequest{Room: "busy", Body: "x"}); err != nil {
+					t.Errorf("send on node %d: %v", i, err)
+					return
+				}
+				sent[i]++
+			}
+		})
+	}
+	wg.Wait()
+	total := sent[0] + sent[1]
+	for i, a := range recv {
+		waitFor(t, fmt.Sprintf("receiver %d to get all %d messages during the outage", i, total), func() bool { return a.count() >= total })
+	}
+	nats.start()
+	for _, n := range nodes {
+		waitFor(t, "the nodes to see the broker back", func() bool {
+			_, body := healthz(t, n.Addr())
+			return strings.TrimSpace(body) == "ok"
+		})
+	}
+	c, ctx := nodes[0].client(t, "s0")
+	if _, err := c.SendMessage(ctx, &parleyv1.SendMessageRequest{Room: "busy", Body: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	total++
+	for i, a := range recv {
+		waitFor(t, fmt.Sprintf("receiver %d to get the message after the outage", i), func() bool { return a.count() >= total })
+		a.mu.Lock()
+		for j, seq := range a.seqs {
+			if seq != uint64(j+1) {
+				t.Fatalf("receiver %d: message %d has seq %d, want %d (nothing missing or repeated)", i, j, seq, j+1)
+			}
+		}
+		late := a.late[:total-1]
+		a.mu.Unlock()
+		p50, p99, worst := percentile(late, 0.5), percentile(late, 0.99), percentile(late, 1)
+		t.Logf("receiver on node %d: %d messages during a %v outage, late by p50 %v, p99 %v, max %v", i, len(late), outage, p50, p99, worst)
+		if p99 > time.Second {
+			t.Errorf("receiver on node %d: p99 %v during the outage, want within 1s", i, p99)
+		}
+	}
 }

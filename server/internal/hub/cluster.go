@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/parleychat/parley/server/internal/store"
@@ -114,6 +115,9 @@ func (h *Hub) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe to cluster heartbeats: %w", err)
 	}
 	defer unsub()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { h.followWhileCut(ctx) })
 	t := time.NewTicker(h.cfg.HeartbeatInterval)
 	defer t.Stop()
 	for {
@@ -416,6 +420,34 @@ func (r *room) users() []string {
 	return users
 }
 
+// followWhileCut reads the messages of every room live here from the store
+// every GapWait while the broker is unreachable, until ctx ends: other
+// nodes' messages no longer arrive, and without them nothing reveals a gap.
+func (h *Hub) followWhileCut(ctx context.Context) {
+	t := time.NewTicker(h.cfg.GapWait)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if h.brokerConnected() {
+			continue
+		}
+		h.rooms.Range(func(_, v any) bool {
+			r := v.(*room)
+			r.mu.Lock()
+			live := r.unsub != nil
+			r.mu.Unlock()
+			if live {
+				r.catchUp()
+			}
+			return ctx.Err() == nil
+		})
+	}
+}
+
 // CatchUp reads from the store, for every room live here, the messages
 // stored since the room's head, and checks the members of private rooms:
 // after the broker connection was lost and came back, what it missed would
@@ -461,9 +493,9 @@ func (r *room) catchUp() {
 	}
 }
 
-// scheduleGapFillLocked arms a timer that reads the store for messages
-// still missing before the pending ones once the gap outlives GapWait:
-// an event lost on the broker must not stall a room.
+// scheduleGapFillLocked arms a timer that reads the store for the messages
+// still missing before the pending ones once a gap outlives GapWait: an
+// event lost on the broker must not stall a room.
 func (r *room) scheduleGapFillLocked() {
 	if r.gapTimer != nil || len(r.pending) == 0 {
 		return
@@ -479,11 +511,11 @@ func (r *room) fillGap() {
 		r.mu.Unlock()
 		return
 	}
+	// One read for every gap before the last held message, not one gap
+	// per GapWait: with two nodes sending, every other seq is missing.
 	from, to := r.head, uint64(0)
 	for seq := range r.pending {
-		if to == 0 || seq < to {
-			to = seq
-		}
+		to = max(to, seq)
 	}
 	r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
