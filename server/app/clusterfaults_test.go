@@ -86,10 +86,36 @@ func TestClusterRemovalReachesEveryNode(t *testing.T) {
 		t.Fatalf("send: %v", r)
 	}
 	bs.next(isMessage("secret"), nil) // the room is live for bob on node 1
+	bob, bctx := nodes[1].client(t, "bob")
+	sub, err := bob.Subscribe(bctx, &parleyv1.SubscribeRequest{Room: "secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := sub.Recv(); err != nil || ev.GetJoined() == nil {
+		t.Fatalf("Subscribe's joined state: %v %v", ev, err)
+	}
 
 	start := time.Now()
 	removeBob(t, nodes[0], "secret")
 	wantRemoved(t, bs, "secret", start, time.Second)
+	subEnded := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := sub.Recv(); err != nil {
+				subEnded <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-subEnded:
+		wantCode(t, "removed member's Subscribe stream", err, codes.PermissionDenied, "you were removed from room secret")
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("removed member's Subscribe stream on the other node ended after %v, want within 1s", d)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("removed member's Subscribe stream on the other node did not end")
+	}
 	if r := bs.post("secret", "still here?", ""); codes.Code(r.GetCode()) != codes.NotFound {
 		t.Fatalf("removed member's send on node 1: %v", r)
 	}

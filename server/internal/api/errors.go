@@ -146,6 +146,8 @@ func domainCode(err error) codes.Code {
 		return codes.OutOfRange
 	case errors.Is(err, hub.ErrTooManyRooms), errors.Is(err, hub.ErrSlowConsumer):
 		return codes.ResourceExhausted
+	case errors.Is(err, hub.ErrRemoved):
+		return codes.PermissionDenied
 	case errors.Is(err, auth.ErrNoToken), errors.Is(err, auth.ErrExpired), errors.Is(err, auth.ErrInvalid):
 		return codes.Unauthenticated
 	case errors.Is(err, store.ErrClosed), errors.Is(err, errShuttingDown):

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 
-
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 	"github.com/parleychat/parley/server/internal/auth"
 	"github.com/parleychat/parley/server/internal/store"

@@ -14,6 +14,10 @@ var (
 	ErrAfterSeqBeyondHead = errors.New("after_seq is beyond the room's newest message")
 	// ErrSlowConsumer means a connection's outbound queue overflowed and it was cut off.
 	ErrSlowConsumer = errors.New("connection fell too far behind")
+	// ErrRemoved ends a receive-only connection (one that gets no notice
+	// frames) whose user was removed from one of its rooms; the room's name
+	// follows it in the message.
+	ErrRemoved = errors.New("you were removed from room")
 	// ErrConnClosed means the connection was closed.
 	ErrConnClosed = errors.New("connection closed")
 )

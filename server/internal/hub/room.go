@@ -629,7 +629,10 @@ func (r *room) kick(user string) {
 	for _, c := range victims {
 		if c.release(r.name) == r {
 			r.leave(c)
-			if notice != nil {
+			switch {
+			case !c.tracked: // a Subscribe stream: no frame can say why
+				c.End(fmt.Errorf("%w %s", ErrRemoved, r.name))
+			case notice != nil:
 				c.Enqueue(Frame{Data: notice})
 			}
 		}
