@@ -3,11 +3,14 @@ package app_test
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,25 +124,96 @@ func TestClusterRemovalReachesEveryNode(t *testing.T) {
 	}
 }
 
-// A node cut off from the broker misses the kick, yet takes the removed
-// member out within about a second from the store, and refuses the
-// member's next join, Subscribe and history read of the room.
+// holdProxy forwards TCP to target until it is told to hold: then it keeps
+// the connections open and drops what crosses them, as a blackholed link
+// does (no reset, no answer).
+type holdProxy struct {
+	ln     net.Listener
+	target string
+	hold   atomic.Bool
+}
+
+func newHoldProxy(t *testing.T, target string) *holdProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &holdProxy{ln: ln, target: target}
+	var conns sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); conns.Wait() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			// Each side's copy ends when its source closes; closing both
+			// ends the other copy.
+			conns.Add(2)
+			go func() { defer conns.Done(); p.pipe(up, c); up.Close(); c.Close() }()
+			go func() { defer conns.Done(); p.pipe(c, up); up.Close(); c.Close() }()
+			go func() { <-t.Context().Done(); up.Close(); c.Close() }()
+		}
+	}()
+	return p
+}
+
+// pipe copies src to dst, dropping what it reads while the proxy holds.
+func (p *holdProxy) pipe(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.hold.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// A node cut off from the broker, by a closed link or a blackholed one,
+// misses the kick, yet takes the removed member out within a few seconds
+// from the store, and refuses the member's next join, Subscribe and
+// history read of the room.
 func TestClusterRemovalWithTheBrokerCut(t *testing.T) {
 	url := natsURL(t)
-	proxy := newCutProxy(t, strings.TrimPrefix(url, "nats://"))
-	nodes := startClusterVia(t, url, "nats://"+proxy.ln.Addr().String())
-	bs := privateRoomWithBob(t, nodes[0], nodes[1], "secret")
+	for _, how := range []string{"closed", "blackholed"} {
+		t.Run(how, func(t *testing.T) {
+			target := strings.TrimPrefix(url, "nats://")
+			cut, hold := newCutProxy(t, target), newHoldProxy(t, target)
+			via := map[string]string{"closed": cut.ln.Addr().String(), "blackholed": hold.ln.Addr().String()}[how]
+			nodes := startClusterVia(t, url, "nats://"+via)
+			bs := privateRoomWithBob(t, nodes[0], nodes[1], "secret")
 
-	proxy.setCut(true)
-	start := time.Now()
-	removeBob(t, nodes[0], "secret")
-	wantRemoved(t, bs, "secret", start, 3*time.Second)
+			cut.setCut(true)
+			hold.hold.Store(true)
+			start := time.Now()
+			removeBob(t, nodes[0], "secret")
+			// A blackholed link is found by the health check's ping (every
+			// 2 s, answered within 2 s), then the members are checked.
+			wantRemoved(t, bs, "secret", start, 8*time.Second)
+			refusedAfterRemoval(t, nodes[1], bs)
+		})
+	}
+}
 
+// refusedAfterRemoval checks that bob's join, history read and Subscribe
+// of room secret are refused on node ts.
+func refusedAfterRemoval(t *testing.T, ts *testServer, bs *joinStream) {
+	t.Helper()
 	ref := bs.send(&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: "secret"}}})
 	if r := bs.reply(ref); codes.Code(r.GetCode()) != codes.NotFound {
 		t.Fatalf("removed member's join on the cut-off node: %v", r)
 	}
-	bob, bctx := nodes[1].client(t, "bob")
+	bob, bctx := ts.client(t, "bob")
 	_, err := bob.ListMessages(bctx, &parleyv1.ListMessagesRequest{Room: "secret"})
 	wantCode(t, "removed member's history on the cut-off node", err, codes.NotFound, "does not exist")
 	sub, err := bob.Subscribe(bctx, &parleyv1.SubscribeRequest{Room: "secret"})

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,6 +18,10 @@ import (
 // messages (NoEcho), and reconnects on its own for as long as it runs.
 type NATS struct {
 	nc *nats.Conn
+	// unanswered is set while the last Ping failed: a connection that
+	// looks up but whose server does not answer (a blackholed link) is
+	// taken for down long before the client's own pings would notice.
+	unanswered atomic.Bool
 }
 
 // Connect dials the NATS servers in url (comma-separated) as node.
@@ -71,14 +76,19 @@ func (n *NATS) Subscribe(subject string, fn func([]byte)) (func(), error) {
 	return func() { _ = sub.Unsubscribe() }, nil
 }
 
-// Connected reports whether the connection is up now (not reconnecting).
-func (n *NATS) Connected() bool { return n.nc.IsConnected() }
+// Connected reports whether the connection is up now (not reconnecting)
+// and the last Ping was answered.
+func (n *NATS) Connected() bool { return n.nc.IsConnected() && !n.unanswered.Load() }
 
 // Flush waits until the server has processed everything sent so far,
-// subscriptions included. It fails at once while disconnected.
+// subscriptions included. It fails at once while disconnected or while
+// the last Ping went unanswered (a room going live does not wait then).
 func (n *NATS) Flush(ctx context.Context) error {
 	if !n.nc.IsConnected() {
 		return errors.New("nats: not connected")
+	}
+	if n.unanswered.Load() {
+		return errors.New("nats: the server did not answer the last ping")
 	}
 	if err := n.nc.FlushWithContext(ctx); err != nil {
 		return fmt.Errorf("nats flush: %w", err)
@@ -86,8 +96,19 @@ func (n *NATS) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Ping reports whether the broker is reachable now.
-func (n *NATS) Ping(ctx context.Context) error { return n.Flush(ctx) }
+// Ping reports whether the broker is reachable now, and is what Connected
+// goes by until the next Ping.
+func (n *NATS) Ping(ctx context.Context) error {
+	err := errors.New("nats: not connected")
+	if n.nc.IsConnected() {
+		err = n.nc.FlushWithContext(ctx)
+	}
+	n.unanswered.Store(err != nil)
+	if err != nil {
+		return fmt.Errorf("nats ping: %w", err)
+	}
+	return nil
+}
 
 // Close flushes what is pending and closes the connection.
 func (n *NATS) Close() {
