@@ -435,14 +435,8 @@ func (h *Hub) followWhileCut(ctx context.Context) {
 		if h.brokerConnected() {
 			continue
 		}
-		h.rooms.Range(func(_, v any) bool {
-			r := v.(*room)
-			r.mu.Lock()
-			live := r.unsub != nil
-			r.mu.Unlock()
-			if live {
-				r.catchUp()
-			}
+		h.liveRooms(func(r *room) bool {
+			r.catchUp()
 			return ctx.Err() == nil
 		})
 	}
@@ -459,15 +453,21 @@ func (h *Hub) CatchUp() {
 		defer cancel()
 		h.checkMembers(ctx)
 	}()
+	h.liveRooms(func(r *room) bool {
+		go r.catchUp()
+		return true
+	})
+}
+
+// liveRooms calls fn for each room subscribed to the cluster's events
+// here, until fn returns false.
+func (h *Hub) liveRooms(fn func(*room) bool) {
 	h.rooms.Range(func(_, v any) bool {
 		r := v.(*room)
 		r.mu.Lock()
 		live := r.unsub != nil
 		r.mu.Unlock()
-		if live {
-			go r.catchUp()
-		}
-		return true
+		return !live || fn(r)
 	})
 }
 
