@@ -70,8 +70,7 @@ func (c *Conn) enqueue(f Frame, urgent bool) bool {
 		return false
 	}
 	if c.queued+c.cost(f) > c.maxBytes {
-		c.endLocked(ErrSlowConsumer)
-		c.hub.slowCuts.Add(1)
+		c.cutOffLocked()
 		return false
 	}
 	c.pushLocked(f, urgent)
@@ -135,9 +134,14 @@ func (c *Conn) cutOff() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err == nil {
-		c.endLocked(ErrSlowConsumer)
-		c.hub.slowCuts.Add(1)
+		c.cutOffLocked()
 	}
+}
+
+// cutOffLocked ends the live connection as a slow consumer, and counts it.
+func (c *Conn) cutOffLocked() {
+	c.endLocked(ErrSlowConsumer)
+	c.hub.slowCuts.Add(1)
 }
 
 // cost is what a frame counts for against the queue's byte limit: its size,
