@@ -35,6 +35,9 @@ type soakConfig struct {
 	metricsURL   string
 	slack        int
 	fdSlack      int
+	maxReplay    int
+	heapFrom     time.Duration
+	heapGrowth   float64
 	seed         uint64
 	quiet        bool
 	allowRemote  bool
@@ -54,6 +57,10 @@ func (c *soakConfig) validate() error {
 		return cli.Usagef("--room-prefix must be 1-48 characters of a-z, 0-9, '-', '_'")
 	case c.slack < 0 || c.fdSlack < 0:
 		return cli.Usagef("--goroutine-slack and --fd-slack must not be negative")
+	case c.maxReplay < 0:
+		return cli.Usagef("--max-replay must not be negative")
+	case c.heapFrom <= 0 || c.heapGrowth <= 0:
+		return cli.Usagef("--heap-from and --heap-growth must be positive")
 	}
 	return nil
 }
@@ -65,8 +72,8 @@ guarantees exactly. --users users, each on its own connection, are spread
 over --rooms rooms. Every --every (on average) each user does one thing:
 sends a message (with a client_msg_id; sometimes the same send twice,
 which must be answered with the original seq), says it is typing, leaves
-a room and joins another (resuming with after_seq where it was before),
-ends its Join stream and resumes on a new one, drops its TCP connection
+a room and joins another (see --max-replay for where it starts), ends
+its Join stream and resumes on a new one, drops its TCP connection
 (an RST, no goodbye) or vanishes from it (the connection stays open but
 silent until the soak ends, and the user resumes over a new one), stops
 reading for up to --pause-max (a slow consumer is cut off with
@@ -85,9 +92,25 @@ and open files back to that baseline (within --goroutine-slack and
 within --settle. Each violation prints a line starting VIOLATION; any
 violation exits 1.
 
+Where a join starts: with --max-replay N (default 100), a user resumes a
+room from its last seq only if that is at most N messages behind the
+room's head (the highest seq the soak has seen in it); a room it left
+longer ago, or never was in, it joins live or from N messages behind the
+head, half each, as a client opening a room with its recent history
+would. Subscribe and REST streams start at most N behind the head too.
+So the replays asked for do not lengthen as the rooms' history grows,
+and the load stays the same from minute to minute. --max-replay 0
+resumes every room from where the user left it, however long ago: the
+replays then grow with the run.
+
 Every --sample the server's RSS, heap in use, goroutines, open files,
-streams and queued bytes (from its /metrics) are written to --csv; a summary
-table (first, median and last sample, and the counts) ends the run.
+streams and queued bytes (from its /metrics), and the soak's counts
+(messages replayed among them), are written to --csv; a summary table
+(first, median and last sample), a table per minute and the counts end
+the run. When the run lasts at least --heap-from + 3m, the median heap
+in use of the samples from --heap-from - 1m to --heap-from + 1m is
+compared with that of the last two minutes: more than --heap-growth
+percent higher fails the run.
 
 Start parleyd with --send-rate -1 (the users send in bursts). A smaller
 --max-queue-bytes makes paused readers reach the slow-consumer cut-off
@@ -108,6 +131,9 @@ sooner.`)
 	fs.StringVar(&c.metricsURL, "metrics-url", "", "the server's Prometheus endpoint (default: http(s)://<addr>/metrics)")
 	fs.IntVar(&c.slack, "goroutine-slack", 5, "goroutines above the baseline tolerated at the end (idle workers the server may keep)")
 	fs.IntVar(&c.fdSlack, "fd-slack", 8, "open files above the baseline tolerated at the end (the store's connection pool: SQLite keeps up to 4 read connections of 2 files each)")
+	fs.IntVar(&c.maxReplay, "max-replay", 100, "longest replay a join or side stream asks for, in messages behind the room's head (0: resume from where the user left, however far back)")
+	fs.DurationVar(&c.heapFrom, "heap-from", 5*time.Minute, "when the server's heap in use should have levelled off; compared with the last two minutes")
+	fs.Float64Var(&c.heapGrowth, "heap-growth", 10, "largest growth of heap in use, in percent, from --heap-from to the end")
 	fs.Uint64Var(&c.seed, "seed", 0, "random seed (0: from the clock); the report prints the one used")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
 	fs.BoolVar(&c.allowRemote, "allow-remote", false, "soak a server that is not on a loopback address (it drops connections and floods rooms: never a production server)")
@@ -159,6 +185,7 @@ type soak struct {
 	restURL string       // scheme://host:port
 
 	roomNames []string
+	heads     roomHeads
 	users     []*soakUser
 	counts    soakCounts
 	samples   []soakSample
@@ -169,6 +196,9 @@ type soak struct {
 type soakCounts struct {
 	sends, retries, typing, rejoins, resumes, drops, vanished, pauses atomic.Uint64
 	cutoffs, cutBehind, subscribes, rests, streamOpenFails            atomic.Uint64
+	// Joins and side streams with after_seq, the messages they asked to
+	// have replayed (the head when joined minus after_seq), the longest.
+	replays, replayed, longestReplay atomic.Uint64
 }
 
 // Soak runs parley soak with the command's arguments args: it churns the
@@ -215,9 +245,10 @@ func newSoak(e *cli.Env, cfg soakConfig) (*soak, error) {
 	}
 	s := &soak{cfg: cfg, e: e, ctrl: ctrl, api: parleyv1.NewChatServiceClient(ctrl), metrics: mc, check: newChecker(e.Stderr),
 		rest:    &http.Client{Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}},
-		restURL: scheme + "://" + e.Globals.Addrs()[0]}
+		restURL: scheme + "://" + e.Globals.Addrs()[0], heads: make(roomHeads, cfg.rooms)}
 	for i := range cfg.rooms {
 		s.roomNames = append(s.roomNames, fmt.Sprintf("%s-%d", cfg.roomPrefix, i))
+		s.heads[s.roomNames[i]] = new(atomic.Uint64)
 	}
 	return s, nil
 }
@@ -316,14 +347,68 @@ func (s *soak) baseline(ctx context.Context) (serverSample, error) {
 
 // warmStore reads history from every room, many at once, so that the
 // store's pool of read connections (files or sockets it keeps open) has
-// grown before the baseline is taken.
+// grown before the baseline is taken. The pages tell the rooms' heads.
 func (s *soak) warmStore(ctx context.Context) {
 	_ = parallel(ctx, 4*len(s.roomNames), 16, func(ctx context.Context, i int) error {
 		cctx, cancel := context.WithTimeout(cli.WithAuth(ctx, s.users[0].token), s.e.Globals.Timeout)
 		defer cancel()
-		_, err := s.api.ListMessages(cctx, &parleyv1.ListMessagesRequest{Room: s.roomNames[i%len(s.roomNames)], Limit: 50})
+		room := s.roomNames[i%len(s.roomNames)]
+		resp, err := s.api.ListMessages(cctx, &parleyv1.ListMessagesRequest{Room: room, Limit: 50})
+		if err == nil {
+			s.heads.see(room, resp.GetHeadSeq())
+		}
 		return err
 	})
+}
+
+// roomHeads is, per room, the highest seq the soak has seen in it (on any
+// stream, in a reply or a history page): its idea of the room's head,
+// behind the real one by the messages in flight. The map is filled before
+// the users start and only read after.
+type roomHeads map[string]*atomic.Uint64
+
+// see records that room has a message seq.
+func (h roomHeads) see(room string, seq uint64) {
+	p := h[room]
+	if p == nil {
+		return
+	}
+	for cur := p.Load(); seq > cur && !p.CompareAndSwap(cur, seq); cur = p.Load() {
+	}
+}
+
+// get returns room's head as far as the soak knows (0: none seen).
+func (h roomHeads) get(room string) uint64 {
+	if p := h[room]; p != nil {
+		return p.Load()
+	}
+	return 0
+}
+
+// replayFloor is the lowest after_seq in room that --max-replay allows:
+// the known head minus the bound (0 when unbounded or the room is short).
+func (s *soak) replayFloor(room string) uint64 {
+	n, head := uint64(s.cfg.maxReplay), s.heads.get(room)
+	if n == 0 || head <= n {
+		return 0
+	}
+	return head - n
+}
+
+// noteReplay records a join or side stream that started at after in
+// room, whose head was head when it was joined: head - after messages
+// are replayed.
+func (s *soak) noteReplay(room string, after, head uint64) {
+	s.heads.see(room, head)
+	c := &s.counts
+	c.replays.Add(1)
+	if head <= after {
+		return
+	}
+	n := head - after
+	c.replayed.Add(n)
+	for cur := c.longestReplay.Load(); n > cur && !c.longestReplay.CompareAndSwap(cur, n); cur = c.longestReplay.Load() {
+	}
 }
 
 // churn runs every user for --duration, starting them over the first

@@ -94,13 +94,10 @@ func (u *soakUser) openSession(ctx context.Context) {
 	}
 }
 
-// join asks to join room from the user's position in it; it reports
-// whether that is a resume (after_seq).
+// join asks to join room from where joinFrom says; it reports whether
+// that is a resume (after_seq).
 func (js *joinSession) join(room string) bool {
-	var after *uint64
-	if pos, ok := js.u.position(room); ok {
-		after = &pos
-	}
+	after := js.u.joinFrom(room)
 	_ = js.request(soakRef{kind: refJoin, room: room, after: after},
 		&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: room, AfterSeq: after}}})
 	return after != nil
@@ -194,6 +191,9 @@ func (js *joinSession) joined(j *parleyv1.Joined) {
 	}
 	if q[0] != nil {
 		start = *q[0]
+		js.u.s.noteReplay(room, start, j.GetHeadSeq())
+	} else {
+		js.u.s.heads.see(room, start)
 	}
 	if js.joining[room] = q[1:]; len(q) == 1 {
 		delete(js.joining, room)
@@ -206,6 +206,7 @@ func (js *joinSession) joined(j *parleyv1.Joined) {
 }
 
 func (js *joinSession) message(m *parleyv1.Message) {
+	js.u.s.heads.see(m.GetRoom(), m.GetSeq())
 	js.view.message(m.GetRoom(), m.GetSeq())
 	if last, ok := js.view.last(m.GetRoom()); ok {
 		js.u.setPosition(m.GetRoom(), last)
@@ -239,6 +240,7 @@ func (js *joinSession) reply(r *parleyv1.Reply) {
 		js.view.stop(info.room)
 	case refSend:
 		m := r.GetMessage()
+		js.u.s.heads.see(m.GetRoom(), m.GetSeq())
 		js.view.reply(m.GetRoom(), m.GetSeq())
 		js.u.ledger.reply(js.name, m.GetRoom(), m.GetClientMsgId(), m.GetSeq())
 		js.u.acked(info.id)

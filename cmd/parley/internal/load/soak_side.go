@@ -49,9 +49,13 @@ func (ss *sideStream) event(ev *parleyv1.SubscribeResponse) {
 		start := e.Joined.GetHeadSeq()
 		if ss.after != nil {
 			start = *ss.after
+			ss.u.s.noteReplay(e.Joined.GetRoom(), start, e.Joined.GetHeadSeq())
+		} else {
+			ss.u.s.heads.see(e.Joined.GetRoom(), start)
 		}
 		ss.view.start(e.Joined.GetRoom(), start)
 	case *parleyv1.SubscribeResponse_Message:
+		ss.u.s.heads.see(e.Message.GetRoom(), e.Message.GetSeq())
 		ss.view.message(e.Message.GetRoom(), e.Message.GetSeq())
 	}
 }

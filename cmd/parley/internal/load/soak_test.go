@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -108,7 +110,7 @@ func TestSoakCheckerRoomsAndRetries(t *testing.T) {
 // would end with, slow-consumer positions included.
 func TestSoakRESTErrorLine(t *testing.T) {
 	c := newChecker(nil)
-	ss := &sideStream{room: "r", view: c.stream("rest")}
+	ss := &sideStream{u: &soakUser{s: &soak{check: c}}, room: "r", view: c.stream("rest")}
 	err := ss.restLine([]byte(`{"error":{"code":8,"message":"you fell too far behind","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"SLOW_CONSUMER","domain":"parley.chat","metadata":{"after_seq/r":"41"}}]}}`))
 	st := status.Convert(err)
 	pos, slow := slowPositions(st)
@@ -206,5 +208,128 @@ func TestSoakSessionRejoinBeforeJoined(t *testing.T) {
 	message(50)
 	if n := c.count(""); n != 0 {
 		t.Fatalf("violations %v", c.kinds())
+	}
+}
+
+// With --max-replay, a user who left a room long ago, or never was in it,
+// rejoins it live or at most that many messages behind the head, and one
+// close to the head resumes where it was; the server's replays, counted
+// by what the streams received, stay within the bound. With --max-replay
+// 0 a user resumes from where it left, however far back.
+func TestSoakBoundedReplay(t *testing.T) {
+	const history, bound, users = 300, 50, 8
+	srv := startServer(t)
+	for _, tc := range []struct {
+		name             string
+		maxReplay        int
+		pos              uint64 // where each user was in the room
+		wantMin, wantMax uint64 // messages replayed to each user
+		prefix           string
+	}{
+		{"left long ago", bound, 10, 0, bound, "far"},
+		{"left a moment ago", bound, history - 20, 20, 20, "near"},
+		{"unbounded", 0, 10, history - 10, history - 10, "all"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("PARLEY_ADDR", srv.Addr())
+			e := &cli.Env{Globals: cli.NewGlobals(), Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard}
+			cfg, err := parseSoakFlags(e, []string{"--users", strconv.Itoa(users), "--rooms", "1", "--rooms-per-user", "1",
+				"--room-prefix", tc.prefix, "--max-replay", strconv.Itoa(tc.maxReplay), "--seed", "1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sk, err := newSoak(e, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sk.ctrl.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+			defer cancel()
+			if err := sk.prepare(ctx); err != nil {
+				t.Fatal(err)
+			}
+			room := sk.roomNames[0]
+			for i := range history {
+				_, err := sk.api.SendMessage(cli.WithAuth(ctx, sk.users[0].token),
+					&parleyv1.SendMessageRequest{Room: room, Body: "history " + strconv.Itoa(i)})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			sk.warmStore(ctx)
+			if h := sk.heads.get(room); h != history {
+				t.Fatalf("known head %d, want %d", h, history)
+			}
+			for _, u := range sk.users {
+				if err := u.dial(); err != nil {
+					t.Fatal(err)
+				}
+				u.want = []string{room}
+				u.setPosition(room, tc.pos)
+				u.openSession(ctx)
+				if u.js == nil {
+					t.Fatalf("%s: Join did not open", u.name)
+				}
+			}
+			// Every user ends at the head: live, or replayed up to it.
+			for _, u := range sk.users {
+				for {
+					if pos, _ := u.position(room); pos == history {
+						break
+					}
+					if sleepCtx(ctx, 10*time.Millisecond) != nil {
+						t.Fatalf("%s: never reached the head", u.name)
+					}
+				}
+				u.close()
+			}
+			c := &sk.counts
+			got := sk.check.deliveries.Load()
+			if got < tc.wantMin*users || got > tc.wantMax*users {
+				t.Errorf("the streams received %d replayed messages, want %d to %d for %d users", got, tc.wantMin*users, tc.wantMax*users, users)
+			}
+			if c.longestReplay.Load() > tc.wantMax || c.replayed.Load() != got {
+				t.Errorf("replays asked for %d messages, the longest %d; received %d, bound %d", c.replayed.Load(), c.longestReplay.Load(), got, tc.wantMax)
+			}
+			if tc.maxReplay > 0 && tc.pos < history-bound && (c.replays.Load() == 0 || c.replays.Load() == users) {
+				t.Errorf("%d of %d users rejoined from the bound: want some live, some replaying", c.replays.Load(), users)
+			}
+			if n := sk.check.count(""); n != 0 {
+				t.Errorf("violations %v", sk.check.kinds())
+			}
+		})
+	}
+}
+
+// The heap check compares the median of the samples around --heap-from
+// with that of the last two minutes, fails growth beyond the limit, and
+// leaves a run too short for both windows unchecked.
+func TestSoakHeapFlatness(t *testing.T) {
+	const mib = 1 << 20
+	samples := func(d time.Duration, heap func(at time.Duration) float64) []soakSample {
+		var out []soakSample
+		for at := time.Duration(0); at <= d; at += 5 * time.Second {
+			out = append(out, soakSample{at: at, srv: serverSample{heapInuse: heap(at)}})
+		}
+		return out
+	}
+	sawtooth := func(base float64) func(time.Duration) float64 {
+		return func(at time.Duration) float64 { return base + float64(at/(5*time.Second)%4)*10*mib }
+	}
+	flat := heapFlatness(samples(20*time.Minute, sawtooth(300*mib)), 20*time.Minute, 5*time.Minute, 10)
+	if !flat.checked || !flat.flat || flat.growth != 0 {
+		t.Errorf("a flat sawtooth: %+v", flat)
+	}
+	growing := func(at time.Duration) float64 { return 300*mib + float64(at/time.Minute)*10*mib }
+	g := heapFlatness(samples(20*time.Minute, growing), 20*time.Minute, 5*time.Minute, 10)
+	if !g.checked || g.flat || g.early != 350*mib || g.late != 490*mib {
+		t.Errorf("10 MiB a minute from 300 MiB: %+v, want 350 -> 490 MiB, not flat", g)
+	}
+	if s := heapFlatness(samples(2*time.Minute, growing), 2*time.Minute, 5*time.Minute, 10); s.checked {
+		t.Errorf("a 2-minute run was checked: %+v", s)
+	}
+	rows := perMinute(samples(150*time.Second, growing), 2*time.Minute)
+	if len(rows) != 2 || rows[0].minute != 1 || rows[0].heap != 300*mib || rows[1].minute != 2 || rows[1].heap != 310*mib {
+		t.Errorf("per minute: %+v", rows)
 	}
 }

@@ -233,8 +233,7 @@ func soakBody(rng *rand.Rand, size int) string {
 	return b.String()
 }
 
-// switchRoom leaves one room and joins another: where the user was before
-// (after_seq: a resume), or live if it is new to the user.
+// switchRoom leaves one room and joins another, from where joinFrom says.
 func (u *soakUser) switchRoom() {
 	if len(u.want) >= len(u.s.roomNames) {
 		return
@@ -299,6 +298,30 @@ func (u *soakUser) vanish(ctx context.Context) {
 		return
 	}
 	u.openSession(ctx)
+}
+
+// joinFrom returns the after_seq to join room with (nil: live). Unbounded
+// (--max-replay 0), it is the user's position in the room if it has one.
+// Bounded, a position at most --max-replay behind the known head is
+// resumed from; a room the user left longer ago or never was in is
+// joined live or from --max-replay behind the head, half each, so that
+// what joins replay does not depend on how long the run has lasted.
+func (u *soakUser) joinFrom(room string) *uint64 {
+	pos, ok := u.position(room)
+	if u.s.cfg.maxReplay == 0 {
+		if !ok {
+			return nil
+		}
+		return &pos
+	}
+	floor := u.s.replayFloor(room)
+	if ok && pos >= floor {
+		return &pos
+	}
+	if u.rng.IntN(2) == 0 {
+		return nil
+	}
+	return &floor
 }
 
 // position returns the user's position in room, if it has one.
@@ -368,14 +391,17 @@ func (u *soakUser) startSide(ctx context.Context, busy *atomic.Bool, fn func(con
 
 // sideStart picks a room and a start position for a Subscribe or REST
 // stream: a little before the user's position in a room it knows (a
-// replay, then live), or live in any room.
+// replay, then live), or live in any room. With --max-replay, a position
+// further behind the head than that counts as unknown, and the start is
+// no further behind than that either.
 func (u *soakUser) sideStart(rng *rand.Rand) (string, *uint64) {
 	room := u.s.roomNames[rng.IntN(len(u.s.roomNames))]
 	pos, ok := u.position(room)
-	if !ok || rng.IntN(4) == 0 {
+	floor := u.s.replayFloor(room)
+	if !ok || pos < floor || rng.IntN(4) == 0 {
 		return room, nil
 	}
-	after := pos - min(pos, uint64(rng.IntN(100)))
+	after := max(pos-min(pos, uint64(rng.IntN(100))), floor)
 	return room, &after
 }
 
