@@ -309,7 +309,7 @@ func (r *soakReport) writeTable(w io.Writer) error {
 	lines := []string{
 		fmt.Sprintf("deliveries\t%d (%.0f/s) checked on Join, Subscribe and REST streams; %d send replies checked", s.check.deliveries.Load(), float64(s.check.deliveries.Load())/secs, s.check.replies.Load()),
 		fmt.Sprintf("sends\t%d (%.0f/s), %d sent again with the same client_msg_id; %d typing", c.sends.Load(), float64(c.sends.Load())/secs, c.retries.Load(), c.typing.Load()),
-		fmt.Sprintf("resumes\t%d Join streams reopened with after_seq, %d rooms left and joined again, %d TCP connections dropped (RST), %d left silent, %d Join streams that failed to open",
+		fmt.Sprintf("resumes\t%d Join streams reopened with after_seq, %d room switches joining with after_seq, %d TCP connections dropped (RST), %d left silent, %d Join streams that failed to open",
 			c.resumes.Load(), c.rejoins.Load(), c.drops.Load(), c.vanished.Load(), c.streamOpenFails.Load()),
 		fmt.Sprintf("side streams\t%d Subscribe, %d REST, each cut after 1-10 s", c.subscribes.Load(), c.rests.Load()),
 		fmt.Sprintf("replays\t%d joins and side streams with after_seq asked for %d messages (%.0f/s), the longest %d; %s",
