@@ -335,7 +335,8 @@ func (h *Hub) Send(ctx context.Context, m store.NewMessage) (msg store.Message, 
 	}
 	defer r.release()
 	msg, duplicate, err = h.store.Append(ctx, m)
-	return h.stored(ctx, r, msg, duplicate, err, nil)
+	sent, err := h.stored(ctx, r, msg, duplicate, err, nil)
+	return sent.Message, sent.Duplicate, err
 }
 
 // Submit is Send in two steps, like store.Store's Submit: it queues the
@@ -354,17 +355,80 @@ func (h *Hub) Send(ctx context.Context, m store.NewMessage) (msg store.Message, 
 // fan-out, and likely still there when the send's reply (urgent too) is
 // queued after wait returns, so that one turn writes both.
 func (h *Hub) Submit(ctx context.Context, m store.NewMessage, from *Conn) (wait func() (msg store.Message, duplicate bool, err error)) {
-	r, err := h.room(ctx, m.Room)
+	held, err := h.Hold(ctx, m.Room)
 	if err != nil {
 		return store.Answered(store.Message{}, false, err)
 	}
-	stored := h.store.Submit(ctx, m)
+	sent := held.Submit(ctx, m, from)
 	return func() (store.Message, bool, error) {
+		s, err := sent()
+		return s.Message, s.Duplicate, err
+	}
+}
+
+// Held is a room held loaded for a send, from Hold or HoldJoined: the
+// caller checks the send against the room's record (Info), then either
+// submits the message (Submit) or lets the room go (Release), once.
+type Held struct {
+	h *Hub
+	r *room
+}
+
+// Hold finds a room, loading its head from the store if it is not loaded,
+// and holds it loaded for a send. It returns store.ErrRoomNotFound for an
+// unknown room.
+func (h *Hub) Hold(ctx context.Context, name string) (Held, error) {
+	r, err := h.room(ctx, name)
+	if err != nil {
+		return Held{}, err
+	}
+	return Held{h: h, r: r}, nil
+}
+
+// HoldJoined is Hold for a room c is in, found without a lookup; false if
+// c is not in it.
+func (h *Hub) HoldJoined(c *Conn, name string) (Held, bool) {
+	r := c.joined(name)
+	if r == nil || !r.hold() { // a room c was just taken out of may be unloaded
+		return Held{}, false
+	}
+	return Held{h: h, r: r}, true
+}
+
+// SeesRemovals reports whether a member's removal from a room takes this
+// node's connections out of it as it happens: always on a single node, and
+// in a cluster while the broker is connected. A node cut off from the
+// broker learns of removals from the store only (see checkMembers).
+func (h *Hub) SeesRemovals() bool { return h.cfg.Broker == nil || h.brokerConnected() }
+
+// Info returns the held room's record, as loaded when it went live.
+func (x Held) Info() store.Room { return x.r.info }
+
+// Release lets the room go without a send.
+func (x Held) Release() { x.r.release() }
+
+// Sent is a message as a send's wait answers it.
+type Sent struct {
+	Message store.Message
+	// Duplicate is set when a retry with the same client_msg_id found the
+	// original.
+	Duplicate bool
+	// Event is the message's EventMessage as the Encoder encoded it for
+	// the room, to be read, not modified; nil if it was not encoded.
+	Event []byte
+}
+
+// Submit is Hub.Submit into the held room, which it takes over: the room
+// is released once the message is delivered. m.Room must be the room's
+// name.
+func (x Held) Submit(ctx context.Context, m store.NewMessage, from *Conn) (wait func() (Sent, error)) {
+	stored := x.h.store.Submit(ctx, m)
+	return func() (Sent, error) {
 		// The room stays loaded until the message is delivered: a room
 		// loaded afresh meanwhile could read a head that misses it.
-		defer r.release()
+		defer x.r.release()
 		msg, duplicate, err := stored()
-		return h.stored(ctx, r, msg, duplicate, err, from)
+		return x.h.stored(ctx, x.r, msg, duplicate, err, from)
 	}
 }
 
@@ -372,9 +436,9 @@ func (h *Hub) Submit(ctx context.Context, m store.NewMessage, from *Conn) (wait 
 // from, if not nil, gets the message last, and the answer waits until it
 // has (see Submit), or until from or ctx ends: then nobody is left to
 // answer in order.
-func (h *Hub) stored(ctx context.Context, r *room, msg store.Message, duplicate bool, err error, from *Conn) (store.Message, bool, error) {
+func (h *Hub) stored(ctx context.Context, r *room, msg store.Message, duplicate bool, err error, from *Conn) (Sent, error) {
 	if err != nil {
-		return store.Message{}, false, err
+		return Sent{}, err
 	}
 	if !duplicate {
 		h.publish(wireEvent{Kind: "msg", Room: msg.Room, Msg: &msg})
@@ -382,14 +446,15 @@ func (h *Hub) stored(ctx context.Context, r *room, msg store.Message, duplicate 
 	// A duplicate was delivered when it was first stored; deliver drops it
 	// by seq, so handing it over again is harmless and covers a first
 	// attempt that stored the message but did not get to deliver it.
-	if delivered := r.deliverFrom(msg, from); delivered != nil {
+	event, delivered := r.deliverFrom(msg, from)
+	if delivered != nil {
 		select {
 		case <-delivered:
 		case <-from.Done():
 		case <-ctx.Done():
 		}
 	}
-	return msg, duplicate, nil
+	return Sent{Message: msg, Duplicate: duplicate, Event: event}, nil
 }
 
 // Room returns a room's record: its name, visibility and creator, as

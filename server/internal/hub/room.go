@@ -167,38 +167,39 @@ func (r *room) shrankLocked() {
 func (r *room) deliver(m store.Message) { r.deliverFrom(m, nil) }
 
 // deliverFrom is deliver where from, if not nil, gets the message after
-// the room's other connections (see Hub.Submit). It returns nil once the
+// the room's other connections (see Hub.Submit). It returns the message's
+// encoded event (nil if encoding failed), and a nil channel once the
 // message is delivered or dropped. A message from a connection that must
 // wait for a gap returns a channel instead, closed once the room has
 // delivered it: until then its sender must not be told it was sent, for
 // the sender takes the answer's seq as its position in the room and would
 // skip the messages of the gap.
-func (r *room) deliverFrom(m store.Message, from *Conn) (delivered <-chan struct{}) {
+func (r *room) deliverFrom(m store.Message, from *Conn) (event []byte, delivered <-chan struct{}) {
 	data, err := r.hub.encode(Event{Kind: EventMessage, Room: r.name, Message: m})
 	if err != nil {
 		r.hub.log.Error("encode message", "room", r.name, "seq", m.Seq, "err", err)
-		return nil
+		return nil, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
 	case m.Seq <= r.head:
-		return nil
+		return data, nil
 	case m.Seq > r.head+1:
-		return r.holdLocked(m, from)
+		return data, r.holdLocked(m, from)
 	}
 	r.fanOutLocked(r.hub.shared(data, r.name, m.Seq), from)
 	for {
 		next, ok := r.pending[r.head+1]
 		if !ok {
-			return nil
+			return data, nil
 		}
 		delete(r.pending, next.msg.Seq)
 		data, err := r.hub.encode(Event{Kind: EventMessage, Room: r.name, Message: next.msg})
 		if err != nil {
 			r.hub.log.Error("encode message", "room", r.name, "seq", next.msg.Seq, "err", err)
 			next.release()
-			return nil
+			return data, nil
 		}
 		r.fanOutLocked(r.hub.shared(data, r.name, next.msg.Seq), next.from)
 		next.release()
