@@ -117,7 +117,7 @@ func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) erro
 		err = sess.leave(f.Leave.GetRoom())
 	case *parleyv1.JoinRequest_Send:
 		reply.Room = f.Send.GetRoom()
-		var wait func() (store.Message, bool, error)
+		var wait func() (hub.Sent, error)
 		if wait, err = sess.submit(ctx, f.Send); err == nil {
 			sess.pipeline(reply, wait)
 			return nil
@@ -138,7 +138,7 @@ func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) erro
 // goroutine of its own it waits for the message to be stored and
 // delivered, then for the reply of the send before it, and queues its
 // reply. It returns at once unless maxSendsInFlight sends are waiting.
-func (sess *session) pipeline(reply *parleyv1.Reply, wait func() (store.Message, bool, error)) {
+func (sess *session) pipeline(reply *parleyv1.Reply, wait func() (hub.Sent, error)) {
 	if sess.sends == nil {
 		sess.sends = &sends{slots: make(chan struct{}, maxSendsInFlight)}
 	}
@@ -149,9 +149,9 @@ func (sess *session) pipeline(reply *parleyv1.Reply, wait func() (store.Message,
 	ss.wg.Add(1)
 	go func() {
 		defer ss.wg.Done()
-		msg, _, err := wait()
+		sent, err := wait()
 		if err == nil {
-			reply.Message = messageToProto(msg)
+			reply.Message = messageToProto(sent.Message)
 		}
 		if prev != nil {
 			<-prev
@@ -192,6 +192,10 @@ func (sess *session) reply(r *parleyv1.Reply, err error) error {
 	if merr != nil {
 		return merr
 	}
+	return sess.enqueueReply(data)
+}
+
+func (sess *session) enqueueReply(data []byte) error {
 	if !sess.conn.EnqueueUrgent(hub.Frame{Data: data}) {
 		return sess.conn.Err()
 	}
@@ -219,18 +223,34 @@ func (sess *session) leave(room string) error {
 	return sess.s.cfg.Hub.Leave(sess.conn, room)
 }
 
-// submit checks a send frame and queues its message for the store.
-func (sess *session) submit(ctx context.Context, m *parleyv1.JoinRequest_Post) (wait func() (store.Message, bool, error), err error) {
-	if err := validateRoom(m.GetRoom()); err != nil {
+// submit checks a send frame and queues its message for the store. The
+// room's access was checked when the stream joined it: a member removed
+// since was taken out of it, unless this node could not learn of the
+// removal yet (see hub.Hub.SeesRemovals), when membership is read again.
+func (sess *session) submit(ctx context.Context, m *parleyv1.JoinRequest_Post) (wait func() (hub.Sent, error), err error) {
+	room := m.GetRoom()
+	if err := validateRoom(room); err != nil {
 		return nil, err
 	}
-	if !sess.s.cfg.Hub.Joined(sess.conn, m.GetRoom()) {
-		if _, err := sess.s.access(ctx, sess.user, m.GetRoom()); err != nil {
+	h := sess.s.cfg.Hub
+	held, joined := h.HoldJoined(sess.conn, room)
+	if !joined {
+		if _, err := sess.s.access(ctx, sess.user, room); err != nil {
 			return nil, err
 		}
-		return nil, errorf(errPrecondition, "join room %q before sending to it on this stream", m.GetRoom())
+		return nil, errorf(errPrecondition, "join room %q before sending to it on this stream", room)
 	}
-	return sess.s.submit(ctx, sess.user, m.GetRoom(), m.GetBody(), m.GetClientMsgId(), false, sess.conn)
+	if err := sess.s.validatePost(m.GetBody(), m.GetClientMsgId()); err != nil {
+		held.Release()
+		return nil, err
+	}
+	if !h.SeesRemovals() {
+		if err := sess.s.mayUse(ctx, sess.user, held.Info()); err != nil {
+			held.Release()
+			return nil, err
+		}
+	}
+	return sess.s.submit(ctx, held, sess.user, m.GetBody(), m.GetClientMsgId(), false, sess.conn)
 }
 
 func (sess *session) typing(t *parleyv1.JoinRequest_SetTyping) error {

@@ -140,17 +140,44 @@ func (s *Service) access(ctx context.Context, user, name string) (store.Room, er
 		}
 		return store.Room{}, err
 	}
-	if r.Visibility == store.Public {
-		return r, nil
-	}
-	member, err := s.cfg.Store.IsMember(ctx, name, user)
-	if err != nil {
+	if err := s.mayUse(ctx, user, r); err != nil {
 		return store.Room{}, err
 	}
-	if !member {
-		return store.Room{}, roomNotFound(name)
-	}
 	return r, nil
+}
+
+// mayUse returns NOT_FOUND unless user may use room r: a public room, or
+// a private or direct one they are a member of.
+func (s *Service) mayUse(ctx context.Context, user string, r store.Room) error {
+	if r.Visibility == store.Public {
+		return nil
+	}
+	member, err := s.cfg.Store.IsMember(ctx, r.Name, user)
+	if err != nil {
+		return err
+	}
+	if !member {
+		return roomNotFound(r.Name)
+	}
+	return nil
+}
+
+// holdForSend is access for a send whose room name is valid: it holds the
+// room loaded for the message (see hub.Hub.Hold), so that the hub does not
+// look it up again.
+func (s *Service) holdForSend(ctx context.Context, user, name string) (hub.Held, error) {
+	held, err := s.cfg.Hub.Hold(ctx, name)
+	if err != nil {
+		if errors.Is(err, store.ErrRoomNotFound) {
+			return hub.Held{}, roomNotFound(name)
+		}
+		return hub.Held{}, err
+	}
+	if err := s.mayUse(ctx, user, held.Info()); err != nil {
+		held.Release()
+		return hub.Held{}, err
+	}
+	return held, nil
 }
 
 // SendMessage implements parleyv1.ChatServiceServer.
@@ -162,46 +189,47 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 			return nil, err
 		}
 	}
-	msg, err := s.send(ctx, user, room, req.GetBody(), req.GetClientMsgId(), true)
+	msg, err := s.send(ctx, user, room, req.GetBody(), req.GetClientMsgId())
 	if err != nil {
 		return nil, err
 	}
 	return &parleyv1.SendMessageResponse{Message: messageToProto(msg)}, nil
 }
 
-// send validates and stores a message. hold says whether a send refused
-// for its rate is held before the answer (see allowSend): for unary calls,
-// where each refused request is a whole RPC; not on a Join stream, whose
-// frames are handled in order, so holding one would hold the user's joins
-// and typing behind it.
-func (s *Service) send(ctx context.Context, user, room, body, clientMsgID string, hold bool) (store.Message, error) {
-	wait, err := s.submit(ctx, user, room, body, clientMsgID, hold, nil)
+// send checks and stores a message sent by a unary call. A send refused
+// for its rate is held before the answer (see allowSend), for each refused
+// request is a whole RPC.
+func (s *Service) send(ctx context.Context, user, room, body, clientMsgID string) (store.Message, error) {
+	if err := validateRoom(room); err != nil {
+		return store.Message{}, err
+	}
+	if err := s.validatePost(body, clientMsgID); err != nil {
+		return store.Message{}, err
+	}
+	held, err := s.holdForSend(ctx, user, room)
 	if err != nil {
 		return store.Message{}, err
 	}
-	msg, _, err := wait()
-	return msg, err
+	wait, err := s.submit(ctx, held, user, body, clientMsgID, true, nil)
+	if err != nil {
+		return store.Message{}, err
+	}
+	sent, err := wait()
+	return sent.Message, err
 }
 
-// submit checks a send and queues its message (see hub.Hub.Submit); wait
-// stores and delivers it. from is the connection it was sent on, if any.
-func (s *Service) submit(ctx context.Context, user, room, body, clientMsgID string, hold bool, from *hub.Conn) (wait func() (store.Message, bool, error), err error) {
-	if err := validateRoom(room); err != nil {
-		return nil, err
-	}
-	if err := s.validateBody(body); err != nil {
-		return nil, err
-	}
-	if err := validateClientMsgID(clientMsgID); err != nil {
-		return nil, err
-	}
-	if _, err := s.access(ctx, user, room); err != nil {
-		return nil, err
-	}
+// submit queues a send's message, checked but for its rate, for the store
+// (see hub.Held.Submit), and takes over held; wait stores and delivers it.
+// hold says whether a send refused for its rate is held before the answer
+// (see allowSend): not on a Join stream, whose frames are handled in
+// order, so holding one would hold the user's joins and typing behind it.
+// from is the connection it was sent on, if any.
+func (s *Service) submit(ctx context.Context, held hub.Held, user, body, clientMsgID string, hold bool, from *hub.Conn) (wait func() (hub.Sent, error), err error) {
 	if err := s.limits.allowSend(ctx, user, hold); err != nil {
+		held.Release()
 		return nil, err
 	}
-	return s.cfg.Hub.Submit(ctx, store.NewMessage{Room: room, Sender: user, Body: body, ClientMsgID: clientMsgID}, from), nil
+	return held.Submit(ctx, store.NewMessage{Room: held.Info().Name, Sender: user, Body: body, ClientMsgID: clientMsgID}, from), nil
 }
 
 // Paging limits.

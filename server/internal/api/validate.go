@@ -61,6 +61,14 @@ func (s *Service) validateBody(body string) error {
 	return nil
 }
 
+// validatePost checks the body and client_msg_id of a send.
+func (s *Service) validatePost(body, clientMsgID string) error {
+	if err := s.validateBody(body); err != nil {
+		return err
+	}
+	return validateClientMsgID(clientMsgID)
+}
+
 func validateClientMsgID(id string) error {
 	if len(id) > maxClientMsgIDBytes {
 		return invalidf("client_msg_id is %d bytes; the limit is %d", len(id), maxClientMsgIDBytes)
