@@ -150,13 +150,10 @@ func (sess *session) pipeline(reply *parleyv1.Reply, wait func() (hub.Sent, erro
 	go func() {
 		defer ss.wg.Done()
 		sent, err := wait()
-		if err == nil {
-			reply.Message = messageToProto(sent.Message)
-		}
 		if prev != nil {
 			<-prev
 		}
-		_ = sess.reply(reply, err) // fails only once the connection has ended, which ends the stream
+		_ = sess.replySent(reply, sent, err) // fails only once the connection has ended, which ends the stream
 		close(done)
 		<-ss.slots
 	}()
@@ -191,6 +188,19 @@ func (sess *session) reply(r *parleyv1.Reply, err error) error {
 	data, merr := proto.Marshal(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Reply{Reply: r}})
 	if merr != nil {
 		return merr
+	}
+	return sess.enqueueReply(data)
+}
+
+// replySent is reply for a send that was stored (err nil) or failed: the
+// stored message's reply carries it as the room's event encoded it.
+func (sess *session) replySent(r *parleyv1.Reply, sent hub.Sent, err error) error {
+	if err != nil {
+		return sess.reply(r, err)
+	}
+	data, err := sentReply(r, sent)
+	if err != nil {
+		return err
 	}
 	return sess.enqueueReply(data)
 }

@@ -5,7 +5,9 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 	"github.com/parleychat/parley/server/internal/hub"
 )
 
@@ -82,4 +84,53 @@ func malformed(m any) error {
 		b = b[n:]
 	}
 	return nil
+}
+
+// sentReply encodes the JoinResponse that answers a stored send: r with
+// the message copied from the event the room encoded for it, not
+// converted and marshalled again. The bytes are those proto.Marshal gives
+// for r with Message set (fields in number order; a successful reply sets
+// none after message).
+func sentReply(r *parleyv1.Reply, sent hub.Sent) ([]byte, error) {
+	msg, ok := eventMessage(sent.Event)
+	if !ok {
+		r.Message = messageToProto(sent.Message)
+		return proto.Marshal(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Reply{Reply: r}})
+	}
+	n := proto.Size(r) + protowire.SizeTag(replyMessageField) + protowire.SizeBytes(len(msg))
+	b := make([]byte, 0, protowire.SizeTag(joinReplyField)+protowire.SizeBytes(n))
+	b = protowire.AppendTag(b, joinReplyField, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(n))
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, r)
+	if err != nil {
+		return nil, err
+	}
+	b = protowire.AppendTag(b, replyMessageField, protowire.BytesType)
+	return protowire.AppendBytes(b, msg), nil
+}
+
+// eventMessage returns the encoded Message inside an encoded message
+// event (a JoinResponse with only its message set); false if event is not
+// one.
+func eventMessage(event []byte) ([]byte, bool) {
+	num, typ, n := protowire.ConsumeTag(event)
+	if n < 0 || num != joinMessageField || typ != protowire.BytesType {
+		return nil, false
+	}
+	msg, m := protowire.ConsumeBytes(event[n:])
+	if m < 0 || n+m != len(event) {
+		return nil, false
+	}
+	return msg, true
+}
+
+// Field numbers that sentReply writes and eventMessage reads.
+var (
+	joinReplyField    = fieldNumber(&parleyv1.JoinResponse{}, "reply")
+	joinMessageField  = fieldNumber(&parleyv1.JoinResponse{}, "message")
+	replyMessageField = fieldNumber(&parleyv1.Reply{}, "message")
+)
+
+func fieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
+	return m.ProtoReflect().Descriptor().Fields().ByName(name).Number()
 }
