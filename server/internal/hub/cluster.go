@@ -104,12 +104,20 @@ func (h *Hub) publish(ev wireEvent) {
 }
 
 // Run publishes this node's heartbeats, follows the other nodes', and drops
-// the presence of a node whose heartbeats stop, until ctx ends. Without a
-// broker it returns at once.
+// the presence of a node whose heartbeats stop, until ctx ends or the hub
+// is closed (Close waits for it to return). Without a broker it returns at
+// once; after Close, with ErrHubClosed.
 func (h *Hub) Run(ctx context.Context) error {
 	if h.cfg.Broker == nil {
 		return nil
 	}
+	if !h.life.enter() {
+		return ErrHubClosed
+	}
+	defer h.life.exit()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(h.life.ctx, cancel)()
 	unsub, err := h.cfg.Broker.Subscribe(h.nodesSubject(), func(data []byte) { h.onHeartbeat(ctx, data) })
 	if err != nil {
 		return fmt.Errorf("subscribe to cluster heartbeats: %w", err)
@@ -436,7 +444,7 @@ func (h *Hub) followWhileCut(ctx context.Context) {
 			continue
 		}
 		h.liveRooms(func(r *room) bool {
-			r.catchUp()
+			r.catchUp(ctx)
 			return ctx.Err() == nil
 		})
 	}
@@ -446,18 +454,26 @@ func (h *Hub) followWhileCut(ctx context.Context) {
 // stored since the room's head, and checks the members of private rooms:
 // after the broker connection was lost and came back, what it missed would
 // otherwise wait for the next message to reveal the gap, and a member
-// removed meanwhile would go on reading.
+// removed meanwhile would go on reading. It returns at once; the reads
+// run in the background, until they are done or the hub is closed. After
+// Close it does nothing.
 func (h *Hub) CatchUp() {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	h.life.goCounted(func() {
+		ctx, cancel := h.life.withTimeout(catchUpTimeout)
 		defer cancel()
 		h.checkMembers(ctx)
-	}()
+	})
 	h.liveRooms(func(r *room) bool {
-		go r.catchUp()
-		return true
+		return h.life.goCounted(func() { r.catchUp(h.life.ctx) })
 	})
 }
+
+// Bounds on the reads from the store that the hub makes of its own accord,
+// within its lifetime.
+const (
+	catchUpTimeout = 30 * time.Second
+	gapFillTimeout = 10 * time.Second
+)
 
 // liveRooms calls fn for each room subscribed to the cluster's events
 // here, until fn returns false.
@@ -471,8 +487,10 @@ func (h *Hub) liveRooms(fn func(*room) bool) {
 	})
 }
 
-func (r *room) catchUp() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+// catchUp delivers the messages stored after the room's head, until ctx
+// ends or catchUpTimeout passes.
+func (r *room) catchUp(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
 	defer cancel()
 	for {
 		r.mu.Lock()
@@ -500,7 +518,7 @@ func (r *room) scheduleGapFillLocked() {
 	if r.gapTimer != nil || len(r.pending) == 0 {
 		return
 	}
-	r.gapTimer = time.AfterFunc(r.hub.cfg.GapWait, r.fillGap)
+	r.gapTimer = time.AfterFunc(r.hub.cfg.GapWait, r.hub.life.timed(r.fillGap))
 }
 
 func (r *room) fillGap() {
@@ -518,7 +536,7 @@ func (r *room) fillGap() {
 		to = max(to, seq)
 	}
 	r.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := r.hub.life.withTimeout(gapFillTimeout)
 	defer cancel()
 	msgs, err := r.hub.store.Messages(ctx, r.name, store.Query{After: from, Before: to, Limit: 1000})
 	if err != nil {

@@ -242,7 +242,12 @@ func (c *Conn) startWriterLocked(urgent bool) {
 	}
 	c.writing = true
 	c.writers.Add(1)
-	c.hub.writers.ready(c, urgent)
+	if !c.hub.writers.ready(c, urgent) {
+		// The hub is closed: nothing will write the queue.
+		c.writing = false
+		c.writers.Done()
+		c.endLocked(ErrHubClosed)
+	}
 }
 
 // writeTurn is the connection's turn with a writer: it hands everything

@@ -20,4 +20,7 @@ var (
 	ErrRemoved = errors.New("you were removed from room")
 	// ErrConnClosed means the connection was closed.
 	ErrConnClosed = errors.New("connection closed")
+	// ErrHubClosed ends the connections still open, or opened, after
+	// Hub.Close.
+	ErrHubClosed = errors.New("hub closed")
 )

@@ -133,8 +133,10 @@ type Hub struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	writers *writers // write the queues of connections in push mode
-	trim    trimmer  // gives back the memory of queues after a burst
+	writers   *writers  // write the queues of connections in push mode
+	trim      trimmer   // gives back the memory of queues after a burst
+	life      *lifetime // owns the goroutines the hub starts; ended by Close
+	closeOnce sync.Once
 
 	rooms   sync.Map   // name -> *room
 	loadMu  sync.Mutex // serializes loading a room from the store; taken before a room's mu
@@ -154,16 +156,62 @@ type Hub struct {
 }
 
 // New returns a hub that stores messages in st and encodes events with enc.
+// The hub lives until Close.
 func New(cfg Config, st store.Store, enc Encoder, log *slog.Logger) *Hub {
 	cfg.setDefaults()
-	return &Hub{
+	h := &Hub{
 		cfg: cfg, store: st, encode: enc, log: log, now: time.Now,
 		conns:       make(map[*Conn]struct{}),
 		incarnation: time.Now().UnixNano(),
 		nodes:       make(map[string]*remoteNode),
 		writers:     newWriters(),
 		trim:        trimmer{delay: cfg.QueueTrimDelay},
+		life:        newLifetime(),
 	}
+	h.trim.fire = h.life.timed(h.trim.run)
+	return h
+}
+
+// Close ends the hub's life. It ends every connection still open (with
+// the cause EndAll gave, else ErrHubClosed), cancels the work the hub
+// started of its own accord — catch-up and member checks (CatchUp), gap
+// fills, Run and what it runs, presence batches, queue trims — and
+// returns once all of it, and the writers still writing queues, have
+// returned. Call it after the transport has stopped (a write blocked on
+// a client that does not read holds Close up) and before closing the
+// store, which that work reads. Close may be called more than once; later
+// calls return once the first has.
+//
+// After Close, nothing new starts: Run returns ErrHubClosed, CatchUp does
+// nothing, Connect returns a connection that has already ended, and a
+// gap in a room is no longer filled from the store. Calls made on a
+// caller's behalf (Join, Send, Presence...) still reach the store.
+func (h *Hub) Close() {
+	h.closeOnce.Do(func() {
+		h.connsMu.Lock()
+		if h.closing == nil {
+			h.closing = ErrHubClosed
+		}
+		cause := h.closing
+		h.connsMu.Unlock()
+		h.EndAll(cause)
+		h.life.close()
+		h.writers.close()
+		h.trim.close()
+		// The timers left would find the lifetime closed and do nothing;
+		// stopped, they do not even start a goroutine.
+		h.rooms.Range(func(_, v any) bool {
+			r := v.(*room)
+			r.mu.Lock()
+			for _, t := range []*time.Timer{r.gapTimer, r.diffTimer} {
+				if t != nil {
+					t.Stop()
+				}
+			}
+			r.mu.Unlock()
+			return true
+		})
+	})
 }
 
 // shared returns a frame for data that many connections receive.

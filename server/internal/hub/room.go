@@ -406,7 +406,7 @@ func (r *room) queueDiffLocked(joins, leaves []Presence) {
 		}
 	}
 	if r.diffTimer == nil && len(r.diffs) > 0 {
-		r.diffTimer = time.AfterFunc(r.hub.cfg.PresenceBatchWindow, r.flushDiffs)
+		r.diffTimer = time.AfterFunc(r.hub.cfg.PresenceBatchWindow, r.hub.life.timed(r.flushDiffs))
 	}
 }
 

@@ -26,17 +26,22 @@ type trimmer struct {
 	conns []*Conn    // listed connections (Conn.trimListed)
 	timer *time.Timer
 	armed bool
+	fire  func() // calls run, counted by the hub's lifetime (see Hub.New)
+	done  bool   // set by close: the timer is not armed again
 }
 
 // list puts c on the list; c.mu is held and c.trimListed was false.
 func (t *trimmer) list(c *Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.done {
+		return
+	}
 	t.conns = append(t.conns, c)
 	if !t.armed {
 		t.armed = true
 		if t.timer == nil {
-			t.timer = time.AfterFunc(t.delay, t.run)
+			t.timer = time.AfterFunc(t.delay, t.fire)
 		} else {
 			t.timer.Reset(t.delay)
 		}
@@ -59,9 +64,20 @@ func (t *trimmer) run() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.conns = append(t.conns, keep...)
-	t.armed = len(t.conns) > 0
+	t.armed = len(t.conns) > 0 && !t.done
 	if t.armed {
 		t.timer.Reset(t.delay)
+	}
+}
+
+// close disarms the timer for good: the hub is closing.
+func (t *trimmer) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.done = true
+	t.conns = nil
+	if t.timer != nil {
+		t.timer.Stop()
 	}
 }
 

@@ -22,6 +22,10 @@ import (
 // block for long — HTTP/2 flow control holds a client that does not read
 // — so a writer that has made no progress for a whole check period while
 // connections wait no longer counts, and another starts in its place.
+//
+// close stops new writers from starting and waits for the running ones,
+// which finish the line first; a connection readied after close is
+// refused (ready returns false).
 type writers struct {
 	mu      sync.Mutex
 	line    deque         // connections ready to write, in turn
@@ -31,6 +35,8 @@ type writers struct {
 	check   *time.Timer   // armed while connections wait and no writer may start
 	armed   bool          // check is armed
 	period  time.Duration // of check: stuckAfter (tests change it)
+	closed  bool          // set by close: no writer starts any more
+	wg      sync.WaitGroup
 }
 
 // writer is one writer goroutine's record, guarded by writers.mu.
@@ -53,12 +59,27 @@ func newWriters() *writers {
 }
 
 // ready puts c in line, at the front if urgent, and starts a writer if
-// one may start.
-func (w *writers) ready(c *Conn, urgent bool) {
+// one may start. After close it queues nothing and returns false.
+func (w *writers) ready(c *Conn, urgent bool) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		return false
+	}
 	w.line.push(c, urgent)
 	w.startLocked()
+	return true
+}
+
+// close lets no writer start any more and waits for the running ones,
+// which write the connections still in line before they return.
+func (w *writers) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.check.Stop()
+	w.armed = false
+	w.mu.Unlock()
+	w.wg.Wait()
 }
 
 // startLocked starts a writer if connections wait and fewer than max
@@ -67,7 +88,7 @@ func (w *writers) startLocked() {
 	if len(w.running)-w.stuck < w.max {
 		wr := &writer{}
 		w.running = append(w.running, wr)
-		go w.run(wr)
+		w.wg.Go(func() { w.run(wr) }) // under w.mu: before close's Wait
 		return
 	}
 	if !w.armed {
@@ -107,6 +128,9 @@ func (w *writers) run(wr *writer) {
 func (w *writers) checkStuck() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
 	w.armed = false
 	for _, wr := range w.running {
 		if !wr.stuck && wr.turns == wr.seen {
