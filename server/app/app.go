@@ -486,7 +486,12 @@ func certLoader(certFile, keyFile string) func(*tls.ClientHelloInfo) (*tls.Certi
 	}
 }
 
+// closeBackends closes the hub, then the broker and the store: the hub's
+// own work (catch-up, gap fills) reads the store until the hub is closed.
 func (s *Server) closeBackends() error {
+	if s.hub != nil {
+		s.hub.Close()
+	}
 	if s.broker != nil {
 		s.broker.Close()
 	}
@@ -649,7 +654,8 @@ func (s *Server) Errors() <-chan error { return s.net.Errors() }
 
 // Shutdown stops the server gracefully: it reports NOT_SERVING, ends every
 // stream with UNAVAILABLE ("server shutting down, reconnect"), lets unary
-// calls finish, and closes the store, within cfg.ShutdownTimeout.
+// calls finish, closes the hub (waiting for its background work), then the
+// broker and the store, within cfg.ShutdownTimeout.
 func (s *Server) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
