@@ -7,8 +7,12 @@ import (
 )
 
 // parleyGoroutines counts the goroutines running Parley's own server code
-// (the api and hub packages) whose stack contains mark ("" for any).
-func parleyGoroutines(mark string) int {
+// (package app and the internal packages: api, hub, store...) whose stack
+// contains mark ("" for any).
+func parleyGoroutines(mark string) int { return len(parleyStacks(mark)) }
+
+// parleyStacks returns the stacks parleyGoroutines counts.
+func parleyStacks(mark string) []string {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -18,14 +22,14 @@ func parleyGoroutines(mark string) int {
 		}
 		buf = make([]byte, 2*len(buf))
 	}
-	count := 0
+	var stacks []string
 	for g := range bytes.SplitSeq(buf, []byte("\n\n")) {
-		if (bytes.Contains(g, []byte("parley/server/api.")) || bytes.Contains(g, []byte("parley/server/hub."))) &&
+		if (bytes.Contains(g, []byte("parley/server/internal/")) || bytes.Contains(g, []byte("parley/server/app.("))) &&
 			bytes.Contains(g, []byte(mark)) {
-			count++
+			stacks = append(stacks, string(g))
 		}
 	}
-	return count
+	return stacks
 }
 
 // An idle Join stream holds one goroutine of the server's own: its
