@@ -1,6 +1,35 @@
 // Package app wires Parley together: it opens the store, creates the hub,
 // the ChatService and the listeners, and owns start-up and graceful
 // shutdown. It is the only package that knows every piece.
+//
+// # Glossary
+//
+// The code uses one word per concept, in every package:
+//
+//   - session: one Join RPC, a stream on which a client joins rooms, sends,
+//     and receives events (api's session); Subscribe opens a receive-only
+//     one. Never called a join.
+//   - connection: the hub's side of a session (hub.Conn): its queue of
+//     frames and the rooms it is in.
+//   - join, leave: a connection entering or leaving one room (the join and
+//     leave frames, Hub.Join, Hub.Leave).
+//   - send: a user putting a message in a room: the SendMessage RPC, the
+//     Join stream's post frame (named Post in the proto, kept for wire
+//     compatibility), Hub.Send and Hub.StartSend, which queues the send and
+//     returns a function that waits for it.
+//   - append: the store adding an entry to a room's log and giving it the
+//     room's next seq (Store.Append, Store.StartAppend).
+//   - seq, head: an entry's position in its room's log; the newest seq.
+//   - deliver: the hub handing a stored entry to the connections in its
+//     room, in seq order, once per node.
+//   - event, frame: what happened in a room (hub.Event), and the bytes it
+//     was encoded to once for every connection (hub.Frame).
+//   - enqueue, write: putting frames on a connection's queue, and writing
+//     them to its stream.
+//   - replay, resume: sending a joining connection the stored entries after
+//     the after_seq it gave; a client resumes by joining with after_seq.
+//   - cut off: ending a connection that fell too far behind, telling it the
+//     seq to resume from.
 package app
 
 import (

@@ -51,7 +51,7 @@ func damagedDataDir(t *testing.T) string {
 		}
 		waits := make([]func() (store.Message, bool, error), 200)
 		for i := range waits {
-			waits[i] = st.Submit(ctx, store.NewMessage{Room: room, Sender: "alice", Body: body})
+			waits[i] = st.StartAppend(ctx, store.NewMessage{Room: room, Sender: "alice", Body: body})
 		}
 		for _, w := range waits {
 			if _, _, err := w(); err != nil {

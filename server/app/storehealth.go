@@ -153,12 +153,12 @@ func (w watchedStore) Append(ctx context.Context, m store.NewMessage) (store.Mes
 	return msg, dup, w.h.wrote(err, !dup)
 }
 
-// Submit implements store.Store.
-func (w watchedStore) Submit(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
+// StartAppend implements store.Store.
+func (w watchedStore) StartAppend(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
 	if err := w.h.refuse(); err != nil {
 		return store.Answered(store.Message{}, false, err)
 	}
-	wait := w.Store.Submit(ctx, m)
+	wait := w.Store.StartAppend(ctx, m)
 	return func() (store.Message, bool, error) {
 		msg, dup, err := wait()
 		return msg, dup, w.h.wrote(err, !dup)

@@ -118,7 +118,7 @@ func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) erro
 	case *parleyv1.JoinRequest_Send:
 		reply.Room = f.Send.GetRoom()
 		var wait func() (hub.Sent, error)
-		if wait, err = sess.submit(ctx, f.Send); err == nil {
+		if wait, err = sess.send(ctx, f.Send); err == nil {
 			sess.pipeline(reply, wait)
 			return nil
 		}
@@ -233,11 +233,11 @@ func (sess *session) leave(room string) error {
 	return sess.s.cfg.Hub.Leave(sess.conn, room)
 }
 
-// submit checks a send frame and queues its message for the store. The
+// send checks a send frame and queues its message for the store. The
 // room's access was checked when the stream joined it: a member removed
 // since was taken out of it, unless this node could not learn of the
 // removal yet (see hub.Hub.SeesRemovals), when membership is read again.
-func (sess *session) submit(ctx context.Context, m *parleyv1.JoinRequest_Post) (wait func() (hub.Sent, error), err error) {
+func (sess *session) send(ctx context.Context, m *parleyv1.JoinRequest_Post) (wait func() (hub.Sent, error), err error) {
 	room := m.GetRoom()
 	if err := validateRoom(room); err != nil {
 		return nil, err
@@ -260,7 +260,7 @@ func (sess *session) submit(ctx context.Context, m *parleyv1.JoinRequest_Post) (
 			return nil, err
 		}
 	}
-	return sess.s.submit(ctx, held, sess.user, m.GetBody(), m.GetClientMsgId(), false, sess.conn)
+	return sess.s.startSend(ctx, held, sess.user, m.GetBody(), m.GetClientMsgId(), false, sess.conn)
 }
 
 func (sess *session) typing(t *parleyv1.JoinRequest_SetTyping) error {

@@ -1,6 +1,8 @@
 // Package api implements parley.v1.ChatService: it turns protobuf requests
 // into hub and store calls, authenticates callers, validates every
 // client-controlled field, and maps errors to gRPC status codes in one place.
+// Its words (session, join, send, ...) are those of the glossary in package
+// app.
 package api
 
 import (
@@ -210,7 +212,7 @@ func (s *Service) send(ctx context.Context, user, room, body, clientMsgID string
 	if err != nil {
 		return store.Message{}, err
 	}
-	wait, err := s.submit(ctx, held, user, body, clientMsgID, true, nil)
+	wait, err := s.startSend(ctx, held, user, body, clientMsgID, true, nil)
 	if err != nil {
 		return store.Message{}, err
 	}
@@ -218,18 +220,18 @@ func (s *Service) send(ctx context.Context, user, room, body, clientMsgID string
 	return sent.Message, err
 }
 
-// submit queues a send's message, checked but for its rate, for the store
-// (see hub.Held.Submit), and takes over held; wait stores and delivers it.
+// startSend queues a send's message, checked but for its rate, for the store
+// (see hub.Held.StartSend), and takes over held; wait stores and delivers it.
 // hold says whether a send refused for its rate is held before the answer
 // (see allowSend): not on a Join stream, whose frames are handled in
 // order, so holding one would hold the user's joins and typing behind it.
 // from is the connection it was sent on, if any.
-func (s *Service) submit(ctx context.Context, held hub.Held, user, body, clientMsgID string, hold bool, from *hub.Conn) (wait func() (hub.Sent, error), err error) {
+func (s *Service) startSend(ctx context.Context, held hub.Held, user, body, clientMsgID string, hold bool, from *hub.Conn) (wait func() (hub.Sent, error), err error) {
 	if err := s.limits.allowSend(ctx, user, hold); err != nil {
 		held.Release()
 		return nil, err
 	}
-	return held.Submit(ctx, store.NewMessage{Room: held.Info().Name, Sender: user, Body: body, ClientMsgID: clientMsgID}, from), nil
+	return held.StartSend(ctx, store.NewMessage{Room: held.Info().Name, Sender: user, Body: body, ClientMsgID: clientMsgID}, from), nil
 }
 
 // Paging limits.

@@ -79,7 +79,7 @@ func waitDelivered(b *testing.B, delivered *atomic.Int64, want int64) {
 
 // BenchmarkJoinSend is BenchmarkFanOut for a message sent on a Join
 // stream: the sender is one of the room's n connections, the message is
-// submitted from it, and when its wait returns the send's reply is queued
+// sent from it, and when its wait returns the send's reply is queued
 // for the sender, as the Join stream does. An op is one send.
 func BenchmarkJoinSend(b *testing.B) {
 	for _, n := range []int{1, 100} {
@@ -109,7 +109,7 @@ func BenchmarkJoinSend(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				wait := h.Submit(ctx, store.NewMessage{Room: "r", Sender: sender.User, Body: body}, sender)
+				wait := h.StartSend(ctx, store.NewMessage{Room: "r", Sender: sender.User, Body: body}, sender)
 				if _, _, err := wait(); err != nil {
 					b.Fatal(err)
 				}

@@ -13,6 +13,9 @@
 // message delivered; whoever leaves a room, or releases its last hold,
 // unloads it if it is idle, under the room's mu, by swapping the count
 // from 0 to -1, which makes later holds fail (room.unloadIfIdleLocked).
+//
+// Its words (connection, join, send, deliver, ...) are those of the
+// glossary in package app.
 package hub
 
 import (
@@ -387,9 +390,9 @@ func (h *Hub) Send(ctx context.Context, m store.NewMessage) (msg store.Message, 
 	return sent.Message, sent.Duplicate, err
 }
 
-// Submit is Send in two steps, like store.Store's Submit: it queues the
+// StartSend is Send in two steps, like store.Store's StartAppend: it queues the
 // message for the store, and wait stores it, delivers it and returns what
-// Send would. Messages submitted one after another are stored, and so
+// Send would. Messages started one after another are stored, and so
 // delivered, in that order. Call wait exactly once.
 //
 // from is the connection the message was sent on, nil if none. wait
@@ -402,12 +405,12 @@ func (h *Hub) Send(ctx context.Context, m store.NewMessage) (msg store.Message, 
 // frame: at the front of the writers' line, behind none of the room's
 // fan-out, and likely still there when the send's reply (urgent too) is
 // queued after wait returns, so that one turn writes both.
-func (h *Hub) Submit(ctx context.Context, m store.NewMessage, from *Conn) (wait func() (msg store.Message, duplicate bool, err error)) {
+func (h *Hub) StartSend(ctx context.Context, m store.NewMessage, from *Conn) (wait func() (msg store.Message, duplicate bool, err error)) {
 	held, err := h.Hold(ctx, m.Room)
 	if err != nil {
 		return store.Answered(store.Message{}, false, err)
 	}
-	sent := held.Submit(ctx, m, from)
+	sent := held.StartSend(ctx, m, from)
 	return func() (store.Message, bool, error) {
 		s, err := sent()
 		return s.Message, s.Duplicate, err
@@ -416,7 +419,7 @@ func (h *Hub) Submit(ctx context.Context, m store.NewMessage, from *Conn) (wait 
 
 // Held is a room held loaded for a send, from Hold or HoldJoined: the
 // caller checks the send against the room's record (Info), then either
-// submits the message (Submit) or lets the room go (Release), once.
+// sends the message (StartSend) or lets the room go (Release), once.
 type Held struct {
 	h *Hub
 	r *room
@@ -466,11 +469,11 @@ type Sent struct {
 	Event []byte
 }
 
-// Submit is Hub.Submit into the held room, which it takes over: the room
+// StartSend is Hub.StartSend into the held room, which it takes over: the room
 // is released once the message is delivered. m.Room must be the room's
 // name.
-func (x Held) Submit(ctx context.Context, m store.NewMessage, from *Conn) (wait func() (Sent, error)) {
-	stored := x.h.store.Submit(ctx, m)
+func (x Held) StartSend(ctx context.Context, m store.NewMessage, from *Conn) (wait func() (Sent, error)) {
+	stored := x.h.store.StartAppend(ctx, m)
 	return func() (Sent, error) {
 		// The room stays loaded until the message is delivered: a room
 		// loaded afresh meanwhile could read a head that misses it.
@@ -482,7 +485,7 @@ func (x Held) Submit(ctx context.Context, m store.NewMessage, from *Conn) (wait 
 
 // stored delivers a message the store answered for, and returns the answer.
 // from, if not nil, gets the message last, and the answer waits until it
-// has (see Submit), or until from or ctx ends: then nobody is left to
+// has (see StartSend), or until from or ctx ends: then nobody is left to
 // answer in order.
 func (h *Hub) stored(ctx context.Context, r *room, msg store.Message, duplicate bool, err error, from *Conn) (Sent, error) {
 	if err != nil {

@@ -181,7 +181,7 @@ func TestSharedFramesMadeOncePerEvent(t *testing.T) {
 	}
 }
 
-// The connection a message was submitted on gets it after every other
+// The connection a message was sent on gets it after every other
 // connection in the room (and at the front of the writers' line), so that
 // one turn likely writes it with the send's reply. The order is observed by
 // cutting every connection off in the fan-out: each queue holds a backlog
@@ -210,7 +210,7 @@ func TestSenderGetsItsMessageLast(t *testing.T) {
 			}
 		}
 		from := conns[run%len(conns)]
-		if _, _, err := h.Submit(ctx, store.NewMessage{Room: "r", Sender: from.User, Body: "b"}, from)(); err != nil {
+		if _, _, err := h.StartSend(ctx, store.NewMessage{Room: "r", Sender: from.User, Body: "b"}, from)(); err != nil {
 			t.Fatal(err)
 		}
 		if len(order) != len(conns) {

@@ -72,8 +72,8 @@ func TestReplyWaitsForTheGapBeforeItsMessage(t *testing.T) {
 				other = sender
 			}
 			drain(t, sender)
-			first := h.Submit(ctx, store.NewMessage{Room: "r", Sender: other.User, Body: "1"}, other)
-			second := h.Submit(ctx, store.NewMessage{Room: "r", Sender: sender.User, Body: "2"}, sender)
+			first := h.StartSend(ctx, store.NewMessage{Room: "r", Sender: other.User, Body: "1"}, other)
+			second := h.StartSend(ctx, store.NewMessage{Room: "r", Sender: sender.User, Body: "2"}, sender)
 			r, _ := h.room(ctx, "r")
 			delivered := afterPending(r, 2, func() {
 				if _, _, err := first(); err != nil {
@@ -118,8 +118,8 @@ func TestHeldMessageGoesToItsSenderLast(t *testing.T) {
 		t.Fatal(err)
 	}
 	from := conns[3]
-	second := h.Submit(ctx, store.NewMessage{Room: "r", Sender: "s", Body: "b"}, nil)
-	third := h.Submit(ctx, store.NewMessage{Room: "r", Sender: from.User, Body: "b"}, from)
+	second := h.StartSend(ctx, store.NewMessage{Room: "r", Sender: "s", Body: "b"}, nil)
+	third := h.StartSend(ctx, store.NewMessage{Room: "r", Sender: from.User, Body: "b"}, from)
 	r, _ := h.room(ctx, "r")
 	delivered := afterPending(r, 3, func() {
 		if _, _, err := second(); err != nil {
@@ -150,8 +150,8 @@ func TestHeldSendEndsWithItsConnection(t *testing.T) {
 			sender := joinRoom(t, h, "b")
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			h.Submit(ctx, store.NewMessage{Room: "r", Sender: "a", Body: "1"}, nil) // stored, never delivered
-			wait := h.Submit(ctx, store.NewMessage{Room: "r", Sender: "b", Body: "2"}, sender)
+			h.StartSend(ctx, store.NewMessage{Room: "r", Sender: "a", Body: "1"}, nil) // stored, never delivered
+			wait := h.StartSend(ctx, store.NewMessage{Room: "r", Sender: "b", Body: "2"}, sender)
 			r, _ := h.room(ctx, "r")
 			ended := afterPending(r, 2, func() {
 				if end == "connection" {
@@ -257,7 +257,7 @@ func TestReplyWaitsForARemoteGap(t *testing.T) {
 			if _, _, err := there.Send(ctx, store.NewMessage{Room: "r", Sender: "b", Body: "1"}); err != nil {
 				t.Fatal(err)
 			}
-			wait := here.Submit(ctx, store.NewMessage{Room: "r", Sender: "a", Body: "2"}, sender)
+			wait := here.StartSend(ctx, store.NewMessage{Room: "r", Sender: "a", Body: "2"}, sender)
 			r, _ := here.room(ctx, "r")
 			arrived := afterPending(r, 2, func() {
 				if !lost {

@@ -167,7 +167,7 @@ func (r *room) shrankLocked() {
 func (r *room) deliver(m store.Message) { r.deliverFrom(m, nil) }
 
 // deliverFrom is deliver where from, if not nil, gets the message after
-// the room's other connections (see Hub.Submit). It returns the message's
+// the room's other connections (see Hub.StartSend). It returns the message's
 // encoded event (nil if encoding failed), and a nil channel once the
 // message is delivered or dropped. A message from a connection that must
 // wait for a gap returns a channel instead, closed once the room has

@@ -90,7 +90,7 @@ func TestRoomUnloadsWhenTheLastUserGoes(t *testing.T) {
 	if got := loadedRooms(h); got != 1 {
 		t.Fatalf("%d rooms loaded with a subscriber in one, want 1", got)
 	}
-	wait := h.Submit(ctx, store.NewMessage{Room: "r", Sender: "a", Body: "x"}, nil)
+	wait := h.StartSend(ctx, store.NewMessage{Room: "r", Sender: "a", Body: "x"}, nil)
 	b.Close()
 	if got := loadedRooms(h); got != 1 {
 		t.Fatalf("%d rooms loaded with a send in flight, want 1", got)

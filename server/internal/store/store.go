@@ -4,7 +4,8 @@
 //
 // The store is the single authority for a room's order: Append assigns each
 // message the next seq of its room, and a seq is visible to readers only once
-// the message is durably stored.
+// the message is durably stored. Its words (append, seq, head) are those of
+// the glossary in package app.
 package store
 
 import (
@@ -85,7 +86,7 @@ type Retention struct {
 	MaxMessages int
 }
 
-// Answered returns a wait function (see Store.Submit) for an append whose
+// Answered returns a wait function (see Store.StartAppend) for an append whose
 // answer is known already: stored at once, or refused before it was queued.
 func Answered(msg Message, duplicate bool, err error) func() (Message, bool, error) {
 	return func() (Message, bool, error) { return msg, duplicate, err }
@@ -107,13 +108,13 @@ type Store interface {
 	// nothing and returns that message with duplicate set. It returns
 	// ErrRoomNotFound for an unknown room.
 	Append(ctx context.Context, m NewMessage) (msg Message, duplicate bool, err error)
-	// Submit is Append in two steps: it queues m, waiting only while the
+	// StartAppend is Append in two steps: it queues m, waiting only while the
 	// store's queue is full, and returns a wait function that blocks until
-	// m is stored and returns what Append would. Appends submitted one
-	// after another get a room's seqs in the order they were submitted, so
+	// m is stored and returns what Append would. Appends started one
+	// after another get a room's seqs in the order they were started, so
 	// a caller may have many in flight and still keep its order. Call wait
 	// exactly once.
-	Submit(ctx context.Context, m NewMessage) (wait func() (msg Message, duplicate bool, err error))
+	StartAppend(ctx context.Context, m NewMessage) (wait func() (msg Message, duplicate bool, err error))
 	// Messages returns the messages of a room that match q, in seq order
 	// (descending if q.Descending). It returns ErrRoomNotFound for an unknown room.
 	Messages(ctx context.Context, room string, q Query) ([]Message, error)

@@ -112,9 +112,9 @@ func (s *Store) listRooms(afterName string, limit int, keep func(*room) bool) ([
 	return out, nil
 }
 
-// Submit implements store.Store: the memory store appends at once, so
+// StartAppend implements store.Store: the memory store appends at once, so
 // wait only returns the result.
-func (s *Store) Submit(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
+func (s *Store) StartAppend(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
 	return store.Answered(s.Append(ctx, m))
 }
 

@@ -74,10 +74,10 @@ func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, 
 	return s.wait(ctx, r)
 }
 
-// Submit implements store.Store: requests join the writer's queue in the
-// order Submit is called, and the writer gives a room's seqs in queue
+// StartAppend implements store.Store: requests join the writer's queue in the
+// order StartAppend is called, and the writer gives a room's seqs in queue
 // order. wait returns early, with ctx's error, if ctx ends first.
-func (s *Store) Submit(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
+func (s *Store) StartAppend(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
 	r, err := s.queue(ctx, m)
 	if err != nil {
 		return store.Answered(store.Message{}, false, err)
@@ -95,7 +95,7 @@ func (s *Store) queue(ctx context.Context, m store.NewMessage) (*request, error)
 	}
 	defer s.gate.Exit()
 	r := requests.Get(ctx, m)
-	if err := s.w.q.Send(ctx, r); err != nil {
+	if err := s.w.q.Put(ctx, r); err != nil {
 		requests.Put(r)
 		return nil, err
 	}

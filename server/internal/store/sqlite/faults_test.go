@@ -28,7 +28,7 @@ func fillRooms(t *testing.T, s *sqlite.Store, rooms, perRoom int) {
 		}
 		waits := make([]func() (store.Message, bool, error), perRoom)
 		for i := range waits {
-			waits[i] = s.Submit(ctx, store.NewMessage{Room: name, Sender: "alice", Body: body, ClientMsgID: fmt.Sprint(i)})
+			waits[i] = s.StartAppend(ctx, store.NewMessage{Room: name, Sender: "alice", Body: body, ClientMsgID: fmt.Sprint(i)})
 		}
 		for _, w := range waits {
 			if _, _, err := w(); err != nil {

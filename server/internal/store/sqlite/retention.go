@@ -26,7 +26,7 @@ func (s *Store) Prune(ctx context.Context, p store.Retention) (int, error) {
 			return s.pruneBounds(ctx, room, p.MaxAge > 0, cutoff)
 		},
 		Delete: func(ctx context.Context, room string, after, upto uint64) (int64, error) {
-			res, err := s.submit(ctx, op{prune: &pruneOp{room: room, after: after, upto: upto}})
+			res, err := s.do(ctx, op{prune: &pruneOp{room: room, after: after, upto: upto}})
 			return res.deleted, err
 		},
 	}.Prune(ctx, p)

@@ -114,7 +114,7 @@ func limitSize(ctx context.Context, conn *sql.Conn, maxBytes int64) error {
 // CreateRoom implements store.Store. Like an append, it is committed by the
 // writer.
 func (s *Store) CreateRoom(ctx context.Context, r store.Room) (store.Room, error) {
-	res, err := s.submit(ctx, op{create: &r})
+	res, err := s.do(ctx, op{create: &r})
 	return res.room, err
 }
 
@@ -135,7 +135,7 @@ func (s *Store) RemoveMember(ctx context.Context, room, user string) error {
 }
 
 func (s *Store) changeMember(ctx context.Context, m memberOp) error {
-	_, err := s.submit(ctx, op{member: &m})
+	_, err := s.do(ctx, op{member: &m})
 	return err
 }
 
@@ -143,14 +143,14 @@ func (s *Store) changeMember(ctx context.Context, m memberOp) error {
 // committed. If ctx ends before the batch starts, nothing is stored and
 // Append returns ctx's error.
 func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, bool, error) {
-	res, err := s.submit(ctx, op{msg: m})
+	res, err := s.do(ctx, op{msg: m})
 	return res.msg, res.dup, err
 }
 
-// Submit implements store.Store: requests join the writer's queue in the
-// order Submit is called, and the writer gives a room's seqs in queue
+// StartAppend implements store.Store: requests join the writer's queue in the
+// order StartAppend is called, and the writer gives a room's seqs in queue
 // order.
-func (s *Store) Submit(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
+func (s *Store) StartAppend(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
 	r, err := s.queue(ctx, op{msg: m})
 	if err != nil {
 		return store.Answered(store.Message{}, false, err)
@@ -161,11 +161,11 @@ func (s *Store) Submit(ctx context.Context, m store.NewMessage) func() (store.Me
 	}
 }
 
-// submit hands o to the writer and waits for its answer. A request whose
+// do hands o to the writer and waits for its answer. A request whose
 // context ends before it is queued is not sent. Once queued, the caller
 // waits for the writer (at most one batch) whatever its context does, so
 // an error always means that nothing was stored.
-func (s *Store) submit(ctx context.Context, o op) (result, error) {
+func (s *Store) do(ctx context.Context, o op) (result, error) {
 	r, err := s.queue(ctx, o)
 	if err != nil {
 		return result{}, err
@@ -180,7 +180,7 @@ func (s *Store) queue(ctx context.Context, o op) (*request, error) {
 	}
 	defer s.gate.Exit()
 	r := requests.Get(ctx, o)
-	if err := s.w.q.Send(ctx, r); err != nil {
+	if err := s.w.q.Put(ctx, r); err != nil {
 		requests.Put(r)
 		return nil, err
 	}

@@ -31,7 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CreateRoom", testCreateRoom},
 		{"ListRooms", testListRooms},
 		{"AppendSeqs", testAppendSeqs},
-		{"SubmitKeepsOrder", testSubmitKeepsOrder},
+		{"StartAppendKeepsOrder", testStartAppendKeepsOrder},
 		{"AppendUnknownRoom", testAppendUnknownRoom},
 		{"IdempotentAppend", testIdempotentAppend},
 		{"ConcurrentDuplicates", testConcurrentDuplicates},
@@ -277,10 +277,10 @@ func testAppendSeqs(t *testing.T, s store.Store) {
 	}
 }
 
-// Appends submitted one after another without waiting for the first are
+// Appends started one after another without waiting for the first are
 // stored in submission order, each room's seqs following it; a failing one
 // (unknown room) fails alone.
-func testSubmitKeepsOrder(t *testing.T, s store.Store) {
+func testStartAppendKeepsOrder(t *testing.T, s store.Store) {
 	mustCreate(t, s, "a", "b")
 	ctx := context.Background()
 	const n = 300
@@ -288,20 +288,20 @@ func testSubmitKeepsOrder(t *testing.T, s store.Store) {
 	rooms := make([]string, n)
 	for i := range waits {
 		rooms[i] = []string{"a", "b", "a", "ghost"}[i%4]
-		waits[i] = s.Submit(ctx, store.NewMessage{Room: rooms[i], Sender: "alice", Body: fmt.Sprint(i), ClientMsgID: idFor(i)})
+		waits[i] = s.StartAppend(ctx, store.NewMessage{Room: rooms[i], Sender: "alice", Body: fmt.Sprint(i), ClientMsgID: idFor(i)})
 	}
 	next := map[string]uint64{}
 	for i, wait := range waits {
 		got, dup, err := wait()
 		if rooms[i] == "ghost" {
 			if !errors.Is(err, store.ErrRoomNotFound) {
-				t.Fatalf("submit %d to an unknown room: %v, want ErrRoomNotFound", i, err)
+				t.Fatalf("append %d to an unknown room: %v, want ErrRoomNotFound", i, err)
 			}
 			continue
 		}
 		next[rooms[i]]++
 		if err != nil || dup || got.Seq != next[rooms[i]] || got.Body != fmt.Sprint(i) {
-			t.Fatalf("submit %d to %s: seq %d body %q dup %v err %v, want seq %d", i, rooms[i], got.Seq, got.Body, dup, err, next[rooms[i]])
+			t.Fatalf("append %d to %s: seq %d body %q dup %v err %v, want seq %d", i, rooms[i], got.Seq, got.Body, dup, err, next[rooms[i]])
 		}
 	}
 	for room, n := range next {

@@ -74,10 +74,10 @@ func (q *Queue[T]) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{q.sizes, q.commits, q.queued}
 }
 
-// Send queues r, waiting while the queue is full, unless ctx ends first:
-// then it returns ctx's error and r is not queued. Nobody may Send once
+// Put queues r, waiting while the queue is full, unless ctx ends first:
+// then it returns ctx's error and r is not queued. Nobody may Put once
 // Close has begun.
-func (q *Queue[T]) Send(ctx context.Context, r T) error {
+func (q *Queue[T]) Put(ctx context.Context, r T) error {
 	select {
 	case q.reqs <- r:
 		return nil

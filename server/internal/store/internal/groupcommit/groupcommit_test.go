@@ -13,7 +13,7 @@ import (
 func TestBatchesInOrderUpToMax(t *testing.T) {
 	q := New[int]("test", 4, time.Millisecond)
 	for i := range 10 {
-		if err := q.Send(context.Background(), i); err != nil {
+		if err := q.Put(context.Background(), i); err != nil {
 			t.Fatal(err)
 		}
 	}
