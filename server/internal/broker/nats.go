@@ -76,6 +76,55 @@ func (n *NATS) Subscribe(subject string, fn func([]byte)) (func(), error) {
 	return func() { _ = sub.Unsubscribe() }, nil
 }
 
+// Gather publishes data on subject as a request and calls fn with each
+// reply, from any number of responders, until fn returns false or ctx
+// ends. The inbox is subscribed before the request goes out, on the same
+// connection, so no early reply is missed.
+func (n *NATS) Gather(ctx context.Context, subject string, data []byte, fn func([]byte) bool) error {
+	inbox := n.nc.NewInbox()
+	replies := make(chan *nats.Msg, 256)
+	sub, err := n.nc.ChanSubscribe(inbox, replies)
+	if err != nil {
+		return fmt.Errorf("nats subscribe %s: %w", inbox, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := n.nc.PublishRequest(subject, inbox, data); err != nil {
+		return fmt.Errorf("nats request %s: %w", subject, err)
+	}
+	for {
+		select {
+		case m := <-replies:
+			if !fn(m.Data) {
+				return nil
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Serve answers the requests published on subject with the replies fn
+// returns (none, one or several), until the returned func is called.
+func (n *NATS) Serve(subject string, fn func([]byte) [][]byte) (func(), error) {
+	sub, err := n.nc.Subscribe(subject, func(m *nats.Msg) {
+		if m.Reply == "" {
+			return
+		}
+		for _, r := range fn(m.Data) {
+			if err := n.nc.Publish(m.Reply, r); err != nil {
+				return
+			}
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nats subscribe %s: %w", subject, err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
+}
+
+// MaxPayload is the largest message the server accepts.
+func (n *NATS) MaxPayload() int64 { return n.nc.MaxPayload() }
+
 // Connected reports whether the connection is up now (not reconnecting)
 // and the last Ping was answered.
 func (n *NATS) Connected() bool { return n.nc.IsConnected() && !n.unanswered.Load() }

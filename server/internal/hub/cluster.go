@@ -64,30 +64,21 @@ func (h *Hub) brokerConnected() bool {
 // wireEvent is one room event on the broker.
 type wireEvent struct {
 	Node   string         `json:"n"`
-	Kind   string         `json:"k"` // "msg", "typing", "join", "leave", "kick"
+	Kind   string         `json:"k"` // "msg", "typing", "kick"
 	Room   string         `json:"r"`
 	Msg    *store.Message `json:"m,omitempty"`
 	User   string         `json:"u,omitempty"`
 	Active bool           `json:"a,omitempty"`
-	Meta   *Meta          `json:"meta,omitempty"`
-}
-
-// heartbeat is a node's periodic announcement of itself and of every
-// presence meta it owns, by room and user.
-type heartbeat struct {
-	Node        string                       `json:"n"`
-	Incarnation int64                        `json:"i"`
-	Presence    map[string]map[string][]Meta `json:"p"`
 }
 
 // remoteNode is what this node knows of another.
 type remoteNode struct {
 	incarnation int64
+	seq         uint64 // the number of its last presence change applied here
 	lastSeen    time.Time
 }
 
 func (h *Hub) roomSubject(room string) string { return h.cfg.Subject + ".room." + room }
-func (h *Hub) nodesSubject() string           { return h.cfg.Subject + ".nodes" }
 
 func (h *Hub) publish(ev wireEvent) {
 	if h.cfg.Broker == nil {
@@ -103,11 +94,13 @@ func (h *Hub) publish(ev wireEvent) {
 	}
 }
 
-// Run publishes this node's heartbeats, follows the other nodes', and drops
-// the presence of a node whose heartbeats stop, until ctx ends or the hub
-// is closed (Close waits for it to return). Without a broker it returns at
-// once; after Close, with ErrHubClosed.
+// Run publishes this node's heartbeats and presence state, follows the
+// other nodes', and drops the presence of a node whose heartbeats stop,
+// until ctx ends or the hub is closed (Close waits for it to return). It
+// first asks the other nodes for their presence (see awaitSynced).
+// Without a broker it returns at once; after Close, with ErrHubClosed.
 func (h *Hub) Run(ctx context.Context) error {
+	defer h.markSynced()
 	if h.cfg.Broker == nil {
 		return nil
 	}
@@ -118,11 +111,25 @@ func (h *Hub) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(h.life.ctx, cancel)()
-	unsub, err := h.cfg.Broker.Subscribe(h.nodesSubject(), func(data []byte) { h.onHeartbeat(ctx, data) })
+	unsub, err := h.cfg.Broker.Subscribe(h.presenceSubject(), func(data []byte) { h.onNodeMsg(ctx, data) })
 	if err != nil {
-		return fmt.Errorf("subscribe to cluster heartbeats: %w", err)
+		return fmt.Errorf("subscribe to cluster presence: %w", err)
 	}
 	defer unsub()
+	if rq, ok := h.cfg.Broker.(requester); ok {
+		unserve, err := rq.Serve(h.stateSubject(), h.answerState)
+		if err != nil {
+			return fmt.Errorf("serve presence state: %w", err)
+		}
+		defer unserve()
+		if f, ok := h.cfg.Broker.(flusher); ok {
+			fctx, cancel := context.WithTimeout(ctx, subscribeConfirmWait)
+			_ = f.Flush(fctx) // unconfirmed, the others' heartbeats bring their states later
+			cancel()
+		}
+		h.gatherStates(ctx)
+	}
+	h.markSynced()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { h.followWhileCut(ctx) })
@@ -142,71 +149,13 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 }
 
-func (h *Hub) sendHeartbeat() {
-	hb := heartbeat{Node: h.cfg.NodeID, Incarnation: h.incarnation, Presence: map[string]map[string][]Meta{}}
-	h.rooms.Range(func(_, v any) bool {
-		r := v.(*room)
-		r.mu.Lock()
-		for user, metas := range r.presence {
-			for _, m := range metas {
-				if m.Node == h.cfg.NodeID {
-					if hb.Presence[r.name] == nil {
-						hb.Presence[r.name] = map[string][]Meta{}
-					}
-					hb.Presence[r.name][user] = append(hb.Presence[r.name][user], m)
-				}
-			}
-		}
-		r.mu.Unlock()
-		return true
-	})
-	data, err := json.Marshal(hb)
-	if err == nil {
-		err = h.cfg.Broker.Publish(h.nodesSubject(), data)
-	}
-	if err != nil {
-		h.log.Warn("publish heartbeat", "err", err)
-	}
-}
-
-// onHeartbeat makes this node's view of another node's presence equal to
-// what its heartbeat says, announcing the differences.
-func (h *Hub) onHeartbeat(ctx context.Context, data []byte) {
-	var hb heartbeat
-	if err := json.Unmarshal(data, &hb); err != nil || hb.Node == "" || hb.Node == h.cfg.NodeID {
-		return
-	}
-	h.nodesMu.Lock()
-	n := h.nodes[hb.Node]
-	if n == nil {
-		n = &remoteNode{}
-		h.nodes[hb.Node] = n
-	}
-	n.incarnation, n.lastSeen = hb.Incarnation, h.now()
-	h.nodesMu.Unlock()
-	// Rooms where the node has metas now, or had them before.
-	names := map[string]bool{}
-	for name := range hb.Presence {
-		names[name] = true
-	}
-	h.rooms.Range(func(k, v any) bool {
-		if v.(*room).hasNode(hb.Node) {
-			names[k.(string)] = true
-		}
-		return true
-	})
-	for name := range names {
-		r, err := h.room(ctx, name)
-		if err != nil {
-			continue
-		}
-		r.syncNode(hb.Node, hb.Presence[name])
-		r.release()
-	}
-}
+// markSynced lets joins and presence reads waiting for the first sync go.
+func (h *Hub) markSynced() { h.syncedOnce.Do(func() { close(h.synced) }) }
 
 // reapNodes drops the presence of nodes not heard from within NodeTimeout.
 func (h *Hub) reapNodes() {
+	h.syncMu.Lock()
+	defer h.syncMu.Unlock()
 	now := h.now()
 	h.nodesMu.Lock()
 	var dead []string
@@ -303,10 +252,6 @@ func (r *room) onWire(data []byte) {
 		// The room's subject reaches every node where the room is live,
 		// which is every node where the user may have a connection in it.
 		r.kick(ev.User)
-	case "join", "leave":
-		if ev.Meta != nil && ev.Meta.Node == ev.Node {
-			r.applyRemote(ev.User, *ev.Meta, ev.Kind == "join")
-		}
 	}
 }
 

@@ -3,9 +3,10 @@
 // SQL: messages are stored through the store.Store interface and events are
 // encoded by an Encoder the caller provides, once per event.
 //
-// Lock order: Hub.loadMu, then a room's mu, then a Conn's mu, then the
-// writers' or the trimmer's mu; Hub.connsMu and Hub.nodesMu are taken
-// alone, and no room's mu is held while another room's is taken.
+// Lock order: Hub.syncMu, then Hub.loadMu, then a room's mu, then a
+// Conn's mu, then the writers' or the trimmer's mu; Hub.pubMu may be taken
+// under a room's mu; Hub.connsMu and Hub.nodesMu are taken alone, and no
+// room's mu is held while another room's is taken.
 //
 // A room is loaded while it is used and unloaded when it is not: Hub.room
 // finds or loads it and holds it (room.hold, an atomic count); the holder
@@ -154,8 +155,19 @@ type Hub struct {
 	closing    error        // set by EndAll: new connections end at once with it
 
 	incarnation int64 // tells this run of the node from earlier ones
-	nodesMu     sync.Mutex
-	nodes       map[string]*remoteNode
+	// pubMu orders this node's presence changes: presenceSeq numbers the
+	// last one published (see presencesync.go).
+	pubMu       sync.Mutex
+	presenceSeq uint64
+	// syncMu serializes applying other nodes' presence: their changes,
+	// states and the dropping of silent nodes.
+	syncMu  sync.Mutex
+	nodesMu sync.Mutex
+	nodes   map[string]*remoteNode
+	// synced is closed once a starting node has asked the others for their
+	// presence (or without a broker that answers requests).
+	synced     chan struct{}
+	syncedOnce sync.Once
 }
 
 // New returns a hub that stores messages in st and encodes events with enc.
@@ -167,11 +179,15 @@ func New(cfg Config, st store.Store, enc Encoder, log *slog.Logger) *Hub {
 		conns:       make(map[*Conn]struct{}),
 		incarnation: time.Now().UnixNano(),
 		nodes:       make(map[string]*remoteNode),
+		synced:      make(chan struct{}),
 		writers:     newWriters(),
 		trim:        trimmer{delay: cfg.QueueTrimDelay},
 		life:        newLifetime(),
 	}
 	h.trim.fire = h.life.timed(h.trim.run)
+	if _, ok := cfg.Broker.(requester); !ok {
+		h.markSynced() // nobody to ask
+	}
 	return h
 }
 
@@ -318,6 +334,7 @@ func (h *Hub) Join(ctx context.Context, c *Conn, name string, opts JoinOptions) 
 	if err := c.underRoomLimit(h.cfg.MaxRoomsPerConn); err != nil {
 		return err
 	}
+	h.awaitSynced(ctx)
 	r, err := h.room(ctx, name)
 	if err != nil {
 		return err
@@ -522,6 +539,7 @@ func (h *Hub) Room(ctx context.Context, name string) (store.Room, error) {
 // Presence returns who is online in a room and the room's delivered head.
 // Nobody is online in a room that is not loaded; its head is the store's.
 func (h *Hub) Presence(ctx context.Context, name string) ([]Presence, uint64, error) {
+	h.awaitSynced(ctx)
 	if r, ok := h.rooms.Load(name); ok {
 		p, head := r.(*room).snapshot()
 		return p, head, nil

@@ -334,7 +334,7 @@ func (r *room) addLocked(c *Conn, opts JoinOptions) error {
 		if !batch {
 			r.sendDiffLocked(diff, nil, c)
 		}
-		r.hub.publish(wireEvent{Kind: "join", Room: r.name, User: c.User, Meta: &diff[0].Metas[0]})
+		r.hub.publishPresence(r.name, c.User, diff[0].Metas[0], true)
 	}
 	return nil
 }
@@ -577,7 +577,7 @@ func (r *room) leave(c *Conn) {
 	}
 	r.removeMetaLocked(c.User, c.ID)
 	r.broadcastDiffLocked(nil, []Presence{{User: c.User, Metas: []Meta{meta}}}, c)
-	r.hub.publish(wireEvent{Kind: "leave", Room: r.name, User: c.User, Meta: &meta})
+	r.hub.publishPresence(r.name, c.User, meta, false)
 }
 
 // removeMetaLocked takes one connection's meta out of the presence.
