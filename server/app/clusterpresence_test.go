@@ -6,9 +6,97 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
+
+// diffUsers lists the users a presence diff joins and leaves.
+func diffUsers(d *parleyv1.PresenceDiff) (joins, leaves []string) {
+	for _, p := range d.GetJoins() {
+		joins = append(joins, p.GetUser())
+	}
+	for _, p := range d.GetLeaves() {
+		leaves = append(leaves, p.GetUser())
+	}
+	return joins, leaves
+}
+
+// awaitJoins reads js's presence diffs until every one of users has joined.
+func awaitJoins(t *testing.T, js *joinStream, room string, users ...string) {
+	t.Helper()
+	for len(users) > 0 {
+		joins, _ := diffUsers(js.next(isDiff(room), nil).GetPresenceDiff())
+		users = slices.DeleteFunc(users, func(u string) bool { return slices.Contains(joins, u) })
+	}
+}
+
+// A NATS outage longer than the node timeout: neither node takes the
+// other's users for gone (no leave is announced, ListPresence still lists
+// them), and once NATS is back the one user who really left meanwhile is
+// announced as one leave, and nothing else changes.
+func TestClusterPresenceHoldsThroughABrokerOutage(t *testing.T) {
+	nats := startNATSProcess(t)
+	nodes := startClusterVia(t, nats.url(), nats.url())
+	nodes[0].createRoom(t, "hall")
+	alice := openJoin(t, nodes[0].dial(t), nodes[0].token(t, "alice"))
+	alice.join("hall", nil)
+	bob := openJoin(t, nodes[1].dial(t), nodes[1].token(t, "bob"))
+	bob.join("hall", nil)
+	carol := openJoin(t, nodes[1].dial(t), nodes[1].token(t, "carol"))
+	carol.join("hall", nil)
+	awaitJoins(t, alice, "hall", "bob", "carol")
+	awaitJoins(t, bob, "hall", "carol")
+	waitFor(t, "node 1 to list alice", func() bool { return strings.Contains(presenceOf(t, nodes[1], "hall"), "alice") })
+	before0, before1 := presenceOf(t, nodes[0], "hall"), presenceOf(t, nodes[1], "hall")
+
+	nats.stop()
+	for _, n := range nodes {
+		waitFor(t, "the nodes to see the broker gone", func() bool {
+			_, body := healthz(t, n.Addr())
+			return strings.Contains(body, "broker unreachable")
+		})
+	}
+	carol.closeAndWait() // leaves while nobody can hear it on node 0
+	after1 := presenceOf(t, nodes[1], "hall")
+	// The outage lasts three node timeouts; all along, each node keeps
+	// listing the other's users.
+	for end := time.Now().Add(3 * nodes[0].cfg.NodeTimeout); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if got := presenceOf(t, nodes[0], "hall"); got != before0 {
+			t.Fatalf("node 0's presence changed during the outage:\n got %s\nwant %s", got, before0)
+		}
+		if got := presenceOf(t, nodes[1], "hall"); got != after1 {
+			t.Fatalf("node 1's presence changed during the outage:\n got %s\nwant %s", got, after1)
+		}
+	}
+	if before1 == after1 {
+		t.Fatal("carol's leave did not show on her own node")
+	}
+	noDiff := func(js *joinStream, who string) {
+		select {
+		case ev := <-js.events:
+			t.Fatalf("%s got %v during the outage, want nothing", who, ev)
+		default:
+		}
+	}
+	noDiff(alice, "alice")
+
+	nats.start()
+	// Once the broker is back, alice hears carol's leave, and only that.
+	ev := alice.next(isDiff("hall"), nil).GetPresenceDiff()
+	if joins, leaves := diffUsers(ev); len(joins) != 0 || !slices.Equal(leaves, []string{"carol"}) {
+		t.Fatalf("after the outage alice got joins %v, leaves %v; want carol's leave alone", joins, leaves)
+	}
+	waitFor(t, "the nodes to agree", func() bool {
+		return presenceOf(t, nodes[0], "hall") == presenceOf(t, nodes[1], "hall")
+	})
+	if got := presenceOf(t, nodes[0], "hall"); got != after1 {
+		t.Fatalf("node 0 after the outage: %s, want %s", got, after1)
+	}
+	// Three heartbeats later, still nothing more.
+	bob.post("hall", "hello", "")
+	alice.next(isMessage("hall"), func(ev *parleyv1.JoinResponse) { t.Fatalf("alice got %v after the reconciliation", ev) })
+}
 
 // A node that starts while others hold connections in a room answers its
 // first join and its first ListPresence with them.

@@ -95,10 +95,11 @@ func (h *Hub) publish(ev wireEvent) {
 }
 
 // Run publishes this node's heartbeats and presence state, follows the
-// other nodes', and drops the presence of a node whose heartbeats stop,
-// until ctx ends or the hub is closed (Close waits for it to return). It
-// first asks the other nodes for their presence (see awaitSynced).
-// Without a broker it returns at once; after Close, with ErrHubClosed.
+// other nodes', and drops the presence of a node whose heartbeats stop
+// while the broker works, until ctx ends or the hub is closed (Close
+// waits for it to return). It first asks the other nodes for their
+// presence (see awaitSynced). Without a broker it returns at once; after
+// Close, with ErrHubClosed.
 func (h *Hub) Run(ctx context.Context) error {
 	defer h.markSynced()
 	if h.cfg.Broker == nil {
@@ -137,10 +138,11 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		h.sendHeartbeat()
-		h.reapNodes()
 		if !h.brokerConnected() {
+			h.noteBrokerDown()
 			h.checkMembers(ctx)
 		}
+		h.reapNodes(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -152,18 +154,61 @@ func (h *Hub) Run(ctx context.Context) error {
 // markSynced lets joins and presence reads waiting for the first sync go.
 func (h *Hub) markSynced() { h.syncedOnce.Do(func() { close(h.synced) }) }
 
-// reapNodes drops the presence of nodes not heard from within NodeTimeout.
-func (h *Hub) reapNodes() {
+// noteBrokerDown records that the broker was unreachable now: the time a
+// node's heartbeats may be missing before it is taken for dead counts
+// from the broker's return, not from its last heartbeat.
+func (h *Hub) noteBrokerDown() {
+	h.nodesMu.Lock()
+	h.brokerDownAt = h.now()
+	h.nodesMu.Unlock()
+}
+
+// brokerReachable reports whether the broker answers now: a link that
+// looks up but is blackholed is not, and the heartbeats missing then
+// say nothing about the other nodes.
+func (h *Hub) brokerReachable(ctx context.Context) bool {
+	if !h.brokerConnected() {
+		return false
+	}
+	f, ok := h.cfg.Broker.(flusher)
+	if !ok {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return f.Flush(ctx) == nil
+}
+
+// reapNodes drops the presence of nodes not heard from within NodeTimeout
+// of broker time. While the broker is unreachable a dead node cannot be
+// told from a dead broker, so nobody is dropped: remote presence stays as
+// it was, and is reconciled from the nodes' heartbeats once the broker is
+// back (a node that died meanwhile is dropped NodeTimeout after that).
+func (h *Hub) reapNodes(ctx context.Context) {
+	silent := func() (ids []string) {
+		now := h.now()
+		h.nodesMu.Lock()
+		defer h.nodesMu.Unlock()
+		for id, n := range h.nodes {
+			if now.Sub(n.lastSeen) > h.cfg.NodeTimeout && now.Sub(h.brokerDownAt) > h.cfg.NodeTimeout {
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+	if len(silent()) == 0 {
+		return
+	}
+	if !h.brokerReachable(ctx) {
+		h.noteBrokerDown()
+		return
+	}
 	h.syncMu.Lock()
 	defer h.syncMu.Unlock()
-	now := h.now()
+	dead := silent()
 	h.nodesMu.Lock()
-	var dead []string
-	for id, n := range h.nodes {
-		if now.Sub(n.lastSeen) > h.cfg.NodeTimeout {
-			dead = append(dead, id)
-			delete(h.nodes, id)
-		}
+	for _, id := range dead {
+		delete(h.nodes, id)
 	}
 	h.nodesMu.Unlock()
 	for _, id := range dead {

@@ -161,9 +161,10 @@ type Hub struct {
 	presenceSeq uint64
 	// syncMu serializes applying other nodes' presence: their changes,
 	// states and the dropping of silent nodes.
-	syncMu  sync.Mutex
-	nodesMu sync.Mutex
-	nodes   map[string]*remoteNode
+	syncMu       sync.Mutex
+	nodesMu      sync.Mutex
+	nodes        map[string]*remoteNode
+	brokerDownAt time.Time // under nodesMu; the last time the broker was seen unreachable
 	// synced is closed once a starting node has asked the others for their
 	// presence (or without a broker that answers requests).
 	synced     chan struct{}
