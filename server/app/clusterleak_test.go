@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/parleychat/parley/server/app"
+	"github.com/parleychat/parley/server/internal/hub"
+	"github.com/parleychat/parley/server/internal/store"
 )
 
 // startClusterNode starts a cluster node that the test shuts down itself
@@ -98,8 +100,8 @@ func TestClusterNodeShutdownLeavesNoGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	ahead, _ := json.Marshal(map[string]any{"n": "node-x", "k": "msg", "r": "open",
-		"m": map[string]any{"Room": "open", "Seq": 20, "Sender": "x", "Body": "ahead", "SentAt": time.Now()}})
+	ahead, _ := json.Marshal(hub.Event{Version: hub.EventVersion, Kind: hub.EventMessage, Node: "node-x", Room: "open",
+		Message: store.Message{Room: "open", Seq: 20, Sender: "x", Body: "ahead", SentAt: time.Now()}})
 	if err := nc.Publish(subject+".room.open", ahead); err != nil {
 		t.Fatal(err)
 	}

@@ -61,16 +61,6 @@ func (h *Hub) brokerConnected() bool {
 	return !ok || lb.Connected()
 }
 
-// wireEvent is one room event on the broker.
-type wireEvent struct {
-	Node   string         `json:"n"`
-	Kind   string         `json:"k"` // "msg", "typing", "kick"
-	Room   string         `json:"r"`
-	Msg    *store.Message `json:"m,omitempty"`
-	User   string         `json:"u,omitempty"`
-	Active bool           `json:"a,omitempty"`
-}
-
 // remoteNode is what this node knows of another.
 type remoteNode struct {
 	incarnation int64
@@ -80,11 +70,12 @@ type remoteNode struct {
 
 func (h *Hub) roomSubject(room string) string { return h.cfg.Subject + ".room." + room }
 
-func (h *Hub) publish(ev wireEvent) {
+// publish sends a room event to the other nodes.
+func (h *Hub) publish(ev Event) {
 	if h.cfg.Broker == nil {
 		return
 	}
-	ev.Node = h.cfg.NodeID
+	ev.Version, ev.Node = EventVersion, h.cfg.NodeID
 	data, err := json.Marshal(ev)
 	if err == nil {
 		err = h.cfg.Broker.Publish(h.roomSubject(ev.Room), data)
@@ -276,24 +267,28 @@ func (r *room) goQuietLocked() {
 
 // onWire applies an event another node published about this room.
 func (r *room) onWire(data []byte) {
-	var ev wireEvent
-	if err := json.Unmarshal(data, &ev); err != nil || ev.Node == r.hub.cfg.NodeID {
+	var ev Event
+	if err := json.Unmarshal(data, &ev); err != nil || ev.Version != EventVersion {
+		r.hub.log.Warn("skip a cluster event this node cannot read", "room", r.name, "version", ev.Version, "err", err)
+		return
+	}
+	if ev.Node == r.hub.cfg.NodeID || ev.Room != r.name {
 		return
 	}
 	switch ev.Kind {
-	case "msg":
-		if ev.Msg != nil && ev.Msg.Room == r.name {
+	case EventMessage:
+		if ev.Message.Room == r.name {
 			r.hub.remoteIn.Add(1)
-			r.deliver(*ev.Msg)
+			r.deliver(ev.Message)
 		}
-	case "typing":
+	case EventTyping:
 		data, err := r.hub.encode(Event{Kind: EventTyping, Room: r.name, User: ev.User, Active: ev.Active})
 		if err == nil {
 			r.mu.Lock()
 			r.broadcastLocked(r.hub.shared(data, "", 0), nil)
 			r.mu.Unlock()
 		}
-	case "kick":
+	case EventRemoved:
 		// The room's subject reaches every node where the room is live,
 		// which is every node where the user may have a connection in it.
 		r.kick(ev.User)

@@ -1,49 +1,98 @@
 package hub
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/parleychat/parley/server/internal/store"
 )
 
-// EventKind tells which field of an Event is set.
+// EventKind tells what an Event is and which of its fields are set.
 type EventKind int
 
-// The kinds of event the hub sends to connections.
+// The kinds of event. Every kind may be sent to connections; those marked
+// "broker" also travel between nodes.
 const (
 	// EventJoined: Room, HeadSeq and Presence (the room's state).
 	EventJoined EventKind = iota + 1
-	// EventMessage: Message.
+	// EventMessage: Room and Message, an entry of the room's log (broker).
 	EventMessage
 	// EventReplayed: Room and ThroughSeq.
 	EventReplayed
 	// EventPresenceDiff: Room, Joins and Leaves.
 	EventPresenceDiff
-	// EventTyping: Room, User and Active.
+	// EventTyping: Room, User and Active (broker).
 	EventTyping
-	// EventRemoved: Room; the connection's user was removed from the room
-	// and the connection taken out of it.
+	// EventRemoved: Room and User; User was removed from the room and
+	// their connections taken out of it (broker).
 	EventRemoved
 )
 
-// Event is something that happened in a room, before it is encoded.
+// eventKindNames are the kinds' names on the wire; never change one.
+var eventKindNames = [...]string{
+	EventJoined:       "joined",
+	EventMessage:      "message",
+	EventReplayed:     "replayed",
+	EventPresenceDiff: "presence_diff",
+	EventTyping:       "typing",
+	EventRemoved:      "removed",
+}
+
+// String returns the kind's wire name.
+func (k EventKind) String() string {
+	if k > 0 && int(k) < len(eventKindNames) {
+		return eventKindNames[k]
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (k EventKind) MarshalText() ([]byte, error) {
+	if k <= 0 || int(k) >= len(eventKindNames) {
+		return nil, fmt.Errorf("hub: unknown event kind %d", int(k))
+	}
+	return []byte(eventKindNames[k]), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler; an unknown name is
+// an error, so a node skips an event kind it does not know.
+func (k *EventKind) UnmarshalText(text []byte) error {
+	for i, name := range eventKindNames {
+		if i > 0 && name == string(text) {
+			*k = EventKind(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("hub: unknown event kind %q", text)
+}
+
+// EventVersion is the version of Event's JSON form between nodes. A node
+// drops events of another version: nodes of different versions do not
+// share live events (see docs/operations.md on upgrades).
+const EventVersion = 1
+
+// Event is something that happened in a room, before it is encoded for
+// connections (by the Encoder) or, for the kinds marked broker, for the
+// other nodes (as JSON, with Version and Node set).
 type Event struct {
-	Kind       EventKind
-	Room       string
-	Message    store.Message
-	HeadSeq    uint64
-	ThroughSeq uint64
-	Presence   []Presence
-	Joins      []Presence
-	Leaves     []Presence
-	User       string
-	Active     bool
+	Version    int           `json:"v"`
+	Kind       EventKind     `json:"k"`
+	Node       string        `json:"n,omitempty"` // the node that published it
+	Room       string        `json:"r"`
+	Message    store.Message `json:"m,omitzero"`
+	HeadSeq    uint64        `json:"head,omitempty"`
+	ThroughSeq uint64        `json:"through,omitempty"`
+	Presence   []Presence    `json:"p,omitempty"`
+	Joins      []Presence    `json:"j,omitempty"`
+	Leaves     []Presence    `json:"l,omitempty"`
+	User       string        `json:"u,omitempty"`
+	Active     bool          `json:"a,omitempty"`
 }
 
 // Presence is one user's connections in a room.
 type Presence struct {
-	User  string
-	Metas []Meta
+	User  string `json:"u"`
+	Metas []Meta `json:"m"`
 }
 
 // Meta describes one connection that is online in a room.

@@ -372,7 +372,7 @@ func (h *Hub) Leave(c *Conn, name string) error {
 // EventRemoved for each of those connections: user was removed from it.
 func (h *Hub) Kick(name, user string) {
 	h.kickHere(name, user)
-	h.publish(wireEvent{Kind: "kick", Room: name, User: user})
+	h.publish(Event{Kind: EventRemoved, Room: name, User: user})
 }
 
 // kickHere is Kick on this node only.
@@ -510,7 +510,7 @@ func (h *Hub) stored(ctx context.Context, r *room, msg store.Message, duplicate 
 		return Sent{}, err
 	}
 	if !duplicate {
-		h.publish(wireEvent{Kind: "msg", Room: msg.Room, Msg: &msg})
+		h.publish(Event{Kind: EventMessage, Room: msg.Room, Message: msg})
 	}
 	// A duplicate was delivered when it was first stored; deliver drops it
 	// by seq, so handing it over again is harmless and covers a first

@@ -652,7 +652,7 @@ func (r *room) typing(c *Conn, active bool) error {
 		return fmt.Errorf("room %q: %w", r.name, ErrNotJoined)
 	}
 	r.broadcastLocked(r.hub.shared(data, "", 0), c)
-	r.hub.publish(wireEvent{Kind: "typing", Room: r.name, User: c.User, Active: active})
+	r.hub.publish(Event{Kind: EventTyping, Room: r.name, User: c.User, Active: active})
 	return nil
 }
 

@@ -1,0 +1,74 @@
+package hub
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/parleychat/parley/server/internal/store"
+)
+
+// The JSON form of an event is what nodes exchange: its names must not
+// change without a new EventVersion.
+func TestEventJSONIsStable(t *testing.T) {
+	for _, tc := range []struct {
+		ev   Event
+		want string
+	}{
+		{Event{Version: 1, Kind: EventTyping, Node: "a", Room: "lobby", User: "bob", Active: true},
+			`{"v":1,"k":"typing","n":"a","r":"lobby","u":"bob","a":true}`},
+		{Event{Version: 1, Kind: EventRemoved, Node: "a", Room: "team", User: "eve"},
+			`{"v":1,"k":"removed","n":"a","r":"team","u":"eve"}`},
+		{Event{Version: 1, Kind: EventReplayed, Room: "lobby", ThroughSeq: 7},
+			`{"v":1,"k":"replayed","r":"lobby","through":7}`},
+	} {
+		got, err := json.Marshal(tc.ev)
+		if err != nil {
+			t.Fatalf("marshal %v: %v", tc.ev.Kind, err)
+		}
+		if string(got) != tc.want {
+			t.Errorf("%v: got %s, want %s", tc.ev.Kind, got, tc.want)
+		}
+	}
+}
+
+func TestEventJSONRoundTrip(t *testing.T) {
+	at := time.Date(2026, 12, 6, 4, 0, 0, 0, time.UTC)
+	for _, ev := range []Event{
+		{Version: 1, Kind: EventMessage, Node: "a", Room: "lobby",
+			Message: store.Message{Room: "lobby", Seq: 3, Sender: "bob", Body: "hi", SentAt: at, ClientMsgID: "c1"}},
+		{Version: 1, Kind: EventPresenceDiff, Room: "lobby",
+			Joins: []Presence{{User: "bob", Metas: []Meta{{ConnID: "x", OnlineAt: at, Client: "cli", Node: "a"}}}}},
+		{Version: 1, Kind: EventJoined, Room: "lobby", HeadSeq: 9, Presence: []Presence{{User: "ann", Metas: []Meta{{ConnID: "y", OnlineAt: at}}}}},
+	} {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatalf("marshal %v: %v", ev.Kind, err)
+		}
+		var back Event
+		if err := json.Unmarshal(data, &back); err != nil {
+			t.Fatalf("unmarshal %s: %v", data, err)
+		}
+		again, _ := json.Marshal(back)
+		if string(again) != string(data) {
+			t.Errorf("%v: round trip changed %s into %s", ev.Kind, data, again)
+		}
+	}
+}
+
+func TestUnknownEventKindIsAnError(t *testing.T) {
+	var ev Event
+	if err := json.Unmarshal([]byte(`{"v":1,"k":"msg","r":"lobby"}`), &ev); err == nil {
+		t.Fatalf("an unknown kind decoded as %v", ev.Kind)
+	}
+	if _, err := json.Marshal(Event{Kind: 0}); err == nil {
+		t.Fatal("an event without a kind encoded")
+	}
+	for k := EventJoined; k <= EventRemoved; k++ {
+		var back EventKind
+		text, err := k.MarshalText()
+		if err != nil || back.UnmarshalText(text) != nil || back != k {
+			t.Errorf("kind %d: text %q, err %v, back %d", k, text, err, back)
+		}
+	}
+}
