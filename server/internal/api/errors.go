@@ -22,7 +22,7 @@ import (
 	"github.com/parleychat/parley/server/internal/store"
 )
 
-// The service's own errors. Handlers wrap the first six with errorf, so a
+// The service's own errors. Handlers wrap the first seven with errorf, so a
 // client reads the text that follows the sentinel's; statusOf gives each
 // its code.
 var (
@@ -32,6 +32,7 @@ var (
 	errPrecondition    = errors.New("failed precondition") // FAILED_PRECONDITION
 	errDenied          = errors.New("permission denied")   // PERMISSION_DENIED
 	errUnauthenticated = errors.New("unauthenticated")     // UNAUTHENTICATED
+	errUnavailable     = errors.New("unavailable")         // UNAVAILABLE
 
 	// errShuttingDown ends streams when the server drains (UNAVAILABLE).
 	errShuttingDown = errors.New("server shutting down, reconnect")
@@ -50,6 +51,7 @@ var sentinelCodes = []struct {
 	{errPrecondition, codes.FailedPrecondition},
 	{errDenied, codes.PermissionDenied},
 	{errUnauthenticated, codes.Unauthenticated},
+	{errUnavailable, codes.Unavailable},
 }
 
 // errorf wraps kind, one of the sentinels above, with a message for the

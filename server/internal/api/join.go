@@ -112,6 +112,9 @@ func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) erro
 		if err = sess.join(ctx, f.Join, reply); err == nil {
 			return nil // the ack was queued ahead of the room's state
 		}
+		if replay := (*hub.ReplayError)(nil); errors.As(err, &replay) {
+			return sess.replayFailed(reply, replay)
+		}
 	case *parleyv1.JoinRequest_Leave:
 		reply.Room = f.Leave.GetRoom()
 		err = sess.leave(f.Leave.GetRoom())
@@ -190,6 +193,19 @@ func (sess *session) reply(r *parleyv1.Reply, err error) error {
 		return merr
 	}
 	return sess.enqueueReply(data)
+}
+
+// replayFailed tells the client of a join that was acknowledged but whose
+// replay then failed: the join's ref had its answer, so this is a notice
+// (a reply without a ref) for the room, which the connection is out of
+// again. Nothing is sent when the connection ended, or left the room for
+// another reason, which it hears of in its own way.
+func (sess *session) replayFailed(r *parleyv1.Reply, e *hub.ReplayError) error {
+	if errors.Is(e, hub.ErrNotJoined) || sess.conn.Err() != nil {
+		return nil
+	}
+	r.Ref = ""
+	return sess.reply(r, errorf(errUnavailable, "room %q: replaying its messages failed after the join was accepted, so you are out of the room again; join it again with after_seq set to the last seq you received", e.Room))
 }
 
 // replySent is reply for a send that was stored (err nil) or failed: the

@@ -1,6 +1,9 @@
 package hub
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors returned by the hub; the API maps them to status codes.
 var (
@@ -24,3 +27,18 @@ var (
 	// Hub.Close.
 	ErrHubClosed = errors.New("hub closed")
 )
+
+// ReplayError is a join whose replay failed after the join was
+// acknowledged and the room's joined state queued (Err says why, say the
+// store did not answer in time): the connection was taken out of the room
+// again, and its client must hear of it some other way than an answer to
+// the join.
+type ReplayError struct {
+	Room string
+	Err  error
+}
+
+func (e *ReplayError) Error() string { return fmt.Sprintf("replay of room %q: %v", e.Room, e.Err) }
+
+// Unwrap returns the cause.
+func (e *ReplayError) Unwrap() error { return e.Err }

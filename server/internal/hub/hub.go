@@ -328,7 +328,9 @@ type JoinOptions struct {
 // Join adds c to a room. The room's state (head and presence) is queued for
 // c first; with opts.After set, the stored messages after that seq follow,
 // then a replayed marker, then live messages. Joining a room twice is
-// ErrAlreadyJoined; a position past the head is ErrAfterSeqBeyondHead.
+// ErrAlreadyJoined; a position past the head is ErrAfterSeqBeyondHead. A
+// replay that fails once the state (and opts.Ack) were queued returns a
+// *ReplayError, and c is out of the room again.
 func (h *Hub) Join(ctx context.Context, c *Conn, name string, opts JoinOptions) error {
 	// At the limit, say so before looking the room up: a client joining
 	// thousands of rooms learns of the limit, not of each missing room.

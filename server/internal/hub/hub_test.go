@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -251,5 +252,47 @@ func TestDoneIsMadeOnDemand(t *testing.T) {
 		default:
 			t.Fatal("Done is not closed after the connection ended")
 		}
+	}
+}
+
+// failingReads is a store whose history reads fail, as when the database
+// does not answer in time.
+type failingReads struct{ store.Store }
+
+func (failingReads) Messages(context.Context, string, store.Query) ([]store.Message, error) {
+	return nil, context.DeadlineExceeded
+}
+
+// A replay that fails after the join was acknowledged says so with a
+// ReplayError, and the connection is out of the room again: it must not
+// stay in it with a hole before its live messages.
+func TestFailedReplayTakesTheConnectionOut(t *testing.T) {
+	ctx := context.Background()
+	st := memory.New()
+	if _, err := st.CreateRoom(ctx, store.Room{Name: "r", Visibility: store.Public}); err != nil {
+		t.Fatal(err)
+	}
+	h := New(Config{RecentMessages: 2}, failingReads{st}, testEncode, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for range 5 {
+		if _, _, err := h.Send(ctx, store.NewMessage{Room: "r", Sender: "s", Body: "b"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := h.Connect("u", "", true)
+	after := uint64(0) // older than the ring holds: the replay reads the store
+	err := h.Join(ctx, c, "r", JoinOptions{After: &after, Ack: []byte("ack")})
+	var replay *ReplayError
+	if !errors.As(err, &replay) || replay.Room != "r" || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("join: %v, want a ReplayError for room r wrapping the store's error", err)
+	}
+	if h.Joined(c, "r") {
+		t.Fatal("the connection stayed in the room after its replay failed")
+	}
+	if got := drain(t, c); len(got) < 2 || got[0] != "ack" {
+		t.Fatalf("frames %q: the ack and the state were queued before the replay", got)
+	}
+	// It may join again, from the live head.
+	if err := h.Join(ctx, c, "r", JoinOptions{}); err != nil {
+		t.Fatalf("join again: %v", err)
 	}
 }

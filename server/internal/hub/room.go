@@ -293,7 +293,10 @@ func (r *room) join(ctx context.Context, c *Conn, opts JoinOptions) error {
 	if opts.After == nil {
 		return nil
 	}
-	return r.replay(ctx, c, *opts.After)
+	if err := r.replay(ctx, c, *opts.After); err != nil {
+		return &ReplayError{Room: r.name, Err: err}
+	}
+	return nil
 }
 
 func (r *room) addLocked(c *Conn, opts JoinOptions) error {
@@ -596,7 +599,7 @@ func (r *room) setMetasLocked(user string, ms metas) {
 
 // metas are one user's presence metas in a room, one per connection. Most
 // users have one or two connections in a room: a slice costs a few dozen
-// bytes where a map by connection id cost most of a KiB.
+// bytes where a map by connection id would cost most of a KiB.
 type metas []Meta
 
 func (ms metas) get(connID string) (Meta, bool) {
