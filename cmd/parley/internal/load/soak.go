@@ -199,6 +199,9 @@ type soakCounts struct {
 	// Joins and side streams with after_seq, the messages they asked to
 	// have replayed (the head when joined minus after_seq), the longest.
 	replays, replayed, longestReplay atomic.Uint64
+	// Joins the server accepted but could not replay (a ref-less
+	// UNAVAILABLE notice for the room), joined again.
+	replayFails atomic.Uint64
 }
 
 // Soak runs parley soak with the command's arguments args: it churns the

@@ -205,6 +205,27 @@ func (js *joinSession) joined(j *parleyv1.Joined) {
 	js.u.setPosition(room, start)
 }
 
+// replayFailed follows the server's notice that a join it accepted could
+// not replay the room's history: the stream is out of the room, and joins
+// it again from where it was, as docs/clients.md tells clients to.
+func (js *joinSession) replayFailed(room, why string) {
+	js.u.s.counts.replayFails.Add(1)
+	js.mu.Lock()
+	js.noteLocked(room, "replay failed: "+why)
+	leaving := js.leaving[room]
+	js.mu.Unlock()
+	js.view.stop(room)
+	if leaving {
+		return
+	}
+	var after *uint64 // from the last seq received, as the notice says
+	if pos, ok := js.u.position(room); ok {
+		after = &pos
+	}
+	_ = js.request(soakRef{kind: refJoin, room: room, after: after},
+		&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: room, AfterSeq: after}}})
+}
+
 func (js *joinSession) message(m *parleyv1.Message) {
 	js.u.s.heads.see(m.GetRoom(), m.GetSeq())
 	js.view.message(m.GetRoom(), m.GetSeq())
@@ -217,6 +238,10 @@ func (js *joinSession) message(m *parleyv1.Message) {
 }
 
 func (js *joinSession) reply(r *parleyv1.Reply) {
+	if r.GetRef() == "" && codes.Code(r.GetCode()) == codes.Unavailable && r.GetRoom() != "" {
+		js.replayFailed(r.GetRoom(), r.GetError())
+		return
+	}
 	js.mu.Lock()
 	info, ok := js.refs[r.GetRef()]
 	delete(js.refs, r.GetRef())

@@ -312,8 +312,8 @@ func (r *soakReport) writeTable(w io.Writer) error {
 		fmt.Sprintf("resumes\t%d Join streams reopened with after_seq, %d room switches joining with after_seq, %d TCP connections dropped (RST), %d left silent, %d Join streams that failed to open",
 			c.resumes.Load(), c.rejoins.Load(), c.drops.Load(), c.vanished.Load(), c.streamOpenFails.Load()),
 		fmt.Sprintf("side streams\t%d Subscribe, %d REST, each cut after 1-10 s", c.subscribes.Load(), c.rests.Load()),
-		fmt.Sprintf("replays\t%d joins and side streams with after_seq asked for %d messages (%.0f/s), the longest %d; %s",
-			c.replays.Load(), c.replayed.Load(), float64(c.replayed.Load())/secs, c.longestReplay.Load(), r.replayBoundText()),
+		fmt.Sprintf("replays\t%d joins and side streams with after_seq asked for %d messages (%.0f/s), the longest %d; %s; %d replays the server could not read and said so, joined again",
+			c.replays.Load(), c.replayed.Load(), float64(c.replayed.Load())/secs, c.longestReplay.Load(), r.replayBoundText(), c.replayFails.Load()),
 		fmt.Sprintf("cut-offs\t%d slow consumers resumed from the server's after_seq (%d pauses; server counted %.0f; %d positions behind what arrived)", c.cutoffs.Load(), c.pauses.Load(), r.leaks.final.slowCuts-r.base.slowCuts, c.cutBehind.Load()),
 		fmt.Sprintf("released\t%s", r.releasedText()),
 	}
