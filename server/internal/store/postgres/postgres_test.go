@@ -278,7 +278,7 @@ func TestUnstorableTextIsRejectedAlone(t *testing.T) {
 		wg.Go(func() {
 			m := bad[i%len(bad)]
 			if _, _, err := s.Append(ctx, m); !errors.Is(err, postgres.ErrInvalidText) {
-				t.Errorf("Append(%q) = %v, want ErrInvalidText", m, err)
+				t.Errorf("Append(%+v) = %v, want ErrInvalidText", m, err)
 			}
 		})
 		wg.Go(func() {
