@@ -2,8 +2,11 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/parleychat/parley/server/internal/store"
 	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
@@ -20,8 +23,27 @@ func (s *Store) Prune(ctx context.Context, p store.Retention) (int, error) {
 		Bounds: func(ctx context.Context, room string) (uint64, uint64, error) {
 			return s.pruneBounds(ctx, room, p.MaxAge)
 		},
-		Delete: s.pruneStep,
+		NewestMessage: s.newestMessage,
+		Delete:        s.pruneStep,
 	}.Prune(ctx, p)
+}
+
+// newestMessage returns the seq of room's nth newest entry, 0 if it holds
+// fewer.
+func (s *Store) newestMessage(ctx context.Context, room string, n int) (seq uint64, err error) {
+	err = s.call(ctx, func(ctx context.Context) error {
+		var got int64
+		err := s.pool.QueryRow(ctx, "SELECT seq FROM messages WHERE room = $1 ORDER BY seq DESC OFFSET $2 LIMIT 1", room, n-1).Scan(&got)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return nil
+		case err != nil:
+			return fmt.Errorf("postgres: prune %q: %w", room, err)
+		}
+		seq = uint64(got)
+		return nil
+	})
+	return seq, err
 }
 
 // pruneStep deletes the messages of room with after < seq <= upto.
