@@ -3,8 +3,11 @@
 // implement, and the records they keep.
 //
 // The store is the single authority for a room's order: Append assigns each
-// message the next seq of its room, and a seq is visible to readers only once
-// the message is durably stored.
+// entry of the room's log (a message, or an edit, delete or reaction that
+// names one) the next seq of its room, and a seq is visible to readers only
+// once the entry is durably stored. Besides the log itself (Messages) the
+// store keeps each message's current state for History, updated in the
+// transaction that stores the entry that changes it.
 package store
 
 import (
