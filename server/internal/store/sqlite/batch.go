@@ -303,20 +303,31 @@ func (b *batchState) findDuplicate(ctx context.Context, st *statements, m store.
 	return orig, true, nil
 }
 
-// insertRows inserts the batch's new messages with multi-row INSERTs. It
-// returns errSkippedRow if the unique index turned a row away.
+// insertRows inserts the batch's new entries: plain messages (the bulk)
+// with multi-row INSERTs of the columns they use, as before entry kinds
+// existed, the other entries one by one with every column. It returns
+// errSkippedRow if the unique index turned a row away.
 func (b *batchState) insertRows(ctx context.Context, st *statements) error {
 	// In index order, consecutive rows land on the same B-tree pages.
 	slices.SortFunc(b.rows, func(x, y row) int {
 		return cmp.Or(strings.Compare(x.Room, y.Room), strings.Compare(x.ClientMsgID, y.ClientMsgID),
 			strings.Compare(x.Sender, y.Sender), cmp.Compare(x.Seq, y.Seq))
 	})
-	for rows := b.rows; len(rows) > 0; {
+	plain := b.rows[:0] // compacted in place: b.rows is not read again
+	for _, r := range b.rows {
+		if r.Kind != store.KindMessage || r.ReplyToSeq != 0 || r.editSeq != 0 || r.deleted {
+			if err := insertEntry(ctx, st, r); err != nil {
+				return err
+			}
+			continue
+		}
+		plain = append(plain, r)
+	}
+	for rows := plain; len(rows) > 0; {
 		n := st.largestInsert(len(rows))
 		args := b.args[:0]
 		for _, m := range rows[:n] {
-			args = append(args, m.Room, int64(m.Seq), m.Sender, m.Body, m.SentAt.UnixNano(), m.ClientMsgID,
-				int(m.Kind), int64(m.TargetSeq), int64(m.ReplyToSeq), m.Emoji, int64(m.editSeq), m.deleted)
+			args = append(args, m.Room, int64(m.Seq), m.Sender, m.Body, m.SentAt.UnixNano(), m.ClientMsgID)
 		}
 		res, err := st.insMsgs[n].ExecContext(ctx, args...)
 		clear(args)
@@ -328,6 +339,18 @@ func (b *batchState) insertRows(ctx context.Context, st *statements) error {
 			return fmt.Errorf("insert %d messages, %d inserted (%v): %w", n, got, err, errSkippedRow)
 		}
 		rows = rows[n:]
+	}
+	return nil
+}
+
+func insertEntry(ctx context.Context, st *statements, r row) error {
+	res, err := st.insEntry.ExecContext(ctx, r.Room, int64(r.Seq), r.Sender, r.Body, r.SentAt.UnixNano(), r.ClientMsgID,
+		int(r.Kind), int64(r.TargetSeq), int64(r.ReplyToSeq), r.Emoji, int64(r.editSeq), r.deleted)
+	if err != nil {
+		return fmt.Errorf("insert %s entry: %w", r.Kind, err)
+	}
+	if got, err := res.RowsAffected(); err != nil || got != 1 {
+		return fmt.Errorf("insert %s entry: %d inserted (%v): %w", r.Kind, got, err, errSkippedRow)
 	}
 	return nil
 }

@@ -9,7 +9,7 @@ import (
 
 // maxInsertRows bounds the rows of one INSERT statement, well inside
 // SQLite's limit of 32,766 bound parameters.
-const maxInsertRows = 1024 // 12 parameters each
+const maxInsertRows = 1024
 
 // statements are the writer's prepared statements, bound to its connection.
 type statements struct {
@@ -24,7 +24,7 @@ type statements struct {
 	selTarget, selReactionCounts, selReacted      *sql.Stmt
 	insReaction, delReaction                      *sql.Stmt
 	updEdit, updDelete, eraseEdits                *sql.Stmt
-	upsReactionCount, delReactionCount            *sql.Stmt
+	upsReactionCount, delReactionCount, insEntry  *sql.Stmt
 	delTargeting, delReactions, delReactionCounts *sql.Stmt
 }
 
@@ -74,13 +74,12 @@ func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, er
 // writer counts the rows and redoes the batch carefully (see commit).
 func insertSQL(rows int) string {
 	var sb strings.Builder
-	sb.WriteString("INSERT OR IGNORE INTO messages (room, seq, sender, body, sent_at, client_msg_id, " +
-		"kind, target_seq, reply_to_seq, emoji, edit_seq, deleted) VALUES ")
+	sb.WriteString("INSERT OR IGNORE INTO messages (room, seq, sender, body, sent_at, client_msg_id) VALUES ")
 	for i := range rows {
 		if i > 0 {
 			sb.WriteByte(',')
 		}
-		sb.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
+		sb.WriteString("(?,?,?,?,?,?)")
 	}
 	return sb.String()
 }
@@ -97,7 +96,7 @@ func (st *statements) largestInsert(n int) int {
 func (st *statements) close() {
 	all := []*sql.Stmt{st.begin, st.commit, st.rollback, st.selHeads, st.selDup, st.insRoom, st.updHeads, st.insMember, st.delMember, st.delMsgs,
 		st.selTarget, st.selReactionCounts, st.selReacted, st.insReaction, st.delReaction, st.updEdit, st.updDelete, st.eraseEdits,
-		st.upsReactionCount, st.delReactionCount, st.delTargeting, st.delReactions, st.delReactionCounts}
+		st.upsReactionCount, st.delReactionCount, st.insEntry, st.delTargeting, st.delReactions, st.delReactionCounts}
 	for _, s := range st.insMsgs {
 		all = append(all, s)
 	}
