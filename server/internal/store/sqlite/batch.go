@@ -276,10 +276,11 @@ func (b *batchState) appendOne(ctx context.Context, st *statements, req *request
 }
 
 // findDuplicate looks for an earlier entry with m's key: in this batch,
-// and, in a careful attempt or for an entry other than a message, in the
-// database. (Entries other than messages change other rows before the
-// batch inserts its own, so the unique index would find their duplicates
-// too late; they are rare enough to be looked up one by one.)
+// and, in a careful attempt or for any entry but a plain message, in the
+// database. (The others may be refused by a rule or change other rows
+// before the batch inserts its own, so the unique index would find their
+// duplicates too late or never; they are rare enough to be looked up one
+// by one.)
 func (b *batchState) findDuplicate(ctx context.Context, st *statements, m store.NewMessage) (store.Message, bool, error) {
 	if m.ClientMsgID == "" {
 		return store.Message{}, false, nil
@@ -287,7 +288,7 @@ func (b *batchState) findDuplicate(ctx context.Context, st *statements, m store.
 	if orig, ok := b.dedup[dedupKey{m.Room, m.Sender, m.ClientMsgID}]; ok {
 		return orig, true, nil
 	}
-	if !b.careful && m.Kind == store.KindMessage {
+	if !b.careful && m.Kind == store.KindMessage && m.ReplyToSeq == 0 {
 		return store.Message{}, false, nil
 	}
 	orig := store.Message{Room: m.Room, Sender: m.Sender, ClientMsgID: m.ClientMsgID}
