@@ -61,16 +61,25 @@ func (b *batchState) apply(ctx context.Context, st *statements, live []*request,
 	if err := b.loadHeads(ctx, st, live); err != nil {
 		return err
 	}
+	// Prune steps go first: they delete only entries committed before the
+	// batch, and an entry of the batch that names a message they delete
+	// must find it gone, not insert itself after the step's cascade.
 	for _, r := range live {
 		r.Out, r.Err = result{}, nil // a careful attempt redoes the optimistic one
+		if r.In.prune != nil {
+			if err := b.pruneStep(ctx, st, r); err != nil {
+				return err
+			}
+		}
+	}
+	for _, r := range live {
 		var err error
 		switch {
+		case r.In.prune != nil:
 		case r.In.create != nil:
 			err = b.createRoom(ctx, st, r)
 		case r.In.member != nil:
 			err = b.changeMember(ctx, st, r)
-		case r.In.prune != nil:
-			err = b.pruneStep(ctx, st, r)
 		default:
 			err = b.appendOne(ctx, st, r)
 		}
