@@ -3,9 +3,12 @@
 // implement, and the records they keep.
 //
 // The store is the single authority for a room's order: Append assigns each
-// message the next seq of its room, and a seq is visible to readers only once
-// the message is durably stored. Its words (append, seq, head) are those of
-// the glossary in package app.
+// entry of the room's log (a message, or an edit, delete or reaction that
+// names one) the next seq of its room, and a seq is visible to readers only
+// once the entry is durably stored. Besides the log itself (Messages) the
+// store keeps each message's current state for History, updated in the
+// transaction that stores the entry that changes it. Its words (append,
+// entry, seq, head) are those of the glossary in package app.
 package store
 
 import (
@@ -42,31 +45,53 @@ type Room struct {
 	Visibility Visibility
 	CreatedBy  string
 	CreatedAt  time.Time
-	// LastSeq is the seq of the newest stored message, 0 for an empty room.
+	// LastSeq is the seq of the room's newest log entry (of any kind), 0
+	// for an empty room.
 	LastSeq uint64
-	// LastMessageAt is when the newest message was stored; zero for an empty room.
+	// LastMessageAt is when the newest entry was stored; zero for an empty room.
 	LastMessageAt time.Time
 	// Members are stored with a new private or direct room by CreateRoom
 	// (with CreatedBy, who is always a member); reads leave it empty.
 	Members []string
 }
 
-// Message is one stored chat message.
+// Message is one entry of a room's log, of any kind: a chat message, or an
+// edit, delete or reaction that names an earlier message by TargetSeq. Every
+// entry has its own seq in the room's one order. It travels between nodes
+// as JSON, so every field has an explicit tag; the zero Kind is a message,
+// so entries written before kinds existed read as messages.
 type Message struct {
-	Room        string
-	Seq         uint64
-	Sender      string
-	Body        string
-	SentAt      time.Time
-	ClientMsgID string
+	Room   string `json:"room"`
+	Seq    uint64 `json:"seq"`
+	Kind   Kind   `json:"kind,omitempty"`
+	Sender string `json:"sender"`
+	// Body is the text of a message or of an edit (the new text); empty
+	// for other kinds, and for a message or edit erased by a delete.
+	Body        string    `json:"body"`
+	SentAt      time.Time `json:"sent_at"`
+	ClientMsgID string    `json:"client_msg_id"`
+	// TargetSeq is the message that an edit, delete or reaction is about.
+	TargetSeq uint64 `json:"target_seq,omitempty"`
+	// ReplyToSeq is, for a message, the earlier message of the same room
+	// that it replies to; 0 for none.
+	ReplyToSeq uint64 `json:"reply_to_seq,omitempty"`
+	// Emoji is a reaction's emoji.
+	Emoji string `json:"emoji,omitempty"`
 }
 
-// NewMessage is a message to append; the store assigns its seq and time.
+// NewMessage is an entry to append; the store assigns its seq and time.
+// Kind and the fields it uses say what it is: a message (Body, optional
+// ReplyToSeq), an edit (TargetSeq, Body: the new text), a delete
+// (TargetSeq), a reaction added or removed (TargetSeq, Emoji).
 type NewMessage struct {
 	Room        string
+	Kind        Kind
 	Sender      string
 	Body        string
 	ClientMsgID string
+	TargetSeq   uint64
+	ReplyToSeq  uint64
+	Emoji       string
 }
 
 // Query selects a page of a room's messages. After and Before are exclusive
@@ -80,7 +105,7 @@ type Query struct {
 	Descending bool
 }
 
-// Retention says which messages Prune deletes. Zero fields keep everything.
+// Retention says which entries Prune deletes. Zero fields keep everything.
 type Retention struct {
 	MaxAge      time.Duration
 	MaxMessages int
@@ -102,11 +127,20 @@ type Store interface {
 	// ListRooms returns up to limit rooms whose names sort after afterName,
 	// ordered by name.
 	ListRooms(ctx context.Context, afterName string, limit int) ([]Room, error)
-	// Append stores a message and returns it with its seq and time. It returns
-	// only after the message is durable. If the room already holds a message
-	// from the same sender with the same non-empty ClientMsgID, Append stores
-	// nothing and returns that message with duplicate set. It returns
-	// ErrRoomNotFound for an unknown room.
+	// Append stores an entry of any kind and returns it with its seq and
+	// time. It returns only after the entry is durable. If the room already
+	// holds an entry (of any kind) from the same sender with the same
+	// non-empty ClientMsgID, Append stores nothing and returns that entry
+	// with duplicate set. It returns ErrRoomNotFound for an unknown room.
+	//
+	// The rules of the log are checked in the same transaction as the
+	// write (see Rules): a rejected entry stores nothing, takes no seq and
+	// returns one of ErrInvalidEntry, ErrTargetNotFound, ErrTargetDeleted,
+	// ErrNotAllowed, ErrBadReply or ErrTooManyReactions. An entry that
+	// would change nothing (a reaction added twice, one removed that is not
+	// there, a delete of a deleted message) stores nothing too and returns
+	// the entry asked for with Seq 0, duplicate set and a nil error: the
+	// caller answers it as done and broadcasts nothing.
 	Append(ctx context.Context, m NewMessage) (msg Message, duplicate bool, err error)
 	// StartAppend is Append in two steps: it queues m, waiting only while the
 	// store's queue is full, and returns a wait function that blocks until
@@ -115,9 +149,17 @@ type Store interface {
 	// a caller may have many in flight and still keep its order. Call wait
 	// exactly once.
 	StartAppend(ctx context.Context, m NewMessage) (wait func() (msg Message, duplicate bool, err error))
-	// Messages returns the messages of a room that match q, in seq order
-	// (descending if q.Descending). It returns ErrRoomNotFound for an unknown room.
+	// Messages returns the log entries of a room, of every kind, that match
+	// q, in seq order (descending if q.Descending): what a subscriber
+	// replays. A deleted message and its edits come back with empty
+	// bodies. It returns ErrRoomNotFound for an unknown room.
 	Messages(ctx context.Context, room string, q Query) ([]Message, error)
+	// History returns the room's messages (entries of kind message only)
+	// that match q as they are now, seen by viewer: see MessageView. q's
+	// bounds are seqs; q.Limit counts messages, so a page holds up to
+	// q.Limit messages however many other entries lie between them. It
+	// returns ErrRoomNotFound for an unknown room.
+	History(ctx context.Context, room, viewer string, q Query) ([]MessageView, error)
 	// VisibleRooms is ListRooms restricted to the rooms user may see: the
 	// public ones and those user is a member of.
 	VisibleRooms(ctx context.Context, user, afterName string, limit int) ([]Room, error)
@@ -131,9 +173,12 @@ type Store interface {
 	IsMember(ctx context.Context, room, user string) (bool, error)
 	// Members returns room's members, sorted; ErrRoomNotFound for an unknown room.
 	Members(ctx context.Context, room string) ([]string, error)
-	// Prune deletes, in every room, the messages older than p.MaxAge and all
-	// but the newest p.MaxMessages (a zero limit is no limit), in small
-	// steps so appends are not held up, and returns how many it deleted.
+	// Prune deletes, in every room, the entries older than p.MaxAge and
+	// those up to the oldest of the newest p.MaxMessages messages (a zero
+	// limit is no limit; only entries of kind message count), in small
+	// steps so appends are not held up. A pruned message takes every entry
+	// that targets it (edits, deletes, reactions) and its reactions with
+	// it, whatever their age. It returns how many log entries it deleted.
 	// Seqs are never reused: a room's head stays where it was.
 	Prune(ctx context.Context, p Retention) (int, error)
 	// Close releases the store's resources; pending appends finish first.

@@ -4,8 +4,10 @@
 package memory
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -24,10 +26,34 @@ type Store struct {
 
 type room struct {
 	info     store.Room
-	messages []store.Message // messages[i].Seq == pruned+i+1
-	pruned   uint64          // seqs up to this one were removed by retention
+	entries  []store.Message // the log in seq order; retention leaves holes
 	byClient map[clientKey]uint64
+	msgs     map[uint64]*msgState // the messages stored, by seq
 	members  map[string]bool
+}
+
+// msgState is a message as it is now, kept up to date by each entry that
+// targets it.
+type msgState struct {
+	edits     []uint64 // seqs of its edits, oldest first
+	editedAt  time.Time
+	deleted   bool
+	reactions []*emojiState // in the order each emoji first appeared
+}
+
+// emojiState is one emoji on a message: who reacted, oldest first.
+type emojiState struct {
+	emoji string
+	users []string
+}
+
+func (m *msgState) emoji(e string) (int, *emojiState) {
+	for i, es := range m.reactions {
+		if es.emoji == e {
+			return i, es
+		}
+	}
+	return -1, nil
 }
 
 type clientKey struct{ sender, id string }
@@ -59,7 +85,7 @@ func (s *Store) CreateRoom(_ context.Context, r store.Room) (store.Room, error) 
 		}
 	}
 	r.Members = nil
-	s.rooms[r.Name] = &room{info: r, byClient: make(map[clientKey]uint64), members: members}
+	s.rooms[r.Name] = &room{info: r, byClient: make(map[clientKey]uint64), msgs: make(map[uint64]*msgState), members: members}
 	return r, nil
 }
 
@@ -120,6 +146,9 @@ func (s *Store) StartAppend(ctx context.Context, m store.NewMessage) func() (sto
 
 // Append implements store.Store.
 func (s *Store) Append(_ context.Context, m store.NewMessage) (store.Message, bool, error) {
+	if err := m.Check(); err != nil {
+		return store.Message{}, false, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.room(m.Room)
@@ -128,20 +157,93 @@ func (s *Store) Append(_ context.Context, m store.NewMessage) (store.Message, bo
 	}
 	key := clientKey{m.Sender, m.ClientMsgID}
 	if m.ClientMsgID != "" {
-		if seq, ok := r.byClient[key]; ok && seq > r.pruned {
-			return r.messages[seq-r.pruned-1], true, nil
+		if seq, ok := r.byClient[key]; ok {
+			return *r.entry(seq), true, nil
 		}
 	}
-	msg := store.Message{
-		Room: m.Room, Seq: r.info.LastSeq + 1, Sender: m.Sender,
-		Body: m.Body, SentAt: s.now().UTC(), ClientMsgID: m.ClientMsgID,
+	if noop, err := store.Decide(m, r.info, r.target(m), r.reactionState(m)); err != nil || noop {
+		if noop {
+			return m.Noop(), true, nil
+		}
+		return store.Message{}, false, err
 	}
-	r.messages = append(r.messages, msg)
+	msg := store.Message{
+		Room: m.Room, Seq: r.info.LastSeq + 1, Kind: m.Kind, Sender: m.Sender,
+		Body: m.Body, SentAt: s.now().UTC(), ClientMsgID: m.ClientMsgID,
+		TargetSeq: m.TargetSeq, ReplyToSeq: m.ReplyToSeq, Emoji: m.Emoji,
+	}
+	if msg.SentAt.Before(r.info.LastMessageAt) {
+		msg.SentAt = r.info.LastMessageAt // a room's times never go backwards
+	}
+	r.entries = append(r.entries, msg)
 	if m.ClientMsgID != "" {
 		r.byClient[key] = msg.Seq
 	}
 	r.info.LastSeq, r.info.LastMessageAt = msg.Seq, msg.SentAt
+	r.apply(msg)
 	return msg, false, nil
+}
+
+// entry returns the stored entry with seq, nil if there is none.
+func (r *room) entry(seq uint64) *store.Message {
+	i, ok := slices.BinarySearchFunc(r.entries, seq, func(m store.Message, seq uint64) int { return cmp.Compare(m.Seq, seq) })
+	if !ok {
+		return nil
+	}
+	return &r.entries[i]
+}
+
+// target returns what the rules need of m's target or reply parent.
+func (r *room) target(m store.NewMessage) store.Target {
+	seq := m.TargetSeq
+	if m.Kind == store.KindMessage {
+		seq = m.ReplyToSeq
+	}
+	st, ok := r.msgs[seq]
+	if !ok {
+		return store.Target{}
+	}
+	return store.Target{Found: true, Sender: r.entry(seq).Sender, Deleted: st.deleted}
+}
+
+func (r *room) reactionState(m store.NewMessage) store.ReactionState {
+	st, ok := r.msgs[m.TargetSeq]
+	if !ok || m.Emoji == "" {
+		return store.ReactionState{}
+	}
+	_, es := st.emoji(m.Emoji)
+	return store.ReactionState{Present: es != nil, Mine: es != nil && slices.Contains(es.users, m.Sender), Distinct: len(st.reactions)}
+}
+
+// apply brings the state of msg's target up to date; Decide has accepted msg.
+func (r *room) apply(msg store.Message) {
+	if msg.Kind == store.KindMessage {
+		r.msgs[msg.Seq] = &msgState{}
+		return
+	}
+	st := r.msgs[msg.TargetSeq]
+	switch msg.Kind {
+	case store.KindEdit:
+		st.edits = append(st.edits, msg.Seq)
+		st.editedAt = msg.SentAt
+	case store.KindDelete:
+		st.deleted = true
+		for _, seq := range append(st.edits, msg.TargetSeq) {
+			r.entry(seq).Body = ""
+		}
+	case store.KindReactionAdd:
+		if _, es := st.emoji(msg.Emoji); es != nil {
+			es.users = append(es.users, msg.Sender)
+		} else {
+			st.reactions = append(st.reactions, &emojiState{emoji: msg.Emoji, users: []string{msg.Sender}})
+		}
+	case store.KindReactionRemove:
+		i, es := st.emoji(msg.Emoji)
+		es.users = slices.DeleteFunc(es.users, func(u string) bool { return u == msg.Sender })
+		if len(es.users) == 0 {
+			st.reactions = slices.Delete(st.reactions, i, i+1)
+		}
+	}
 }
 
 // Messages implements store.Store.
@@ -152,21 +254,85 @@ func (s *Store) Messages(_ context.Context, name string, q store.Query) ([]store
 	if err != nil {
 		return nil, err
 	}
-	lo, hi := max(q.After, r.pruned)+1, r.info.LastSeq // inclusive seq range
-	if q.Before != 0 && q.Before-1 < hi {
-		hi = q.Before - 1
-	}
 	var out []store.Message
-	for i := 0; i < q.Limit && lo <= hi; i++ {
-		if q.Descending {
-			out = append(out, r.messages[hi-r.pruned-1])
-			hi--
-		} else {
-			out = append(out, r.messages[lo-r.pruned-1])
-			lo++
+	for m := range r.walk(q) {
+		if len(out) >= q.Limit {
+			break
+		}
+		out = append(out, *m)
+	}
+	return out, nil
+}
+
+// walk yields the entries within q's bounds, in q's order.
+func (r *room) walk(q store.Query) func(yield func(*store.Message) bool) {
+	return func(yield func(*store.Message) bool) {
+		lo, _ := slices.BinarySearchFunc(r.entries, q.After+1, func(m store.Message, seq uint64) int { return cmp.Compare(m.Seq, seq) })
+		hi := len(r.entries)
+		if q.Before != 0 {
+			hi, _ = slices.BinarySearchFunc(r.entries, q.Before, func(m store.Message, seq uint64) int { return cmp.Compare(m.Seq, seq) })
+		}
+		if q.After == math.MaxUint64 {
+			lo = hi
+		}
+		for i := range max(hi-lo, 0) {
+			j := lo + i
+			if q.Descending {
+				j = hi - 1 - i
+			}
+			if !yield(&r.entries[j]) {
+				return
+			}
+		}
+	}
+}
+
+// History implements store.Store.
+func (s *Store) History(_ context.Context, name, viewer string, q store.Query) ([]store.MessageView, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, err := s.room(name)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.MessageView
+	for m := range r.walk(q) {
+		if len(out) >= q.Limit {
+			break
+		}
+		if m.Kind == store.KindMessage {
+			out = append(out, r.view(*m, viewer))
 		}
 	}
 	return out, nil
+}
+
+func (r *room) view(m store.Message, viewer string) store.MessageView {
+	st := r.msgs[m.Seq]
+	v := store.MessageView{Message: m, EditedAt: st.editedAt, Deleted: st.deleted}
+	if n := len(st.edits); n > 0 {
+		v.Body = r.entry(st.edits[n-1]).Body
+	}
+	if !st.deleted {
+		for _, es := range st.reactions {
+			v.Reactions = append(v.Reactions, store.ReactionCount{
+				Emoji: es.emoji, Count: len(es.users), Mine: slices.Contains(es.users, viewer),
+				Users: slices.Clone(es.users[:min(len(es.users), store.ReactionUsers)]),
+			})
+		}
+	}
+	if m.ReplyToSeq != 0 {
+		v.ReplyTo = &store.ReplyRef{Seq: m.ReplyToSeq}
+		if p, ok := r.msgs[m.ReplyToSeq]; ok {
+			pm := r.entry(m.ReplyToSeq)
+			body := pm.Body
+			if n := len(p.edits); n > 0 {
+				body = r.entry(p.edits[n-1]).Body
+			}
+			v.ReplyTo.Sender, v.ReplyTo.Deleted, v.ReplyTo.Snippet = pm.Sender, p.deleted, store.Snippet(body)
+		}
+	}
+	return v
 }
 
 // VisibleRooms implements store.Store.
@@ -235,22 +401,47 @@ func (s *Store) Prune(_ context.Context, p store.Retention) (int, error) {
 	cutoff := s.now().Add(-p.MaxAge)
 	n := 0
 	for _, r := range s.rooms {
-		drop := 0
-		for drop < len(r.messages) &&
-			((p.MaxMessages > 0 && len(r.messages)-drop > p.MaxMessages) ||
-				(p.MaxAge > 0 && r.messages[drop].SentAt.Before(cutoff))) {
-			drop++
+		n += r.prune(p, cutoff)
+	}
+	return n, nil
+}
+
+// prune deletes the entries up to the newest one that p condemns, and
+// every entry that targets a message among them.
+func (r *room) prune(p store.Retention, cutoff time.Time) int {
+	var upto uint64
+	if p.MaxMessages > 0 && len(r.msgs) > p.MaxMessages {
+		excess := len(r.msgs) - p.MaxMessages
+		for _, m := range r.entries {
+			if m.Kind == store.KindMessage {
+				if excess--; excess == 0 {
+					upto = m.Seq
+					break
+				}
+			}
 		}
-		for _, m := range r.messages[:drop] {
+	}
+	for _, m := range r.entries {
+		if p.MaxAge <= 0 || !m.SentAt.Before(cutoff) {
+			break
+		}
+		upto = max(upto, m.Seq)
+	}
+	if upto == 0 {
+		return 0
+	}
+	before := len(r.entries)
+	r.entries = slices.DeleteFunc(r.entries, func(m store.Message) bool {
+		gone := m.Seq <= upto || (m.TargetSeq != 0 && m.TargetSeq <= upto)
+		if gone {
+			delete(r.msgs, m.Seq)
 			if m.ClientMsgID != "" {
 				delete(r.byClient, clientKey{m.Sender, m.ClientMsgID})
 			}
 		}
-		r.messages = slices.Delete(r.messages, 0, drop)
-		r.pruned += uint64(drop)
-		n += drop
-	}
-	return n, nil
+		return gone
+	})
+	return before - len(r.entries)
 }
 
 // Close implements store.Store.

@@ -9,5 +9,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(*testing.T) store.Store { return memory.New() })
+	open := func(*testing.T) store.Store { return memory.New() }
+	storetest.Run(t, open)
+	storetest.RunLog(t, open)
 }

@@ -92,6 +92,11 @@ type columns struct {
 	room, sender, body, id []string
 	seq                    []int64
 	at                     []time.Time
+	// Entries other than messages (careful batches only).
+	kind                     []int16
+	target, replyTo, editSeq []int64
+	emoji                    []string
+	deleted                  []bool
 }
 
 func (c *columns) reset() {
@@ -99,8 +104,10 @@ func (c *columns) reset() {
 	clear(c.sender)
 	clear(c.body)
 	clear(c.id)
+	clear(c.emoji)
 	c.room, c.sender, c.body, c.id = c.room[:0], c.sender[:0], c.body[:0], c.id[:0]
 	c.seq, c.at = c.seq[:0], c.at[:0]
+	c.kind, c.target, c.replyTo, c.editSeq, c.emoji, c.deleted = c.kind[:0], c.target[:0], c.replyTo[:0], c.editSeq[:0], c.emoji[:0], c.deleted[:0]
 }
 
 // oldHead is a room's head before the batch, and the time of the batch's

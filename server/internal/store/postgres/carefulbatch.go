@@ -25,18 +25,19 @@ import (
 // the seqs. If a statement of the second pipeline fails, PostgreSQL skips
 // the rest of it, COMMIT included.
 const (
-	lockHeadsSQL = `SELECT name, last_seq, last_message_at FROM rooms
+	lockHeadsSQL = `SELECT name, last_seq, last_message_at, visibility, created_by FROM rooms
 		WHERE name = ANY($1) ORDER BY name FOR NO KEY UPDATE`
 	// The clock is read after the locks are granted, so a batch that waited
 	// for another node's never stamps its messages earlier than that one's.
 	clockSQL = "SELECT clock_timestamp()"
 	// "client_msg_id <> ''" lets PostgreSQL use the partial unique index.
-	lookupSQL = `SELECT m.room, m.client_msg_id, m.sender, m.seq, m.body, m.sent_at
+	lookupSQL = `SELECT m.room, m.client_msg_id, m.sender, m.seq, m.body, m.sent_at, m.kind, m.target_seq, m.reply_to_seq, m.emoji
 		FROM unnest($1::text[], $2::text[], $3::text[]) AS k(room, id, sender)
 		JOIN messages m ON m.room = k.room AND m.client_msg_id = k.id AND m.sender = k.sender
 		WHERE m.client_msg_id <> ''`
-	insertSQL = `INSERT INTO messages (room, seq, sender, body, sent_at, client_msg_id)
-		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])`
+	insertSQL = `INSERT INTO messages (room, seq, sender, body, sent_at, client_msg_id, kind, target_seq, reply_to_seq, emoji, edit_seq, deleted)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+			$7::smallint[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $12::boolean[])`
 	updateHeadsSQL = `UPDATE rooms SET last_seq = u.seq, last_message_at = u.at
 		FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS u(name, seq, at)
 		WHERE rooms.name = u.name`
@@ -50,7 +51,8 @@ type carefulState struct {
 	dedup  map[dedupKey]store.Message // this batch's messages with a ClientMsgID
 	stored map[dedupKey]store.Message // messages already stored
 	keys   columns                    // the ClientMsgIDs to look up
-	rows   columns                    // new messages
+	rows   columns                    // new entries
+	e      entryState                 // what the entries name (entries.go)
 }
 
 // head is a room's head as the careful batch sees it.
@@ -58,12 +60,14 @@ type head struct {
 	changed bool
 	seq     uint64
 	at      time.Time // of the newest message; zero for none
+	vis     store.Visibility
+	creator string
 }
 
 func newCarefulState() carefulState {
 	return carefulState{
 		heads: make(map[string]*head), dedup: make(map[dedupKey]store.Message),
-		stored: make(map[dedupKey]store.Message),
+		stored: make(map[dedupKey]store.Message), e: newEntryState(),
 	}
 }
 
@@ -90,6 +94,7 @@ func (cs *carefulState) reset(live []*request) {
 	clear(cs.stored)
 	cs.keys.reset()
 	cs.rows.reset()
+	cs.e.reset(live)
 	for _, r := range live {
 		if r.In.ClientMsgID != "" {
 			cs.keys.room = append(cs.keys.room, r.In.Room)
@@ -108,6 +113,7 @@ func (cs *carefulState) begin(ctx context.Context, c *pgx.Conn, names []string) 
 	q.Queue(lockHeadsSQL, names)
 	q.Queue(clockSQL)
 	q.Queue(lookupSQL, cs.keys.room, cs.keys.id, cs.keys.sender)
+	cs.e.queueReads(q)
 	br := c.SendBatch(ctx, q)
 	if err := cs.readBegin(br); err != nil {
 		br.Close()
@@ -129,7 +135,7 @@ func (cs *carefulState) readBegin(br pgx.BatchResults) error {
 	if err := cs.readStored(br); err != nil {
 		return fmt.Errorf("look up client_msg_ids: %w", err)
 	}
-	return nil
+	return cs.e.readReads(br)
 }
 
 func (cs *carefulState) readHeads(br pgx.BatchResults) error {
@@ -139,13 +145,14 @@ func (cs *carefulState) readHeads(br pgx.BatchResults) error {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var name string
+		var name, creator string
 		var seq int64
+		var vis int32
 		var at *time.Time
-		if err := rows.Scan(&name, &seq, &at); err != nil {
+		if err := rows.Scan(&name, &seq, &at, &vis, &creator); err != nil {
 			return err
 		}
-		h := &head{seq: uint64(seq)}
+		h := &head{seq: uint64(seq), vis: store.Visibility(vis), creator: creator}
 		if at != nil {
 			h.at = *at
 		}
@@ -162,18 +169,20 @@ func (cs *carefulState) readStored(br pgx.BatchResults) error {
 	defer rows.Close()
 	for rows.Next() {
 		var m store.Message
-		var seq int64
-		if err := rows.Scan(&m.Room, &m.ClientMsgID, &m.Sender, &seq, &m.Body, &m.SentAt); err != nil {
+		var seq, target, replyTo int64
+		var kind int16
+		if err := rows.Scan(&m.Room, &m.ClientMsgID, &m.Sender, &seq, &m.Body, &m.SentAt, &kind, &target, &replyTo, &m.Emoji); err != nil {
 			return err
 		}
-		m.Seq, m.SentAt = uint64(seq), m.SentAt.UTC()
+		m.Seq, m.SentAt, m.Kind, m.TargetSeq, m.ReplyToSeq = uint64(seq), m.SentAt.UTC(), store.Kind(kind), uint64(target), uint64(replyTo)
 		cs.stored[dedupKey{m.Room, m.Sender, m.ClientMsgID}] = m
 	}
 	return rows.Err()
 }
 
-// appendOne gives m the next seq of its room, or finds the message it
-// duplicates. An unknown room is the caller's error, not the batch's.
+// appendOne gives m the next seq of its room, or finds the entry it
+// duplicates, after checking it against the rules of the log. An unknown
+// room or a broken rule is the caller's error, not the batch's.
 func (cs *carefulState) appendOne(m store.NewMessage) (result, error) {
 	h, ok := cs.heads[m.Room]
 	if !ok {
@@ -188,21 +197,31 @@ func (cs *carefulState) appendOne(m store.NewMessage) (result, error) {
 			return result{msg: orig, dup: true}, nil
 		}
 	}
+	if noop, err := cs.e.decide(m, h); err != nil || noop {
+		if noop {
+			return result{msg: m.Noop(), dup: true}, nil
+		}
+		return result{}, err
+	}
 	h.seq++
 	if cs.now.After(h.at) { // a room's times never go backwards, even if the clock does
 		h.at = cs.now
 	}
 	h.changed = true
 	msg := store.Message{
-		Room: m.Room, Seq: h.seq, Sender: m.Sender, Body: m.Body,
+		Room: m.Room, Seq: h.seq, Kind: m.Kind, Sender: m.Sender, Body: m.Body,
 		SentAt: h.at.UTC(), ClientMsgID: m.ClientMsgID,
+		TargetSeq: m.TargetSeq, ReplyToSeq: m.ReplyToSeq, Emoji: m.Emoji,
 	}
 	r := &cs.rows
 	r.room, r.seq, r.sender = append(r.room, msg.Room), append(r.seq, int64(msg.Seq)), append(r.sender, msg.Sender)
 	r.body, r.at, r.id = append(r.body, msg.Body), append(r.at, h.at), append(r.id, msg.ClientMsgID)
+	r.kind, r.target, r.replyTo = append(r.kind, int16(msg.Kind)), append(r.target, int64(msg.TargetSeq)), append(r.replyTo, int64(msg.ReplyToSeq))
+	r.emoji, r.editSeq, r.deleted = append(r.emoji, msg.Emoji), append(r.editSeq, 0), append(r.deleted, false)
 	if m.ClientMsgID != "" {
 		cs.dedup[key] = msg
 	}
+	cs.e.apply(msg, len(r.room)-1, r)
 	return result{msg: msg}, nil
 }
 
@@ -219,8 +238,9 @@ func (cs *carefulState) finish(ctx context.Context, c *pgx.Conn, names []string)
 	q := &pgx.Batch{}
 	if len(cs.rows.room) > 0 {
 		r := &cs.rows
-		q.Queue(insertSQL, r.room, r.seq, r.sender, r.body, r.at, r.id)
+		q.Queue(insertSQL, r.room, r.seq, r.sender, r.body, r.at, r.id, r.kind, r.target, r.replyTo, r.emoji, r.editSeq, r.deleted)
 		q.Queue(updateHeadsSQL, changed, seqs, ats)
+		cs.e.queueWrites(q)
 	}
 	q.Queue("COMMIT")
 	br := c.SendBatch(ctx, q)
@@ -242,6 +262,11 @@ func (cs *carefulState) readFinish(br pgx.BatchResults, heads int) error {
 			return fmt.Errorf("update room heads: %w", err)
 		} else if tag.RowsAffected() != int64(heads) {
 			return fmt.Errorf("update room heads: %d of %d rows updated", tag.RowsAffected(), heads)
+		}
+		for range entryWrites {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("write what the entries change: %w", err)
+			}
 		}
 	}
 	tag, err := br.Exec()

@@ -54,7 +54,7 @@ func classify(err error) error {
 // checkText reports ErrInvalidText if a field of m cannot be stored.
 func checkText(m store.NewMessage) error {
 	for _, f := range [...]struct{ name, s string }{
-		{"room", m.Room}, {"sender", m.Sender}, {"body", m.Body}, {"client_msg_id", m.ClientMsgID},
+		{"room", m.Room}, {"sender", m.Sender}, {"body", m.Body}, {"client_msg_id", m.ClientMsgID}, {"emoji", m.Emoji},
 	} {
 		if !utf8.ValidString(f.s) || strings.IndexByte(f.s, 0) >= 0 {
 			return fmt.Errorf("postgres: append to room %q: %s: %w", m.Room, f.name, ErrInvalidText)

@@ -1,6 +1,12 @@
 package postgres
 
-import "time"
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
 
 // Test helpers for the external tests (package postgres_test).
 var (
@@ -23,4 +29,24 @@ func SetPingIdle(d time.Duration) func() {
 	old := pingIdle
 	pingIdle = d
 	return func() { pingIdle = old }
+}
+
+// MigrateTo brings schema to its first n migrations, as an older binary
+// would have left it.
+func MigrateTo(t testing.TB, schema string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, testDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := schemaVersion(ctx, conn, schema); err != nil {
+		t.Fatal(err)
+	}
+	for v := range n {
+		if err := applyMigration(ctx, conn, v); err != nil {
+			t.Fatalf("migration %d: %v", v+1, err)
+		}
+	}
 }

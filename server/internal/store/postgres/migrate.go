@@ -52,6 +52,37 @@ var migrations = []string{
 		PRIMARY KEY (room, "user")
 	);
 	CREATE INDEX members_by_user ON members ("user", room);`,
+	// Entries of every kind (store.Kind) in the log, and what History
+	// reads kept up to date by the writer (entries.go). Columns added with
+	// constant defaults rewrite no row: old rows read as messages never
+	// edited or deleted.
+	`ALTER TABLE messages
+		ADD COLUMN kind smallint NOT NULL DEFAULT 0,
+		ADD COLUMN target_seq bigint NOT NULL DEFAULT 0,
+		ADD COLUMN reply_to_seq bigint NOT NULL DEFAULT 0,
+		ADD COLUMN emoji text COLLATE "C" NOT NULL DEFAULT '',
+		ADD COLUMN edit_seq bigint NOT NULL DEFAULT 0,
+		ADD COLUMN deleted boolean NOT NULL DEFAULT false;
+	CREATE INDEX messages_by_target ON messages (room, target_seq) WHERE target_seq <> 0;
+	CREATE TABLE reactions (
+		room       text COLLATE "C" NOT NULL,
+		target_seq bigint NOT NULL,
+		emoji      text COLLATE "C" NOT NULL,
+		"user"     text COLLATE "C" NOT NULL,
+		seq        bigint NOT NULL, -- the reaction_add entry
+		PRIMARY KEY (room, target_seq, emoji, "user")
+	);
+	CREATE INDEX reactions_in_order ON reactions (room, target_seq, emoji, seq);
+	CREATE INDEX reactions_by_user ON reactions (room, "user", target_seq);
+	CREATE TABLE reaction_counts (
+		room       text COLLATE "C" NOT NULL,
+		target_seq bigint NOT NULL,
+		emoji      text COLLATE "C" NOT NULL,
+		count      bigint NOT NULL,
+		first_seq  bigint NOT NULL,
+		users      text[] NOT NULL, -- the first store.ReactionUsers, oldest first
+		PRIMARY KEY (room, target_seq, emoji)
+	);`,
 }
 
 // migrationLockClass is the first key of the advisory lock that serialises

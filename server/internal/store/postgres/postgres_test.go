@@ -17,7 +17,9 @@ import (
 
 func TestConformance(t *testing.T) {
 	postgres.NeedPostgres(t)
-	storetest.Run(t, func(t *testing.T) store.Store { return postgres.OpenTest(t, postgres.Config{}) })
+	open := func(t *testing.T) store.Store { return postgres.OpenTest(t, postgres.Config{}) }
+	storetest.Run(t, open)
+	storetest.RunLog(t, open)
 }
 
 // TestConformanceWriterSettings runs the suite with small batches and a long
@@ -26,7 +28,9 @@ func TestConformanceWriterSettings(t *testing.T) {
 	postgres.NeedPostgres(t)
 	for _, cfg := range []postgres.Config{{MaxBatch: 7, MaxBatchDelay: 50 * time.Millisecond}, {MaxBatchDelay: -1}} {
 		t.Run(fmt.Sprintf("MaxBatch=%d,MaxBatchDelay=%v", cfg.MaxBatch, cfg.MaxBatchDelay), func(t *testing.T) {
-			storetest.Run(t, func(t *testing.T) store.Store { return postgres.OpenTest(t, cfg) })
+			open := func(t *testing.T) store.Store { return postgres.OpenTest(t, cfg) }
+			storetest.Run(t, open)
+			storetest.RunLog(t, open)
 		})
 	}
 }
@@ -278,7 +282,7 @@ func TestUnstorableTextIsRejectedAlone(t *testing.T) {
 		wg.Go(func() {
 			m := bad[i%len(bad)]
 			if _, _, err := s.Append(ctx, m); !errors.Is(err, postgres.ErrInvalidText) {
-				t.Errorf("Append(%q) = %v, want ErrInvalidText", m, err)
+				t.Errorf("Append(%+v) = %v, want ErrInvalidText", m, err)
 			}
 		})
 		wg.Go(func() {

@@ -89,8 +89,9 @@ func (s *Store) Messages(ctx context.Context, room string, q store.Query) (out [
 }
 
 const (
-	selectMessagesAsc  = "SELECT seq, sender, body, sent_at, client_msg_id FROM messages WHERE room = $1 AND seq > $2 AND seq < $3 ORDER BY seq LIMIT $4"
-	selectMessagesDesc = "SELECT seq, sender, body, sent_at, client_msg_id FROM messages WHERE room = $1 AND seq > $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
+	entryColumns       = "seq, sender, body, sent_at, client_msg_id, kind, target_seq, reply_to_seq, emoji"
+	selectMessagesAsc  = "SELECT " + entryColumns + " FROM messages WHERE room = $1 AND seq > $2 AND seq < $3 ORDER BY seq LIMIT $4"
+	selectMessagesDesc = "SELECT " + entryColumns + " FROM messages WHERE room = $1 AND seq > $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
 )
 
 func (s *Store) queryMessages(ctx context.Context, room string, q store.Query) ([]store.Message, error) {
@@ -109,9 +110,10 @@ func (s *Store) queryMessages(ctx context.Context, room string, q store.Query) (
 	defer rows.Close()
 	return sqlstore.Collect(rows, make([]store.Message, 0, min(q.Limit, 1024)), func(row sqlstore.Row) (store.Message, error) {
 		m := store.Message{Room: room}
-		var seq int64
-		err := row.Scan(&seq, &m.Sender, &m.Body, &m.SentAt, &m.ClientMsgID)
-		m.Seq, m.SentAt = uint64(seq), m.SentAt.UTC()
+		var seq, target, replyTo int64
+		var kind int16
+		err := row.Scan(&seq, &m.Sender, &m.Body, &m.SentAt, &m.ClientMsgID, &kind, &target, &replyTo, &m.Emoji)
+		m.Seq, m.SentAt, m.Kind, m.TargetSeq, m.ReplyToSeq = uint64(seq), m.SentAt.UTC(), store.Kind(kind), uint64(target), uint64(replyTo)
 		return m, err
 	})
 }

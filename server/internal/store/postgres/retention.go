@@ -2,8 +2,12 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/parleychat/parley/server/internal/store"
 	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
@@ -20,19 +24,62 @@ func (s *Store) Prune(ctx context.Context, p store.Retention) (int, error) {
 		Bounds: func(ctx context.Context, room string) (uint64, uint64, error) {
 			return s.pruneBounds(ctx, room, p.MaxAge)
 		},
-		Delete: s.pruneStep,
+		NewestMessage: s.newestMessage,
+		Delete:        s.pruneStep,
 	}.Prune(ctx, p)
 }
 
-// pruneStep deletes the messages of room with after < seq <= upto.
+// newestMessage returns the seq of room's nth newest message, 0 if it
+// holds fewer. It walks the room's entries from the newest, skipping
+// those of other kinds: its cost grows with n.
+func (s *Store) newestMessage(ctx context.Context, room string, n int) (seq uint64, err error) {
+	err = s.call(ctx, func(ctx context.Context) error {
+		var got int64
+		err := s.pool.QueryRow(ctx, "SELECT seq FROM messages WHERE room = $1 AND kind = 0 ORDER BY seq DESC OFFSET $2 LIMIT 1", room, n-1).Scan(&got)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return nil
+		case err != nil:
+			return fmt.Errorf("postgres: prune %q: %w", room, err)
+		}
+		seq = uint64(got)
+		return nil
+	})
+	return seq, err
+}
+
+// pruneStep deletes the entries of room with after < seq <= upto, those
+// that target them and their reactions, in one transaction that holds the
+// room's row: a writer's batch that checks an entry against a message
+// (entries.go) holds it too, so no edit or reaction is stored for a
+// message while it is being pruned. It returns how many entries it
+// deleted.
 func (s *Store) pruneStep(ctx context.Context, room string, after, upto uint64) (n int64, err error) {
 	err = s.call(ctx, func(ctx context.Context) error {
-		tag, err := s.pool.Exec(ctx, "DELETE FROM messages WHERE room = $1 AND seq > $2 AND seq <= $3",
-			room, sqlstore.ClampSeq(after), sqlstore.ClampSeq(upto))
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			n = 0
+			if _, err := tx.Exec(ctx, "SELECT 1 FROM rooms WHERE name = $1 FOR NO KEY UPDATE", room); err != nil {
+				return err
+			}
+			for _, q := range []string{
+				"DELETE FROM messages WHERE room = $1 AND seq > $2 AND seq <= $3",
+				"DELETE FROM messages WHERE room = $1 AND target_seq > $2 AND target_seq <= $3 AND target_seq <> 0",
+				"DELETE FROM reactions WHERE room = $1 AND target_seq > $2 AND target_seq <= $3",
+				"DELETE FROM reaction_counts WHERE room = $1 AND target_seq > $2 AND target_seq <= $3",
+			} {
+				tag, err := tx.Exec(ctx, q, room, sqlstore.ClampSeq(after), sqlstore.ClampSeq(upto))
+				if err != nil {
+					return err
+				}
+				if strings.HasPrefix(q, "DELETE FROM messages") {
+					n += tag.RowsAffected()
+				}
+			}
+			return nil
+		})
 		if err != nil {
 			return fmt.Errorf("postgres: prune room %q: %w", room, err)
 		}
-		n = tag.RowsAffected()
 		return nil
 	})
 	return n, err

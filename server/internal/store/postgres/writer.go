@@ -87,6 +87,9 @@ func (s *Store) StartAppend(ctx context.Context, m store.NewMessage) func() (sto
 
 // queue checks m and hands it to the writer as a request from the pool.
 func (s *Store) queue(ctx context.Context, m store.NewMessage) (*request, error) {
+	if err := m.Check(); err != nil {
+		return nil, err
+	}
 	if err := checkText(m); err != nil {
 		return nil, err
 	}
@@ -168,7 +171,10 @@ var errConnLost = errors.New("connection lost")
 // the unique index, not a lookup, finds duplicates of stored messages.
 // Those are rare (a client retrying a send that was stored); when the
 // index turns a row away nothing was stored, and the batch runs again
-// carefully (carefulbatch.go), looking up every ClientMsgID.
+// carefully (carefulbatch.go), looking up every ClientMsgID. A batch
+// holding an entry other than a plain message (an edit, delete, reaction
+// or reply: see plain) runs carefully at once, for the rules of the log
+// need the rows it names read under the rooms' locks.
 func (w *writer) commitOn(ctx context.Context, live []*request) error {
 	conn, err := w.pool.Acquire(ctx)
 	if err != nil {
@@ -176,9 +182,16 @@ func (w *writer) commitOn(ctx context.Context, live []*request) error {
 	}
 	defer conn.Release()
 	c := conn.Conn()
-	err = w.b.run(ctx, c, live)
+	if plain(live) {
+		err = w.b.run(ctx, c, live)
+		if errors.Is(err, errStoredDuplicate) {
+			w.careful.Add(1)
+		}
+	} else {
+		w.b.number(live)
+		err = errStoredDuplicate // not really: the entries need the careful way
+	}
 	if errors.Is(err, errStoredDuplicate) {
-		w.careful.Add(1)
 		if err = w.b.runCareful(ctx, c, live); err != nil {
 			rollback(ctx, c)
 		}
@@ -187,6 +200,18 @@ func (w *writer) commitOn(ctx context.Context, live []*request) error {
 		err = mark(err, errConnLost)
 	}
 	return err
+}
+
+// plain reports whether live holds only messages that reply to nothing:
+// entries that the optimistic statement can store without reading
+// anything.
+func plain(live []*request) bool {
+	for _, r := range live {
+		if r.In.Kind != store.KindMessage || r.In.ReplyToSeq != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // rollback ends a failed transaction. If that fails too, the connection

@@ -21,9 +21,19 @@ type batchState struct {
 	now     int64 // unix nanoseconds, the time of every message in the batch
 	heads   map[string]*head
 	known   map[string]head            // committed heads of existing rooms, kept across batches
-	dedup   map[dedupKey]store.Message // new messages with a ClientMsgID
-	rows    []store.Message            // new messages to insert
+	dedup   map[dedupKey]store.Message // new entries with a ClientMsgID
+	rows    []row                      // new entries to insert
 	args    []any
+	targets map[seqKey]*target   // messages that the batch's entries name (entries.go)
+	reacted map[reactionKey]bool // whether a user's reaction is there, as the batch sees it
+}
+
+// row is a new entry to insert, with the state of a message that entries
+// later in the batch changed.
+type row struct {
+	store.Message
+	editSeq uint64
+	deleted bool
 }
 
 // head is a room's head as the batch sees it.
@@ -32,12 +42,15 @@ type head struct {
 	changed bool
 	seq     uint64
 	at      int64 // unix nanoseconds of the newest message
+	vis     store.Visibility
+	creator string
 }
 
 type dedupKey struct{ room, sender, id string }
 
 func newBatchState() *batchState {
-	return &batchState{heads: make(map[string]*head), known: make(map[string]head), dedup: make(map[dedupKey]store.Message)}
+	return &batchState{heads: make(map[string]*head), known: make(map[string]head), dedup: make(map[dedupKey]store.Message),
+		targets: make(map[seqKey]*target), reacted: make(map[reactionKey]bool)}
 }
 
 // apply performs the batch's requests in arrival order inside the open
@@ -68,6 +81,9 @@ func (b *batchState) apply(ctx context.Context, st *statements, live []*request,
 	if err := b.insertRows(ctx, st); err != nil {
 		return err
 	}
+	if err := b.writeReactionCounts(ctx, st); err != nil {
+		return err
+	}
 	return b.updateHeads(ctx, st)
 }
 
@@ -77,6 +93,8 @@ func (b *batchState) reset(now time.Time, careful bool) {
 	clear(b.dedup)
 	clear(b.rows)
 	b.rows = b.rows[:0]
+	clear(b.targets)
+	clear(b.reacted)
 }
 
 // maxKnownHeads bounds the committed heads the writer remembers: enough
@@ -95,7 +113,7 @@ func (b *batchState) committed() {
 	}
 	for name, h := range b.heads {
 		if h.exists {
-			b.known[name] = head{exists: true, seq: h.seq, at: h.at}
+			b.known[name] = head{exists: true, seq: h.seq, at: h.at, vis: h.vis, creator: h.creator}
 		}
 	}
 }
@@ -136,12 +154,13 @@ func (b *batchState) loadHeads(ctx context.Context, st *statements, live []*requ
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var name string
+		var name, creator string
 		var seq, at int64
-		if err := rows.Scan(&name, &seq, &at); err != nil {
+		var vis int
+		if err := rows.Scan(&name, &seq, &at, &vis, &creator); err != nil {
 			return fmt.Errorf("read room heads: %w", err)
 		}
-		*b.heads[name] = head{exists: true, seq: uint64(seq), at: at}
+		*b.heads[name] = head{exists: true, seq: uint64(seq), at: at, vis: store.Visibility(vis), creator: creator}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read room heads: %w", err)
@@ -170,7 +189,7 @@ func (b *batchState) createRoom(ctx context.Context, st *statements, req *reques
 		}
 	}
 	r.Members = nil
-	*h = head{exists: true}
+	*h = head{exists: true, vis: r.Visibility, creator: r.CreatedBy}
 	req.Out.room = r
 	return nil
 }
@@ -196,20 +215,26 @@ func (b *batchState) changeMember(ctx context.Context, st *statements, req *requ
 // pruneStep deletes one stretch of a room's oldest messages.
 func (b *batchState) pruneStep(ctx context.Context, st *statements, req *request) error {
 	op := *req.In.prune
-	res, err := st.delMsgs.ExecContext(ctx, op.room, sqlstore.ClampSeq(op.after), sqlstore.ClampSeq(op.upto))
-	if err != nil {
-		return fmt.Errorf("prune room %q: %w", op.room, err)
+	after, upto := sqlstore.ClampSeq(op.after), sqlstore.ClampSeq(op.upto)
+	for _, stmt := range []*sql.Stmt{st.delMsgs, st.delTargeting, st.delReactions, st.delReactionCounts} {
+		res, err := stmt.ExecContext(ctx, op.room, after, upto)
+		if err != nil {
+			return fmt.Errorf("prune room %q: %w", op.room, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("prune room %q: %w", op.room, err)
+		}
+		if stmt == st.delMsgs || stmt == st.delTargeting {
+			req.Out.deleted += n
+		}
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("prune room %q: %w", op.room, err)
-	}
-	req.Out.deleted = n
 	return nil
 }
 
-// appendOne gives a message the next seq of its room, or finds the message
-// it duplicates. An unknown room is the caller's error, not the batch's.
+// appendOne gives an entry the next seq of its room, or finds the entry
+// it duplicates, after checking it against the rules of the log. An
+// unknown room or a broken rule is the caller's error, not the batch's.
 func (b *batchState) appendOne(ctx context.Context, st *statements, req *request) error {
 	m := req.In.msg
 	h := b.heads[m.Room]
@@ -221,23 +246,40 @@ func (b *batchState) appendOne(ctx context.Context, st *statements, req *request
 		req.Out = result{msg: orig, dup: ok}
 		return err
 	}
+	noop, err := b.decide(ctx, st, m, h)
+	if err != nil || noop {
+		if noop {
+			req.Out = result{msg: m.Noop(), dup: true}
+			return nil
+		}
+		var rule ruleError
+		if errors.As(err, &rule) {
+			req.Err = rule.err
+			return nil
+		}
+		return err
+	}
 	h.seq++
 	h.at = max(h.at, b.now) // a room's times never go backwards, even if the clock does
 	h.changed = true
 	msg := store.Message{
-		Room: m.Room, Seq: h.seq, Sender: m.Sender, Body: m.Body,
+		Room: m.Room, Seq: h.seq, Kind: m.Kind, Sender: m.Sender, Body: m.Body,
 		SentAt: fromNanos(h.at), ClientMsgID: m.ClientMsgID,
+		TargetSeq: m.TargetSeq, ReplyToSeq: m.ReplyToSeq, Emoji: m.Emoji,
 	}
-	b.rows = append(b.rows, msg)
+	b.rows = append(b.rows, row{Message: msg})
 	if m.ClientMsgID != "" {
 		b.dedup[dedupKey{m.Room, m.Sender, m.ClientMsgID}] = msg
 	}
 	req.Out.msg = msg
-	return nil
+	return b.applyEntry(ctx, st, msg, len(b.rows)-1)
 }
 
-// findDuplicate looks for an earlier message with m's key: in this batch,
-// and, in a careful attempt, in the database.
+// findDuplicate looks for an earlier entry with m's key: in this batch,
+// and, in a careful attempt or for an entry other than a message, in the
+// database. (Entries other than messages change other rows before the
+// batch inserts its own, so the unique index would find their duplicates
+// too late; they are rare enough to be looked up one by one.)
 func (b *batchState) findDuplicate(ctx context.Context, st *statements, m store.NewMessage) (store.Message, bool, error) {
 	if m.ClientMsgID == "" {
 		return store.Message{}, false, nil
@@ -245,31 +287,43 @@ func (b *batchState) findDuplicate(ctx context.Context, st *statements, m store.
 	if orig, ok := b.dedup[dedupKey{m.Room, m.Sender, m.ClientMsgID}]; ok {
 		return orig, true, nil
 	}
-	if !b.careful {
+	if !b.careful && m.Kind == store.KindMessage {
 		return store.Message{}, false, nil
 	}
 	orig := store.Message{Room: m.Room, Sender: m.Sender, ClientMsgID: m.ClientMsgID}
-	var seq, at int64
-	err := st.selDup.QueryRowContext(ctx, m.Room, m.ClientMsgID, m.Sender).Scan(&seq, &orig.Body, &at)
+	var seq, at, target, replyTo int64
+	err := st.selDup.QueryRowContext(ctx, m.Room, m.ClientMsgID, m.Sender).Scan(&seq, &orig.Kind, &orig.Body, &at, &target, &replyTo, &orig.Emoji)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return store.Message{}, false, nil
 	case err != nil:
 		return store.Message{}, false, fmt.Errorf("look up client_msg_id: %w", err)
 	}
-	orig.Seq, orig.SentAt = uint64(seq), fromNanos(at)
+	orig.Seq, orig.SentAt, orig.TargetSeq, orig.ReplyToSeq = uint64(seq), fromNanos(at), uint64(target), uint64(replyTo)
 	return orig, true, nil
 }
 
-// insertRows inserts the batch's new messages with multi-row INSERTs. It
-// returns errSkippedRow if the unique index turned a row away.
+// insertRows inserts the batch's new entries: plain messages (the bulk)
+// with multi-row INSERTs of the columns they use, as before entry kinds
+// existed, the other entries one by one with every column. It returns
+// errSkippedRow if the unique index turned a row away.
 func (b *batchState) insertRows(ctx context.Context, st *statements) error {
 	// In index order, consecutive rows land on the same B-tree pages.
-	slices.SortFunc(b.rows, func(x, y store.Message) int {
+	slices.SortFunc(b.rows, func(x, y row) int {
 		return cmp.Or(strings.Compare(x.Room, y.Room), strings.Compare(x.ClientMsgID, y.ClientMsgID),
 			strings.Compare(x.Sender, y.Sender), cmp.Compare(x.Seq, y.Seq))
 	})
-	for rows := b.rows; len(rows) > 0; {
+	plain := b.rows[:0] // compacted in place: b.rows is not read again
+	for _, r := range b.rows {
+		if r.Kind != store.KindMessage || r.ReplyToSeq != 0 || r.editSeq != 0 || r.deleted {
+			if err := insertEntry(ctx, st, r); err != nil {
+				return err
+			}
+			continue
+		}
+		plain = append(plain, r)
+	}
+	for rows := plain; len(rows) > 0; {
 		n := st.largestInsert(len(rows))
 		args := b.args[:0]
 		for _, m := range rows[:n] {
@@ -285,6 +339,18 @@ func (b *batchState) insertRows(ctx context.Context, st *statements) error {
 			return fmt.Errorf("insert %d messages, %d inserted (%v): %w", n, got, err, errSkippedRow)
 		}
 		rows = rows[n:]
+	}
+	return nil
+}
+
+func insertEntry(ctx context.Context, st *statements, r row) error {
+	res, err := st.insEntry.ExecContext(ctx, r.Room, int64(r.Seq), r.Sender, r.Body, r.SentAt.UnixNano(), r.ClientMsgID,
+		int(r.Kind), int64(r.TargetSeq), int64(r.ReplyToSeq), r.Emoji, int64(r.editSeq), r.deleted)
+	if err != nil {
+		return fmt.Errorf("insert %s entry: %w", r.Kind, err)
+	}
+	if got, err := res.RowsAffected(); err != nil || got != 1 {
+		return fmt.Errorf("insert %s entry: %d inserted (%v): %w", r.Kind, got, err, errSkippedRow)
 	}
 	return nil
 }

@@ -81,8 +81,9 @@ func (s *Store) Messages(ctx context.Context, room string, q store.Query) (_ []s
 }
 
 const (
-	selectMessagesAsc  = "SELECT seq, sender, body, sent_at, client_msg_id FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?"
-	selectMessagesDesc = "SELECT seq, sender, body, sent_at, client_msg_id FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+	entryColumns       = "seq, sender, body, sent_at, client_msg_id, kind, target_seq, reply_to_seq, emoji"
+	selectMessagesAsc  = "SELECT " + entryColumns + " FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?"
+	selectMessagesDesc = "SELECT " + entryColumns + " FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?"
 )
 
 func (s *Store) queryMessages(ctx context.Context, room string, q store.Query) ([]store.Message, error) {
@@ -101,9 +102,9 @@ func (s *Store) queryMessages(ctx context.Context, room string, q store.Query) (
 	defer rows.Close()
 	return sqlstore.Collect(rows, make([]store.Message, 0, min(q.Limit, 1024)), func(row sqlstore.Row) (store.Message, error) {
 		m := store.Message{Room: room}
-		var seq, at int64
-		err := row.Scan(&seq, &m.Sender, &m.Body, &at, &m.ClientMsgID)
-		m.Seq, m.SentAt = uint64(seq), fromNanos(at)
+		var seq, at, target, replyTo int64
+		err := row.Scan(&seq, &m.Sender, &m.Body, &at, &m.ClientMsgID, &m.Kind, &target, &replyTo, &m.Emoji)
+		m.Seq, m.SentAt, m.TargetSeq, m.ReplyToSeq = uint64(seq), fromNanos(at), uint64(target), uint64(replyTo)
 		return m, err
 	})
 }

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,7 +11,8 @@ import (
 	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
-// pruneOp deletes the messages of room with after < seq <= upto.
+// pruneOp deletes the entries of room with after < seq <= upto and those
+// that target them.
 type pruneOp struct {
 	room        string
 	after, upto uint64
@@ -25,6 +27,7 @@ func (s *Store) Prune(ctx context.Context, p store.Retention) (int, error) {
 		Bounds: func(ctx context.Context, room string) (uint64, uint64, error) {
 			return s.pruneBounds(ctx, room, p.MaxAge > 0, cutoff)
 		},
+		NewestMessage: s.newestMessage,
 		Delete: func(ctx context.Context, room string, after, upto uint64) (int64, error) {
 			res, err := s.do(ctx, op{prune: &pruneOp{room: room, after: after, upto: upto}})
 			return res.deleted, err
@@ -55,4 +58,23 @@ func (s *Store) pruneBounds(ctx context.Context, room string, byAge bool, cutoff
 		return 0, 0, nil
 	}
 	return uint64(first.Int64) - 1, uint64(max(last.Int64, 0)), nil
+}
+
+// newestMessage returns the seq of room's nth newest message, 0 if it
+// holds fewer. It walks the room's entries from the newest, skipping
+// those of other kinds: its cost grows with n.
+func (s *Store) newestMessage(ctx context.Context, room string, n int) (seq uint64, err error) {
+	if err := s.gate.Enter(); err != nil {
+		return 0, err
+	}
+	defer s.exit(&err)
+	var got int64
+	err = s.read.QueryRowContext(ctx, "SELECT seq FROM messages WHERE room = ? AND kind = 0 ORDER BY seq DESC LIMIT 1 OFFSET ?", room, n-1).Scan(&got)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("sqlite: prune %q: %w", room, err)
+	}
+	return uint64(got), nil
 }

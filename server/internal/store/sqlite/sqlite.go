@@ -178,13 +178,18 @@ func (s *Store) openDBs(ctx context.Context) error {
 // the statement journal in memory. The writer's connection gets a larger
 // page cache (64 MiB) and checkpoints every 10,000 pages instead of 1,000:
 // fewer, larger checkpoints write each hot page once instead of many times.
+// It also has secure_delete on: SQLite zeroes the bytes a delete or an
+// update frees, so a deleted message's text does not linger in the pages'
+// free space or on free pages once the WAL is checkpointed. (Text written
+// before this version, without it, may still sit in free space until a
+// VACUUM.)
 func openDB(ctx context.Context, cfg Config, readOnly bool) (*sql.DB, error) {
 	dsn := fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"+
 		"&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)", cfg.Path, cfg.BusyTimeout.Milliseconds())
 	if readOnly {
 		dsn += "&_pragma=query_only(1)&_pragma=cache_size(-8192)"
 	} else {
-		dsn += "&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(10000)"
+		dsn += "&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(10000)&_pragma=secure_delete(1)"
 	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -241,6 +246,38 @@ var migrations = []string{
 	`DROP INDEX messages_client_msg_id;
 	CREATE UNIQUE INDEX messages_client_msg_id ON messages (client_msg_id, room, sender)
 		WHERE client_msg_id <> '';`,
+	// Entries of every kind (store.Kind) in the log, and what History
+	// reads kept up to date by the writer: on a message's row the seq of
+	// its latest edit and whether it was deleted; who reacted with what;
+	// and each emoji's count, first seq and first users (a JSON array).
+	// Adding columns with constant defaults rewrites no row: old rows read
+	// as messages that were never edited or deleted.
+	`ALTER TABLE messages ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE messages ADD COLUMN target_seq INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE messages ADD COLUMN reply_to_seq INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE messages ADD COLUMN emoji TEXT NOT NULL DEFAULT '';
+	ALTER TABLE messages ADD COLUMN edit_seq INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX messages_by_target ON messages (room, target_seq) WHERE target_seq <> 0;
+	CREATE TABLE reactions (
+		room       TEXT NOT NULL,
+		target_seq INTEGER NOT NULL,
+		emoji      TEXT NOT NULL,
+		user       TEXT NOT NULL,
+		seq        INTEGER NOT NULL, -- the reaction_add entry
+		PRIMARY KEY (room, target_seq, emoji, user)
+	) WITHOUT ROWID;
+	CREATE INDEX reactions_in_order ON reactions (room, target_seq, emoji, seq);
+	CREATE INDEX reactions_by_user ON reactions (room, user, target_seq);
+	CREATE TABLE reaction_counts (
+		room       TEXT NOT NULL,
+		target_seq INTEGER NOT NULL,
+		emoji      TEXT NOT NULL,
+		count      INTEGER NOT NULL,
+		first_seq  INTEGER NOT NULL,
+		users      TEXT NOT NULL,
+		PRIMARY KEY (room, target_seq, emoji)
+	) WITHOUT ROWID;`,
 }
 
 // migrate applies the migrations the database has not seen, each in its

@@ -46,7 +46,9 @@ func openTemp(t testing.TB, cfg sqlite.Config) *sqlite.Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t, sqlite.Config{}) })
+	open := func(t *testing.T) store.Store { return openTemp(t, sqlite.Config{}) }
+	storetest.Run(t, open)
+	storetest.RunLog(t, open)
 }
 
 // TestConformanceWriterSettings runs the suite with small batches and a long
@@ -55,7 +57,9 @@ func TestConformance(t *testing.T) {
 func TestConformanceWriterSettings(t *testing.T) {
 	for _, cfg := range []sqlite.Config{{MaxBatch: 7, MaxBatchDelay: 50 * time.Millisecond}, {MaxBatchDelay: -1}} {
 		t.Run(fmt.Sprintf("MaxBatch=%d,MaxBatchDelay=%v", cfg.MaxBatch, cfg.MaxBatchDelay), func(t *testing.T) {
-			storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t, cfg) })
+			open := func(t *testing.T) store.Store { return openTemp(t, cfg) }
+			storetest.Run(t, open)
+			storetest.RunLog(t, open)
 		})
 	}
 }

@@ -143,6 +143,9 @@ func (s *Store) changeMember(ctx context.Context, m memberOp) error {
 // committed. If ctx ends before the batch starts, nothing is stored and
 // Append returns ctx's error.
 func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, bool, error) {
+	if err := m.Check(); err != nil {
+		return store.Message{}, false, err
+	}
 	res, err := s.do(ctx, op{msg: m})
 	return res.msg, res.dup, err
 }
@@ -151,6 +154,9 @@ func (s *Store) Append(ctx context.Context, m store.NewMessage) (store.Message, 
 // order StartAppend is called, and the writer gives a room's seqs in queue
 // order.
 func (s *Store) StartAppend(ctx context.Context, m store.NewMessage) func() (store.Message, bool, error) {
+	if err := m.Check(); err != nil {
+		return store.Answered(store.Message{}, false, err)
+	}
 	r, err := s.queue(ctx, op{msg: m})
 	if err != nil {
 		return store.Answered(store.Message{}, false, err)

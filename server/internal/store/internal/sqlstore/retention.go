@@ -22,14 +22,21 @@ type Pruner struct {
 	// the retention limits age, its newest message old enough to delete (0
 	// if none).
 	Bounds func(ctx context.Context, room string) (before, old uint64, err error)
-	// Delete deletes room's messages with after < seq <= upto and returns
-	// how many it deleted.
+	// NewestMessage returns the seq of room's nth newest message (entries
+	// of other kinds do not count), 0 if it holds fewer.
+	NewestMessage func(ctx context.Context, room string, n int) (uint64, error)
+	// Delete deletes room's entries with after < seq <= upto, and every
+	// entry and reaction that targets one of them, and returns how many
+	// entries it deleted.
 	Delete func(ctx context.Context, room string, after, upto uint64) (int64, error)
 }
 
 // Prune implements store.Store.Prune with pr: room by room, in name order,
 // it works out the last seq to delete, then deletes up to it in steps of
-// PruneChunk seqs. It returns how many messages it deleted, also on error.
+// PruneChunk seqs. MaxMessages counts messages only: the last seq to
+// delete is that of the newest message beyond the limit (the entries up
+// to it target messages no newer). It returns how many entries it
+// deleted, also on error.
 func (pr Pruner) Prune(ctx context.Context, p store.Retention) (int, error) {
 	if p.MaxAge <= 0 && p.MaxMessages <= 0 {
 		return 0, nil
@@ -56,8 +63,11 @@ func (pr Pruner) Prune(ctx context.Context, p store.Retention) (int, error) {
 
 func (pr Pruner) pruneRoom(ctx context.Context, r store.Room, p store.Retention) (int, error) {
 	var upto uint64
-	if p.MaxMessages > 0 && r.LastSeq > uint64(p.MaxMessages) {
-		upto = r.LastSeq - uint64(p.MaxMessages)
+	if p.MaxMessages > 0 && r.LastSeq > uint64(p.MaxMessages) { // else it holds too few entries
+		var err error
+		if upto, err = pr.NewestMessage(ctx, r.Name, p.MaxMessages+1); err != nil {
+			return 0, err
+		}
 	}
 	first, old, err := pr.Bounds(ctx, r.Name)
 	if err != nil {

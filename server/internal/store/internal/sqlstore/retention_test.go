@@ -36,6 +36,9 @@ func TestPrunerWalksEveryRoomInSteps(t *testing.T) {
 			}
 			return 0, 0, nil
 		},
+		NewestMessage: func(_ context.Context, room string, n int) (uint64, error) {
+			return 2500 - uint64(n-1), nil // every entry a message
+		},
 		Delete: func(_ context.Context, room string, after, upto uint64) (int64, error) {
 			steps = append(steps, step{room, after, upto})
 			return int64(upto - after), nil

@@ -1,0 +1,16 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/parleychat/parley/server/internal/store/postgres"
+	"github.com/parleychat/parley/server/internal/store/storetest"
+)
+
+// BenchmarkHistory reads pages of 50 from a room of 100,000 messages with
+// reactions, edits and replies (storetest.BenchHistory).
+func BenchmarkHistory(b *testing.B) {
+	s := postgres.OpenTest(b, postgres.Config{})
+	defer s.Close()
+	storetest.BenchHistory(b, s, cpuTime)
+}
