@@ -61,16 +61,25 @@ func (b *batchState) apply(ctx context.Context, st *statements, live []*request,
 	if err := b.loadHeads(ctx, st, live); err != nil {
 		return err
 	}
+	// Prune steps go first: they delete only entries committed before the
+	// batch, and an entry of the batch that names a message they delete
+	// must find it gone, not insert itself after the step's cascade.
 	for _, r := range live {
 		r.Out, r.Err = result{}, nil // a careful attempt redoes the optimistic one
+		if r.In.prune != nil {
+			if err := b.pruneStep(ctx, st, r); err != nil {
+				return err
+			}
+		}
+	}
+	for _, r := range live {
 		var err error
 		switch {
+		case r.In.prune != nil:
 		case r.In.create != nil:
 			err = b.createRoom(ctx, st, r)
 		case r.In.member != nil:
 			err = b.changeMember(ctx, st, r)
-		case r.In.prune != nil:
-			err = b.pruneStep(ctx, st, r)
 		default:
 			err = b.appendOne(ctx, st, r)
 		}
@@ -276,10 +285,11 @@ func (b *batchState) appendOne(ctx context.Context, st *statements, req *request
 }
 
 // findDuplicate looks for an earlier entry with m's key: in this batch,
-// and, in a careful attempt or for an entry other than a message, in the
-// database. (Entries other than messages change other rows before the
-// batch inserts its own, so the unique index would find their duplicates
-// too late; they are rare enough to be looked up one by one.)
+// and, in a careful attempt or for any entry but a plain message, in the
+// database. (The others may be refused by a rule or change other rows
+// before the batch inserts its own, so the unique index would find their
+// duplicates too late or never; they are rare enough to be looked up one
+// by one.)
 func (b *batchState) findDuplicate(ctx context.Context, st *statements, m store.NewMessage) (store.Message, bool, error) {
 	if m.ClientMsgID == "" {
 		return store.Message{}, false, nil
@@ -287,7 +297,7 @@ func (b *batchState) findDuplicate(ctx context.Context, st *statements, m store.
 	if orig, ok := b.dedup[dedupKey{m.Room, m.Sender, m.ClientMsgID}]; ok {
 		return orig, true, nil
 	}
-	if !b.careful && m.Kind == store.KindMessage {
+	if !b.careful && m.Kind == store.KindMessage && m.ReplyToSeq == 0 {
 		return store.Message{}, false, nil
 	}
 	orig := store.Message{Room: m.Room, Sender: m.Sender, ClientMsgID: m.ClientMsgID}

@@ -237,15 +237,15 @@ func (b *batchState) applyReaction(ctx context.Context, st *statements, t *targe
 	key := reactionKey{msg.Room, msg.TargetSeq, msg.Emoji, msg.Sender}
 	target := int64(msg.TargetSeq)
 	c := t.counts[msg.Emoji]
+	if c == nil { // a new emoji (or, on removal, a count row gone missing: it ends deleted)
+		c = &reactionCount{}
+		t.counts[msg.Emoji] = c
+	}
 	if msg.Kind == store.KindReactionAdd {
 		if _, err := st.insReaction.ExecContext(ctx, msg.Room, target, msg.Emoji, msg.Sender, int64(msg.Seq)); err != nil {
 			return fmt.Errorf("add reaction: %w", err)
 		}
 		b.reacted[key] = true
-		if c == nil {
-			c = &reactionCount{}
-			t.counts[msg.Emoji] = c
-		}
 		if c.count == 0 {
 			c.firstSeq = msg.Seq
 		}

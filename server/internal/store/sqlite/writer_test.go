@@ -193,3 +193,37 @@ func TestInsertSizes(t *testing.T) {
 		t.Errorf("insertSQL(2) = %q", got)
 	}
 }
+
+// A prune step in the same batch as entries that name the messages it
+// deletes runs first: those entries find their targets gone, and nothing
+// that names a pruned message is left behind.
+func TestPruneStepBeforeEntriesOfItsBatch(t *testing.T) {
+	s := openInternal(t)
+	for i := range 3 {
+		if _, _, err := s.Append(context.Background(), store.NewMessage{Room: "a", Sender: "u", Body: fmt.Sprint("m", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entry := func(m store.NewMessage) *request {
+		m.Room, m.Sender = "a", "u"
+		return groupcommit.NewRequest[op, result](context.Background(), op{msg: m})
+	}
+	res := runBatch(s,
+		entry(store.NewMessage{Kind: store.KindEdit, TargetSeq: 1, Body: "edited"}),
+		entry(store.NewMessage{Kind: store.KindReactionAdd, TargetSeq: 1, Emoji: "👍"}),
+		groupcommit.NewRequest[op, result](context.Background(), op{prune: &pruneOp{room: "a", after: 0, upto: 1}}),
+		entry(store.NewMessage{Kind: store.KindReactionAdd, TargetSeq: 2, Emoji: "👍"}),
+	)
+	for i := range 2 {
+		if !errors.Is(res[i].err, store.ErrTargetNotFound) {
+			t.Errorf("entry %d naming the pruned seq 1: %+v, want ErrTargetNotFound", i, res[i])
+		}
+	}
+	if res[3].err != nil || res[3].msg.Seq != 4 {
+		t.Errorf("reaction on seq 2: %+v, want seq 4", res[3])
+	}
+	ms, err := s.Messages(context.Background(), "a", store.Query{Limit: 10})
+	if err != nil || len(ms) != 3 || ms[0].Seq != 2 || ms[2].TargetSeq != 2 {
+		t.Errorf("log after the batch: %+v (%v), want seqs 2, 3 and the reaction 4", ms, err)
+	}
+}

@@ -31,6 +31,7 @@ func RunLog(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Reactions", testReactions},
 		{"ConcurrentReactions", testConcurrentReactions},
 		{"RetentionCascade", testRetentionCascade},
+		{"AgainstModel", testAgainstModel},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -286,6 +287,13 @@ func testIdempotentKinds(t *testing.T, s store.Store) {
 		if !dup || !sameEntry(got, want) {
 			t.Errorf("retry of %s: %+v dup %v, want the original %+v", m.Kind, got, dup, want)
 		}
+	}
+	// The key is sender, room and id, whatever the entry: a reply that
+	// would be refused (its parent does not exist) but reuses the id of a
+	// stored reaction gets that reaction back.
+	got, dup, err := s.Append(context.Background(), withID(reply("r", "bob", "re", 999), "ra"))
+	if err != nil || !dup || !sameEntry(got, first[3]) {
+		t.Errorf("reply reusing a reaction's id: %+v dup %v err %v, want the reaction %+v", got, dup, err, first[3])
 	}
 	if r := mustRoom(t, s, "r"); r.LastSeq != uint64(len(entries)) {
 		t.Errorf("head %d, want %d", r.LastSeq, len(entries))
