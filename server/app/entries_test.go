@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
 
@@ -153,6 +155,31 @@ func TestEveryEntryKindEndToEnd(t *testing.T) {
 			sameView(t, "a resume from 0", evs, hist, "bob")
 		}
 		js.closeAndWait()
+	}
+
+	// grpc-web's Subscribe carries the same frames.
+	sub := grpcWebPost(t.Context(), t, ts.Addr(), "Subscribe", carolTok, &parleyv1.SubscribeRequest{Room: "conv", AfterSeq: ptr(uint64(0))})
+	var webKinds []string
+	for len(webKinds) < head {
+		f, err := readGRPCWebFrame(sub.Body)
+		if err != nil || f.trailer {
+			t.Fatalf("grpc-web stream ended after %v: %v", webKinds, err)
+		}
+		var ev parleyv1.SubscribeResponse
+		if err := proto.Unmarshal(f.data, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(f.data, []byte("secret")) {
+			t.Fatal("grpc-web: the deleted text was sent")
+		}
+		switch ev.GetEvent().(type) {
+		case *parleyv1.SubscribeResponse_Joined, *parleyv1.SubscribeResponse_PresenceDiff, *parleyv1.SubscribeResponse_Typing:
+		default:
+			webKinds = append(webKinds, string(ev.ProtoReflect().WhichOneof(ev.ProtoReflect().Descriptor().Oneofs().ByName("event")).Name()))
+		}
+	}
+	if !slices.Equal(webKinds, kinds) {
+		t.Fatalf("grpc-web stream: %v, want %v", webKinds, kinds)
 	}
 
 	// The REST event stream carries every kind, once, in order, as NDJSON.
