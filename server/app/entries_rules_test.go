@@ -1,9 +1,11 @@
 package app_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
@@ -216,5 +218,32 @@ func TestIdempotentEntryOfEveryKind(t *testing.T) {
 		if first != tgt+1 || again != first || head != first {
 			t.Fatalf("%s: seqs %d then %d, head %d; want %d twice", id, first, again, head, tgt+1)
 		}
+	}
+}
+
+// Edits, deletes and reactions take from the user's one send limiter: a
+// user out of sends is out of them all, over Join and unary alike, and
+// nothing is stored.
+func TestEntriesCountAsSends(t *testing.T) {
+	ts := startServer(t, func(c *appConfig) { c.SendRate, c.SendBurst = 0.001, 1 })
+	js := openJoin(t, ts.dial(t), ts.token(t, "hasty"))
+	js.join("lobby", nil)
+	seq := okSeq(t, js.post("lobby", "one", ""))
+	for name, r := range map[string]*parleyv1.Reply{
+		"edit": js.edit("lobby", seq, "two", ""), "delete": js.del("lobby", seq, ""),
+		"react": js.react("lobby", seq, "👍", ""), "unreact": js.unreact("lobby", seq, "👍", ""),
+	} {
+		if codes.Code(r.GetCode()) != codes.ResourceExhausted || r.GetRetryAfter().AsDuration() <= 0 {
+			t.Errorf("%s beyond the rate: %v, want RESOURCE_EXHAUSTED with retry_after", name, r)
+		}
+	}
+	c, ctx := ts.client(t, "hasty")
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // a refused unary call is held up to a second
+	defer cancel()
+	if _, err := c.AddReaction(ctx, &parleyv1.AddReactionRequest{Room: "lobby", Seq: seq, Emoji: "👍"}); statusOf(err).Code() != codes.ResourceExhausted {
+		t.Errorf("unary reaction beyond the rate: %v", err)
+	}
+	if _, head := ts.history(t, "other", "lobby"); head != seq {
+		t.Fatalf("head %d after refused entries, want %d", head, seq)
 	}
 }
