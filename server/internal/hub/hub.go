@@ -482,8 +482,9 @@ type Sent struct {
 	// Duplicate is set when a retry with the same client_msg_id found the
 	// original.
 	Duplicate bool
-	// Event is the message's EventMessage as the Encoder encoded it for
-	// the room, to be read, not modified; nil if it was not encoded.
+	// Event is the entry's EventMessage as the Encoder encoded it for
+	// the room, to be read, not modified; nil if it was not encoded (or,
+	// for an entry that changed nothing, not delivered).
 	Event []byte
 }
 
