@@ -38,8 +38,9 @@ type Config struct {
 	// DevTokenTTL is the lifetime of tokens from DevLogin (default
 	// DefaultDevTokenTTL).
 	DevTokenTTL time.Duration
-	// SendRate is how many messages per second one user may send across
-	// all their streams and REST (default DefaultSendRate; negative: no
+	// SendRate is how many entries per second one user may send across
+	// all their streams and REST: messages, edits, deletes and reactions
+	// alike, from one budget (default DefaultSendRate; negative: no
 	// limit), with bursts of SendBurst (default 2×SendRate).
 	SendRate  float64
 	SendBurst int
