@@ -219,6 +219,13 @@ func (w watchedStore) Messages(ctx context.Context, room string, q store.Query) 
 	return ms, err
 }
 
+// History implements store.Store.
+func (w watchedStore) History(ctx context.Context, room, viewer string, q store.Query) ([]store.MessageView, error) {
+	vs, err := w.Store.History(ctx, room, viewer, q)
+	w.h.observe(err)
+	return vs, err
+}
+
 // IsMember implements store.Store.
 func (w watchedStore) IsMember(ctx context.Context, room, user string) (bool, error) {
 	ok, err := w.Store.IsMember(ctx, room, user)

@@ -89,6 +89,10 @@ type JoinRequest struct {
 	//	*JoinRequest_Send
 	//	*JoinRequest_Typing
 	//	*JoinRequest_Refresh
+	//	*JoinRequest_Edit
+	//	*JoinRequest_Delete
+	//	*JoinRequest_React_
+	//	*JoinRequest_Unreact
 	Frame         isJoinRequest_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -183,6 +187,42 @@ func (x *JoinRequest) GetRefresh() *JoinRequest_RefreshToken {
 	return nil
 }
 
+func (x *JoinRequest) GetEdit() *JoinRequest_EditMessage {
+	if x != nil {
+		if x, ok := x.Frame.(*JoinRequest_Edit); ok {
+			return x.Edit
+		}
+	}
+	return nil
+}
+
+func (x *JoinRequest) GetDelete() *JoinRequest_DeleteMessage {
+	if x != nil {
+		if x, ok := x.Frame.(*JoinRequest_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *JoinRequest) GetReact() *JoinRequest_React {
+	if x != nil {
+		if x, ok := x.Frame.(*JoinRequest_React_); ok {
+			return x.React
+		}
+	}
+	return nil
+}
+
+func (x *JoinRequest) GetUnreact() *JoinRequest_React {
+	if x != nil {
+		if x, ok := x.Frame.(*JoinRequest_Unreact); ok {
+			return x.Unreact
+		}
+	}
+	return nil
+}
+
 type isJoinRequest_Frame interface {
 	isJoinRequest_Frame()
 }
@@ -212,6 +252,26 @@ type JoinRequest_Refresh struct {
 	Refresh *JoinRequest_RefreshToken `protobuf:"bytes,6,opt,name=refresh,proto3,oneof"`
 }
 
+type JoinRequest_Edit struct {
+	// Edit one of the user's messages in a joined room.
+	Edit *JoinRequest_EditMessage `protobuf:"bytes,7,opt,name=edit,proto3,oneof"`
+}
+
+type JoinRequest_Delete struct {
+	// Delete a message in a joined room.
+	Delete *JoinRequest_DeleteMessage `protobuf:"bytes,8,opt,name=delete,proto3,oneof"`
+}
+
+type JoinRequest_React_ struct {
+	// Add a reaction to a message in a joined room.
+	React *JoinRequest_React `protobuf:"bytes,9,opt,name=react,proto3,oneof"`
+}
+
+type JoinRequest_Unreact struct {
+	// Take a reaction back.
+	Unreact *JoinRequest_React `protobuf:"bytes,10,opt,name=unreact,proto3,oneof"`
+}
+
 func (*JoinRequest_Join) isJoinRequest_Frame() {}
 
 func (*JoinRequest_Leave) isJoinRequest_Frame() {}
@@ -221,6 +281,14 @@ func (*JoinRequest_Send) isJoinRequest_Frame() {}
 func (*JoinRequest_Typing) isJoinRequest_Frame() {}
 
 func (*JoinRequest_Refresh) isJoinRequest_Frame() {}
+
+func (*JoinRequest_Edit) isJoinRequest_Frame() {}
+
+func (*JoinRequest_Delete) isJoinRequest_Frame() {}
+
+func (*JoinRequest_React_) isJoinRequest_Frame() {}
+
+func (*JoinRequest_Unreact) isJoinRequest_Frame() {}
 
 // JoinResponse is one frame sent by the server on a Join stream.
 //
@@ -238,6 +306,10 @@ type JoinResponse struct {
 	//	*JoinResponse_Replayed
 	//	*JoinResponse_PresenceDiff
 	//	*JoinResponse_Typing
+	//	*JoinResponse_Edit
+	//	*JoinResponse_Delete
+	//	*JoinResponse_ReactionAdded
+	//	*JoinResponse_ReactionRemoved
 	Event         isJoinResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -334,6 +406,42 @@ func (x *JoinResponse) GetTyping() *Typing {
 	return nil
 }
 
+func (x *JoinResponse) GetEdit() *MessageEdit {
+	if x != nil {
+		if x, ok := x.Event.(*JoinResponse_Edit); ok {
+			return x.Edit
+		}
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetDelete() *MessageDelete {
+	if x != nil {
+		if x, ok := x.Event.(*JoinResponse_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetReactionAdded() *Reaction {
+	if x != nil {
+		if x, ok := x.Event.(*JoinResponse_ReactionAdded); ok {
+			return x.ReactionAdded
+		}
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetReactionRemoved() *Reaction {
+	if x != nil {
+		if x, ok := x.Event.(*JoinResponse_ReactionRemoved); ok {
+			return x.ReactionRemoved
+		}
+	}
+	return nil
+}
+
 type isJoinResponse_Event interface {
 	isJoinResponse_Event()
 }
@@ -368,6 +476,26 @@ type JoinResponse_Typing struct {
 	Typing *Typing `protobuf:"bytes,6,opt,name=typing,proto3,oneof"`
 }
 
+type JoinResponse_Edit struct {
+	// A message was edited.
+	Edit *MessageEdit `protobuf:"bytes,7,opt,name=edit,proto3,oneof"`
+}
+
+type JoinResponse_Delete struct {
+	// A message was deleted.
+	Delete *MessageDelete `protobuf:"bytes,8,opt,name=delete,proto3,oneof"`
+}
+
+type JoinResponse_ReactionAdded struct {
+	// A reaction was added to a message.
+	ReactionAdded *Reaction `protobuf:"bytes,9,opt,name=reaction_added,json=reactionAdded,proto3,oneof"`
+}
+
+type JoinResponse_ReactionRemoved struct {
+	// A reaction was taken back.
+	ReactionRemoved *Reaction `protobuf:"bytes,10,opt,name=reaction_removed,json=reactionRemoved,proto3,oneof"`
+}
+
 func (*JoinResponse_Reply) isJoinResponse_Event() {}
 
 func (*JoinResponse_Joined) isJoinResponse_Event() {}
@@ -379,6 +507,14 @@ func (*JoinResponse_Replayed) isJoinResponse_Event() {}
 func (*JoinResponse_PresenceDiff) isJoinResponse_Event() {}
 
 func (*JoinResponse_Typing) isJoinResponse_Event() {}
+
+func (*JoinResponse_Edit) isJoinResponse_Event() {}
+
+func (*JoinResponse_Delete) isJoinResponse_Event() {}
+
+func (*JoinResponse_ReactionAdded) isJoinResponse_Event() {}
+
+func (*JoinResponse_ReactionRemoved) isJoinResponse_Event() {}
 
 // SubscribeRequest names the rooms to receive, each from its own position.
 type SubscribeRequest struct {
@@ -456,6 +592,10 @@ type SubscribeResponse struct {
 	//	*SubscribeResponse_Replayed
 	//	*SubscribeResponse_PresenceDiff
 	//	*SubscribeResponse_Typing
+	//	*SubscribeResponse_Edit
+	//	*SubscribeResponse_Delete
+	//	*SubscribeResponse_ReactionAdded
+	//	*SubscribeResponse_ReactionRemoved
 	Event         isSubscribeResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -543,6 +683,42 @@ func (x *SubscribeResponse) GetTyping() *Typing {
 	return nil
 }
 
+func (x *SubscribeResponse) GetEdit() *MessageEdit {
+	if x != nil {
+		if x, ok := x.Event.(*SubscribeResponse_Edit); ok {
+			return x.Edit
+		}
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetDelete() *MessageDelete {
+	if x != nil {
+		if x, ok := x.Event.(*SubscribeResponse_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetReactionAdded() *Reaction {
+	if x != nil {
+		if x, ok := x.Event.(*SubscribeResponse_ReactionAdded); ok {
+			return x.ReactionAdded
+		}
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetReactionRemoved() *Reaction {
+	if x != nil {
+		if x, ok := x.Event.(*SubscribeResponse_ReactionRemoved); ok {
+			return x.ReactionRemoved
+		}
+	}
+	return nil
+}
+
 type isSubscribeResponse_Event interface {
 	isSubscribeResponse_Event()
 }
@@ -572,6 +748,26 @@ type SubscribeResponse_Typing struct {
 	Typing *Typing `protobuf:"bytes,6,opt,name=typing,proto3,oneof"`
 }
 
+type SubscribeResponse_Edit struct {
+	// A message was edited.
+	Edit *MessageEdit `protobuf:"bytes,7,opt,name=edit,proto3,oneof"`
+}
+
+type SubscribeResponse_Delete struct {
+	// A message was deleted.
+	Delete *MessageDelete `protobuf:"bytes,8,opt,name=delete,proto3,oneof"`
+}
+
+type SubscribeResponse_ReactionAdded struct {
+	// A reaction was added to a message.
+	ReactionAdded *Reaction `protobuf:"bytes,9,opt,name=reaction_added,json=reactionAdded,proto3,oneof"`
+}
+
+type SubscribeResponse_ReactionRemoved struct {
+	// A reaction was taken back.
+	ReactionRemoved *Reaction `protobuf:"bytes,10,opt,name=reaction_removed,json=reactionRemoved,proto3,oneof"`
+}
+
 func (*SubscribeResponse_Joined) isSubscribeResponse_Event() {}
 
 func (*SubscribeResponse_Message) isSubscribeResponse_Event() {}
@@ -581,6 +777,14 @@ func (*SubscribeResponse_Replayed) isSubscribeResponse_Event() {}
 func (*SubscribeResponse_PresenceDiff) isSubscribeResponse_Event() {}
 
 func (*SubscribeResponse_Typing) isSubscribeResponse_Event() {}
+
+func (*SubscribeResponse_Edit) isSubscribeResponse_Event() {}
+
+func (*SubscribeResponse_Delete) isSubscribeResponse_Event() {}
+
+func (*SubscribeResponse_ReactionAdded) isSubscribeResponse_Event() {}
+
+func (*SubscribeResponse_ReactionRemoved) isSubscribeResponse_Event() {}
 
 // SendMessageRequest sends one message, to a room or directly to a user.
 type SendMessageRequest struct {
@@ -594,7 +798,9 @@ type SendMessageRequest struct {
 	// Send privately to this user instead of a room. The direct room between
 	// the caller and the user ("dm:<a>:<b>", the two user ids sorted) is
 	// created on first use; its id is in the returned message's room.
-	ToUser        string `protobuf:"bytes,4,opt,name=to_user,json=toUser,proto3" json:"to_user,omitempty"`
+	ToUser string `protobuf:"bytes,4,opt,name=to_user,json=toUser,proto3" json:"to_user,omitempty"`
+	// Reply to this message of the same room; 0 for none.
+	ReplyToSeq    uint64 `protobuf:"varint,5,opt,name=reply_to_seq,json=replyToSeq,proto3" json:"reply_to_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -657,6 +863,483 @@ func (x *SendMessageRequest) GetToUser() string {
 	return ""
 }
 
+func (x *SendMessageRequest) GetReplyToSeq() uint64 {
+	if x != nil {
+		return x.ReplyToSeq
+	}
+	return 0
+}
+
+// EditMessageRequest replaces the text of one of the caller's messages.
+type EditMessageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room of the message.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// The seq of the message to edit.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The new text, with the same limits as a sent message's.
+	Body string `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	// Makes retries safe: a retry with the same id returns the original edit.
+	ClientMsgId   string `protobuf:"bytes,4,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EditMessageRequest) Reset() {
+	*x = EditMessageRequest{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EditMessageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EditMessageRequest) ProtoMessage() {}
+
+func (x *EditMessageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EditMessageRequest.ProtoReflect.Descriptor instead.
+func (*EditMessageRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *EditMessageRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *EditMessageRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *EditMessageRequest) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+func (x *EditMessageRequest) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+// EditMessageResponse carries the stored edit.
+type EditMessageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The edit as stored in the room's log.
+	Edit          *MessageEdit `protobuf:"bytes,1,opt,name=edit,proto3" json:"edit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EditMessageResponse) Reset() {
+	*x = EditMessageResponse{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EditMessageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EditMessageResponse) ProtoMessage() {}
+
+func (x *EditMessageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EditMessageResponse.ProtoReflect.Descriptor instead.
+func (*EditMessageResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *EditMessageResponse) GetEdit() *MessageEdit {
+	if x != nil {
+		return x.Edit
+	}
+	return nil
+}
+
+// DeleteMessageRequest takes a message back.
+type DeleteMessageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room of the message.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// The seq of the message to delete.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Makes retries safe: a retry with the same id returns the original delete.
+	ClientMsgId   string `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMessageRequest) Reset() {
+	*x = DeleteMessageRequest{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMessageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMessageRequest) ProtoMessage() {}
+
+func (x *DeleteMessageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMessageRequest.ProtoReflect.Descriptor instead.
+func (*DeleteMessageRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DeleteMessageRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *DeleteMessageRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *DeleteMessageRequest) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+// DeleteMessageResponse carries the stored delete.
+type DeleteMessageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The delete as stored in the room's log; unset if the message was
+	// deleted already.
+	Delete        *MessageDelete `protobuf:"bytes,1,opt,name=delete,proto3" json:"delete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMessageResponse) Reset() {
+	*x = DeleteMessageResponse{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMessageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMessageResponse) ProtoMessage() {}
+
+func (x *DeleteMessageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMessageResponse.ProtoReflect.Descriptor instead.
+func (*DeleteMessageResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DeleteMessageResponse) GetDelete() *MessageDelete {
+	if x != nil {
+		return x.Delete
+	}
+	return nil
+}
+
+// AddReactionRequest adds the caller's reaction to a message.
+type AddReactionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room of the message.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// The seq of the message.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The emoji: no whitespace or control characters, at most 32 bytes.
+	Emoji string `protobuf:"bytes,3,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	// Makes retries safe: a retry with the same id returns the original entry.
+	ClientMsgId   string `protobuf:"bytes,4,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddReactionRequest) Reset() {
+	*x = AddReactionRequest{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddReactionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddReactionRequest) ProtoMessage() {}
+
+func (x *AddReactionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddReactionRequest.ProtoReflect.Descriptor instead.
+func (*AddReactionRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AddReactionRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *AddReactionRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AddReactionRequest) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+func (x *AddReactionRequest) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+// AddReactionResponse carries the stored reaction.
+type AddReactionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reaction as stored in the room's log; unset if the caller had
+	// reacted with this emoji already.
+	Reaction      *Reaction `protobuf:"bytes,1,opt,name=reaction,proto3" json:"reaction,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddReactionResponse) Reset() {
+	*x = AddReactionResponse{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddReactionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddReactionResponse) ProtoMessage() {}
+
+func (x *AddReactionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddReactionResponse.ProtoReflect.Descriptor instead.
+func (*AddReactionResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AddReactionResponse) GetReaction() *Reaction {
+	if x != nil {
+		return x.Reaction
+	}
+	return nil
+}
+
+// RemoveReactionRequest takes the caller's reaction back.
+type RemoveReactionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room of the message.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// The seq of the message.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The emoji to take back.
+	Emoji string `protobuf:"bytes,3,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	// Makes retries safe: a retry with the same id returns the original entry.
+	ClientMsgId   string `protobuf:"bytes,4,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveReactionRequest) Reset() {
+	*x = RemoveReactionRequest{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveReactionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveReactionRequest) ProtoMessage() {}
+
+func (x *RemoveReactionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveReactionRequest.ProtoReflect.Descriptor instead.
+func (*RemoveReactionRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RemoveReactionRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *RemoveReactionRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *RemoveReactionRequest) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+func (x *RemoveReactionRequest) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+// RemoveReactionResponse carries the stored removal.
+type RemoveReactionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The removal as stored in the room's log; unset if the caller had not
+	// reacted with this emoji.
+	Reaction      *Reaction `protobuf:"bytes,1,opt,name=reaction,proto3" json:"reaction,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveReactionResponse) Reset() {
+	*x = RemoveReactionResponse{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveReactionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveReactionResponse) ProtoMessage() {}
+
+func (x *RemoveReactionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveReactionResponse.ProtoReflect.Descriptor instead.
+func (*RemoveReactionResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RemoveReactionResponse) GetReaction() *Reaction {
+	if x != nil {
+		return x.Reaction
+	}
+	return nil
+}
+
 // SendMessageResponse carries the stored message.
 type SendMessageResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -668,7 +1351,7 @@ type SendMessageResponse struct {
 
 func (x *SendMessageResponse) Reset() {
 	*x = SendMessageResponse{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[5]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +1363,7 @@ func (x *SendMessageResponse) String() string {
 func (*SendMessageResponse) ProtoMessage() {}
 
 func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[5]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +1376,7 @@ func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageResponse.ProtoReflect.Descriptor instead.
 func (*SendMessageResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{5}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SendMessageResponse) GetMessage() *Message {
@@ -712,7 +1395,9 @@ type ListMessagesRequest struct {
 	BeforeSeq *uint64 `protobuf:"varint,2,opt,name=before_seq,json=beforeSeq,proto3,oneof" json:"before_seq,omitempty"`
 	// Only messages with a seq above this one.
 	AfterSeq *uint64 `protobuf:"varint,3,opt,name=after_seq,json=afterSeq,proto3,oneof" json:"after_seq,omitempty"`
-	// At most this many messages: 1 to 200; 0 means 50.
+	// At most this many messages: 1 to 200; 0 means 50. Only messages count:
+	// a room's log also holds edits, deletes and reactions, which are folded
+	// into the messages they change and never returned on their own.
 	Limit int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
 	// Which way to walk.
 	Order MessageOrder `protobuf:"varint,5,opt,name=order,proto3,enum=parley.v1.MessageOrder" json:"order,omitempty"`
@@ -725,7 +1410,7 @@ type ListMessagesRequest struct {
 
 func (x *ListMessagesRequest) Reset() {
 	*x = ListMessagesRequest{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[6]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +1422,7 @@ func (x *ListMessagesRequest) String() string {
 func (*ListMessagesRequest) ProtoMessage() {}
 
 func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[6]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +1435,7 @@ func (x *ListMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMessagesRequest.ProtoReflect.Descriptor instead.
 func (*ListMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{6}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListMessagesRequest) GetRoom() string {
@@ -798,11 +1483,12 @@ func (x *ListMessagesRequest) GetPageToken() string {
 // ListMessagesResponse is one page of history.
 type ListMessagesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The messages, in the order asked for.
+	// The messages as they are now (edited text, tombstones, reactions), in
+	// the order asked for.
 	Messages []*Message `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	// Pass as page_token to get the next page; empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	// The room's newest seq.
+	// The room's newest seq, of a message or of any other entry of its log.
 	HeadSeq       uint64 `protobuf:"varint,3,opt,name=head_seq,json=headSeq,proto3" json:"head_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -810,7 +1496,7 @@ type ListMessagesResponse struct {
 
 func (x *ListMessagesResponse) Reset() {
 	*x = ListMessagesResponse{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[7]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +1508,7 @@ func (x *ListMessagesResponse) String() string {
 func (*ListMessagesResponse) ProtoMessage() {}
 
 func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[7]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +1521,7 @@ func (x *ListMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMessagesResponse.ProtoReflect.Descriptor instead.
 func (*ListMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{7}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListMessagesResponse) GetMessages() []*Message {
@@ -872,7 +1558,7 @@ type ListRoomsRequest struct {
 
 func (x *ListRoomsRequest) Reset() {
 	*x = ListRoomsRequest{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[8]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +1570,7 @@ func (x *ListRoomsRequest) String() string {
 func (*ListRoomsRequest) ProtoMessage() {}
 
 func (x *ListRoomsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[8]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1583,7 @@ func (x *ListRoomsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoomsRequest.ProtoReflect.Descriptor instead.
 func (*ListRoomsRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{8}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListRoomsRequest) GetPageSize() int32 {
@@ -927,7 +1613,7 @@ type ListRoomsResponse struct {
 
 func (x *ListRoomsResponse) Reset() {
 	*x = ListRoomsResponse{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[9]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1625,7 @@ func (x *ListRoomsResponse) String() string {
 func (*ListRoomsResponse) ProtoMessage() {}
 
 func (x *ListRoomsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[9]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1638,7 @@ func (x *ListRoomsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoomsResponse.ProtoReflect.Descriptor instead.
 func (*ListRoomsResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{9}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListRoomsResponse) GetRooms() []*Room {
@@ -982,7 +1668,7 @@ type CreateRoomRequest struct {
 
 func (x *CreateRoomRequest) Reset() {
 	*x = CreateRoomRequest{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[10]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1680,7 @@ func (x *CreateRoomRequest) String() string {
 func (*CreateRoomRequest) ProtoMessage() {}
 
 func (x *CreateRoomRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[10]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1693,7 @@ func (x *CreateRoomRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRoomRequest.ProtoReflect.Descriptor instead.
 func (*CreateRoomRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{10}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateRoomRequest) GetName() string {
@@ -1035,7 +1721,7 @@ type CreateRoomResponse struct {
 
 func (x *CreateRoomResponse) Reset() {
 	*x = CreateRoomResponse{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[11]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1733,7 @@ func (x *CreateRoomResponse) String() string {
 func (*CreateRoomResponse) ProtoMessage() {}
 
 func (x *CreateRoomResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[11]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1746,7 @@ func (x *CreateRoomResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRoomResponse.ProtoReflect.Descriptor instead.
 func (*CreateRoomResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{11}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateRoomResponse) GetRoom() *Room {
@@ -1081,7 +1767,7 @@ type ListPresenceRequest struct {
 
 func (x *ListPresenceRequest) Reset() {
 	*x = ListPresenceRequest{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[12]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1779,7 @@ func (x *ListPresenceRequest) String() string {
 func (*ListPresenceRequest) ProtoMessage() {}
 
 func (x *ListPresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[12]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1792,7 @@ func (x *ListPresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPresenceRequest.ProtoReflect.Descriptor instead.
 func (*ListPresenceRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{12}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListPresenceRequest) GetRoom() string {
@@ -1127,7 +1813,7 @@ type ListPresenceResponse struct {
 
 func (x *ListPresenceResponse) Reset() {
 	*x = ListPresenceResponse{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[13]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1825,7 @@ func (x *ListPresenceResponse) String() string {
 func (*ListPresenceResponse) ProtoMessage() {}
 
 func (x *ListPresenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[13]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1838,7 @@ func (x *ListPresenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPresenceResponse.ProtoReflect.Descriptor instead.
 func (*ListPresenceResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{13}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListPresenceResponse) GetPresence() []*Presence {
@@ -1175,7 +1861,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[14]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1873,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[14]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1886,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{14}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AddMemberRequest) GetRoom() string {
@@ -1226,7 +1912,7 @@ type AddMemberResponse struct {
 
 func (x *AddMemberResponse) Reset() {
 	*x = AddMemberResponse{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[15]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1924,7 @@ func (x *AddMemberResponse) String() string {
 func (*AddMemberResponse) ProtoMessage() {}
 
 func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[15]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1937,7 @@ func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddMemberResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{15}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{23}
 }
 
 // RemoveMemberRequest removes a member from a private room.
@@ -1267,7 +1953,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[16]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1965,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[16]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1978,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{16}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemoveMemberRequest) GetRoom() string {
@@ -1318,7 +2004,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[17]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +2016,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[17]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +2029,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{17}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{25}
 }
 
 // ListMembersRequest asks for a room's members.
@@ -1357,7 +2043,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[18]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +2055,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[18]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +2068,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{18}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListMembersRequest) GetRoom() string {
@@ -1403,7 +2089,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[19]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +2101,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[19]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +2114,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{19}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListMembersResponse) GetMembers() []string {
@@ -1449,7 +2135,7 @@ type DevLoginRequest struct {
 
 func (x *DevLoginRequest) Reset() {
 	*x = DevLoginRequest{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[20]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1461,7 +2147,7 @@ func (x *DevLoginRequest) String() string {
 func (*DevLoginRequest) ProtoMessage() {}
 
 func (x *DevLoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[20]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1474,7 +2160,7 @@ func (x *DevLoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DevLoginRequest.ProtoReflect.Descriptor instead.
 func (*DevLoginRequest) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{20}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DevLoginRequest) GetUser() string {
@@ -1497,7 +2183,7 @@ type DevLoginResponse struct {
 
 func (x *DevLoginResponse) Reset() {
 	*x = DevLoginResponse{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[21]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +2195,7 @@ func (x *DevLoginResponse) String() string {
 func (*DevLoginResponse) ProtoMessage() {}
 
 func (x *DevLoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[21]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +2208,7 @@ func (x *DevLoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DevLoginResponse.ProtoReflect.Descriptor instead.
 func (*DevLoginResponse) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{21}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DevLoginResponse) GetToken() string {
@@ -1554,7 +2240,7 @@ type JoinRequest_JoinRoom struct {
 
 func (x *JoinRequest_JoinRoom) Reset() {
 	*x = JoinRequest_JoinRoom{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[22]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1566,7 +2252,7 @@ func (x *JoinRequest_JoinRoom) String() string {
 func (*JoinRequest_JoinRoom) ProtoMessage() {}
 
 func (x *JoinRequest_JoinRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[22]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +2293,7 @@ type JoinRequest_LeaveRoom struct {
 
 func (x *JoinRequest_LeaveRoom) Reset() {
 	*x = JoinRequest_LeaveRoom{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[23]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +2305,7 @@ func (x *JoinRequest_LeaveRoom) String() string {
 func (*JoinRequest_LeaveRoom) ProtoMessage() {}
 
 func (x *JoinRequest_LeaveRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[23]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,14 +2337,16 @@ type JoinRequest_Post struct {
 	Body string `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
 	// Makes retries safe: a second send with the same id to the same room
 	// returns the original message and stores nothing. At most 64 bytes.
-	ClientMsgId   string `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	ClientMsgId string `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	// Reply to this message of the same room; 0 for none.
+	ReplyToSeq    uint64 `protobuf:"varint,4,opt,name=reply_to_seq,json=replyToSeq,proto3" json:"reply_to_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JoinRequest_Post) Reset() {
 	*x = JoinRequest_Post{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[24]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +2358,7 @@ func (x *JoinRequest_Post) String() string {
 func (*JoinRequest_Post) ProtoMessage() {}
 
 func (x *JoinRequest_Post) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[24]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1707,6 +2395,223 @@ func (x *JoinRequest_Post) GetClientMsgId() string {
 	return ""
 }
 
+func (x *JoinRequest_Post) GetReplyToSeq() uint64 {
+	if x != nil {
+		return x.ReplyToSeq
+	}
+	return 0
+}
+
+// EditMessage replaces the text of one of the user's messages.
+type JoinRequest_EditMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room of the message.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// The seq of the message to edit.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The new text, with the same limits as a sent message's.
+	Body string `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	// Makes retries safe, as for Post. At most 64 bytes.
+	ClientMsgId   string `protobuf:"bytes,4,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest_EditMessage) Reset() {
+	*x = JoinRequest_EditMessage{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest_EditMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest_EditMessage) ProtoMessage() {}
+
+func (x *JoinRequest_EditMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest_EditMessage.ProtoReflect.Descriptor instead.
+func (*JoinRequest_EditMessage) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 3}
+}
+
+func (x *JoinRequest_EditMessage) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *JoinRequest_EditMessage) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *JoinRequest_EditMessage) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+func (x *JoinRequest_EditMessage) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+// DeleteMessage takes a message back.
+type JoinRequest_DeleteMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room of the message.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// The seq of the message to delete.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Makes retries safe, as for Post. At most 64 bytes.
+	ClientMsgId   string `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest_DeleteMessage) Reset() {
+	*x = JoinRequest_DeleteMessage{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest_DeleteMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest_DeleteMessage) ProtoMessage() {}
+
+func (x *JoinRequest_DeleteMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest_DeleteMessage.ProtoReflect.Descriptor instead.
+func (*JoinRequest_DeleteMessage) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 4}
+}
+
+func (x *JoinRequest_DeleteMessage) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *JoinRequest_DeleteMessage) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *JoinRequest_DeleteMessage) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+// React adds or removes the user's reaction with one emoji.
+type JoinRequest_React struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room of the message.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// The seq of the message.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The emoji: no whitespace or control characters, at most 32 bytes.
+	Emoji string `protobuf:"bytes,3,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	// Makes retries safe, as for Post. At most 64 bytes.
+	ClientMsgId   string `protobuf:"bytes,4,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest_React) Reset() {
+	*x = JoinRequest_React{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest_React) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest_React) ProtoMessage() {}
+
+func (x *JoinRequest_React) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest_React.ProtoReflect.Descriptor instead.
+func (*JoinRequest_React) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 5}
+}
+
+func (x *JoinRequest_React) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *JoinRequest_React) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *JoinRequest_React) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+func (x *JoinRequest_React) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
 // SetTyping says whether the user is typing in a joined room.
 type JoinRequest_SetTyping struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1720,7 +2625,7 @@ type JoinRequest_SetTyping struct {
 
 func (x *JoinRequest_SetTyping) Reset() {
 	*x = JoinRequest_SetTyping{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[25]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1732,7 +2637,7 @@ func (x *JoinRequest_SetTyping) String() string {
 func (*JoinRequest_SetTyping) ProtoMessage() {}
 
 func (x *JoinRequest_SetTyping) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[25]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1745,7 +2650,7 @@ func (x *JoinRequest_SetTyping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest_SetTyping.ProtoReflect.Descriptor instead.
 func (*JoinRequest_SetTyping) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 3}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 6}
 }
 
 func (x *JoinRequest_SetTyping) GetRoom() string {
@@ -1773,7 +2678,7 @@ type JoinRequest_RefreshToken struct {
 
 func (x *JoinRequest_RefreshToken) Reset() {
 	*x = JoinRequest_RefreshToken{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[26]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1785,7 +2690,7 @@ func (x *JoinRequest_RefreshToken) String() string {
 func (*JoinRequest_RefreshToken) ProtoMessage() {}
 
 func (x *JoinRequest_RefreshToken) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[26]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1798,7 +2703,7 @@ func (x *JoinRequest_RefreshToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest_RefreshToken.ProtoReflect.Descriptor instead.
 func (*JoinRequest_RefreshToken) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 4}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 7}
 }
 
 func (x *JoinRequest_RefreshToken) GetToken() string {
@@ -1821,7 +2726,7 @@ type SubscribeRequest_RoomCursor struct {
 
 func (x *SubscribeRequest_RoomCursor) Reset() {
 	*x = SubscribeRequest_RoomCursor{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[27]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1833,7 +2738,7 @@ func (x *SubscribeRequest_RoomCursor) String() string {
 func (*SubscribeRequest_RoomCursor) ProtoMessage() {}
 
 func (x *SubscribeRequest_RoomCursor) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[27]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1867,38 +2772,64 @@ var File_parley_v1_chat_service_proto protoreflect.FileDescriptor
 
 const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1cparley/v1/chat_service.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15parley/v1/types.proto\"\xed\x04\n" +
+	"\x1cparley/v1/chat_service.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15parley/v1/types.proto\"\xaa\t\n" +
 	"\vJoinRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x125\n" +
 	"\x04join\x18\x02 \x01(\v2\x1f.parley.v1.JoinRequest.JoinRoomH\x00R\x04join\x128\n" +
 	"\x05leave\x18\x03 \x01(\v2 .parley.v1.JoinRequest.LeaveRoomH\x00R\x05leave\x121\n" +
 	"\x04send\x18\x04 \x01(\v2\x1b.parley.v1.JoinRequest.PostH\x00R\x04send\x12:\n" +
 	"\x06typing\x18\x05 \x01(\v2 .parley.v1.JoinRequest.SetTypingH\x00R\x06typing\x12?\n" +
-	"\arefresh\x18\x06 \x01(\v2#.parley.v1.JoinRequest.RefreshTokenH\x00R\arefresh\x1aN\n" +
+	"\arefresh\x18\x06 \x01(\v2#.parley.v1.JoinRequest.RefreshTokenH\x00R\arefresh\x128\n" +
+	"\x04edit\x18\a \x01(\v2\".parley.v1.JoinRequest.EditMessageH\x00R\x04edit\x12>\n" +
+	"\x06delete\x18\b \x01(\v2$.parley.v1.JoinRequest.DeleteMessageH\x00R\x06delete\x124\n" +
+	"\x05react\x18\t \x01(\v2\x1c.parley.v1.JoinRequest.ReactH\x00R\x05react\x128\n" +
+	"\aunreact\x18\n" +
+	" \x01(\v2\x1c.parley.v1.JoinRequest.ReactH\x00R\aunreact\x1aN\n" +
 	"\bJoinRoom\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12 \n" +
 	"\tafter_seq\x18\x02 \x01(\x04H\x00R\bafterSeq\x88\x01\x01B\f\n" +
 	"\n" +
 	"_after_seq\x1a\x1f\n" +
 	"\tLeaveRoom\x12\x12\n" +
-	"\x04room\x18\x01 \x01(\tR\x04room\x1aR\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x1at\n" +
 	"\x04Post\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\tR\x04body\x12\"\n" +
-	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\x1a7\n" +
+	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\x12 \n" +
+	"\freply_to_seq\x18\x04 \x01(\x04R\n" +
+	"replyToSeq\x1ak\n" +
+	"\vEditMessage\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\tR\x04body\x12\"\n" +
+	"\rclient_msg_id\x18\x04 \x01(\tR\vclientMsgId\x1aY\n" +
+	"\rDeleteMessage\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\"\n" +
+	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\x1ag\n" +
+	"\x05React\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05emoji\x18\x03 \x01(\tR\x05emoji\x12\"\n" +
+	"\rclient_msg_id\x18\x04 \x01(\tR\vclientMsgId\x1a7\n" +
 	"\tSetTyping\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x16\n" +
 	"\x06active\x18\x02 \x01(\bR\x06active\x1a$\n" +
 	"\fRefreshToken\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05tokenB\a\n" +
-	"\x05frame\"\xbe\x02\n" +
+	"\x05frame\"\xa0\x04\n" +
 	"\fJoinResponse\x12(\n" +
 	"\x05reply\x18\x01 \x01(\v2\x10.parley.v1.ReplyH\x00R\x05reply\x12+\n" +
 	"\x06joined\x18\x02 \x01(\v2\x11.parley.v1.JoinedH\x00R\x06joined\x12.\n" +
 	"\amessage\x18\x03 \x01(\v2\x12.parley.v1.MessageH\x00R\amessage\x121\n" +
 	"\breplayed\x18\x04 \x01(\v2\x13.parley.v1.ReplayedH\x00R\breplayed\x12>\n" +
 	"\rpresence_diff\x18\x05 \x01(\v2\x17.parley.v1.PresenceDiffH\x00R\fpresenceDiff\x12+\n" +
-	"\x06typing\x18\x06 \x01(\v2\x11.parley.v1.TypingH\x00R\x06typingB\a\n" +
+	"\x06typing\x18\x06 \x01(\v2\x11.parley.v1.TypingH\x00R\x06typing\x12,\n" +
+	"\x04edit\x18\a \x01(\v2\x16.parley.v1.MessageEditH\x00R\x04edit\x122\n" +
+	"\x06delete\x18\b \x01(\v2\x18.parley.v1.MessageDeleteH\x00R\x06delete\x12<\n" +
+	"\x0ereaction_added\x18\t \x01(\v2\x13.parley.v1.ReactionH\x00R\rreactionAdded\x12@\n" +
+	"\x10reaction_removed\x18\n" +
+	" \x01(\v2\x13.parley.v1.ReactionH\x00R\x0freactionRemovedB\a\n" +
 	"\x05event\"\xfb\x01\n" +
 	"\x10SubscribeRequest\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12 \n" +
@@ -1911,19 +2842,53 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\n" +
 	"_after_seqB\f\n" +
 	"\n" +
-	"_after_seq\"\x99\x02\n" +
+	"_after_seq\"\xfb\x03\n" +
 	"\x11SubscribeResponse\x12+\n" +
 	"\x06joined\x18\x02 \x01(\v2\x11.parley.v1.JoinedH\x00R\x06joined\x12.\n" +
 	"\amessage\x18\x03 \x01(\v2\x12.parley.v1.MessageH\x00R\amessage\x121\n" +
 	"\breplayed\x18\x04 \x01(\v2\x13.parley.v1.ReplayedH\x00R\breplayed\x12>\n" +
 	"\rpresence_diff\x18\x05 \x01(\v2\x17.parley.v1.PresenceDiffH\x00R\fpresenceDiff\x12+\n" +
-	"\x06typing\x18\x06 \x01(\v2\x11.parley.v1.TypingH\x00R\x06typingB\a\n" +
-	"\x05event\"y\n" +
+	"\x06typing\x18\x06 \x01(\v2\x11.parley.v1.TypingH\x00R\x06typing\x12,\n" +
+	"\x04edit\x18\a \x01(\v2\x16.parley.v1.MessageEditH\x00R\x04edit\x122\n" +
+	"\x06delete\x18\b \x01(\v2\x18.parley.v1.MessageDeleteH\x00R\x06delete\x12<\n" +
+	"\x0ereaction_added\x18\t \x01(\v2\x13.parley.v1.ReactionH\x00R\rreactionAdded\x12@\n" +
+	"\x10reaction_removed\x18\n" +
+	" \x01(\v2\x13.parley.v1.ReactionH\x00R\x0freactionRemovedB\a\n" +
+	"\x05event\"\x9b\x01\n" +
 	"\x12SendMessageRequest\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\tR\x04body\x12\"\n" +
 	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\x12\x17\n" +
-	"\ato_user\x18\x04 \x01(\tR\x06toUser\"C\n" +
+	"\ato_user\x18\x04 \x01(\tR\x06toUser\x12 \n" +
+	"\freply_to_seq\x18\x05 \x01(\x04R\n" +
+	"replyToSeq\"r\n" +
+	"\x12EditMessageRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\tR\x04body\x12\"\n" +
+	"\rclient_msg_id\x18\x04 \x01(\tR\vclientMsgId\"A\n" +
+	"\x13EditMessageResponse\x12*\n" +
+	"\x04edit\x18\x01 \x01(\v2\x16.parley.v1.MessageEditR\x04edit\"`\n" +
+	"\x14DeleteMessageRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\"\n" +
+	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\"I\n" +
+	"\x15DeleteMessageResponse\x120\n" +
+	"\x06delete\x18\x01 \x01(\v2\x18.parley.v1.MessageDeleteR\x06delete\"t\n" +
+	"\x12AddReactionRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05emoji\x18\x03 \x01(\tR\x05emoji\x12\"\n" +
+	"\rclient_msg_id\x18\x04 \x01(\tR\vclientMsgId\"F\n" +
+	"\x13AddReactionResponse\x12/\n" +
+	"\breaction\x18\x01 \x01(\v2\x13.parley.v1.ReactionR\breaction\"w\n" +
+	"\x15RemoveReactionRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05emoji\x18\x03 \x01(\tR\x05emoji\x12\"\n" +
+	"\rclient_msg_id\x18\x04 \x01(\tR\vclientMsgId\"I\n" +
+	"\x16RemoveReactionResponse\x12/\n" +
+	"\breaction\x18\x01 \x01(\v2\x13.parley.v1.ReactionR\breaction\"C\n" +
 	"\x13SendMessageResponse\x12,\n" +
 	"\amessage\x18\x01 \x01(\v2\x12.parley.v1.MessageR\amessage\"\xf0\x01\n" +
 	"\x13ListMessagesRequest\x12\x12\n" +
@@ -1981,11 +2946,15 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\fMessageOrder\x12\x1d\n" +
 	"\x19MESSAGE_ORDER_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aMESSAGE_ORDER_NEWEST_FIRST\x10\x01\x12\x1e\n" +
-	"\x1aMESSAGE_ORDER_OLDEST_FIRST\x10\x022\xc3\x06\n" +
+	"\x1aMESSAGE_ORDER_OLDEST_FIRST\x10\x022\x8a\t\n" +
 	"\vChatService\x12;\n" +
 	"\x04Join\x12\x16.parley.v1.JoinRequest\x1a\x17.parley.v1.JoinResponse(\x010\x01\x12H\n" +
 	"\tSubscribe\x12\x1b.parley.v1.SubscribeRequest\x1a\x1c.parley.v1.SubscribeResponse0\x01\x12L\n" +
-	"\vSendMessage\x12\x1d.parley.v1.SendMessageRequest\x1a\x1e.parley.v1.SendMessageResponse\x12O\n" +
+	"\vSendMessage\x12\x1d.parley.v1.SendMessageRequest\x1a\x1e.parley.v1.SendMessageResponse\x12L\n" +
+	"\vEditMessage\x12\x1d.parley.v1.EditMessageRequest\x1a\x1e.parley.v1.EditMessageResponse\x12R\n" +
+	"\rDeleteMessage\x12\x1f.parley.v1.DeleteMessageRequest\x1a .parley.v1.DeleteMessageResponse\x12L\n" +
+	"\vAddReaction\x12\x1d.parley.v1.AddReactionRequest\x1a\x1e.parley.v1.AddReactionResponse\x12U\n" +
+	"\x0eRemoveReaction\x12 .parley.v1.RemoveReactionRequest\x1a!.parley.v1.RemoveReactionResponse\x12O\n" +
 	"\fListMessages\x12\x1e.parley.v1.ListMessagesRequest\x1a\x1f.parley.v1.ListMessagesResponse\x12F\n" +
 	"\tListRooms\x12\x1b.parley.v1.ListRoomsRequest\x1a\x1c.parley.v1.ListRoomsResponse\x12I\n" +
 	"\n" +
@@ -2009,7 +2978,7 @@ func file_parley_v1_chat_service_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_chat_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_v1_chat_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_parley_v1_chat_service_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_parley_v1_chat_service_proto_goTypes = []any{
 	(MessageOrder)(0),                   // 0: parley.v1.MessageOrder
 	(*JoinRequest)(nil),                 // 1: parley.v1.JoinRequest
@@ -2017,93 +2986,131 @@ var file_parley_v1_chat_service_proto_goTypes = []any{
 	(*SubscribeRequest)(nil),            // 3: parley.v1.SubscribeRequest
 	(*SubscribeResponse)(nil),           // 4: parley.v1.SubscribeResponse
 	(*SendMessageRequest)(nil),          // 5: parley.v1.SendMessageRequest
-	(*SendMessageResponse)(nil),         // 6: parley.v1.SendMessageResponse
-	(*ListMessagesRequest)(nil),         // 7: parley.v1.ListMessagesRequest
-	(*ListMessagesResponse)(nil),        // 8: parley.v1.ListMessagesResponse
-	(*ListRoomsRequest)(nil),            // 9: parley.v1.ListRoomsRequest
-	(*ListRoomsResponse)(nil),           // 10: parley.v1.ListRoomsResponse
-	(*CreateRoomRequest)(nil),           // 11: parley.v1.CreateRoomRequest
-	(*CreateRoomResponse)(nil),          // 12: parley.v1.CreateRoomResponse
-	(*ListPresenceRequest)(nil),         // 13: parley.v1.ListPresenceRequest
-	(*ListPresenceResponse)(nil),        // 14: parley.v1.ListPresenceResponse
-	(*AddMemberRequest)(nil),            // 15: parley.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),           // 16: parley.v1.AddMemberResponse
-	(*RemoveMemberRequest)(nil),         // 17: parley.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),        // 18: parley.v1.RemoveMemberResponse
-	(*ListMembersRequest)(nil),          // 19: parley.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),         // 20: parley.v1.ListMembersResponse
-	(*DevLoginRequest)(nil),             // 21: parley.v1.DevLoginRequest
-	(*DevLoginResponse)(nil),            // 22: parley.v1.DevLoginResponse
-	(*JoinRequest_JoinRoom)(nil),        // 23: parley.v1.JoinRequest.JoinRoom
-	(*JoinRequest_LeaveRoom)(nil),       // 24: parley.v1.JoinRequest.LeaveRoom
-	(*JoinRequest_Post)(nil),            // 25: parley.v1.JoinRequest.Post
-	(*JoinRequest_SetTyping)(nil),       // 26: parley.v1.JoinRequest.SetTyping
-	(*JoinRequest_RefreshToken)(nil),    // 27: parley.v1.JoinRequest.RefreshToken
-	(*SubscribeRequest_RoomCursor)(nil), // 28: parley.v1.SubscribeRequest.RoomCursor
-	(*Reply)(nil),                       // 29: parley.v1.Reply
-	(*Joined)(nil),                      // 30: parley.v1.Joined
-	(*Message)(nil),                     // 31: parley.v1.Message
-	(*Replayed)(nil),                    // 32: parley.v1.Replayed
-	(*PresenceDiff)(nil),                // 33: parley.v1.PresenceDiff
-	(*Typing)(nil),                      // 34: parley.v1.Typing
-	(*Room)(nil),                        // 35: parley.v1.Room
-	(RoomVisibility)(0),                 // 36: parley.v1.RoomVisibility
-	(*Presence)(nil),                    // 37: parley.v1.Presence
-	(*timestamppb.Timestamp)(nil),       // 38: google.protobuf.Timestamp
+	(*EditMessageRequest)(nil),          // 6: parley.v1.EditMessageRequest
+	(*EditMessageResponse)(nil),         // 7: parley.v1.EditMessageResponse
+	(*DeleteMessageRequest)(nil),        // 8: parley.v1.DeleteMessageRequest
+	(*DeleteMessageResponse)(nil),       // 9: parley.v1.DeleteMessageResponse
+	(*AddReactionRequest)(nil),          // 10: parley.v1.AddReactionRequest
+	(*AddReactionResponse)(nil),         // 11: parley.v1.AddReactionResponse
+	(*RemoveReactionRequest)(nil),       // 12: parley.v1.RemoveReactionRequest
+	(*RemoveReactionResponse)(nil),      // 13: parley.v1.RemoveReactionResponse
+	(*SendMessageResponse)(nil),         // 14: parley.v1.SendMessageResponse
+	(*ListMessagesRequest)(nil),         // 15: parley.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),        // 16: parley.v1.ListMessagesResponse
+	(*ListRoomsRequest)(nil),            // 17: parley.v1.ListRoomsRequest
+	(*ListRoomsResponse)(nil),           // 18: parley.v1.ListRoomsResponse
+	(*CreateRoomRequest)(nil),           // 19: parley.v1.CreateRoomRequest
+	(*CreateRoomResponse)(nil),          // 20: parley.v1.CreateRoomResponse
+	(*ListPresenceRequest)(nil),         // 21: parley.v1.ListPresenceRequest
+	(*ListPresenceResponse)(nil),        // 22: parley.v1.ListPresenceResponse
+	(*AddMemberRequest)(nil),            // 23: parley.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),           // 24: parley.v1.AddMemberResponse
+	(*RemoveMemberRequest)(nil),         // 25: parley.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),        // 26: parley.v1.RemoveMemberResponse
+	(*ListMembersRequest)(nil),          // 27: parley.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),         // 28: parley.v1.ListMembersResponse
+	(*DevLoginRequest)(nil),             // 29: parley.v1.DevLoginRequest
+	(*DevLoginResponse)(nil),            // 30: parley.v1.DevLoginResponse
+	(*JoinRequest_JoinRoom)(nil),        // 31: parley.v1.JoinRequest.JoinRoom
+	(*JoinRequest_LeaveRoom)(nil),       // 32: parley.v1.JoinRequest.LeaveRoom
+	(*JoinRequest_Post)(nil),            // 33: parley.v1.JoinRequest.Post
+	(*JoinRequest_EditMessage)(nil),     // 34: parley.v1.JoinRequest.EditMessage
+	(*JoinRequest_DeleteMessage)(nil),   // 35: parley.v1.JoinRequest.DeleteMessage
+	(*JoinRequest_React)(nil),           // 36: parley.v1.JoinRequest.React
+	(*JoinRequest_SetTyping)(nil),       // 37: parley.v1.JoinRequest.SetTyping
+	(*JoinRequest_RefreshToken)(nil),    // 38: parley.v1.JoinRequest.RefreshToken
+	(*SubscribeRequest_RoomCursor)(nil), // 39: parley.v1.SubscribeRequest.RoomCursor
+	(*Reply)(nil),                       // 40: parley.v1.Reply
+	(*Joined)(nil),                      // 41: parley.v1.Joined
+	(*Message)(nil),                     // 42: parley.v1.Message
+	(*Replayed)(nil),                    // 43: parley.v1.Replayed
+	(*PresenceDiff)(nil),                // 44: parley.v1.PresenceDiff
+	(*Typing)(nil),                      // 45: parley.v1.Typing
+	(*MessageEdit)(nil),                 // 46: parley.v1.MessageEdit
+	(*MessageDelete)(nil),               // 47: parley.v1.MessageDelete
+	(*Reaction)(nil),                    // 48: parley.v1.Reaction
+	(*Room)(nil),                        // 49: parley.v1.Room
+	(RoomVisibility)(0),                 // 50: parley.v1.RoomVisibility
+	(*Presence)(nil),                    // 51: parley.v1.Presence
+	(*timestamppb.Timestamp)(nil),       // 52: google.protobuf.Timestamp
 }
 var file_parley_v1_chat_service_proto_depIdxs = []int32{
-	23, // 0: parley.v1.JoinRequest.join:type_name -> parley.v1.JoinRequest.JoinRoom
-	24, // 1: parley.v1.JoinRequest.leave:type_name -> parley.v1.JoinRequest.LeaveRoom
-	25, // 2: parley.v1.JoinRequest.send:type_name -> parley.v1.JoinRequest.Post
-	26, // 3: parley.v1.JoinRequest.typing:type_name -> parley.v1.JoinRequest.SetTyping
-	27, // 4: parley.v1.JoinRequest.refresh:type_name -> parley.v1.JoinRequest.RefreshToken
-	29, // 5: parley.v1.JoinResponse.reply:type_name -> parley.v1.Reply
-	30, // 6: parley.v1.JoinResponse.joined:type_name -> parley.v1.Joined
-	31, // 7: parley.v1.JoinResponse.message:type_name -> parley.v1.Message
-	32, // 8: parley.v1.JoinResponse.replayed:type_name -> parley.v1.Replayed
-	33, // 9: parley.v1.JoinResponse.presence_diff:type_name -> parley.v1.PresenceDiff
-	34, // 10: parley.v1.JoinResponse.typing:type_name -> parley.v1.Typing
-	28, // 11: parley.v1.SubscribeRequest.additional_rooms:type_name -> parley.v1.SubscribeRequest.RoomCursor
-	30, // 12: parley.v1.SubscribeResponse.joined:type_name -> parley.v1.Joined
-	31, // 13: parley.v1.SubscribeResponse.message:type_name -> parley.v1.Message
-	32, // 14: parley.v1.SubscribeResponse.replayed:type_name -> parley.v1.Replayed
-	33, // 15: parley.v1.SubscribeResponse.presence_diff:type_name -> parley.v1.PresenceDiff
-	34, // 16: parley.v1.SubscribeResponse.typing:type_name -> parley.v1.Typing
-	31, // 17: parley.v1.SendMessageResponse.message:type_name -> parley.v1.Message
-	0,  // 18: parley.v1.ListMessagesRequest.order:type_name -> parley.v1.MessageOrder
-	31, // 19: parley.v1.ListMessagesResponse.messages:type_name -> parley.v1.Message
-	35, // 20: parley.v1.ListRoomsResponse.rooms:type_name -> parley.v1.Room
-	36, // 21: parley.v1.CreateRoomRequest.visibility:type_name -> parley.v1.RoomVisibility
-	35, // 22: parley.v1.CreateRoomResponse.room:type_name -> parley.v1.Room
-	37, // 23: parley.v1.ListPresenceResponse.presence:type_name -> parley.v1.Presence
-	38, // 24: parley.v1.DevLoginResponse.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 25: parley.v1.ChatService.Join:input_type -> parley.v1.JoinRequest
-	3,  // 26: parley.v1.ChatService.Subscribe:input_type -> parley.v1.SubscribeRequest
-	5,  // 27: parley.v1.ChatService.SendMessage:input_type -> parley.v1.SendMessageRequest
-	7,  // 28: parley.v1.ChatService.ListMessages:input_type -> parley.v1.ListMessagesRequest
-	9,  // 29: parley.v1.ChatService.ListRooms:input_type -> parley.v1.ListRoomsRequest
-	11, // 30: parley.v1.ChatService.CreateRoom:input_type -> parley.v1.CreateRoomRequest
-	13, // 31: parley.v1.ChatService.ListPresence:input_type -> parley.v1.ListPresenceRequest
-	15, // 32: parley.v1.ChatService.AddMember:input_type -> parley.v1.AddMemberRequest
-	17, // 33: parley.v1.ChatService.RemoveMember:input_type -> parley.v1.RemoveMemberRequest
-	19, // 34: parley.v1.ChatService.ListMembers:input_type -> parley.v1.ListMembersRequest
-	21, // 35: parley.v1.ChatService.DevLogin:input_type -> parley.v1.DevLoginRequest
-	2,  // 36: parley.v1.ChatService.Join:output_type -> parley.v1.JoinResponse
-	4,  // 37: parley.v1.ChatService.Subscribe:output_type -> parley.v1.SubscribeResponse
-	6,  // 38: parley.v1.ChatService.SendMessage:output_type -> parley.v1.SendMessageResponse
-	8,  // 39: parley.v1.ChatService.ListMessages:output_type -> parley.v1.ListMessagesResponse
-	10, // 40: parley.v1.ChatService.ListRooms:output_type -> parley.v1.ListRoomsResponse
-	12, // 41: parley.v1.ChatService.CreateRoom:output_type -> parley.v1.CreateRoomResponse
-	14, // 42: parley.v1.ChatService.ListPresence:output_type -> parley.v1.ListPresenceResponse
-	16, // 43: parley.v1.ChatService.AddMember:output_type -> parley.v1.AddMemberResponse
-	18, // 44: parley.v1.ChatService.RemoveMember:output_type -> parley.v1.RemoveMemberResponse
-	20, // 45: parley.v1.ChatService.ListMembers:output_type -> parley.v1.ListMembersResponse
-	22, // 46: parley.v1.ChatService.DevLogin:output_type -> parley.v1.DevLoginResponse
-	36, // [36:47] is the sub-list for method output_type
-	25, // [25:36] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	31, // 0: parley.v1.JoinRequest.join:type_name -> parley.v1.JoinRequest.JoinRoom
+	32, // 1: parley.v1.JoinRequest.leave:type_name -> parley.v1.JoinRequest.LeaveRoom
+	33, // 2: parley.v1.JoinRequest.send:type_name -> parley.v1.JoinRequest.Post
+	37, // 3: parley.v1.JoinRequest.typing:type_name -> parley.v1.JoinRequest.SetTyping
+	38, // 4: parley.v1.JoinRequest.refresh:type_name -> parley.v1.JoinRequest.RefreshToken
+	34, // 5: parley.v1.JoinRequest.edit:type_name -> parley.v1.JoinRequest.EditMessage
+	35, // 6: parley.v1.JoinRequest.delete:type_name -> parley.v1.JoinRequest.DeleteMessage
+	36, // 7: parley.v1.JoinRequest.react:type_name -> parley.v1.JoinRequest.React
+	36, // 8: parley.v1.JoinRequest.unreact:type_name -> parley.v1.JoinRequest.React
+	40, // 9: parley.v1.JoinResponse.reply:type_name -> parley.v1.Reply
+	41, // 10: parley.v1.JoinResponse.joined:type_name -> parley.v1.Joined
+	42, // 11: parley.v1.JoinResponse.message:type_name -> parley.v1.Message
+	43, // 12: parley.v1.JoinResponse.replayed:type_name -> parley.v1.Replayed
+	44, // 13: parley.v1.JoinResponse.presence_diff:type_name -> parley.v1.PresenceDiff
+	45, // 14: parley.v1.JoinResponse.typing:type_name -> parley.v1.Typing
+	46, // 15: parley.v1.JoinResponse.edit:type_name -> parley.v1.MessageEdit
+	47, // 16: parley.v1.JoinResponse.delete:type_name -> parley.v1.MessageDelete
+	48, // 17: parley.v1.JoinResponse.reaction_added:type_name -> parley.v1.Reaction
+	48, // 18: parley.v1.JoinResponse.reaction_removed:type_name -> parley.v1.Reaction
+	39, // 19: parley.v1.SubscribeRequest.additional_rooms:type_name -> parley.v1.SubscribeRequest.RoomCursor
+	41, // 20: parley.v1.SubscribeResponse.joined:type_name -> parley.v1.Joined
+	42, // 21: parley.v1.SubscribeResponse.message:type_name -> parley.v1.Message
+	43, // 22: parley.v1.SubscribeResponse.replayed:type_name -> parley.v1.Replayed
+	44, // 23: parley.v1.SubscribeResponse.presence_diff:type_name -> parley.v1.PresenceDiff
+	45, // 24: parley.v1.SubscribeResponse.typing:type_name -> parley.v1.Typing
+	46, // 25: parley.v1.SubscribeResponse.edit:type_name -> parley.v1.MessageEdit
+	47, // 26: parley.v1.SubscribeResponse.delete:type_name -> parley.v1.MessageDelete
+	48, // 27: parley.v1.SubscribeResponse.reaction_added:type_name -> parley.v1.Reaction
+	48, // 28: parley.v1.SubscribeResponse.reaction_removed:type_name -> parley.v1.Reaction
+	46, // 29: parley.v1.EditMessageResponse.edit:type_name -> parley.v1.MessageEdit
+	47, // 30: parley.v1.DeleteMessageResponse.delete:type_name -> parley.v1.MessageDelete
+	48, // 31: parley.v1.AddReactionResponse.reaction:type_name -> parley.v1.Reaction
+	48, // 32: parley.v1.RemoveReactionResponse.reaction:type_name -> parley.v1.Reaction
+	42, // 33: parley.v1.SendMessageResponse.message:type_name -> parley.v1.Message
+	0,  // 34: parley.v1.ListMessagesRequest.order:type_name -> parley.v1.MessageOrder
+	42, // 35: parley.v1.ListMessagesResponse.messages:type_name -> parley.v1.Message
+	49, // 36: parley.v1.ListRoomsResponse.rooms:type_name -> parley.v1.Room
+	50, // 37: parley.v1.CreateRoomRequest.visibility:type_name -> parley.v1.RoomVisibility
+	49, // 38: parley.v1.CreateRoomResponse.room:type_name -> parley.v1.Room
+	51, // 39: parley.v1.ListPresenceResponse.presence:type_name -> parley.v1.Presence
+	52, // 40: parley.v1.DevLoginResponse.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 41: parley.v1.ChatService.Join:input_type -> parley.v1.JoinRequest
+	3,  // 42: parley.v1.ChatService.Subscribe:input_type -> parley.v1.SubscribeRequest
+	5,  // 43: parley.v1.ChatService.SendMessage:input_type -> parley.v1.SendMessageRequest
+	6,  // 44: parley.v1.ChatService.EditMessage:input_type -> parley.v1.EditMessageRequest
+	8,  // 45: parley.v1.ChatService.DeleteMessage:input_type -> parley.v1.DeleteMessageRequest
+	10, // 46: parley.v1.ChatService.AddReaction:input_type -> parley.v1.AddReactionRequest
+	12, // 47: parley.v1.ChatService.RemoveReaction:input_type -> parley.v1.RemoveReactionRequest
+	15, // 48: parley.v1.ChatService.ListMessages:input_type -> parley.v1.ListMessagesRequest
+	17, // 49: parley.v1.ChatService.ListRooms:input_type -> parley.v1.ListRoomsRequest
+	19, // 50: parley.v1.ChatService.CreateRoom:input_type -> parley.v1.CreateRoomRequest
+	21, // 51: parley.v1.ChatService.ListPresence:input_type -> parley.v1.ListPresenceRequest
+	23, // 52: parley.v1.ChatService.AddMember:input_type -> parley.v1.AddMemberRequest
+	25, // 53: parley.v1.ChatService.RemoveMember:input_type -> parley.v1.RemoveMemberRequest
+	27, // 54: parley.v1.ChatService.ListMembers:input_type -> parley.v1.ListMembersRequest
+	29, // 55: parley.v1.ChatService.DevLogin:input_type -> parley.v1.DevLoginRequest
+	2,  // 56: parley.v1.ChatService.Join:output_type -> parley.v1.JoinResponse
+	4,  // 57: parley.v1.ChatService.Subscribe:output_type -> parley.v1.SubscribeResponse
+	14, // 58: parley.v1.ChatService.SendMessage:output_type -> parley.v1.SendMessageResponse
+	7,  // 59: parley.v1.ChatService.EditMessage:output_type -> parley.v1.EditMessageResponse
+	9,  // 60: parley.v1.ChatService.DeleteMessage:output_type -> parley.v1.DeleteMessageResponse
+	11, // 61: parley.v1.ChatService.AddReaction:output_type -> parley.v1.AddReactionResponse
+	13, // 62: parley.v1.ChatService.RemoveReaction:output_type -> parley.v1.RemoveReactionResponse
+	16, // 63: parley.v1.ChatService.ListMessages:output_type -> parley.v1.ListMessagesResponse
+	18, // 64: parley.v1.ChatService.ListRooms:output_type -> parley.v1.ListRoomsResponse
+	20, // 65: parley.v1.ChatService.CreateRoom:output_type -> parley.v1.CreateRoomResponse
+	22, // 66: parley.v1.ChatService.ListPresence:output_type -> parley.v1.ListPresenceResponse
+	24, // 67: parley.v1.ChatService.AddMember:output_type -> parley.v1.AddMemberResponse
+	26, // 68: parley.v1.ChatService.RemoveMember:output_type -> parley.v1.RemoveMemberResponse
+	28, // 69: parley.v1.ChatService.ListMembers:output_type -> parley.v1.ListMembersResponse
+	30, // 70: parley.v1.ChatService.DevLogin:output_type -> parley.v1.DevLoginResponse
+	56, // [56:71] is the sub-list for method output_type
+	41, // [41:56] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_chat_service_proto_init() }
@@ -2118,6 +3125,10 @@ func file_parley_v1_chat_service_proto_init() {
 		(*JoinRequest_Send)(nil),
 		(*JoinRequest_Typing)(nil),
 		(*JoinRequest_Refresh)(nil),
+		(*JoinRequest_Edit)(nil),
+		(*JoinRequest_Delete)(nil),
+		(*JoinRequest_React_)(nil),
+		(*JoinRequest_Unreact)(nil),
 	}
 	file_parley_v1_chat_service_proto_msgTypes[1].OneofWrappers = []any{
 		(*JoinResponse_Reply)(nil),
@@ -2126,6 +3137,10 @@ func file_parley_v1_chat_service_proto_init() {
 		(*JoinResponse_Replayed)(nil),
 		(*JoinResponse_PresenceDiff)(nil),
 		(*JoinResponse_Typing)(nil),
+		(*JoinResponse_Edit)(nil),
+		(*JoinResponse_Delete)(nil),
+		(*JoinResponse_ReactionAdded)(nil),
+		(*JoinResponse_ReactionRemoved)(nil),
 	}
 	file_parley_v1_chat_service_proto_msgTypes[2].OneofWrappers = []any{}
 	file_parley_v1_chat_service_proto_msgTypes[3].OneofWrappers = []any{
@@ -2134,17 +3149,21 @@ func file_parley_v1_chat_service_proto_init() {
 		(*SubscribeResponse_Replayed)(nil),
 		(*SubscribeResponse_PresenceDiff)(nil),
 		(*SubscribeResponse_Typing)(nil),
+		(*SubscribeResponse_Edit)(nil),
+		(*SubscribeResponse_Delete)(nil),
+		(*SubscribeResponse_ReactionAdded)(nil),
+		(*SubscribeResponse_ReactionRemoved)(nil),
 	}
-	file_parley_v1_chat_service_proto_msgTypes[6].OneofWrappers = []any{}
-	file_parley_v1_chat_service_proto_msgTypes[22].OneofWrappers = []any{}
-	file_parley_v1_chat_service_proto_msgTypes[27].OneofWrappers = []any{}
+	file_parley_v1_chat_service_proto_msgTypes[14].OneofWrappers = []any{}
+	file_parley_v1_chat_service_proto_msgTypes[30].OneofWrappers = []any{}
+	file_parley_v1_chat_service_proto_msgTypes[38].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_chat_service_proto_rawDesc), len(file_parley_v1_chat_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

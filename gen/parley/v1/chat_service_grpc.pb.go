@@ -19,17 +19,21 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ChatService_Join_FullMethodName         = "/parley.v1.ChatService/Join"
-	ChatService_Subscribe_FullMethodName    = "/parley.v1.ChatService/Subscribe"
-	ChatService_SendMessage_FullMethodName  = "/parley.v1.ChatService/SendMessage"
-	ChatService_ListMessages_FullMethodName = "/parley.v1.ChatService/ListMessages"
-	ChatService_ListRooms_FullMethodName    = "/parley.v1.ChatService/ListRooms"
-	ChatService_CreateRoom_FullMethodName   = "/parley.v1.ChatService/CreateRoom"
-	ChatService_ListPresence_FullMethodName = "/parley.v1.ChatService/ListPresence"
-	ChatService_AddMember_FullMethodName    = "/parley.v1.ChatService/AddMember"
-	ChatService_RemoveMember_FullMethodName = "/parley.v1.ChatService/RemoveMember"
-	ChatService_ListMembers_FullMethodName  = "/parley.v1.ChatService/ListMembers"
-	ChatService_DevLogin_FullMethodName     = "/parley.v1.ChatService/DevLogin"
+	ChatService_Join_FullMethodName           = "/parley.v1.ChatService/Join"
+	ChatService_Subscribe_FullMethodName      = "/parley.v1.ChatService/Subscribe"
+	ChatService_SendMessage_FullMethodName    = "/parley.v1.ChatService/SendMessage"
+	ChatService_EditMessage_FullMethodName    = "/parley.v1.ChatService/EditMessage"
+	ChatService_DeleteMessage_FullMethodName  = "/parley.v1.ChatService/DeleteMessage"
+	ChatService_AddReaction_FullMethodName    = "/parley.v1.ChatService/AddReaction"
+	ChatService_RemoveReaction_FullMethodName = "/parley.v1.ChatService/RemoveReaction"
+	ChatService_ListMessages_FullMethodName   = "/parley.v1.ChatService/ListMessages"
+	ChatService_ListRooms_FullMethodName      = "/parley.v1.ChatService/ListRooms"
+	ChatService_CreateRoom_FullMethodName     = "/parley.v1.ChatService/CreateRoom"
+	ChatService_ListPresence_FullMethodName   = "/parley.v1.ChatService/ListPresence"
+	ChatService_AddMember_FullMethodName      = "/parley.v1.ChatService/AddMember"
+	ChatService_RemoveMember_FullMethodName   = "/parley.v1.ChatService/RemoveMember"
+	ChatService_ListMembers_FullMethodName    = "/parley.v1.ChatService/ListMembers"
+	ChatService_DevLogin_FullMethodName       = "/parley.v1.ChatService/DevLogin"
 )
 
 // ChatServiceClient is the client API for ChatService service.
@@ -56,6 +60,15 @@ type ChatServiceClient interface {
 	// SendMessage stores one message in a room and broadcasts it. It returns
 	// only after the message is stored.
 	SendMessage(ctx context.Context, in *SendMessageRequest, opts ...grpc.CallOption) (*SendMessageResponse, error)
+	// EditMessage replaces the text of one of the caller's messages.
+	EditMessage(ctx context.Context, in *EditMessageRequest, opts ...grpc.CallOption) (*EditMessageResponse, error)
+	// DeleteMessage takes a message back and erases its text; its sender, or
+	// a private room's creator, may.
+	DeleteMessage(ctx context.Context, in *DeleteMessageRequest, opts ...grpc.CallOption) (*DeleteMessageResponse, error)
+	// AddReaction adds the caller's reaction with one emoji to a message.
+	AddReaction(ctx context.Context, in *AddReactionRequest, opts ...grpc.CallOption) (*AddReactionResponse, error)
+	// RemoveReaction takes the caller's reaction with one emoji back.
+	RemoveReaction(ctx context.Context, in *RemoveReactionRequest, opts ...grpc.CallOption) (*RemoveReactionResponse, error)
 	// ListMessages pages through a room's history by seq, newest first unless
 	// asked otherwise.
 	ListMessages(ctx context.Context, in *ListMessagesRequest, opts ...grpc.CallOption) (*ListMessagesResponse, error)
@@ -123,6 +136,46 @@ func (c *chatServiceClient) SendMessage(ctx context.Context, in *SendMessageRequ
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(SendMessageResponse)
 	err := c.cc.Invoke(ctx, ChatService_SendMessage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *chatServiceClient) EditMessage(ctx context.Context, in *EditMessageRequest, opts ...grpc.CallOption) (*EditMessageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EditMessageResponse)
+	err := c.cc.Invoke(ctx, ChatService_EditMessage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *chatServiceClient) DeleteMessage(ctx context.Context, in *DeleteMessageRequest, opts ...grpc.CallOption) (*DeleteMessageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteMessageResponse)
+	err := c.cc.Invoke(ctx, ChatService_DeleteMessage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *chatServiceClient) AddReaction(ctx context.Context, in *AddReactionRequest, opts ...grpc.CallOption) (*AddReactionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddReactionResponse)
+	err := c.cc.Invoke(ctx, ChatService_AddReaction_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *chatServiceClient) RemoveReaction(ctx context.Context, in *RemoveReactionRequest, opts ...grpc.CallOption) (*RemoveReactionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveReactionResponse)
+	err := c.cc.Invoke(ctx, ChatService_RemoveReaction_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -233,6 +286,15 @@ type ChatServiceServer interface {
 	// SendMessage stores one message in a room and broadcasts it. It returns
 	// only after the message is stored.
 	SendMessage(context.Context, *SendMessageRequest) (*SendMessageResponse, error)
+	// EditMessage replaces the text of one of the caller's messages.
+	EditMessage(context.Context, *EditMessageRequest) (*EditMessageResponse, error)
+	// DeleteMessage takes a message back and erases its text; its sender, or
+	// a private room's creator, may.
+	DeleteMessage(context.Context, *DeleteMessageRequest) (*DeleteMessageResponse, error)
+	// AddReaction adds the caller's reaction with one emoji to a message.
+	AddReaction(context.Context, *AddReactionRequest) (*AddReactionResponse, error)
+	// RemoveReaction takes the caller's reaction with one emoji back.
+	RemoveReaction(context.Context, *RemoveReactionRequest) (*RemoveReactionResponse, error)
 	// ListMessages pages through a room's history by seq, newest first unless
 	// asked otherwise.
 	ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error)
@@ -272,6 +334,18 @@ func (UnimplementedChatServiceServer) Subscribe(*SubscribeRequest, grpc.ServerSt
 }
 func (UnimplementedChatServiceServer) SendMessage(context.Context, *SendMessageRequest) (*SendMessageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SendMessage not implemented")
+}
+func (UnimplementedChatServiceServer) EditMessage(context.Context, *EditMessageRequest) (*EditMessageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EditMessage not implemented")
+}
+func (UnimplementedChatServiceServer) DeleteMessage(context.Context, *DeleteMessageRequest) (*DeleteMessageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteMessage not implemented")
+}
+func (UnimplementedChatServiceServer) AddReaction(context.Context, *AddReactionRequest) (*AddReactionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddReaction not implemented")
+}
+func (UnimplementedChatServiceServer) RemoveReaction(context.Context, *RemoveReactionRequest) (*RemoveReactionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveReaction not implemented")
 }
 func (UnimplementedChatServiceServer) ListMessages(context.Context, *ListMessagesRequest) (*ListMessagesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListMessages not implemented")
@@ -350,6 +424,78 @@ func _ChatService_SendMessage_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ChatServiceServer).SendMessage(ctx, req.(*SendMessageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChatService_EditMessage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EditMessageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChatServiceServer).EditMessage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChatService_EditMessage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChatServiceServer).EditMessage(ctx, req.(*EditMessageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChatService_DeleteMessage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteMessageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChatServiceServer).DeleteMessage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChatService_DeleteMessage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChatServiceServer).DeleteMessage(ctx, req.(*DeleteMessageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChatService_AddReaction_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddReactionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChatServiceServer).AddReaction(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChatService_AddReaction_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChatServiceServer).AddReaction(ctx, req.(*AddReactionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChatService_RemoveReaction_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveReactionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChatServiceServer).RemoveReaction(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChatService_RemoveReaction_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChatServiceServer).RemoveReaction(ctx, req.(*RemoveReactionRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -508,6 +654,22 @@ var ChatService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SendMessage",
 			Handler:    _ChatService_SendMessage_Handler,
+		},
+		{
+			MethodName: "EditMessage",
+			Handler:    _ChatService_EditMessage_Handler,
+		},
+		{
+			MethodName: "DeleteMessage",
+			Handler:    _ChatService_DeleteMessage_Handler,
+		},
+		{
+			MethodName: "AddReaction",
+			Handler:    _ChatService_AddReaction_Handler,
+		},
+		{
+			MethodName: "RemoveReaction",
+			Handler:    _ChatService_RemoveReaction_Handler,
 		},
 		{
 			MethodName: "ListMessages",

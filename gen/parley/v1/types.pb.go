@@ -94,7 +94,17 @@ type Message struct {
 	// When the server stored the message.
 	SentAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
 	// The id the sender chose to make retries idempotent; empty if none was given.
-	ClientMsgId   string `protobuf:"bytes,6,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	ClientMsgId string `protobuf:"bytes,6,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	// The seq of the message in the same room this one replies to; 0 if none.
+	ReplyToSeq uint64 `protobuf:"varint,7,opt,name=reply_to_seq,json=replyToSeq,proto3" json:"reply_to_seq,omitempty"`
+	// When the message was last edited; unset if it never was.
+	EditedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=edited_at,json=editedAt,proto3" json:"edited_at,omitempty"`
+	// True once the message was deleted: body is empty, a tombstone.
+	Deleted bool `protobuf:"varint,9,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// The reactions to the message, in the order they were first added.
+	Reactions []*ReactionCount `protobuf:"bytes,10,rep,name=reactions,proto3" json:"reactions,omitempty"`
+	// The message replied to, when reply_to_seq is set and it was not pruned.
+	ReplyTo       *ReplyRef `protobuf:"bytes,11,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -171,6 +181,481 @@ func (x *Message) GetClientMsgId() string {
 	return ""
 }
 
+func (x *Message) GetReplyToSeq() uint64 {
+	if x != nil {
+		return x.ReplyToSeq
+	}
+	return 0
+}
+
+func (x *Message) GetEditedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EditedAt
+	}
+	return nil
+}
+
+func (x *Message) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *Message) GetReactions() []*ReactionCount {
+	if x != nil {
+		return x.Reactions
+	}
+	return nil
+}
+
+func (x *Message) GetReplyTo() *ReplyRef {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return nil
+}
+
+// MessageEdit replaces the text of an earlier message. Like every change to
+// a message, it is an entry of the room's log with a seq of its own.
+type MessageEdit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room of the message.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// This entry's position in the room's log.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Who edited: always the message's sender.
+	Sender string `protobuf:"bytes,3,opt,name=sender,proto3" json:"sender,omitempty"`
+	// When the server stored the edit.
+	SentAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	// The id the editor chose to make retries idempotent; empty if none.
+	ClientMsgId string `protobuf:"bytes,5,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	// The seq of the edited message.
+	TargetSeq uint64 `protobuf:"varint,6,opt,name=target_seq,json=targetSeq,proto3" json:"target_seq,omitempty"`
+	// The new text; empty once the message was deleted.
+	Body          string `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessageEdit) Reset() {
+	*x = MessageEdit{}
+	mi := &file_parley_v1_types_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageEdit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageEdit) ProtoMessage() {}
+
+func (x *MessageEdit) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_types_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageEdit.ProtoReflect.Descriptor instead.
+func (*MessageEdit) Descriptor() ([]byte, []int) {
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MessageEdit) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *MessageEdit) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *MessageEdit) GetSender() string {
+	if x != nil {
+		return x.Sender
+	}
+	return ""
+}
+
+func (x *MessageEdit) GetSentAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SentAt
+	}
+	return nil
+}
+
+func (x *MessageEdit) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+func (x *MessageEdit) GetTargetSeq() uint64 {
+	if x != nil {
+		return x.TargetSeq
+	}
+	return 0
+}
+
+func (x *MessageEdit) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+// MessageDelete takes a message back: its text and every edit's text are
+// erased, and history shows a tombstone.
+type MessageDelete struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room of the message.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// This entry's position in the room's log.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Who deleted: the message's sender, or a private room's creator.
+	Sender string `protobuf:"bytes,3,opt,name=sender,proto3" json:"sender,omitempty"`
+	// When the server stored the delete.
+	SentAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	// The id the deleter chose to make retries idempotent; empty if none.
+	ClientMsgId string `protobuf:"bytes,5,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	// The seq of the deleted message.
+	TargetSeq     uint64 `protobuf:"varint,6,opt,name=target_seq,json=targetSeq,proto3" json:"target_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessageDelete) Reset() {
+	*x = MessageDelete{}
+	mi := &file_parley_v1_types_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageDelete) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageDelete) ProtoMessage() {}
+
+func (x *MessageDelete) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_types_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageDelete.ProtoReflect.Descriptor instead.
+func (*MessageDelete) Descriptor() ([]byte, []int) {
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MessageDelete) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *MessageDelete) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *MessageDelete) GetSender() string {
+	if x != nil {
+		return x.Sender
+	}
+	return ""
+}
+
+func (x *MessageDelete) GetSentAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SentAt
+	}
+	return nil
+}
+
+func (x *MessageDelete) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+func (x *MessageDelete) GetTargetSeq() uint64 {
+	if x != nil {
+		return x.TargetSeq
+	}
+	return 0
+}
+
+// Reaction is one user adding or removing one emoji on a message.
+type Reaction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room of the message.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// This entry's position in the room's log.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The user who reacted.
+	Sender string `protobuf:"bytes,3,opt,name=sender,proto3" json:"sender,omitempty"`
+	// When the server stored the reaction.
+	SentAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	// The id the user chose to make retries idempotent; empty if none.
+	ClientMsgId string `protobuf:"bytes,5,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
+	// The seq of the message reacted to.
+	TargetSeq uint64 `protobuf:"varint,6,opt,name=target_seq,json=targetSeq,proto3" json:"target_seq,omitempty"`
+	// The emoji: one short grapheme sequence, no whitespace or control
+	// characters, at most 32 bytes.
+	Emoji         string `protobuf:"bytes,7,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reaction) Reset() {
+	*x = Reaction{}
+	mi := &file_parley_v1_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reaction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reaction) ProtoMessage() {}
+
+func (x *Reaction) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reaction.ProtoReflect.Descriptor instead.
+func (*Reaction) Descriptor() ([]byte, []int) {
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Reaction) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *Reaction) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Reaction) GetSender() string {
+	if x != nil {
+		return x.Sender
+	}
+	return ""
+}
+
+func (x *Reaction) GetSentAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SentAt
+	}
+	return nil
+}
+
+func (x *Reaction) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+func (x *Reaction) GetTargetSeq() uint64 {
+	if x != nil {
+		return x.TargetSeq
+	}
+	return 0
+}
+
+func (x *Reaction) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+// ReactionCount sums up one emoji's reactions to a message.
+type ReactionCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The emoji.
+	Emoji string `protobuf:"bytes,1,opt,name=emoji,proto3" json:"emoji,omitempty"`
+	// How many users reacted with it.
+	Count int32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// Whether the caller is one of them.
+	Mine bool `protobuf:"varint,3,opt,name=mine,proto3" json:"mine,omitempty"`
+	// The first few users who reacted with it, oldest first.
+	Users         []string `protobuf:"bytes,4,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReactionCount) Reset() {
+	*x = ReactionCount{}
+	mi := &file_parley_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReactionCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReactionCount) ProtoMessage() {}
+
+func (x *ReactionCount) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReactionCount.ProtoReflect.Descriptor instead.
+func (*ReactionCount) Descriptor() ([]byte, []int) {
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ReactionCount) GetEmoji() string {
+	if x != nil {
+		return x.Emoji
+	}
+	return ""
+}
+
+func (x *ReactionCount) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ReactionCount) GetMine() bool {
+	if x != nil {
+		return x.Mine
+	}
+	return false
+}
+
+func (x *ReactionCount) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+// ReplyRef describes the message a reply answers, enough to quote it.
+type ReplyRef struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The seq of the message replied to.
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Its sender.
+	Sender string `protobuf:"bytes,2,opt,name=sender,proto3" json:"sender,omitempty"`
+	// The start of its current text; empty if it was deleted.
+	Snippet string `protobuf:"bytes,3,opt,name=snippet,proto3" json:"snippet,omitempty"`
+	// True if it was deleted.
+	Deleted       bool `protobuf:"varint,4,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplyRef) Reset() {
+	*x = ReplyRef{}
+	mi := &file_parley_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplyRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplyRef) ProtoMessage() {}
+
+func (x *ReplyRef) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplyRef.ProtoReflect.Descriptor instead.
+func (*ReplyRef) Descriptor() ([]byte, []int) {
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ReplyRef) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ReplyRef) GetSender() string {
+	if x != nil {
+		return x.Sender
+	}
+	return ""
+}
+
+func (x *ReplyRef) GetSnippet() string {
+	if x != nil {
+		return x.Snippet
+	}
+	return ""
+}
+
+func (x *ReplyRef) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
 // Room describes a chat room.
 type Room struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -195,7 +680,7 @@ type Room struct {
 
 func (x *Room) Reset() {
 	*x = Room{}
-	mi := &file_parley_v1_types_proto_msgTypes[1]
+	mi := &file_parley_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -207,7 +692,7 @@ func (x *Room) String() string {
 func (*Room) ProtoMessage() {}
 
 func (x *Room) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_types_proto_msgTypes[1]
+	mi := &file_parley_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -220,7 +705,7 @@ func (x *Room) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Room.ProtoReflect.Descriptor instead.
 func (*Room) Descriptor() ([]byte, []int) {
-	return file_parley_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Room) GetName() string {
@@ -287,7 +772,7 @@ type PresenceMeta struct {
 
 func (x *PresenceMeta) Reset() {
 	*x = PresenceMeta{}
-	mi := &file_parley_v1_types_proto_msgTypes[2]
+	mi := &file_parley_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -299,7 +784,7 @@ func (x *PresenceMeta) String() string {
 func (*PresenceMeta) ProtoMessage() {}
 
 func (x *PresenceMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_types_proto_msgTypes[2]
+	mi := &file_parley_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -312,7 +797,7 @@ func (x *PresenceMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceMeta.ProtoReflect.Descriptor instead.
 func (*PresenceMeta) Descriptor() ([]byte, []int) {
-	return file_parley_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PresenceMeta) GetConnId() string {
@@ -349,7 +834,7 @@ type Presence struct {
 
 func (x *Presence) Reset() {
 	*x = Presence{}
-	mi := &file_parley_v1_types_proto_msgTypes[3]
+	mi := &file_parley_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +846,7 @@ func (x *Presence) String() string {
 func (*Presence) ProtoMessage() {}
 
 func (x *Presence) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_types_proto_msgTypes[3]
+	mi := &file_parley_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +859,7 @@ func (x *Presence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Presence.ProtoReflect.Descriptor instead.
 func (*Presence) Descriptor() ([]byte, []int) {
-	return file_parley_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Presence) GetUser() string {
@@ -406,7 +891,7 @@ type Joined struct {
 
 func (x *Joined) Reset() {
 	*x = Joined{}
-	mi := &file_parley_v1_types_proto_msgTypes[4]
+	mi := &file_parley_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -418,7 +903,7 @@ func (x *Joined) String() string {
 func (*Joined) ProtoMessage() {}
 
 func (x *Joined) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_types_proto_msgTypes[4]
+	mi := &file_parley_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -431,7 +916,7 @@ func (x *Joined) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Joined.ProtoReflect.Descriptor instead.
 func (*Joined) Descriptor() ([]byte, []int) {
-	return file_parley_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Joined) GetRoom() string {
@@ -469,7 +954,7 @@ type Replayed struct {
 
 func (x *Replayed) Reset() {
 	*x = Replayed{}
-	mi := &file_parley_v1_types_proto_msgTypes[5]
+	mi := &file_parley_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +966,7 @@ func (x *Replayed) String() string {
 func (*Replayed) ProtoMessage() {}
 
 func (x *Replayed) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_types_proto_msgTypes[5]
+	mi := &file_parley_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +979,7 @@ func (x *Replayed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Replayed.ProtoReflect.Descriptor instead.
 func (*Replayed) Descriptor() ([]byte, []int) {
-	return file_parley_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Replayed) GetRoom() string {
@@ -528,7 +1013,7 @@ type PresenceDiff struct {
 
 func (x *PresenceDiff) Reset() {
 	*x = PresenceDiff{}
-	mi := &file_parley_v1_types_proto_msgTypes[6]
+	mi := &file_parley_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +1025,7 @@ func (x *PresenceDiff) String() string {
 func (*PresenceDiff) ProtoMessage() {}
 
 func (x *PresenceDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_types_proto_msgTypes[6]
+	mi := &file_parley_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +1038,7 @@ func (x *PresenceDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceDiff.ProtoReflect.Descriptor instead.
 func (*PresenceDiff) Descriptor() ([]byte, []int) {
-	return file_parley_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PresenceDiff) GetRoom() string {
@@ -592,7 +1077,7 @@ type Typing struct {
 
 func (x *Typing) Reset() {
 	*x = Typing{}
-	mi := &file_parley_v1_types_proto_msgTypes[7]
+	mi := &file_parley_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +1089,7 @@ func (x *Typing) String() string {
 func (*Typing) ProtoMessage() {}
 
 func (x *Typing) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_types_proto_msgTypes[7]
+	mi := &file_parley_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +1102,7 @@ func (x *Typing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Typing.ProtoReflect.Descriptor instead.
 func (*Typing) Descriptor() ([]byte, []int) {
-	return file_parley_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Typing) GetRoom() string {
@@ -658,14 +1143,18 @@ type Reply struct {
 	// For a successful send: the message as stored, with its seq and time.
 	Message *Message `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
 	// With RESOURCE_EXHAUSTED: how long to wait before trying again.
-	RetryAfter    *durationpb.Duration `protobuf:"bytes,6,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	RetryAfter *durationpb.Duration `protobuf:"bytes,6,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	// For a successful edit, delete, react or unreact: the seq of the log
+	// entry it stored; 0 when it changed nothing (adding a reaction that is
+	// there already, removing one that is not, deleting a deleted message).
+	Seq           uint64 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_parley_v1_types_proto_msgTypes[8]
+	mi := &file_parley_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -677,7 +1166,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_types_proto_msgTypes[8]
+	mi := &file_parley_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -690,7 +1179,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_parley_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Reply) GetRef() string {
@@ -735,18 +1224,68 @@ func (x *Reply) GetRetryAfter() *durationpb.Duration {
 	return nil
 }
 
+func (x *Reply) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 var File_parley_v1_types_proto protoreflect.FileDescriptor
 
 const file_parley_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x15parley/v1/types.proto\x12\tparley.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x01\n" +
+	"\x15parley/v1/types.proto\x12\tparley.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x03\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06sender\x18\x03 \x01(\tR\x06sender\x12\x12\n" +
 	"\x04body\x18\x04 \x01(\tR\x04body\x123\n" +
 	"\asent_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12\"\n" +
-	"\rclient_msg_id\x18\x06 \x01(\tR\vclientMsgId\"\xb1\x02\n" +
+	"\rclient_msg_id\x18\x06 \x01(\tR\vclientMsgId\x12 \n" +
+	"\freply_to_seq\x18\a \x01(\x04R\n" +
+	"replyToSeq\x127\n" +
+	"\tedited_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\beditedAt\x12\x18\n" +
+	"\adeleted\x18\t \x01(\bR\adeleted\x126\n" +
+	"\treactions\x18\n" +
+	" \x03(\v2\x18.parley.v1.ReactionCountR\treactions\x12.\n" +
+	"\breply_to\x18\v \x01(\v2\x13.parley.v1.ReplyRefR\areplyTo\"\xd7\x01\n" +
+	"\vMessageEdit\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06sender\x18\x03 \x01(\tR\x06sender\x123\n" +
+	"\asent_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12\"\n" +
+	"\rclient_msg_id\x18\x05 \x01(\tR\vclientMsgId\x12\x1d\n" +
+	"\n" +
+	"target_seq\x18\x06 \x01(\x04R\ttargetSeq\x12\x12\n" +
+	"\x04body\x18\a \x01(\tR\x04body\"\xc5\x01\n" +
+	"\rMessageDelete\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06sender\x18\x03 \x01(\tR\x06sender\x123\n" +
+	"\asent_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12\"\n" +
+	"\rclient_msg_id\x18\x05 \x01(\tR\vclientMsgId\x12\x1d\n" +
+	"\n" +
+	"target_seq\x18\x06 \x01(\x04R\ttargetSeq\"\xd6\x01\n" +
+	"\bReaction\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06sender\x18\x03 \x01(\tR\x06sender\x123\n" +
+	"\asent_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12\"\n" +
+	"\rclient_msg_id\x18\x05 \x01(\tR\vclientMsgId\x12\x1d\n" +
+	"\n" +
+	"target_seq\x18\x06 \x01(\x04R\ttargetSeq\x12\x14\n" +
+	"\x05emoji\x18\a \x01(\tR\x05emoji\"e\n" +
+	"\rReactionCount\x12\x14\n" +
+	"\x05emoji\x18\x01 \x01(\tR\x05emoji\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\x12\x12\n" +
+	"\x04mine\x18\x03 \x01(\bR\x04mine\x12\x14\n" +
+	"\x05users\x18\x04 \x03(\tR\x05users\"h\n" +
+	"\bReplyRef\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06sender\x18\x02 \x01(\tR\x06sender\x12\x18\n" +
+	"\asnippet\x18\x03 \x01(\tR\asnippet\x12\x18\n" +
+	"\adeleted\x18\x04 \x01(\bR\adeleted\"\xb1\x02\n" +
 	"\x04Room\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\n" +
@@ -781,7 +1320,7 @@ const file_parley_v1_types_proto_rawDesc = "" +
 	"\x06Typing\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
-	"\x06active\x18\x03 \x01(\bR\x06active\"\xc1\x01\n" +
+	"\x06active\x18\x03 \x01(\bR\x06active\"\xd3\x01\n" +
 	"\x05Reply\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x14\n" +
@@ -789,7 +1328,8 @@ const file_parley_v1_types_proto_rawDesc = "" +
 	"\x04room\x18\x04 \x01(\tR\x04room\x12,\n" +
 	"\amessage\x18\x05 \x01(\v2\x12.parley.v1.MessageR\amessage\x12:\n" +
 	"\vretry_after\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"retryAfter*\x86\x01\n" +
+	"retryAfter\x12\x10\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq*\x86\x01\n" +
 	"\x0eRoomVisibility\x12\x1f\n" +
 	"\x1bROOM_VISIBILITY_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ROOM_VISIBILITY_PUBLIC\x10\x01\x12\x1b\n" +
@@ -809,38 +1349,49 @@ func file_parley_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_parley_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_parley_v1_types_proto_goTypes = []any{
 	(RoomVisibility)(0),           // 0: parley.v1.RoomVisibility
 	(*Message)(nil),               // 1: parley.v1.Message
-	(*Room)(nil),                  // 2: parley.v1.Room
-	(*PresenceMeta)(nil),          // 3: parley.v1.PresenceMeta
-	(*Presence)(nil),              // 4: parley.v1.Presence
-	(*Joined)(nil),                // 5: parley.v1.Joined
-	(*Replayed)(nil),              // 6: parley.v1.Replayed
-	(*PresenceDiff)(nil),          // 7: parley.v1.PresenceDiff
-	(*Typing)(nil),                // 8: parley.v1.Typing
-	(*Reply)(nil),                 // 9: parley.v1.Reply
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
+	(*MessageEdit)(nil),           // 2: parley.v1.MessageEdit
+	(*MessageDelete)(nil),         // 3: parley.v1.MessageDelete
+	(*Reaction)(nil),              // 4: parley.v1.Reaction
+	(*ReactionCount)(nil),         // 5: parley.v1.ReactionCount
+	(*ReplyRef)(nil),              // 6: parley.v1.ReplyRef
+	(*Room)(nil),                  // 7: parley.v1.Room
+	(*PresenceMeta)(nil),          // 8: parley.v1.PresenceMeta
+	(*Presence)(nil),              // 9: parley.v1.Presence
+	(*Joined)(nil),                // 10: parley.v1.Joined
+	(*Replayed)(nil),              // 11: parley.v1.Replayed
+	(*PresenceDiff)(nil),          // 12: parley.v1.PresenceDiff
+	(*Typing)(nil),                // 13: parley.v1.Typing
+	(*Reply)(nil),                 // 14: parley.v1.Reply
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
 }
 var file_parley_v1_types_proto_depIdxs = []int32{
-	10, // 0: parley.v1.Message.sent_at:type_name -> google.protobuf.Timestamp
-	0,  // 1: parley.v1.Room.visibility:type_name -> parley.v1.RoomVisibility
-	10, // 2: parley.v1.Room.last_message_at:type_name -> google.protobuf.Timestamp
-	10, // 3: parley.v1.Room.created_at:type_name -> google.protobuf.Timestamp
-	10, // 4: parley.v1.PresenceMeta.online_at:type_name -> google.protobuf.Timestamp
-	3,  // 5: parley.v1.Presence.metas:type_name -> parley.v1.PresenceMeta
-	4,  // 6: parley.v1.Joined.presence:type_name -> parley.v1.Presence
-	4,  // 7: parley.v1.PresenceDiff.joins:type_name -> parley.v1.Presence
-	4,  // 8: parley.v1.PresenceDiff.leaves:type_name -> parley.v1.Presence
-	1,  // 9: parley.v1.Reply.message:type_name -> parley.v1.Message
-	11, // 10: parley.v1.Reply.retry_after:type_name -> google.protobuf.Duration
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	15, // 0: parley.v1.Message.sent_at:type_name -> google.protobuf.Timestamp
+	15, // 1: parley.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
+	5,  // 2: parley.v1.Message.reactions:type_name -> parley.v1.ReactionCount
+	6,  // 3: parley.v1.Message.reply_to:type_name -> parley.v1.ReplyRef
+	15, // 4: parley.v1.MessageEdit.sent_at:type_name -> google.protobuf.Timestamp
+	15, // 5: parley.v1.MessageDelete.sent_at:type_name -> google.protobuf.Timestamp
+	15, // 6: parley.v1.Reaction.sent_at:type_name -> google.protobuf.Timestamp
+	0,  // 7: parley.v1.Room.visibility:type_name -> parley.v1.RoomVisibility
+	15, // 8: parley.v1.Room.last_message_at:type_name -> google.protobuf.Timestamp
+	15, // 9: parley.v1.Room.created_at:type_name -> google.protobuf.Timestamp
+	15, // 10: parley.v1.PresenceMeta.online_at:type_name -> google.protobuf.Timestamp
+	8,  // 11: parley.v1.Presence.metas:type_name -> parley.v1.PresenceMeta
+	9,  // 12: parley.v1.Joined.presence:type_name -> parley.v1.Presence
+	9,  // 13: parley.v1.PresenceDiff.joins:type_name -> parley.v1.Presence
+	9,  // 14: parley.v1.PresenceDiff.leaves:type_name -> parley.v1.Presence
+	1,  // 15: parley.v1.Reply.message:type_name -> parley.v1.Message
+	16, // 16: parley.v1.Reply.retry_after:type_name -> google.protobuf.Duration
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_types_proto_init() }
@@ -854,7 +1405,7 @@ func file_parley_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_types_proto_rawDesc), len(file_parley_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -30,7 +30,7 @@ func eventToProto(ev hub.Event) *parleyv1.JoinResponse {
 			Room: ev.Room, HeadSeq: ev.HeadSeq, Presence: presenceToProto(ev.Presence),
 		}}}
 	case hub.EventMessage:
-		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Message{Message: messageToProto(ev.Message)}}
+		return entryToProto(ev.Message)
 	case hub.EventReplayed:
 		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Replayed{Replayed: &parleyv1.Replayed{
 			Room: ev.Room, ThroughSeq: ev.ThroughSeq,
@@ -51,11 +51,63 @@ func eventToProto(ev hub.Event) *parleyv1.JoinResponse {
 	return &parleyv1.JoinResponse{}
 }
 
+// entryToProto is the event of a log entry: each kind has its own field
+// of JoinResponse (and, numbered alike, of SubscribeResponse).
+func entryToProto(m store.Message) *parleyv1.JoinResponse {
+	switch m.Kind {
+	case store.KindMessage:
+		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Message{Message: messageToProto(m)}}
+	case store.KindEdit:
+		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Edit{Edit: editToProto(m)}}
+	case store.KindDelete:
+		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Delete{Delete: deleteToProto(m)}}
+	case store.KindReactionAdd:
+		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_ReactionAdded{ReactionAdded: reactionToProto(m)}}
+	case store.KindReactionRemove:
+		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_ReactionRemoved{ReactionRemoved: reactionToProto(m)}}
+	}
+	return &parleyv1.JoinResponse{}
+}
+
 func messageToProto(m store.Message) *parleyv1.Message {
 	return &parleyv1.Message{
 		Room: m.Room, Seq: m.Seq, Sender: m.Sender, Body: m.Body,
-		SentAt: timestamppb.New(m.SentAt), ClientMsgId: m.ClientMsgID,
+		SentAt: timestamppb.New(m.SentAt), ClientMsgId: m.ClientMsgID, ReplyToSeq: m.ReplyToSeq,
 	}
+}
+
+func editToProto(m store.Message) *parleyv1.MessageEdit {
+	return &parleyv1.MessageEdit{Room: m.Room, Seq: m.Seq, Sender: m.Sender, SentAt: timestamppb.New(m.SentAt),
+		ClientMsgId: m.ClientMsgID, TargetSeq: m.TargetSeq, Body: m.Body}
+}
+
+func deleteToProto(m store.Message) *parleyv1.MessageDelete {
+	return &parleyv1.MessageDelete{Room: m.Room, Seq: m.Seq, Sender: m.Sender, SentAt: timestamppb.New(m.SentAt),
+		ClientMsgId: m.ClientMsgID, TargetSeq: m.TargetSeq}
+}
+
+func reactionToProto(m store.Message) *parleyv1.Reaction {
+	return &parleyv1.Reaction{Room: m.Room, Seq: m.Seq, Sender: m.Sender, SentAt: timestamppb.New(m.SentAt),
+		ClientMsgId: m.ClientMsgID, TargetSeq: m.TargetSeq, Emoji: m.Emoji}
+}
+
+// viewToProto is a message of ListMessages: the message as it is now.
+func viewToProto(v store.MessageView) *parleyv1.Message {
+	out := messageToProto(v.Message)
+	out.Deleted = v.Deleted
+	if !v.EditedAt.IsZero() {
+		out.EditedAt = timestamppb.New(v.EditedAt)
+	}
+	if len(v.Reactions) > 0 {
+		out.Reactions = make([]*parleyv1.ReactionCount, len(v.Reactions))
+		for i, r := range v.Reactions {
+			out.Reactions[i] = &parleyv1.ReactionCount{Emoji: r.Emoji, Count: int32(r.Count), Mine: r.Mine, Users: r.Users}
+		}
+	}
+	if p := v.ReplyTo; p != nil {
+		out.ReplyTo = &parleyv1.ReplyRef{Seq: p.Seq, Sender: p.Sender, Snippet: p.Snippet, Deleted: p.Deleted}
+	}
+	return out
 }
 
 func presenceToProto(ps []hub.Presence) []*parleyv1.Presence {

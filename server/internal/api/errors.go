@@ -142,6 +142,17 @@ func domainCode(err error) codes.Code {
 		return codes.NotFound
 	case errors.Is(err, store.ErrRoomExists):
 		return codes.AlreadyExists
+	case errors.Is(err, store.ErrTargetNotFound):
+		return codes.NotFound
+	case errors.Is(err, store.ErrInvalidEntry), errors.Is(err, store.ErrBadReply):
+		return codes.InvalidArgument
+	case errors.Is(err, store.ErrNotAllowed):
+		return codes.PermissionDenied
+	case errors.Is(err, store.ErrTargetDeleted), errors.Is(err, store.ErrTooManyReactions):
+		// Not RESOURCE_EXHAUSTED for too many reactions: that code says
+		// "retry later", and the message stays full until someone takes
+		// a reaction back.
+		return codes.FailedPrecondition
 	case errors.Is(err, hub.ErrAlreadyJoined), errors.Is(err, hub.ErrNotJoined):
 		return codes.FailedPrecondition
 	case errors.Is(err, hub.ErrAfterSeqBeyondHead):

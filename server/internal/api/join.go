@@ -94,7 +94,8 @@ func (sess *session) readLoop() error {
 // handle answers one frame with a reply; it returns an error only when the
 // connection has ended.
 func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) error {
-	if req.GetSend() == nil {
+	entry, sends := frameEntry(req, sess.user)
+	if !sends {
 		sess.waitSends()
 	}
 	reply := &parleyv1.Reply{Ref: req.GetRef()}
@@ -104,6 +105,15 @@ func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) erro
 	if err := validateRef(req.GetRef()); err != nil {
 		reply.Ref = cut(req.GetRef(), maxRefBytes)
 		return sess.replyInTurn(reply, err)
+	}
+	if sends {
+		reply.Room = entry.Room
+		wait, err := sess.send(ctx, entry)
+		if err != nil {
+			return sess.replyInTurn(reply, err)
+		}
+		sess.pipeline(reply, wait)
+		return nil
 	}
 	var err error
 	switch f := req.GetFrame().(type) {
@@ -118,21 +128,13 @@ func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) erro
 	case *parleyv1.JoinRequest_Leave:
 		reply.Room = f.Leave.GetRoom()
 		err = sess.leave(f.Leave.GetRoom())
-	case *parleyv1.JoinRequest_Send:
-		reply.Room = f.Send.GetRoom()
-		var wait func() (hub.Sent, error)
-		if wait, err = sess.send(ctx, f.Send); err == nil {
-			sess.pipeline(reply, wait)
-			return nil
-		}
-		return sess.replyInTurn(reply, err)
 	case *parleyv1.JoinRequest_Typing:
 		reply.Room = f.Typing.GetRoom()
 		err = sess.typing(f.Typing)
 	case *parleyv1.JoinRequest_Refresh:
 		err = sess.refresh(f.Refresh.GetToken())
 	default:
-		err = invalidf("frame must set one of join, leave, send, typing, refresh")
+		err = invalidf("frame must set one of join, leave, send, typing, refresh, edit, delete, react, unreact")
 	}
 	return sess.reply(reply, err)
 }
@@ -209,10 +211,15 @@ func (sess *session) replayFailed(r *parleyv1.Reply, e *hub.ReplayError) error {
 }
 
 // replySent is reply for a send that was stored (err nil) or failed: the
-// stored message's reply carries it as the room's event encoded it.
+// stored message's reply carries it as the room's event encoded it; that
+// of another kind of entry carries its seq (0 if it changed nothing).
 func (sess *session) replySent(r *parleyv1.Reply, sent hub.Sent, err error) error {
 	if err != nil {
 		return sess.reply(r, err)
+	}
+	if sent.Message.Kind != store.KindMessage {
+		r.Seq = sent.Message.Seq
+		return sess.reply(r, nil)
 	}
 	data, err := sentReply(r, sent)
 	if err != nil {
@@ -249,12 +256,13 @@ func (sess *session) leave(room string) error {
 	return sess.s.cfg.Hub.Leave(sess.conn, room)
 }
 
-// send checks a send frame and queues its message for the store. The
-// room's access was checked when the stream joined it: a member removed
-// since was taken out of it, unless this node could not learn of the
-// removal yet (see hub.Hub.SeesRemovals), when membership is read again.
-func (sess *session) send(ctx context.Context, m *parleyv1.JoinRequest_Post) (wait func() (hub.Sent, error), err error) {
-	room := m.GetRoom()
+// send checks a send frame (a message, edit, delete or reaction) and
+// queues its entry for the store. The room's access was checked when the
+// stream joined it: a member removed since was taken out of it, unless
+// this node could not learn of the removal yet (see
+// hub.Hub.SeesRemovals), when membership is read again.
+func (sess *session) send(ctx context.Context, m store.NewMessage) (wait func() (hub.Sent, error), err error) {
+	room := m.Room
 	if err := validateRoom(room); err != nil {
 		return nil, err
 	}
@@ -266,7 +274,7 @@ func (sess *session) send(ctx context.Context, m *parleyv1.JoinRequest_Post) (wa
 		}
 		return nil, errorf(errPrecondition, "join room %q before sending to it on this stream", room)
 	}
-	if err := sess.s.validatePost(m.GetBody(), m.GetClientMsgId()); err != nil {
+	if err := sess.s.checkEntry(m); err != nil {
 		held.Release()
 		return nil, err
 	}
@@ -276,7 +284,7 @@ func (sess *session) send(ctx context.Context, m *parleyv1.JoinRequest_Post) (wa
 			return nil, err
 		}
 	}
-	return sess.s.startSend(ctx, held, sess.user, m.GetBody(), m.GetClientMsgId(), false, sess.conn)
+	return sess.s.startSend(ctx, held, m, false, sess.conn)
 }
 
 func (sess *session) typing(t *parleyv1.JoinRequest_SetTyping) error {

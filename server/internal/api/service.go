@@ -38,8 +38,9 @@ type Config struct {
 	// DevTokenTTL is the lifetime of tokens from DevLogin (default
 	// DefaultDevTokenTTL).
 	DevTokenTTL time.Duration
-	// SendRate is how many messages per second one user may send across
-	// all their streams and REST (default DefaultSendRate; negative: no
+	// SendRate is how many entries per second one user may send across
+	// all their streams and REST: messages, edits, deletes and reactions
+	// alike, from one budget (default DefaultSendRate; negative: no
 	// limit), with bursts of SendBurst (default 2×SendRate).
 	SendRate  float64
 	SendBurst int
@@ -191,47 +192,34 @@ func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequ
 			return nil, err
 		}
 	}
-	msg, err := s.send(ctx, user, room, req.GetBody(), req.GetClientMsgId())
+	sent, err := s.sendEntry(ctx, store.NewMessage{Room: room, Sender: user, Body: req.GetBody(),
+		ClientMsgID: req.GetClientMsgId(), ReplyToSeq: req.GetReplyToSeq()})
 	if err != nil {
 		return nil, err
 	}
-	return &parleyv1.SendMessageResponse{Message: messageToProto(msg)}, nil
+	return &parleyv1.SendMessageResponse{Message: messageToProto(sent.Message)}, nil
 }
 
-// send checks and stores a message sent by a unary call. A send refused
-// for its rate is held before the answer (see allowSend), for each refused
-// request is a whole RPC.
-func (s *Service) send(ctx context.Context, user, room, body, clientMsgID string) (store.Message, error) {
-	if err := validateRoom(room); err != nil {
-		return store.Message{}, err
-	}
-	if err := s.validatePost(body, clientMsgID); err != nil {
-		return store.Message{}, err
-	}
-	held, err := s.holdForSend(ctx, user, room)
-	if err != nil {
-		return store.Message{}, err
-	}
-	wait, err := s.startSend(ctx, held, user, body, clientMsgID, true, nil)
-	if err != nil {
-		return store.Message{}, err
-	}
-	sent, err := wait()
-	return sent.Message, err
-}
-
-// startSend queues a send's message, checked but for its rate, for the store
-// (see hub.Held.StartSend), and takes over held; wait stores and delivers it.
-// hold says whether a send refused for its rate is held before the answer
+// startSend queues an entry, checked but for its rate, for the store (see
+// hub.Held.StartSend), and takes over held; wait stores and delivers it.
+// A send refused for its rate is held before the answer when hold is set
 // (see allowSend): not on a Join stream, whose frames are handled in
 // order, so holding one would hold the user's joins and typing behind it.
 // from is the connection it was sent on, if any.
-func (s *Service) startSend(ctx context.Context, held hub.Held, user, body, clientMsgID string, hold bool, from *hub.Conn) (wait func() (hub.Sent, error), err error) {
-	if err := s.limits.allowSend(ctx, user, hold); err != nil {
+func (s *Service) startSend(ctx context.Context, held hub.Held, m store.NewMessage, hold bool, from *hub.Conn) (wait func() (hub.Sent, error), err error) {
+	if err := s.limits.allowSend(ctx, m.Sender, hold); err != nil {
 		held.Release()
 		return nil, err
 	}
-	return held.StartSend(ctx, store.NewMessage{Room: held.Info().Name, Sender: user, Body: body, ClientMsgID: clientMsgID}, from), nil
+	m.Room = held.Info().Name
+	stored := held.StartSend(ctx, m, from)
+	return func() (hub.Sent, error) {
+		sent, err := stored()
+		if err == nil {
+			err = kindOf(m, sent)
+		}
+		return sent, err
+	}, nil
 }
 
 // Paging limits.
@@ -268,7 +256,7 @@ func (s *Service) ListMessages(ctx context.Context, req *parleyv1.ListMessagesRe
 		}
 		q = cur.query(limit + 1)
 	}
-	msgs, err := s.cfg.Store.Messages(ctx, req.GetRoom(), q)
+	views, err := s.cfg.Store.History(ctx, req.GetRoom(), identity(ctx).User, q)
 	if err != nil {
 		return nil, err
 	}
@@ -277,14 +265,14 @@ func (s *Service) ListMessages(ctx context.Context, req *parleyv1.ListMessagesRe
 		return nil, err
 	}
 	resp := &parleyv1.ListMessagesResponse{HeadSeq: info.LastSeq}
-	if len(msgs) > limit {
-		msgs = msgs[:limit]
-		cur.pos = msgs[limit-1].Seq
+	if len(views) > limit {
+		views = views[:limit]
+		cur.pos = views[limit-1].Seq
 		resp.NextPageToken = cur.String()
 	}
-	resp.Messages = make([]*parleyv1.Message, len(msgs))
-	for i, m := range msgs {
-		resp.Messages[i] = messageToProto(m)
+	resp.Messages = make([]*parleyv1.Message, len(views))
+	for i, v := range views {
+		resp.Messages[i] = viewToProto(v)
 	}
 	return resp, nil
 }

@@ -3,9 +3,10 @@ package api
 import (
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/parleychat/parley/server/internal/auth"
-	"unicode/utf8"
 )
 
 // Limits on client-controlled fields.
@@ -103,4 +104,42 @@ func cut(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// maxEmojiBytes bounds a reaction's emoji: room for the longest emoji
+// sequences (a family or a flag with modifiers is up to about 28 bytes).
+const maxEmojiBytes = 32
+
+// validateEmoji checks a reaction's emoji: 1 to maxEmojiBytes bytes of
+// valid UTF-8 with no whitespace and no control characters. It does not
+// check that the text is an emoji (Unicode's list grows every year);
+// zero-width joiners and variation selectors, which emoji sequences are
+// made of, are allowed.
+func validateEmoji(emoji string) error {
+	switch {
+	case emoji == "":
+		return invalidf("emoji must not be empty")
+	case len(emoji) > maxEmojiBytes:
+		return invalidf("emoji is %d bytes; the limit is %d", len(emoji), maxEmojiBytes)
+	case !utf8.ValidString(emoji):
+		return invalidf("emoji must be valid UTF-8")
+	}
+	for _, r := range emoji {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return invalidf("emoji %q must not contain whitespace or control characters (found %U)", emoji, r)
+		}
+	}
+	return nil
+}
+
+// validateTarget checks the room and seq of the message an edit, delete or
+// reaction names.
+func validateTarget(room string, seq uint64) error {
+	if err := validateRoom(room); err != nil {
+		return err
+	}
+	if seq == 0 {
+		return invalidf("seq must be the seq of a message of room %q (1 or more)", room)
+	}
+	return nil
 }

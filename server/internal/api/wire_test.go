@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 	"github.com/parleychat/parley/server/internal/hub"
@@ -61,5 +62,41 @@ func BenchmarkSentReply(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Every kind of log entry is encoded once into the field of its kind, and
+// the same bytes decode as that field of a SubscribeResponse too, with
+// every field of the entry.
+func TestEncodeEveryEntryKind(t *testing.T) {
+	at := time.Unix(1765000000, 5)
+	base := store.Message{Room: "lobby", Seq: 7, Sender: "alice", SentAt: at, ClientMsgID: "k", TargetSeq: 3}
+	with := func(f func(*store.Message)) store.Message { m := base; f(&m); return m }
+	for _, tc := range []struct {
+		m    store.Message
+		want proto.Message // the SubscribeResponse the bytes must decode to
+	}{
+		{with(func(m *store.Message) { m.TargetSeq, m.Body, m.ReplyToSeq = 0, "hi", 2 }), &parleyv1.SubscribeResponse{Event: &parleyv1.SubscribeResponse_Message{Message: &parleyv1.Message{
+			Room: "lobby", Seq: 7, Sender: "alice", Body: "hi", SentAt: timestamppb.New(at), ClientMsgId: "k", ReplyToSeq: 2}}}},
+		{with(func(m *store.Message) { m.Kind, m.Body = store.KindEdit, "fixed" }), &parleyv1.SubscribeResponse{Event: &parleyv1.SubscribeResponse_Edit{Edit: &parleyv1.MessageEdit{
+			Room: "lobby", Seq: 7, Sender: "alice", SentAt: timestamppb.New(at), ClientMsgId: "k", TargetSeq: 3, Body: "fixed"}}}},
+		{with(func(m *store.Message) { m.Kind = store.KindDelete }), &parleyv1.SubscribeResponse{Event: &parleyv1.SubscribeResponse_Delete{Delete: &parleyv1.MessageDelete{
+			Room: "lobby", Seq: 7, Sender: "alice", SentAt: timestamppb.New(at), ClientMsgId: "k", TargetSeq: 3}}}},
+		{with(func(m *store.Message) { m.Kind, m.Emoji = store.KindReactionAdd, "👍" }), &parleyv1.SubscribeResponse{Event: &parleyv1.SubscribeResponse_ReactionAdded{ReactionAdded: &parleyv1.Reaction{
+			Room: "lobby", Seq: 7, Sender: "alice", SentAt: timestamppb.New(at), ClientMsgId: "k", TargetSeq: 3, Emoji: "👍"}}}},
+		{with(func(m *store.Message) { m.Kind, m.Emoji = store.KindReactionRemove, "👍" }), &parleyv1.SubscribeResponse{Event: &parleyv1.SubscribeResponse_ReactionRemoved{ReactionRemoved: &parleyv1.Reaction{
+			Room: "lobby", Seq: 7, Sender: "alice", SentAt: timestamppb.New(at), ClientMsgId: "k", TargetSeq: 3, Emoji: "👍"}}}},
+	} {
+		data, err := EncodeEvent(hub.Event{Kind: hub.EventMessage, Room: "lobby", Message: tc.m})
+		if err != nil {
+			t.Fatalf("%v: %v", tc.m.Kind, err)
+		}
+		var got parleyv1.SubscribeResponse
+		if err := proto.Unmarshal(data, &got); err != nil {
+			t.Fatalf("%v: %v", tc.m.Kind, err)
+		}
+		if !proto.Equal(&got, tc.want) {
+			t.Errorf("%v: decoded %v, want %v", tc.m.Kind, &got, tc.want)
+		}
 	}
 }

@@ -115,8 +115,8 @@ type Frame struct {
 	// Wire is Data in the form the transport sends, made once per frame by
 	// Config.WireForm for frames that go to many connections; nil if not.
 	Wire any
-	// Room and Seq are set for message frames, so the writer can tell how
-	// far each room was delivered.
+	// Room and Seq are set for the frames of log entries (of any kind),
+	// so the writer can tell how far each room was delivered.
 	Room string
 	Seq  uint64
 }

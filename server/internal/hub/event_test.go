@@ -37,6 +37,16 @@ func TestEventJSONRoundTrip(t *testing.T) {
 	for _, ev := range []Event{
 		{Version: 1, Kind: EventMessage, Node: "a", Room: "lobby",
 			Message: store.Message{Room: "lobby", Seq: 3, Sender: "bob", Body: "hi", SentAt: at, ClientMsgID: "c1"}},
+		{Version: 1, Kind: EventMessage, Node: "a", Room: "lobby",
+			Message: store.Message{Room: "lobby", Seq: 4, Sender: "bob", Body: "re", SentAt: at, ReplyToSeq: 3}},
+		{Version: 1, Kind: EventMessage, Node: "a", Room: "lobby",
+			Message: store.Message{Room: "lobby", Seq: 5, Kind: store.KindEdit, Sender: "bob", Body: "hi!", SentAt: at, ClientMsgID: "c2", TargetSeq: 3}},
+		{Version: 1, Kind: EventMessage, Node: "a", Room: "lobby",
+			Message: store.Message{Room: "lobby", Seq: 6, Kind: store.KindDelete, Sender: "bob", SentAt: at, TargetSeq: 4}},
+		{Version: 1, Kind: EventMessage, Node: "a", Room: "lobby",
+			Message: store.Message{Room: "lobby", Seq: 7, Kind: store.KindReactionAdd, Sender: "ann", SentAt: at, TargetSeq: 3, Emoji: "👍"}},
+		{Version: 1, Kind: EventMessage, Node: "a", Room: "lobby",
+			Message: store.Message{Room: "lobby", Seq: 8, Kind: store.KindReactionRemove, Sender: "ann", SentAt: at, TargetSeq: 3, Emoji: "👍"}},
 		{Version: 1, Kind: EventPresenceDiff, Room: "lobby",
 			Joins: []Presence{{User: "bob", Metas: []Meta{{ConnID: "x", OnlineAt: at, Client: "cli", Node: "a"}}}}},
 		{Version: 1, Kind: EventJoined, Room: "lobby", HeadSeq: 9, Presence: []Presence{{User: "ann", Metas: []Meta{{ConnID: "y", OnlineAt: at}}}}},
@@ -48,6 +58,9 @@ func TestEventJSONRoundTrip(t *testing.T) {
 		var back Event
 		if err := json.Unmarshal(data, &back); err != nil {
 			t.Fatalf("unmarshal %s: %v", data, err)
+		}
+		if back.Message != ev.Message {
+			t.Errorf("%s: entry %+v came back as %+v", data, ev.Message, back.Message)
 		}
 		again, _ := json.Marshal(back)
 		if string(again) != string(data) {

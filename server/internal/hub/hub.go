@@ -40,7 +40,7 @@ type Config struct {
 	// MaxRoomsPerConn bounds the rooms one connection may be in (default
 	// DefaultMaxRoomsPerConn).
 	MaxRoomsPerConn int
-	// RecentMessages is how many recent message frames each room keeps to
+	// RecentMessages is how many recent entries' frames each room keeps to
 	// hand a resuming connection over to live delivery (default 256).
 	RecentMessages int
 	// ReplayPage is how many stored messages a replay reads at a time, and
@@ -484,8 +484,9 @@ type Sent struct {
 	// Duplicate is set when a retry with the same client_msg_id found the
 	// original.
 	Duplicate bool
-	// Event is the message's EventMessage as the Encoder encoded it for
-	// the room, to be read, not modified; nil if it was not encoded.
+	// Event is the entry's EventMessage as the Encoder encoded it for
+	// the room, to be read, not modified; nil if it was not encoded (or,
+	// for an entry that changed nothing, not delivered).
 	Event []byte
 }
 
@@ -510,6 +511,9 @@ func (x Held) StartSend(ctx context.Context, m store.NewMessage, from *Conn) (wa
 func (h *Hub) stored(ctx context.Context, r *room, msg store.Message, duplicate bool, err error, from *Conn) (Sent, error) {
 	if err != nil {
 		return Sent{}, err
+	}
+	if msg.Seq == 0 { // an entry that changed nothing: nothing to deliver
+		return Sent{Message: msg, Duplicate: duplicate}, nil
 	}
 	if !duplicate {
 		h.publish(Event{Kind: EventMessage, Room: msg.Room, Message: msg})

@@ -29,7 +29,7 @@ type room struct {
 	mu       sync.Mutex
 	head     uint64                   // seq of the last delivered message
 	pending  map[uint64]*pendingEntry // stored messages that arrived ahead of a gap
-	recent   []Frame                  // ring of the last delivered message frames
+	recent   []recentFrame            // ring of the last delivered entries' frames
 	subs     map[*Conn]bool           // true once the conn receives live messages
 	presence map[string]metas         // by user
 	unsub    func()                   // ends the room's broker subscription; nil when not subscribed
@@ -61,6 +61,25 @@ type pendingEntry struct {
 	msg  store.Message
 	from *Conn         // the connection it was sent on, if any (see deliverFrom)
 	done chan struct{} // closed once the room has delivered it; nil if nobody waits
+}
+
+// recentFrame is a frame of the room's ring of recent entries, and the
+// message whose text it carries: a message's own seq, an edit's target,
+// 0 for an entry without text.
+type recentFrame struct {
+	Frame
+	text uint64
+}
+
+// textOf is the message whose text m carries, 0 if none.
+func textOf(m store.Message) uint64 {
+	switch m.Kind {
+	case store.KindMessage:
+		return m.Seq
+	case store.KindEdit:
+		return m.TargetSeq
+	}
+	return 0
 }
 
 // presenceChange is one meta joining or leaving, not yet announced.
@@ -188,7 +207,7 @@ func (r *room) deliverFrom(m store.Message, from *Conn) (event []byte, delivered
 	case m.Seq > r.head+1:
 		return data, r.holdLocked(m, from)
 	}
-	r.fanOutLocked(r.hub.shared(data, r.name, m.Seq), from)
+	r.fanOutLocked(r.hub.shared(data, r.name, m.Seq), m, from)
 	for {
 		next, ok := r.pending[r.head+1]
 		if !ok {
@@ -201,7 +220,7 @@ func (r *room) deliverFrom(m store.Message, from *Conn) (event []byte, delivered
 			next.release()
 			return data, nil
 		}
-		r.fanOutLocked(r.hub.shared(data, r.name, next.msg.Seq), next.from)
+		r.fanOutLocked(r.hub.shared(data, r.name, next.msg.Seq), next.msg, next.from)
 		next.release()
 	}
 }
@@ -239,16 +258,20 @@ func (p *pendingEntry) release() {
 	}
 }
 
-// fanOutLocked queues a message frame for every live subscriber, last
-// after the others.
-func (r *room) fanOutLocked(f Frame, last *Conn) {
+// fanOutLocked queues f, the frame of entry m, for every live subscriber,
+// last after the others, and keeps it in the ring of recent frames.
+func (r *room) fanOutLocked(f Frame, m store.Message, last *Conn) {
 	r.head = f.Seq
-	// The ring grows as messages come, so an idle room costs nothing.
+	// The ring grows as entries come, so an idle room costs nothing.
+	rf := recentFrame{Frame: f, text: textOf(m)}
 	if n := r.hub.cfg.RecentMessages; len(r.recent) == n {
 		copy(r.recent, r.recent[1:])
-		r.recent[n-1] = f
+		r.recent[n-1] = rf
 	} else {
-		r.recent = append(r.recent, f)
+		r.recent = append(r.recent, rf)
+	}
+	if m.Kind == store.KindDelete {
+		r.eraseRecentLocked(m.TargetSeq)
 	}
 	n := 0
 	for c, live := range r.subs {
@@ -261,6 +284,28 @@ func (r *room) fanOutLocked(f Frame, last *Conn) {
 	}
 	r.hub.messages.Add(1)
 	r.hub.deliveries.Add(int64(n))
+}
+
+// eraseRecentLocked takes the text of a deleted message out of the ring:
+// it drops every frame up to the last one that carries the message's text
+// (the message's own, or an edit's), so a resume from before them reads
+// the store, where the delete erased it. Re-encoding those frames with
+// the text erased would keep more of the ring, but means the hub making
+// the store's tombstones itself; dropping a prefix keeps the ring a run
+// of consecutive seqs, which resume relies on.
+func (r *room) eraseRecentLocked(target uint64) {
+	last := -1
+	for i, f := range r.recent {
+		if f.text == target {
+			last = i
+		}
+	}
+	if last < 0 {
+		return
+	}
+	n := copy(r.recent, r.recent[last+1:])
+	clear(r.recent[n:])
+	r.recent = r.recent[:n]
 }
 
 // broadcastLocked sends an encoded event to every subscriber but skip.
@@ -472,7 +517,7 @@ func (r *room) replay(ctx context.Context, c *Conn, pos uint64) error {
 		}
 		if frames, ok := r.recentAfterLocked(pos); ok && (read || pos == head) {
 			for _, f := range frames {
-				if !c.Enqueue(f) {
+				if !c.Enqueue(f.Frame) {
 					r.mu.Unlock()
 					return c.Err()
 				}
@@ -491,8 +536,8 @@ func (r *room) replay(ctx context.Context, c *Conn, pos uint64) error {
 }
 
 // recentAfterLocked returns the recent frames after pos if the ring holds
-// every message from pos+1 to the head.
-func (r *room) recentAfterLocked(pos uint64) ([]Frame, bool) {
+// every entry from pos+1 to the head.
+func (r *room) recentAfterLocked(pos uint64) ([]recentFrame, bool) {
 	if pos == r.head {
 		return nil, true
 	}

@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Joined, Message as Message$1, Presence, PresenceDiff, Replayed, Reply, Room, RoomVisibility, Typing } from "./types_pb";
+import type { Joined, Message as Message$1, MessageDelete, MessageEdit, Presence, PresenceDiff, Reaction, Replayed, Reply, Room, RoomVisibility, Typing } from "./types_pb";
 import { file_parley_v1_types } from "./types_pb";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/chat_service.proto.
  */
 export const file_parley_v1_chat_service: GenFile = /*@__PURE__*/
-  fileDesc("ChxwYXJsZXkvdjEvY2hhdF9zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEigAQKC0pvaW5SZXF1ZXN0EgsKA3JlZhgBIAEoCRIvCgRqb2luGAIgASgLMh8ucGFybGV5LnYxLkpvaW5SZXF1ZXN0LkpvaW5Sb29tSAASMQoFbGVhdmUYAyABKAsyIC5wYXJsZXkudjEuSm9pblJlcXVlc3QuTGVhdmVSb29tSAASKwoEc2VuZBgEIAEoCzIbLnBhcmxleS52MS5Kb2luUmVxdWVzdC5Qb3N0SAASMgoGdHlwaW5nGAUgASgLMiAucGFybGV5LnYxLkpvaW5SZXF1ZXN0LlNldFR5cGluZ0gAEjYKB3JlZnJlc2gYBiABKAsyIy5wYXJsZXkudjEuSm9pblJlcXVlc3QuUmVmcmVzaFRva2VuSAAaPgoISm9pblJvb20SDAoEcm9vbRgBIAEoCRIWCglhZnRlcl9zZXEYAiABKARIAIgBAUIMCgpfYWZ0ZXJfc2VxGhkKCUxlYXZlUm9vbRIMCgRyb29tGAEgASgJGjkKBFBvc3QSDAoEcm9vbRgBIAEoCRIMCgRib2R5GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkaKQoJU2V0VHlwaW5nEgwKBHJvb20YASABKAkSDgoGYWN0aXZlGAIgASgIGh0KDFJlZnJlc2hUb2tlbhINCgV0b2tlbhgBIAEoCUIHCgVmcmFtZSKGAgoMSm9pblJlc3BvbnNlEiEKBXJlcGx5GAEgASgLMhAucGFybGV5LnYxLlJlcGx5SAASIwoGam9pbmVkGAIgASgLMhEucGFybGV5LnYxLkpvaW5lZEgAEiUKB21lc3NhZ2UYAyABKAsyEi5wYXJsZXkudjEuTWVzc2FnZUgAEicKCHJlcGxheWVkGAQgASgLMhMucGFybGV5LnYxLlJlcGxheWVkSAASMAoNcHJlc2VuY2VfZGlmZhgFIAEoCzIXLnBhcmxleS52MS5QcmVzZW5jZURpZmZIABIjCgZ0eXBpbmcYBiABKAsyES5wYXJsZXkudjEuVHlwaW5nSABCBwoFZXZlbnQiygEKEFN1YnNjcmliZVJlcXVlc3QSDAoEcm9vbRgBIAEoCRIWCglhZnRlcl9zZXEYAiABKARIAIgBARJAChBhZGRpdGlvbmFsX3Jvb21zGAMgAygLMiYucGFybGV5LnYxLlN1YnNjcmliZVJlcXVlc3QuUm9vbUN1cnNvchpACgpSb29tQ3Vyc29yEgwKBHJvb20YASABKAkSFgoJYWZ0ZXJfc2VxGAIgASgESACIAQFCDAoKX2FmdGVyX3NlcUIMCgpfYWZ0ZXJfc2VxIugBChFTdWJzY3JpYmVSZXNwb25zZRIjCgZqb2luZWQYAiABKAsyES5wYXJsZXkudjEuSm9pbmVkSAASJQoHbWVzc2FnZRgDIAEoCzISLnBhcmxleS52MS5NZXNzYWdlSAASJwoIcmVwbGF5ZWQYBCABKAsyEy5wYXJsZXkudjEuUmVwbGF5ZWRIABIwCg1wcmVzZW5jZV9kaWZmGAUgASgLMhcucGFybGV5LnYxLlByZXNlbmNlRGlmZkgAEiMKBnR5cGluZxgGIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIAEIHCgVldmVudCJYChJTZW5kTWVzc2FnZVJlcXVlc3QSDAoEcm9vbRgBIAEoCRIMCgRib2R5GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkSDwoHdG9fdXNlchgEIAEoCSI6ChNTZW5kTWVzc2FnZVJlc3BvbnNlEiMKB21lc3NhZ2UYASABKAsyEi5wYXJsZXkudjEuTWVzc2FnZSK8AQoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIMCgRyb29tGAEgASgJEhcKCmJlZm9yZV9zZXEYAiABKARIAIgBARIWCglhZnRlcl9zZXEYAyABKARIAYgBARINCgVsaW1pdBgEIAEoBRImCgVvcmRlchgFIAEoDjIXLnBhcmxleS52MS5NZXNzYWdlT3JkZXISEgoKcGFnZV90b2tlbhgGIAEoCUINCgtfYmVmb3JlX3NlcUIMCgpfYWZ0ZXJfc2VxImcKFExpc3RNZXNzYWdlc1Jlc3BvbnNlEiQKCG1lc3NhZ2VzGAEgAygLMhIucGFybGV5LnYxLk1lc3NhZ2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhAKCGhlYWRfc2VxGAMgASgEIjkKEExpc3RSb29tc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiTAoRTGlzdFJvb21zUmVzcG9uc2USHgoFcm9vbXMYASADKAsyDy5wYXJsZXkudjEuUm9vbRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUAoRQ3JlYXRlUm9vbVJlcXVlc3QSDAoEbmFtZRgBIAEoCRItCgp2aXNpYmlsaXR5GAIgASgOMhkucGFybGV5LnYxLlJvb21WaXNpYmlsaXR5IjMKEkNyZWF0ZVJvb21SZXNwb25zZRIdCgRyb29tGAEgASgLMg8ucGFybGV5LnYxLlJvb20iIwoTTGlzdFByZXNlbmNlUmVxdWVzdBIMCgRyb29tGAEgASgJIj0KFExpc3RQcmVzZW5jZVJlc3BvbnNlEiUKCHByZXNlbmNlGAEgAygLMhMucGFybGV5LnYxLlByZXNlbmNlIi4KEEFkZE1lbWJlclJlcXVlc3QSDAoEcm9vbRgBIAEoCRIMCgR1c2VyGAIgASgJIhMKEUFkZE1lbWJlclJlc3BvbnNlIjEKE1JlbW92ZU1lbWJlclJlcXVlc3QSDAoEcm9vbRgBIAEoCRIMCgR1c2VyGAIgASgJIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlIiIKEkxpc3RNZW1iZXJzUmVxdWVzdBIMCgRyb29tGAEgASgJIiYKE0xpc3RNZW1iZXJzUmVzcG9uc2USDwoHbWVtYmVycxgBIAMoCSIfCg9EZXZMb2dpblJlcXVlc3QSDAoEdXNlchgBIAEoCSJRChBEZXZMb2dpblJlc3BvbnNlEg0KBXRva2VuGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKm0KDE1lc3NhZ2VPcmRlchIdChlNRVNTQUdFX09SREVSX1VOU1BFQ0lGSUVEEAASHgoaTUVTU0FHRV9PUkRFUl9ORVdFU1RfRklSU1QQARIeChpNRVNTQUdFX09SREVSX09MREVTVF9GSVJTVBACMsMGCgtDaGF0U2VydmljZRI7CgRKb2luEhYucGFybGV5LnYxLkpvaW5SZXF1ZXN0GhcucGFybGV5LnYxLkpvaW5SZXNwb25zZSgBMAESSAoJU3Vic2NyaWJlEhsucGFybGV5LnYxLlN1YnNjcmliZVJlcXVlc3QaHC5wYXJsZXkudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJMCgtTZW5kTWVzc2FnZRIdLnBhcmxleS52MS5TZW5kTWVzc2FnZVJlcXVlc3QaHi5wYXJsZXkudjEuU2VuZE1lc3NhZ2VSZXNwb25zZRJPCgxMaXN0TWVzc2FnZXMSHi5wYXJsZXkudjEuTGlzdE1lc3NhZ2VzUmVxdWVzdBofLnBhcmxleS52MS5MaXN0TWVzc2FnZXNSZXNwb25zZRJGCglMaXN0Um9vbXMSGy5wYXJsZXkudjEuTGlzdFJvb21zUmVxdWVzdBocLnBhcmxleS52MS5MaXN0Um9vbXNSZXNwb25zZRJJCgpDcmVhdGVSb29tEhwucGFybGV5LnYxLkNyZWF0ZVJvb21SZXF1ZXN0Gh0ucGFybGV5LnYxLkNyZWF0ZVJvb21SZXNwb25zZRJPCgxMaXN0UHJlc2VuY2USHi5wYXJsZXkudjEuTGlzdFByZXNlbmNlUmVxdWVzdBofLnBhcmxleS52MS5MaXN0UHJlc2VuY2VSZXNwb25zZRJGCglBZGRNZW1iZXISGy5wYXJsZXkudjEuQWRkTWVtYmVyUmVxdWVzdBocLnBhcmxleS52MS5BZGRNZW1iZXJSZXNwb25zZRJPCgxSZW1vdmVNZW1iZXISHi5wYXJsZXkudjEuUmVtb3ZlTWVtYmVyUmVxdWVzdBofLnBhcmxleS52MS5SZW1vdmVNZW1iZXJSZXNwb25zZRJMCgtMaXN0TWVtYmVycxIdLnBhcmxleS52MS5MaXN0TWVtYmVyc1JlcXVlc3QaHi5wYXJsZXkudjEuTGlzdE1lbWJlcnNSZXNwb25zZRJDCghEZXZMb2dpbhIaLnBhcmxleS52MS5EZXZMb2dpblJlcXVlc3QaGy5wYXJsZXkudjEuRGV2TG9naW5SZXNwb25zZUI1WjNnaXRodWIuY29tL3BhcmxleWNoYXQvcGFybGV5L2dlbi9wYXJsZXkvdjE7cGFybGV5djFiBnByb3RvMw", [file_google_protobuf_timestamp, file_parley_v1_types]);
+  fileDesc("ChxwYXJsZXkvdjEvY2hhdF9zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEivgcKC0pvaW5SZXF1ZXN0EgsKA3JlZhgBIAEoCRIvCgRqb2luGAIgASgLMh8ucGFybGV5LnYxLkpvaW5SZXF1ZXN0LkpvaW5Sb29tSAASMQoFbGVhdmUYAyABKAsyIC5wYXJsZXkudjEuSm9pblJlcXVlc3QuTGVhdmVSb29tSAASKwoEc2VuZBgEIAEoCzIbLnBhcmxleS52MS5Kb2luUmVxdWVzdC5Qb3N0SAASMgoGdHlwaW5nGAUgASgLMiAucGFybGV5LnYxLkpvaW5SZXF1ZXN0LlNldFR5cGluZ0gAEjYKB3JlZnJlc2gYBiABKAsyIy5wYXJsZXkudjEuSm9pblJlcXVlc3QuUmVmcmVzaFRva2VuSAASMgoEZWRpdBgHIAEoCzIiLnBhcmxleS52MS5Kb2luUmVxdWVzdC5FZGl0TWVzc2FnZUgAEjYKBmRlbGV0ZRgIIAEoCzIkLnBhcmxleS52MS5Kb2luUmVxdWVzdC5EZWxldGVNZXNzYWdlSAASLQoFcmVhY3QYCSABKAsyHC5wYXJsZXkudjEuSm9pblJlcXVlc3QuUmVhY3RIABIvCgd1bnJlYWN0GAogASgLMhwucGFybGV5LnYxLkpvaW5SZXF1ZXN0LlJlYWN0SAAaPgoISm9pblJvb20SDAoEcm9vbRgBIAEoCRIWCglhZnRlcl9zZXEYAiABKARIAIgBAUIMCgpfYWZ0ZXJfc2VxGhkKCUxlYXZlUm9vbRIMCgRyb29tGAEgASgJGk8KBFBvc3QSDAoEcm9vbRgBIAEoCRIMCgRib2R5GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkSFAoMcmVwbHlfdG9fc2VxGAQgASgEGk0KC0VkaXRNZXNzYWdlEgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEgwKBGJvZHkYAyABKAkSFQoNY2xpZW50X21zZ19pZBgEIAEoCRpBCg1EZWxldGVNZXNzYWdlEgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEhUKDWNsaWVudF9tc2dfaWQYAyABKAkaSAoFUmVhY3QSDAoEcm9vbRgBIAEoCRILCgNzZXEYAiABKAQSDQoFZW1vamkYAyABKAkSFQoNY2xpZW50X21zZ19pZBgEIAEoCRopCglTZXRUeXBpbmcSDAoEcm9vbRgBIAEoCRIOCgZhY3RpdmUYAiABKAgaHQoMUmVmcmVzaFRva2VuEg0KBXRva2VuGAEgASgJQgcKBWZyYW1lIroDCgxKb2luUmVzcG9uc2USIQoFcmVwbHkYASABKAsyEC5wYXJsZXkudjEuUmVwbHlIABIjCgZqb2luZWQYAiABKAsyES5wYXJsZXkudjEuSm9pbmVkSAASJQoHbWVzc2FnZRgDIAEoCzISLnBhcmxleS52MS5NZXNzYWdlSAASJwoIcmVwbGF5ZWQYBCABKAsyEy5wYXJsZXkudjEuUmVwbGF5ZWRIABIwCg1wcmVzZW5jZV9kaWZmGAUgASgLMhcucGFybGV5LnYxLlByZXNlbmNlRGlmZkgAEiMKBnR5cGluZxgGIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIABImCgRlZGl0GAcgASgLMhYucGFybGV5LnYxLk1lc3NhZ2VFZGl0SAASKgoGZGVsZXRlGAggASgLMhgucGFybGV5LnYxLk1lc3NhZ2VEZWxldGVIABItCg5yZWFjdGlvbl9hZGRlZBgJIAEoCzITLnBhcmxleS52MS5SZWFjdGlvbkgAEi8KEHJlYWN0aW9uX3JlbW92ZWQYCiABKAsyEy5wYXJsZXkudjEuUmVhY3Rpb25IAEIHCgVldmVudCLKAQoQU3Vic2NyaWJlUmVxdWVzdBIMCgRyb29tGAEgASgJEhYKCWFmdGVyX3NlcRgCIAEoBEgAiAEBEkAKEGFkZGl0aW9uYWxfcm9vbXMYAyADKAsyJi5wYXJsZXkudjEuU3Vic2NyaWJlUmVxdWVzdC5Sb29tQ3Vyc29yGkAKClJvb21DdXJzb3ISDAoEcm9vbRgBIAEoCRIWCglhZnRlcl9zZXEYAiABKARIAIgBAUIMCgpfYWZ0ZXJfc2VxQgwKCl9hZnRlcl9zZXEinAMKEVN1YnNjcmliZVJlc3BvbnNlEiMKBmpvaW5lZBgCIAEoCzIRLnBhcmxleS52MS5Kb2luZWRIABIlCgdtZXNzYWdlGAMgASgLMhIucGFybGV5LnYxLk1lc3NhZ2VIABInCghyZXBsYXllZBgEIAEoCzITLnBhcmxleS52MS5SZXBsYXllZEgAEjAKDXByZXNlbmNlX2RpZmYYBSABKAsyFy5wYXJsZXkudjEuUHJlc2VuY2VEaWZmSAASIwoGdHlwaW5nGAYgASgLMhEucGFybGV5LnYxLlR5cGluZ0gAEiYKBGVkaXQYByABKAsyFi5wYXJsZXkudjEuTWVzc2FnZUVkaXRIABIqCgZkZWxldGUYCCABKAsyGC5wYXJsZXkudjEuTWVzc2FnZURlbGV0ZUgAEi0KDnJlYWN0aW9uX2FkZGVkGAkgASgLMhMucGFybGV5LnYxLlJlYWN0aW9uSAASLwoQcmVhY3Rpb25fcmVtb3ZlZBgKIAEoCzITLnBhcmxleS52MS5SZWFjdGlvbkgAQgcKBWV2ZW50Im4KElNlbmRNZXNzYWdlUmVxdWVzdBIMCgRyb29tGAEgASgJEgwKBGJvZHkYAiABKAkSFQoNY2xpZW50X21zZ19pZBgDIAEoCRIPCgd0b191c2VyGAQgASgJEhQKDHJlcGx5X3RvX3NlcRgFIAEoBCJUChJFZGl0TWVzc2FnZVJlcXVlc3QSDAoEcm9vbRgBIAEoCRILCgNzZXEYAiABKAQSDAoEYm9keRgDIAEoCRIVCg1jbGllbnRfbXNnX2lkGAQgASgJIjsKE0VkaXRNZXNzYWdlUmVzcG9uc2USJAoEZWRpdBgBIAEoCzIWLnBhcmxleS52MS5NZXNzYWdlRWRpdCJIChREZWxldGVNZXNzYWdlUmVxdWVzdBIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIVCg1jbGllbnRfbXNnX2lkGAMgASgJIkEKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZRIoCgZkZWxldGUYASABKAsyGC5wYXJsZXkudjEuTWVzc2FnZURlbGV0ZSJVChJBZGRSZWFjdGlvblJlcXVlc3QSDAoEcm9vbRgBIAEoCRILCgNzZXEYAiABKAQSDQoFZW1vamkYAyABKAkSFQoNY2xpZW50X21zZ19pZBgEIAEoCSI8ChNBZGRSZWFjdGlvblJlc3BvbnNlEiUKCHJlYWN0aW9uGAEgASgLMhMucGFybGV5LnYxLlJlYWN0aW9uIlgKFVJlbW92ZVJlYWN0aW9uUmVxdWVzdBIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBINCgVlbW9qaRgDIAEoCRIVCg1jbGllbnRfbXNnX2lkGAQgASgJIj8KFlJlbW92ZVJlYWN0aW9uUmVzcG9uc2USJQoIcmVhY3Rpb24YASABKAsyEy5wYXJsZXkudjEuUmVhY3Rpb24iOgoTU2VuZE1lc3NhZ2VSZXNwb25zZRIjCgdtZXNzYWdlGAEgASgLMhIucGFybGV5LnYxLk1lc3NhZ2UivAEKE0xpc3RNZXNzYWdlc1JlcXVlc3QSDAoEcm9vbRgBIAEoCRIXCgpiZWZvcmVfc2VxGAIgASgESACIAQESFgoJYWZ0ZXJfc2VxGAMgASgESAGIAQESDQoFbGltaXQYBCABKAUSJgoFb3JkZXIYBSABKA4yFy5wYXJsZXkudjEuTWVzc2FnZU9yZGVyEhIKCnBhZ2VfdG9rZW4YBiABKAlCDQoLX2JlZm9yZV9zZXFCDAoKX2FmdGVyX3NlcSJnChRMaXN0TWVzc2FnZXNSZXNwb25zZRIkCghtZXNzYWdlcxgBIAMoCzISLnBhcmxleS52MS5NZXNzYWdlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIQCghoZWFkX3NlcRgDIAEoBCI5ChBMaXN0Um9vbXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIkwKEUxpc3RSb29tc1Jlc3BvbnNlEh4KBXJvb21zGAEgAygLMg8ucGFybGV5LnYxLlJvb20SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlAKEUNyZWF0ZVJvb21SZXF1ZXN0EgwKBG5hbWUYASABKAkSLQoKdmlzaWJpbGl0eRgCIAEoDjIZLnBhcmxleS52MS5Sb29tVmlzaWJpbGl0eSIzChJDcmVhdGVSb29tUmVzcG9uc2USHQoEcm9vbRgBIAEoCzIPLnBhcmxleS52MS5Sb29tIiMKE0xpc3RQcmVzZW5jZVJlcXVlc3QSDAoEcm9vbRgBIAEoCSI9ChRMaXN0UHJlc2VuY2VSZXNwb25zZRIlCghwcmVzZW5jZRgBIAMoCzITLnBhcmxleS52MS5QcmVzZW5jZSIuChBBZGRNZW1iZXJSZXF1ZXN0EgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCSITChFBZGRNZW1iZXJSZXNwb25zZSIxChNSZW1vdmVNZW1iZXJSZXF1ZXN0EgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCSIWChRSZW1vdmVNZW1iZXJSZXNwb25zZSIiChJMaXN0TWVtYmVyc1JlcXVlc3QSDAoEcm9vbRgBIAEoCSImChNMaXN0TWVtYmVyc1Jlc3BvbnNlEg8KB21lbWJlcnMYASADKAkiHwoPRGV2TG9naW5SZXF1ZXN0EgwKBHVzZXIYASABKAkiUQoQRGV2TG9naW5SZXNwb25zZRINCgV0b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCptCgxNZXNzYWdlT3JkZXISHQoZTUVTU0FHRV9PUkRFUl9VTlNQRUNJRklFRBAAEh4KGk1FU1NBR0VfT1JERVJfTkVXRVNUX0ZJUlNUEAESHgoaTUVTU0FHRV9PUkRFUl9PTERFU1RfRklSU1QQAjKKCQoLQ2hhdFNlcnZpY2USOwoESm9pbhIWLnBhcmxleS52MS5Kb2luUmVxdWVzdBoXLnBhcmxleS52MS5Kb2luUmVzcG9uc2UoATABEkgKCVN1YnNjcmliZRIbLnBhcmxleS52MS5TdWJzY3JpYmVSZXF1ZXN0GhwucGFybGV5LnYxLlN1YnNjcmliZVJlc3BvbnNlMAESTAoLU2VuZE1lc3NhZ2USHS5wYXJsZXkudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0Gh4ucGFybGV5LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2USTAoLRWRpdE1lc3NhZ2USHS5wYXJsZXkudjEuRWRpdE1lc3NhZ2VSZXF1ZXN0Gh4ucGFybGV5LnYxLkVkaXRNZXNzYWdlUmVzcG9uc2USUgoNRGVsZXRlTWVzc2FnZRIfLnBhcmxleS52MS5EZWxldGVNZXNzYWdlUmVxdWVzdBogLnBhcmxleS52MS5EZWxldGVNZXNzYWdlUmVzcG9uc2USTAoLQWRkUmVhY3Rpb24SHS5wYXJsZXkudjEuQWRkUmVhY3Rpb25SZXF1ZXN0Gh4ucGFybGV5LnYxLkFkZFJlYWN0aW9uUmVzcG9uc2USVQoOUmVtb3ZlUmVhY3Rpb24SIC5wYXJsZXkudjEuUmVtb3ZlUmVhY3Rpb25SZXF1ZXN0GiEucGFybGV5LnYxLlJlbW92ZVJlYWN0aW9uUmVzcG9uc2USTwoMTGlzdE1lc3NhZ2VzEh4ucGFybGV5LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaHy5wYXJsZXkudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2USRgoJTGlzdFJvb21zEhsucGFybGV5LnYxLkxpc3RSb29tc1JlcXVlc3QaHC5wYXJsZXkudjEuTGlzdFJvb21zUmVzcG9uc2USSQoKQ3JlYXRlUm9vbRIcLnBhcmxleS52MS5DcmVhdGVSb29tUmVxdWVzdBodLnBhcmxleS52MS5DcmVhdGVSb29tUmVzcG9uc2USTwoMTGlzdFByZXNlbmNlEh4ucGFybGV5LnYxLkxpc3RQcmVzZW5jZVJlcXVlc3QaHy5wYXJsZXkudjEuTGlzdFByZXNlbmNlUmVzcG9uc2USRgoJQWRkTWVtYmVyEhsucGFybGV5LnYxLkFkZE1lbWJlclJlcXVlc3QaHC5wYXJsZXkudjEuQWRkTWVtYmVyUmVzcG9uc2USTwoMUmVtb3ZlTWVtYmVyEh4ucGFybGV5LnYxLlJlbW92ZU1lbWJlclJlcXVlc3QaHy5wYXJsZXkudjEuUmVtb3ZlTWVtYmVyUmVzcG9uc2USTAoLTGlzdE1lbWJlcnMSHS5wYXJsZXkudjEuTGlzdE1lbWJlcnNSZXF1ZXN0Gh4ucGFybGV5LnYxLkxpc3RNZW1iZXJzUmVzcG9uc2USQwoIRGV2TG9naW4SGi5wYXJsZXkudjEuRGV2TG9naW5SZXF1ZXN0GhsucGFybGV5LnYxLkRldkxvZ2luUmVzcG9uc2VCNVozZ2l0aHViLmNvbS9wYXJsZXljaGF0L3BhcmxleS9nZW4vcGFybGV5L3YxO3BhcmxleXYxYgZwcm90bzM", [file_google_protobuf_timestamp, file_parley_v1_types]);
 
 /**
  * JoinRequest is one frame sent by the client on a Join stream.
@@ -74,6 +74,38 @@ export type JoinRequest = Message<"parley.v1.JoinRequest"> & {
      */
     value: JoinRequest_RefreshToken;
     case: "refresh";
+  } | {
+    /**
+     * Edit one of the user's messages in a joined room.
+     *
+     * @generated from field: parley.v1.JoinRequest.EditMessage edit = 7;
+     */
+    value: JoinRequest_EditMessage;
+    case: "edit";
+  } | {
+    /**
+     * Delete a message in a joined room.
+     *
+     * @generated from field: parley.v1.JoinRequest.DeleteMessage delete = 8;
+     */
+    value: JoinRequest_DeleteMessage;
+    case: "delete";
+  } | {
+    /**
+     * Add a reaction to a message in a joined room.
+     *
+     * @generated from field: parley.v1.JoinRequest.React react = 9;
+     */
+    value: JoinRequest_React;
+    case: "react";
+  } | {
+    /**
+     * Take a reaction back.
+     *
+     * @generated from field: parley.v1.JoinRequest.React unreact = 10;
+     */
+    value: JoinRequest_React;
+    case: "unreact";
   } | { case: undefined; value?: undefined };
 };
 
@@ -162,6 +194,13 @@ export type JoinRequest_Post = Message<"parley.v1.JoinRequest.Post"> & {
    * @generated from field: string client_msg_id = 3;
    */
   clientMsgId: string;
+
+  /**
+   * Reply to this message of the same room; 0 for none.
+   *
+   * @generated from field: uint64 reply_to_seq = 4;
+   */
+  replyToSeq: bigint;
 };
 
 /**
@@ -170,6 +209,125 @@ export type JoinRequest_Post = Message<"parley.v1.JoinRequest.Post"> & {
  */
 export const JoinRequest_PostSchema: GenMessage<JoinRequest_Post> = /*@__PURE__*/
   messageDesc(file_parley_v1_chat_service, 0, 2);
+
+/**
+ * EditMessage replaces the text of one of the user's messages.
+ *
+ * @generated from message parley.v1.JoinRequest.EditMessage
+ */
+export type JoinRequest_EditMessage = Message<"parley.v1.JoinRequest.EditMessage"> & {
+  /**
+   * The room of the message.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The seq of the message to edit.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * The new text, with the same limits as a sent message's.
+   *
+   * @generated from field: string body = 3;
+   */
+  body: string;
+
+  /**
+   * Makes retries safe, as for Post. At most 64 bytes.
+   *
+   * @generated from field: string client_msg_id = 4;
+   */
+  clientMsgId: string;
+};
+
+/**
+ * Describes the message parley.v1.JoinRequest.EditMessage.
+ * Use `create(JoinRequest_EditMessageSchema)` to create a new message.
+ */
+export const JoinRequest_EditMessageSchema: GenMessage<JoinRequest_EditMessage> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 0, 3);
+
+/**
+ * DeleteMessage takes a message back.
+ *
+ * @generated from message parley.v1.JoinRequest.DeleteMessage
+ */
+export type JoinRequest_DeleteMessage = Message<"parley.v1.JoinRequest.DeleteMessage"> & {
+  /**
+   * The room of the message.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The seq of the message to delete.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * Makes retries safe, as for Post. At most 64 bytes.
+   *
+   * @generated from field: string client_msg_id = 3;
+   */
+  clientMsgId: string;
+};
+
+/**
+ * Describes the message parley.v1.JoinRequest.DeleteMessage.
+ * Use `create(JoinRequest_DeleteMessageSchema)` to create a new message.
+ */
+export const JoinRequest_DeleteMessageSchema: GenMessage<JoinRequest_DeleteMessage> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 0, 4);
+
+/**
+ * React adds or removes the user's reaction with one emoji.
+ *
+ * @generated from message parley.v1.JoinRequest.React
+ */
+export type JoinRequest_React = Message<"parley.v1.JoinRequest.React"> & {
+  /**
+   * The room of the message.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The seq of the message.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * The emoji: no whitespace or control characters, at most 32 bytes.
+   *
+   * @generated from field: string emoji = 3;
+   */
+  emoji: string;
+
+  /**
+   * Makes retries safe, as for Post. At most 64 bytes.
+   *
+   * @generated from field: string client_msg_id = 4;
+   */
+  clientMsgId: string;
+};
+
+/**
+ * Describes the message parley.v1.JoinRequest.React.
+ * Use `create(JoinRequest_ReactSchema)` to create a new message.
+ */
+export const JoinRequest_ReactSchema: GenMessage<JoinRequest_React> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 0, 5);
 
 /**
  * SetTyping says whether the user is typing in a joined room.
@@ -197,7 +355,7 @@ export type JoinRequest_SetTyping = Message<"parley.v1.JoinRequest.SetTyping"> &
  * Use `create(JoinRequest_SetTypingSchema)` to create a new message.
  */
 export const JoinRequest_SetTypingSchema: GenMessage<JoinRequest_SetTyping> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 0, 3);
+  messageDesc(file_parley_v1_chat_service, 0, 6);
 
 /**
  * RefreshToken replaces the stream's token.
@@ -218,7 +376,7 @@ export type JoinRequest_RefreshToken = Message<"parley.v1.JoinRequest.RefreshTok
  * Use `create(JoinRequest_RefreshTokenSchema)` to create a new message.
  */
 export const JoinRequest_RefreshTokenSchema: GenMessage<JoinRequest_RefreshToken> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 0, 4);
+  messageDesc(file_parley_v1_chat_service, 0, 7);
 
 /**
  * JoinResponse is one frame sent by the server on a Join stream.
@@ -282,6 +440,38 @@ export type JoinResponse = Message<"parley.v1.JoinResponse"> & {
      */
     value: Typing;
     case: "typing";
+  } | {
+    /**
+     * A message was edited.
+     *
+     * @generated from field: parley.v1.MessageEdit edit = 7;
+     */
+    value: MessageEdit;
+    case: "edit";
+  } | {
+    /**
+     * A message was deleted.
+     *
+     * @generated from field: parley.v1.MessageDelete delete = 8;
+     */
+    value: MessageDelete;
+    case: "delete";
+  } | {
+    /**
+     * A reaction was added to a message.
+     *
+     * @generated from field: parley.v1.Reaction reaction_added = 9;
+     */
+    value: Reaction;
+    case: "reactionAdded";
+  } | {
+    /**
+     * A reaction was taken back.
+     *
+     * @generated from field: parley.v1.Reaction reaction_removed = 10;
+     */
+    value: Reaction;
+    case: "reactionRemoved";
   } | { case: undefined; value?: undefined };
 };
 
@@ -406,6 +596,38 @@ export type SubscribeResponse = Message<"parley.v1.SubscribeResponse"> & {
      */
     value: Typing;
     case: "typing";
+  } | {
+    /**
+     * A message was edited.
+     *
+     * @generated from field: parley.v1.MessageEdit edit = 7;
+     */
+    value: MessageEdit;
+    case: "edit";
+  } | {
+    /**
+     * A message was deleted.
+     *
+     * @generated from field: parley.v1.MessageDelete delete = 8;
+     */
+    value: MessageDelete;
+    case: "delete";
+  } | {
+    /**
+     * A reaction was added to a message.
+     *
+     * @generated from field: parley.v1.Reaction reaction_added = 9;
+     */
+    value: Reaction;
+    case: "reactionAdded";
+  } | {
+    /**
+     * A reaction was taken back.
+     *
+     * @generated from field: parley.v1.Reaction reaction_removed = 10;
+     */
+    value: Reaction;
+    case: "reactionRemoved";
   } | { case: undefined; value?: undefined };
 };
 
@@ -451,6 +673,13 @@ export type SendMessageRequest = Message<"parley.v1.SendMessageRequest"> & {
    * @generated from field: string to_user = 4;
    */
   toUser: string;
+
+  /**
+   * Reply to this message of the same room; 0 for none.
+   *
+   * @generated from field: uint64 reply_to_seq = 5;
+   */
+  replyToSeq: bigint;
 };
 
 /**
@@ -459,6 +688,254 @@ export type SendMessageRequest = Message<"parley.v1.SendMessageRequest"> & {
  */
 export const SendMessageRequestSchema: GenMessage<SendMessageRequest> = /*@__PURE__*/
   messageDesc(file_parley_v1_chat_service, 4);
+
+/**
+ * EditMessageRequest replaces the text of one of the caller's messages.
+ *
+ * @generated from message parley.v1.EditMessageRequest
+ */
+export type EditMessageRequest = Message<"parley.v1.EditMessageRequest"> & {
+  /**
+   * The room of the message.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The seq of the message to edit.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * The new text, with the same limits as a sent message's.
+   *
+   * @generated from field: string body = 3;
+   */
+  body: string;
+
+  /**
+   * Makes retries safe: a retry with the same id returns the original edit.
+   *
+   * @generated from field: string client_msg_id = 4;
+   */
+  clientMsgId: string;
+};
+
+/**
+ * Describes the message parley.v1.EditMessageRequest.
+ * Use `create(EditMessageRequestSchema)` to create a new message.
+ */
+export const EditMessageRequestSchema: GenMessage<EditMessageRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 5);
+
+/**
+ * EditMessageResponse carries the stored edit.
+ *
+ * @generated from message parley.v1.EditMessageResponse
+ */
+export type EditMessageResponse = Message<"parley.v1.EditMessageResponse"> & {
+  /**
+   * The edit as stored in the room's log.
+   *
+   * @generated from field: parley.v1.MessageEdit edit = 1;
+   */
+  edit?: MessageEdit | undefined;
+};
+
+/**
+ * Describes the message parley.v1.EditMessageResponse.
+ * Use `create(EditMessageResponseSchema)` to create a new message.
+ */
+export const EditMessageResponseSchema: GenMessage<EditMessageResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 6);
+
+/**
+ * DeleteMessageRequest takes a message back.
+ *
+ * @generated from message parley.v1.DeleteMessageRequest
+ */
+export type DeleteMessageRequest = Message<"parley.v1.DeleteMessageRequest"> & {
+  /**
+   * The room of the message.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The seq of the message to delete.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * Makes retries safe: a retry with the same id returns the original delete.
+   *
+   * @generated from field: string client_msg_id = 3;
+   */
+  clientMsgId: string;
+};
+
+/**
+ * Describes the message parley.v1.DeleteMessageRequest.
+ * Use `create(DeleteMessageRequestSchema)` to create a new message.
+ */
+export const DeleteMessageRequestSchema: GenMessage<DeleteMessageRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 7);
+
+/**
+ * DeleteMessageResponse carries the stored delete.
+ *
+ * @generated from message parley.v1.DeleteMessageResponse
+ */
+export type DeleteMessageResponse = Message<"parley.v1.DeleteMessageResponse"> & {
+  /**
+   * The delete as stored in the room's log; unset if the message was
+   * deleted already.
+   *
+   * @generated from field: parley.v1.MessageDelete delete = 1;
+   */
+  delete?: MessageDelete | undefined;
+};
+
+/**
+ * Describes the message parley.v1.DeleteMessageResponse.
+ * Use `create(DeleteMessageResponseSchema)` to create a new message.
+ */
+export const DeleteMessageResponseSchema: GenMessage<DeleteMessageResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 8);
+
+/**
+ * AddReactionRequest adds the caller's reaction to a message.
+ *
+ * @generated from message parley.v1.AddReactionRequest
+ */
+export type AddReactionRequest = Message<"parley.v1.AddReactionRequest"> & {
+  /**
+   * The room of the message.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The seq of the message.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * The emoji: no whitespace or control characters, at most 32 bytes.
+   *
+   * @generated from field: string emoji = 3;
+   */
+  emoji: string;
+
+  /**
+   * Makes retries safe: a retry with the same id returns the original entry.
+   *
+   * @generated from field: string client_msg_id = 4;
+   */
+  clientMsgId: string;
+};
+
+/**
+ * Describes the message parley.v1.AddReactionRequest.
+ * Use `create(AddReactionRequestSchema)` to create a new message.
+ */
+export const AddReactionRequestSchema: GenMessage<AddReactionRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 9);
+
+/**
+ * AddReactionResponse carries the stored reaction.
+ *
+ * @generated from message parley.v1.AddReactionResponse
+ */
+export type AddReactionResponse = Message<"parley.v1.AddReactionResponse"> & {
+  /**
+   * The reaction as stored in the room's log; unset if the caller had
+   * reacted with this emoji already.
+   *
+   * @generated from field: parley.v1.Reaction reaction = 1;
+   */
+  reaction?: Reaction | undefined;
+};
+
+/**
+ * Describes the message parley.v1.AddReactionResponse.
+ * Use `create(AddReactionResponseSchema)` to create a new message.
+ */
+export const AddReactionResponseSchema: GenMessage<AddReactionResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 10);
+
+/**
+ * RemoveReactionRequest takes the caller's reaction back.
+ *
+ * @generated from message parley.v1.RemoveReactionRequest
+ */
+export type RemoveReactionRequest = Message<"parley.v1.RemoveReactionRequest"> & {
+  /**
+   * The room of the message.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The seq of the message.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * The emoji to take back.
+   *
+   * @generated from field: string emoji = 3;
+   */
+  emoji: string;
+
+  /**
+   * Makes retries safe: a retry with the same id returns the original entry.
+   *
+   * @generated from field: string client_msg_id = 4;
+   */
+  clientMsgId: string;
+};
+
+/**
+ * Describes the message parley.v1.RemoveReactionRequest.
+ * Use `create(RemoveReactionRequestSchema)` to create a new message.
+ */
+export const RemoveReactionRequestSchema: GenMessage<RemoveReactionRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 11);
+
+/**
+ * RemoveReactionResponse carries the stored removal.
+ *
+ * @generated from message parley.v1.RemoveReactionResponse
+ */
+export type RemoveReactionResponse = Message<"parley.v1.RemoveReactionResponse"> & {
+  /**
+   * The removal as stored in the room's log; unset if the caller had not
+   * reacted with this emoji.
+   *
+   * @generated from field: parley.v1.Reaction reaction = 1;
+   */
+  reaction?: Reaction | undefined;
+};
+
+/**
+ * Describes the message parley.v1.RemoveReactionResponse.
+ * Use `create(RemoveReactionResponseSchema)` to create a new message.
+ */
+export const RemoveReactionResponseSchema: GenMessage<RemoveReactionResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 12);
 
 /**
  * SendMessageResponse carries the stored message.
@@ -479,7 +956,7 @@ export type SendMessageResponse = Message<"parley.v1.SendMessageResponse"> & {
  * Use `create(SendMessageResponseSchema)` to create a new message.
  */
 export const SendMessageResponseSchema: GenMessage<SendMessageResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 5);
+  messageDesc(file_parley_v1_chat_service, 13);
 
 /**
  * ListMessagesRequest asks for a page of a room's history.
@@ -509,7 +986,9 @@ export type ListMessagesRequest = Message<"parley.v1.ListMessagesRequest"> & {
   afterSeq?: bigint | undefined;
 
   /**
-   * At most this many messages: 1 to 200; 0 means 50.
+   * At most this many messages: 1 to 200; 0 means 50. Only messages count:
+   * a room's log also holds edits, deletes and reactions, which are folded
+   * into the messages they change and never returned on their own.
    *
    * @generated from field: int32 limit = 4;
    */
@@ -536,7 +1015,7 @@ export type ListMessagesRequest = Message<"parley.v1.ListMessagesRequest"> & {
  * Use `create(ListMessagesRequestSchema)` to create a new message.
  */
 export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 6);
+  messageDesc(file_parley_v1_chat_service, 14);
 
 /**
  * ListMessagesResponse is one page of history.
@@ -545,7 +1024,8 @@ export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__P
  */
 export type ListMessagesResponse = Message<"parley.v1.ListMessagesResponse"> & {
   /**
-   * The messages, in the order asked for.
+   * The messages as they are now (edited text, tombstones, reactions), in
+   * the order asked for.
    *
    * @generated from field: repeated parley.v1.Message messages = 1;
    */
@@ -559,7 +1039,7 @@ export type ListMessagesResponse = Message<"parley.v1.ListMessagesResponse"> & {
   nextPageToken: string;
 
   /**
-   * The room's newest seq.
+   * The room's newest seq, of a message or of any other entry of its log.
    *
    * @generated from field: uint64 head_seq = 3;
    */
@@ -571,7 +1051,7 @@ export type ListMessagesResponse = Message<"parley.v1.ListMessagesResponse"> & {
  * Use `create(ListMessagesResponseSchema)` to create a new message.
  */
 export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 7);
+  messageDesc(file_parley_v1_chat_service, 15);
 
 /**
  * ListRoomsRequest asks for a page of the rooms the caller may see.
@@ -599,7 +1079,7 @@ export type ListRoomsRequest = Message<"parley.v1.ListRoomsRequest"> & {
  * Use `create(ListRoomsRequestSchema)` to create a new message.
  */
 export const ListRoomsRequestSchema: GenMessage<ListRoomsRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 8);
+  messageDesc(file_parley_v1_chat_service, 16);
 
 /**
  * ListRoomsResponse is one page of rooms, ordered by name.
@@ -627,7 +1107,7 @@ export type ListRoomsResponse = Message<"parley.v1.ListRoomsResponse"> & {
  * Use `create(ListRoomsResponseSchema)` to create a new message.
  */
 export const ListRoomsResponseSchema: GenMessage<ListRoomsResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 9);
+  messageDesc(file_parley_v1_chat_service, 17);
 
 /**
  * CreateRoomRequest creates a room.
@@ -655,7 +1135,7 @@ export type CreateRoomRequest = Message<"parley.v1.CreateRoomRequest"> & {
  * Use `create(CreateRoomRequestSchema)` to create a new message.
  */
 export const CreateRoomRequestSchema: GenMessage<CreateRoomRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 10);
+  messageDesc(file_parley_v1_chat_service, 18);
 
 /**
  * CreateRoomResponse carries the new room.
@@ -676,7 +1156,7 @@ export type CreateRoomResponse = Message<"parley.v1.CreateRoomResponse"> & {
  * Use `create(CreateRoomResponseSchema)` to create a new message.
  */
 export const CreateRoomResponseSchema: GenMessage<CreateRoomResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 11);
+  messageDesc(file_parley_v1_chat_service, 19);
 
 /**
  * ListPresenceRequest asks who is online in a room.
@@ -697,7 +1177,7 @@ export type ListPresenceRequest = Message<"parley.v1.ListPresenceRequest"> & {
  * Use `create(ListPresenceRequestSchema)` to create a new message.
  */
 export const ListPresenceRequestSchema: GenMessage<ListPresenceRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 12);
+  messageDesc(file_parley_v1_chat_service, 20);
 
 /**
  * ListPresenceResponse lists who is online in a room.
@@ -718,7 +1198,7 @@ export type ListPresenceResponse = Message<"parley.v1.ListPresenceResponse"> & {
  * Use `create(ListPresenceResponseSchema)` to create a new message.
  */
 export const ListPresenceResponseSchema: GenMessage<ListPresenceResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 13);
+  messageDesc(file_parley_v1_chat_service, 21);
 
 /**
  * AddMemberRequest adds a member to a private room.
@@ -746,7 +1226,7 @@ export type AddMemberRequest = Message<"parley.v1.AddMemberRequest"> & {
  * Use `create(AddMemberRequestSchema)` to create a new message.
  */
 export const AddMemberRequestSchema: GenMessage<AddMemberRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 14);
+  messageDesc(file_parley_v1_chat_service, 22);
 
 /**
  * AddMemberResponse confirms the addition.
@@ -761,7 +1241,7 @@ export type AddMemberResponse = Message<"parley.v1.AddMemberResponse"> & {
  * Use `create(AddMemberResponseSchema)` to create a new message.
  */
 export const AddMemberResponseSchema: GenMessage<AddMemberResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 15);
+  messageDesc(file_parley_v1_chat_service, 23);
 
 /**
  * RemoveMemberRequest removes a member from a private room.
@@ -789,7 +1269,7 @@ export type RemoveMemberRequest = Message<"parley.v1.RemoveMemberRequest"> & {
  * Use `create(RemoveMemberRequestSchema)` to create a new message.
  */
 export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 16);
+  messageDesc(file_parley_v1_chat_service, 24);
 
 /**
  * RemoveMemberResponse confirms the removal.
@@ -804,7 +1284,7 @@ export type RemoveMemberResponse = Message<"parley.v1.RemoveMemberResponse"> & {
  * Use `create(RemoveMemberResponseSchema)` to create a new message.
  */
 export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 17);
+  messageDesc(file_parley_v1_chat_service, 25);
 
 /**
  * ListMembersRequest asks for a room's members.
@@ -825,7 +1305,7 @@ export type ListMembersRequest = Message<"parley.v1.ListMembersRequest"> & {
  * Use `create(ListMembersRequestSchema)` to create a new message.
  */
 export const ListMembersRequestSchema: GenMessage<ListMembersRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 18);
+  messageDesc(file_parley_v1_chat_service, 26);
 
 /**
  * ListMembersResponse lists a room's members.
@@ -846,7 +1326,7 @@ export type ListMembersResponse = Message<"parley.v1.ListMembersResponse"> & {
  * Use `create(ListMembersResponseSchema)` to create a new message.
  */
 export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 19);
+  messageDesc(file_parley_v1_chat_service, 27);
 
 /**
  * DevLoginRequest asks a --dev server for a token.
@@ -867,7 +1347,7 @@ export type DevLoginRequest = Message<"parley.v1.DevLoginRequest"> & {
  * Use `create(DevLoginRequestSchema)` to create a new message.
  */
 export const DevLoginRequestSchema: GenMessage<DevLoginRequest> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 20);
+  messageDesc(file_parley_v1_chat_service, 28);
 
 /**
  * DevLoginResponse carries a minted token.
@@ -895,7 +1375,7 @@ export type DevLoginResponse = Message<"parley.v1.DevLoginResponse"> & {
  * Use `create(DevLoginResponseSchema)` to create a new message.
  */
 export const DevLoginResponseSchema: GenMessage<DevLoginResponse> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 21);
+  messageDesc(file_parley_v1_chat_service, 29);
 
 /**
  * MessageOrder says which way ListMessages walks a room's history.
@@ -978,6 +1458,47 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof SendMessageRequestSchema;
     output: typeof SendMessageResponseSchema;
+  },
+  /**
+   * EditMessage replaces the text of one of the caller's messages.
+   *
+   * @generated from rpc parley.v1.ChatService.EditMessage
+   */
+  editMessage: {
+    methodKind: "unary";
+    input: typeof EditMessageRequestSchema;
+    output: typeof EditMessageResponseSchema;
+  },
+  /**
+   * DeleteMessage takes a message back and erases its text; its sender, or
+   * a private room's creator, may.
+   *
+   * @generated from rpc parley.v1.ChatService.DeleteMessage
+   */
+  deleteMessage: {
+    methodKind: "unary";
+    input: typeof DeleteMessageRequestSchema;
+    output: typeof DeleteMessageResponseSchema;
+  },
+  /**
+   * AddReaction adds the caller's reaction with one emoji to a message.
+   *
+   * @generated from rpc parley.v1.ChatService.AddReaction
+   */
+  addReaction: {
+    methodKind: "unary";
+    input: typeof AddReactionRequestSchema;
+    output: typeof AddReactionResponseSchema;
+  },
+  /**
+   * RemoveReaction takes the caller's reaction with one emoji back.
+   *
+   * @generated from rpc parley.v1.ChatService.RemoveReaction
+   */
+  removeReaction: {
+    methodKind: "unary";
+    input: typeof RemoveReactionRequestSchema;
+    output: typeof RemoveReactionResponseSchema;
   },
   /**
    * ListMessages pages through a room's history by seq, newest first unless

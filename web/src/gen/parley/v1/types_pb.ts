@@ -12,7 +12,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file parley/v1/types.proto.
  */
 export const file_parley_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChVwYXJsZXkvdjEvdHlwZXMucHJvdG8SCXBhcmxleS52MSKGAQoHTWVzc2FnZRIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIOCgZzZW5kZXIYAyABKAkSDAoEYm9keRgEIAEoCRIrCgdzZW50X2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jbGllbnRfbXNnX2lkGAYgASgJIuQBCgRSb29tEgwKBG5hbWUYASABKAkSLQoKdmlzaWJpbGl0eRgCIAEoDjIZLnBhcmxleS52MS5Sb29tVmlzaWJpbGl0eRIQCghsYXN0X3NlcRgDIAEoBBIzCg9sYXN0X21lc3NhZ2VfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDG9ubGluZV9jb3VudBgFIAEoBRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpjcmVhdGVkX2J5GAcgASgJIl4KDFByZXNlbmNlTWV0YRIPCgdjb25uX2lkGAEgASgJEi0KCW9ubGluZV9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGY2xpZW50GAMgASgJIkAKCFByZXNlbmNlEgwKBHVzZXIYASABKAkSJgoFbWV0YXMYAiADKAsyFy5wYXJsZXkudjEuUHJlc2VuY2VNZXRhIk8KBkpvaW5lZBIMCgRyb29tGAEgASgJEhAKCGhlYWRfc2VxGAIgASgEEiUKCHByZXNlbmNlGAMgAygLMhMucGFybGV5LnYxLlByZXNlbmNlIi0KCFJlcGxheWVkEgwKBHJvb20YASABKAkSEwoLdGhyb3VnaF9zZXEYAiABKAQiZQoMUHJlc2VuY2VEaWZmEgwKBHJvb20YASABKAkSIgoFam9pbnMYAiADKAsyEy5wYXJsZXkudjEuUHJlc2VuY2USIwoGbGVhdmVzGAMgAygLMhMucGFybGV5LnYxLlByZXNlbmNlIjQKBlR5cGluZxIMCgRyb29tGAEgASgJEgwKBHVzZXIYAiABKAkSDgoGYWN0aXZlGAMgASgIIpQBCgVSZXBseRILCgNyZWYYASABKAkSDAoEY29kZRgCIAEoBRINCgVlcnJvchgDIAEoCRIMCgRyb29tGAQgASgJEiMKB21lc3NhZ2UYBSABKAsyEi5wYXJsZXkudjEuTWVzc2FnZRIuCgtyZXRyeV9hZnRlchgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiqGAQoOUm9vbVZpc2liaWxpdHkSHwobUk9PTV9WSVNJQklMSVRZX1VOU1BFQ0lGSUVEEAASGgoWUk9PTV9WSVNJQklMSVRZX1BVQkxJQxABEhsKF1JPT01fVklTSUJJTElUWV9QUklWQVRFEAISGgoWUk9PTV9WSVNJQklMSVRZX0RJUkVDVBADQjVaM2dpdGh1Yi5jb20vcGFybGV5Y2hhdC9wYXJsZXkvZ2VuL3BhcmxleS92MTtwYXJsZXl2MWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChVwYXJsZXkvdjEvdHlwZXMucHJvdG8SCXBhcmxleS52MSKwAgoHTWVzc2FnZRIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIOCgZzZW5kZXIYAyABKAkSDAoEYm9keRgEIAEoCRIrCgdzZW50X2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jbGllbnRfbXNnX2lkGAYgASgJEhQKDHJlcGx5X3RvX3NlcRgHIAEoBBItCgllZGl0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYCSABKAgSKwoJcmVhY3Rpb25zGAogAygLMhgucGFybGV5LnYxLlJlYWN0aW9uQ291bnQSJQoIcmVwbHlfdG8YCyABKAsyEy5wYXJsZXkudjEuUmVwbHlSZWYingEKC01lc3NhZ2VFZGl0EgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEg4KBnNlbmRlchgDIAEoCRIrCgdzZW50X2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jbGllbnRfbXNnX2lkGAUgASgJEhIKCnRhcmdldF9zZXEYBiABKAQSDAoEYm9keRgHIAEoCSKSAQoNTWVzc2FnZURlbGV0ZRIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIOCgZzZW5kZXIYAyABKAkSKwoHc2VudF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2xpZW50X21zZ19pZBgFIAEoCRISCgp0YXJnZXRfc2VxGAYgASgEIpwBCghSZWFjdGlvbhIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIOCgZzZW5kZXIYAyABKAkSKwoHc2VudF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2xpZW50X21zZ19pZBgFIAEoCRISCgp0YXJnZXRfc2VxGAYgASgEEg0KBWVtb2ppGAcgASgJIkoKDVJlYWN0aW9uQ291bnQSDQoFZW1vamkYASABKAkSDQoFY291bnQYAiABKAUSDAoEbWluZRgDIAEoCBINCgV1c2VycxgEIAMoCSJJCghSZXBseVJlZhILCgNzZXEYASABKAQSDgoGc2VuZGVyGAIgASgJEg8KB3NuaXBwZXQYAyABKAkSDwoHZGVsZXRlZBgEIAEoCCLkAQoEUm9vbRIMCgRuYW1lGAEgASgJEi0KCnZpc2liaWxpdHkYAiABKA4yGS5wYXJsZXkudjEuUm9vbVZpc2liaWxpdHkSEAoIbGFzdF9zZXEYAyABKAQSMwoPbGFzdF9tZXNzYWdlX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxvbmxpbmVfY291bnQYBSABKAUSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKY3JlYXRlZF9ieRgHIAEoCSJeCgxQcmVzZW5jZU1ldGESDwoHY29ubl9pZBgBIAEoCRItCglvbmxpbmVfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmNsaWVudBgDIAEoCSJACghQcmVzZW5jZRIMCgR1c2VyGAEgASgJEiYKBW1ldGFzGAIgAygLMhcucGFybGV5LnYxLlByZXNlbmNlTWV0YSJPCgZKb2luZWQSDAoEcm9vbRgBIAEoCRIQCghoZWFkX3NlcRgCIAEoBBIlCghwcmVzZW5jZRgDIAMoCzITLnBhcmxleS52MS5QcmVzZW5jZSItCghSZXBsYXllZBIMCgRyb29tGAEgASgJEhMKC3Rocm91Z2hfc2VxGAIgASgEImUKDFByZXNlbmNlRGlmZhIMCgRyb29tGAEgASgJEiIKBWpvaW5zGAIgAygLMhMucGFybGV5LnYxLlByZXNlbmNlEiMKBmxlYXZlcxgDIAMoCzITLnBhcmxleS52MS5QcmVzZW5jZSI0CgZUeXBpbmcSDAoEcm9vbRgBIAEoCRIMCgR1c2VyGAIgASgJEg4KBmFjdGl2ZRgDIAEoCCKhAQoFUmVwbHkSCwoDcmVmGAEgASgJEgwKBGNvZGUYAiABKAUSDQoFZXJyb3IYAyABKAkSDAoEcm9vbRgEIAEoCRIjCgdtZXNzYWdlGAUgASgLMhIucGFybGV5LnYxLk1lc3NhZ2USLgoLcmV0cnlfYWZ0ZXIYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SCwoDc2VxGAcgASgEKoYBCg5Sb29tVmlzaWJpbGl0eRIfChtST09NX1ZJU0lCSUxJVFlfVU5TUEVDSUZJRUQQABIaChZST09NX1ZJU0lCSUxJVFlfUFVCTElDEAESGwoXUk9PTV9WSVNJQklMSVRZX1BSSVZBVEUQAhIaChZST09NX1ZJU0lCSUxJVFlfRElSRUNUEANCNVozZ2l0aHViLmNvbS9wYXJsZXljaGF0L3BhcmxleS9nZW4vcGFybGV5L3YxO3BhcmxleXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Message is one chat message as stored in a room's history.
@@ -61,6 +61,41 @@ export type Message = Message$1<"parley.v1.Message"> & {
    * @generated from field: string client_msg_id = 6;
    */
   clientMsgId: string;
+
+  /**
+   * The seq of the message in the same room this one replies to; 0 if none.
+   *
+   * @generated from field: uint64 reply_to_seq = 7;
+   */
+  replyToSeq: bigint;
+
+  /**
+   * When the message was last edited; unset if it never was.
+   *
+   * @generated from field: google.protobuf.Timestamp edited_at = 8;
+   */
+  editedAt?: Timestamp | undefined;
+
+  /**
+   * True once the message was deleted: body is empty, a tombstone.
+   *
+   * @generated from field: bool deleted = 9;
+   */
+  deleted: boolean;
+
+  /**
+   * The reactions to the message, in the order they were first added.
+   *
+   * @generated from field: repeated parley.v1.ReactionCount reactions = 10;
+   */
+  reactions: ReactionCount[];
+
+  /**
+   * The message replied to, when reply_to_seq is set and it was not pruned.
+   *
+   * @generated from field: parley.v1.ReplyRef reply_to = 11;
+   */
+  replyTo?: ReplyRef | undefined;
 };
 
 /**
@@ -69,6 +104,275 @@ export type Message = Message$1<"parley.v1.Message"> & {
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
   messageDesc(file_parley_v1_types, 0);
+
+/**
+ * MessageEdit replaces the text of an earlier message. Like every change to
+ * a message, it is an entry of the room's log with a seq of its own.
+ *
+ * @generated from message parley.v1.MessageEdit
+ */
+export type MessageEdit = Message$1<"parley.v1.MessageEdit"> & {
+  /**
+   * The room of the message.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * This entry's position in the room's log.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * Who edited: always the message's sender.
+   *
+   * @generated from field: string sender = 3;
+   */
+  sender: string;
+
+  /**
+   * When the server stored the edit.
+   *
+   * @generated from field: google.protobuf.Timestamp sent_at = 4;
+   */
+  sentAt?: Timestamp | undefined;
+
+  /**
+   * The id the editor chose to make retries idempotent; empty if none.
+   *
+   * @generated from field: string client_msg_id = 5;
+   */
+  clientMsgId: string;
+
+  /**
+   * The seq of the edited message.
+   *
+   * @generated from field: uint64 target_seq = 6;
+   */
+  targetSeq: bigint;
+
+  /**
+   * The new text; empty once the message was deleted.
+   *
+   * @generated from field: string body = 7;
+   */
+  body: string;
+};
+
+/**
+ * Describes the message parley.v1.MessageEdit.
+ * Use `create(MessageEditSchema)` to create a new message.
+ */
+export const MessageEditSchema: GenMessage<MessageEdit> = /*@__PURE__*/
+  messageDesc(file_parley_v1_types, 1);
+
+/**
+ * MessageDelete takes a message back: its text and every edit's text are
+ * erased, and history shows a tombstone.
+ *
+ * @generated from message parley.v1.MessageDelete
+ */
+export type MessageDelete = Message$1<"parley.v1.MessageDelete"> & {
+  /**
+   * The room of the message.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * This entry's position in the room's log.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * Who deleted: the message's sender, or a private room's creator.
+   *
+   * @generated from field: string sender = 3;
+   */
+  sender: string;
+
+  /**
+   * When the server stored the delete.
+   *
+   * @generated from field: google.protobuf.Timestamp sent_at = 4;
+   */
+  sentAt?: Timestamp | undefined;
+
+  /**
+   * The id the deleter chose to make retries idempotent; empty if none.
+   *
+   * @generated from field: string client_msg_id = 5;
+   */
+  clientMsgId: string;
+
+  /**
+   * The seq of the deleted message.
+   *
+   * @generated from field: uint64 target_seq = 6;
+   */
+  targetSeq: bigint;
+};
+
+/**
+ * Describes the message parley.v1.MessageDelete.
+ * Use `create(MessageDeleteSchema)` to create a new message.
+ */
+export const MessageDeleteSchema: GenMessage<MessageDelete> = /*@__PURE__*/
+  messageDesc(file_parley_v1_types, 2);
+
+/**
+ * Reaction is one user adding or removing one emoji on a message.
+ *
+ * @generated from message parley.v1.Reaction
+ */
+export type Reaction = Message$1<"parley.v1.Reaction"> & {
+  /**
+   * The room of the message.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * This entry's position in the room's log.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * The user who reacted.
+   *
+   * @generated from field: string sender = 3;
+   */
+  sender: string;
+
+  /**
+   * When the server stored the reaction.
+   *
+   * @generated from field: google.protobuf.Timestamp sent_at = 4;
+   */
+  sentAt?: Timestamp | undefined;
+
+  /**
+   * The id the user chose to make retries idempotent; empty if none.
+   *
+   * @generated from field: string client_msg_id = 5;
+   */
+  clientMsgId: string;
+
+  /**
+   * The seq of the message reacted to.
+   *
+   * @generated from field: uint64 target_seq = 6;
+   */
+  targetSeq: bigint;
+
+  /**
+   * The emoji: one short grapheme sequence, no whitespace or control
+   * characters, at most 32 bytes.
+   *
+   * @generated from field: string emoji = 7;
+   */
+  emoji: string;
+};
+
+/**
+ * Describes the message parley.v1.Reaction.
+ * Use `create(ReactionSchema)` to create a new message.
+ */
+export const ReactionSchema: GenMessage<Reaction> = /*@__PURE__*/
+  messageDesc(file_parley_v1_types, 3);
+
+/**
+ * ReactionCount sums up one emoji's reactions to a message.
+ *
+ * @generated from message parley.v1.ReactionCount
+ */
+export type ReactionCount = Message$1<"parley.v1.ReactionCount"> & {
+  /**
+   * The emoji.
+   *
+   * @generated from field: string emoji = 1;
+   */
+  emoji: string;
+
+  /**
+   * How many users reacted with it.
+   *
+   * @generated from field: int32 count = 2;
+   */
+  count: number;
+
+  /**
+   * Whether the caller is one of them.
+   *
+   * @generated from field: bool mine = 3;
+   */
+  mine: boolean;
+
+  /**
+   * The first few users who reacted with it, oldest first.
+   *
+   * @generated from field: repeated string users = 4;
+   */
+  users: string[];
+};
+
+/**
+ * Describes the message parley.v1.ReactionCount.
+ * Use `create(ReactionCountSchema)` to create a new message.
+ */
+export const ReactionCountSchema: GenMessage<ReactionCount> = /*@__PURE__*/
+  messageDesc(file_parley_v1_types, 4);
+
+/**
+ * ReplyRef describes the message a reply answers, enough to quote it.
+ *
+ * @generated from message parley.v1.ReplyRef
+ */
+export type ReplyRef = Message$1<"parley.v1.ReplyRef"> & {
+  /**
+   * The seq of the message replied to.
+   *
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+
+  /**
+   * Its sender.
+   *
+   * @generated from field: string sender = 2;
+   */
+  sender: string;
+
+  /**
+   * The start of its current text; empty if it was deleted.
+   *
+   * @generated from field: string snippet = 3;
+   */
+  snippet: string;
+
+  /**
+   * True if it was deleted.
+   *
+   * @generated from field: bool deleted = 4;
+   */
+  deleted: boolean;
+};
+
+/**
+ * Describes the message parley.v1.ReplyRef.
+ * Use `create(ReplyRefSchema)` to create a new message.
+ */
+export const ReplyRefSchema: GenMessage<ReplyRef> = /*@__PURE__*/
+  messageDesc(file_parley_v1_types, 5);
 
 /**
  * Room describes a chat room.
@@ -132,7 +436,7 @@ export type Room = Message$1<"parley.v1.Room"> & {
  * Use `create(RoomSchema)` to create a new message.
  */
 export const RoomSchema: GenMessage<Room> = /*@__PURE__*/
-  messageDesc(file_parley_v1_types, 1);
+  messageDesc(file_parley_v1_types, 6);
 
 /**
  * PresenceMeta describes one connection of a user that is online in a room.
@@ -167,7 +471,7 @@ export type PresenceMeta = Message$1<"parley.v1.PresenceMeta"> & {
  * Use `create(PresenceMetaSchema)` to create a new message.
  */
 export const PresenceMetaSchema: GenMessage<PresenceMeta> = /*@__PURE__*/
-  messageDesc(file_parley_v1_types, 2);
+  messageDesc(file_parley_v1_types, 7);
 
 /**
  * Presence lists the connections of one user in a room.
@@ -195,7 +499,7 @@ export type Presence = Message$1<"parley.v1.Presence"> & {
  * Use `create(PresenceSchema)` to create a new message.
  */
 export const PresenceSchema: GenMessage<Presence> = /*@__PURE__*/
-  messageDesc(file_parley_v1_types, 3);
+  messageDesc(file_parley_v1_types, 8);
 
 /**
  * Joined is sent once per successful join, before any message of the room.
@@ -230,7 +534,7 @@ export type Joined = Message$1<"parley.v1.Joined"> & {
  * Use `create(JoinedSchema)` to create a new message.
  */
 export const JoinedSchema: GenMessage<Joined> = /*@__PURE__*/
-  messageDesc(file_parley_v1_types, 4);
+  messageDesc(file_parley_v1_types, 9);
 
 /**
  * Replayed marks the end of stored messages replayed after a join with
@@ -259,7 +563,7 @@ export type Replayed = Message$1<"parley.v1.Replayed"> & {
  * Use `create(ReplayedSchema)` to create a new message.
  */
 export const ReplayedSchema: GenMessage<Replayed> = /*@__PURE__*/
-  messageDesc(file_parley_v1_types, 5);
+  messageDesc(file_parley_v1_types, 10);
 
 /**
  * PresenceDiff tells who came online in a room and who left since the last
@@ -296,7 +600,7 @@ export type PresenceDiff = Message$1<"parley.v1.PresenceDiff"> & {
  * Use `create(PresenceDiffSchema)` to create a new message.
  */
 export const PresenceDiffSchema: GenMessage<PresenceDiff> = /*@__PURE__*/
-  messageDesc(file_parley_v1_types, 6);
+  messageDesc(file_parley_v1_types, 11);
 
 /**
  * Typing tells that a user started or stopped typing in a room.
@@ -331,7 +635,7 @@ export type Typing = Message$1<"parley.v1.Typing"> & {
  * Use `create(TypingSchema)` to create a new message.
  */
 export const TypingSchema: GenMessage<Typing> = /*@__PURE__*/
-  messageDesc(file_parley_v1_types, 7);
+  messageDesc(file_parley_v1_types, 12);
 
 /**
  * Reply answers one request frame of a Join stream. A reply with an empty
@@ -383,6 +687,15 @@ export type Reply = Message$1<"parley.v1.Reply"> & {
    * @generated from field: google.protobuf.Duration retry_after = 6;
    */
   retryAfter?: Duration | undefined;
+
+  /**
+   * For a successful edit, delete, react or unreact: the seq of the log
+   * entry it stored; 0 when it changed nothing (adding a reaction that is
+   * there already, removing one that is not, deleting a deleted message).
+   *
+   * @generated from field: uint64 seq = 7;
+   */
+  seq: bigint;
 };
 
 /**
@@ -390,7 +703,7 @@ export type Reply = Message$1<"parley.v1.Reply"> & {
  * Use `create(ReplySchema)` to create a new message.
  */
 export const ReplySchema: GenMessage<Reply> = /*@__PURE__*/
-  messageDesc(file_parley_v1_types, 8);
+  messageDesc(file_parley_v1_types, 13);
 
 /**
  * RoomVisibility says who may see and join a room.
