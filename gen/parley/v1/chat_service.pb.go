@@ -292,8 +292,12 @@ func (*JoinRequest_Unreact) isJoinRequest_Frame() {}
 
 // JoinResponse is one frame sent by the server on a Join stream.
 //
-// Field numbers 2-6 are the same as in SubscribeResponse, so an event is
-// encoded once for every kind of stream.
+// Field numbers 2-10 are the same as in SubscribeResponse, so an event is
+// encoded once for every kind of stream. Every event that is an entry of a
+// room's log (message, edit, delete, reaction_added, reaction_removed, and
+// any kind added later) has the room as field 1 and the seq as field 2, so
+// a client may skip a kind it does not know and still take its seq as its
+// position (see docs/clients.md).
 type JoinResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The event.
