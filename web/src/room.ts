@@ -49,6 +49,8 @@ export class RoomState {
   typing = new Map<string, number>();
   pending: PendingSend[] = [];
   members?: string[];
+  /** Counts changes to the stored messages (added, or one updated). */
+  changes = 0;
   private msgs = new Map<number, Msg>();
   private sortedCache: Msg[] | null = [];
 
@@ -66,8 +68,18 @@ export class RoomState {
       clientMsgId: m.clientMsgId,
     });
     this.sortedCache = null;
+    this.changes++;
     if (seq > this.lastSeq) this.lastSeq = seq;
     if (m.clientMsgId) this.pending = this.pending.filter((p) => p.clientMsgId !== m.clientMsgId);
+    return true;
+  }
+
+  /** update changes what a stored message shows; it reports whether the message is known. */
+  update(seq: number, patch: Partial<Omit<Msg, "seq">>): boolean {
+    const m = this.msgs.get(seq);
+    if (!m) return false;
+    Object.assign(m, patch);
+    this.changes++;
     return true;
   }
 

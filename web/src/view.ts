@@ -66,6 +66,11 @@ export class ChatView {
     });
   }
 
+  /** flush draws now what update scheduled for the next frame. */
+  flush(): void {
+    this.render();
+  }
+
   private frame(): HTMLElement {
     const app = h("div", { class: "app" });
     const top = h(
@@ -344,7 +349,7 @@ export class ChatView {
   private renderMessages(r: RoomState | undefined): void {
     const box = this.el.messages;
     const msgs = r?.messages() ?? [];
-    const key = r ? [r.name, r.status, msgs.length, msgs[0]?.seq, r.lastSeq, r.atBeginning, r.loadingOlder, r.historyLoaded, r.pending.map((p) => p.clientMsgId + p.state).join()].join("|") : "";
+    const key = r ? [r.name, r.status, msgs.length, msgs[0]?.seq, r.lastSeq, r.changes, r.atBeginning, r.loadingOlder, r.historyLoaded, r.pending.map((p) => p.clientMsgId + p.state).join()].join("|") : "";
     if (key === this.msgKey) return;
     this.msgKey = key;
     const switched = (r?.name ?? "") !== this.shownRoom;
