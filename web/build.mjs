@@ -11,7 +11,9 @@ const dist = join(here, "dist");
 await rm(dist, { recursive: true, force: true });
 const result = await esbuild.build({
   absWorkingDir: here,
-  entryPoints: { app: "src/main.ts" },
+  entryPoints: { app: "src/main.tsx" },
+  jsx: "automatic",
+  jsxImportSource: "preact",
   bundle: true,
   minify: true,
   format: "esm",

@@ -238,3 +238,58 @@ test("two people chat: presence, live messages, typing, reload, offline resume, 
   const errors = [...alice.errors, ...bob.errors, ...(people.carol?.errors ?? [])];
   assert.deepEqual(errors, [], "uncaught errors in the pages");
 });
+
+// The view redraws what changed: a change to one message touches that
+// message's row alone, a new message leaves the other rows' nodes in place
+// (so hover and focus on them survive), and the composer keeps its draft.
+test("one message's change redraws that message alone, and a new one keeps the others' nodes", { timeout: 120000 }, async () => {
+  const dora = (people.dora = await browser("dora"));
+  const P = dora.page;
+  await P.addInitScript(() => (window.parleyPerf = {}));
+  const eve = await restClient(server.url, "eve");
+  await eve.createRoom("redraw");
+  for (let i = 1; i <= 30; i++) await eve.send("redraw", `line ${i}`, `redraw-${i}`);
+  await signIn(P, server.url, "dora");
+  await P.evaluate(() => (location.hash = "#/r/redraw"));
+  await P.getByTestId("message-body").filter({ hasText: /^line 30$/ }).waitFor();
+  await P.locator('[data-testid="composer-input"]:not([disabled])').fill("a draft");
+
+  // Rows are marked; a MutationObserver lists every node that changes.
+  await P.evaluate(() => {
+    const box = document.querySelector('[data-testid="messages"]');
+    window.rows = [...box.querySelectorAll('[data-testid="message"]')];
+    window.mutated = [];
+    window.observer = new MutationObserver((recs) => window.mutated.push(...recs.map((r) => r.target)));
+    window.observer.observe(box, { subtree: true, childList: true, characterData: true, attributes: true });
+  });
+  const seq = await P.evaluate(() => {
+    const seq = Number(window.rows[10].dataset.seq);
+    window.parleyPerf.chat.rooms.get("redraw").update(seq, { body: "line 11, changed" });
+    window.parleyPerf.flush();
+    return seq;
+  });
+  await P.locator(`[data-testid="message"][data-seq="${seq}"] [data-testid="message-body"]`).filter({ hasText: "line 11, changed" }).waitFor();
+  // Two frames more, for any redraw batched per frame to have happened.
+  await P.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
+  const afterChange = await P.evaluate(() => {
+    const row = window.rows[10];
+    const res = { outside: window.mutated.filter((n) => !row.contains(n)).length, inside: window.mutated.length, kept: window.rows.filter((r) => r.isConnected).length };
+    window.mutated = [];
+    return res;
+  });
+  assert.ok(afterChange.inside > 0, "the change was seen");
+  assert.equal(afterChange.outside, 0, "a change to one message touched nodes outside its row");
+  assert.equal(afterChange.kept, 30, "rows were replaced for a change to one message");
+
+  await eve.send("redraw", "line 31", "redraw-31");
+  await P.getByTestId("message-body").filter({ hasText: /^line 31$/ }).waitFor();
+  await P.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
+  const afterNew = await P.evaluate(() => {
+    window.observer.disconnect();
+    return { kept: window.rows.filter((r) => r.isConnected).length, touched: window.rows.filter((row) => window.mutated.some((n) => row.contains(n))).length };
+  });
+  assert.equal(afterNew.kept, 30, "rows were replaced for one new message");
+  assert.equal(afterNew.touched, 0, "one new message touched the other rows");
+  assert.equal(await P.getByTestId("composer-input").inputValue(), "a draft", "the draft was lost");
+  assert.deepEqual(dora.errors, [], "uncaught errors in the page");
+});

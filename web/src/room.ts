@@ -1,6 +1,7 @@
 // RoomState: what the page knows about one room — its messages (deduplicated
 // by seq), history paging, presence, typing and sends not yet acknowledged.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { signal, type Signal } from "@preact/signals";
 import type { Message, Presence, PresenceMeta, Room } from "./gen/parley/v1/types_pb";
 
 /** Msg is a stored message as the page shows it. */
@@ -49,10 +50,11 @@ export class RoomState {
   typing = new Map<string, number>();
   pending: PendingSend[] = [];
   members?: string[];
-  /** Counts changes to the stored messages (added, or one updated). */
-  changes = 0;
-  private msgs = new Map<number, Msg>();
-  private sortedCache: Msg[] | null = [];
+  // Each message is a signal: a change to one message (update) redraws
+  // that message alone. The list in seq order is a new array when one is
+  // added, and the same array otherwise.
+  private msgs = new Map<number, Signal<Msg>>();
+  private sortedCache: Signal<Msg>[] | null = [];
 
   constructor(readonly name: string) {}
 
@@ -60,33 +62,39 @@ export class RoomState {
   add(m: Message): boolean {
     const seq = Number(m.seq);
     if (this.msgs.has(seq)) return false;
-    this.msgs.set(seq, {
+    this.msgs.set(
       seq,
-      sender: m.sender,
-      body: m.body,
-      sentAt: m.sentAt ? timestampDate(m.sentAt) : new Date(),
-      clientMsgId: m.clientMsgId,
-    });
+      signal({
+        seq,
+        sender: m.sender,
+        body: m.body,
+        sentAt: m.sentAt ? timestampDate(m.sentAt) : new Date(),
+        clientMsgId: m.clientMsgId,
+      }),
+    );
     this.sortedCache = null;
-    this.changes++;
     if (seq > this.lastSeq) this.lastSeq = seq;
     if (m.clientMsgId) this.pending = this.pending.filter((p) => p.clientMsgId !== m.clientMsgId);
     return true;
   }
 
   /** update changes what a stored message shows; it reports whether the message is known. */
-  update(seq: number, patch: Partial<Omit<Msg, "seq">>): boolean {
+  update(seq: number, patch: Partial<Omit<Msg, "seq" | "sender" | "sentAt">>): boolean {
     const m = this.msgs.get(seq);
     if (!m) return false;
-    Object.assign(m, patch);
-    this.changes++;
+    m.value = { ...m.peek(), ...patch };
     return true;
+  }
+
+  /** list returns the stored messages in seq order, each a signal of its current state. */
+  list(): readonly Signal<Msg>[] {
+    if (!this.sortedCache) this.sortedCache = [...this.msgs.values()].sort((a, b) => a.peek().seq - b.peek().seq);
+    return this.sortedCache;
   }
 
   /** messages returns the stored messages in seq order. */
   messages(): Msg[] {
-    if (!this.sortedCache) this.sortedCache = [...this.msgs.values()].sort((a, b) => a.seq - b.seq);
-    return this.sortedCache;
+    return this.list().map((m) => m.peek());
   }
 
   /** headSeq is the newest seq known, from messages or the room list. */
