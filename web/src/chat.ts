@@ -3,8 +3,8 @@
 import { Code, codeOf, messageOf, type Api } from "./api";
 import type { JoinResponse } from "./gen/parley/v1/chat_service_pb";
 import { RoomVisibility, type Reply } from "./gen/parley/v1/types_pb";
-import { dmName, dmUsers, isDirect, roomHref, RoomState } from "./room";
-import { JoinSession, StreamLost, type ConnState } from "./session";
+import { dmName, dmUsers, isDirect, roomHref, RoomState, type Entry } from "./room";
+import { JoinSession, StreamLost, type ConnState, type Frame } from "./session";
 
 const typingIdleMs = 3000;
 const typingExpiryMs = 8000;
@@ -12,6 +12,8 @@ const roomsPollMs = 5000;
 const pageSize = 50;
 // rateRetryMs is the wait after a refused send whose reply says none.
 const rateRetryMs = 1000;
+// changeWaitMs is how long an edit, delete or reaction waits for the stream.
+const changeWaitMs = 10000;
 
 /** Chat is one signed-in user's chat. */
 export class Chat {
@@ -70,7 +72,7 @@ export class Chat {
   room(name: string): RoomState {
     let r = this.rooms.get(name);
     if (!r) {
-      r = new RoomState(name);
+      r = new RoomState(name, this.me);
       r.lastRead = this.readMarks()[name] ?? -1;
       this.rooms.set(name, r);
     }
@@ -182,6 +184,16 @@ export class Chat {
         }
         break;
       }
+      case "edit":
+      case "delete":
+      case "reactionAdded":
+      case "reactionRemoved": {
+        // Every entry moves the room's position, shown or not.
+        const r = this.room(ev.value.room);
+        r.apply({ kind: ev.case, value: ev.value } as Entry);
+        if (r.name === this.current) this.markRead(r);
+        break;
+      }
       case "presenceDiff":
         this.room(ev.value.room).applyPresence(ev.value.joins, ev.value.leaves);
         break;
@@ -235,12 +247,12 @@ export class Chat {
     this.session.notify({ case: "typing", value: { room, active: false } });
   }
 
-  /** send posts a message to the current room; it is retried until acknowledged. */
-  send(body: string): void {
+  /** send posts a message to the current room, maybe a reply; it is retried until acknowledged. */
+  send(body: string, replyToSeq = 0): void {
     const r = this.rooms.get(this.current);
     if (!r || !body.trim()) return;
     this.stopTyping(r.name);
-    const p = { clientMsgId: crypto.randomUUID(), body, state: "sending" as const };
+    const p = { clientMsgId: crypto.randomUUID(), body, replyToSeq, state: "sending" as const };
     r.pending.push(p);
     void this.sendPending(r, p);
     this.changed();
@@ -273,7 +285,7 @@ export class Chat {
     if (!this.session.online || r.status === "error") return; // sent on the next connect
     const reply = await this.session.request({
       case: "send",
-      value: { room: r.name, body: p.body, clientMsgId: p.clientMsgId },
+      value: { room: r.name, body: p.body, clientMsgId: p.clientMsgId, replyToSeq: BigInt(p.replyToSeq) },
     });
     if (reply.code === StreamLost) return; // resent on the next connect
     if (reply.code === Code.ResourceExhausted) {
@@ -296,7 +308,7 @@ export class Chat {
   private async sendFirstDirect(r: RoomState, p: RoomState["pending"][number]): Promise<void> {
     const other = this.dmOther(r.name);
     try {
-      const resp = await this.api.sendMessage({ toUser: other, body: p.body, clientMsgId: p.clientMsgId });
+      const resp = await this.api.sendMessage({ toUser: other, body: p.body, clientMsgId: p.clientMsgId, replyToSeq: BigInt(p.replyToSeq) });
       const msg = resp.message!;
       const real = this.room(msg.room || r.name);
       if (real !== r) {
@@ -320,6 +332,40 @@ export class Chat {
       }
     }
     this.changed();
+  }
+
+  /** edit replaces the text of one of the user's messages; it returns an error to show, or "". */
+  edit(room: string, seq: number, body: string): Promise<string> {
+    if (!body.trim()) return Promise.resolve("a message cannot be empty: delete it instead");
+    return this.change({ case: "edit", value: { room, seq: BigInt(seq), body, clientMsgId: crypto.randomUUID() } });
+  }
+
+  /** remove deletes a message; it returns an error to show, or "". */
+  remove(room: string, seq: number): Promise<string> {
+    return this.change({ case: "delete", value: { room, seq: BigInt(seq), clientMsgId: crypto.randomUUID() } });
+  }
+
+  /** react adds (on) or takes back the user's reaction; it returns an error to show, or "". */
+  react(room: string, seq: number, emoji: string, on: boolean): Promise<string> {
+    return this.change({ case: on ? "react" : "unreact", value: { room, seq: BigInt(seq), emoji, clientMsgId: crypto.randomUUID() } });
+  }
+
+  // change sends an edit, delete or reaction over the Join stream. What it
+  // changes is shown when its event comes back, as for everyone else in the
+  // room. A refusal for the send rate goes again, same id, when the server
+  // says; a frame cut off by a dropped stream goes again once it is back
+  // (the id makes that safe).
+  private async change(frame: Frame): Promise<string> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      if (!this.session.online) await this.session.whenOnline(changeWaitMs);
+      if (!this.session.online) return "not connected: try again when the connection is back";
+      const reply = await this.session.request(frame);
+      if (reply.code === 0) return "";
+      if (reply.code === StreamLost) continue;
+      if (reply.code !== Code.ResourceExhausted) return refusal(reply.code, reply.error);
+      await new Promise((resolve) => window.setTimeout(resolve, retryDelayMs(reply)));
+    }
+    return "the server is busy: try again";
   }
 
   /** startDirect opens the direct conversation with user. */
@@ -384,7 +430,7 @@ export class Chat {
     r.historyLoading = true;
     try {
       const resp = await this.api.listMessages({ room: r.name, limit: pageSize });
-      for (const m of resp.messages) r.add(m);
+      for (const m of resp.messages) r.add(m, Number(resp.headSeq));
       r.olderToken = resp.nextPageToken;
       r.atBeginning = !resp.nextPageToken;
       r.historyLoaded = true;
@@ -405,7 +451,7 @@ export class Chat {
     this.changed();
     try {
       const resp = await this.api.listMessages({ room: r.name, limit: pageSize, pageToken: r.olderToken });
-      for (const m of resp.messages) r.add(m);
+      for (const m of resp.messages) r.add(m, Number(resp.headSeq));
       r.olderToken = resp.nextPageToken;
       r.atBeginning = !resp.nextPageToken;
     } catch (err) {

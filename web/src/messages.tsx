@@ -3,7 +3,8 @@
 // message is a component that reads its own signal, so a change to one
 // message (an edit, a reaction) redraws that message alone.
 import type { Signal } from "@preact/signals";
-import { Component, createRef, type ComponentChildren, type VNode } from "preact";
+import { Component, createContext, createRef, type ComponentChildren, type VNode } from "preact";
+import { useContext, useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { Avatar } from "./avatar";
 import type { Chat } from "./chat";
 import { clock, dayLabel, dayStart, fullTime } from "./format";
@@ -12,10 +13,33 @@ import { isDirect, roomTitle, type Msg, type PendingSend, type RoomState } from 
 const groupGapMs = 5 * 60 * 1000;
 const none: readonly Signal<Msg>[] = [];
 
+/** Emojis are the reactions the picker offers. */
+export const Emojis = ["\u{1F44D}", "\u2764\uFE0F", "\u{1F602}", "\u{1F389}", "\u{1F62E}", "\u{1F622}"];
+
 /** Scroll is what the list needs from the page around it. */
 export interface Scroll {
   /** Set when the user sent a message: the next draw scrolls to the bottom. */
   stickToBottom: boolean;
+  /** The user chose to reply to a message of the open room. */
+  reply(seq: number): void;
+}
+
+// RowContext is what a message row needs beyond its own signal: one value
+// per room, so a row redraws for its message, not for the list.
+interface RowCtx {
+  chat: Chat;
+  me: string;
+  room: RoomState;
+  scroll: Scroll;
+  /** A row changed its height: keep the list at the bottom if it was there. */
+  resized(): void;
+}
+const RowContext = createContext<RowCtx | null>(null);
+
+/** quoteText is the start of a message's text, for a quote. */
+export function quoteText(body: string): string {
+  const line = body.replace(/\s+/g, " ").trim();
+  return line.length > 100 ? line.slice(0, 99) + "\u2026" : line;
 }
 
 interface Props {
@@ -39,6 +63,10 @@ export class MessageList extends Component<Props> {
   // page of older messages put on top.
   private shownRoom = "";
   private firstSeq = 0;
+  // Whether the list was at its bottom when last scrolled or drawn: a row
+  // that grows later (an edit, a reaction) cannot ask before it grows.
+  private atBottom = true;
+  private ctx?: RowCtx;
 
   // Everything but the messages themselves that the list shows.
   private key({ chat, room: r }: Props): string {
@@ -76,9 +104,28 @@ export class MessageList extends Component<Props> {
     if (switched || snap.atBottom || this.props.scroll.stickToBottom) box.scrollTop = box.scrollHeight;
     else if (prepended) box.scrollTop = box.scrollHeight - snap.fromBottom;
     this.props.scroll.stickToBottom = false;
+    this.atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 48;
     this.shownRoom = r?.name ?? "";
     this.firstSeq = first;
     if (r) requestAnimationFrame(() => this.maybeLoadOlder());
+  }
+
+  private onScroll = (): void => {
+    const box = this.box.current!;
+    this.atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 48;
+    this.maybeLoadOlder();
+  };
+
+  private resized = (): void => {
+    const box = this.box.current;
+    if (box && this.atBottom) box.scrollTop = box.scrollHeight;
+  };
+
+  // rowCtx is the rows' context for a room, the same object while it stays.
+  private rowCtx(room: RoomState): RowCtx {
+    const { chat, me, scroll } = this.props;
+    if (this.ctx?.room !== room || this.ctx.chat !== chat) this.ctx = { chat, me, room, scroll, resized: this.resized };
+    return this.ctx;
   }
 
   private maybeLoadOlder = (): void => {
@@ -97,8 +144,8 @@ export class MessageList extends Component<Props> {
     this.drawnKey = this.key(this.props);
     this.drawnList = r?.list() ?? none;
     return (
-      <div class="messages" data-testid="messages" role="log" aria-label="Messages" tabIndex={0} ref={this.box} onScroll={this.maybeLoadOlder}>
-        {r ? this.content(r, this.drawnList) : null}
+      <div class="messages" data-testid="messages" role="log" aria-label="Messages" tabIndex={0} ref={this.box} onScroll={this.onScroll}>
+        {r ? <RowContext.Provider value={this.rowCtx(r)}>{this.content(r, this.drawnList)}</RowContext.Provider> : null}
       </div>
     );
   }
@@ -204,19 +251,201 @@ class Group extends Component<GroupProps> {
 
 // Row is one message. It reads its signal, so it redraws when that changes,
 // and only then: a redraw of the list passes it the same signal, which
-// @preact/signals takes as nothing to do.
+// @preact/signals takes as nothing to do. A reply also reads the signal of
+// the message it quotes, so the quote follows that message's edits.
 function Row({ m }: { m: Signal<Msg> }): VNode {
+  const ctx = useContext(RowContext)!;
+  const { chat, me, room } = ctx;
   const v = m.value;
+  const [chosen, setMode] = useState<"" | "edit" | "react">("");
+  const [error, setError] = useState("");
+  const drawn = useRef(false);
+  useLayoutEffect(() => {
+    if (drawn.current) ctx.resized();
+    drawn.current = true;
+  });
+  const mine = v.sender === me;
+  const mode = v.deleted ? "" : chosen;
+
+  const run = async (p: Promise<string>, after = () => {}): Promise<void> => {
+    setError("");
+    const err = await p;
+    setError(err);
+    if (!err) after();
+  };
+  const toggle = (emoji: string, on: boolean) => {
+    setMode("");
+    void run(chat.react(room.name, v.seq, emoji, on));
+  };
+  const remove = () => {
+    if (!window.confirm("Delete this message? Everyone in the room will see that a message was deleted.")) return;
+    void run(chat.remove(room.name, v.seq));
+  };
+
   return (
-    <div class="msg" data-testid="message" data-seq={String(v.seq)} data-sender={v.sender}>
+    <div
+      class={["msg", v.deleted ? "deleted" : "", mode ? "active" : ""].join(" ")}
+      data-testid="message"
+      data-seq={String(v.seq)}
+      data-sender={v.sender}
+      data-deleted={v.deleted ? "" : undefined}
+    >
       <time class="t" dateTime={v.sentAt.toISOString()} title={fullTime(v.sentAt)}>
         {clock(v.sentAt)}
       </time>
-      <div class="body" data-testid="message-body">
-        {v.body}
-      </div>
+      {v.replyToSeq ? <Quote room={room} v={v} /> : null}
+      {mode === "edit" ? (
+        <EditForm
+          body={v.body}
+          cancel={() => {
+            setError("");
+            setMode("");
+          }}
+          save={(body) => (body === v.body ? setMode("") : void run(chat.edit(room.name, v.seq, body), () => setMode("")))}
+        />
+      ) : (
+        <div class="body">
+          <span data-testid="message-body">{v.body}</span>
+          {v.deleted ? (
+            <span class="tombstone" data-testid="message-deleted">
+              message deleted
+            </span>
+          ) : null}
+          {v.edited && !v.deleted ? (
+            <span class="edited" data-testid="message-edited" title="This message was edited">
+              (edited)
+            </span>
+          ) : null}
+        </div>
+      )}
+      {v.reactions.length ? (
+        <div class="reactions" role="group" aria-label="Reactions">
+          {v.reactions.map((x) => (
+            <button
+              type="button"
+              key={x.emoji}
+              class={x.mine ? "chip mine" : "chip"}
+              data-testid="reaction"
+              data-emoji={x.emoji}
+              data-count={String(x.count)}
+              aria-pressed={x.mine}
+              title={reactedBy(x.users, x.count, me) + (x.mine ? " (click to take yours back)" : "")}
+              onClick={() => toggle(x.emoji, !x.mine)}
+            >
+              <span class="emoji">{x.emoji}</span>
+              <span class="count">{x.count}</span>
+            </button>
+          ))}
+        </div>
+      ) : null}
+      {mode === "react" ? (
+        <div class="picker" role="group" aria-label="Pick a reaction" data-testid="reaction-picker">
+          {Emojis.map((e) => {
+            const on = !!v.reactions.find((x) => x.emoji === e && x.mine);
+            return (
+              <button type="button" key={e} class={on ? "mine" : ""} data-testid="pick-reaction" data-emoji={e} aria-pressed={on} onClick={() => toggle(e, !on)}>
+                {e}
+              </button>
+            );
+          })}
+          <button type="button" class="link" onClick={() => setMode("")}>
+            Close
+          </button>
+        </div>
+      ) : null}
+      {error ? (
+        <div class="row-error" role="alert" data-testid="message-error">
+          {error}
+        </div>
+      ) : null}
+      {!v.deleted && mode !== "edit" ? (
+        <div class="actions" role="toolbar" aria-label="Message actions">
+          <button type="button" data-testid="action-reply" aria-label="Reply" title="Reply" onClick={() => ctx.scroll.reply(v.seq)}>
+            {"\u21A9"}
+          </button>
+          <button type="button" data-testid="action-react" aria-label="React" title="React" aria-expanded={mode === "react"} onClick={() => setMode(mode === "react" ? "" : "react")}>
+            {"\u263A"}
+          </button>
+          {mine ? (
+            <button type="button" data-testid="action-edit" aria-label="Edit" title="Edit" onClick={() => setMode("edit")}>
+              {"\u270E"}
+            </button>
+          ) : null}
+          {mine ? (
+            <button type="button" data-testid="action-delete" aria-label="Delete" title="Delete" onClick={remove}>
+              {"\u{1F5D1}"}
+            </button>
+          ) : null}
+        </div>
+      ) : null}
     </div>
   );
+}
+
+// Quote is the message a reply answers: the page's own copy when it holds
+// it (live: edits and deletes show), else how history quoted it.
+function Quote({ room, v }: { room: RoomState; v: Msg }): VNode {
+  const parent = room.get(v.replyToSeq)?.value;
+  const q = parent ? { sender: parent.sender, snippet: quoteText(parent.body), deleted: parent.deleted } : v.replyTo;
+  const jump = () => {
+    const el = document.querySelector<HTMLElement>(`[data-testid="messages"] [data-seq="${v.replyToSeq}"]`);
+    if (!el) return;
+    el.scrollIntoView({ block: "center" });
+    el.classList.add("flash");
+    window.setTimeout(() => el.classList.remove("flash"), 1200);
+  };
+  return (
+    <button type="button" class="quote" data-testid="message-quote" data-reply-to={String(v.replyToSeq)} onClick={jump} title="Show the message replied to">
+      {q ? <span class="quote-sender">{q.sender}</span> : null}
+      <span class="quote-text">{!q ? "an earlier message" : q.deleted ? "message deleted" : q.snippet}</span>
+    </button>
+  );
+}
+
+function EditForm({ body, save, cancel }: { body: string; save(body: string): void; cancel(): void }): VNode {
+  const input = useRef<HTMLTextAreaElement>(null);
+  useEffect(() => {
+    const el = input.current!;
+    el.focus();
+    el.setSelectionRange(el.value.length, el.value.length);
+  }, []);
+  const submit = (ev?: Event) => {
+    ev?.preventDefault();
+    const text = input.current!.value;
+    if (text.trim()) save(text);
+  };
+  return (
+    <form class="edit" data-testid="edit-form" onSubmit={submit}>
+      <textarea
+        ref={input}
+        rows={2}
+        aria-label="Edit the message"
+        data-testid="edit-input"
+        defaultValue={body}
+        onKeyDown={(ev) => {
+          if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) submit(ev);
+          else if (ev.key === "Escape") cancel();
+        }}
+      />
+      <div class="edit-buttons">
+        <button type="submit" class="primary small" data-testid="edit-save">
+          Save
+        </button>
+        <button type="button" class="ghost small" data-testid="edit-cancel" onClick={cancel}>
+          Cancel
+        </button>
+        <span class="muted">Enter to save, Esc to cancel</span>
+      </div>
+    </form>
+  );
+}
+
+// reactedBy names who reacted, as far as the page knows them.
+function reactedBy(users: string[], count: number, me: string): string {
+  const names = users.map((u) => (u === me ? "you" : u));
+  const more = count - names.length;
+  if (more > 0) names.push(more === 1 ? "1 other" : `${more} others`);
+  return names.length <= 1 ? (names[0] ?? "") : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
 }
 
 function Pending({ chat, room, p }: { chat: Chat; room: string; p: PendingSend }): VNode {

@@ -2,7 +2,7 @@
 // by seq), history paging, presence, typing and sends not yet acknowledged.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { signal, type Signal } from "@preact/signals";
-import type { Message, Presence, PresenceMeta, Room } from "./gen/parley/v1/types_pb";
+import type { Message, MessageDelete, MessageEdit, Presence, PresenceMeta, Reaction, Room } from "./gen/parley/v1/types_pb";
 
 /** Msg is a stored message as the page shows it. */
 export interface Msg {
@@ -11,12 +11,42 @@ export interface Msg {
   body: string;
   sentAt: Date;
   clientMsgId: string;
+  /** The message this one replies to; 0 for none. */
+  replyToSeq: number;
+  /** How history quoted the message replied to, for one the page does not hold. */
+  replyTo?: { sender: string; snippet: string; deleted: boolean };
+  edited: boolean;
+  deleted: boolean;
+  reactions: Reactions[];
+  /** The seq of the newest entry of the log folded into this view. */
+  viewSeq: number;
 }
+
+/** Reactions is one emoji's reactions to a message. */
+export interface Reactions {
+  emoji: string;
+  count: number;
+  /** Whether the signed-in user is one of them. */
+  mine: boolean;
+  /** Some of the users, oldest first (history names the first few only). */
+  users: string[];
+}
+
+/** Entry is a change to a message: an edit, a delete or a reaction. */
+export type Entry =
+  | { kind: "edit"; value: MessageEdit }
+  | { kind: "delete"; value: MessageDelete }
+  | { kind: "reactionAdded" | "reactionRemoved"; value: Reaction };
+
+// maxOrphans bounds the entries kept for messages the page does not hold yet.
+const maxOrphans = 500;
 
 /** PendingSend is a message the server has not acknowledged yet. */
 export interface PendingSend {
   clientMsgId: string;
   body: string;
+  /** The message this one replies to; 0 for none. */
+  replyToSeq: number;
   state: "sending" | "failed";
   error?: string;
   /** The timer of a resend the server asked to wait for (sending too fast). */
@@ -55,27 +85,76 @@ export class RoomState {
   // added, and the same array otherwise.
   private msgs = new Map<number, Signal<Msg>>();
   private sortedCache: Signal<Msg>[] | null = [];
+  // Entries whose message is not here yet: a page of history asked for
+  // before they were stored may arrive after them.
+  private orphans: Entry[] = [];
 
-  constructor(readonly name: string) {}
+  constructor(
+    readonly name: string,
+    private readonly me = "",
+  ) {}
 
-  /** add stores a message unless its seq is known; it reports whether it was new. */
-  add(m: Message): boolean {
+  /**
+   * add stores a message unless its seq is known; it reports whether it was
+   * new. viewSeq is the seq up to which m's view fields (edits, reactions)
+   * are folded in: the head of a page of history, or m's own seq for a
+   * message as sent. A known message takes a newer view.
+   */
+  add(m: Message, viewSeq = Number(m.seq)): boolean {
     const seq = Number(m.seq);
-    if (this.msgs.has(seq)) return false;
-    this.msgs.set(
+    const known = this.msgs.get(seq);
+    if (known && known.peek().viewSeq >= viewSeq) return false;
+    const v: Msg = {
       seq,
-      signal({
-        seq,
-        sender: m.sender,
-        body: m.body,
-        sentAt: m.sentAt ? timestampDate(m.sentAt) : new Date(),
-        clientMsgId: m.clientMsgId,
-      }),
-    );
+      sender: m.sender,
+      body: m.body,
+      sentAt: m.sentAt ? timestampDate(m.sentAt) : new Date(),
+      clientMsgId: m.clientMsgId,
+      replyToSeq: Number(m.replyToSeq),
+      replyTo: m.replyTo ? { sender: m.replyTo.sender, snippet: m.replyTo.snippet, deleted: m.replyTo.deleted } : undefined,
+      edited: !!m.editedAt,
+      deleted: m.deleted,
+      reactions: m.reactions.map((r) => ({ emoji: r.emoji, count: r.count, mine: r.mine, users: [...r.users] })),
+      viewSeq,
+    };
+    const orphans = this.orphans.filter((e) => Number(e.value.targetSeq) === seq);
+    if (orphans.length) this.orphans = this.orphans.filter((e) => Number(e.value.targetSeq) !== seq);
+    const view = orphans.reduce((x, e) => fold(x, e, this.me), v);
+    if (known) {
+      known.value = view;
+      return false;
+    }
+    this.msgs.set(seq, signal(view));
     this.sortedCache = null;
     if (seq > this.lastSeq) this.lastSeq = seq;
     if (m.clientMsgId) this.pending = this.pending.filter((p) => p.clientMsgId !== m.clientMsgId);
     return true;
+  }
+
+  /**
+   * apply folds an edit, delete or reaction into its message; the room's
+   * position moves to its seq either way. An entry the message's view
+   * holds already changes nothing; one for a message not here is kept for
+   * when it comes (a page of history). It reports whether a message changed.
+   */
+  apply(e: Entry): boolean {
+    const seq = Number(e.value.seq);
+    if (seq > this.lastSeq) this.lastSeq = seq;
+    const m = this.msgs.get(Number(e.value.targetSeq));
+    if (!m) {
+      this.orphans.push(e);
+      if (this.orphans.length > maxOrphans) this.orphans.shift();
+      return false;
+    }
+    const v = m.peek();
+    if (seq <= v.viewSeq) return false;
+    m.value = fold(v, e, this.me);
+    return true;
+  }
+
+  /** get returns a stored message's signal. */
+  get(seq: number): Signal<Msg> | undefined {
+    return this.msgs.get(seq);
   }
 
   /** update changes what a stored message shows; it reports whether the message is known. */
@@ -102,9 +181,20 @@ export class RoomState {
     return Math.max(this.lastSeq, Number(this.info?.lastSeq ?? 0n));
   }
 
-  /** unread counts messages after lastRead; 0 for rooms never read. */
+  /**
+   * unread counts messages after lastRead; 0 for rooms never read. Edits
+   * and reactions have seqs too, so where the page holds every message
+   * after lastRead it counts those; elsewhere the seqs after it.
+   */
   unread(): number {
-    return this.lastRead < 0 ? 0 : Math.max(0, this.headSeq() - this.lastRead);
+    if (this.lastRead < 0) return 0;
+    const list = this.list();
+    if (this.status === "joined" && this.historyLoaded && list.length && list[0].peek().seq <= this.lastRead + 1 && this.lastSeq >= this.headSeq()) {
+      let n = 0;
+      for (let i = list.length - 1; i >= 0 && list[i].peek().seq > this.lastRead; i--) n++;
+      return n;
+    }
+    return Math.max(0, this.headSeq() - this.lastRead);
   }
 
   /** setPresence replaces the presence state. */
@@ -139,6 +229,39 @@ export class RoomState {
     this.presence.clear();
     for (const t of this.typing.values()) window.clearTimeout(t);
     this.typing.clear();
+  }
+}
+
+// fold returns the view of a message after one entry; the entry is newer
+// than the view.
+function fold(v: Msg, e: Entry, me: string): Msg {
+  const seq = Number(e.value.seq);
+  if (seq <= v.viewSeq) return v;
+  switch (e.kind) {
+    case "edit":
+      return { ...v, body: e.value.body, edited: true, viewSeq: seq };
+    case "delete":
+      return { ...v, body: "", deleted: true, reactions: [], viewSeq: seq };
+    case "reactionAdded": {
+      const { emoji, sender } = e.value;
+      const i = v.reactions.findIndex((r) => r.emoji === emoji);
+      const reactions = [...v.reactions];
+      if (i < 0) reactions.push({ emoji, count: 1, mine: sender === me, users: [sender] });
+      else {
+        const r = reactions[i];
+        reactions[i] = { ...r, count: r.count + 1, mine: r.mine || sender === me, users: r.users.includes(sender) ? r.users : [...r.users, sender] };
+      }
+      return { ...v, reactions, viewSeq: seq };
+    }
+    case "reactionRemoved": {
+      const { emoji, sender } = e.value;
+      const reactions = v.reactions
+        .map((r) => (r.emoji !== emoji ? r : { ...r, count: r.count - 1, mine: r.mine && sender !== me, users: r.users.filter((u) => u !== sender) }))
+        .filter((r) => r.count > 0);
+      return { ...v, reactions, viewSeq: seq };
+    }
+    default:
+      return v;
   }
 }
 

@@ -59,6 +59,7 @@ export class JoinSession {
   private retryTimer?: number;
   private heartbeat?: number;
   private stopped = false;
+  private waiters = new Set<() => void>();
   online = false;
 
   constructor(
@@ -110,6 +111,20 @@ export class JoinSession {
     });
   }
 
+  /** whenOnline resolves once the stream is up, or after timeoutMs. */
+  whenOnline(timeoutMs: number): Promise<void> {
+    if (this.online) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        window.clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = window.setTimeout(done, timeoutMs);
+      this.waiters.add(done);
+    });
+  }
+
   /** notify sends a frame whose reply nobody waits for (typing). */
   notify(frame: Frame): void {
     if (this.online) void this.request(frame);
@@ -142,6 +157,7 @@ export class JoinSession {
       this.hooks.state("online");
       this.heartbeat = window.setInterval(() => this.ping(gen), heartbeatMs);
       this.hooks.open();
+      for (const w of [...this.waiters]) w();
     });
   }
 

@@ -8,7 +8,7 @@ import { Component, createRef, type VNode } from "preact";
 import { Avatar } from "./avatar";
 import type { Chat } from "./chat";
 import { RoomVisibility } from "./gen/parley/v1/types_pb";
-import { MessageList, type Scroll } from "./messages";
+import { MessageList, quoteText, type Scroll } from "./messages";
 import { isDirect, roomHref, roomTitle, type RoomState } from "./room";
 
 const roomNamePattern = "[a-z0-9_\\-]{1,64}";
@@ -53,6 +53,8 @@ export class ChatView extends Component<Props> implements Scroll {
   private creating = false;
   private createError = "";
   private dmError = "";
+  // The message the composer replies to, in the room it belongs to.
+  private replying?: { room: string; seq: number };
   private countdown = 0;
   private side = createRef<HTMLElement>();
   private people = createRef<HTMLElement>();
@@ -149,11 +151,25 @@ export class ChatView extends Component<Props> implements Scroll {
     this.setDrawer("");
   };
 
+  /** reply makes the next message sent in the open room a reply to seq. */
+  reply(seq: number): void {
+    this.replying = { room: this.props.chat.current, seq };
+    this.forceUpdate(() => this.input.current?.focus());
+  }
+
+  private cancelReply = (): void => {
+    this.replying = undefined;
+    this.forceUpdate();
+  };
+
   private submit = (): void => {
     const input = this.input.current!;
     const body = input.value;
     if (!body.trim()) return;
-    this.props.chat.send(body);
+    const { chat } = this.props;
+    const to = this.replying?.room === chat.current ? this.replying.seq : 0;
+    chat.send(body, to);
+    if (this.replying) this.cancelReply();
     input.value = "";
     this.fitInput();
     this.stickToBottom = true;
@@ -163,6 +179,9 @@ export class ChatView extends Component<Props> implements Scroll {
     if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
       ev.preventDefault();
       this.submit();
+    } else if (ev.key === "Escape" && this.replying) {
+      ev.stopPropagation();
+      this.cancelReply();
     }
   };
 
@@ -345,6 +364,7 @@ export class ChatView extends Component<Props> implements Scroll {
         <div class="typing" data-testid="typing" aria-live="polite">
           {typingText(r)}
         </div>
+        {r ? this.replyQuote(r) : null}
         <form
           class="composer"
           aria-label="Send a message"
@@ -368,6 +388,25 @@ export class ChatView extends Component<Props> implements Scroll {
           </button>
         </form>
       </main>
+    );
+  }
+
+  // replyQuote is the message being replied to, above the composer.
+  private replyQuote(r: RoomState): VNode | null {
+    if (this.replying?.room !== r.name) return null;
+    const m = r.get(this.replying.seq)?.value;
+    if (!m) return null;
+    return (
+      <div class="composer-reply" data-testid="composer-reply" data-reply-to={String(m.seq)}>
+        <span class="quote">
+          <span class="muted">Replying to </span>
+          <span class="quote-sender">{m.sender}</span>
+          <span class="quote-text">{m.deleted ? "message deleted" : quoteText(m.body)}</span>
+        </span>
+        <button type="button" class="icon" aria-label="Cancel the reply" title="Cancel the reply" data-testid="composer-reply-cancel" onClick={this.cancelReply}>
+          {"\u00d7"}
+        </button>
+      </div>
     );
   }
 
