@@ -187,3 +187,47 @@ func TestChatEditsDeletesReactions(t *testing.T) {
 		t.Errorf("head seq = %d, want 10; alice's chat printed:\n%s", resp.GetHeadSeq(), alice.out.String())
 	}
 }
+
+// Edits, reactions and deletes move chat's resume position like messages:
+// after a reconnect, those made while it was away are printed once, and
+// none printed before the cut is printed again.
+func TestChatResumesPastEntries(t *testing.T) {
+	s := startServer(t)
+	px := startProxy(t, s.Addr())
+	alice, stdin := startChatPipes(t, px.addr(), mint(t, s, "alice"), "lobby")
+	alice.waitOutput("joined #lobby")
+	bob, ctx := apiClient(t, s, "bob")
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(bob.SendMessage(ctx, &parleyv1.SendMessageRequest{Room: "lobby", Body: "m1"}))               // seq 1
+	must(bob.EditMessage(ctx, &parleyv1.EditMessageRequest{Room: "lobby", Seq: 1, Body: "m1 fixed"})) // seq 2
+	must(bob.AddReaction(ctx, &parleyv1.AddReactionRequest{Room: "lobby", Seq: 1, Emoji: "👀"}))       // seq 3
+	alice.waitOutput("* bob reacted 👀 to [1]")
+
+	px.setDown(true)
+	px.cut()
+	alice.waitOutput("connection lost")
+	must(bob.RemoveReaction(ctx, &parleyv1.RemoveReactionRequest{Room: "lobby", Seq: 1, Emoji: "👀"})) // seq 4
+	must(bob.DeleteMessage(ctx, &parleyv1.DeleteMessageRequest{Room: "lobby", Seq: 1}))               // seq 5
+	px.setDown(false)
+	alice.waitOutput("rejoined #lobby")
+	alice.waitOutput("[5] ")
+	alice.waitOutput("* bob deleted [1]")
+	must(bob.SendMessage(ctx, &parleyv1.SendMessageRequest{Room: "lobby", Body: "m6"})) // seq 6
+	alice.waitOutput("#lobby bob: m6")
+
+	out := alice.out.String()
+	for _, line := range []string{"bob: m1", "* bob edited [1]: m1 fixed", "* bob reacted 👀 to [1]", "* bob took back 👀 on [1]", "* bob deleted [1]", "bob: m6"} {
+		if n := strings.Count(out, "#lobby "+line+"\n"); n != 1 {
+			t.Errorf("%q printed %d times, want once; output:\n%s", line, n, out)
+		}
+	}
+	stdin.Close()
+	if err := alice.waitExit(); err != nil {
+		t.Fatalf("parley chat exited with %v:\n%s", err, out)
+	}
+}
