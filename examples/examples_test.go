@@ -43,11 +43,13 @@ type example struct {
 
 // TestExamples starts parleyd, and the Go, Node and Python examples in one
 // room through a proxy. Each sends sendN messages and waits for everyone's;
-// then the proxy cuts every connection, and the test types lineN lines into
-// each client, which reconnect, resume after the last seq they printed and
-// resend what was not acknowledged. Each must print every example's
-// sendN+lineN messages once, in seq order from 1 with no gap, in the same
-// order as the others, and must have seen the others in presence. An
+// then the proxy cuts every connection, the test stores testEntries (an
+// edit, a reaction added and taken back, a reply and a delete) over REST
+// and types lineN lines into each client, which reconnect, resume after the
+// last seq they printed and resend what was not acknowledged. Each must
+// print every entry once, in seq order from 1 with no gap (every example's
+// sendN+lineN messages and the test's entries), in the same order as the
+// others, and must have seen the others in presence. An
 // example whose tools are missing is a skipped subtest with its own
 // reason, and the others run without it.
 func TestExamples(t *testing.T) {
@@ -74,7 +76,7 @@ func TestExamples(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	total := len(examples) * (sendN + lineN)
+	total := len(examples)*(sendN+lineN) + 1 // and the test's reply
 	events := make(chan clientEvent, 1024)
 	runs := make([]*run, len(examples))
 	for i, ex := range examples {
@@ -96,10 +98,13 @@ func TestExamples(t *testing.T) {
 	t.Logf("phase 1: %d messages each in %v", len(runs)*sendN, time.Since(phase).Round(time.Millisecond))
 	phase = time.Now()
 
-	// Phase 2: cut every connection, type lines, wait for everyone to finish.
+	// Phase 2: cut every connection; while the clients reconnect, edit,
+	// react to, reply to and delete messages over REST; type lines, and
+	// wait for everyone to finish.
 	if n := px.cut(); n < len(runs) {
 		t.Fatalf("cut %d connections; want at least one per client (%d)", n, len(runs))
 	}
+	changeMessages(t, addr, tokens, runs[0].messages(), examples[0].user)
 	for _, r := range runs {
 		for j := 1; j <= lineN; j++ {
 			fmt.Fprintf(r.stdin, "%s line %d\n", r.ex.client, j)
@@ -127,9 +132,9 @@ func TestExamples(t *testing.T) {
 		t.Run(r.ex.lang, func(t *testing.T) {
 			checkRun(t, r, examples, want)
 			if reference == nil {
-				reference = r.messages()
-			} else if !sameOrder(reference, r.messages()) {
-				t.Errorf("%s example saw messages in another order than the %s example", r.ex.lang, runs[0].ex.lang)
+				reference = r.entries()
+			} else if !sameOrder(reference, r.entries()) {
+				t.Errorf("%s example saw entries in another order than the %s example", r.ex.lang, runs[0].ex.lang)
 			}
 		})
 	}
@@ -332,11 +337,21 @@ func (l *logSink) String() string {
 
 // post sends a JSON body to a REST route and decodes the JSON answer.
 func post(t *testing.T, url, token string, body, out any) {
-	data, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
+	call(t, http.MethodPost, url, token, body, out)
+}
+
+// call sends a REST request with body as JSON (none if nil) and decodes
+// the answer into out, failing the test unless it is 200 OK.
+func call(t *testing.T, method, url, token string, body, out any) {
+	t.Helper()
+	var data []byte
+	if body != nil {
+		var err error
+		if data, err = json.Marshal(body); err != nil {
+			t.Fatal(err)
+		}
 	}
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(data))
+	req, err := http.NewRequest(method, url, bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,10 +366,10 @@ func post(t *testing.T, url, token string, body, out any) {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST %s: %s: %s", url, resp.Status, raw)
+		t.Fatalf("%s %s: %s: %s", method, url, resp.Status, raw)
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		t.Fatalf("POST %s: %v: %s", url, err, raw)
+		t.Fatalf("%s %s: %v: %s", method, url, err, raw)
 	}
 }
 
@@ -362,6 +377,31 @@ func devLogin(t *testing.T, addr, user string) string {
 	var resp struct{ Token string }
 	post(t, "http://"+addr+"/v1/dev/login", "", map[string]string{"user": user}, &resp)
 	return resp.Token
+}
+
+// testEntries are what changeMessages stores after the examples' first
+// messages (seqs 1 to len(examples)*sendN), in this order.
+var testEntries = []event{
+	{Event: "edit", TargetSeq: 1, Body: "edited by the test"},
+	{Event: "reaction_added", TargetSeq: 2, Emoji: "👍"},
+	{Event: "reaction_removed", TargetSeq: 2, Emoji: "👍"},
+	{Event: "message", Body: testReply, ReplyToSeq: 1},
+	{Event: "delete", TargetSeq: 3},
+}
+
+const testReply = "a reply to the first message"
+
+// changeMessages stores testEntries over REST: each edit and delete by the
+// sender of its target (msgs are the first messages, from seq 1), the rest
+// by user.
+func changeMessages(t *testing.T, addr string, tokens map[string]string, msgs []event, user string) {
+	base := "http://" + addr + "/v1/rooms/" + room + "/messages"
+	var out map[string]any
+	call(t, http.MethodPatch, base+"/1", tokens[msgs[0].Sender], map[string]string{"body": "edited by the test"}, &out)
+	call(t, http.MethodPut, base+"/2/reactions/%F0%9F%91%8D", tokens[user], nil, &out)
+	call(t, http.MethodDelete, base+"/2/reactions/%F0%9F%91%8D", tokens[user], nil, &out)
+	call(t, http.MethodPost, base, tokens[user], map[string]string{"body": testReply, "replyToSeq": "1"}, &out)
+	call(t, http.MethodDelete, base+"/3", tokens[msgs[2].Sender], nil, &out)
 }
 
 func createRoom(t *testing.T, addr, token, name string) {
@@ -446,6 +486,9 @@ type event struct {
 	Sender      string              `json:"sender"`
 	Body        string              `json:"body"`
 	ClientMsgID string              `json:"client_msg_id"`
+	ReplyToSeq  uint64              `json:"reply_to_seq"`
+	TargetSeq   uint64              `json:"target_seq"`
+	Emoji       string              `json:"emoji"`
 	HeadSeq     uint64              `json:"head_seq"`
 	AfterSeq    *uint64             `json:"after_seq"`
 	Seen        map[string][]string `json:"seen"`
@@ -468,6 +511,19 @@ type run struct {
 	stderr syncBuffer
 	events []event // in the order printed
 	eof    bool
+}
+
+// entries are the events of the room's log: messages, edits, deletes and
+// reactions, each with its seq.
+func (r *run) entries() []event {
+	var out []event
+	for _, e := range r.events {
+		switch e.Event {
+		case "message", "edit", "delete", "reaction_added", "reaction_removed":
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func (r *run) messages() []event {
@@ -554,21 +610,41 @@ func expectedMessages(examples []example) map[[2]string]bool {
 			want[[2]string{ex.user, fmt.Sprintf("%s line %d", ex.client, j)}] = true
 		}
 	}
+	want[[2]string{examples[0].user, testReply}] = true
 	return want
 }
 
-// checkRun checks one example's output: every message once, in seq order
-// from 1, a resume after the cut from the last seq printed, and the other
+// checkRun checks one example's output: every entry once, in seq order
+// from 1 (the messages, and the test's edit, reactions and delete in their
+// place), a resume after the cut from the last seq printed, and the other
 // examples seen in presence.
 func checkRun(t *testing.T, r *run, examples []example, want map[[2]string]bool) {
 	t.Helper()
 	lang := r.ex.lang
-	got := map[[2]string]bool{}
-	for i, m := range r.messages() {
-		if m.Seq != uint64(i+1) {
-			t.Errorf("%s example: message %d has seq %d; want seqs 1, 2, 3, … with no gap or duplicate", lang, i+1, m.Seq)
+	for i, e := range r.entries() {
+		if e.Seq != uint64(i+1) || e.Room != room {
+			t.Errorf("%s example: entry %d is %+v; want seqs 1, 2, 3, … in room %s with no gap or duplicate", lang, i+1, e, room)
 			break
 		}
+	}
+	// What an entry is, without its seq and sender.
+	change := func(e event) string {
+		return fmt.Sprintf("%s target %d body %q emoji %q reply to %d", e.Event, e.TargetSeq, e.Body, e.Emoji, e.ReplyToSeq)
+	}
+	var changes, wantChanges []string
+	for _, e := range r.entries() {
+		if e.Seq > uint64(len(examples)*sendN) && (e.Event != "message" || e.Body == testReply) {
+			changes = append(changes, change(e))
+		}
+	}
+	for _, e := range testEntries {
+		wantChanges = append(wantChanges, change(e))
+	}
+	if !slices.Equal(changes, wantChanges) {
+		t.Errorf("%s example printed the test's changes as\n%s\nwant\n%s", lang, strings.Join(changes, "\n"), strings.Join(wantChanges, "\n"))
+	}
+	got := map[[2]string]bool{}
+	for _, m := range r.messages() {
 		key := [2]string{m.Sender, m.Body}
 		if !want[key] || got[key] || m.Room != room {
 			t.Errorf("%s example: unexpected, duplicate or misplaced message %+v", lang, m)
@@ -579,12 +655,12 @@ func checkRun(t *testing.T, r *run, examples []example, want map[[2]string]bool)
 		t.Errorf("%s example received %d distinct messages; want %d", lang, len(got), len(want))
 	}
 
-	// Every join after the first resumes after the last message printed.
+	// Every join after the first resumes after the last entry printed.
 	joins, last := 0, uint64(0)
 	var final *event
 	for i, e := range r.events {
 		switch e.Event {
-		case "message":
+		case "message", "edit", "delete", "reaction_added", "reaction_removed":
 			last = e.Seq
 		case "joined":
 			joins++
@@ -611,7 +687,7 @@ func checkRun(t *testing.T, r *run, examples []example, want map[[2]string]bool)
 
 func sameOrder(a, b []event) bool {
 	return slices.EqualFunc(a, b, func(x, y event) bool {
-		return x.Seq == y.Seq && x.Sender == y.Sender && x.Body == y.Body
+		return x.Event == y.Event && x.Seq == y.Seq && x.Sender == y.Sender && x.Body == y.Body && x.TargetSeq == y.TargetSeq && x.Emoji == y.Emoji
 	})
 }
 

@@ -169,8 +169,10 @@ type historyFlags struct {
 func runHistory(ctx context.Context, e *cli.Env, args []string) error {
 	fs := cli.NewFlagSet(e, "history", "history [flags] <room>", `
 Prints a room's stored messages, newest first (like git log), or oldest first
-with --oldest-first. --before and --after bound the seqs; --all pages through
-everything in range instead of stopping at --limit.`)
+with --oldest-first, as they are now: "(edited)", a tombstone for a deleted
+one, reactions with their counts, and the message a reply answers. --before
+and --after bound the seqs; --all pages through everything in range instead
+of stopping at --limit.`)
 	var h historyFlags
 	fs.IntVar(&h.limit, "limit", 50, "how many messages to print (pages of 200 are fetched as needed)")
 	fs.Uint64Var(&h.before, "before", 0, "only messages with a seq below this one (0: no bound)")
@@ -204,7 +206,7 @@ everything in range instead of stopping at --limit.`)
 		return writeJSONArray(e.Stdout, msgs)
 	}
 	for _, m := range msgs {
-		fmt.Fprintf(e.Stdout, "%6d  %s  %s: %s\n", m.GetSeq(), fmtTime(m.GetSentAt().AsTime()), m.GetSender(), m.GetBody())
+		fmt.Fprintf(e.Stdout, "%6d  %s  %s\n", m.GetSeq(), fmtTime(m.GetSentAt().AsTime()), messageText(m))
 	}
 	return nil
 }
@@ -247,8 +249,9 @@ func runSend(ctx context.Context, e *cli.Env, args []string) error {
 Sends one message and prints its seq once the server has stored it. Words
 after the room are joined with spaces; use -- before text that starts with
 '-'. A retry with the same --client-msg-id stores nothing new and prints the
-original message.`)
+original message. --reply-to makes it a reply to a message of the room.`)
 	id := fs.String("client-msg-id", "", "idempotency key: a retried send with the same id returns the original message")
+	replyTo := fs.Uint64("reply-to", 0, "the seq of the message of the room this one replies to")
 	asJSON := fs.Bool("json", false, "print the stored message as JSON")
 	pos, err := cli.ParseFlags(fs, args)
 	if err != nil {
@@ -267,7 +270,7 @@ original message.`)
 	defer done()
 	cctx, cancel := e.Globals.UnaryCtx(ctx)
 	defer cancel()
-	resp, err := c.SendMessage(cctx, &parleyv1.SendMessageRequest{Room: pos[0], Body: strings.Join(pos[1:], " "), ClientMsgId: *id})
+	resp, err := c.SendMessage(cctx, &parleyv1.SendMessageRequest{Room: pos[0], Body: strings.Join(pos[1:], " "), ClientMsgId: *id, ReplyToSeq: *replyTo})
 	if err != nil {
 		return err
 	}

@@ -1,5 +1,6 @@
 // Command parley is Parley's command-line client: an interactive terminal
-// chat, scriptable commands for rooms, history, sending and dev tokens, and
+// chat, scriptable commands for rooms, history, sending, editing, deleting
+// and reacting, and dev tokens, and
 // a load generator that measures a running server (bench and soak, in
 // package internal/load). The flags and dialing every command shares are
 // in package internal/cli.
@@ -48,11 +49,25 @@ func commands() []command {
 		{"rooms", "list the rooms you can see", runRooms},
 		{"history", "print a room's stored messages", runHistory},
 		{"send", "send one message to a room", runSend},
+		{"edit", "edit one of your messages", runEntry("edit")},
+		{"delete", "delete a message", runEntry("delete")},
+		{"react", "react to a message with an emoji", runEntry("react")},
+		{"unreact", "take a reaction back", runEntry("unreact")},
 		{"create", "create a room", runCreate},
 		{"token", "get a token for a user from a --dev server", runToken},
 		{"bench", "load-test a running server: fan-out, latency, loss", load.Bench},
 		{"soak", "churn a running server and check its guarantees and leaks", load.Soak},
 	}
+}
+
+// runEntry is the runner of the entryCommand called name.
+func runEntry(name string) func(ctx context.Context, e *cli.Env, args []string) error {
+	for _, ec := range entryCommands() {
+		if ec.name == name {
+			return ec.run
+		}
+	}
+	panic("parley: no entry command " + name)
 }
 
 // run executes the command line args and returns the exit status.

@@ -1,8 +1,9 @@
 // Command go is a small Parley client in Go, built on the generated code in
 // gen/parley/v1. It joins one room over a Join stream, prints the room's
-// messages and presence, sends each line of standard input as a message,
-// and when the connection drops it reconnects and resumes the room after
-// the last seq it printed, so nothing is lost or printed twice. Unacked
+// messages, their edits, deletes and reactions, and presence, sends each
+// line of standard input as a message, and when the connection drops it
+// reconnects and resumes the room after the last seq it printed, so nothing
+// is lost or printed twice. Unacked
 // lines are sent again with the same client_msg_id, so the server stores
 // each one once.
 //
@@ -377,10 +378,51 @@ func (c *client) event(stream parleyv1.ChatService_JoinClient, ev *parleyv1.Join
 		if !c.cfg.json && e.Typing.GetActive() {
 			fmt.Printf("* %s is typing…\n", e.Typing.GetUser())
 		}
+	case *parleyv1.JoinResponse_Edit:
+		ed := e.Edit
+		c.entry(ed.GetSeq(), map[string]any{"event": "edit", "room": ed.GetRoom(), "seq": ed.GetSeq(),
+			"sender": ed.GetSender(), "target_seq": ed.GetTargetSeq(), "body": ed.GetBody()},
+			"%s edited #%d: %s", ed.GetSender(), ed.GetTargetSeq(), ed.GetBody())
+	case *parleyv1.JoinResponse_Delete:
+		d := e.Delete
+		c.entry(d.GetSeq(), map[string]any{"event": "delete", "room": d.GetRoom(), "seq": d.GetSeq(),
+			"sender": d.GetSender(), "target_seq": d.GetTargetSeq()},
+			"%s deleted #%d", d.GetSender(), d.GetTargetSeq())
+	case *parleyv1.JoinResponse_ReactionAdded:
+		r := e.ReactionAdded
+		c.entry(r.GetSeq(), map[string]any{"event": "reaction_added", "room": r.GetRoom(), "seq": r.GetSeq(),
+			"sender": r.GetSender(), "target_seq": r.GetTargetSeq(), "emoji": r.GetEmoji()},
+			"%s reacted %s to #%d", r.GetSender(), r.GetEmoji(), r.GetTargetSeq())
+	case *parleyv1.JoinResponse_ReactionRemoved:
+		r := e.ReactionRemoved
+		c.entry(r.GetSeq(), map[string]any{"event": "reaction_removed", "room": r.GetRoom(), "seq": r.GetSeq(),
+			"sender": r.GetSender(), "target_seq": r.GetTargetSeq(), "emoji": r.GetEmoji()},
+			"%s took back %s on #%d", r.GetSender(), r.GetEmoji(), r.GetTargetSeq())
 	case *parleyv1.JoinResponse_Replayed:
 		// Stored messages are done; live ones follow.
+	default:
+		// A kind of event newer than this code (docs/clients.md, "Clients
+		// that do not know a kind"): the oneof is unset and its bytes are
+		// an unknown field. Skip it and keep reading; the position stays
+		// at the last entry known, and the next one moves it past.
 	}
 	return nil
+}
+
+// entry handles an edit, a delete or a reaction: an entry of the room's
+// log with its own seq, which moves the position like a message does. A
+// client that shows messages would apply it to the message target_seq
+// (docs/clients.md, "Building the view"); this one prints it.
+func (c *client) entry(seq uint64, asJSON map[string]any, format string, args ...any) {
+	if c.resume && seq <= c.lastSeq {
+		return // already printed before a reconnect
+	}
+	c.lastSeq, c.resume = seq, true
+	if c.cfg.json {
+		c.emit(asJSON)
+		return
+	}
+	fmt.Printf("* #%d "+format+"\n", append([]any{seq}, args...)...)
 }
 
 // reply matches an answer to the frame that asked, by ref.
@@ -444,10 +486,14 @@ func (c *client) message(m *parleyv1.Message) {
 	c.received++
 	if c.cfg.json {
 		c.emit(map[string]any{"event": "message", "room": m.GetRoom(), "seq": m.GetSeq(),
-			"sender": m.GetSender(), "body": m.GetBody(), "client_msg_id": m.GetClientMsgId()})
+			"sender": m.GetSender(), "body": m.GetBody(), "client_msg_id": m.GetClientMsgId(), "reply_to_seq": m.GetReplyToSeq()})
 		return
 	}
-	fmt.Printf("[%s] %s: %s\n", m.GetSentAt().AsTime().Local().Format("15:04:05"), m.GetSender(), m.GetBody())
+	reply := ""
+	if m.GetReplyToSeq() != 0 {
+		reply = fmt.Sprintf("(re #%d) ", m.GetReplyToSeq())
+	}
+	fmt.Printf("#%d [%s] %s: %s%s\n", m.GetSeq(), m.GetSentAt().AsTime().Local().Format("15:04:05"), m.GetSender(), reply, m.GetBody())
 }
 
 func (c *client) presenceDiff(d *parleyv1.PresenceDiff) {

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A small Parley client in Python with grpcio.
 
-It joins one room over the Join stream and prints the room's messages and
-presence; it sends each line of standard input with the SendMessage RPC.
+It joins one room over the Join stream and prints the room's messages, their
+edits, deletes and reactions, and presence; it sends each line of standard input with the SendMessage RPC.
 When the connection drops it reconnects and resumes the room after the last
 seq it printed, so nothing is lost or printed twice; a send that failed is
 retried with the same client_msg_id, so the server stores it once.
@@ -151,9 +151,42 @@ class Chat:
             self.message(ev.message)
         elif kind == "presence_diff":
             self.presence_diff(ev.presence_diff)
-        elif kind == "typing" and ev.typing.active and not self.args.json:
-            print(f"* {ev.typing.user} is typing…", flush=True)
-        # "replayed": stored messages are done; live ones follow.
+        elif kind == "typing":
+            if ev.typing.active and not self.args.json:
+                print(f"* {ev.typing.user} is typing…", flush=True)
+        elif kind == "edit":
+            e = ev.edit
+            self.entry("edit", e, dict(body=e.body), f"{e.sender} edited #{e.target_seq}: {e.body}")
+        elif kind == "delete":
+            e = ev.delete
+            self.entry("delete", e, {}, f"{e.sender} deleted #{e.target_seq}")
+        elif kind == "reaction_added":
+            e = ev.reaction_added
+            self.entry("reaction_added", e, dict(emoji=e.emoji), f"{e.sender} reacted {e.emoji} to #{e.target_seq}")
+        elif kind == "reaction_removed":
+            e = ev.reaction_removed
+            self.entry("reaction_removed", e, dict(emoji=e.emoji), f"{e.sender} took back {e.emoji} on #{e.target_seq}")
+        elif kind == "replayed":
+            pass  # stored messages are done; live ones follow
+        else:
+            # None: a kind of event newer than these stubs (docs/clients.md,
+            # "Clients that do not know a kind"). protobuf decodes it with the
+            # oneof unset, its bytes kept as unknown fields. Skip it and keep
+            # reading; the position stays at the last entry known.
+            pass
+
+    def entry(self, name, e, fields, text):
+        """Handles an edit, a delete or a reaction: an entry of the room's log
+        with its own seq, which moves the position like a message does. A client
+        that shows messages would apply it to the message target_seq
+        (docs/clients.md, "Building the view"); this one prints it."""
+        if self.resume and e.seq <= self.last_seq:
+            return  # printed before a reconnect
+        self.last_seq, self.resume = e.seq, True
+        if self.args.json:
+            emit(event=name, room=e.room, seq=e.seq, sender=e.sender, target_seq=e.target_seq, **fields)
+        else:
+            print(f"* #{e.seq} {text}", flush=True)
 
     def reply(self, r):
         # The only frame this client sends is the join, with ref "join"; a
@@ -189,10 +222,12 @@ class Chat:
         self.last_seq, self.resume = m.seq, True
         self.received += 1
         if self.args.json:
-            emit(event="message", room=m.room, seq=m.seq, sender=m.sender, body=m.body, client_msg_id=m.client_msg_id)
+            emit(event="message", room=m.room, seq=m.seq, sender=m.sender, body=m.body,
+                 client_msg_id=m.client_msg_id, reply_to_seq=m.reply_to_seq)
         else:
             at = m.sent_at.ToDatetime().strftime("%H:%M:%S")
-            print(f"[{at}] {m.sender}: {m.body}", flush=True)
+            reply = f"(re #{m.reply_to_seq}) " if m.reply_to_seq else ""
+            print(f"#{m.seq} [{at}] {m.sender}: {reply}{m.body}", flush=True)
 
     def presence_diff(self, d):
         for p in d.joins:

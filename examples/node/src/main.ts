@@ -1,9 +1,9 @@
 // A small Parley client in TypeScript on Node: native gRPC over HTTP/2 with
 // protobuf-es and @connectrpc/connect-node. It joins one room over the
-// bidirectional Join stream, prints the room's messages and presence, sends
-// each line of standard input as a message, and when the connection drops
-// it reconnects and resumes the room after the last seq it printed. Unacked
-// lines are sent again with the same client_msg_id, so the server stores
+// bidirectional Join stream, prints the room's messages, their edits,
+// deletes and reactions, and presence, sends each line of standard input
+// as a message, and when the connection drops it reconnects and resumes
+// the room after the last seq it printed. Unacked lines are sent again with the same client_msg_id, so the server stores
 // each one once.
 //
 //   npm start -- --dev-user alice --room lobby
@@ -174,9 +174,47 @@ class Chat {
       case "typing":
         if (!flags.json && ev.event.value.active) console.log(`* ${ev.event.value.user} is typing…`);
         return;
+      case "edit": {
+        const e = ev.event.value;
+        return this.entry(e.seq, { event: "edit", room: e.room, seq: Number(e.seq), sender: e.sender, target_seq: Number(e.targetSeq), body: e.body },
+          `${e.sender} edited #${e.targetSeq}: ${e.body}`);
+      }
+      case "delete": {
+        const e = ev.event.value;
+        return this.entry(e.seq, { event: "delete", room: e.room, seq: Number(e.seq), sender: e.sender, target_seq: Number(e.targetSeq) },
+          `${e.sender} deleted #${e.targetSeq}`);
+      }
+      case "reactionAdded": {
+        const e = ev.event.value;
+        return this.entry(e.seq, { event: "reaction_added", room: e.room, seq: Number(e.seq), sender: e.sender, target_seq: Number(e.targetSeq), emoji: e.emoji },
+          `${e.sender} reacted ${e.emoji} to #${e.targetSeq}`);
+      }
+      case "reactionRemoved": {
+        const e = ev.event.value;
+        return this.entry(e.seq, { event: "reaction_removed", room: e.room, seq: Number(e.seq), sender: e.sender, target_seq: Number(e.targetSeq), emoji: e.emoji },
+          `${e.sender} took back ${e.emoji} on #${e.targetSeq}`);
+      }
       case "replayed": // stored messages are done; live ones follow
         return;
+      default:
+        // A kind of event newer than this code (docs/clients.md, "Clients
+        // that do not know a kind"): protobuf-es decodes it with the oneof
+        // unset (case undefined), its bytes kept as unknown fields. Skip it
+        // and keep reading; the position stays at the last entry known.
+        return;
     }
+  }
+
+  // entry handles an edit, a delete or a reaction: an entry of the room's log
+  // with its own seq, which moves the position like a message does. A client
+  // that shows messages would apply it to the message targetSeq
+  // (docs/clients.md, "Building the view"); this one prints it.
+  private entry(seq: bigint, asJSON: object, text: string): void {
+    if (this.resume && seq <= this.lastSeq) return; // printed before a reconnect
+    this.lastSeq = seq;
+    this.resume = true;
+    if (flags.json) emit(asJSON);
+    else console.log(`* #${seq} ${text}`);
   }
 
   // reply matches an answer to the frame that asked, by ref.
@@ -233,10 +271,11 @@ class Chat {
     this.resume = true;
     this.received++;
     if (flags.json) {
-      emit({ event: "message", room: m.room, seq: Number(m.seq), sender: m.sender, body: m.body, client_msg_id: m.clientMsgId });
+      emit({ event: "message", room: m.room, seq: Number(m.seq), sender: m.sender, body: m.body, client_msg_id: m.clientMsgId, reply_to_seq: Number(m.replyToSeq) });
     } else {
       const at = m.sentAt ? timestampDate(m.sentAt).toLocaleTimeString() : "";
-      console.log(`[${at}] ${m.sender}: ${m.body}`);
+      const reply = m.replyToSeq ? `(re #${m.replyToSeq}) ` : "";
+      console.log(`#${m.seq} [${at}] ${m.sender}: ${reply}${m.body}`);
     }
   }
 
