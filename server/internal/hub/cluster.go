@@ -523,7 +523,8 @@ func (r *room) fillGap() {
 	r.mu.Unlock()
 	ctx, cancel := r.hub.life.withTimeout(gapFillTimeout)
 	defer cancel()
-	msgs, err := r.hub.store.Messages(ctx, r.name, store.Query{After: from, Before: to, Limit: 1000})
+	const page = 1000
+	msgs, err := r.hub.store.Messages(ctx, r.name, store.Query{After: from, Before: to, Limit: page})
 	if err != nil {
 		r.hub.log.Warn("fill a gap from the store", "room", r.name, "after", from, "before", to, "err", err)
 	}
@@ -532,6 +533,9 @@ func (r *room) fillGap() {
 		r.deliver(m)
 	}
 	r.mu.Lock()
+	if err == nil && len(msgs) < page {
+		r.skipPrunedLocked(to) // every entry below to that is stored was read
+	}
 	r.scheduleGapFillLocked()
 	r.unloadIfIdleLocked()
 	r.mu.Unlock()

@@ -284,3 +284,54 @@ func TestReplyWaitsForARemoteGap(t *testing.T) {
 		})
 	}
 }
+
+// prunedStore is a store from which retention pruned one seq.
+type prunedStore struct {
+	store.Store
+	pruned uint64
+}
+
+func (s prunedStore) Messages(ctx context.Context, room string, q store.Query) ([]store.Message, error) {
+	msgs, err := s.Store.Messages(ctx, room, q)
+	return slices.DeleteFunc(msgs, func(m store.Message) bool { return m.Seq == s.pruned }), err
+}
+
+// A gap that the store cannot fill, because retention pruned its seqs
+// (pruning a message prunes its later edits and reactions), must not hold
+// the room's later entries back forever: once the store has answered for
+// every seq below the held one, the head moves past the hole.
+func TestGapOfPrunedSeqsIsSkipped(t *testing.T) {
+	ctx := context.Background()
+	st := memory.New()
+	if _, err := st.CreateRoom(ctx, store.Room{Name: "r", Visibility: store.Public}); err != nil {
+		t.Fatal(err)
+	}
+	h := New(Config{GapWait: 10 * time.Millisecond}, prunedStore{Store: st, pruned: 2}, testEncode, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c := joinRoom(t, h, "u")
+	drain(t, c)
+	// Three entries stored by another node; only the third reaches this
+	// one live, and the second is gone from the store by the time the gap
+	// is filled.
+	var third store.Message
+	for i := range 3 {
+		m, _, err := st.Append(ctx, store.NewMessage{Room: "r", Sender: "b", Body: fmt.Sprint(i + 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		third = m
+	}
+	r, err := h.room(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.release()
+	r.deliver(third)
+	waitUntil(t, "the head to move past the pruned seq", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.head == 3
+	})
+	if got, want := drain(t, c), []string{"msg r 1", "msg r 3"}; !slices.Equal(got, want) {
+		t.Fatalf("received %q, want %q", got, want)
+	}
+}

@@ -208,21 +208,50 @@ func (r *room) deliverFrom(m store.Message, from *Conn) (event []byte, delivered
 		return data, r.holdLocked(m, from)
 	}
 	r.fanOutLocked(r.hub.shared(data, r.name, m.Seq), m, from)
+	r.deliverPendingLocked()
+	return data, nil
+}
+
+// deliverPendingLocked delivers the held messages that follow the head
+// without a gap.
+func (r *room) deliverPendingLocked() {
 	for {
 		next, ok := r.pending[r.head+1]
 		if !ok {
-			return data, nil
+			return
 		}
 		delete(r.pending, next.msg.Seq)
 		data, err := r.hub.encode(Event{Kind: EventMessage, Room: r.name, Message: next.msg})
 		if err != nil {
 			r.hub.log.Error("encode message", "room", r.name, "seq", next.msg.Seq, "err", err)
 			next.release()
-			return data, nil
+			return
 		}
 		r.fanOutLocked(r.hub.shared(data, r.name, next.msg.Seq), next.msg, next.from)
 		next.release()
 	}
+}
+
+// skipPrunedLocked moves the head past the seqs below the first held
+// message that the store no longer holds, and delivers what waited behind
+// them. The caller has read every entry of the store between the head and
+// below before: a seq is stored only after every lower one of its room,
+// so one missing below a stored (held) entry was pruned by retention
+// (pruning a message prunes its later edits and reactions) and will never
+// come.
+func (r *room) skipPrunedLocked(before uint64) {
+	first := uint64(0)
+	for seq := range r.pending {
+		if first == 0 || seq < first {
+			first = seq
+		}
+	}
+	if first == 0 || first <= r.head+1 || first > before {
+		return
+	}
+	r.hub.log.Info("skip seqs the store no longer holds", "room", r.name, "from", r.head+1, "to", first-1)
+	r.head = first - 1
+	r.deliverPendingLocked()
 }
 
 // holdLocked keeps a message that arrived ahead of a gap until the gap is
