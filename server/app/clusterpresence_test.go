@@ -57,6 +57,11 @@ func TestClusterPresenceHoldsThroughABrokerOutage(t *testing.T) {
 			return strings.Contains(body, "broker unreachable")
 		})
 	}
+	for i, n := range nodes {
+		if !presenceStale(t, n, "hall") {
+			t.Fatalf("node %d's ListPresence is not marked stale while the broker is gone", i)
+		}
+	}
 	carol.closeAndWait() // leaves while nobody can hear it on node 0
 	after1 := presenceOf(t, nodes[1], "hall")
 	// The outage lasts three node timeouts; all along, each node keeps
@@ -92,6 +97,9 @@ func TestClusterPresenceHoldsThroughABrokerOutage(t *testing.T) {
 	})
 	if got := presenceOf(t, nodes[0], "hall"); got != after1 {
 		t.Fatalf("node 0 after the outage: %s, want %s", got, after1)
+	}
+	for _, n := range nodes {
+		waitFor(t, "ListPresence to be no longer stale", func() bool { return !presenceStale(t, n, "hall") })
 	}
 	// Three heartbeats later, still nothing more.
 	bob.post("hall", "hello", "")
@@ -151,4 +159,15 @@ func TestClusterNewNodeStartsWithTheRemotePresence(t *testing.T) {
 			}
 		})
 	}
+}
+
+// presenceStale returns ListPresence's stale flag for room on ts.
+func presenceStale(t *testing.T, ts *testServer, room string) bool {
+	t.Helper()
+	c, ctx := ts.client(t, "observer")
+	resp, err := c.ListPresence(ctx, &parleyv1.ListPresenceRequest{Room: room})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.GetStale()
 }

@@ -1810,7 +1810,12 @@ func (x *ListPresenceRequest) GetRoom() string {
 type ListPresenceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One entry per online user, each with one meta per connection.
-	Presence      []*Presence `protobuf:"bytes,1,rep,name=presence,proto3" json:"presence,omitempty"`
+	Presence []*Presence `protobuf:"bytes,1,rep,name=presence,proto3" json:"presence,omitempty"`
+	// True while the answering node cannot reach the cluster's broker: the
+	// users on other nodes are listed as they were when it lost the link,
+	// and their changes since are not known yet. Always false on a single
+	// node.
+	Stale         bool `protobuf:"varint,2,opt,name=stale,proto3" json:"stale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1850,6 +1855,13 @@ func (x *ListPresenceResponse) GetPresence() []*Presence {
 		return x.Presence
 	}
 	return nil
+}
+
+func (x *ListPresenceResponse) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
 }
 
 // AddMemberRequest adds a member to a private room.
@@ -2926,9 +2938,10 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\x12CreateRoomResponse\x12#\n" +
 	"\x04room\x18\x01 \x01(\v2\x0f.parley.v1.RoomR\x04room\")\n" +
 	"\x13ListPresenceRequest\x12\x12\n" +
-	"\x04room\x18\x01 \x01(\tR\x04room\"G\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\"]\n" +
 	"\x14ListPresenceResponse\x12/\n" +
-	"\bpresence\x18\x01 \x03(\v2\x13.parley.v1.PresenceR\bpresence\":\n" +
+	"\bpresence\x18\x01 \x03(\v2\x13.parley.v1.PresenceR\bpresence\x12\x14\n" +
+	"\x05stale\x18\x02 \x01(\bR\x05stale\":\n" +
 	"\x10AddMemberRequest\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\"\x13\n" +

@@ -472,6 +472,11 @@ func (h *Hub) HoldJoined(c *Conn, name string) (Held, bool) {
 // broker learns of removals from the store only (see checkMembers).
 func (h *Hub) SeesRemovals() bool { return h.cfg.Broker == nil || h.brokerConnected() }
 
+// PresenceStale reports whether this node has lost its link to the
+// cluster's broker: it keeps the other nodes' presence as it was (see
+// reapNodes), which may be out of date until the link returns.
+func (h *Hub) PresenceStale() bool { return h.cfg.Broker != nil && !h.brokerConnected() }
+
 // Info returns the held room's record, as loaded when it went live.
 func (x Held) Info() store.Room { return x.r.info }
 
