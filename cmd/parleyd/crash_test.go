@@ -1,9 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
+	"maps"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -122,11 +129,16 @@ type crashStats struct {
 }
 
 // The server is killed with SIGKILL at random moments while senders send
-// and receivers receive; senders retry unacked sends with the same
+// messages, edits, deletes and reactions, pipelined on Join streams, and
+// receivers receive; senders retry unacked frames with the same
 // client_msg_id after reconnecting, receivers resume from the last seq they
-// saw. Every acked message must be stored exactly once, each room's seqs
-// must be exactly 1..N, and every receiver must see every message once, in
-// order.
+// saw. After the last restart: every acked entry is stored exactly once
+// with its acked seq (a replay from seq 0 gives each room's seqs 1..N, and
+// nothing that was not acked); every receiver saw each entry once, in
+// order; ListMessages shows what applying the acked entries in seq order
+// gives, as do the receivers' own views. Then the server stops cleanly,
+// and no file of its data directory holds the text of a deleted message
+// or of any of its edits.
 func TestCrashLosesNothingAcked(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test runs the real binary for several seconds")
@@ -144,13 +156,13 @@ func TestCrashLosesNothingAcked(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
 
-	const senders, receivers, minPerSender, kills = 4, 3, 100, 6
+	const senders, receivers, minPerSender, kills = 4, 3, 150, 6
 	var st crashStats
 	var killing atomic.Bool
 	killing.Store(true)
-	type ackKey struct{ sender, id string }
 	var ackMu sync.Mutex
-	acked := map[ackKey]*parleyv1.Message{}
+	var done []*crashOp // acked or rejected, in no particular order
+	pool := &crashPool{}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -164,21 +176,22 @@ func TestCrashLosesNothingAcked(t *testing.T) {
 			defer wg.Done()
 			snd := &crashSender{conn: conn, token: tok}
 			defer snd.close()
-			for i := 0; i < minPerSender || killing.Load(); i++ {
+			pl := &crashPlanner{user: user, rooms: rooms, rng: rand.New(rand.NewPCG(seed, uint64(s)+2)), pool: pool, reacted: map[crashReactKey]bool{}}
+			for pl.n < minPerSender || killing.Load() {
 				if ctx.Err() != nil {
 					t.Errorf("%s: gave up: %v", user, ctx.Err())
 					return
 				}
-				room, id := rooms[i%len(rooms)], fmt.Sprint(user, "-", i)
-				st.sent.Add(1)
-				m := snd.sendUntilAcked(ctx, t, room, fmt.Sprint("body of ", id), id, &st)
-				if m == nil {
+				ops := pl.plan()
+				st.sent.Add(int64(len(ops)))
+				if !snd.doUntilAcked(ctx, t, ops, &st) {
 					return
 				}
+				pl.record(ops)
 				ackMu.Lock()
-				acked[ackKey{user, id}] = m
+				done = append(done, ops...)
 				ackMu.Unlock()
-				st.acked.Add(1)
+				st.acked.Add(int64(len(ops)))
 				time.Sleep(2 * time.Millisecond) // pacing, so sends span the kills
 			}
 		}()
@@ -201,43 +214,173 @@ func TestCrashLosesNothingAcked(t *testing.T) {
 		return
 	}
 
-	// Every acked message is stored exactly once, and seqs are 1..N.
-	stored := map[ackKey]uint64{}
-	heads := map[string]uint64{}
+	// What the acks say the log holds, and what it must show.
+	var acked []logEntry
+	kinds := map[entryKind]int{}
+	noops, rejected := 0, 0
+	for _, op := range done {
+		switch {
+		case op.rejected:
+			rejected++
+		case op.entry.seq == 0:
+			if !op.noop {
+				t.Fatalf("%+v was answered OK with no seq", op.entry)
+			}
+			noops++
+		case op.noop:
+			t.Fatalf("%+v, asked for what was so already, was stored", op.entry)
+		default:
+			acked = append(acked, op.entry)
+			kinds[op.entry.kind]++
+		}
+	}
+	want := applyEntries(acked)
+	erased := func(e logEntry) bool { // a delete erased e's body
+		target := e.seq
+		if e.kind == kindEdit {
+			target = e.target
+		}
+		m := want[e.room].bySeq[target]
+		return m != nil && m.deleted
+	}
+
+	// Every acked entry is stored exactly once, with its seq, and nothing
+	// else is: a replay from seq 0 gives 1..N in each room.
+	stored, heads := replayAll(t, actx, admin, rooms...)
+	type slot struct {
+		room string
+		seq  uint64
+	}
+	bySlot := map[slot]logEntry{}
+	type ackKey struct{ sender, id string }
+	byKey := map[ackKey]bool{}
+	for _, e := range stored {
+		bySlot[slot{e.room, e.seq}] = e
+		k := ackKey{e.sender, e.id}
+		if byKey[k] {
+			t.Fatalf("room %s: %v stored twice", e.room, k)
+		}
+		byKey[k] = true
+	}
+	for _, a := range acked {
+		g, ok := bySlot[slot{a.room, a.seq}]
+		if !ok {
+			t.Fatalf("acked %+v is not stored", a)
+		}
+		if err := sameEntry(a, g); err != nil {
+			t.Fatalf("seq %d of %s: %v", a.seq, a.room, err)
+		}
+		if wantBody := a.body; erased(a) && g.body != "" || !erased(a) && g.body != wantBody {
+			t.Fatalf("seq %d of %s replayed with body %q, want %q (erased %v)", a.seq, a.room, g.body, wantBody, erased(a))
+		}
+	}
+	if len(stored) != len(acked) {
+		// Frames whose ack was lost in a crash are stored once and acked on
+		// retry, so stored and acked must match exactly.
+		t.Fatalf("stored %d entries, acked %d", len(stored), len(acked))
+	}
+	for _, op := range done {
+		if op.rejected && !want[op.entry.room].bySeq[op.entry.target].deleted {
+			t.Fatalf("%+v was refused, but its target is not deleted", op.entry)
+		}
+	}
+
+	// ListMessages shows what applying the acked entries gives, to anyone.
+	sender0 := bearer(context.Background(), d.token(t, "sender0"))
 	for _, room := range rooms {
-		msgs := history(t, admin, actx, room)
-		for i, m := range msgs {
-			if m.GetSeq() != uint64(i+1) {
-				t.Fatalf("room %s: message %d has seq %d", room, i, m.GetSeq())
+		for _, caller := range []struct {
+			name string
+			ctx  context.Context
+		}{{"admin", actx}, {"sender0", sender0}} {
+			if err := compareView(want[room], history(t, admin, caller.ctx, room), caller.name); err != nil {
+				t.Fatalf("room %s as seen by %s after the crashes: %v", room, caller.name, err)
 			}
-			k := ackKey{m.GetSender(), m.GetClientMsgId()}
-			if _, dup := stored[k]; dup {
-				t.Fatalf("room %s: %v stored twice", room, k)
-			}
-			stored[k] = m.GetSeq()
-		}
-		heads[room] = uint64(len(msgs))
-	}
-	for k, m := range acked {
-		if seq, ok := stored[k]; !ok || seq != m.GetSeq() {
-			t.Fatalf("acked %v with seq %d; stored with seq %d (%v)", k, m.GetSeq(), seq, ok)
 		}
 	}
-	// Every receiver catches up to every head, having seen each seq once in order.
+	// Every receiver catches up to every head, having seen each seq once in
+	// order, and its view is the same.
 	for i, r := range recvs {
 		waitUntil(t, fmt.Sprint("receiver ", i, " to catch up"), func() bool { return r.caughtUp(heads) })
 		r.stop()
 		if err := r.violation(); err != nil {
 			t.Fatalf("receiver %d: %v", i, err)
 		}
+		r.mu.Lock()
+		views := applyEntries(r.entries)
+		r.mu.Unlock()
+		for _, room := range rooms {
+			if err := compareView(views[room], history(t, admin, actx, room), "admin"); err != nil {
+				t.Fatalf("receiver %d's view of %s: %v", i, room, err)
+			}
+		}
 	}
-	t.Logf("sent %d (retried %d), acked %d, stored %d (heads %v), delivered %d to %d receivers, kills %d",
-		st.sent.Load(), st.retried.Load(), len(acked), len(stored), heads, st.delivered.Load(), receivers, kills)
-	if len(stored) != len(acked) {
-		// Sends whose ack was lost in a crash are stored once and acked on retry,
-		// so stored and acked must match exactly.
-		t.Fatalf("stored %d messages, acked %d", len(stored), len(acked))
+	t.Logf("sent %d (retried %d), acked %d (%d messages, %d edits, %d deletes, %d reactions added, %d removed; %d no-ops, %d refused), stored %d (heads %v), delivered %d to %d receivers, kills %d",
+		st.sent.Load(), st.retried.Load(), st.acked.Load(), kinds[kindMessage], kinds[kindEdit], kinds[kindDelete], kinds[kindReact], kinds[kindUnreact],
+		noops, rejected, len(stored), heads, st.delivered.Load(), receivers, kills)
+
+	// A clean stop checkpoints the WAL; then no file holds a deleted text,
+	// while every text still shown is there (so the search can find one).
+	var gone, kept []string
+	for _, a := range acked {
+		if a.kind != kindMessage && a.kind != kindEdit {
+			continue
+		}
+		if erased(a) {
+			gone = append(gone, a.body)
+		}
 	}
+	for _, v := range want {
+		for _, m := range v.msgs {
+			if !m.deleted {
+				kept = append(kept, m.body)
+			}
+		}
+	}
+	if len(gone) == 0 || len(kept) == 0 {
+		t.Fatalf("%d deleted texts and %d kept: the test needs both", len(gone), len(kept))
+	}
+	d.stop(t)
+	files := dataFiles(t, d.dir)
+	for _, text := range gone {
+		for name, b := range files {
+			if bytes.Contains(b, []byte(text)) {
+				t.Fatalf("deleted text %q is still in %s", text, name)
+			}
+		}
+	}
+	for _, text := range kept {
+		found := false
+		for _, b := range files {
+			found = found || bytes.Contains(b, []byte(text))
+		}
+		if !found {
+			t.Fatalf("text %q, still shown, is in no file of the data directory", text)
+		}
+	}
+	names := slices.Sorted(maps.Keys(files))
+	t.Logf("after a clean stop, %d deleted texts are in none of %v; %d shown texts are found", len(gone), names, len(kept))
+}
+
+// dataFiles reads every file under dir, by path relative to it.
+func dataFiles(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		files[rel] = b
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
 }
 
 // waitUntil polls cond until it holds or a deadline passes.
@@ -249,6 +392,152 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond) // polling interval
+	}
+}
+
+// crashOp is one entry a sender asks for, and the server's answer.
+type crashOp struct {
+	entry    logEntry // as asked; entry.seq is the acked seq, 0 for a no-op
+	noop     bool     // asked for what is so already: must be answered OK with no seq
+	rejected bool     // refused with FAILED_PRECONDITION: the target was deleted
+	done     bool
+}
+
+// frame is the Join frame that asks for op.
+func (op *crashOp) frame() *parleyv1.JoinRequest {
+	e := op.entry
+	switch e.kind {
+	case kindMessage:
+		return &parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Send{Send: &parleyv1.JoinRequest_Post{Room: e.room, Body: e.body, ClientMsgId: e.id, ReplyToSeq: e.replyTo}}}
+	case kindEdit:
+		return &parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Edit{Edit: &parleyv1.JoinRequest_EditMessage{Room: e.room, Seq: e.target, Body: e.body, ClientMsgId: e.id}}}
+	case kindDelete:
+		return &parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Delete{Delete: &parleyv1.JoinRequest_DeleteMessage{Room: e.room, Seq: e.target, ClientMsgId: e.id}}}
+	case kindReact:
+		return &parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_React_{React: &parleyv1.JoinRequest_React{Room: e.room, Seq: e.target, Emoji: e.emoji, ClientMsgId: e.id}}}
+	default:
+		return &parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Unreact{Unreact: &parleyv1.JoinRequest_React{Room: e.room, Seq: e.target, Emoji: e.emoji, ClientMsgId: e.id}}}
+	}
+}
+
+// crashPool holds every acked message of every sender, for reactions and
+// replies.
+type crashPool struct {
+	mu   sync.Mutex
+	msgs []crashMsg
+}
+
+type crashMsg struct {
+	room string
+	seq  uint64
+}
+
+type crashReactKey struct {
+	msg   crashMsg
+	emoji string
+}
+
+// crashPlanner chooses a sender's next frames: new messages (some replying
+// to any sender's message), edits and deletes of its own messages, and
+// reactions to anyone's, added or taken back.
+type crashPlanner struct {
+	user    string
+	rooms   []string
+	rng     *rand.Rand
+	pool    *crashPool
+	n       int        // frames planned so far
+	mine    []crashMsg // own messages not deleted
+	reacted map[crashReactKey]bool
+}
+
+var crashEmoji = []string{"👍", "🎉", "+1", "❤️"}
+
+// plan returns 1 to 4 frames to pipeline, no two of them on one message.
+func (p *crashPlanner) plan() []*crashOp {
+	p.pool.mu.Lock()
+	pool := slices.Clone(p.pool.msgs)
+	p.pool.mu.Unlock()
+	used := map[crashMsg]bool{}
+	pick := func(from []crashMsg) (crashMsg, bool) {
+		if len(from) == 0 {
+			return crashMsg{}, false
+		}
+		m := from[p.rng.IntN(len(from))]
+		return m, !used[m]
+	}
+	var ops []*crashOp
+	for range 1 + p.rng.IntN(4) {
+		e, noop := logEntry{sender: p.user, id: fmt.Sprint(p.user, "-", p.n)}, false
+		p.n++
+		r := p.rng.IntN(100)
+		if m, ok := pick(p.mine); ok && r < 20 {
+			e.kind, e.room, e.target, e.body = kindEdit, m.room, m.seq, fmt.Sprintf("edit %s of seq %d %016x", e.id, m.seq, p.rng.Uint64())
+			used[m] = true
+		} else if m, ok := pick(p.mine); ok && r < 30 {
+			e.kind, e.room, e.target = kindDelete, m.room, m.seq
+			used[m] = true
+		} else if k, ok := p.pickReacted(used); ok && r < 45 {
+			// Take a reaction back, or, once in a while, add it again: a
+			// no-op, which stores nothing, even when retried.
+			e.kind, e.room, e.target, e.emoji = kindUnreact, k.msg.room, k.msg.seq, k.emoji
+			if p.rng.IntN(5) == 0 {
+				e.kind, noop = kindReact, true
+			}
+			used[k.msg] = true
+		} else if m, ok := pick(pool); ok && r < 60 {
+			e.kind, e.room, e.target, e.emoji = kindReact, m.room, m.seq, crashEmoji[p.rng.IntN(len(crashEmoji))]
+			if p.reacted[crashReactKey{m, e.emoji}] {
+				e.kind = kindUnreact
+			}
+			used[m] = true
+		} else {
+			e.kind, e.room, e.body = kindMessage, p.rooms[p.n%len(p.rooms)], fmt.Sprintf("body of %s %016x", e.id, p.rng.Uint64())
+			if m, ok := pick(pool); ok && m.room == e.room && p.rng.IntN(3) == 0 {
+				e.replyTo = m.seq
+			}
+		}
+		ops = append(ops, &crashOp{entry: e, noop: noop})
+	}
+	return ops
+}
+
+// pickReacted returns one of the sender's reactions, on a message not in
+// used.
+func (p *crashPlanner) pickReacted(used map[crashMsg]bool) (crashReactKey, bool) {
+	var keys []crashReactKey
+	for k, on := range p.reacted {
+		if on && !used[k.msg] {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return crashReactKey{}, false
+	}
+	slices.SortFunc(keys, func(a, b crashReactKey) int { // map order is random: keep the seed's run repeatable
+		return cmpOr(strings.Compare(a.msg.room, b.msg.room), cmpOr(int(a.msg.seq)-int(b.msg.seq), strings.Compare(a.emoji, b.emoji)))
+	})
+	return keys[p.rng.IntN(len(keys))], true
+}
+
+// record takes in the answers to ops.
+func (p *crashPlanner) record(ops []*crashOp) {
+	for _, op := range ops {
+		e := op.entry
+		m := crashMsg{e.room, e.target}
+		switch {
+		case op.rejected:
+		case e.kind == kindMessage:
+			m.seq = e.seq
+			p.mine = append(p.mine, m)
+			p.pool.mu.Lock()
+			p.pool.msgs = append(p.pool.msgs, m)
+			p.pool.mu.Unlock()
+		case e.kind == kindDelete:
+			p.mine = slices.DeleteFunc(p.mine, func(x crashMsg) bool { return x == m })
+		case e.kind == kindReact, e.kind == kindUnreact:
+			// A no-op answer (seq 0) means the reaction was already so.
+			p.reacted[crashReactKey{m, e.emoji}] = e.kind == kindReact
+		}
 	}
 }
 
@@ -268,51 +557,91 @@ func (s *crashSender) close() {
 	}
 }
 
-// sendUntilAcked sends one message, retrying with the same client_msg_id on
-// a new stream until it is acked.
-func (s *crashSender) sendUntilAcked(ctx context.Context, t *testing.T, room, body, id string, st *crashStats) *parleyv1.Message {
+// doUntilAcked pipelines ops, retrying those not answered yet with the
+// same client_msg_ids on a new stream until each is acked (or refused
+// because its target was deleted).
+func (s *crashSender) doUntilAcked(ctx context.Context, t *testing.T, ops []*crashOp, st *crashStats) bool {
 	for attempt := 0; ; attempt++ {
 		if ctx.Err() != nil {
-			t.Errorf("send %s: %v", id, ctx.Err())
-			return nil
+			t.Errorf("send %v: %v", ops[0].entry, ctx.Err())
+			return false
 		}
 		if attempt > 0 {
 			st.retried.Add(1)
 		}
-		m, err := s.try(ctx, room, body, id)
+		err := s.try(ctx, ops)
 		if err == nil {
-			return m
+			return true
 		}
 		if c := status.Code(err); c != codes.Unavailable && c != codes.Canceled && c != codes.Unknown && c != codes.Internal {
-			t.Errorf("send %s: %v", id, err)
-			return nil
+			t.Errorf("send: %v", err)
+			return false
 		}
 		s.close()
 		s.stream = nil
 	}
 }
 
-func (s *crashSender) try(ctx context.Context, room, body, id string) (*parleyv1.Message, error) {
+func (s *crashSender) try(ctx context.Context, ops []*crashOp) error {
 	if s.stream == nil {
 		sctx, cancel := context.WithCancel(bearer(ctx, s.token))
 		stream, err := parleyv1.NewChatServiceClient(s.conn).Join(sctx)
 		if err != nil {
 			cancel()
-			return nil, err
+			return err
 		}
 		s.stream, s.cancel, s.joined = stream, cancel, map[string]bool{}
 	}
-	if !s.joined[room] {
-		if _, err := s.call(&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: room}}}); err != nil {
-			return nil, err
+	for _, op := range ops {
+		if room := op.entry.room; !s.joined[room] {
+			if _, err := s.call(&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Join{Join: &parleyv1.JoinRequest_JoinRoom{Room: room}}}); err != nil {
+				return err
+			}
+			s.joined[room] = true
 		}
-		s.joined[room] = true
 	}
-	r, err := s.call(&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_Send{Send: &parleyv1.JoinRequest_Post{Room: room, Body: body, ClientMsgId: id}}})
-	if err != nil {
-		return nil, err
+	pending := map[string]*crashOp{}
+	for _, op := range ops {
+		if op.done {
+			continue
+		}
+		req := op.frame()
+		s.ref++
+		req.Ref = fmt.Sprint(s.ref)
+		if err := s.stream.Send(req); err != nil {
+			_, err = s.stream.Recv() // the stream's real status
+			return err
+		}
+		pending[req.Ref] = op
 	}
-	return r.GetMessage(), nil
+	for len(pending) > 0 {
+		ev, err := s.stream.Recv()
+		if err != nil {
+			return err
+		}
+		r := ev.GetReply()
+		op := pending[r.GetRef()]
+		if op == nil {
+			continue
+		}
+		switch code := codes.Code(r.GetCode()); {
+		case code == codes.OK:
+			op.entry.seq = r.GetSeq()
+			if m := r.GetMessage(); op.entry.kind == kindMessage {
+				if m.GetBody() != op.entry.body || m.GetClientMsgId() != op.entry.id || m.GetReplyToSeq() != op.entry.replyTo {
+					return status.Errorf(codes.DataLoss, "sent %+v, acked %v", op.entry, m)
+				}
+				op.entry.seq = m.GetSeq()
+			}
+		case code == codes.FailedPrecondition && (op.entry.kind == kindReact || op.entry.kind == kindUnreact):
+			op.rejected = true // someone deleted the message meanwhile
+		default:
+			return status.Errorf(code, "%+v: %s", op.entry, r.GetError())
+		}
+		op.done = true
+		delete(pending, r.GetRef())
+	}
+	return nil
 }
 
 // call sends a frame and reads until its reply, skipping other events.
@@ -338,7 +667,8 @@ func (s *crashSender) call(req *parleyv1.JoinRequest) (*parleyv1.Reply, error) {
 }
 
 // crashReceiver stays joined to rooms across crashes, resuming each from the
-// last seq it saw, and records any gap, duplicate or reorder.
+// last seq it saw, records every entry, and records any gap, duplicate or
+// reorder.
 type crashReceiver struct {
 	conn  *grpc.ClientConn
 	token string
@@ -347,6 +677,7 @@ type crashReceiver struct {
 
 	mu      sync.Mutex
 	last    map[string]uint64
+	entries []logEntry
 	bad     error
 	stopped bool
 	cancel  context.CancelFunc
@@ -389,12 +720,13 @@ func (r *crashReceiver) session(ctx context.Context) {
 			r.fail(fmt.Errorf("join %s: %s", rep.GetRoom(), rep.GetError()))
 			return
 		}
-		if m := ev.GetMessage(); m != nil {
+		if e, ok := entryOf(ev); ok {
 			r.mu.Lock()
-			if want := r.last[m.GetRoom()] + 1; m.GetSeq() != want && r.bad == nil {
-				r.bad = fmt.Errorf("room %s: got seq %d, want %d", m.GetRoom(), m.GetSeq(), want)
+			if want := r.last[e.room] + 1; e.seq != want && r.bad == nil {
+				r.bad = fmt.Errorf("room %s: got seq %d (%s), want %d", e.room, e.seq, e.kind, want)
 			}
-			r.last[m.GetRoom()] = m.GetSeq()
+			r.last[e.room] = e.seq
+			r.entries = append(r.entries, e)
 			r.mu.Unlock()
 			r.stats.delivered.Add(1)
 		}
