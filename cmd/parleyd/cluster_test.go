@@ -6,11 +6,15 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 )
@@ -49,9 +53,13 @@ func clusterDeps(t *testing.T) (dsn, natsURL string) {
 	return dsn, natsURL
 }
 
-// SIGKILL one node of three: the others announce its users' leaves within
-// 6 s, and its clients resume on another node with after_seq and miss
-// nothing.
+// SIGKILL one node of three under a load of messages, edits, deletes and
+// reactions: the others announce its users' leaves within 6 s, its
+// clients resume on another node with after_seq and miss nothing, every
+// acked entry is stored once at its seq, clients on every node are
+// delivered every entry once and in order, and every view (both living
+// nodes' ListMessages, each client's entries applied in seq order) is
+// what applying the acked entries gives.
 func TestClusterNodeDeath(t *testing.T) {
 	dsn, natsURL := clusterDeps(t)
 	id := rand.Uint32()
@@ -77,6 +85,14 @@ func TestClusterNodeDeath(t *testing.T) {
 	actx := bearer(ctx, nodes[0].token(t, "admin"))
 	if _, err := admin.CreateRoom(actx, &parleyv1.CreateRoomRequest{Name: "survive"}); err != nil {
 		t.Fatal(err)
+	}
+	// Clients on the two nodes that live record every entry they are
+	// delivered, checking that each comes once, in order.
+	observers := make([]*crashReceiver, 2)
+	for n := range observers {
+		observers[n] = &crashReceiver{conn: dialDaemon(t, nodes[n].addr), token: nodes[n].token(t, fmt.Sprint("observer", n)),
+			rooms: []string{"survive"}, last: map[string]uint64{}, stats: &crashStats{}}
+		go observers[n].run(ctx)
 	}
 	join := func(node int, user string, after *uint64) (parleyv1.ChatService_JoinClient, context.CancelFunc) {
 		t.Helper()
@@ -107,29 +123,36 @@ func TestClusterNodeDeath(t *testing.T) {
 		return false
 	})
 	var last uint64
+	var before []*crashOp
 	for i := range 5 {
 		resp, err := admin.SendMessage(actx, &parleyv1.SendMessageRequest{Room: "survive", Body: fmt.Sprint("before ", i)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		last = resp.GetMessage().GetSeq()
+		before = append(before, &crashOp{entry: logEntry{kind: kindMessage, room: "survive", seq: last, sender: "admin", body: fmt.Sprint("before ", i)}})
 	}
 	var seen uint64
+	var victimSaw []logEntry // what the victim's client was delivered, on node 2 then node 1
 	waitEvent(t, victim, func(ev *parleyv1.JoinResponse) bool {
-		if m := ev.GetMessage(); m != nil {
-			seen = m.GetSeq()
+		if e, ok := entryOf(ev); ok {
+			seen = e.seq
+			victimSaw = append(victimSaw, e)
 		}
 		return seen == last
 	})
 
 	// Load through the kill: a sender on node 0 and one on the node that
-	// dies, which retries an unacked send on node 1 with the same
-	// client_msg_id, as a client of a dead node would.
-	type acked struct{ sender, id string }
-	ackedSeqs := map[acked]uint64{}
+	// dies, which retries an unacked call on node 1 with the same
+	// client_msg_id, as a client of a dead node would. Each sends 150
+	// entries: messages (some replies), edits and deletes of its own
+	// messages, and reactions to anyone's, added and taken back.
 	var ackMu sync.Mutex
+	var done []*crashOp
+	pool := &crashPool{}
+	var retried atomic.Int64
 	var load sync.WaitGroup
-	for _, s := range []struct {
+	for i, s := range []struct {
 		user  string
 		nodes []int
 	}{{"steady", []int{0}}, {"stranded", []int{2, 1}}} {
@@ -141,25 +164,34 @@ func TestClusterNodeDeath(t *testing.T) {
 				clients[n] = parleyv1.NewChatServiceClient(dialDaemon(t, nodes[n].addr))
 			}
 			tok := nodes[0].token(t, s.user)
+			pl := &crashPlanner{user: s.user, rooms: []string{"survive"}, rng: rand.New(rand.NewPCG(uint64(id), uint64(i))), pool: pool, reacted: map[crashReactKey]bool{}}
 			at := 0
-			for i := range 150 {
-				id := fmt.Sprint(s.user, "-", i)
-				for {
-					cctx, ccancel := context.WithTimeout(bearer(ctx, tok), 2*time.Second)
-					resp, err := clients[s.nodes[at]].SendMessage(cctx, &parleyv1.SendMessageRequest{Room: "survive", Body: id, ClientMsgId: id})
-					ccancel()
-					if err == nil {
-						ackMu.Lock()
-						ackedSeqs[acked{s.user, id}] = resp.GetMessage().GetSeq()
-						ackMu.Unlock()
-						break
+			for pl.n < 150 {
+				ops := pl.plan()
+				for _, op := range ops {
+					for {
+						cctx, ccancel := context.WithTimeout(bearer(ctx, tok), 2*time.Second)
+						err := unaryOp(cctx, clients[s.nodes[at]], op)
+						ccancel()
+						if err == nil {
+							break
+						}
+						if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded && c != codes.Canceled && c != codes.Unknown && c != codes.Internal {
+							t.Errorf("%+v: %v", op.entry, err)
+							return
+						}
+						if ctx.Err() != nil {
+							t.Errorf("%+v: %v", op.entry, err)
+							return
+						}
+						retried.Add(1)
+						at = min(at+1, len(s.nodes)-1) // its node is gone: the next one
 					}
-					if ctx.Err() != nil {
-						t.Errorf("%s: %v", id, err)
-						return
-					}
-					at = min(at+1, len(s.nodes)-1) // its node is gone: the next one
 				}
+				pl.record(ops)
+				ackMu.Lock()
+				done = append(done, ops...)
+				ackMu.Unlock()
 				time.Sleep(5 * time.Millisecond) // pacing, so the load spans the kill
 			}
 		}()
@@ -167,7 +199,7 @@ func TestClusterNodeDeath(t *testing.T) {
 	waitUntil(t, "the load to be under way", func() bool {
 		ackMu.Lock()
 		defer ackMu.Unlock()
-		return len(ackedSeqs) >= 40
+		return len(done) >= 40
 	})
 	killed := time.Now()
 	nodes[2].kill(t)
@@ -188,52 +220,99 @@ func TestClusterNodeDeath(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	// Every acked message is stored once; the room's seqs are 1..N.
-	var stored []*parleyv1.Message
-	req := &parleyv1.ListMessagesRequest{Room: "survive", Limit: 200, Order: parleyv1.MessageOrder_MESSAGE_ORDER_OLDEST_FIRST}
-	for {
-		resp, err := admin.ListMessages(actx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stored = append(stored, resp.GetMessages()...)
-		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-			break
-		}
+	// Every acked entry is stored once, at its acked seq, and nothing
+	// else; both nodes that live replay the same log, seqs 1..N.
+	acked, kinds, noops, refused := ackedEntries(t, append(before, done...))
+	want := applyEntries(acked)
+	stored, heads := replayAll(t, actx, admin, "survive")
+	checkStored(t, want, acked, stored)
+	checkRefusals(t, want, done)
+	node1 := parleyv1.NewChatServiceClient(dialDaemon(t, nodes[1].addr))
+	stored1, _ := replayAll(t, actx, node1, "survive")
+	if !slices.Equal(stored, stored1) {
+		t.Fatalf("node 1 replays %d entries, node 0 %d, or other ones", len(stored1), len(stored))
 	}
-	byKey := map[acked]uint64{}
-	for i, m := range stored {
-		if m.GetSeq() != uint64(i+1) {
-			t.Fatalf("stored message %d has seq %d", i, m.GetSeq())
-		}
-		if m.GetClientMsgId() != "" {
-			k := acked{m.GetSender(), m.GetClientMsgId()}
-			if _, dup := byKey[k]; dup {
-				t.Fatalf("%v stored twice", k)
-			}
-			byKey[k] = m.GetSeq()
-		}
-	}
-	for k, seq := range ackedSeqs {
-		if byKey[k] != seq {
-			t.Fatalf("acked %v as seq %d, stored as %d", k, seq, byKey[k])
-		}
-	}
-	head := uint64(len(stored))
+	head := heads["survive"]
 	// The victim's client resumes on node 1 and misses nothing.
 	again, acancel := join(1, "victim", &seen)
 	defer acancel()
-	want := seen + 1
+	want1 := seen + 1
 	waitEvent(t, again, func(ev *parleyv1.JoinResponse) bool {
-		if m := ev.GetMessage(); m != nil {
-			if m.GetSeq() != want {
-				t.Fatalf("resumed on another node: seq %d, want %d", m.GetSeq(), want)
+		if e, ok := entryOf(ev); ok {
+			if e.seq != want1 {
+				t.Fatalf("resumed on another node: seq %d, want %d", e.seq, want1)
 			}
-			want++
+			victimSaw = append(victimSaw, e)
+			want1++
 		}
-		return want == head+1
+		return want1 == head+1
 	})
-	t.Logf("%d messages stored, %d acked (300 sent by two senders through the kill), victim resumed after seq %d", head, len(ackedSeqs), seen)
+	// Both nodes' ListMessages, the clients on nodes 0 and 1, and the
+	// victim's client show what applying the acked entries gives.
+	for n, c := range []parleyv1.ChatServiceClient{admin, node1} {
+		if err := compareView(want["survive"], history(t, c, actx, "survive"), "admin"); err != nil {
+			t.Fatalf("ListMessages on node %d: %v", n, err)
+		}
+		sctx := bearer(ctx, nodes[0].token(t, "steady"))
+		if err := compareView(want["survive"], history(t, c, sctx, "survive"), "steady"); err != nil {
+			t.Fatalf("ListMessages on node %d, as steady: %v", n, err)
+		}
+	}
+	for n, o := range observers {
+		waitUntil(t, fmt.Sprint("the client on node ", n, " to catch up"), func() bool { return o.caughtUp(heads) })
+		o.stop()
+		if err := o.violation(); err != nil {
+			t.Fatalf("client on node %d: %v", n, err)
+		}
+		o.mu.Lock()
+		err := compareView(applyEntries(o.entries)["survive"], history(t, admin, actx, "survive"), "admin")
+		o.mu.Unlock()
+		if err != nil {
+			t.Fatalf("view of the client on node %d: %v", n, err)
+		}
+	}
+	if err := compareView(applyEntries(victimSaw)["survive"], history(t, admin, actx, "survive"), "admin"); err != nil {
+		t.Fatalf("view of the victim's client: %v", err)
+	}
+	t.Logf("%d entries stored and acked (%d messages, %d edits, %d deletes, %d reactions added, %d removed; %d no-ops, %d refused; %d calls retried), victim resumed after seq %d",
+		head, kinds[kindMessage], kinds[kindEdit], kinds[kindDelete], kinds[kindReact], kinds[kindUnreact], noops, refused, retried.Load(), seen)
+}
+
+// unaryOp asks for op with the unary RPC of its kind, and takes in the
+// answer.
+func unaryOp(ctx context.Context, c parleyv1.ChatServiceClient, op *crashOp) error {
+	e := op.entry
+	var err error
+	switch e.kind {
+	case kindMessage:
+		var r *parleyv1.SendMessageResponse
+		r, err = c.SendMessage(ctx, &parleyv1.SendMessageRequest{Room: e.room, Body: e.body, ClientMsgId: e.id, ReplyToSeq: e.replyTo})
+		if err == nil && (r.GetMessage().GetBody() != e.body || r.GetMessage().GetReplyToSeq() != e.replyTo) {
+			return status.Errorf(codes.DataLoss, "sent %+v, acked %v", e, r.GetMessage())
+		}
+		op.entry.seq = r.GetMessage().GetSeq()
+	case kindEdit:
+		var r *parleyv1.EditMessageResponse
+		r, err = c.EditMessage(ctx, &parleyv1.EditMessageRequest{Room: e.room, Seq: e.target, Body: e.body, ClientMsgId: e.id})
+		op.entry.seq = r.GetEdit().GetSeq()
+	case kindDelete:
+		var r *parleyv1.DeleteMessageResponse
+		r, err = c.DeleteMessage(ctx, &parleyv1.DeleteMessageRequest{Room: e.room, Seq: e.target, ClientMsgId: e.id})
+		op.entry.seq = r.GetDelete().GetSeq()
+	case kindReact:
+		var r *parleyv1.AddReactionResponse
+		r, err = c.AddReaction(ctx, &parleyv1.AddReactionRequest{Room: e.room, Seq: e.target, Emoji: e.emoji, ClientMsgId: e.id})
+		op.entry.seq = r.GetReaction().GetSeq()
+	case kindUnreact:
+		var r *parleyv1.RemoveReactionResponse
+		r, err = c.RemoveReaction(ctx, &parleyv1.RemoveReactionRequest{Room: e.room, Seq: e.target, Emoji: e.emoji, ClientMsgId: e.id})
+		op.entry.seq = r.GetReaction().GetSeq()
+	}
+	if status.Code(err) == codes.FailedPrecondition && (e.kind == kindReact || e.kind == kindUnreact) {
+		op.rejected = true // its owner deleted the message meanwhile
+		return nil
+	}
+	return err
 }
 
 // waitEvent reads s until match holds, failing after 20 s.

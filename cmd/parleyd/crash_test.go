@@ -215,75 +215,13 @@ func TestCrashLosesNothingAcked(t *testing.T) {
 	}
 
 	// What the acks say the log holds, and what it must show.
-	var acked []logEntry
-	kinds := map[entryKind]int{}
-	noops, rejected := 0, 0
-	for _, op := range done {
-		switch {
-		case op.rejected:
-			rejected++
-		case op.entry.seq == 0:
-			if !op.noop {
-				t.Fatalf("%+v was answered OK with no seq", op.entry)
-			}
-			noops++
-		case op.noop:
-			t.Fatalf("%+v, asked for what was so already, was stored", op.entry)
-		default:
-			acked = append(acked, op.entry)
-			kinds[op.entry.kind]++
-		}
-	}
+	acked, kinds, noops, rejected := ackedEntries(t, done)
 	want := applyEntries(acked)
-	erased := func(e logEntry) bool { // a delete erased e's body
-		target := e.seq
-		if e.kind == kindEdit {
-			target = e.target
-		}
-		m := want[e.room].bySeq[target]
-		return m != nil && m.deleted
-	}
-
 	// Every acked entry is stored exactly once, with its seq, and nothing
 	// else is: a replay from seq 0 gives 1..N in each room.
 	stored, heads := replayAll(t, actx, admin, rooms...)
-	type slot struct {
-		room string
-		seq  uint64
-	}
-	bySlot := map[slot]logEntry{}
-	type ackKey struct{ sender, id string }
-	byKey := map[ackKey]bool{}
-	for _, e := range stored {
-		bySlot[slot{e.room, e.seq}] = e
-		k := ackKey{e.sender, e.id}
-		if byKey[k] {
-			t.Fatalf("room %s: %v stored twice", e.room, k)
-		}
-		byKey[k] = true
-	}
-	for _, a := range acked {
-		g, ok := bySlot[slot{a.room, a.seq}]
-		if !ok {
-			t.Fatalf("acked %+v is not stored", a)
-		}
-		if err := sameEntry(a, g); err != nil {
-			t.Fatalf("seq %d of %s: %v", a.seq, a.room, err)
-		}
-		if wantBody := a.body; erased(a) && g.body != "" || !erased(a) && g.body != wantBody {
-			t.Fatalf("seq %d of %s replayed with body %q, want %q (erased %v)", a.seq, a.room, g.body, wantBody, erased(a))
-		}
-	}
-	if len(stored) != len(acked) {
-		// Frames whose ack was lost in a crash are stored once and acked on
-		// retry, so stored and acked must match exactly.
-		t.Fatalf("stored %d entries, acked %d", len(stored), len(acked))
-	}
-	for _, op := range done {
-		if op.rejected && !want[op.entry.room].bySeq[op.entry.target].deleted {
-			t.Fatalf("%+v was refused, but its target is not deleted", op.entry)
-		}
-	}
+	checkStored(t, want, acked, stored)
+	checkRefusals(t, want, done)
 
 	// ListMessages shows what applying the acked entries gives, to anyone.
 	sender0 := bearer(context.Background(), d.token(t, "sender0"))
@@ -325,7 +263,7 @@ func TestCrashLosesNothingAcked(t *testing.T) {
 		if a.kind != kindMessage && a.kind != kindEdit {
 			continue
 		}
-		if erased(a) {
+		if erased(want, a) {
 			gone = append(gone, a.body)
 		}
 	}
@@ -533,7 +471,12 @@ func (p *crashPlanner) record(ops []*crashOp) {
 			p.pool.msgs = append(p.pool.msgs, m)
 			p.pool.mu.Unlock()
 		case e.kind == kindDelete:
-			p.mine = slices.DeleteFunc(p.mine, func(x crashMsg) bool { return x == m })
+			// Others may still react to it until they plan again: refused.
+			gone := func(x crashMsg) bool { return x == m }
+			p.mine = slices.DeleteFunc(p.mine, gone)
+			p.pool.mu.Lock()
+			p.pool.msgs = slices.DeleteFunc(p.pool.msgs, gone)
+			p.pool.mu.Unlock()
 		case e.kind == kindReact, e.kind == kindUnreact:
 			// A no-op answer (seq 0) means the reaction was already so.
 			p.reacted[crashReactKey{m, e.emoji}] = e.kind == kindReact

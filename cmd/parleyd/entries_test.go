@@ -255,3 +255,93 @@ func replayAll(t *testing.T, ctx context.Context, c parleyv1.ChatServiceClient, 
 	}
 	return out, heads
 }
+
+// ackedEntries returns the entries that ops stored, by their answers,
+// counted by kind, and how many were no-ops and refusals. It fails if an
+// op asked for what was so already was stored, or another was not.
+func ackedEntries(t *testing.T, ops []*crashOp) (acked []logEntry, kinds map[entryKind]int, noops, refused int) {
+	t.Helper()
+	kinds = map[entryKind]int{}
+	for _, op := range ops {
+		switch {
+		case op.rejected:
+			refused++
+		case op.entry.seq == 0:
+			if !op.noop {
+				t.Fatalf("%+v was answered OK with no seq", op.entry)
+			}
+			noops++
+		case op.noop:
+			t.Fatalf("%+v, asked for what was so already, was stored", op.entry)
+		default:
+			acked = append(acked, op.entry)
+			kinds[op.entry.kind]++
+		}
+	}
+	return acked, kinds, noops, refused
+}
+
+// erased reports whether a delete erased e's body: e is a message, or an
+// edit of a message, that want shows deleted.
+func erased(want map[string]*roomView, e logEntry) bool {
+	target := e.seq
+	if e.kind == kindEdit {
+		target = e.target
+	}
+	v := want[e.room]
+	return v != nil && v.bySeq[target] != nil && v.bySeq[target].deleted
+}
+
+// checkStored fails unless stored (a replay of the rooms' logs) holds
+// exactly the acked entries, each at its acked seq, once per
+// (sender, client_msg_id), the erased ones with empty bodies.
+func checkStored(t *testing.T, want map[string]*roomView, acked, stored []logEntry) {
+	t.Helper()
+	type slot struct {
+		room string
+		seq  uint64
+	}
+	bySlot := map[slot]logEntry{}
+	type ackKey struct{ room, sender, id string }
+	byKey := map[ackKey]bool{}
+	for _, e := range stored {
+		bySlot[slot{e.room, e.seq}] = e
+		if e.id == "" {
+			continue
+		}
+		k := ackKey{e.room, e.sender, e.id}
+		if byKey[k] {
+			t.Fatalf("%v stored twice", k)
+		}
+		byKey[k] = true
+	}
+	for _, a := range acked {
+		g, ok := bySlot[slot{a.room, a.seq}]
+		if !ok {
+			t.Fatalf("acked %+v is not stored", a)
+		}
+		if err := sameEntry(a, g); err != nil {
+			t.Fatalf("seq %d of %s: %v", a.seq, a.room, err)
+		}
+		if wantBody := a.body; erased(want, a) && g.body != "" || !erased(want, a) && g.body != wantBody {
+			t.Fatalf("seq %d of %s replayed with body %q, want %q (erased %v)", a.seq, a.room, g.body, wantBody, erased(want, a))
+		}
+	}
+	if len(stored) != len(acked) {
+		// Frames whose ack was lost are stored once and acked on retry, so
+		// stored and acked must match exactly.
+		t.Fatalf("stored %d entries, acked %d", len(stored), len(acked))
+	}
+}
+
+// checkRefusals fails unless every refused op named a deleted message.
+func checkRefusals(t *testing.T, want map[string]*roomView, ops []*crashOp) {
+	t.Helper()
+	for _, op := range ops {
+		if op.rejected {
+			if v := want[op.entry.room]; v == nil || v.bySeq[op.entry.target] == nil || !v.bySeq[op.entry.target].deleted {
+				t.Fatalf("%+v was refused, but its target is not deleted", op.entry)
+			}
+		}
+	}
+}
