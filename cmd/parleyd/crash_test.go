@@ -514,6 +514,12 @@ func (s *crashSender) doUntilAcked(ctx context.Context, t *testing.T, ops []*cra
 		}
 		err := s.try(ctx, ops)
 		if err == nil {
+			for _, op := range ops {
+				if !op.done {
+					t.Errorf("%+v: not answered, yet no error", op.entry)
+					return false
+				}
+			}
 			return true
 		}
 		if c := status.Code(err); c != codes.Unavailable && c != codes.Canceled && c != codes.Unknown && c != codes.Internal {
@@ -552,8 +558,7 @@ func (s *crashSender) try(ctx context.Context, ops []*crashOp) error {
 		s.ref++
 		req.Ref = fmt.Sprint(s.ref)
 		if err := s.stream.Send(req); err != nil {
-			_, err = s.stream.Recv() // the stream's real status
-			return err
+			return s.status()
 		}
 		pending[req.Ref] = op
 	}
@@ -576,6 +581,11 @@ func (s *crashSender) try(ctx context.Context, ops []*crashOp) error {
 				}
 				op.entry.seq = m.GetSeq()
 			}
+			// Only a reaction can be a no-op here: a sender deletes its
+			// message once.
+			if op.entry.seq == 0 && op.entry.kind != kindReact && op.entry.kind != kindUnreact {
+				return status.Errorf(codes.DataLoss, "%+v acked with no seq: %v", op.entry, r)
+			}
 		case code == codes.FailedPrecondition && (op.entry.kind == kindReact || op.entry.kind == kindUnreact):
 			op.rejected = true // someone deleted the message meanwhile
 		default:
@@ -587,13 +597,22 @@ func (s *crashSender) try(ctx context.Context, ops []*crashOp) error {
 	return nil
 }
 
+// status returns the stream's real status once Send failed: Recv first
+// returns the events still buffered, then the error.
+func (s *crashSender) status() error {
+	for {
+		if _, err := s.stream.Recv(); err != nil {
+			return err
+		}
+	}
+}
+
 // call sends a frame and reads until its reply, skipping other events.
 func (s *crashSender) call(req *parleyv1.JoinRequest) (*parleyv1.Reply, error) {
 	s.ref++
 	req.Ref = fmt.Sprint(s.ref)
 	if err := s.stream.Send(req); err != nil {
-		_, err = s.stream.Recv() // the stream's real status
-		return nil, err
+		return nil, s.status()
 	}
 	for {
 		ev, err := s.stream.Recv()
