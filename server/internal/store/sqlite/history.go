@@ -80,14 +80,7 @@ func (s *Store) historyPage(ctx context.Context, room string, q store.Query) ([]
 
 // addReactions fills in the reactions of the page's messages.
 func (s *Store) addReactions(ctx context.Context, room, viewer string, page []store.MessageView) error {
-	lo, hi := page[0].Seq, page[len(page)-1].Seq
-	if lo > hi {
-		lo, hi = hi, lo
-	}
-	bySeq := make(map[uint64]*store.MessageView, len(page))
-	for i := range page {
-		bySeq[page[i].Seq] = &page[i]
-	}
+	bySeq, lo, hi := sqlstore.NewReactionPage(page)
 	rows, err := s.read.QueryContext(ctx, `SELECT target_seq, emoji, count, users FROM reaction_counts
 		WHERE room = ? AND target_seq >= ? AND target_seq <= ? ORDER BY target_seq, first_seq`, room, int64(lo), int64(hi))
 	if err != nil {
@@ -104,9 +97,7 @@ func (s *Store) addReactions(ctx context.Context, room, viewer string, page []st
 		if err := json.Unmarshal([]byte(users), &c.Users); err != nil {
 			return fmt.Errorf("reaction users of seq %d: %w", target, err)
 		}
-		if v := bySeq[uint64(target)]; v != nil && !v.Deleted {
-			v.Reactions = append(v.Reactions, c)
-		}
+		bySeq.Add(uint64(target), c)
 	}
 	if err := rows.Err(); err != nil {
 		return err
@@ -115,7 +106,7 @@ func (s *Store) addReactions(ctx context.Context, room, viewer string, page []st
 }
 
 // markMine sets Mine on the viewer's own reactions.
-func (s *Store) markMine(ctx context.Context, room, viewer string, lo, hi uint64, bySeq map[uint64]*store.MessageView) error {
+func (s *Store) markMine(ctx context.Context, room, viewer string, lo, hi uint64, bySeq sqlstore.ReactionPage) error {
 	rows, err := s.read.QueryContext(ctx, `SELECT target_seq, emoji FROM reactions
 		WHERE room = ? AND user = ? AND target_seq >= ? AND target_seq <= ?`, room, viewer, int64(lo), int64(hi))
 	if err != nil {
@@ -128,13 +119,7 @@ func (s *Store) markMine(ctx context.Context, room, viewer string, lo, hi uint64
 		if err := rows.Scan(&target, &emoji); err != nil {
 			return err
 		}
-		if v := bySeq[uint64(target)]; v != nil {
-			for i := range v.Reactions {
-				if v.Reactions[i].Emoji == emoji {
-					v.Reactions[i].Mine = true
-				}
-			}
-		}
+		bySeq.MarkMine(uint64(target), emoji)
 	}
 	return rows.Err()
 }
