@@ -259,8 +259,8 @@ func (sess *session) leave(room string) error {
 // send checks a send frame (a message, edit, delete or reaction) and
 // queues its entry for the store. The room's access was checked when the
 // stream joined it: a member removed since was taken out of it, unless
-// this node could not learn of the removal yet (see
-// hub.Hub.SeesRemovals), when membership is read again.
+// this node could not learn of the removal yet (see hub.Hub.CutOff),
+// when membership is read again.
 func (sess *session) send(ctx context.Context, m store.NewMessage) (wait func() (hub.Sent, error), err error) {
 	room := m.Room
 	if err := validateRoom(room); err != nil {
@@ -278,7 +278,7 @@ func (sess *session) send(ctx context.Context, m store.NewMessage) (wait func() 
 		held.Release()
 		return nil, err
 	}
-	if !h.SeesRemovals() {
+	if h.CutOff() {
 		if err := sess.s.mayUse(ctx, sess.user, held.Info()); err != nil {
 			held.Release()
 			return nil, err

@@ -404,7 +404,7 @@ func (s *Service) ListPresence(ctx context.Context, req *parleyv1.ListPresenceRe
 	if err != nil {
 		return nil, err
 	}
-	return &parleyv1.ListPresenceResponse{Presence: presenceToProto(p), Stale: s.cfg.Hub.PresenceStale()}, nil
+	return &parleyv1.ListPresenceResponse{Presence: presenceToProto(p), Stale: s.cfg.Hub.CutOff()}, nil
 }
 
 // DevLogin implements parleyv1.ChatServiceServer.

@@ -466,16 +466,13 @@ func (h *Hub) HoldJoined(c *Conn, name string) (Held, bool) {
 	return Held{h: h, r: r}, true
 }
 
-// SeesRemovals reports whether a member's removal from a room takes this
-// node's connections out of it as it happens: always on a single node, and
-// in a cluster while the broker is connected. A node cut off from the
-// broker learns of removals from the store only (see checkMembers).
-func (h *Hub) SeesRemovals() bool { return h.cfg.Broker == nil || h.brokerConnected() }
-
-// PresenceStale reports whether this node has lost its link to the
-// cluster's broker: it keeps the other nodes' presence as it was (see
-// reapNodes), which may be out of date until the link returns.
-func (h *Hub) PresenceStale() bool { return h.cfg.Broker != nil && !h.brokerConnected() }
+// CutOff reports whether this cluster node has lost its link to the
+// broker (never on a single node). While it has, a member's removal on
+// another node does not take this node's connections out of the room (it
+// learns of removals from the store only, see checkMembers), and the
+// other nodes' presence is kept as it was (see reapNodes), which may be
+// out of date until the link returns.
+func (h *Hub) CutOff() bool { return h.cfg.Broker != nil && !h.brokerConnected() }
 
 // Info returns the held room's record, as loaded when it went live.
 func (x Held) Info() store.Room { return x.r.info }
