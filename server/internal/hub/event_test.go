@@ -2,6 +2,7 @@ package hub
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -59,7 +60,7 @@ func TestEventJSONRoundTrip(t *testing.T) {
 		if err := json.Unmarshal(data, &back); err != nil {
 			t.Fatalf("unmarshal %s: %v", data, err)
 		}
-		if back.Message != ev.Message {
+		if !reflect.DeepEqual(back.Message, ev.Message) {
 			t.Errorf("%s: entry %+v came back as %+v", data, ev.Message, back.Message)
 		}
 		again, _ := json.Marshal(back)

@@ -124,7 +124,7 @@ func TestReopenContinuesFromStoredHead(t *testing.T) {
 		t.Errorf("first append to b after reopen got seq %d, want 5", m.Seq)
 	}
 	retry, dup, err := s.Append(ctx, store.NewMessage{Room: "a", Sender: "alice", Body: "0", ClientMsgID: "id-0"})
-	if err != nil || !dup || retry != firstA {
+	if err != nil || !dup || !reflect.DeepEqual(retry, firstA) {
 		t.Errorf("retry after reopen = %+v, dup %v, err %v; want the original %+v", retry, dup, err, firstA)
 	}
 }
