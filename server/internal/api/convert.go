@@ -73,12 +73,13 @@ func messageToProto(m store.Message) *parleyv1.Message {
 	return &parleyv1.Message{
 		Room: m.Room, Seq: m.Seq, Sender: m.Sender, Body: m.Body,
 		SentAt: timestamppb.New(m.SentAt), ClientMsgId: m.ClientMsgID, ReplyToSeq: m.ReplyToSeq,
+		Mentions: m.Mentions,
 	}
 }
 
 func editToProto(m store.Message) *parleyv1.MessageEdit {
 	return &parleyv1.MessageEdit{Room: m.Room, Seq: m.Seq, Sender: m.Sender, SentAt: timestamppb.New(m.SentAt),
-		ClientMsgId: m.ClientMsgID, TargetSeq: m.TargetSeq, Body: m.Body}
+		ClientMsgId: m.ClientMsgID, TargetSeq: m.TargetSeq, Body: m.Body, Mentions: m.Mentions}
 }
 
 func deleteToProto(m store.Message) *parleyv1.MessageDelete {
