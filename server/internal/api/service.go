@@ -360,7 +360,7 @@ func (s *Service) ListRooms(ctx context.Context, req *parleyv1.ListRoomsRequest)
 		}
 		after = string(raw[3:])
 	}
-	rooms, err := s.cfg.Store.VisibleRooms(ctx, identity(ctx).User, after, size+1)
+	rooms, err := s.visibleRooms(ctx, identity(ctx).User, after, size+1)
 	if err != nil {
 		return nil, err
 	}
