@@ -46,12 +46,17 @@ func (s *Service) markRead(ctx context.Context, user, room string, seq uint64) (
 	if _, err := s.access(ctx, user, room); err != nil {
 		return nil, err
 	}
+	p, pending := s.cfg.Hub.PendingRead(user, room)
+	if pending && seq <= p.Seq && p.HeadSeq != 0 {
+		// Marked as far already, and not stored yet: a client repeating
+		// its mark costs no store read.
+		return readMarkToProto(room, &p), nil
+	}
 	rs, err := s.readState(ctx, user, room)
 	if err != nil {
 		return nil, err
 	}
 	cur := hub.ReadMark{Seq: rs.LastReadSeq, Unread: rs.Unread, Mentions: rs.Mentions, HeadSeq: rs.HeadSeq}
-	p, pending := s.cfg.Hub.PendingRead(user, room)
 	if pending && p.Seq > cur.Seq {
 		cur = p
 	}
