@@ -50,7 +50,9 @@ func TestClusterReadMarkerSync(t *testing.T) {
 		t.Fatalf("mark on node 1: %v", r)
 	}
 	// (its own mark's event came first)
-	third := func(ev *parleyv1.JoinResponse) bool { return isReadMarker("pair")(ev) && ev.GetReadMarker().GetSeq() != 1 }
+	third := func(ev *parleyv1.JoinResponse) bool {
+		return isReadMarker("pair")(ev) && ev.GetReadMarker().GetSeq() != 1
+	}
 	if got := here.next(third, nil).GetReadMarker(); marker(got) != "3/0/0@3" {
 		t.Fatalf("node 0 got read_marker %s", marker(got))
 	}

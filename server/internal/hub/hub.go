@@ -171,8 +171,8 @@ type Hub struct {
 	life      *lifetime // owns the goroutines the hub starts; ended by Close
 	closeOnce sync.Once
 
-	rooms   sync.Map   // name -> *room
-	loadMu  sync.Mutex // serializes loading a room from the store; taken before a room's mu
+	rooms     sync.Map   // name -> *room
+	loadMu    sync.Mutex // serializes loading a room from the store; taken before a room's mu
 	connsMu   sync.Mutex
 	conns     map[*Conn]struct{}
 	userConns map[string][]*Conn // the Join (tracked) connections, by user; under connsMu
