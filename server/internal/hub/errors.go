@@ -28,7 +28,7 @@ var (
 	ErrHubClosed = errors.New("hub closed")
 	// ErrReadMarksBacklog means too many read markers wait to be stored
 	// (the store is slow or down) to take another now.
-	ErrReadMarksBacklog = errors.New("too many read markers waiting to be stored")
+	ErrReadMarksBacklog = errors.New("too many read markers are waiting to be stored (the store is slow or out of reach); mark the room read again later")
 	// ErrTooManyReaders means a room has too many readers to keep
 	// receipts for (see Config.ReceiptsMaxMembers).
 	ErrTooManyReaders = errors.New("room has too many readers for receipts")
