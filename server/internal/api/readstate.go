@@ -19,7 +19,7 @@ import (
 
 // MarkRead implements parleyv1.ChatServiceServer.
 func (s *Service) MarkRead(ctx context.Context, req *parleyv1.MarkReadRequest) (*parleyv1.MarkReadResponse, error) {
-	m, err := s.markRead(ctx, identity(ctx).User, req.GetRoom(), req.GetSeq())
+	m, err := s.markRead(ctx, identity(ctx).User, req.GetRoom(), req.GetSeq(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -35,8 +35,9 @@ const maxCountScan = 200
 // the room's head, and returns the marker as it is then, with user's
 // counts at it. A seq at or below the marker (stored or pending) changes
 // nothing. The room must be one user may read, joined or not: any other
-// gets the answer of a room that does not exist.
-func (s *Service) markRead(ctx context.Context, user, room string, seq uint64) (*parleyv1.ReadMarker, error) {
+// gets the answer of a room that does not exist. from is the connection
+// it came on, nil for a unary call.
+func (s *Service) markRead(ctx context.Context, user, room string, seq uint64, from *hub.Conn) (*parleyv1.ReadMarker, error) {
 	if err := validateRoom(room); err != nil {
 		return nil, err
 	}
@@ -64,7 +65,7 @@ func (s *Service) markRead(ctx context.Context, user, room string, seq uint64) (
 		if cur, err = s.countAt(ctx, user, room, target, rs.HeadSeq); err != nil {
 			return nil, err
 		}
-		if err := s.cfg.Hub.MarkRead(ctx, user, room, cur); err != nil {
+		if err := s.cfg.Hub.MarkRead(ctx, user, room, cur, from); err != nil {
 			return nil, err
 		}
 	}
@@ -130,7 +131,7 @@ func (s *Service) storedMarker(ctx context.Context, user, room string) (*parleyv
 
 // markReadFrame answers a mark_read frame.
 func (sess *session) markRead(ctx context.Context, f *parleyv1.JoinRequest_MarkRead, reply *parleyv1.Reply) error {
-	m, err := sess.s.markRead(ctx, sess.user, f.GetRoom(), f.GetSeq())
+	m, err := sess.s.markRead(ctx, sess.user, f.GetRoom(), f.GetSeq(), sess.conn)
 	reply.ReadMarker = m
 	return err
 }

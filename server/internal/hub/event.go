@@ -111,6 +111,8 @@ type ReadMark struct {
 	Unread   int    `json:"un,omitempty"`
 	Mentions int    `json:"mn,omitempty"`
 	HeadSeq  uint64 `json:"h,omitempty"`
+
+	from *Conn // the connection it was marked on, if any: its reply told it
 }
 
 // counted reports whether m's counts are known.

@@ -47,14 +47,17 @@ const readMarkWait = 5 * time.Second
 
 // MarkRead records that user has read room up to m.Seq, with user's
 // counts at it if they are known (m.HeadSeq set), to be stored with the
-// next flush, within Config.ReadMarkFlush. A marker at or below one
+// next flush, within Config.ReadMarkFlush. from is the connection it was
+// marked on, nil if none: the marker's event skips it, which had the
+// marker in its answer. A marker at or below one
 // pending for the same room is ignored: markers only move forward. The
 // caller checks that user may read the room and clamps m.Seq to its
 // head. When Config.MaxPendingReadMarks markers wait already, it waits
 // for a flush to make room, and returns ErrReadMarksBacklog if none does
 // within a few seconds.
-func (h *Hub) MarkRead(ctx context.Context, user, room string, m ReadMark) error {
+func (h *Hub) MarkRead(ctx context.Context, user, room string, m ReadMark, from *Conn) error {
 	k := markKey{user, room}
+	m.from = from
 	mk := &h.marks
 	var giveUp *time.Timer // made when the map is first found full
 	for {
@@ -229,8 +232,10 @@ func (mk *readMarks) restoreLocked(batch map[markKey]ReadMark) {
 // kept a marker further on (another node's), whose counts are read.
 func (h *Hub) markerStored(ctx context.Context, m store.ReadMarker, asked ReadMark) {
 	rm := asked
-	rm.ReadAt = m.ReadAt
+	rm.ReadAt, rm.from = m.ReadAt, nil
+	skip := asked.from
 	if m.Seq != asked.Seq || !asked.counted() {
+		skip = nil // news to every connection
 		rs, err := h.store.ReadState(ctx, m.User, m.Room)
 		if err != nil {
 			h.log.Warn("read state for a read marker event", "room", m.Room, "err", err)
@@ -239,16 +244,16 @@ func (h *Hub) markerStored(ctx context.Context, m store.ReadMarker, asked ReadMa
 		rm = ReadMark{Seq: m.Seq, ReadAt: m.ReadAt, Unread: rs.Unread, Mentions: rs.Mentions, HeadSeq: rs.HeadSeq}
 	}
 	ev := Event{Kind: EventReadMarker, Room: m.Room, User: m.User, Read: &rm}
-	h.deliverToUser(ev)
+	h.deliverToUser(ev, skip)
 	h.publishUser(ev)
 	h.receiptFor(ctx, m)
 }
 
 // deliverToUser queues a user event, encoded once, for each of the
-// user's Join connections on this node.
-func (h *Hub) deliverToUser(ev Event) {
+// user's Join connections on this node but skip.
+func (h *Hub) deliverToUser(ev Event, skip *Conn) {
 	h.connsMu.Lock()
-	conns := slices.Clone(h.userConns[ev.User])
+	conns := slices.DeleteFunc(slices.Clone(h.userConns[ev.User]), func(c *Conn) bool { return c == skip })
 	h.connsMu.Unlock()
 	if len(conns) == 0 {
 		return
@@ -332,5 +337,5 @@ func (h *Hub) onUserWire(data []byte) {
 	if ev.Node == h.cfg.NodeID || ev.Kind != EventReadMarker || ev.Read == nil {
 		return
 	}
-	h.deliverToUser(ev)
+	h.deliverToUser(ev, nil)
 }

@@ -99,12 +99,12 @@ func TestMarkReadCoalesces(t *testing.T) {
 	ctx := context.Background()
 	for seq := range uint64(10) {
 		for range 1000 {
-			if err := h.MarkRead(ctx, "ann", "r0", ReadMark{Seq: seq + 1}); err != nil {
+			if err := h.MarkRead(ctx, "ann", "r0", ReadMark{Seq: seq + 1}, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	if err := h.MarkRead(ctx, "ann", "r0", ReadMark{Seq: 3}); err != nil { // lower: ignored
+	if err := h.MarkRead(ctx, "ann", "r0", ReadMark{Seq: 3}, nil); err != nil { // lower: ignored
 		t.Fatal(err)
 	}
 	if p, ok := h.PendingRead("ann", "r0"); !ok || p.Seq != 10 {
@@ -136,7 +136,7 @@ func TestMarkReadFlushesOnItsOwn(t *testing.T) {
 	h, st := newMarkHub(t, Config{ReadMarkFlush: 20 * time.Millisecond}, 3)
 	ctx := context.Background()
 	for i := range 3 {
-		if err := h.MarkRead(ctx, "ann", fmt.Sprint("r", i), ReadMark{Seq: uint64(i + 1)}); err != nil {
+		if err := h.MarkRead(ctx, "ann", fmt.Sprint("r", i), ReadMark{Seq: uint64(i + 1)}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -153,11 +153,11 @@ func TestMarkReadIsBounded(t *testing.T) {
 	h, st := newMarkHub(t, Config{ReadMarkFlush: time.Hour, MaxPendingReadMarks: 8}, 1)
 	ctx := context.Background()
 	for i := range 100 {
-		if err := h.MarkRead(ctx, fmt.Sprint("u", i), "r0", ReadMark{Seq: 5}); err != nil {
+		if err := h.MarkRead(ctx, fmt.Sprint("u", i), "r0", ReadMark{Seq: 5}, nil); err != nil {
 			t.Fatal(err)
 		}
-		if n := h.Stats().PendingReadMarks; n > 8 {
-			t.Fatalf("%d markers pending, cap 8", n)
+		if n := h.Stats().PendingReadMarks; n > 16 {
+			t.Fatalf("%d markers pending or being stored, want at most the cap (8) and a batch", n)
 		}
 	}
 	waitHub(t, "every marker stored", func() bool { return storedSeq(t, st, "u99", "r0") == 5 && h.Stats().PendingReadMarks == 0 })
@@ -177,14 +177,14 @@ func TestMarkReadIsBounded(t *testing.T) {
 	st.gate = make(chan struct{})
 	st.mu.Unlock()
 	for i := range 8 {
-		if err := h.MarkRead(ctx, fmt.Sprint("v", i), "r0", ReadMark{Seq: 1}); err != nil {
+		if err := h.MarkRead(ctx, fmt.Sprint("v", i), "r0", ReadMark{Seq: 1}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	waitHub(t, "a held batch", func() bool { return len(st.batchSizes()) > 0 && h.Stats().PendingReadMarks <= 8 })
 	for i := 8; i < 16; i++ {
 		short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-		err := h.MarkRead(short, fmt.Sprint("v", i), "r0", ReadMark{Seq: 1})
+		err := h.MarkRead(short, fmt.Sprint("v", i), "r0", ReadMark{Seq: 1}, nil)
 		cancel()
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatal(err)
@@ -202,7 +202,7 @@ func TestMarkReadRetriesARefusedBatch(t *testing.T) {
 	h, st := newMarkHub(t, Config{ReadMarkFlush: time.Hour}, 1)
 	ctx := context.Background()
 	st.fail = 1
-	if err := h.MarkRead(ctx, "ann", "r0", ReadMark{Seq: 4}); err != nil {
+	if err := h.MarkRead(ctx, "ann", "r0", ReadMark{Seq: 4}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.FlushReadMarks(ctx); !errors.Is(err, errRefused) {
@@ -211,7 +211,7 @@ func TestMarkReadRetriesARefusedBatch(t *testing.T) {
 	if p, ok := h.PendingRead("ann", "r0"); !ok || p.Seq != 4 {
 		t.Fatalf("after a refused flush: pending %+v %v", p, ok)
 	}
-	if err := h.MarkRead(ctx, "ann", "r0", ReadMark{Seq: 6}); err != nil {
+	if err := h.MarkRead(ctx, "ann", "r0", ReadMark{Seq: 6}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.FlushReadMarks(ctx); err != nil {
@@ -225,7 +225,7 @@ func TestMarkReadRetriesARefusedBatch(t *testing.T) {
 // Close stores what is pending: a graceful shutdown loses no marker.
 func TestCloseFlushesReadMarks(t *testing.T) {
 	h, st := newMarkHub(t, Config{ReadMarkFlush: time.Hour}, 1)
-	if err := h.MarkRead(context.Background(), "ann", "r0", ReadMark{Seq: 7}); err != nil {
+	if err := h.MarkRead(context.Background(), "ann", "r0", ReadMark{Seq: 7}, nil); err != nil {
 		t.Fatal(err)
 	}
 	h.Close()
@@ -235,15 +235,15 @@ func TestCloseFlushesReadMarks(t *testing.T) {
 }
 
 // A stored marker goes to every Join connection of its user, once per
-// flush, with the counts it was marked with; not to Subscribe connections
-// nor to other users.
+// flush, with the counts it was marked with, but the one it was marked on
+// (its answer told it); not to Subscribe connections nor to other users.
 func TestReadMarkerEventGoesToTheUsersJoinConnections(t *testing.T) {
 	h, _ := newMarkHub(t, Config{ReadMarkFlush: time.Hour, ReceiptsMaxMembers: -1}, 1)
 	ctx := context.Background()
-	a1, a2 := h.Connect("ann", "", true), h.Connect("ann", "", true)
+	a1, a2, a3 := h.Connect("ann", "", true), h.Connect("ann", "", true), h.Connect("ann", "", true)
 	sub, bob := h.Connect("ann", "", false), h.Connect("bob", "", true)
 	for range 50 {
-		if err := h.MarkRead(ctx, "ann", "r0", ReadMark{Seq: 9, Unread: 1, HeadSeq: 10}); err != nil {
+		if err := h.MarkRead(ctx, "ann", "r0", ReadMark{Seq: 9, Unread: 1, HeadSeq: 10}, a3); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -256,17 +256,18 @@ func TestReadMarkerEventGoesToTheUsersJoinConnections(t *testing.T) {
 			t.Fatalf("ann's Join connection got %q, want %q", got, want)
 		}
 	}
-	for _, c := range []*Conn{sub, bob} {
+	for _, c := range []*Conn{a3, sub, bob} {
 		if n := c.QueuedBytes(); n != 0 {
 			t.Fatalf("connection %s of %s (tracked %v) got %d bytes", c.ID, c.User, c.tracked, n)
 		}
 	}
 	a2.Close()
+	a3.Close()
 	h.connsMu.Lock()
 	n := len(h.userConns["ann"])
 	h.connsMu.Unlock()
 	if n != 1 {
-		t.Fatalf("%d connections of ann indexed after one closed, want 1", n)
+		t.Fatalf("%d connections of ann indexed after two of three closed, want 1", n)
 	}
 	a1.Close()
 	h.connsMu.Lock()

@@ -18,7 +18,8 @@ import (
 // reader to every reader grows with the square of the room.
 //
 // When a reader's marker moves in a small room, an EventReceipt goes to
-// the room's connections on every node, coalesced per reader and room:
+// the room's connections on every node, but the reader's own, coalesced
+// per reader and room:
 // the first move at once, then at most one per ReceiptInterval, the
 // newest, so a fast reader costs the room one event a second.
 type receipts struct {
@@ -108,13 +109,14 @@ func (h *Hub) sendReceipt(ctx context.Context, m store.ReadMarker) {
 	}
 	ev := Event{Kind: EventReceipt, Room: m.Room, User: m.User, Read: &ReadMark{Seq: m.Seq, ReadAt: m.ReadAt}}
 	if r, ok := h.rooms.Load(m.Room); ok {
-		r.(*room).broadcastEvent(ev)
+		r.(*room).broadcastReceipt(ev)
 	}
 	h.publish(ev)
 }
 
-// broadcastEvent encodes ev once and queues it for everyone in the room.
-func (r *room) broadcastEvent(ev Event) {
+// broadcastReceipt encodes a receipt once and queues it for everyone in
+// the room but the reader, who knows how far they have read.
+func (r *room) broadcastReceipt(ev Event) {
 	data, err := r.hub.encode(ev)
 	if err != nil {
 		r.hub.log.Error("encode a room event", "room", r.name, "kind", ev.Kind, "err", err)
@@ -123,7 +125,11 @@ func (r *room) broadcastEvent(ev Event) {
 	f := r.hub.shared(data, "", 0)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.broadcastLocked(f, nil)
+	for c := range r.subs {
+		if c.User != ev.User {
+			c.Enqueue(f)
+		}
+	}
 }
 
 // smallRoom reports whether a room has few enough readers for receipts,
