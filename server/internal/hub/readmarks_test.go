@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -275,5 +276,50 @@ func TestReadMarkerEventGoesToTheUsersJoinConnections(t *testing.T) {
 	h.connsMu.Unlock()
 	if left {
 		t.Fatal("a user without connections stays in the index")
+	}
+}
+
+// Receipts are coalesced per room: the first move goes at once; moves
+// during the window wait, the newest of each reader only, and go
+// together at its end; the reader's own connection gets none.
+func TestReceiptsAreCoalescedPerRoom(t *testing.T) {
+	h, _ := newMarkHub(t, Config{ReadMarkFlush: time.Hour, ReceiptInterval: 50 * time.Millisecond}, 1)
+	ctx := context.Background()
+	watcher, ann := h.Connect("watch", "", true), h.Connect("ann", "", true)
+	for _, c := range []*Conn{watcher, ann} {
+		if err := h.Join(ctx, c, "r0", JoinOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		drain(t, c) // joined
+	}
+	drain(t, watcher) // ann's arrival
+	mark := func(user string, seq uint64) {
+		t.Helper()
+		if err := h.MarkRead(ctx, user, "r0", ReadMark{Seq: seq, HeadSeq: 10}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.FlushReadMarks(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	receipt := fmt.Sprintf("event %d r0", EventReceipt)
+	mark("ann", 1)
+	if got := drain(t, watcher); len(got) != 1 || got[0] != receipt {
+		t.Fatalf("the first move: %q, want one receipt at once", got)
+	}
+	start := time.Now()
+	mark("ann", 2)
+	mark("bob", 3)
+	mark("ann", 4)
+	var got []string
+	for len(got) < 2 {
+		got = append(got, drain(t, watcher)...)
+	}
+	if waited := time.Since(start); len(got) != 2 || waited < 40*time.Millisecond {
+		t.Fatalf("moves in the window: %q after %v, want two receipts (ann's newest, bob's) at its end", got, waited)
+	}
+	// ann's connection: her three markers, and bob's receipt; none of hers.
+	if got := slices.DeleteFunc(drain(t, ann), func(f string) bool { return f != receipt }); len(got) != 1 {
+		t.Fatalf("the reader's own connection got %d receipts, want only bob's", len(got))
 	}
 }

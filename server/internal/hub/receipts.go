@@ -18,20 +18,36 @@ import (
 // reader to every reader grows with the square of the room.
 //
 // When a reader's marker moves in a small room, an EventReceipt goes to
-// the room's connections on every node, but the reader's own, coalesced
-// per reader and room:
-// the first move at once, then at most one per ReceiptInterval, the
-// newest, so a fast reader costs the room one event a second.
+// the room's connections on every node but the reader's own. Receipts
+// are coalesced per room: the first move in a quiet room goes at once
+// and opens a window of ReceiptInterval; the moves made during it wait,
+// only the newest of each reader kept, and go together when it ends,
+// opening the next. So a reader causes at most one receipt per room per
+// interval however fast it marks, and a room whose readers all mark
+// costs each of its connections one burst of frames an interval, which
+// the hub's writers write in one turn, rather than a write per reader.
 type receipts struct {
 	mu      sync.Mutex
-	windows map[markKey]*receiptWindow // open windows only
-	sizes   map[string]roomSize        // cached answers of smallRoom
+	windows map[string]*receiptWindow // by room; open windows only
+	sizes   map[string]roomSize       // cached answers of smallRoom
 }
 
-// receiptWindow is one reader's open window in one room.
+// receiptWindow is one room's open window: the readers who moved since
+// it opened, each with their newest marker, to send when it ends.
 type receiptWindow struct {
-	held  *store.ReadMarker // the newest move since the window opened, to send at its end
+	held  []store.ReadMarker // one per reader: a small room has few
 	timer *time.Timer
+}
+
+// hold keeps m as its reader's newest move in the window.
+func (w *receiptWindow) hold(m store.ReadMarker) {
+	for i := range w.held {
+		if w.held[i].User == m.User {
+			w.held[i] = m
+			return
+		}
+	}
+	w.held = append(w.held, m)
 }
 
 // roomSize is a cached answer to whether a room is small.
@@ -53,81 +69,96 @@ const (
 // since.
 const privateMarkerScan = 1000
 
-// receiptFor sends a receipt for a stored marker now, or holds it until
-// the reader's window in the room ends.
+// receiptFor sends a receipt for a stored marker of a small room now, or
+// holds it until the room's window ends.
 func (h *Hub) receiptFor(ctx context.Context, m store.ReadMarker) {
-	if h.cfg.ReceiptsMaxMembers < 0 {
+	if h.cfg.ReceiptsMaxMembers < 0 || !h.receiptsIn(ctx, m.Room) {
 		return
 	}
-	k := markKey{m.User, m.Room}
 	rc := &h.receipts
 	rc.mu.Lock()
-	if w := rc.windows[k]; w != nil {
-		w.held = &m
+	if w := rc.windows[m.Room]; w != nil {
+		w.hold(m)
 		rc.mu.Unlock()
 		return
 	}
 	if rc.windows == nil {
-		rc.windows = make(map[markKey]*receiptWindow)
+		rc.windows = make(map[string]*receiptWindow)
 	}
 	w := &receiptWindow{}
-	w.timer = time.AfterFunc(h.cfg.ReceiptInterval, h.life.timed(func() { h.receiptWindowEnd(k, w) }))
-	rc.windows[k] = w
+	w.timer = time.AfterFunc(h.cfg.ReceiptInterval, h.life.timed(func() { h.receiptWindowEnd(m.Room, w) }))
+	rc.windows[m.Room] = w
 	rc.mu.Unlock()
-	h.sendReceipt(ctx, m)
+	h.sendReceipts(m.Room, []store.ReadMarker{m})
 }
 
-// receiptWindowEnd sends the receipt held in w, if any, and keeps the
+// receiptWindowEnd sends the receipts held in w, if any, and keeps the
 // window open for another interval; otherwise it closes it.
-func (h *Hub) receiptWindowEnd(k markKey, w *receiptWindow) {
+func (h *Hub) receiptWindowEnd(room string, w *receiptWindow) {
 	rc := &h.receipts
 	rc.mu.Lock()
-	if w.held == nil {
-		delete(rc.windows, k)
+	held := w.held
+	if len(held) == 0 {
+		delete(rc.windows, room)
 		rc.mu.Unlock()
 		return
 	}
-	m := *w.held
 	w.held = nil
 	w.timer.Reset(h.cfg.ReceiptInterval)
 	rc.mu.Unlock()
 	ctx, cancel := h.life.withTimeout(flushTimeout)
 	defer cancel()
-	h.sendReceipt(ctx, m)
+	if h.receiptsIn(ctx, room) { // it may have grown meanwhile
+		h.sendReceipts(room, held)
+	}
 }
 
-// sendReceipt sends a receipt to the room's connections here and on the
-// other nodes, if the room is small.
-func (h *Hub) sendReceipt(ctx context.Context, m store.ReadMarker) {
-	small, err := h.smallRoom(ctx, m.Room)
+// receiptsIn reports whether a room is small enough for receipts; an
+// error counting its readers is logged, and means no.
+func (h *Hub) receiptsIn(ctx context.Context, room string) bool {
+	small, err := h.smallRoom(ctx, room)
 	if err != nil {
-		h.log.Warn("count a room's readers for receipts", "room", m.Room, "err", err)
-		return
+		h.log.Warn("count a room's readers for receipts", "room", room, "err", err)
 	}
-	if !small {
-		return
-	}
-	ev := Event{Kind: EventReceipt, Room: m.Room, User: m.User, Read: &ReadMark{Seq: m.Seq, ReadAt: m.ReadAt}}
-	if r, ok := h.rooms.Load(m.Room); ok {
-		r.(*room).broadcastReceipt(ev)
-	}
-	h.publish(ev)
+	return small
 }
 
-// broadcastReceipt encodes a receipt once and queues it for everyone in
-// the room but the reader, who knows how far they have read.
-func (r *room) broadcastReceipt(ev Event) {
-	data, err := r.hub.encode(ev)
-	if err != nil {
-		r.hub.log.Error("encode a room event", "room", r.name, "kind", ev.Kind, "err", err)
-		return
+// sendReceipts sends receipts of a room to its connections here, one
+// burst for all of them, and to the other nodes.
+func (h *Hub) sendReceipts(name string, ms []store.ReadMarker) {
+	evs := make([]Event, len(ms))
+	for i, m := range ms {
+		evs[i] = Event{Kind: EventReceipt, Room: name, User: m.User, Read: &ReadMark{Seq: m.Seq, ReadAt: m.ReadAt}}
 	}
-	f := r.hub.shared(data, "", 0)
+	if r, ok := h.rooms.Load(name); ok {
+		r.(*room).broadcastReceipts(evs)
+	}
+	for _, ev := range evs {
+		h.publish(ev)
+	}
+}
+
+// broadcastReceipts encodes each receipt once and queues them, together,
+// for everyone in the room but each receipt's reader, who knows how far
+// they have read.
+func (r *room) broadcastReceipts(evs []Event) {
+	frames := make([]Frame, 0, len(evs))
+	users := make([]string, 0, len(evs))
+	for _, ev := range evs {
+		data, err := r.hub.encode(ev)
+		if err != nil {
+			r.hub.log.Error("encode a receipt", "room", r.name, "err", err)
+			continue
+		}
+		frames, users = append(frames, r.hub.shared(data, "", 0)), append(users, ev.User)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for c := range r.subs {
-		if c.User != ev.User {
-			c.Enqueue(f)
+		for i, f := range frames {
+			if c.User != users[i] {
+				c.Enqueue(f)
+			}
 		}
 	}
 }
