@@ -26,6 +26,12 @@ type statements struct {
 	updEdit, updDelete, eraseEdits                *sql.Stmt
 	upsReactionCount, delReactionCount, insEntry  *sql.Stmt
 	delTargeting, delReactions, delReactionCounts *sql.Stmt
+
+	// Read state (readstate.go): the counters appends keep, what retention
+	// does to them, and the markers.
+	upsSenders, insMentions, delMentions      *sql.Stmt
+	updPrunedOrd, updPrunedSenders            *sql.Stmt
+	delPrunedMentions, upsMarkers, selMarkers *sql.Stmt
 }
 
 func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, error) {
@@ -46,19 +52,20 @@ func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, er
 	st.begin, st.commit, st.rollback = p("BEGIN IMMEDIATE"), p("COMMIT"), p("ROLLBACK")
 	// Room names and heads travel as one JSON array, so that a batch reads
 	// and writes the heads of all its rooms with one statement each.
-	st.selHeads = p(`SELECT name, last_seq, last_message_at, visibility, created_by FROM rooms
+	st.selHeads = p(`SELECT name, last_seq, last_message_at, visibility, created_by, msgs FROM rooms
 		WHERE name IN (SELECT value FROM json_each(?))`)
-	st.updHeads = p(`UPDATE rooms SET last_seq = u.seq, last_message_at = u.at
-		FROM (SELECT value ->> 'n' AS name, value ->> 's' AS seq, value ->> 't' AS at FROM json_each(?)) AS u
+	st.updHeads = p(`UPDATE rooms SET last_seq = u.seq, last_message_at = u.at, msgs = u.msgs
+		FROM (SELECT value ->> 'n' AS name, value ->> 's' AS seq, value ->> 't' AS at, value ->> 'm' AS msgs FROM json_each(?)) AS u
 		WHERE rooms.name = u.name`)
 	// "client_msg_id <> ''" lets SQLite use the partial unique index.
-	st.selDup = p(`SELECT seq, kind, body, sent_at, target_seq, reply_to_seq, emoji FROM messages
+	st.selDup = p(`SELECT seq, kind, body, sent_at, target_seq, reply_to_seq, emoji, mentions FROM messages
 		WHERE room = ? AND client_msg_id = ? AND sender = ? AND client_msg_id <> ''`)
 	st.insRoom = p("INSERT INTO rooms (name, visibility, created_by, created_at) VALUES (?, ?, ?, ?)")
 	st.insMember = p("INSERT OR IGNORE INTO members (room, user) VALUES (?, ?)")
 	st.delMember = p("DELETE FROM members WHERE room = ? AND user = ?")
 	st.delMsgs = p("DELETE FROM messages WHERE room = ? AND seq > ? AND seq <= ?")
 	prepareEntries(p, st)
+	prepareReadState(p, st)
 	for n := 1; n <= min(maxBatch, maxInsertRows); n *= 2 {
 		st.insMsgs[n] = p(insertSQL(n))
 	}
@@ -74,12 +81,12 @@ func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, er
 // writer counts the rows and redoes the batch carefully (see commit).
 func insertSQL(rows int) string {
 	var sb strings.Builder
-	sb.WriteString("INSERT OR IGNORE INTO messages (room, seq, sender, body, sent_at, client_msg_id) VALUES ")
+	sb.WriteString("INSERT OR IGNORE INTO messages (room, seq, sender, body, sent_at, client_msg_id, ord, mentions) VALUES ")
 	for i := range rows {
 		if i > 0 {
 			sb.WriteByte(',')
 		}
-		sb.WriteString("(?,?,?,?,?,?)")
+		sb.WriteString("(?,?,?,?,?,?,?,?)")
 	}
 	return sb.String()
 }
@@ -96,7 +103,8 @@ func (st *statements) largestInsert(n int) int {
 func (st *statements) close() {
 	all := []*sql.Stmt{st.begin, st.commit, st.rollback, st.selHeads, st.selDup, st.insRoom, st.updHeads, st.insMember, st.delMember, st.delMsgs,
 		st.selTarget, st.selReactionCounts, st.selReacted, st.insReaction, st.delReaction, st.updEdit, st.updDelete, st.eraseEdits,
-		st.upsReactionCount, st.delReactionCount, st.insEntry, st.delTargeting, st.delReactions, st.delReactionCounts}
+		st.upsReactionCount, st.delReactionCount, st.insEntry, st.delTargeting, st.delReactions, st.delReactionCounts,
+		st.upsSenders, st.insMentions, st.delMentions, st.updPrunedOrd, st.updPrunedSenders, st.delPrunedMentions, st.upsMarkers, st.selMarkers}
 	for _, s := range st.insMsgs {
 		all = append(all, s)
 	}
