@@ -34,6 +34,8 @@ type batchState struct {
 type row struct {
 	store.Message
 	ord     int64 // the room's messages up to this entry
+	sk      int64 // a message's place among its sender's in the batch (readCounters.message)
+	sord    int64 // a message's place among its sender's in the room: 1, 2, ...
 	editSeq uint64
 	deleted bool
 }
@@ -92,13 +94,16 @@ func (b *batchState) apply(ctx context.Context, st *statements, live []*request,
 			return err
 		}
 	}
+	if err := b.writeSenders(ctx, st); err != nil {
+		return err
+	}
 	if err := b.insertRows(ctx, st); err != nil {
 		return err
 	}
 	if err := b.writeReactionCounts(ctx, st); err != nil {
 		return err
 	}
-	if err := b.rc.write(ctx, st); err != nil {
+	if err := b.rc.writeMentions(ctx, st); err != nil {
 		return err
 	}
 	return b.updateHeads(ctx, st)
@@ -295,11 +300,13 @@ func (b *batchState) appendOne(ctx context.Context, st *statements, req *request
 			msg.Mentions = slices.Clone(m.Mentions)
 		}
 	}
+	r := row{Message: msg}
 	if m.Kind == store.KindMessage {
 		h.msgs++
-		b.rc.message(msg)
+		r.sk = b.rc.message(msg)
 	}
-	b.rows = append(b.rows, row{Message: msg, ord: h.msgs})
+	r.ord = h.msgs
+	b.rows = append(b.rows, r)
 	if m.ClientMsgID != "" {
 		b.dedup[dedupKey{m.Room, m.Sender, m.ClientMsgID}] = msg
 	}
@@ -340,6 +347,20 @@ func (b *batchState) findDuplicate(ctx context.Context, st *statements, m store.
 	return orig, true, nil
 }
 
+// writeSenders counts the batch's messages in room_senders and gives each
+// its sord.
+func (b *batchState) writeSenders(ctx context.Context, st *statements) error {
+	if err := b.rc.writeSenders(ctx, st); err != nil {
+		return err
+	}
+	for i := range b.rows {
+		if r := &b.rows[i]; r.Kind == store.KindMessage {
+			r.sord = b.rc.sord(r.Room, r.Sender, r.sk)
+		}
+	}
+	return nil
+}
+
 // insertRows inserts the batch's new entries: plain messages (the bulk)
 // with multi-row INSERTs of the columns they use, as before entry kinds
 // existed, the other entries one by one with every column. It returns
@@ -364,7 +385,7 @@ func (b *batchState) insertRows(ctx context.Context, st *statements) error {
 		n := st.largestInsert(len(rows))
 		args := b.args[:0]
 		for _, m := range rows[:n] {
-			args = append(args, m.Room, int64(m.Seq), m.Sender, m.Body, m.SentAt.UnixNano(), m.ClientMsgID, m.ord, sqlstore.EncodeMentions(m.Mentions))
+			args = append(args, m.Room, int64(m.Seq), m.Sender, m.Body, m.SentAt.UnixNano(), m.ClientMsgID, m.ord, m.sord, sqlstore.EncodeMentions(m.Mentions))
 		}
 		res, err := st.insMsgs[n].ExecContext(ctx, args...)
 		clear(args)
@@ -382,7 +403,7 @@ func (b *batchState) insertRows(ctx context.Context, st *statements) error {
 
 func insertEntry(ctx context.Context, st *statements, r row) error {
 	res, err := st.insEntry.ExecContext(ctx, r.Room, int64(r.Seq), r.Sender, r.Body, r.SentAt.UnixNano(), r.ClientMsgID,
-		int(r.Kind), int64(r.TargetSeq), int64(r.ReplyToSeq), r.Emoji, int64(r.editSeq), r.deleted, r.ord, sqlstore.EncodeMentions(r.Mentions))
+		int(r.Kind), int64(r.TargetSeq), int64(r.ReplyToSeq), r.Emoji, int64(r.editSeq), r.deleted, r.ord, r.sord, sqlstore.EncodeMentions(r.Mentions))
 	if err != nil {
 		return fmt.Errorf("insert %s entry: %w", r.Kind, err)
 	}

@@ -71,7 +71,7 @@ func prepareEntries(p func(string) *sql.Stmt, st *statements) {
 			(SELECT user FROM reactions WHERE room = ?1 AND target_seq = ?2 AND emoji = ?3 ORDER BY seq LIMIT %d)))
 		ON CONFLICT (room, target_seq, emoji) DO UPDATE SET count = excluded.count, first_seq = excluded.first_seq, users = excluded.users`, store.ReactionUsers))
 	st.insEntry = p(`INSERT OR IGNORE INTO messages (room, seq, sender, body, sent_at, client_msg_id,
-		kind, target_seq, reply_to_seq, emoji, edit_seq, deleted, ord, mentions) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+		kind, target_seq, reply_to_seq, emoji, edit_seq, deleted, ord, sord, mentions) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
 	st.delReactionCount = p("DELETE FROM reaction_counts WHERE room = ? AND target_seq = ? AND emoji = ?")
 	st.delTargeting = p("DELETE FROM messages WHERE room = ?1 AND target_seq > ?2 AND target_seq <= ?3 AND target_seq <> 0")
 	st.delReactions = p("DELETE FROM reactions WHERE room = ? AND target_seq > ? AND target_seq <= ?")

@@ -1,10 +1,13 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/parleychat/parley/server/internal/store"
 	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
@@ -16,10 +19,10 @@ import (
 // someone); a marker's ordinals are worked out on the read pool, so the
 // writer only upserts the marker rows.
 
-func prepareReadState(p func(string) *sql.Stmt, st *statements) {
-	st.upsSenders = p(`INSERT INTO room_senders (room, sender, msgs, last_seq)
-		SELECT value ->> 'r', value ->> 's', value ->> 'n', value ->> 'l' FROM json_each(?) WHERE true
-		ON CONFLICT (room, sender) DO UPDATE SET msgs = msgs + excluded.msgs, last_seq = excluded.last_seq`)
+func prepareReadState(p func(string) *sql.Stmt, st *statements, maxBatch int) {
+	for n := 1; n <= min(maxBatch, maxInsertRows); n *= 2 {
+		st.upsSenders[n] = p(upsertSendersSQL(n))
+	}
 	st.insMentions = p(`INSERT OR IGNORE INTO mentions (room, seq, user)
 		SELECT value ->> 'r', value ->> 's', value ->> 'u' FROM json_each(?)`)
 	st.delMentions = p("DELETE FROM mentions WHERE room = ? AND seq = ?")
@@ -44,12 +47,30 @@ func prepareReadState(p func(string) *sql.Stmt, st *statements) {
 		JOIN read_markers mk ON mk.room = k.value ->> 'r' AND mk.user = k.value ->> 'u'`)
 }
 
+// upsertSendersSQL returns an upsert of rows (room, sender, n, last)
+// into room_senders that returns each row's new msgs. Bound parameters,
+// not JSON: it runs in every batch.
+func upsertSendersSQL(rows int) string {
+	var sb strings.Builder
+	sb.WriteString("INSERT INTO room_senders (room, sender, msgs, last_seq) VALUES ")
+	for i := range rows {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString("(?,?,?,?)")
+	}
+	sb.WriteString(` ON CONFLICT (room, sender) DO UPDATE SET msgs = msgs + excluded.msgs, last_seq = excluded.last_seq
+		RETURNING room, sender, msgs`)
+	return sb.String()
+}
+
 type senderKey struct{ room, sender string }
 
 // senderCount is what a batch appended from one sender to one room.
 type senderCount struct {
-	n    int64
-	last uint64
+	n     int64  // messages
+	last  uint64 // the newest one's seq
+	after int64  // the sender's msgs in the room after the batch
 }
 
 // readCounters is what a batch adds to the read-state counters: the
@@ -57,7 +78,9 @@ type senderCount struct {
 // stored or whose mentions an edit or delete replaced.
 type readCounters struct {
 	senders  map[senderKey]*senderCount
+	keys     []senderKey
 	mentions map[seqKey][]string // the users to give a row, by message
+	args     []any
 }
 
 func newReadCounters() readCounters {
@@ -69,8 +92,9 @@ func (rc *readCounters) reset() {
 	clear(rc.mentions)
 }
 
-// message counts a message the batch stores.
-func (rc *readCounters) message(m store.Message) {
+// message counts a message the batch stores and returns its place among
+// its sender's messages to its room in the batch (1, 2, ...).
+func (rc *readCounters) message(m store.Message) int64 {
 	k := senderKey{m.Room, m.Sender}
 	c := rc.senders[k]
 	if c == nil {
@@ -82,6 +106,61 @@ func (rc *readCounters) message(m store.Message) {
 	if users := sqlstore.MentionedUsers(m.Sender, m.Mentions); len(users) > 0 {
 		rc.mentions[seqKey{m.Room, m.Seq}] = users
 	}
+	return c.n
+}
+
+// sord is the sender's ordinal of their kth message of the batch in room.
+func (rc *readCounters) sord(room, sender string, k int64) int64 {
+	c := rc.senders[senderKey{room, sender}]
+	return c.after - c.n + k
+}
+
+// writeSenders adds the batch's messages to room_senders and learns each
+// sender's count after the batch, for sord. In key order, consecutive
+// rows land on the same pages.
+func (rc *readCounters) writeSenders(ctx context.Context, st *statements) error {
+	rc.keys = rc.keys[:0]
+	for k := range rc.senders {
+		rc.keys = append(rc.keys, k)
+	}
+	slices.SortFunc(rc.keys, func(a, b senderKey) int {
+		return cmp.Or(strings.Compare(a.room, b.room), strings.Compare(a.sender, b.sender))
+	})
+	for keys := rc.keys; len(keys) > 0; {
+		n := largest(st.upsSenders, len(keys))
+		args := rc.args[:0]
+		for _, k := range keys[:n] {
+			c := rc.senders[k]
+			args = append(args, k.room, k.sender, c.n, int64(c.last))
+		}
+		err := rc.upsertSenders(ctx, st.upsSenders[n], args)
+		clear(args)
+		rc.args = args[:0]
+		if err != nil {
+			return fmt.Errorf("count the messages of %d senders: %w", n, err)
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+func (rc *readCounters) upsertSenders(ctx context.Context, stmt *sql.Stmt, args []any) error {
+	rows, err := stmt.QueryContext(ctx, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k senderKey
+		var after int64
+		if err := rows.Scan(&k.room, &k.sender, &after); err != nil {
+			return err
+		}
+		if c := rc.senders[k]; c != nil {
+			c.after = after
+		}
+	}
+	return rows.Err()
 }
 
 // replaceMentions makes users (by sender) the mentions of room's message
@@ -102,25 +181,9 @@ func (rc *readCounters) replaceMentions(ctx context.Context, st *statements, roo
 	return nil
 }
 
-// write stores the batch's counters: one statement for the senders, one
-// for the mention rows if there are any.
-func (rc *readCounters) write(ctx context.Context, st *statements) error {
-	if len(rc.senders) == 0 && len(rc.mentions) == 0 {
-		return nil
-	}
-	type sender struct {
-		Room   string `json:"r"`
-		Sender string `json:"s"`
-		N      int64  `json:"n"`
-		Last   uint64 `json:"l"`
-	}
-	ss := make([]sender, 0, len(rc.senders))
-	for k, c := range rc.senders {
-		ss = append(ss, sender{k.room, k.sender, c.n, c.last})
-	}
-	if err := rc.exec(ctx, st.upsSenders, ss); err != nil {
-		return fmt.Errorf("count the messages per sender: %w", err)
-	}
+// writeMentions stores the batch's mention rows, if any, in one
+// statement.
+func (rc *readCounters) writeMentions(ctx context.Context, st *statements) error {
 	if len(rc.mentions) == 0 {
 		return nil
 	}
@@ -196,15 +259,19 @@ func (s *Store) SetReadMarkers(ctx context.Context, ms []store.ReadMarker) ([]st
 // planMarkersSQL reads, for each marker asked for (a JSON array of
 // {r, u, s}) in a room that exists, its seq clamped to the head, the
 // stored marker, and if it moves the ordinals at the new seq: the ord of
-// the newest entry at or before it, and the user's messages at or before
-// it, which is all of them unless the user wrote after it.
+// the newest entry at or before it (at the head, the room's msgs: most
+// markers are set there), and the user's messages at or before it: all
+// of them unless the user wrote after it, else one less than the sord of
+// the user's first message after it (a walk from the new seq to that
+// message; rows retention took are simply not found).
 const planMarkersSQL = `SELECT c.r, c.u, c.s, c.old, c.at,
-		CASE WHEN c.s > c.old THEN coalesce((SELECT m.ord FROM messages m WHERE m.room = c.r AND m.seq <= c.s ORDER BY m.seq DESC LIMIT 1), 0) END,
-		CASE WHEN c.s > c.old THEN coalesce((SELECT CASE WHEN rs.last_seq <= c.s THEN rs.msgs ELSE rs.msgs - (SELECT count(*) FROM messages m
-			WHERE m.room = c.r AND m.seq > c.s AND m.seq <= rs.last_seq AND m.sender = c.u AND m.kind = 0) END
+		CASE WHEN c.s <= c.old THEN NULL WHEN c.s = c.head THEN c.msgs
+			ELSE coalesce((SELECT m.ord FROM messages m WHERE m.room = c.r AND m.seq <= c.s ORDER BY m.seq DESC LIMIT 1), 0) END,
+		CASE WHEN c.s > c.old THEN coalesce((SELECT CASE WHEN rs.last_seq <= c.s THEN rs.msgs ELSE coalesce((SELECT m.sord - 1 FROM messages m
+			WHERE m.room = c.r AND m.seq > c.s AND m.seq <= rs.last_seq AND m.sender = c.u AND m.kind = 0 ORDER BY m.seq LIMIT 1), rs.msgs) END
 			FROM room_senders rs WHERE rs.room = c.r AND rs.sender = c.u), 0) END
 	FROM (SELECT k.value ->> 'r' AS r, k.value ->> 'u' AS u, min(k.value ->> 's', rm.last_seq) AS s,
-			coalesce(mk.seq, 0) AS old, coalesce(mk.read_at, 0) AS at
+			rm.last_seq AS head, rm.msgs AS msgs, coalesce(mk.seq, 0) AS old, coalesce(mk.read_at, 0) AS at
 		FROM json_each(?) AS k
 		JOIN rooms rm ON rm.name = k.value ->> 'r'
 		LEFT JOIN read_markers mk ON mk.room = k.value ->> 'r' AND mk.user = k.value ->> 'u') AS c`

@@ -280,13 +280,16 @@ var migrations = []string{
 	) WITHOUT ROWID;`,
 	// Read state (issue 17; see sqlstore/readstate.go): each entry's
 	// mentions (a JSON array, '' for none) and ord (the room's messages up
+	// to it), each message's sord (its sender's messages in the room up
 	// to it); the room's message count and the ord retention pruned up
 	// to; per sender their messages; the current mentions by user; read
 	// markers; and the deleted messages, which the counts subtract. The
-	// entries already stored get their ords and counts here, in one pass
-	// over the log (the only migration so far that rewrites every row).
+	// entries already stored get their ordinals and counts here, in one
+	// pass over the log (the only migration so far that rewrites every
+	// row).
 	`ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT '';
 	ALTER TABLE messages ADD COLUMN ord INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE messages ADD COLUMN sord INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE rooms ADD COLUMN msgs INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE rooms ADD COLUMN pruned_ord INTEGER NOT NULL DEFAULT 0;
 	CREATE TABLE room_senders (
@@ -314,8 +317,9 @@ var migrations = []string{
 		PRIMARY KEY (room, user)
 	) WITHOUT ROWID;
 	CREATE INDEX messages_deleted ON messages (room, seq, sender) WHERE deleted = 1;
-	UPDATE messages SET ord = o.ord
-		FROM (SELECT room, seq, sum(kind = 0) OVER (PARTITION BY room ORDER BY seq) AS ord FROM messages) AS o
+	UPDATE messages SET ord = o.ord, sord = o.sord
+		FROM (SELECT room, seq, sum(kind = 0) OVER (PARTITION BY room ORDER BY seq) AS ord,
+			CASE WHEN kind = 0 THEN row_number() OVER (PARTITION BY room, sender, kind ORDER BY seq) ELSE 0 END AS sord FROM messages) AS o
 		WHERE messages.room = o.room AND messages.seq = o.seq;
 	UPDATE rooms SET msgs = c.n
 		FROM (SELECT room, count(*) AS n FROM messages WHERE kind = 0 GROUP BY room) AS c

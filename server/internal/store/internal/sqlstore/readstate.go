@@ -12,7 +12,9 @@ import (
 // append:
 //
 //   - on every entry's row its ord: how many messages (entries of kind
-//     message) the room's log holds up to and including it;
+//     message) the room's log holds up to and including it; on a
+//     message's row its sord: how many messages its sender appended to
+//     the room up to and including it;
 //   - on the room's row msgs, how many messages were ever appended to it,
 //     and pruned_ord, the ord of the newest entry retention deleted;
 //   - per (room, sender) in room_senders: msgs, how many messages the
@@ -25,8 +27,12 @@ import (
 //
 // A read marker's row holds, besides its seq, the ord at that seq and how
 // many of the user's own messages lie at or before it, worked out when the
-// marker moves. The log up to a seq never changes (but for retention,
-// which only ever removes a prefix), so neither do those two numbers.
+// marker moves: the ord of the newest entry at or before the seq, and the
+// user's msgs if their last_seq is not after it, else one less than the
+// sord of their first message after it (a walk from the seq to that
+// message, the one cost that grows: with how far the user's next message
+// is). The log up to a seq never changes (but for retention, which only
+// ever removes a prefix), so neither do those two numbers.
 // ReadCounts turns the numbers into a store.ReadState: each term is a
 // lookup by primary key, and the only ranges counted are the deleted
 // messages and the user's mentions after the marker.
