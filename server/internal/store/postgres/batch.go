@@ -37,7 +37,9 @@ import (
 // each room's msgs moves with its head (every entry of an optimistic batch
 // is a message), each message's ord counts from the old msgs, the senders'
 // counts in room_senders are upserted (one row per room and sender, added
-// up by the writer) and the messages' mention rows inserted; rooms locked
+// up by the writer), each message's sord counts back from its sender's new
+// count ($16: the sender's messages in the batch, $17: this one's place
+// among them), and the messages' mention rows are inserted; rooms locked
 // first keep those rows to one batch at a time.
 //
 // The statement is optimistic: it does not look up the ClientMsgIDs. A
@@ -59,17 +61,20 @@ const appendSQL = `WITH locked AS MATERIALIZED (
 		FROM locked l JOIN unnest($1::text[], $2::bigint[]) AS c(name, n) ON c.name = l.name
 		WHERE r.name = l.name
 		RETURNING r.name, r.last_seq - c.n AS before, r.msgs - c.n AS msgs_before, r.last_message_at AS at
-	), ins AS (
-		INSERT INTO messages (room, seq, sender, body, sent_at, client_msg_id, ord, mentions)
-		SELECT m.room, h.before + m.ord, m.sender, m.body, h.at, m.id, h.msgs_before + m.ord, m.mentions
-		FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[]) AS m(room, ord, sender, body, id, mentions)
-		JOIN heads h ON h.name = m.room
 	), senders AS (
 		INSERT INTO room_senders (room, sender, msgs, last_seq)
 		SELECT s.room, s.sender, s.n, h.before + s.last
 		FROM unnest($9::text[], $10::text[], $11::bigint[], $12::bigint[]) AS s(room, sender, n, last)
 		JOIN heads h ON h.name = s.room
 		ON CONFLICT (room, sender) DO UPDATE SET msgs = room_senders.msgs + excluded.msgs, last_seq = excluded.last_seq
+		RETURNING room, sender, msgs
+	), ins AS (
+		INSERT INTO messages (room, seq, sender, body, sent_at, client_msg_id, ord, sord, mentions)
+		SELECT m.room, h.before + m.ord, m.sender, m.body, h.at, m.id, h.msgs_before + m.ord, s.msgs - m.sn + m.sk, m.mentions
+		FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $16::bigint[], $17::bigint[])
+			AS m(room, ord, sender, body, id, mentions, sn, sk)
+		JOIN heads h ON h.name = m.room
+		JOIN senders s ON s.room = m.room AND s.sender = m.sender
 	), ment AS (
 		INSERT INTO mentions (room, seq, "user")
 		SELECT x.room, h.before + x.ord, x.usr
@@ -222,8 +227,9 @@ func (b *batchState) number(live []*request) {
 func (b *batchState) exec(ctx context.Context, c *pgx.Conn) error {
 	r := &b.rows
 	rc := &b.rc
+	rc.perRow(r.room, r.sender)
 	rows, err := c.Query(ctx, appendSQL, b.names, b.ns, r.room, r.seq, r.sender, r.body, r.id, r.mentions,
-		rc.sRoom, rc.sSender, rc.sN, rc.sLast, rc.mRoom, rc.mOrd, rc.mUser)
+		rc.sRoom, rc.sSender, rc.sN, rc.sLast, rc.mRoom, rc.mOrd, rc.mUser, rc.rowN, rc.rowK)
 	if err != nil {
 		return b.execError(err)
 	}

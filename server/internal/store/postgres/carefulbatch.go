@@ -37,9 +37,9 @@ const (
 		FROM unnest($1::text[], $2::text[], $3::text[]) AS k(room, id, sender)
 		JOIN messages m ON m.room = k.room AND m.client_msg_id = k.id AND m.sender = k.sender
 		WHERE m.client_msg_id <> ''`
-	insertSQL = `INSERT INTO messages (room, seq, sender, body, sent_at, client_msg_id, kind, target_seq, reply_to_seq, emoji, edit_seq, deleted, ord, mentions)
+	insertSQL = `INSERT INTO messages (room, seq, sender, body, sent_at, client_msg_id, kind, target_seq, reply_to_seq, emoji, edit_seq, deleted, ord, sord, mentions)
 		SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
-			$7::smallint[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $12::boolean[], $13::bigint[], $14::text[])`
+			$7::smallint[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $12::boolean[], $13::bigint[], $14::bigint[], $15::text[])`
 	updateHeadsSQL = `UPDATE rooms SET last_seq = u.seq, last_message_at = u.at, msgs = u.msgs
 		FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[]) AS u(name, seq, at, msgs)
 		WHERE rooms.name = u.name`
@@ -55,6 +55,7 @@ type carefulState struct {
 	keys   columns                    // the ClientMsgIDs to look up
 	rows   columns                    // new entries
 	ords   []int64                    // each new entry's ord
+	sords  []int64                    // each new entry's sord
 	e      entryState                 // what the entries name (entries.go)
 	rc     carefulCounters            // what the entries add to the read-state counters (readstate.go)
 }
@@ -99,9 +100,9 @@ func (cs *carefulState) reset(live []*request) {
 	clear(cs.stored)
 	cs.keys.reset()
 	cs.rows.reset()
-	cs.ords = cs.ords[:0]
+	cs.ords, cs.sords = cs.ords[:0], cs.sords[:0]
 	cs.e.reset(live)
-	cs.rc.reset()
+	cs.rc.reset(live)
 	for _, r := range live {
 		if r.In.ClientMsgID != "" {
 			cs.keys.room = append(cs.keys.room, r.In.Room)
@@ -121,6 +122,7 @@ func (cs *carefulState) begin(ctx context.Context, c *pgx.Conn, names []string) 
 	q.Queue(clockSQL)
 	q.Queue(lookupSQL, cs.keys.room, cs.keys.id, cs.keys.sender)
 	cs.e.queueReads(q)
+	cs.rc.queueReads(q)
 	br := c.SendBatch(ctx, q)
 	if err := cs.readBegin(br); err != nil {
 		br.Close()
@@ -142,7 +144,10 @@ func (cs *carefulState) readBegin(br pgx.BatchResults) error {
 	if err := cs.readStored(br); err != nil {
 		return fmt.Errorf("look up client_msg_ids: %w", err)
 	}
-	return cs.e.readReads(br)
+	if err := cs.e.readReads(br); err != nil {
+		return err
+	}
+	return cs.rc.readReads(br)
 }
 
 func (cs *carefulState) readHeads(br pgx.BatchResults) error {
@@ -241,7 +246,7 @@ func (cs *carefulState) appendOne(m store.NewMessage) (result, error) {
 		cs.dedup[key] = msg
 	}
 	cs.e.apply(msg, len(r.room)-1, r)
-	cs.rc.apply(msg, cs.e.targets[seqKey{msg.Room, msg.TargetSeq}])
+	cs.sords = append(cs.sords, cs.rc.apply(msg, cs.e.targets[seqKey{msg.Room, msg.TargetSeq}]))
 	return result{msg: msg}, nil
 }
 
@@ -258,7 +263,7 @@ func (cs *carefulState) finish(ctx context.Context, c *pgx.Conn, names []string)
 	q := &pgx.Batch{}
 	if len(cs.rows.room) > 0 {
 		r := &cs.rows
-		q.Queue(insertSQL, r.room, r.seq, r.sender, r.body, r.at, r.id, r.kind, r.target, r.replyTo, r.emoji, r.editSeq, r.deleted, cs.ords, r.mentions)
+		q.Queue(insertSQL, r.room, r.seq, r.sender, r.body, r.at, r.id, r.kind, r.target, r.replyTo, r.emoji, r.editSeq, r.deleted, cs.ords, cs.sords, r.mentions)
 		q.Queue(updateHeadsSQL, changed, seqs, ats, msgs)
 		cs.e.queueWrites(q)
 		cs.rc.queueWrites(q)

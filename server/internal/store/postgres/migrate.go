@@ -85,14 +85,16 @@ var migrations = []string{
 	);`,
 	// Read state (issue 17), as in the SQLite store (see
 	// sqlstore/readstate.go): each entry's mentions (a JSON array, '' for
-	// none) and ord (the room's messages up to it); the room's message
+	// none) and ord (the room's messages up to it), each message's sord
+	// (its sender's messages in the room up to it); the room's message
 	// count and the ord retention pruned up to; messages per sender; the
 	// current mentions by user; read markers; the deleted messages. The
-	// entries already stored get their ords and counts here, in one pass
-	// (which rewrites every row of messages once).
+	// entries already stored get their ordinals and counts here, in one
+	// pass (which rewrites every row of messages once).
 	`ALTER TABLE messages
 		ADD COLUMN mentions text NOT NULL DEFAULT '',
-		ADD COLUMN ord bigint NOT NULL DEFAULT 0;
+		ADD COLUMN ord bigint NOT NULL DEFAULT 0,
+		ADD COLUMN sord bigint NOT NULL DEFAULT 0;
 	ALTER TABLE rooms
 		ADD COLUMN msgs bigint NOT NULL DEFAULT 0,
 		ADD COLUMN pruned_ord bigint NOT NULL DEFAULT 0;
@@ -121,8 +123,10 @@ var migrations = []string{
 		PRIMARY KEY (room, "user")
 	);
 	CREATE INDEX messages_deleted ON messages (room, seq) INCLUDE (sender) WHERE deleted;
-	UPDATE messages m SET ord = o.ord
-		FROM (SELECT room, seq, count(*) FILTER (WHERE kind = 0) OVER (PARTITION BY room ORDER BY seq) AS ord FROM messages) AS o
+	UPDATE messages m SET ord = o.ord, sord = o.sord
+		FROM (SELECT room, seq, count(*) FILTER (WHERE kind = 0) OVER (PARTITION BY room ORDER BY seq) AS ord,
+			CASE WHEN kind = 0 THEN row_number() OVER (PARTITION BY room, sender, kind ORDER BY seq) ELSE 0 END AS sord
+			FROM messages) AS o
 		WHERE m.room = o.room AND m.seq = o.seq AND o.ord <> 0;
 	UPDATE rooms r SET msgs = c.n
 		FROM (SELECT room, count(*) AS n FROM messages WHERE kind = 0 GROUP BY room) AS c

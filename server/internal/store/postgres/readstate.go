@@ -29,6 +29,8 @@ type optimisticCounters struct {
 	sN, sLast      []int64
 	mRoom, mUser   []string
 	mOrd           []int64
+	rowK           []int64 // each row's place among its sender's in the batch
+	rowN           []int64 // how many of them there are
 }
 
 func (c *optimisticCounters) reset() {
@@ -42,6 +44,7 @@ func (c *optimisticCounters) reset() {
 	clear(c.mUser)
 	c.sRoom, c.sSender, c.sN, c.sLast = c.sRoom[:0], c.sSender[:0], c.sN[:0], c.sLast[:0]
 	c.mRoom, c.mUser, c.mOrd = c.mRoom[:0], c.mUser[:0], c.mOrd[:0]
+	c.rowK, c.rowN = c.rowK[:0], c.rowN[:0]
 }
 
 // add counts a message of the batch, the ord-th new one of its room.
@@ -55,8 +58,17 @@ func (c *optimisticCounters) add(room, sender string, ord int64, mentions []stri
 	}
 	c.sN[i]++
 	c.sLast[i] = ord
+	c.rowK = append(c.rowK, c.sN[i])
 	for _, u := range sqlstore.MentionedUsers(sender, mentions) {
 		c.mRoom, c.mOrd, c.mUser = append(c.mRoom, room), append(c.mOrd, ord), append(c.mUser, u)
+	}
+}
+
+// perRow fills rowN, once every row was added: for each row (rooms and
+// senders, in row order), how many messages its sender has in the batch.
+func (c *optimisticCounters) perRow(rooms, senders []string) {
+	for i := range rooms {
+		c.rowN = append(c.rowN, c.sN[c.at[senderKey{rooms[i], senders[i]}]])
 	}
 }
 
@@ -73,9 +85,16 @@ const (
 	counterWrites = 3
 )
 
+// sendersSQL reads the counts of the senders of a careful batch, once
+// their rooms are locked.
+const sendersSQL = `SELECT rs.room, rs.sender, rs.msgs FROM unnest($1::text[], $2::text[]) AS k(room, sender)
+	JOIN room_senders rs ON rs.room = k.room AND rs.sender = k.sender`
+
 // carefulCounters is what a careful batch adds to the counters.
 type carefulCounters struct {
 	senders  map[senderKey]*senderCount
+	stored   map[senderKey]int64 // room_senders' msgs before the batch
+	keys     columns             // room, sender: the batch's senders, to read
 	mentions map[seqKey][]string // the users to give a row, by message
 	replaced []seqKey            // messages stored before the batch whose rows go
 }
@@ -83,18 +102,48 @@ type carefulCounters struct {
 type senderCount struct{ n, last int64 }
 
 func newCarefulCounters() carefulCounters {
-	return carefulCounters{senders: make(map[senderKey]*senderCount), mentions: make(map[seqKey][]string)}
+	return carefulCounters{senders: make(map[senderKey]*senderCount), stored: make(map[senderKey]int64), mentions: make(map[seqKey][]string)}
 }
 
-func (c *carefulCounters) reset() {
+// reset lists the senders of live's messages, for queueReads.
+func (c *carefulCounters) reset(live []*request) {
 	clear(c.senders)
+	clear(c.stored)
 	clear(c.mentions)
 	c.replaced = c.replaced[:0]
+	c.keys.reset()
+	for _, r := range live {
+		if r.In.Kind == store.KindMessage {
+			c.keys.room, c.keys.sender = append(c.keys.room, r.In.Room), append(c.keys.sender, r.In.Sender)
+		}
+	}
 }
 
-// apply counts msg, an entry the batch stores; t is its target, for an
-// edit or a delete.
-func (c *carefulCounters) apply(msg store.Message, t *target) {
+// queueReads queues the read of the senders' counts (readReads reads it).
+func (c *carefulCounters) queueReads(q *pgx.Batch) {
+	q.Queue(sendersSQL, c.keys.room, c.keys.sender)
+}
+
+func (c *carefulCounters) readReads(br pgx.BatchResults) error {
+	rows, err := br.Query()
+	if err != nil {
+		return fmt.Errorf("read senders' counts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k senderKey
+		var n int64
+		if err := rows.Scan(&k.room, &k.sender, &n); err != nil {
+			return fmt.Errorf("read senders' counts: %w", err)
+		}
+		c.stored[k] = n
+	}
+	return rows.Err()
+}
+
+// apply counts msg, an entry the batch stores, and returns its sord (0
+// but for a message); t is its target, for an edit or a delete.
+func (c *carefulCounters) apply(msg store.Message, t *target) int64 {
 	switch msg.Kind {
 	case store.KindMessage:
 		k := senderKey{msg.Room, msg.Sender}
@@ -106,11 +155,13 @@ func (c *carefulCounters) apply(msg store.Message, t *target) {
 		sc.n++
 		sc.last = int64(msg.Seq)
 		c.replace(msg.Room, msg.Seq, msg.Sender, msg.Mentions, false)
+		return c.stored[k] + sc.n
 	case store.KindEdit:
 		c.replace(msg.Room, msg.TargetSeq, msg.Sender, msg.Mentions, t.row < 0)
 	case store.KindDelete:
 		c.replace(msg.Room, msg.TargetSeq, "", nil, t.row < 0)
 	}
+	return 0
 }
 
 // replace makes users (by sender) the mentions of room's message seq;
@@ -151,21 +202,24 @@ func (c *carefulCounters) queueWrites(q *pgx.Batch) {
 // setMarkersSQL moves markers in one statement: for each marker asked for
 // in a room that exists it clamps the seq to the head, reads the stored
 // marker, and for those that move works out the ordinals at the new seq
-// (the ord of the newest entry at or before it; the user's messages at or
-// before it, all of them unless the user wrote after it) and upserts the
+// (the ord of the newest entry at or before it, at the head, where most
+// markers are set, the room's msgs; the user's messages at or before it,
+// all of them unless the user wrote after it, else one less than the sord
+// of the user's first message after it) and upserts the
 // row forward only. It returns every marker as it is after: those it
 // wrote, and the others as the statement found them.
 const setMarkersSQL = `WITH k AS (
-		SELECT k.room, k.usr, least(k.seq, r.last_seq) AS seq, mk.seq AS old_seq, mk.read_at AS old_at
+		SELECT k.room, k.usr, least(k.seq, r.last_seq) AS seq, r.last_seq AS head, r.msgs, mk.seq AS old_seq, mk.read_at AS old_at
 		FROM unnest($1::text[], $2::text[], $3::bigint[]) AS k(room, usr, seq)
 		JOIN rooms r ON r.name = k.room
 		LEFT JOIN read_markers mk ON mk.room = k.room AND mk."user" = k.usr
 	), moved AS (
 		INSERT INTO read_markers (room, "user", seq, ord, own, read_at)
 		SELECT k.room, k.usr, k.seq,
-			coalesce((SELECT m.ord FROM messages m WHERE m.room = k.room AND m.seq <= k.seq ORDER BY m.seq DESC LIMIT 1), 0),
-			coalesce((SELECT CASE WHEN rs.last_seq <= k.seq THEN rs.msgs ELSE rs.msgs - (SELECT count(*) FROM messages m
-				WHERE m.room = k.room AND m.seq > k.seq AND m.seq <= rs.last_seq AND m.sender = k.usr AND m.kind = 0) END
+			CASE WHEN k.seq = k.head THEN k.msgs
+				ELSE coalesce((SELECT m.ord FROM messages m WHERE m.room = k.room AND m.seq <= k.seq ORDER BY m.seq DESC LIMIT 1), 0) END,
+			coalesce((SELECT CASE WHEN rs.last_seq <= k.seq THEN rs.msgs ELSE coalesce((SELECT m.sord - 1 FROM messages m
+				WHERE m.room = k.room AND m.seq > k.seq AND m.seq <= rs.last_seq AND m.sender = k.usr AND m.kind = 0 ORDER BY m.seq LIMIT 1), rs.msgs) END
 				FROM room_senders rs WHERE rs.room = k.room AND rs.sender = k.usr), 0),
 			statement_timestamp()
 		FROM k WHERE k.seq > coalesce(k.old_seq, 0)

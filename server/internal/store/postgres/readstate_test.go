@@ -116,7 +116,7 @@ func TestUpgradeToReadState(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustAppend(t, s, store.NewMessage{Room: "r", Sender: "alice", Body: "@bob @carol", Mentions: []string{"bob", "carol"}}) // 9
-	mustAppend(t, s, store.NewMessage{Room: "r", Sender: "bob", Body: "b3"})                                                  // 10
+	mustAppend(t, s, store.NewMessage{Room: "r", Sender: "bob", Body: "b3"})                                                // 10
 	for _, c := range []struct {
 		user string
 		want store.ReadState
