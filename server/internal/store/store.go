@@ -203,11 +203,16 @@ type Store interface {
 	// ReadState. The counts cost no scan of the rooms' logs: a page of
 	// rooms takes about the same time however many messages they hold.
 	VisibleRooms(ctx context.Context, user, afterName string, limit int) ([]Room, error)
-	// SetReadMarkers moves each marker forward, in one transaction: a
-	// marker at or below the stored one leaves it as it is, one beyond its
-	// room's head is taken as the head. It returns the markers as they
-	// are after, in the order given, with ReadAt set; a marker of an
-	// unknown room is left out. Markers are not entries: they take no seq.
+	// SetReadMarkers moves each marker forward, all of them in one
+	// transaction, or for a large batch in a few (the SQLite store commits
+	// up to a few hundred at a time between appends; each marker moves in
+	// exactly one, and a call that fails may have moved some): a marker
+	// at or below the stored one leaves it as it is, one beyond its room's
+	// head is taken as the head. It returns the markers as they are after,
+	// in the order given (one given twice is answered twice, as it ends),
+	// with ReadAt set (zero for a marker never set, as in an empty room);
+	// a marker of an unknown room is left out. Markers are not entries:
+	// they take no seq.
 	SetReadMarkers(ctx context.Context, ms []ReadMarker) ([]ReadMarker, error)
 	// ReadState returns user's read state in room; ErrRoomNotFound for an
 	// unknown room.
@@ -231,7 +236,9 @@ type Store interface {
 	// steps so appends are not held up. A pruned message takes every entry
 	// that targets it (edits, deletes, reactions) and its reactions with
 	// it, whatever their age. It returns how many log entries it deleted.
-	// Seqs are never reused: a room's head stays where it was.
+	// Seqs are never reused: a room's head stays where it was. Pruned
+	// messages leave the read counts; read markers stay where they are, and
+	// one below the pruned seqs counts only the messages still stored.
 	Prune(ctx context.Context, p Retention) (int, error)
 	// Close releases the store's resources; pending appends finish first.
 	Close() error

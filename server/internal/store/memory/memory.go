@@ -174,7 +174,7 @@ func (s *Store) Append(_ context.Context, m store.NewMessage) (store.Message, bo
 		Body: m.Body, SentAt: s.now().UTC(), ClientMsgID: m.ClientMsgID,
 		TargetSeq: m.TargetSeq, ReplyToSeq: m.ReplyToSeq, Emoji: m.Emoji,
 	}
-	if m.Kind == store.KindMessage || m.Kind == store.KindEdit {
+	if (m.Kind == store.KindMessage || m.Kind == store.KindEdit) && len(m.Mentions) > 0 {
 		msg.Mentions = slices.Clone(m.Mentions)
 	}
 	if msg.SentAt.Before(r.info.LastMessageAt) {

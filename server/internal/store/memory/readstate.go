@@ -10,7 +10,9 @@ import (
 
 type markerKey struct{ room, user string }
 
-// SetReadMarkers implements store.Store.
+// SetReadMarkers implements store.Store. A marker given twice is
+// answered twice with the marker as it is after the call, as the SQL
+// stores do.
 func (s *Store) SetReadMarkers(_ context.Context, ms []store.ReadMarker) ([]store.ReadMarker, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -18,20 +20,24 @@ func (s *Store) SetReadMarkers(_ context.Context, ms []store.ReadMarker) ([]stor
 		return nil, store.ErrClosed
 	}
 	now := s.now().UTC()
-	out := make([]store.ReadMarker, 0, len(ms))
 	for _, m := range ms {
 		r, ok := s.rooms[m.Room]
 		if !ok {
 			continue
 		}
 		k := markerKey{m.Room, m.User}
-		cur, ok := s.markers[k]
+		if seq := min(m.Seq, r.info.LastSeq); seq > s.markers[k].Seq {
+			s.markers[k] = store.ReadMarker{Room: m.Room, User: m.User, Seq: seq, ReadAt: now}
+		}
+	}
+	out := make([]store.ReadMarker, 0, len(ms))
+	for _, m := range ms {
+		if _, ok := s.rooms[m.Room]; !ok {
+			continue
+		}
+		cur, ok := s.markers[markerKey{m.Room, m.User}]
 		if !ok {
 			cur = store.ReadMarker{Room: m.Room, User: m.User}
-		}
-		if seq := min(m.Seq, r.info.LastSeq); seq > cur.Seq {
-			cur.Seq, cur.ReadAt = seq, now
-			s.markers[k] = cur
 		}
 		out = append(out, cur)
 	}

@@ -20,6 +20,7 @@ func TestConformance(t *testing.T) {
 	open := func(t *testing.T) store.Store { return postgres.OpenTest(t, postgres.Config{}) }
 	storetest.Run(t, open)
 	storetest.RunLog(t, open)
+	storetest.RunReadState(t, open)
 }
 
 // TestConformanceWriterSettings runs the suite with small batches and a long
@@ -31,6 +32,7 @@ func TestConformanceWriterSettings(t *testing.T) {
 			open := func(t *testing.T) store.Store { return postgres.OpenTest(t, cfg) }
 			storetest.Run(t, open)
 			storetest.RunLog(t, open)
+			storetest.RunReadState(t, open)
 		})
 	}
 }

@@ -49,6 +49,7 @@ func TestConformance(t *testing.T) {
 	open := func(t *testing.T) store.Store { return openTemp(t, sqlite.Config{}) }
 	storetest.Run(t, open)
 	storetest.RunLog(t, open)
+	storetest.RunReadState(t, open)
 }
 
 // TestConformanceWriterSettings runs the suite with small batches and a long
@@ -60,6 +61,7 @@ func TestConformanceWriterSettings(t *testing.T) {
 			open := func(t *testing.T) store.Store { return openTemp(t, cfg) }
 			storetest.Run(t, open)
 			storetest.RunLog(t, open)
+			storetest.RunReadState(t, open)
 		})
 	}
 }

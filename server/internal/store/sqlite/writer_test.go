@@ -190,7 +190,7 @@ func TestInsertSizes(t *testing.T) {
 			t.Errorf("largestInsert(%d) = %d, want %d", tc.n, got, tc.want)
 		}
 	}
-	if got := insertSQL(2); !strings.HasSuffix(got, fmt.Sprint("VALUES (?,?,?,?,?,?),(?,?,?,?,?,?)")) {
+	if got := insertSQL(2); !strings.HasSuffix(got, fmt.Sprint("VALUES (?,?,?,?,?,?,?,?,?),(?,?,?,?,?,?,?,?,?)")) {
 		t.Errorf("insertSQL(2) = %q", got)
 	}
 }
