@@ -255,15 +255,15 @@ export class MessageList extends Component<Props> {
     for (const s of msgs) {
       // Sender and time never change: reading them does not subscribe.
       const m = s.peek();
+      if (!prev || dayStart(prev.sentAt) !== dayStart(m.sentAt)) {
+        group = null;
+        groups.push({ day: m.sentAt, sender: "", at: m.sentAt, mine: false, rows: [], first: m.seq });
+      }
       if (!divided && m.seq > r.dividerSeq && m.sender !== me) {
         // The first message from someone else after the marker at opening.
         divided = true;
         group = null;
         groups.push({ divider: true, sender: "", at: m.sentAt, mine: false, rows: [], first: m.seq });
-      }
-      if (!prev || dayStart(prev.sentAt) !== dayStart(m.sentAt)) {
-        group = null;
-        groups.push({ day: m.sentAt, sender: "", at: m.sentAt, mine: false, rows: [], first: m.seq });
       }
       if (!group || prev!.sender !== m.sender || m.sentAt.getTime() - prev!.sentAt.getTime() > groupGapMs) {
         group = { sender: m.sender, at: m.sentAt, mine: m.sender === me, rows: [], first: m.seq };
