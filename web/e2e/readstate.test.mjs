@@ -12,7 +12,7 @@ let server;
 const people = {};
 
 before(async () => {
-  server = await startParleyd("parleyd-readstate");
+  server = await startParleyd("parleyd-readstate", ["--send-rate", "-1"]);
 });
 
 after(async () => {
@@ -112,7 +112,35 @@ test("read state: badges from the server, synced between tabs, divider and seen-
     await B.screenshot({ path: join(artifacts, "readstate-seen-by.png") });
   });
 
+  await t.test("a long unread run opens at the bottom with a jump to the first unread", async () => {
+    // Both of alice's browsers elsewhere: one showing the room would read it.
+    await openRoom(A1, "home");
+    await openRoom(A2, "home");
+    for (let i = 1; i <= 40; i++) await carol.send("reads", `backlog ${i}`, `backlog-${i}`);
+    await item(A2, "reads").locator('[data-testid="room-unread"]').filter({ hasText: /^40$/ }).waitFor({ timeout: 15000 });
+    await openRoom(A2, "reads");
+    await row(A2, "backlog 40").waitFor();
+    const jump = A2.getByTestId("jump-unread");
+    await jump.waitFor({ state: "visible" });
+    await jump.click();
+    const divider = A2.getByTestId("new-divider");
+    await divider.waitFor();
+    await A2.waitForFunction(() => {
+      const box = document.querySelector('[data-testid="messages"]').getBoundingClientRect();
+      const d = document.querySelector('[data-testid="new-divider"]').getBoundingClientRect();
+      return d.top >= box.top && d.bottom <= box.bottom;
+    });
+    const next = await divider.evaluate((d) => {
+      let el = d.nextElementSibling;
+      while (el && !el.querySelector('[data-testid="message-body"]')) el = el.nextElementSibling;
+      return el?.querySelector('[data-testid="message-body"]').textContent;
+    });
+    assert.equal(next, "backlog 1");
+    await jump.waitFor({ state: "hidden" });
+  });
+
   // The room stays read after a reload: the marker is the server's.
+  await openRoom(A2, "home");
   await A2.reload();
   await A2.locator('[data-testid="conn-state"][data-state="online"]').waitFor();
   await item(A2, "reads").waitFor();
