@@ -77,6 +77,9 @@ type chatRoom struct {
 	known   bool   // lastSeq is set (a joined frame was seen)
 	fresh   bool   // the next joined frame resets lastSeq (history was lost)
 	joined  bool   // a joined frame was seen: later ones are rejoins
+
+	readWant uint64 // the last entry printed, to mark read (see chatread.go)
+	readSent uint64 // the last seq marked read, here or on another device
 }
 
 // pendingSend is a typed line not yet acknowledged by the server.
@@ -88,7 +91,7 @@ type pendingSend struct {
 
 // refInfo says what a request frame on the current stream was for.
 type refInfo struct {
-	kind  string // "join", "leave", "send" or "entry" (an edit, delete or reaction)
+	kind  string // "join", "leave", "send", "mark" or "entry" (an edit, delete or reaction)
 	room  string
 	send  *pendingSend
 	label string // for an entry: the command, e.g. "/edit [12]"
@@ -98,6 +101,7 @@ type refInfo struct {
 // touches its fields, sends on the stream and prints.
 type chat struct {
 	e        *cli.Env
+	me       string // the token's user
 	api      parleyv1.ChatServiceClient
 	out      io.Writer
 	order    []string // rooms wanted, in join order
@@ -126,7 +130,7 @@ func newChat(e *cli.Env, conn *grpc.ClientConn, rooms []string) *chat {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	c := &chat{
-		e: e, api: parleyv1.NewChatServiceClient(conn), out: e.Stdout,
+		e: e, me: tokenUser(e.Globals.Token), api: parleyv1.NewChatServiceClient(conn), out: e.Stdout,
 		rooms: make(map[string]*chatRoom), dmRooms: make(map[string]string), idBase: "cli-" + hex.EncodeToString(b[:]),
 		lines: make(chan string), backoff: backoffMin,
 	}
@@ -308,8 +312,10 @@ func (c *chat) session(ctx context.Context) error {
 			c.input(ctx, line, ok)
 		case <-tick.C:
 			c.flushPending() // resends lines refused with a retryable code
+			c.sendMarks()
 		}
 		if c.done() {
+			c.sendMarks()
 			return nil
 		}
 	}
@@ -583,7 +589,7 @@ func (c *chat) cmdRooms(ctx context.Context) {
 	}
 	var names []string
 	for _, r := range resp.GetRooms() {
-		names = append(names, fmt.Sprintf("#%s (%d online)", r.GetName(), r.GetOnlineCount()))
+		names = append(names, fmt.Sprintf("#%s (%d online, %s)", r.GetName(), r.GetOnlineCount(), unreadText(r.GetUnreadCount(), r.GetMentionCount())))
 	}
 	c.info("rooms: %s", strings.Join(names, ", "))
 }
@@ -613,6 +619,10 @@ func (c *chat) event(ctx context.Context, ev *parleyv1.JoinResponse) {
 		c.reaction(e.ReactionAdded, true)
 	case *parleyv1.JoinResponse_ReactionRemoved:
 		c.reaction(e.ReactionRemoved, false)
+	case *parleyv1.JoinResponse_ReadMarker:
+		c.readMarker(e.ReadMarker)
+	case *parleyv1.JoinResponse_Receipt:
+		c.receipt(e.Receipt)
 	case *parleyv1.JoinResponse_Replayed:
 		// Stored messages are done; live ones follow. Nothing to show.
 	default:
@@ -637,6 +647,10 @@ func (c *chat) reply(r *parleyv1.Reply) {
 	case "leave":
 		if code != codes.OK && code != codes.FailedPrecondition {
 			c.warn("leave #%s: %s: %s", info.room, code, r.GetError())
+		}
+	case "mark":
+		if code != codes.OK {
+			c.warn("marking #%s read: %s: %s", info.room, code, r.GetError())
 		}
 	case "entry":
 		switch {
@@ -712,7 +726,12 @@ func (c *chat) joined(j *parleyv1.Joined) {
 	if first {
 		verb = "joined"
 	}
-	c.info("%s #%s: %d online (%s)%s", verb, j.GetRoom(), len(who), strings.Join(who, ", "), c.whereNow())
+	read := ""
+	if n := j.GetLastReadSeq(); n > 0 {
+		st.readSent = max(st.readSent, n)
+		read = fmt.Sprintf("; read up to [%d]", n)
+	}
+	c.info("%s #%s: %d online (%s)%s%s", verb, j.GetRoom(), len(who), strings.Join(who, ", "), read, c.whereNow())
 	c.flushPending()
 }
 
@@ -724,6 +743,7 @@ func (c *chat) advance(room string, seq uint64) bool {
 		return false
 	}
 	st.lastSeq, st.known = seq, true
+	c.markPrinted(room, seq)
 	return true
 }
 

@@ -95,7 +95,9 @@ refuse (use 'parleyd token' on the server's machine instead).`)
 func runRooms(ctx context.Context, e *cli.Env, args []string) error {
 	fs := cli.NewFlagSet(e, "rooms", "rooms [--json]", `
 Lists every room you can see (all pages), with its visibility, how many users
-are online, its last seq and when its last message was sent.`)
+are online, your unread messages (not your own, not deleted) and how many of
+them mention you (in a direct room, all of them), its last seq and when its
+last message was sent.`)
 	asJSON := fs.Bool("json", false, "print a JSON array of rooms")
 	pos, err := cli.ParseFlags(fs, args)
 	if err != nil {
@@ -130,14 +132,14 @@ are online, its last seq and when its last message was sent.`)
 		return writeJSONArray(e.Stdout, rooms)
 	}
 	tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROOM\tVISIBILITY\tONLINE\tLAST SEQ\tLAST MESSAGE\tCREATED BY")
+	fmt.Fprintln(tw, "ROOM\tVISIBILITY\tONLINE\tUNREAD\tMENTIONS\tLAST SEQ\tLAST MESSAGE\tCREATED BY")
 	for _, r := range rooms {
 		last := "-"
 		if r.GetLastMessageAt() != nil {
 			last = fmtTime(r.GetLastMessageAt().AsTime())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", r.GetName(), visibilityName(r.GetVisibility()),
-			r.GetOnlineCount(), r.GetLastSeq(), last, r.GetCreatedBy())
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.GetName(), visibilityName(r.GetVisibility()),
+			r.GetOnlineCount(), r.GetUnreadCount(), r.GetMentionCount(), r.GetLastSeq(), last, r.GetCreatedBy())
 	}
 	return tw.Flush()
 }

@@ -74,6 +74,8 @@ func runServe(args []string, stderr io.Writer) error {
 	fs.Float64Var(&cfg.SendRate, "send-rate", app.DefaultSendRate, "messages per second one user may send across all streams and REST; negative for no limit (load tests)")
 	fs.IntVar(&cfg.SendBurst, "send-burst", 0, "burst of sends allowed above --send-rate (default 2×send-rate)")
 	fs.IntVar(&cfg.MaxJoinStreamsPerUser, "max-join-streams-per-user", app.DefaultMaxJoinStreamsPerUser, "Join streams one user may have open at once")
+	fs.DurationVar(&cfg.ReadMarkerFlush, "read-marker-flush", app.DefaultReadMarkerFlush, "how often read markers are stored, all in one batch; those marked since the last flush are lost if parleyd dies")
+	fs.IntVar(&cfg.ReceiptsMaxMembers, "receipts-max-members", app.DefaultReceiptsMaxMembers, "most readers (a private room's members; users who marked a public room read) a room may have for receipts (\"seen by\"); negative: no receipts")
 	fs.StringVar(&cfg.DefaultRoom, "default-room", app.DefaultRoomName, "public room created at start if missing; - for none")
 	fs.DurationVar(&cfg.Retention.MaxAge, "retention-max-age", 0, "delete messages older than this (e.g. 720h); 0 keeps them")
 	fs.IntVar(&cfg.Retention.MaxMessages, "retention-max-messages", 0, "keep at most this many newest messages per room; 0 keeps all")

@@ -135,6 +135,13 @@ type Config struct {
 	// MaxJoinStreamsPerUser bounds one user's open Join streams (default
 	// DefaultMaxJoinStreamsPerUser).
 	MaxJoinStreamsPerUser int
+	// ReadMarkerFlush is how often the read markers clients marked are
+	// stored, all in one batch (default DefaultReadMarkerFlush): those
+	// marked since the last flush are lost if the process dies.
+	ReadMarkerFlush time.Duration
+	// ReceiptsMaxMembers is the most readers a room may have for receipts
+	// ("seen by"; default DefaultReceiptsMaxMembers; negative: none).
+	ReceiptsMaxMembers int
 	// DefaultRoom is a public room created at start if missing (default
 	// DefaultRoomName; "-" for none).
 	DefaultRoom string
@@ -190,6 +197,9 @@ const (
 	DefaultMaxRoomsPerConn = hub.DefaultMaxRoomsPerConn
 	DefaultBrokerSubject   = hub.DefaultSubject
 	DefaultNodeTimeout     = hub.DefaultNodeTimeout
+
+	DefaultReadMarkerFlush    = hub.DefaultReadMarkFlush
+	DefaultReceiptsMaxMembers = hub.DefaultReceiptsMaxMembers
 
 	DefaultPostgresSchema      = postgres.DefaultSchema
 	DefaultSQLiteMaxBatch      = sqlite.DefaultMaxBatch
@@ -385,6 +395,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	hc := hub.Config{MaxQueueBytes: cfg.MaxQueueBytes, MaxRoomsPerConn: cfg.MaxRoomsPerConn,
 		Subject: cfg.BrokerSubject, NodeID: cfg.NodeID, NodeTimeout: cfg.NodeTimeout,
+		ReadMarkFlush: cfg.ReadMarkerFlush, ReceiptsMaxMembers: cfg.ReceiptsMaxMembers,
 		WireForm: api.WireForm}
 	if cfg.Broker != "" {
 		if s.broker, err = broker.Connect(cfg.Broker, cfg.NodeID, s.log); err != nil {

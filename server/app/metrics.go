@@ -44,6 +44,8 @@ func newMetrics(h *hub.Hub, extra ...prometheus.Collector) *metrics {
 			stat(func(s hub.Stats) float64 { return float64(s.RemoteMessages) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_gap_fills_total", Help: "Messages read from the store because the broker had not delivered them in time."},
 			stat(func(s hub.Stats) float64 { return float64(s.GapFills) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_read_markers_pending", Help: "Read markers marked but not stored yet (stored in batches every --read-marker-flush)."},
+			stat(func(s hub.Stats) float64 { return float64(s.PendingReadMarks) })),
 	)
 	m.reg.MustRegister(extra...)
 	return m

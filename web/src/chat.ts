@@ -14,6 +14,8 @@ const pageSize = 50;
 const rateRetryMs = 1000;
 // changeWaitMs is how long an edit, delete or reaction waits for the stream.
 const changeWaitMs = 10000;
+// markEveryMs is the least time between two marks of one room sent to the server.
+const markEveryMs = 300;
 
 /** Chat is one signed-in user's chat. */
 export class Chat {
@@ -26,6 +28,12 @@ export class Chat {
   private typingStop = new Map<string, number>();
   private pollTimer = 0;
   private left: Record<string, number> = {};
+  // The newest seq of the open room in view, and whether its list is at its end.
+  private visibleSeq = 0;
+  private atBottom = true;
+  private markTimers = new Map<string, number>();
+  private unsentMarks = new Set<string>();
+  private markLater = new Set<string>();
 
   constructor(
     readonly me: string,
@@ -56,12 +64,15 @@ export class Chat {
       if (document.visibilityState === "visible") void this.refreshRooms();
     }, roomsPollMs);
     document.addEventListener("visibilitychange", this.onVisible);
+    window.addEventListener("focus", this.onVisible);
   }
 
   /** stop disconnects; the page is signing out. */
   stop(): void {
     window.clearInterval(this.pollTimer);
     document.removeEventListener("visibilitychange", this.onVisible);
+    window.removeEventListener("focus", this.onVisible);
+    for (const t of this.markTimers.values()) window.clearTimeout(t);
     this.session.stop();
   }
 
@@ -73,7 +84,6 @@ export class Chat {
     let r = this.rooms.get(name);
     if (!r) {
       r = new RoomState(name, this.me);
-      r.lastRead = this.readMarks()[name] ?? -1;
       this.rooms.set(name, r);
     }
     return r;
@@ -82,11 +92,17 @@ export class Chat {
   /** open shows a room, joining it if needed. */
   open(name: string): void {
     const r = this.room(name);
+    if (this.current !== name) {
+      // The divider goes where the marker is now, and stays there while
+      // the room is shown; until the list or the join tells, it waits.
+      this.visibleSeq = 0;
+      r.dividerSeq = r.info ? r.readSeq : -1;
+      r.unreadAtOpen = r.info ? r.unread() : 0;
+    }
     this.setCurrent(name);
     if (!r.wanted || r.status === "error" || r.status === "idle") {
       r.wanted = true;
       r.error = "";
-      if (r.lastRead < 0) r.lastRead = 0;
       if (this.session.online) void this.join(r);
       else r.status = "joining";
     }
@@ -133,6 +149,8 @@ export class Chat {
       void this.join(r);
       this.resend(r);
     }
+    for (const name of this.unsentMarks) void this.sendMark(this.room(name));
+    this.unsentMarks.clear();
     void this.refreshRooms();
   }
 
@@ -173,12 +191,20 @@ export class Chat {
         const r = this.room(ev.value.room);
         r.status = "joined";
         r.setPresence(ev.value.presence);
+        r.receipts.clear();
+        for (const x of ev.value.receipts) if (x.user !== this.me) r.receipts.set(x.user, Number(x.seq));
+        r.receiptsChanged();
+        if (r.name === this.current && r.dividerSeq < 0) {
+          r.dividerSeq = Math.max(r.readSeq, Number(ev.value.lastReadSeq));
+          r.unreadAtOpen = r.unread();
+        }
         if (!r.historyLoaded) void this.loadHistory(r);
         break;
       }
       case "message": {
         const r = this.room(ev.value.room);
         if (r.add(ev.value)) {
+          r.count(ev.value, this.me);
           this.clearTyping(r, ev.value.sender);
           if (r.name === this.current) this.markRead(r);
         }
@@ -190,8 +216,23 @@ export class Chat {
       case "reactionRemoved": {
         // Every entry moves the room's position, shown or not.
         const r = this.room(ev.value.room);
-        r.apply({ kind: ev.case, value: ev.value } as Entry);
+        const e = { kind: ev.case, value: ev.value } as Entry;
+        r.apply(e);
+        r.recount(e, this.me);
         if (r.name === this.current) this.markRead(r);
+        break;
+      }
+      case "readMarker":
+        // A mark made on another connection of ours, or further than ours.
+        this.room(ev.value.room).marked(ev.value);
+        break;
+      case "receipt": {
+        if (ev.value.user === this.me) return;
+        const r = this.room(ev.value.room);
+        const seq = Number(ev.value.seq);
+        if (seq <= (r.receipts.get(ev.value.user) ?? 0)) return;
+        r.receipts.set(ev.value.user, seq);
+        r.receiptsChanged();
         break;
       }
       case "presenceDiff":
@@ -471,7 +512,12 @@ export class Chat {
         const resp = await this.api.listRooms({ pageSize: 200, pageToken });
         for (const info of resp.rooms) {
           seen.add(info.name);
-          this.room(info.name).info = info;
+          const r = this.room(info.name);
+          r.listed(info);
+          if (r.name === this.current && r.dividerSeq < 0) {
+            r.dividerSeq = r.readSeq;
+            r.unreadAtOpen = r.unread();
+          }
         }
         pageToken = resp.nextPageToken;
         if (!pageToken) break;
@@ -497,7 +543,6 @@ export class Chat {
   // arrive live and show as unread.
   private autoJoin(r: RoomState): void {
     r.wanted = true;
-    if (r.lastRead < 0) r.lastRead = 0;
     this.save();
     if (this.session.online) void this.join(r);
   }
@@ -510,27 +555,68 @@ export class Chat {
 
   private onVisible = (): void => {
     const r = this.rooms.get(this.current);
-    if (document.visibilityState === "visible" && r) {
-      this.markRead(r);
-      this.changed();
-    }
+    if (document.visibilityState === "visible" && r) this.markRead(r);
   };
 
-  private markRead(r: RoomState): void {
-    if (document.visibilityState !== "visible") return;
-    const seq = r.headSeq();
-    if (seq <= r.lastRead) return;
-    r.lastRead = seq;
-    const marks = this.readMarks();
-    marks[r.name] = seq;
-    localStorage.setItem(this.key("read"), JSON.stringify(marks));
+  /**
+   * seen tells that the open room's messages up to seq are in view (the
+   * message list watches them scroll in); they are read while the page is
+   * visible.
+   */
+  seen(room: string, seq: number): void {
+    if (room !== this.current || seq <= this.visibleSeq) return;
+    this.visibleSeq = seq;
+    const r = this.rooms.get(room);
+    if (r && document.visibilityState === "visible") this.mark(r, seq);
   }
 
-  private readMarks(): Record<string, number> {
-    try {
-      return JSON.parse(localStorage.getItem(this.key("read")) ?? "{}");
-    } catch {
-      return {};
+  /**
+   * atBottom tells whether the open room's list is scrolled to its end;
+   * focused and there, the user has read everything, edits and reactions
+   * included.
+   */
+  setAtBottom(at: boolean): void {
+    this.atBottom = at;
+    const r = this.rooms.get(this.current);
+    if (at && r) this.markRead(r);
+  }
+
+  // markRead marks the open room read as far as the user can see it: the
+  // newest message in view, or the head when focused at the bottom.
+  private markRead(r: RoomState): void {
+    if (document.visibilityState !== "visible") return;
+    if (this.visibleSeq) this.mark(r, this.visibleSeq);
+    if (this.atBottom && document.hasFocus() && r.historyLoaded) this.mark(r, r.headSeq());
+  }
+
+  // mark moves the marker here at once (badges follow) and sends it: the
+  // first of a burst at once, then the newest at most every markEveryMs.
+  private mark(r: RoomState, seq: number): void {
+    if (r.status === "new-dm" || !r.readTo(seq)) return;
+    this.changed();
+    if (this.markTimers.has(r.name)) this.markLater.add(r.name);
+    else this.markNow(r);
+  }
+
+  private markNow(r: RoomState): void {
+    void this.sendMark(r);
+    const t = window.setTimeout(() => {
+      this.markTimers.delete(r.name);
+      if (this.markLater.delete(r.name)) this.markNow(r);
+    }, markEveryMs);
+    this.markTimers.set(r.name, t);
+  }
+
+  private async sendMark(r: RoomState): Promise<void> {
+    if (!this.session.online) {
+      this.unsentMarks.add(r.name); // sent on the next connect
+      return;
+    }
+    const reply = await this.session.request({ case: "markRead", value: { room: r.name, seq: BigInt(r.readSeq) } });
+    if (reply.code === StreamLost) this.unsentMarks.add(r.name);
+    else if (reply.code === 0 && reply.readMarker) {
+      r.marked(reply.readMarker);
+      this.changed();
     }
   }
 

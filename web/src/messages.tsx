@@ -33,6 +33,9 @@ interface RowCtx {
   scroll: Scroll;
   /** A row changed its height: keep the list at the bottom if it was there. */
   resized(): void;
+  /** Watch a row scroll into view, to mark it read; and stop. */
+  observe(el: Element): void;
+  unobserve(el: Element): void;
 }
 const RowContext = createContext<RowCtx | null>(null);
 
@@ -67,12 +70,14 @@ export class MessageList extends Component<Props> {
   // that grows later (an edit, a reaction) cannot ask before it grows.
   private atBottom = true;
   private ctx?: RowCtx;
+  private io?: IntersectionObserver;
+  private jump = createRef<HTMLButtonElement>();
 
   // Everything but the messages themselves that the list shows.
   private key({ chat, room: r }: Props): string {
     if (!r) return "";
     const pending = r.pending.map((p) => p.clientMsgId + p.state).join();
-    return [r.name, r.status, r.atBeginning, r.loadingOlder, r.historyLoaded, !!r.olderToken, pending, pending && chat.conn].join("|");
+    return [r.name, r.dividerSeq, r.status, r.atBeginning, r.loadingOlder, r.historyLoaded, !!r.olderToken, pending, pending && chat.conn].join("|");
   }
 
   shouldComponentUpdate(next: Props): boolean {
@@ -87,6 +92,69 @@ export class MessageList extends Component<Props> {
   componentDidMount(): void {
     this.placed({ atBottom: true, fromBottom: 0 });
   }
+
+  componentWillUnmount(): void {
+    this.io?.disconnect();
+  }
+
+  private observe = (el: Element): void => {
+    if (!this.io) this.io = new IntersectionObserver(this.onIntersect, { root: this.box.current, threshold: [0.5, 1] });
+    this.io.observe(el);
+  };
+
+  private unobserve = (el: Element): void => {
+    this.io?.unobserve(el);
+  };
+
+  // onIntersect marks read the newest message that came into view: at least
+  // half of it, or half the list's height for a long one.
+  private onIntersect = (entries: IntersectionObserverEntry[]): void => {
+    const r = this.props.room;
+    if (!r) return;
+    let seq = 0;
+    for (const e of entries) {
+      if (!e.isIntersecting) continue;
+      const big = e.rootBounds ? e.intersectionRect.height >= e.rootBounds.height / 2 : false;
+      if (e.intersectionRatio < 0.5 && !big) continue;
+      seq = Math.max(seq, Number((e.target as HTMLElement).dataset.seq ?? 0));
+    }
+    if (seq) this.props.chat.seen(r.name, seq);
+    this.showJump();
+  };
+
+  // showJump shows "jump to first unread" while the divider is above the
+  // view or not loaded yet.
+  private showJump(): void {
+    const box = this.box.current;
+    const button = this.jump.current;
+    const r = this.props.room;
+    if (!box || !button) return;
+    const div = box.querySelector<HTMLElement>('[data-testid="new-divider"]');
+    let show = false;
+    if (r && r.dividerSeq >= 0 && r.unreadAtOpen > 0) {
+      if (div) show = div.getBoundingClientRect().bottom < box.getBoundingClientRect().top;
+      else show = !r.atBeginning && (r.list()[0]?.peek().seq ?? 0) > r.dividerSeq + 1;
+    }
+    button.hidden = !show;
+  }
+
+  private jumpToUnread = async (): Promise<void> => {
+    const { chat } = this.props;
+    const r = this.props.room;
+    const box = this.box.current;
+    if (!r || !box) return;
+    for (let page = 0; page < 20; page++) {
+      const div = box.querySelector<HTMLElement>('[data-testid="new-divider"]');
+      if (div) {
+        div.scrollIntoView({ block: "start" });
+        this.showJump();
+        return;
+      }
+      if (r.atBeginning || !r.olderToken) return;
+      await chat.loadOlder(r.name);
+      await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+    }
+  };
 
   componentDidUpdate(_p: Props, _s: unknown, snap: Snapshot): void {
     this.placed(snap);
@@ -105,6 +173,8 @@ export class MessageList extends Component<Props> {
     else if (prepended) box.scrollTop = box.scrollHeight - snap.fromBottom;
     this.props.scroll.stickToBottom = false;
     this.atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 48;
+    this.props.chat.setAtBottom(this.atBottom);
+    this.showJump();
     this.shownRoom = r?.name ?? "";
     this.firstSeq = first;
     if (r) requestAnimationFrame(() => this.maybeLoadOlder());
@@ -112,7 +182,10 @@ export class MessageList extends Component<Props> {
 
   private onScroll = (): void => {
     const box = this.box.current!;
-    this.atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 48;
+    const at = box.scrollHeight - box.scrollTop - box.clientHeight < 48;
+    if (at !== this.atBottom) this.props.chat.setAtBottom(at);
+    this.atBottom = at;
+    this.showJump();
     this.maybeLoadOlder();
   };
 
@@ -124,7 +197,7 @@ export class MessageList extends Component<Props> {
   // rowCtx is the rows' context for a room, the same object while it stays.
   private rowCtx(room: RoomState): RowCtx {
     const { chat, me, scroll } = this.props;
-    if (this.ctx?.room !== room || this.ctx.chat !== chat) this.ctx = { chat, me, room, scroll, resized: this.resized };
+    if (this.ctx?.room !== room || this.ctx.chat !== chat) this.ctx = { chat, me, room, scroll, resized: this.resized, observe: this.observe, unobserve: this.unobserve };
     return this.ctx;
   }
 
@@ -145,6 +218,9 @@ export class MessageList extends Component<Props> {
     this.drawnList = r?.list() ?? none;
     return (
       <div class="messages" data-testid="messages" role="log" aria-label="Messages" tabIndex={0} ref={this.box} onScroll={this.onScroll}>
+        <button type="button" class="jump-unread" data-testid="jump-unread" ref={this.jump} hidden onClick={() => void this.jumpToUnread()}>
+          {"Jump to first unread \u2191"}
+        </button>
         {r ? <RowContext.Provider value={this.rowCtx(r)}>{this.content(r, this.drawnList)}</RowContext.Provider> : null}
       </div>
     );
@@ -175,12 +251,19 @@ export class MessageList extends Component<Props> {
     let group: GroupProps | null = null;
     let prev: Msg | null = null;
     const groups: GroupProps[] = [];
+    let divided = r.dividerSeq < 0;
     for (const s of msgs) {
       // Sender and time never change: reading them does not subscribe.
       const m = s.peek();
       if (!prev || dayStart(prev.sentAt) !== dayStart(m.sentAt)) {
         group = null;
         groups.push({ day: m.sentAt, sender: "", at: m.sentAt, mine: false, rows: [], first: m.seq });
+      }
+      if (!divided && m.seq > r.dividerSeq && m.sender !== me) {
+        // The first message from someone else after the marker at opening.
+        divided = true;
+        group = null;
+        groups.push({ divider: true, sender: "", at: m.sentAt, mine: false, rows: [], first: m.seq });
       }
       if (!group || prev!.sender !== m.sender || m.sentAt.getTime() - prev!.sentAt.getTime() > groupGapMs) {
         group = { sender: m.sender, at: m.sentAt, mine: m.sender === me, rows: [], first: m.seq };
@@ -194,10 +277,18 @@ export class MessageList extends Component<Props> {
       if (prev?.sender === me) group!.pending = pending;
       else groups.push({ sender: me, at: new Date(), mine: true, rows: [], first: -1, pending });
     }
-    for (const g of groups) out.push(g.day ? <Day key={`d${g.first}`} at={g.day} /> : <Group key={`g${g.first}`} {...g} />);
+    for (const g of groups) out.push(g.divider ? <NewDivider key={`n${g.first}`} seq={g.first} /> : g.day ? <Day key={`d${g.first}`} at={g.day} /> : <Group key={`g${g.first}`} {...g} />);
     if (msgs.length === 0 && r.historyLoaded && r.pending.length === 0) out.push(<p class="intro muted" key="empty">No messages yet. Say hello!</p>);
     return out;
   }
+}
+
+function NewDivider({ seq }: { seq: number }): VNode {
+  return (
+    <div class="new-divider" role="separator" data-testid="new-divider" data-seq={String(seq)}>
+      <span>New messages</span>
+    </div>
+  );
 }
 
 function Day({ at }: { at: Date }): VNode {
@@ -210,6 +301,7 @@ function Day({ at }: { at: Date }): VNode {
 
 interface GroupProps {
   day?: Date;
+  divider?: boolean;
   sender: string;
   at: Date;
   mine: boolean;
@@ -260,6 +352,16 @@ function Row({ m }: { m: Signal<Msg> }): VNode {
   const [chosen, setMode] = useState<"" | "edit" | "react">("");
   const [error, setError] = useState("");
   const drawn = useRef(false);
+  const el = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const row = el.current!;
+    ctx.observe(row);
+    return () => ctx.unobserve(row);
+  }, []);
+  // Reading the version redraws the row when a receipt moves.
+  void room.receiptsVersion.value;
+  const seenBy = room.seenBy(v.seq);
+  const mentioned = v.mentions.includes(me);
   useLayoutEffect(() => {
     if (drawn.current) ctx.resized();
     drawn.current = true;
@@ -284,8 +386,10 @@ function Row({ m }: { m: Signal<Msg> }): VNode {
 
   return (
     <div
-      class={["msg", v.deleted ? "deleted" : "", mode ? "active" : ""].join(" ")}
+      ref={el}
+      class={["msg", v.deleted ? "deleted" : "", mode ? "active" : "", mentioned ? "mentions-me" : ""].join(" ")}
       data-testid="message"
+      data-mentions-me={mentioned ? "" : undefined}
       data-seq={String(v.seq)}
       data-sender={v.sender}
       data-deleted={v.deleted ? "" : undefined}
@@ -305,7 +409,7 @@ function Row({ m }: { m: Signal<Msg> }): VNode {
         />
       ) : (
         <div class="body">
-          <span data-testid="message-body">{v.body}</span>
+          <span data-testid="message-body">{mentioned ? highlight(v.body, me) : v.body}</span>
           {v.deleted ? (
             <span class="tombstone" data-testid="message-deleted">
               message deleted
@@ -351,6 +455,15 @@ function Row({ m }: { m: Signal<Msg> }): VNode {
           <button type="button" class="link" onClick={() => setMode("")}>
             Close
           </button>
+        </div>
+      ) : null}
+      {seenBy.length ? (
+        <div class="seen-by" data-testid="seen-by" aria-label={`Seen by ${seenBy.join(", ")}`} title={`Seen by ${seenBy.join(", ")}`}>
+          {seenBy.map((u) => (
+            <span key={u} class="seen" data-testid="seen-by-user" data-user={u}>
+              <Avatar user={u} small />
+            </span>
+          ))}
         </div>
       ) : null}
       {error ? (
@@ -438,6 +551,25 @@ function EditForm({ body, save, cancel }: { body: string; save(body: string): vo
       </div>
     </form>
   );
+}
+
+// highlight marks the user's own @mentions in a text the server says
+// mentions them: "@me" not followed by a character a user id goes on with
+// (a trailing dot is punctuation).
+function highlight(body: string, me: string): ComponentChildren {
+  const at = "@" + me;
+  const out: ComponentChildren[] = [];
+  let from = 0;
+  for (let i = body.indexOf(at); i >= 0; i = body.indexOf(at, i + 1)) {
+    const next = body.slice(i + at.length).replace(/^\.+/, "");
+    const nextChar = body[i + at.length] ?? "";
+    if (/[A-Za-z0-9_-]/.test(nextChar) || (nextChar === "." && /^[A-Za-z0-9_-]/.test(next))) continue;
+    if (i > 0 && /[A-Za-z0-9._-]/.test(body[i - 1])) continue;
+    out.push(body.slice(from, i), <mark class="mention" data-testid="mention">{at}</mark>);
+    from = i + at.length;
+  }
+  out.push(body.slice(from));
+  return out;
 }
 
 // reactedBy names who reacted, as far as the page knows them.

@@ -2,7 +2,7 @@
 // by seq), history paging, presence, typing and sends not yet acknowledged.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { signal, type Signal } from "@preact/signals";
-import type { Message, MessageDelete, MessageEdit, Presence, PresenceMeta, Reaction, Room } from "./gen/parley/v1/types_pb";
+import type { Message, MessageDelete, MessageEdit, Presence, PresenceMeta, Reaction, ReadMarker, Room } from "./gen/parley/v1/types_pb";
 
 /** Msg is a stored message as the page shows it. */
 export interface Msg {
@@ -18,6 +18,8 @@ export interface Msg {
   edited: boolean;
   deleted: boolean;
   reactions: Reactions[];
+  /** The users the text mentions, as the server parsed them. */
+  mentions: string[];
   /** The seq of the newest entry of the log folded into this view. */
   viewSeq: number;
 }
@@ -69,8 +71,26 @@ export class RoomState {
   error = "";
   /** Highest seq received; the messages up to it are contiguous. */
   lastSeq = 0;
-  /** Seq up to which the user has seen the room; -1 if never. */
-  lastRead = -1;
+  /** The user's read marker: the seq read up to, as the server last said or as marked here; 0 if never. */
+  readSeq = 0;
+  /**
+   * The marker when the room was opened: the "new messages" divider goes
+   * after it, and stays while the room is shown. -1 while not known.
+   */
+  dividerSeq = -1;
+  /** How far each other reader has read the room ("seen by"); empty in big rooms. */
+  receipts = new Map<string, number>();
+  /** Bumped when receipts change: the message rows that show them read it. */
+  readonly receiptsVersion = signal(0);
+  /** The room's unread count when it was opened, for "jump to first unread". */
+  unreadAtOpen = 0;
+  // The server's counts (ListRooms or a read_marker) through countHead;
+  // messages after countHead that this page counted itself, by seq, with
+  // whether each mentions the user.
+  private baseUnread = 0;
+  private baseMentions = 0;
+  private countHead = 0;
+  private counted = new Map<number, boolean>();
   historyLoaded = false;
   historyLoading = false;
   olderToken = "";
@@ -115,6 +135,7 @@ export class RoomState {
       edited: !!m.editedAt,
       deleted: m.deleted,
       reactions: m.reactions.map((r) => ({ emoji: r.emoji, count: r.count, mine: r.mine, users: [...r.users] })),
+      mentions: [...m.mentions],
       viewSeq,
     };
     const orphans = this.orphans.filter((e) => Number(e.value.targetSeq) === seq);
@@ -181,20 +202,100 @@ export class RoomState {
     return Math.max(this.lastSeq, Number(this.info?.lastSeq ?? 0n));
   }
 
-  /**
-   * unread counts messages after lastRead; 0 for rooms never read. Edits
-   * and reactions have seqs too, so where the page holds every message
-   * after lastRead it counts those; elsewhere the seqs after it.
-   */
+  /** unread is the number of messages from others after the read marker, from the server's counts and live messages. */
   unread(): number {
-    if (this.lastRead < 0) return 0;
-    const list = this.list();
-    if (this.status === "joined" && this.historyLoaded && list.length && list[0].peek().seq <= this.lastRead + 1 && this.lastSeq >= this.headSeq()) {
-      let n = 0;
-      for (let i = list.length - 1; i >= 0 && list[i].peek().seq > this.lastRead; i--) n++;
-      return n;
+    let n = this.baseUnread;
+    for (const seq of this.counted.keys()) if (seq > this.readSeq) n++;
+    return n;
+  }
+
+  /** mentions is how many of the unread messages mention the user (every one in a direct room). */
+  mentions(): number {
+    let n = this.baseMentions;
+    for (const [seq, mention] of this.counted) if (mention && seq > this.readSeq) n++;
+    return n;
+  }
+
+  /**
+   * listed takes the counts of a room list. A list that has not seen a mark
+   * made here since (its marker is behind) keeps the counts as they are.
+   */
+  listed(info: Room): void {
+    this.info = info;
+    const seq = Number(info.lastReadSeq);
+    if (seq < this.readSeq) return;
+    this.setCounts(seq, info.unreadCount, info.mentionCount, Number(info.lastSeq));
+  }
+
+  /** marked takes a read marker from the server: the counts are its own through its head. */
+  marked(m: ReadMarker): void {
+    if (Number(m.seq) < this.readSeq) return;
+    this.setCounts(Number(m.seq), m.unreadCount, m.mentionCount, Number(m.headSeq));
+  }
+
+  private setCounts(seq: number, unread: number, mentions: number, head: number): void {
+    this.readSeq = seq;
+    this.baseUnread = unread;
+    this.baseMentions = mentions;
+    this.countHead = Math.max(head, seq);
+    for (const s of this.counted.keys()) if (s <= this.countHead) this.counted.delete(s);
+  }
+
+  /**
+   * readTo moves the marker forward here, before the server answers: what
+   * was counted up to seq is read, and the server's counts too once seq
+   * reaches their head. It reports whether the marker moved.
+   */
+  readTo(seq: number): boolean {
+    if (seq <= this.readSeq) return false;
+    this.readSeq = seq;
+    for (const s of this.counted.keys()) if (s <= seq) this.counted.delete(s);
+    if (seq >= this.countHead) {
+      this.baseUnread = 0;
+      this.baseMentions = 0;
+      this.countHead = seq;
     }
-    return Math.max(0, this.headSeq() - this.lastRead);
+    return true;
+  }
+
+  /** count counts a live message from someone else as unread, if it is after the marker and the counts. */
+  count(m: Message, me: string): void {
+    const seq = Number(m.seq);
+    if (m.sender === me || seq <= this.readSeq || seq <= this.countHead) return;
+    this.counted.set(seq, isDirect(this.name) || m.mentions.includes(me));
+  }
+
+  /** recount follows an edit (its mentions) or a delete (no longer unread) of a message counted here. */
+  recount(e: Entry, me: string): void {
+    const target = Number(e.value.targetSeq);
+    if (!this.counted.has(target)) return;
+    if (e.kind === "delete") this.counted.delete(target);
+    else if (e.kind === "edit") this.counted.set(target, isDirect(this.name) || e.value.mentions.includes(me));
+  }
+
+  /** receiptsChanged redraws the "seen by" of the rows. */
+  receiptsChanged(): void {
+    this.receiptsVersion.value++;
+  }
+
+  /** seenBy lists the other readers whose marker is at message seq: the last loaded message at or before it. */
+  seenBy(seq: number): string[] {
+    const out: string[] = [];
+    for (const [user, read] of this.receipts) if (read >= seq && this.lastAtOrBefore(read) === seq) out.push(user);
+    return out.sort();
+  }
+
+  // lastAtOrBefore is the seq of the last loaded message at or before seq; 0 if none.
+  private lastAtOrBefore(seq: number): number {
+    const list = this.list();
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid].peek().seq <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo ? list[lo - 1].peek().seq : 0;
   }
 
   /** setPresence replaces the presence state. */
@@ -239,9 +340,9 @@ function fold(v: Msg, e: Entry, me: string): Msg {
   if (seq <= v.viewSeq) return v;
   switch (e.kind) {
     case "edit":
-      return { ...v, body: e.value.body, edited: true, viewSeq: seq };
+      return { ...v, body: e.value.body, mentions: [...e.value.mentions], edited: true, viewSeq: seq };
     case "delete":
-      return { ...v, body: "", deleted: true, reactions: [], viewSeq: seq };
+      return { ...v, body: "", deleted: true, reactions: [], mentions: [], viewSeq: seq };
     case "reactionAdded": {
       const { emoji, sender } = e.value;
       const i = v.reactions.findIndex((r) => r.emoji === emoji);

@@ -83,7 +83,7 @@ export class ChatView extends Component<Props> implements Scroll {
   // and "Reconnecting in Ns" counts down.
   private drawn(): void {
     const { chat } = this.props;
-    const unread = [...chat.rooms.values()].reduce((n, x) => n + (x.wanted && x.name !== chat.current ? x.unread() : 0), 0);
+    const unread = [...chat.rooms.values()].reduce((n, x) => n + (x.name !== chat.current ? x.unread() : 0), 0);
     document.title = unread ? `(${unread}) Parley` : "Parley";
     window.clearTimeout(this.countdown);
     if (chat.conn === "waiting") this.countdown = window.setTimeout(() => this.props.ticker.update(), 1000);
@@ -487,7 +487,9 @@ function Conn({ chat }: { chat: Chat }): VNode {
 
 function RoomItem({ chat, r }: { chat: Chat; r: RoomState }): VNode {
   const current = r.name === chat.current;
+  // The open room is read as it scrolls; its counts would only flicker.
   const unread = current ? 0 : r.unread();
+  const mentions = current ? 0 : r.mentions();
   const dm = isDirect(r.name);
   const title = roomTitle(r.name, chat.me);
   // A direct room shows whether the other person is there, not a count
@@ -502,7 +504,7 @@ function RoomItem({ chat, r }: { chat: Chat; r: RoomState }): VNode {
         aria-current={current ? "page" : undefined}
         data-testid="room-item"
         data-room={r.name}
-        aria-label={`${dm ? "Conversation with " : "Room "}${title}${online ? `, ${online} online` : ""}${otherHere ? ", online" : ""}${unread ? `, ${unread} unread` : ""}`}
+        aria-label={`${dm ? "Conversation with " : "Room "}${title}${online ? `, ${online} online` : ""}${otherHere ? ", online" : ""}${unread ? `, ${unread} unread` : ""}${mentions ? `, ${mentions} mentioning you` : ""}`}
       >
         {dm ? <Avatar user={title} small /> : <span class="hash" aria-hidden="true">#</span>}
         <span class="name">{title}</span>
@@ -513,6 +515,11 @@ function RoomItem({ chat, r }: { chat: Chat; r: RoomState }): VNode {
           </span>
         ) : null}
         {otherHere ? <span class="online" data-testid="dm-online" title={`${title} is here`} /> : null}
+        {mentions ? (
+          <span class="mentions" data-testid="room-mentions" title={`${mentions} mentioning you`}>
+            {"@" + (mentions > 99 ? "99+" : String(mentions))}
+          </span>
+        ) : null}
         {unread ? (
           <span class="unread" data-testid="room-unread" title={`${unread} unread`}>
             {unread > 99 ? "99+" : String(unread)}

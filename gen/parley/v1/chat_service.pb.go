@@ -93,6 +93,8 @@ type JoinRequest struct {
 	//	*JoinRequest_Delete
 	//	*JoinRequest_React_
 	//	*JoinRequest_Unreact
+	//	*JoinRequest_MarkRead_
+	//	*JoinRequest_PresencePage
 	Frame         isJoinRequest_Frame `protobuf_oneof:"frame"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -223,6 +225,24 @@ func (x *JoinRequest) GetUnreact() *JoinRequest_React {
 	return nil
 }
 
+func (x *JoinRequest) GetMarkRead() *JoinRequest_MarkRead {
+	if x != nil {
+		if x, ok := x.Frame.(*JoinRequest_MarkRead_); ok {
+			return x.MarkRead
+		}
+	}
+	return nil
+}
+
+func (x *JoinRequest) GetPresencePage() *JoinRequest_PresencePageRequest {
+	if x != nil {
+		if x, ok := x.Frame.(*JoinRequest_PresencePage); ok {
+			return x.PresencePage
+		}
+	}
+	return nil
+}
+
 type isJoinRequest_Frame interface {
 	isJoinRequest_Frame()
 }
@@ -272,6 +292,16 @@ type JoinRequest_Unreact struct {
 	Unreact *JoinRequest_React `protobuf:"bytes,10,opt,name=unreact,proto3,oneof"`
 }
 
+type JoinRequest_MarkRead_ struct {
+	// Move the user's read marker in a room forward.
+	MarkRead *JoinRequest_MarkRead `protobuf:"bytes,11,opt,name=mark_read,json=markRead,proto3,oneof"`
+}
+
+type JoinRequest_PresencePage struct {
+	// Ask for a page of a joined room's presence.
+	PresencePage *JoinRequest_PresencePageRequest `protobuf:"bytes,12,opt,name=presence_page,json=presencePage,proto3,oneof"`
+}
+
 func (*JoinRequest_Join) isJoinRequest_Frame() {}
 
 func (*JoinRequest_Leave) isJoinRequest_Frame() {}
@@ -289,6 +319,10 @@ func (*JoinRequest_Delete) isJoinRequest_Frame() {}
 func (*JoinRequest_React_) isJoinRequest_Frame() {}
 
 func (*JoinRequest_Unreact) isJoinRequest_Frame() {}
+
+func (*JoinRequest_MarkRead_) isJoinRequest_Frame() {}
+
+func (*JoinRequest_PresencePage) isJoinRequest_Frame() {}
 
 // JoinResponse is one frame sent by the server on a Join stream.
 //
@@ -314,6 +348,8 @@ type JoinResponse struct {
 	//	*JoinResponse_Delete
 	//	*JoinResponse_ReactionAdded
 	//	*JoinResponse_ReactionRemoved
+	//	*JoinResponse_ReadMarker
+	//	*JoinResponse_Receipt
 	Event         isJoinResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -446,6 +482,24 @@ func (x *JoinResponse) GetReactionRemoved() *Reaction {
 	return nil
 }
 
+func (x *JoinResponse) GetReadMarker() *ReadMarker {
+	if x != nil {
+		if x, ok := x.Event.(*JoinResponse_ReadMarker); ok {
+			return x.ReadMarker
+		}
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetReceipt() *Receipt {
+	if x != nil {
+		if x, ok := x.Event.(*JoinResponse_Receipt); ok {
+			return x.Receipt
+		}
+	}
+	return nil
+}
+
 type isJoinResponse_Event interface {
 	isJoinResponse_Event()
 }
@@ -500,6 +554,17 @@ type JoinResponse_ReactionRemoved struct {
 	ReactionRemoved *Reaction `protobuf:"bytes,10,opt,name=reaction_removed,json=reactionRemoved,proto3,oneof"`
 }
 
+type JoinResponse_ReadMarker struct {
+	// The user's read marker in a room moved, on this or another
+	// connection of the same user.
+	ReadMarker *ReadMarker `protobuf:"bytes,11,opt,name=read_marker,json=readMarker,proto3,oneof"`
+}
+
+type JoinResponse_Receipt struct {
+	// A member of a small room read further.
+	Receipt *Receipt `protobuf:"bytes,12,opt,name=receipt,proto3,oneof"`
+}
+
 func (*JoinResponse_Reply) isJoinResponse_Event() {}
 
 func (*JoinResponse_Joined) isJoinResponse_Event() {}
@@ -519,6 +584,10 @@ func (*JoinResponse_Delete) isJoinResponse_Event() {}
 func (*JoinResponse_ReactionAdded) isJoinResponse_Event() {}
 
 func (*JoinResponse_ReactionRemoved) isJoinResponse_Event() {}
+
+func (*JoinResponse_ReadMarker) isJoinResponse_Event() {}
+
+func (*JoinResponse_Receipt) isJoinResponse_Event() {}
 
 // SubscribeRequest names the rooms to receive, each from its own position.
 type SubscribeRequest struct {
@@ -600,6 +669,7 @@ type SubscribeResponse struct {
 	//	*SubscribeResponse_Delete
 	//	*SubscribeResponse_ReactionAdded
 	//	*SubscribeResponse_ReactionRemoved
+	//	*SubscribeResponse_Receipt
 	Event         isSubscribeResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -723,6 +793,15 @@ func (x *SubscribeResponse) GetReactionRemoved() *Reaction {
 	return nil
 }
 
+func (x *SubscribeResponse) GetReceipt() *Receipt {
+	if x != nil {
+		if x, ok := x.Event.(*SubscribeResponse_Receipt); ok {
+			return x.Receipt
+		}
+	}
+	return nil
+}
+
 type isSubscribeResponse_Event interface {
 	isSubscribeResponse_Event()
 }
@@ -772,6 +851,11 @@ type SubscribeResponse_ReactionRemoved struct {
 	ReactionRemoved *Reaction `protobuf:"bytes,10,opt,name=reaction_removed,json=reactionRemoved,proto3,oneof"`
 }
 
+type SubscribeResponse_Receipt struct {
+	// A member of a small room read further.
+	Receipt *Receipt `protobuf:"bytes,12,opt,name=receipt,proto3,oneof"`
+}
+
 func (*SubscribeResponse_Joined) isSubscribeResponse_Event() {}
 
 func (*SubscribeResponse_Message) isSubscribeResponse_Event() {}
@@ -789,6 +873,8 @@ func (*SubscribeResponse_Delete) isSubscribeResponse_Event() {}
 func (*SubscribeResponse_ReactionAdded) isSubscribeResponse_Event() {}
 
 func (*SubscribeResponse_ReactionRemoved) isSubscribeResponse_Event() {}
+
+func (*SubscribeResponse_Receipt) isSubscribeResponse_Event() {}
 
 // SendMessageRequest sends one message, to a room or directly to a user.
 type SendMessageRequest struct {
@@ -1764,7 +1850,13 @@ func (x *CreateRoomResponse) GetRoom() *Room {
 type ListPresenceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The room.
-	Room          string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// At most this many users: 1 to 1000; 0 means every user in a small room
+	// and 100 in a big one.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page, or a joined event's
+	// presence_next_page_token.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1806,6 +1898,20 @@ func (x *ListPresenceRequest) GetRoom() string {
 	return ""
 }
 
+func (x *ListPresenceRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPresenceRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // ListPresenceResponse lists who is online in a room.
 type ListPresenceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1815,7 +1921,11 @@ type ListPresenceResponse struct {
 	// users on other nodes are listed as they were when it lost the link,
 	// and their changes since are not known yet. Always false on a single
 	// node.
-	Stale         bool `protobuf:"varint,2,opt,name=stale,proto3" json:"stale,omitempty"`
+	Stale bool `protobuf:"varint,2,opt,name=stale,proto3" json:"stale,omitempty"`
+	// Pass as page_token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// How many distinct users are online in the room.
+	OnlineCount   int32 `protobuf:"varint,4,opt,name=online_count,json=onlineCount,proto3" json:"online_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1862,6 +1972,20 @@ func (x *ListPresenceResponse) GetStale() bool {
 		return x.Stale
 	}
 	return false
+}
+
+func (x *ListPresenceResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListPresenceResponse) GetOnlineCount() int32 {
+	if x != nil {
+		return x.OnlineCount
+	}
+	return 0
 }
 
 // AddMemberRequest adds a member to a private room.
@@ -2241,6 +2365,321 @@ func (x *DevLoginResponse) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// MarkReadRequest moves the caller's read marker in a room.
+type MarkReadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// The seq read up to.
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkReadRequest) Reset() {
+	*x = MarkReadRequest{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkReadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkReadRequest) ProtoMessage() {}
+
+func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
+func (*MarkReadRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *MarkReadRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *MarkReadRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// MarkReadResponse carries the marker as it is after the request.
+type MarkReadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The marker, with the caller's counts in the room.
+	Marker        *ReadMarker `protobuf:"bytes,1,opt,name=marker,proto3" json:"marker,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkReadResponse) Reset() {
+	*x = MarkReadResponse{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkReadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkReadResponse) ProtoMessage() {}
+
+func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
+func (*MarkReadResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *MarkReadResponse) GetMarker() *ReadMarker {
+	if x != nil {
+		return x.Marker
+	}
+	return nil
+}
+
+// ListReceiptsRequest asks how far each member of a small room has read it.
+type ListReceiptsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room.
+	Room          string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReceiptsRequest) Reset() {
+	*x = ListReceiptsRequest{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReceiptsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReceiptsRequest) ProtoMessage() {}
+
+func (x *ListReceiptsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReceiptsRequest.ProtoReflect.Descriptor instead.
+func (*ListReceiptsRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListReceiptsRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+// ListReceiptsResponse lists the room's receipts.
+type ListReceiptsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per member who has read anything, by user id.
+	Receipts      []*Receipt `protobuf:"bytes,1,rep,name=receipts,proto3" json:"receipts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListReceiptsResponse) Reset() {
+	*x = ListReceiptsResponse{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReceiptsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReceiptsResponse) ProtoMessage() {}
+
+func (x *ListReceiptsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReceiptsResponse.ProtoReflect.Descriptor instead.
+func (*ListReceiptsResponse) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListReceiptsResponse) GetReceipts() []*Receipt {
+	if x != nil {
+		return x.Receipts
+	}
+	return nil
+}
+
+// MarkRead moves the user's read marker in a room forward (see
+// ChatService.MarkRead); the reply carries the marker as it is now.
+type JoinRequest_MarkRead struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room; the user must be allowed to read it, joined or not.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// The seq read up to.
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest_MarkRead) Reset() {
+	*x = JoinRequest_MarkRead{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest_MarkRead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest_MarkRead) ProtoMessage() {}
+
+func (x *JoinRequest_MarkRead) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest_MarkRead.ProtoReflect.Descriptor instead.
+func (*JoinRequest_MarkRead) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 0}
+}
+
+func (x *JoinRequest_MarkRead) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *JoinRequest_MarkRead) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// PresencePageRequest asks for a page of a joined room's presence; the
+// reply carries it.
+type JoinRequest_PresencePageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// The next_page_token of the previous page, or the joined event's
+	// presence_next_page_token.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// At most this many users: 1 to 1000; 0 means 100.
+	PageSize      int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest_PresencePageRequest) Reset() {
+	*x = JoinRequest_PresencePageRequest{}
+	mi := &file_parley_v1_chat_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest_PresencePageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest_PresencePageRequest) ProtoMessage() {}
+
+func (x *JoinRequest_PresencePageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_chat_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest_PresencePageRequest.ProtoReflect.Descriptor instead.
+func (*JoinRequest_PresencePageRequest) Descriptor() ([]byte, []int) {
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 1}
+}
+
+func (x *JoinRequest_PresencePageRequest) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *JoinRequest_PresencePageRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *JoinRequest_PresencePageRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
 // JoinRoom asks to join a room and receive its events.
 type JoinRequest_JoinRoom struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2256,7 +2695,7 @@ type JoinRequest_JoinRoom struct {
 
 func (x *JoinRequest_JoinRoom) Reset() {
 	*x = JoinRequest_JoinRoom{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[30]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2268,7 +2707,7 @@ func (x *JoinRequest_JoinRoom) String() string {
 func (*JoinRequest_JoinRoom) ProtoMessage() {}
 
 func (x *JoinRequest_JoinRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[30]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2281,7 +2720,7 @@ func (x *JoinRequest_JoinRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest_JoinRoom.ProtoReflect.Descriptor instead.
 func (*JoinRequest_JoinRoom) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 0}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 2}
 }
 
 func (x *JoinRequest_JoinRoom) GetRoom() string {
@@ -2309,7 +2748,7 @@ type JoinRequest_LeaveRoom struct {
 
 func (x *JoinRequest_LeaveRoom) Reset() {
 	*x = JoinRequest_LeaveRoom{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[31]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2321,7 +2760,7 @@ func (x *JoinRequest_LeaveRoom) String() string {
 func (*JoinRequest_LeaveRoom) ProtoMessage() {}
 
 func (x *JoinRequest_LeaveRoom) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[31]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2334,7 +2773,7 @@ func (x *JoinRequest_LeaveRoom) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest_LeaveRoom.ProtoReflect.Descriptor instead.
 func (*JoinRequest_LeaveRoom) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 1}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 3}
 }
 
 func (x *JoinRequest_LeaveRoom) GetRoom() string {
@@ -2362,7 +2801,7 @@ type JoinRequest_Post struct {
 
 func (x *JoinRequest_Post) Reset() {
 	*x = JoinRequest_Post{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[32]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2374,7 +2813,7 @@ func (x *JoinRequest_Post) String() string {
 func (*JoinRequest_Post) ProtoMessage() {}
 
 func (x *JoinRequest_Post) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[32]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2387,7 +2826,7 @@ func (x *JoinRequest_Post) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest_Post.ProtoReflect.Descriptor instead.
 func (*JoinRequest_Post) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 2}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 4}
 }
 
 func (x *JoinRequest_Post) GetRoom() string {
@@ -2435,7 +2874,7 @@ type JoinRequest_EditMessage struct {
 
 func (x *JoinRequest_EditMessage) Reset() {
 	*x = JoinRequest_EditMessage{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[33]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2447,7 +2886,7 @@ func (x *JoinRequest_EditMessage) String() string {
 func (*JoinRequest_EditMessage) ProtoMessage() {}
 
 func (x *JoinRequest_EditMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[33]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2460,7 +2899,7 @@ func (x *JoinRequest_EditMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest_EditMessage.ProtoReflect.Descriptor instead.
 func (*JoinRequest_EditMessage) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 3}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 5}
 }
 
 func (x *JoinRequest_EditMessage) GetRoom() string {
@@ -2506,7 +2945,7 @@ type JoinRequest_DeleteMessage struct {
 
 func (x *JoinRequest_DeleteMessage) Reset() {
 	*x = JoinRequest_DeleteMessage{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[34]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2518,7 +2957,7 @@ func (x *JoinRequest_DeleteMessage) String() string {
 func (*JoinRequest_DeleteMessage) ProtoMessage() {}
 
 func (x *JoinRequest_DeleteMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[34]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2531,7 +2970,7 @@ func (x *JoinRequest_DeleteMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest_DeleteMessage.ProtoReflect.Descriptor instead.
 func (*JoinRequest_DeleteMessage) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 4}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 6}
 }
 
 func (x *JoinRequest_DeleteMessage) GetRoom() string {
@@ -2572,7 +3011,7 @@ type JoinRequest_React struct {
 
 func (x *JoinRequest_React) Reset() {
 	*x = JoinRequest_React{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[35]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2584,7 +3023,7 @@ func (x *JoinRequest_React) String() string {
 func (*JoinRequest_React) ProtoMessage() {}
 
 func (x *JoinRequest_React) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[35]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2597,7 +3036,7 @@ func (x *JoinRequest_React) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest_React.ProtoReflect.Descriptor instead.
 func (*JoinRequest_React) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 5}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 7}
 }
 
 func (x *JoinRequest_React) GetRoom() string {
@@ -2641,7 +3080,7 @@ type JoinRequest_SetTyping struct {
 
 func (x *JoinRequest_SetTyping) Reset() {
 	*x = JoinRequest_SetTyping{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[36]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +3092,7 @@ func (x *JoinRequest_SetTyping) String() string {
 func (*JoinRequest_SetTyping) ProtoMessage() {}
 
 func (x *JoinRequest_SetTyping) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[36]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +3105,7 @@ func (x *JoinRequest_SetTyping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest_SetTyping.ProtoReflect.Descriptor instead.
 func (*JoinRequest_SetTyping) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 6}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 8}
 }
 
 func (x *JoinRequest_SetTyping) GetRoom() string {
@@ -2694,7 +3133,7 @@ type JoinRequest_RefreshToken struct {
 
 func (x *JoinRequest_RefreshToken) Reset() {
 	*x = JoinRequest_RefreshToken{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[37]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2706,7 +3145,7 @@ func (x *JoinRequest_RefreshToken) String() string {
 func (*JoinRequest_RefreshToken) ProtoMessage() {}
 
 func (x *JoinRequest_RefreshToken) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[37]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2719,7 +3158,7 @@ func (x *JoinRequest_RefreshToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest_RefreshToken.ProtoReflect.Descriptor instead.
 func (*JoinRequest_RefreshToken) Descriptor() ([]byte, []int) {
-	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 7}
+	return file_parley_v1_chat_service_proto_rawDescGZIP(), []int{0, 9}
 }
 
 func (x *JoinRequest_RefreshToken) GetToken() string {
@@ -2742,7 +3181,7 @@ type SubscribeRequest_RoomCursor struct {
 
 func (x *SubscribeRequest_RoomCursor) Reset() {
 	*x = SubscribeRequest_RoomCursor{}
-	mi := &file_parley_v1_chat_service_proto_msgTypes[38]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2754,7 +3193,7 @@ func (x *SubscribeRequest_RoomCursor) String() string {
 func (*SubscribeRequest_RoomCursor) ProtoMessage() {}
 
 func (x *SubscribeRequest_RoomCursor) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_chat_service_proto_msgTypes[38]
+	mi := &file_parley_v1_chat_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +3227,7 @@ var File_parley_v1_chat_service_proto protoreflect.FileDescriptor
 
 const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1cparley/v1/chat_service.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15parley/v1/types.proto\"\xaa\t\n" +
+	"\x1cparley/v1/chat_service.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15parley/v1/types.proto\"\xd6\v\n" +
 	"\vJoinRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x125\n" +
 	"\x04join\x18\x02 \x01(\v2\x1f.parley.v1.JoinRequest.JoinRoomH\x00R\x04join\x128\n" +
@@ -2800,7 +3239,17 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\x06delete\x18\b \x01(\v2$.parley.v1.JoinRequest.DeleteMessageH\x00R\x06delete\x124\n" +
 	"\x05react\x18\t \x01(\v2\x1c.parley.v1.JoinRequest.ReactH\x00R\x05react\x128\n" +
 	"\aunreact\x18\n" +
-	" \x01(\v2\x1c.parley.v1.JoinRequest.ReactH\x00R\aunreact\x1aN\n" +
+	" \x01(\v2\x1c.parley.v1.JoinRequest.ReactH\x00R\aunreact\x12>\n" +
+	"\tmark_read\x18\v \x01(\v2\x1f.parley.v1.JoinRequest.MarkReadH\x00R\bmarkRead\x12Q\n" +
+	"\rpresence_page\x18\f \x01(\v2*.parley.v1.JoinRequest.PresencePageRequestH\x00R\fpresencePage\x1a0\n" +
+	"\bMarkRead\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x1ae\n" +
+	"\x13PresencePageRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x1aN\n" +
 	"\bJoinRoom\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12 \n" +
 	"\tafter_seq\x18\x02 \x01(\x04H\x00R\bafterSeq\x88\x01\x01B\f\n" +
@@ -2833,7 +3282,7 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\x06active\x18\x02 \x01(\bR\x06active\x1a$\n" +
 	"\fRefreshToken\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05tokenB\a\n" +
-	"\x05frame\"\xa0\x04\n" +
+	"\x05frame\"\x8a\x05\n" +
 	"\fJoinResponse\x12(\n" +
 	"\x05reply\x18\x01 \x01(\v2\x10.parley.v1.ReplyH\x00R\x05reply\x12+\n" +
 	"\x06joined\x18\x02 \x01(\v2\x11.parley.v1.JoinedH\x00R\x06joined\x12.\n" +
@@ -2845,7 +3294,10 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\x06delete\x18\b \x01(\v2\x18.parley.v1.MessageDeleteH\x00R\x06delete\x12<\n" +
 	"\x0ereaction_added\x18\t \x01(\v2\x13.parley.v1.ReactionH\x00R\rreactionAdded\x12@\n" +
 	"\x10reaction_removed\x18\n" +
-	" \x01(\v2\x13.parley.v1.ReactionH\x00R\x0freactionRemovedB\a\n" +
+	" \x01(\v2\x13.parley.v1.ReactionH\x00R\x0freactionRemoved\x128\n" +
+	"\vread_marker\x18\v \x01(\v2\x15.parley.v1.ReadMarkerH\x00R\n" +
+	"readMarker\x12.\n" +
+	"\areceipt\x18\f \x01(\v2\x12.parley.v1.ReceiptH\x00R\areceiptB\a\n" +
 	"\x05event\"\xfb\x01\n" +
 	"\x10SubscribeRequest\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12 \n" +
@@ -2858,7 +3310,7 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\n" +
 	"_after_seqB\f\n" +
 	"\n" +
-	"_after_seq\"\xfb\x03\n" +
+	"_after_seq\"\xab\x04\n" +
 	"\x11SubscribeResponse\x12+\n" +
 	"\x06joined\x18\x02 \x01(\v2\x11.parley.v1.JoinedH\x00R\x06joined\x12.\n" +
 	"\amessage\x18\x03 \x01(\v2\x12.parley.v1.MessageH\x00R\amessage\x121\n" +
@@ -2869,7 +3321,8 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\x06delete\x18\b \x01(\v2\x18.parley.v1.MessageDeleteH\x00R\x06delete\x12<\n" +
 	"\x0ereaction_added\x18\t \x01(\v2\x13.parley.v1.ReactionH\x00R\rreactionAdded\x12@\n" +
 	"\x10reaction_removed\x18\n" +
-	" \x01(\v2\x13.parley.v1.ReactionH\x00R\x0freactionRemovedB\a\n" +
+	" \x01(\v2\x13.parley.v1.ReactionH\x00R\x0freactionRemoved\x12.\n" +
+	"\areceipt\x18\f \x01(\v2\x12.parley.v1.ReceiptH\x00R\areceiptB\a\n" +
 	"\x05event\"\x9b\x01\n" +
 	"\x12SendMessageRequest\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
@@ -2936,12 +3389,17 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"visibility\x18\x02 \x01(\x0e2\x19.parley.v1.RoomVisibilityR\n" +
 	"visibility\"9\n" +
 	"\x12CreateRoomResponse\x12#\n" +
-	"\x04room\x18\x01 \x01(\v2\x0f.parley.v1.RoomR\x04room\")\n" +
+	"\x04room\x18\x01 \x01(\v2\x0f.parley.v1.RoomR\x04room\"e\n" +
 	"\x13ListPresenceRequest\x12\x12\n" +
-	"\x04room\x18\x01 \x01(\tR\x04room\"]\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xa8\x01\n" +
 	"\x14ListPresenceResponse\x12/\n" +
 	"\bpresence\x18\x01 \x03(\v2\x13.parley.v1.PresenceR\bpresence\x12\x14\n" +
-	"\x05stale\x18\x02 \x01(\bR\x05stale\":\n" +
+	"\x05stale\x18\x02 \x01(\bR\x05stale\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\x12!\n" +
+	"\fonline_count\x18\x04 \x01(\x05R\vonlineCount\":\n" +
 	"\x10AddMemberRequest\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\"\x13\n" +
@@ -2959,11 +3417,21 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\x10DevLoginResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*m\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"7\n" +
+	"\x0fMarkReadRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"A\n" +
+	"\x10MarkReadResponse\x12-\n" +
+	"\x06marker\x18\x01 \x01(\v2\x15.parley.v1.ReadMarkerR\x06marker\")\n" +
+	"\x13ListReceiptsRequest\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\"F\n" +
+	"\x14ListReceiptsResponse\x12.\n" +
+	"\breceipts\x18\x01 \x03(\v2\x12.parley.v1.ReceiptR\breceipts*m\n" +
 	"\fMessageOrder\x12\x1d\n" +
 	"\x19MESSAGE_ORDER_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aMESSAGE_ORDER_NEWEST_FIRST\x10\x01\x12\x1e\n" +
-	"\x1aMESSAGE_ORDER_OLDEST_FIRST\x10\x022\x8a\t\n" +
+	"\x1aMESSAGE_ORDER_OLDEST_FIRST\x10\x022\xa0\n" +
+	"\n" +
 	"\vChatService\x12;\n" +
 	"\x04Join\x12\x16.parley.v1.JoinRequest\x1a\x17.parley.v1.JoinResponse(\x010\x01\x12H\n" +
 	"\tSubscribe\x12\x1b.parley.v1.SubscribeRequest\x1a\x1c.parley.v1.SubscribeResponse0\x01\x12L\n" +
@@ -2980,6 +3448,8 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\tAddMember\x12\x1b.parley.v1.AddMemberRequest\x1a\x1c.parley.v1.AddMemberResponse\x12O\n" +
 	"\fRemoveMember\x12\x1e.parley.v1.RemoveMemberRequest\x1a\x1f.parley.v1.RemoveMemberResponse\x12L\n" +
 	"\vListMembers\x12\x1d.parley.v1.ListMembersRequest\x1a\x1e.parley.v1.ListMembersResponse\x12C\n" +
+	"\bMarkRead\x12\x1a.parley.v1.MarkReadRequest\x1a\x1b.parley.v1.MarkReadResponse\x12O\n" +
+	"\fListReceipts\x12\x1e.parley.v1.ListReceiptsRequest\x1a\x1f.parley.v1.ListReceiptsResponse\x12C\n" +
 	"\bDevLogin\x12\x1a.parley.v1.DevLoginRequest\x1a\x1b.parley.v1.DevLoginResponseB5Z3github.com/parleychat/parley/gen/parley/v1;parleyv1b\x06proto3"
 
 var (
@@ -2995,139 +3465,158 @@ func file_parley_v1_chat_service_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_chat_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_v1_chat_service_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_parley_v1_chat_service_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_parley_v1_chat_service_proto_goTypes = []any{
-	(MessageOrder)(0),                   // 0: parley.v1.MessageOrder
-	(*JoinRequest)(nil),                 // 1: parley.v1.JoinRequest
-	(*JoinResponse)(nil),                // 2: parley.v1.JoinResponse
-	(*SubscribeRequest)(nil),            // 3: parley.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),           // 4: parley.v1.SubscribeResponse
-	(*SendMessageRequest)(nil),          // 5: parley.v1.SendMessageRequest
-	(*EditMessageRequest)(nil),          // 6: parley.v1.EditMessageRequest
-	(*EditMessageResponse)(nil),         // 7: parley.v1.EditMessageResponse
-	(*DeleteMessageRequest)(nil),        // 8: parley.v1.DeleteMessageRequest
-	(*DeleteMessageResponse)(nil),       // 9: parley.v1.DeleteMessageResponse
-	(*AddReactionRequest)(nil),          // 10: parley.v1.AddReactionRequest
-	(*AddReactionResponse)(nil),         // 11: parley.v1.AddReactionResponse
-	(*RemoveReactionRequest)(nil),       // 12: parley.v1.RemoveReactionRequest
-	(*RemoveReactionResponse)(nil),      // 13: parley.v1.RemoveReactionResponse
-	(*SendMessageResponse)(nil),         // 14: parley.v1.SendMessageResponse
-	(*ListMessagesRequest)(nil),         // 15: parley.v1.ListMessagesRequest
-	(*ListMessagesResponse)(nil),        // 16: parley.v1.ListMessagesResponse
-	(*ListRoomsRequest)(nil),            // 17: parley.v1.ListRoomsRequest
-	(*ListRoomsResponse)(nil),           // 18: parley.v1.ListRoomsResponse
-	(*CreateRoomRequest)(nil),           // 19: parley.v1.CreateRoomRequest
-	(*CreateRoomResponse)(nil),          // 20: parley.v1.CreateRoomResponse
-	(*ListPresenceRequest)(nil),         // 21: parley.v1.ListPresenceRequest
-	(*ListPresenceResponse)(nil),        // 22: parley.v1.ListPresenceResponse
-	(*AddMemberRequest)(nil),            // 23: parley.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),           // 24: parley.v1.AddMemberResponse
-	(*RemoveMemberRequest)(nil),         // 25: parley.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),        // 26: parley.v1.RemoveMemberResponse
-	(*ListMembersRequest)(nil),          // 27: parley.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),         // 28: parley.v1.ListMembersResponse
-	(*DevLoginRequest)(nil),             // 29: parley.v1.DevLoginRequest
-	(*DevLoginResponse)(nil),            // 30: parley.v1.DevLoginResponse
-	(*JoinRequest_JoinRoom)(nil),        // 31: parley.v1.JoinRequest.JoinRoom
-	(*JoinRequest_LeaveRoom)(nil),       // 32: parley.v1.JoinRequest.LeaveRoom
-	(*JoinRequest_Post)(nil),            // 33: parley.v1.JoinRequest.Post
-	(*JoinRequest_EditMessage)(nil),     // 34: parley.v1.JoinRequest.EditMessage
-	(*JoinRequest_DeleteMessage)(nil),   // 35: parley.v1.JoinRequest.DeleteMessage
-	(*JoinRequest_React)(nil),           // 36: parley.v1.JoinRequest.React
-	(*JoinRequest_SetTyping)(nil),       // 37: parley.v1.JoinRequest.SetTyping
-	(*JoinRequest_RefreshToken)(nil),    // 38: parley.v1.JoinRequest.RefreshToken
-	(*SubscribeRequest_RoomCursor)(nil), // 39: parley.v1.SubscribeRequest.RoomCursor
-	(*Reply)(nil),                       // 40: parley.v1.Reply
-	(*Joined)(nil),                      // 41: parley.v1.Joined
-	(*Message)(nil),                     // 42: parley.v1.Message
-	(*Replayed)(nil),                    // 43: parley.v1.Replayed
-	(*PresenceDiff)(nil),                // 44: parley.v1.PresenceDiff
-	(*Typing)(nil),                      // 45: parley.v1.Typing
-	(*MessageEdit)(nil),                 // 46: parley.v1.MessageEdit
-	(*MessageDelete)(nil),               // 47: parley.v1.MessageDelete
-	(*Reaction)(nil),                    // 48: parley.v1.Reaction
-	(*Room)(nil),                        // 49: parley.v1.Room
-	(RoomVisibility)(0),                 // 50: parley.v1.RoomVisibility
-	(*Presence)(nil),                    // 51: parley.v1.Presence
-	(*timestamppb.Timestamp)(nil),       // 52: google.protobuf.Timestamp
+	(MessageOrder)(0),                       // 0: parley.v1.MessageOrder
+	(*JoinRequest)(nil),                     // 1: parley.v1.JoinRequest
+	(*JoinResponse)(nil),                    // 2: parley.v1.JoinResponse
+	(*SubscribeRequest)(nil),                // 3: parley.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),               // 4: parley.v1.SubscribeResponse
+	(*SendMessageRequest)(nil),              // 5: parley.v1.SendMessageRequest
+	(*EditMessageRequest)(nil),              // 6: parley.v1.EditMessageRequest
+	(*EditMessageResponse)(nil),             // 7: parley.v1.EditMessageResponse
+	(*DeleteMessageRequest)(nil),            // 8: parley.v1.DeleteMessageRequest
+	(*DeleteMessageResponse)(nil),           // 9: parley.v1.DeleteMessageResponse
+	(*AddReactionRequest)(nil),              // 10: parley.v1.AddReactionRequest
+	(*AddReactionResponse)(nil),             // 11: parley.v1.AddReactionResponse
+	(*RemoveReactionRequest)(nil),           // 12: parley.v1.RemoveReactionRequest
+	(*RemoveReactionResponse)(nil),          // 13: parley.v1.RemoveReactionResponse
+	(*SendMessageResponse)(nil),             // 14: parley.v1.SendMessageResponse
+	(*ListMessagesRequest)(nil),             // 15: parley.v1.ListMessagesRequest
+	(*ListMessagesResponse)(nil),            // 16: parley.v1.ListMessagesResponse
+	(*ListRoomsRequest)(nil),                // 17: parley.v1.ListRoomsRequest
+	(*ListRoomsResponse)(nil),               // 18: parley.v1.ListRoomsResponse
+	(*CreateRoomRequest)(nil),               // 19: parley.v1.CreateRoomRequest
+	(*CreateRoomResponse)(nil),              // 20: parley.v1.CreateRoomResponse
+	(*ListPresenceRequest)(nil),             // 21: parley.v1.ListPresenceRequest
+	(*ListPresenceResponse)(nil),            // 22: parley.v1.ListPresenceResponse
+	(*AddMemberRequest)(nil),                // 23: parley.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),               // 24: parley.v1.AddMemberResponse
+	(*RemoveMemberRequest)(nil),             // 25: parley.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),            // 26: parley.v1.RemoveMemberResponse
+	(*ListMembersRequest)(nil),              // 27: parley.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),             // 28: parley.v1.ListMembersResponse
+	(*DevLoginRequest)(nil),                 // 29: parley.v1.DevLoginRequest
+	(*DevLoginResponse)(nil),                // 30: parley.v1.DevLoginResponse
+	(*MarkReadRequest)(nil),                 // 31: parley.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),                // 32: parley.v1.MarkReadResponse
+	(*ListReceiptsRequest)(nil),             // 33: parley.v1.ListReceiptsRequest
+	(*ListReceiptsResponse)(nil),            // 34: parley.v1.ListReceiptsResponse
+	(*JoinRequest_MarkRead)(nil),            // 35: parley.v1.JoinRequest.MarkRead
+	(*JoinRequest_PresencePageRequest)(nil), // 36: parley.v1.JoinRequest.PresencePageRequest
+	(*JoinRequest_JoinRoom)(nil),            // 37: parley.v1.JoinRequest.JoinRoom
+	(*JoinRequest_LeaveRoom)(nil),           // 38: parley.v1.JoinRequest.LeaveRoom
+	(*JoinRequest_Post)(nil),                // 39: parley.v1.JoinRequest.Post
+	(*JoinRequest_EditMessage)(nil),         // 40: parley.v1.JoinRequest.EditMessage
+	(*JoinRequest_DeleteMessage)(nil),       // 41: parley.v1.JoinRequest.DeleteMessage
+	(*JoinRequest_React)(nil),               // 42: parley.v1.JoinRequest.React
+	(*JoinRequest_SetTyping)(nil),           // 43: parley.v1.JoinRequest.SetTyping
+	(*JoinRequest_RefreshToken)(nil),        // 44: parley.v1.JoinRequest.RefreshToken
+	(*SubscribeRequest_RoomCursor)(nil),     // 45: parley.v1.SubscribeRequest.RoomCursor
+	(*Reply)(nil),                           // 46: parley.v1.Reply
+	(*Joined)(nil),                          // 47: parley.v1.Joined
+	(*Message)(nil),                         // 48: parley.v1.Message
+	(*Replayed)(nil),                        // 49: parley.v1.Replayed
+	(*PresenceDiff)(nil),                    // 50: parley.v1.PresenceDiff
+	(*Typing)(nil),                          // 51: parley.v1.Typing
+	(*MessageEdit)(nil),                     // 52: parley.v1.MessageEdit
+	(*MessageDelete)(nil),                   // 53: parley.v1.MessageDelete
+	(*Reaction)(nil),                        // 54: parley.v1.Reaction
+	(*ReadMarker)(nil),                      // 55: parley.v1.ReadMarker
+	(*Receipt)(nil),                         // 56: parley.v1.Receipt
+	(*Room)(nil),                            // 57: parley.v1.Room
+	(RoomVisibility)(0),                     // 58: parley.v1.RoomVisibility
+	(*Presence)(nil),                        // 59: parley.v1.Presence
+	(*timestamppb.Timestamp)(nil),           // 60: google.protobuf.Timestamp
 }
 var file_parley_v1_chat_service_proto_depIdxs = []int32{
-	31, // 0: parley.v1.JoinRequest.join:type_name -> parley.v1.JoinRequest.JoinRoom
-	32, // 1: parley.v1.JoinRequest.leave:type_name -> parley.v1.JoinRequest.LeaveRoom
-	33, // 2: parley.v1.JoinRequest.send:type_name -> parley.v1.JoinRequest.Post
-	37, // 3: parley.v1.JoinRequest.typing:type_name -> parley.v1.JoinRequest.SetTyping
-	38, // 4: parley.v1.JoinRequest.refresh:type_name -> parley.v1.JoinRequest.RefreshToken
-	34, // 5: parley.v1.JoinRequest.edit:type_name -> parley.v1.JoinRequest.EditMessage
-	35, // 6: parley.v1.JoinRequest.delete:type_name -> parley.v1.JoinRequest.DeleteMessage
-	36, // 7: parley.v1.JoinRequest.react:type_name -> parley.v1.JoinRequest.React
-	36, // 8: parley.v1.JoinRequest.unreact:type_name -> parley.v1.JoinRequest.React
-	40, // 9: parley.v1.JoinResponse.reply:type_name -> parley.v1.Reply
-	41, // 10: parley.v1.JoinResponse.joined:type_name -> parley.v1.Joined
-	42, // 11: parley.v1.JoinResponse.message:type_name -> parley.v1.Message
-	43, // 12: parley.v1.JoinResponse.replayed:type_name -> parley.v1.Replayed
-	44, // 13: parley.v1.JoinResponse.presence_diff:type_name -> parley.v1.PresenceDiff
-	45, // 14: parley.v1.JoinResponse.typing:type_name -> parley.v1.Typing
-	46, // 15: parley.v1.JoinResponse.edit:type_name -> parley.v1.MessageEdit
-	47, // 16: parley.v1.JoinResponse.delete:type_name -> parley.v1.MessageDelete
-	48, // 17: parley.v1.JoinResponse.reaction_added:type_name -> parley.v1.Reaction
-	48, // 18: parley.v1.JoinResponse.reaction_removed:type_name -> parley.v1.Reaction
-	39, // 19: parley.v1.SubscribeRequest.additional_rooms:type_name -> parley.v1.SubscribeRequest.RoomCursor
-	41, // 20: parley.v1.SubscribeResponse.joined:type_name -> parley.v1.Joined
-	42, // 21: parley.v1.SubscribeResponse.message:type_name -> parley.v1.Message
-	43, // 22: parley.v1.SubscribeResponse.replayed:type_name -> parley.v1.Replayed
-	44, // 23: parley.v1.SubscribeResponse.presence_diff:type_name -> parley.v1.PresenceDiff
-	45, // 24: parley.v1.SubscribeResponse.typing:type_name -> parley.v1.Typing
-	46, // 25: parley.v1.SubscribeResponse.edit:type_name -> parley.v1.MessageEdit
-	47, // 26: parley.v1.SubscribeResponse.delete:type_name -> parley.v1.MessageDelete
-	48, // 27: parley.v1.SubscribeResponse.reaction_added:type_name -> parley.v1.Reaction
-	48, // 28: parley.v1.SubscribeResponse.reaction_removed:type_name -> parley.v1.Reaction
-	46, // 29: parley.v1.EditMessageResponse.edit:type_name -> parley.v1.MessageEdit
-	47, // 30: parley.v1.DeleteMessageResponse.delete:type_name -> parley.v1.MessageDelete
-	48, // 31: parley.v1.AddReactionResponse.reaction:type_name -> parley.v1.Reaction
-	48, // 32: parley.v1.RemoveReactionResponse.reaction:type_name -> parley.v1.Reaction
-	42, // 33: parley.v1.SendMessageResponse.message:type_name -> parley.v1.Message
-	0,  // 34: parley.v1.ListMessagesRequest.order:type_name -> parley.v1.MessageOrder
-	42, // 35: parley.v1.ListMessagesResponse.messages:type_name -> parley.v1.Message
-	49, // 36: parley.v1.ListRoomsResponse.rooms:type_name -> parley.v1.Room
-	50, // 37: parley.v1.CreateRoomRequest.visibility:type_name -> parley.v1.RoomVisibility
-	49, // 38: parley.v1.CreateRoomResponse.room:type_name -> parley.v1.Room
-	51, // 39: parley.v1.ListPresenceResponse.presence:type_name -> parley.v1.Presence
-	52, // 40: parley.v1.DevLoginResponse.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 41: parley.v1.ChatService.Join:input_type -> parley.v1.JoinRequest
-	3,  // 42: parley.v1.ChatService.Subscribe:input_type -> parley.v1.SubscribeRequest
-	5,  // 43: parley.v1.ChatService.SendMessage:input_type -> parley.v1.SendMessageRequest
-	6,  // 44: parley.v1.ChatService.EditMessage:input_type -> parley.v1.EditMessageRequest
-	8,  // 45: parley.v1.ChatService.DeleteMessage:input_type -> parley.v1.DeleteMessageRequest
-	10, // 46: parley.v1.ChatService.AddReaction:input_type -> parley.v1.AddReactionRequest
-	12, // 47: parley.v1.ChatService.RemoveReaction:input_type -> parley.v1.RemoveReactionRequest
-	15, // 48: parley.v1.ChatService.ListMessages:input_type -> parley.v1.ListMessagesRequest
-	17, // 49: parley.v1.ChatService.ListRooms:input_type -> parley.v1.ListRoomsRequest
-	19, // 50: parley.v1.ChatService.CreateRoom:input_type -> parley.v1.CreateRoomRequest
-	21, // 51: parley.v1.ChatService.ListPresence:input_type -> parley.v1.ListPresenceRequest
-	23, // 52: parley.v1.ChatService.AddMember:input_type -> parley.v1.AddMemberRequest
-	25, // 53: parley.v1.ChatService.RemoveMember:input_type -> parley.v1.RemoveMemberRequest
-	27, // 54: parley.v1.ChatService.ListMembers:input_type -> parley.v1.ListMembersRequest
-	29, // 55: parley.v1.ChatService.DevLogin:input_type -> parley.v1.DevLoginRequest
-	2,  // 56: parley.v1.ChatService.Join:output_type -> parley.v1.JoinResponse
-	4,  // 57: parley.v1.ChatService.Subscribe:output_type -> parley.v1.SubscribeResponse
-	14, // 58: parley.v1.ChatService.SendMessage:output_type -> parley.v1.SendMessageResponse
-	7,  // 59: parley.v1.ChatService.EditMessage:output_type -> parley.v1.EditMessageResponse
-	9,  // 60: parley.v1.ChatService.DeleteMessage:output_type -> parley.v1.DeleteMessageResponse
-	11, // 61: parley.v1.ChatService.AddReaction:output_type -> parley.v1.AddReactionResponse
-	13, // 62: parley.v1.ChatService.RemoveReaction:output_type -> parley.v1.RemoveReactionResponse
-	16, // 63: parley.v1.ChatService.ListMessages:output_type -> parley.v1.ListMessagesResponse
-	18, // 64: parley.v1.ChatService.ListRooms:output_type -> parley.v1.ListRoomsResponse
-	20, // 65: parley.v1.ChatService.CreateRoom:output_type -> parley.v1.CreateRoomResponse
-	22, // 66: parley.v1.ChatService.ListPresence:output_type -> parley.v1.ListPresenceResponse
-	24, // 67: parley.v1.ChatService.AddMember:output_type -> parley.v1.AddMemberResponse
-	26, // 68: parley.v1.ChatService.RemoveMember:output_type -> parley.v1.RemoveMemberResponse
-	28, // 69: parley.v1.ChatService.ListMembers:output_type -> parley.v1.ListMembersResponse
-	30, // 70: parley.v1.ChatService.DevLogin:output_type -> parley.v1.DevLoginResponse
-	56, // [56:71] is the sub-list for method output_type
-	41, // [41:56] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	37, // 0: parley.v1.JoinRequest.join:type_name -> parley.v1.JoinRequest.JoinRoom
+	38, // 1: parley.v1.JoinRequest.leave:type_name -> parley.v1.JoinRequest.LeaveRoom
+	39, // 2: parley.v1.JoinRequest.send:type_name -> parley.v1.JoinRequest.Post
+	43, // 3: parley.v1.JoinRequest.typing:type_name -> parley.v1.JoinRequest.SetTyping
+	44, // 4: parley.v1.JoinRequest.refresh:type_name -> parley.v1.JoinRequest.RefreshToken
+	40, // 5: parley.v1.JoinRequest.edit:type_name -> parley.v1.JoinRequest.EditMessage
+	41, // 6: parley.v1.JoinRequest.delete:type_name -> parley.v1.JoinRequest.DeleteMessage
+	42, // 7: parley.v1.JoinRequest.react:type_name -> parley.v1.JoinRequest.React
+	42, // 8: parley.v1.JoinRequest.unreact:type_name -> parley.v1.JoinRequest.React
+	35, // 9: parley.v1.JoinRequest.mark_read:type_name -> parley.v1.JoinRequest.MarkRead
+	36, // 10: parley.v1.JoinRequest.presence_page:type_name -> parley.v1.JoinRequest.PresencePageRequest
+	46, // 11: parley.v1.JoinResponse.reply:type_name -> parley.v1.Reply
+	47, // 12: parley.v1.JoinResponse.joined:type_name -> parley.v1.Joined
+	48, // 13: parley.v1.JoinResponse.message:type_name -> parley.v1.Message
+	49, // 14: parley.v1.JoinResponse.replayed:type_name -> parley.v1.Replayed
+	50, // 15: parley.v1.JoinResponse.presence_diff:type_name -> parley.v1.PresenceDiff
+	51, // 16: parley.v1.JoinResponse.typing:type_name -> parley.v1.Typing
+	52, // 17: parley.v1.JoinResponse.edit:type_name -> parley.v1.MessageEdit
+	53, // 18: parley.v1.JoinResponse.delete:type_name -> parley.v1.MessageDelete
+	54, // 19: parley.v1.JoinResponse.reaction_added:type_name -> parley.v1.Reaction
+	54, // 20: parley.v1.JoinResponse.reaction_removed:type_name -> parley.v1.Reaction
+	55, // 21: parley.v1.JoinResponse.read_marker:type_name -> parley.v1.ReadMarker
+	56, // 22: parley.v1.JoinResponse.receipt:type_name -> parley.v1.Receipt
+	45, // 23: parley.v1.SubscribeRequest.additional_rooms:type_name -> parley.v1.SubscribeRequest.RoomCursor
+	47, // 24: parley.v1.SubscribeResponse.joined:type_name -> parley.v1.Joined
+	48, // 25: parley.v1.SubscribeResponse.message:type_name -> parley.v1.Message
+	49, // 26: parley.v1.SubscribeResponse.replayed:type_name -> parley.v1.Replayed
+	50, // 27: parley.v1.SubscribeResponse.presence_diff:type_name -> parley.v1.PresenceDiff
+	51, // 28: parley.v1.SubscribeResponse.typing:type_name -> parley.v1.Typing
+	52, // 29: parley.v1.SubscribeResponse.edit:type_name -> parley.v1.MessageEdit
+	53, // 30: parley.v1.SubscribeResponse.delete:type_name -> parley.v1.MessageDelete
+	54, // 31: parley.v1.SubscribeResponse.reaction_added:type_name -> parley.v1.Reaction
+	54, // 32: parley.v1.SubscribeResponse.reaction_removed:type_name -> parley.v1.Reaction
+	56, // 33: parley.v1.SubscribeResponse.receipt:type_name -> parley.v1.Receipt
+	52, // 34: parley.v1.EditMessageResponse.edit:type_name -> parley.v1.MessageEdit
+	53, // 35: parley.v1.DeleteMessageResponse.delete:type_name -> parley.v1.MessageDelete
+	54, // 36: parley.v1.AddReactionResponse.reaction:type_name -> parley.v1.Reaction
+	54, // 37: parley.v1.RemoveReactionResponse.reaction:type_name -> parley.v1.Reaction
+	48, // 38: parley.v1.SendMessageResponse.message:type_name -> parley.v1.Message
+	0,  // 39: parley.v1.ListMessagesRequest.order:type_name -> parley.v1.MessageOrder
+	48, // 40: parley.v1.ListMessagesResponse.messages:type_name -> parley.v1.Message
+	57, // 41: parley.v1.ListRoomsResponse.rooms:type_name -> parley.v1.Room
+	58, // 42: parley.v1.CreateRoomRequest.visibility:type_name -> parley.v1.RoomVisibility
+	57, // 43: parley.v1.CreateRoomResponse.room:type_name -> parley.v1.Room
+	59, // 44: parley.v1.ListPresenceResponse.presence:type_name -> parley.v1.Presence
+	60, // 45: parley.v1.DevLoginResponse.expires_at:type_name -> google.protobuf.Timestamp
+	55, // 46: parley.v1.MarkReadResponse.marker:type_name -> parley.v1.ReadMarker
+	56, // 47: parley.v1.ListReceiptsResponse.receipts:type_name -> parley.v1.Receipt
+	1,  // 48: parley.v1.ChatService.Join:input_type -> parley.v1.JoinRequest
+	3,  // 49: parley.v1.ChatService.Subscribe:input_type -> parley.v1.SubscribeRequest
+	5,  // 50: parley.v1.ChatService.SendMessage:input_type -> parley.v1.SendMessageRequest
+	6,  // 51: parley.v1.ChatService.EditMessage:input_type -> parley.v1.EditMessageRequest
+	8,  // 52: parley.v1.ChatService.DeleteMessage:input_type -> parley.v1.DeleteMessageRequest
+	10, // 53: parley.v1.ChatService.AddReaction:input_type -> parley.v1.AddReactionRequest
+	12, // 54: parley.v1.ChatService.RemoveReaction:input_type -> parley.v1.RemoveReactionRequest
+	15, // 55: parley.v1.ChatService.ListMessages:input_type -> parley.v1.ListMessagesRequest
+	17, // 56: parley.v1.ChatService.ListRooms:input_type -> parley.v1.ListRoomsRequest
+	19, // 57: parley.v1.ChatService.CreateRoom:input_type -> parley.v1.CreateRoomRequest
+	21, // 58: parley.v1.ChatService.ListPresence:input_type -> parley.v1.ListPresenceRequest
+	23, // 59: parley.v1.ChatService.AddMember:input_type -> parley.v1.AddMemberRequest
+	25, // 60: parley.v1.ChatService.RemoveMember:input_type -> parley.v1.RemoveMemberRequest
+	27, // 61: parley.v1.ChatService.ListMembers:input_type -> parley.v1.ListMembersRequest
+	31, // 62: parley.v1.ChatService.MarkRead:input_type -> parley.v1.MarkReadRequest
+	33, // 63: parley.v1.ChatService.ListReceipts:input_type -> parley.v1.ListReceiptsRequest
+	29, // 64: parley.v1.ChatService.DevLogin:input_type -> parley.v1.DevLoginRequest
+	2,  // 65: parley.v1.ChatService.Join:output_type -> parley.v1.JoinResponse
+	4,  // 66: parley.v1.ChatService.Subscribe:output_type -> parley.v1.SubscribeResponse
+	14, // 67: parley.v1.ChatService.SendMessage:output_type -> parley.v1.SendMessageResponse
+	7,  // 68: parley.v1.ChatService.EditMessage:output_type -> parley.v1.EditMessageResponse
+	9,  // 69: parley.v1.ChatService.DeleteMessage:output_type -> parley.v1.DeleteMessageResponse
+	11, // 70: parley.v1.ChatService.AddReaction:output_type -> parley.v1.AddReactionResponse
+	13, // 71: parley.v1.ChatService.RemoveReaction:output_type -> parley.v1.RemoveReactionResponse
+	16, // 72: parley.v1.ChatService.ListMessages:output_type -> parley.v1.ListMessagesResponse
+	18, // 73: parley.v1.ChatService.ListRooms:output_type -> parley.v1.ListRoomsResponse
+	20, // 74: parley.v1.ChatService.CreateRoom:output_type -> parley.v1.CreateRoomResponse
+	22, // 75: parley.v1.ChatService.ListPresence:output_type -> parley.v1.ListPresenceResponse
+	24, // 76: parley.v1.ChatService.AddMember:output_type -> parley.v1.AddMemberResponse
+	26, // 77: parley.v1.ChatService.RemoveMember:output_type -> parley.v1.RemoveMemberResponse
+	28, // 78: parley.v1.ChatService.ListMembers:output_type -> parley.v1.ListMembersResponse
+	32, // 79: parley.v1.ChatService.MarkRead:output_type -> parley.v1.MarkReadResponse
+	34, // 80: parley.v1.ChatService.ListReceipts:output_type -> parley.v1.ListReceiptsResponse
+	30, // 81: parley.v1.ChatService.DevLogin:output_type -> parley.v1.DevLoginResponse
+	65, // [65:82] is the sub-list for method output_type
+	48, // [48:65] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_chat_service_proto_init() }
@@ -3146,6 +3635,8 @@ func file_parley_v1_chat_service_proto_init() {
 		(*JoinRequest_Delete)(nil),
 		(*JoinRequest_React_)(nil),
 		(*JoinRequest_Unreact)(nil),
+		(*JoinRequest_MarkRead_)(nil),
+		(*JoinRequest_PresencePage)(nil),
 	}
 	file_parley_v1_chat_service_proto_msgTypes[1].OneofWrappers = []any{
 		(*JoinResponse_Reply)(nil),
@@ -3158,6 +3649,8 @@ func file_parley_v1_chat_service_proto_init() {
 		(*JoinResponse_Delete)(nil),
 		(*JoinResponse_ReactionAdded)(nil),
 		(*JoinResponse_ReactionRemoved)(nil),
+		(*JoinResponse_ReadMarker)(nil),
+		(*JoinResponse_Receipt)(nil),
 	}
 	file_parley_v1_chat_service_proto_msgTypes[2].OneofWrappers = []any{}
 	file_parley_v1_chat_service_proto_msgTypes[3].OneofWrappers = []any{
@@ -3170,17 +3663,18 @@ func file_parley_v1_chat_service_proto_init() {
 		(*SubscribeResponse_Delete)(nil),
 		(*SubscribeResponse_ReactionAdded)(nil),
 		(*SubscribeResponse_ReactionRemoved)(nil),
+		(*SubscribeResponse_Receipt)(nil),
 	}
 	file_parley_v1_chat_service_proto_msgTypes[14].OneofWrappers = []any{}
-	file_parley_v1_chat_service_proto_msgTypes[30].OneofWrappers = []any{}
-	file_parley_v1_chat_service_proto_msgTypes[38].OneofWrappers = []any{}
+	file_parley_v1_chat_service_proto_msgTypes[36].OneofWrappers = []any{}
+	file_parley_v1_chat_service_proto_msgTypes[44].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_chat_service_proto_rawDesc), len(file_parley_v1_chat_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   39,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,6 +33,8 @@ const (
 	ChatService_AddMember_FullMethodName      = "/parley.v1.ChatService/AddMember"
 	ChatService_RemoveMember_FullMethodName   = "/parley.v1.ChatService/RemoveMember"
 	ChatService_ListMembers_FullMethodName    = "/parley.v1.ChatService/ListMembers"
+	ChatService_MarkRead_FullMethodName       = "/parley.v1.ChatService/MarkRead"
+	ChatService_ListReceipts_FullMethodName   = "/parley.v1.ChatService/ListReceipts"
 	ChatService_DevLogin_FullMethodName       = "/parley.v1.ChatService/DevLogin"
 )
 
@@ -86,6 +88,15 @@ type ChatServiceClient interface {
 	// ListMembers lists the members of a private or direct room; the caller
 	// must be one of them.
 	ListMembers(ctx context.Context, in *ListMembersRequest, opts ...grpc.CallOption) (*ListMembersResponse, error)
+	// MarkRead moves the caller's read marker in a room forward; a seq at or
+	// below the marker leaves it as it is, one beyond the room's head is
+	// taken as the head. The caller's other connections receive the new
+	// marker as a read_marker event.
+	MarkRead(ctx context.Context, in *MarkReadRequest, opts ...grpc.CallOption) (*MarkReadResponse, error)
+	// ListReceipts tells how far each member of a small room has read it
+	// ("seen by"); a room with more members than the server keeps receipts
+	// for answers FAILED_PRECONDITION.
+	ListReceipts(ctx context.Context, in *ListReceiptsRequest, opts ...grpc.CallOption) (*ListReceiptsResponse, error)
 	// DevLogin mints a token for any user name. It exists only on a server
 	// started with --dev and needs no token itself; elsewhere it answers
 	// PERMISSION_DENIED.
@@ -252,6 +263,26 @@ func (c *chatServiceClient) ListMembers(ctx context.Context, in *ListMembersRequ
 	return out, nil
 }
 
+func (c *chatServiceClient) MarkRead(ctx context.Context, in *MarkReadRequest, opts ...grpc.CallOption) (*MarkReadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkReadResponse)
+	err := c.cc.Invoke(ctx, ChatService_MarkRead_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *chatServiceClient) ListReceipts(ctx context.Context, in *ListReceiptsRequest, opts ...grpc.CallOption) (*ListReceiptsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListReceiptsResponse)
+	err := c.cc.Invoke(ctx, ChatService_ListReceipts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *chatServiceClient) DevLogin(ctx context.Context, in *DevLoginRequest, opts ...grpc.CallOption) (*DevLoginResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DevLoginResponse)
@@ -312,6 +343,15 @@ type ChatServiceServer interface {
 	// ListMembers lists the members of a private or direct room; the caller
 	// must be one of them.
 	ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error)
+	// MarkRead moves the caller's read marker in a room forward; a seq at or
+	// below the marker leaves it as it is, one beyond the room's head is
+	// taken as the head. The caller's other connections receive the new
+	// marker as a read_marker event.
+	MarkRead(context.Context, *MarkReadRequest) (*MarkReadResponse, error)
+	// ListReceipts tells how far each member of a small room has read it
+	// ("seen by"); a room with more members than the server keeps receipts
+	// for answers FAILED_PRECONDITION.
+	ListReceipts(context.Context, *ListReceiptsRequest) (*ListReceiptsResponse, error)
 	// DevLogin mints a token for any user name. It exists only on a server
 	// started with --dev and needs no token itself; elsewhere it answers
 	// PERMISSION_DENIED.
@@ -367,6 +407,12 @@ func (UnimplementedChatServiceServer) RemoveMember(context.Context, *RemoveMembe
 }
 func (UnimplementedChatServiceServer) ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListMembers not implemented")
+}
+func (UnimplementedChatServiceServer) MarkRead(context.Context, *MarkReadRequest) (*MarkReadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkRead not implemented")
+}
+func (UnimplementedChatServiceServer) ListReceipts(context.Context, *ListReceiptsRequest) (*ListReceiptsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListReceipts not implemented")
 }
 func (UnimplementedChatServiceServer) DevLogin(context.Context, *DevLoginRequest) (*DevLoginResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DevLogin not implemented")
@@ -626,6 +672,42 @@ func _ChatService_ListMembers_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChatService_MarkRead_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkReadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChatServiceServer).MarkRead(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChatService_MarkRead_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChatServiceServer).MarkRead(ctx, req.(*MarkReadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChatService_ListReceipts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListReceiptsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChatServiceServer).ListReceipts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChatService_ListReceipts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChatServiceServer).ListReceipts(ctx, req.(*ListReceiptsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ChatService_DevLogin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DevLoginRequest)
 	if err := dec(in); err != nil {
@@ -698,6 +780,14 @@ var ChatService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListMembers",
 			Handler:    _ChatService_ListMembers_Handler,
+		},
+		{
+			MethodName: "MarkRead",
+			Handler:    _ChatService_MarkRead_Handler,
+		},
+		{
+			MethodName: "ListReceipts",
+			Handler:    _ChatService_ListReceipts_Handler,
 		},
 		{
 			MethodName: "DevLogin",

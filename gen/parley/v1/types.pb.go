@@ -104,7 +104,12 @@ type Message struct {
 	// The reactions to the message, in the order they were first added.
 	Reactions []*ReactionCount `protobuf:"bytes,10,rep,name=reactions,proto3" json:"reactions,omitempty"`
 	// The message replied to, when reply_to_seq is set and it was not pruned.
-	ReplyTo       *ReplyRef `protobuf:"bytes,11,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	ReplyTo *ReplyRef `protobuf:"bytes,11,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	// The users the text mentions as @user, parsed by the server from the
+	// current text, each once, in order of first mention: in a private or
+	// direct room only its members. Set on live, replayed and listed
+	// messages; a client need not parse bodies.
+	Mentions      []string `protobuf:"bytes,12,rep,name=mentions,proto3" json:"mentions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -216,6 +221,13 @@ func (x *Message) GetReplyTo() *ReplyRef {
 	return nil
 }
 
+func (x *Message) GetMentions() []string {
+	if x != nil {
+		return x.Mentions
+	}
+	return nil
+}
+
 // MessageEdit replaces the text of an earlier message. Like every change to
 // a message, it is an entry of the room's log with a seq of its own.
 type MessageEdit struct {
@@ -233,7 +245,9 @@ type MessageEdit struct {
 	// The seq of the edited message.
 	TargetSeq uint64 `protobuf:"varint,6,opt,name=target_seq,json=targetSeq,proto3" json:"target_seq,omitempty"`
 	// The new text; empty once the message was deleted.
-	Body          string `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"`
+	Body string `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"`
+	// The users the new text mentions (see Message.mentions).
+	Mentions      []string `protobuf:"bytes,8,rep,name=mentions,proto3" json:"mentions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -315,6 +329,13 @@ func (x *MessageEdit) GetBody() string {
 		return x.Body
 	}
 	return ""
+}
+
+func (x *MessageEdit) GetMentions() []string {
+	if x != nil {
+		return x.Mentions
+	}
+	return nil
 }
 
 // MessageDelete takes a message back: its text and every edit's text are
@@ -673,7 +694,15 @@ type Room struct {
 	// When the room was created.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// The user who created the room.
-	CreatedBy     string `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedBy string `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// The seq the caller has read the room up to; 0 if never marked.
+	LastReadSeq uint64 `protobuf:"varint,8,opt,name=last_read_seq,json=lastReadSeq,proto3" json:"last_read_seq,omitempty"`
+	// Messages after last_read_seq, not the caller's own, not deleted (edits
+	// and reactions are not messages).
+	UnreadCount int32 `protobuf:"varint,9,opt,name=unread_count,json=unreadCount,proto3" json:"unread_count,omitempty"`
+	// Of those, the ones that mention the caller; in a direct room every
+	// unread message.
+	MentionCount  int32 `protobuf:"varint,10,opt,name=mention_count,json=mentionCount,proto3" json:"mention_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -755,6 +784,27 @@ func (x *Room) GetCreatedBy() string {
 		return x.CreatedBy
 	}
 	return ""
+}
+
+func (x *Room) GetLastReadSeq() uint64 {
+	if x != nil {
+		return x.LastReadSeq
+	}
+	return 0
+}
+
+func (x *Room) GetUnreadCount() int32 {
+	if x != nil {
+		return x.UnreadCount
+	}
+	return 0
+}
+
+func (x *Room) GetMentionCount() int32 {
+	if x != nil {
+		return x.MentionCount
+	}
+	return 0
 }
 
 // PresenceMeta describes one connection of a user that is online in a room.
@@ -883,8 +933,19 @@ type Joined struct {
 	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
 	// The room's newest seq at the moment of joining.
 	HeadSeq uint64 `protobuf:"varint,2,opt,name=head_seq,json=headSeq,proto3" json:"head_seq,omitempty"`
-	// Everyone online in the room, including the joining connection.
-	Presence      []*Presence `protobuf:"bytes,3,rep,name=presence,proto3" json:"presence,omitempty"`
+	// Everyone online in the room, including the joining connection; in a
+	// big room (see online_count) only the first page of them.
+	Presence []*Presence `protobuf:"bytes,3,rep,name=presence,proto3" json:"presence,omitempty"`
+	// How many distinct users are online in the room.
+	OnlineCount int32 `protobuf:"varint,4,opt,name=online_count,json=onlineCount,proto3" json:"online_count,omitempty"`
+	// Set when presence is only the first page (a big room): pass it to
+	// ListPresence, or in a presence_page frame, for the next page.
+	PresenceNextPageToken string `protobuf:"bytes,5,opt,name=presence_next_page_token,json=presenceNextPageToken,proto3" json:"presence_next_page_token,omitempty"`
+	// The seq the caller has read the room up to; 0 if never marked.
+	LastReadSeq uint64 `protobuf:"varint,6,opt,name=last_read_seq,json=lastReadSeq,proto3" json:"last_read_seq,omitempty"`
+	// In a room with few enough members for receipts, every member's read
+	// marker ("seen by"); empty in bigger rooms.
+	Receipts      []*Receipt `protobuf:"bytes,7,rep,name=receipts,proto3" json:"receipts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -936,6 +997,34 @@ func (x *Joined) GetHeadSeq() uint64 {
 func (x *Joined) GetPresence() []*Presence {
 	if x != nil {
 		return x.Presence
+	}
+	return nil
+}
+
+func (x *Joined) GetOnlineCount() int32 {
+	if x != nil {
+		return x.OnlineCount
+	}
+	return 0
+}
+
+func (x *Joined) GetPresenceNextPageToken() string {
+	if x != nil {
+		return x.PresenceNextPageToken
+	}
+	return ""
+}
+
+func (x *Joined) GetLastReadSeq() uint64 {
+	if x != nil {
+		return x.LastReadSeq
+	}
+	return 0
+}
+
+func (x *Joined) GetReceipts() []*Receipt {
+	if x != nil {
+		return x.Receipts
 	}
 	return nil
 }
@@ -1006,7 +1095,9 @@ type PresenceDiff struct {
 	Joins []*Presence `protobuf:"bytes,2,rep,name=joins,proto3" json:"joins,omitempty"`
 	// Metas that went away, grouped by user. A user whose last meta left is no
 	// longer online.
-	Leaves        []*Presence `protobuf:"bytes,3,rep,name=leaves,proto3" json:"leaves,omitempty"`
+	Leaves []*Presence `protobuf:"bytes,3,rep,name=leaves,proto3" json:"leaves,omitempty"`
+	// How many distinct users are online in the room after this change.
+	OnlineCount   int32 `protobuf:"varint,4,opt,name=online_count,json=onlineCount,proto3" json:"online_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1062,6 +1153,236 @@ func (x *PresenceDiff) GetLeaves() []*Presence {
 	return nil
 }
 
+func (x *PresenceDiff) GetOnlineCount() int32 {
+	if x != nil {
+		return x.OnlineCount
+	}
+	return 0
+}
+
+// PresencePage is one page of a room's presence.
+type PresencePage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry per online user, each with one meta per connection, ordered
+	// by user id.
+	Presence []*Presence `protobuf:"bytes,1,rep,name=presence,proto3" json:"presence,omitempty"`
+	// Pass as page_token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// How many distinct users are online in the room.
+	OnlineCount   int32 `protobuf:"varint,3,opt,name=online_count,json=onlineCount,proto3" json:"online_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresencePage) Reset() {
+	*x = PresencePage{}
+	mi := &file_parley_v1_types_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresencePage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresencePage) ProtoMessage() {}
+
+func (x *PresencePage) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_types_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresencePage.ProtoReflect.Descriptor instead.
+func (*PresencePage) Descriptor() ([]byte, []int) {
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PresencePage) GetPresence() []*Presence {
+	if x != nil {
+		return x.Presence
+	}
+	return nil
+}
+
+func (x *PresencePage) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *PresencePage) GetOnlineCount() int32 {
+	if x != nil {
+		return x.OnlineCount
+	}
+	return 0
+}
+
+// ReadMarker is how far a user has read a room. It only moves forward.
+type ReadMarker struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// The seq the user has read the room up to.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The user's unread messages in the room after seq, counted through
+	// head_seq (see Room.unread_count).
+	UnreadCount int32 `protobuf:"varint,3,opt,name=unread_count,json=unreadCount,proto3" json:"unread_count,omitempty"`
+	// Of those, the ones that mention the user (see Room.mention_count).
+	MentionCount int32 `protobuf:"varint,4,opt,name=mention_count,json=mentionCount,proto3" json:"mention_count,omitempty"`
+	// The room's head when the counts were taken: messages with a greater
+	// seq are not counted in them.
+	HeadSeq       uint64 `protobuf:"varint,5,opt,name=head_seq,json=headSeq,proto3" json:"head_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadMarker) Reset() {
+	*x = ReadMarker{}
+	mi := &file_parley_v1_types_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadMarker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadMarker) ProtoMessage() {}
+
+func (x *ReadMarker) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_types_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadMarker.ProtoReflect.Descriptor instead.
+func (*ReadMarker) Descriptor() ([]byte, []int) {
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReadMarker) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *ReadMarker) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ReadMarker) GetUnreadCount() int32 {
+	if x != nil {
+		return x.UnreadCount
+	}
+	return 0
+}
+
+func (x *ReadMarker) GetMentionCount() int32 {
+	if x != nil {
+		return x.MentionCount
+	}
+	return 0
+}
+
+func (x *ReadMarker) GetHeadSeq() uint64 {
+	if x != nil {
+		return x.HeadSeq
+	}
+	return 0
+}
+
+// Receipt tells how far one member has read a room ("seen by"). Only rooms
+// with few enough members have receipts.
+type Receipt struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// The member.
+	User string `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	// The seq the member has read the room up to.
+	Seq uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	// When the member's marker last moved.
+	ReadAt        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=read_at,json=readAt,proto3" json:"read_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Receipt) Reset() {
+	*x = Receipt{}
+	mi := &file_parley_v1_types_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Receipt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Receipt) ProtoMessage() {}
+
+func (x *Receipt) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_types_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
+func (*Receipt) Descriptor() ([]byte, []int) {
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Receipt) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *Receipt) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Receipt) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Receipt) GetReadAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReadAt
+	}
+	return nil
+}
+
 // Typing tells that a user started or stopped typing in a room.
 type Typing struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1077,7 +1398,7 @@ type Typing struct {
 
 func (x *Typing) Reset() {
 	*x = Typing{}
-	mi := &file_parley_v1_types_proto_msgTypes[12]
+	mi := &file_parley_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1410,7 @@ func (x *Typing) String() string {
 func (*Typing) ProtoMessage() {}
 
 func (x *Typing) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_types_proto_msgTypes[12]
+	mi := &file_parley_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1423,7 @@ func (x *Typing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Typing.ProtoReflect.Descriptor instead.
 func (*Typing) Descriptor() ([]byte, []int) {
-	return file_parley_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Typing) GetRoom() string {
@@ -1147,14 +1468,18 @@ type Reply struct {
 	// For a successful edit, delete, react or unreact: the seq of the log
 	// entry it stored; 0 when it changed nothing (adding a reaction that is
 	// there already, removing one that is not, deleting a deleted message).
-	Seq           uint64 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`
+	Seq uint64 `protobuf:"varint,7,opt,name=seq,proto3" json:"seq,omitempty"`
+	// For a successful mark_read: the marker as it is now.
+	ReadMarker *ReadMarker `protobuf:"bytes,8,opt,name=read_marker,json=readMarker,proto3" json:"read_marker,omitempty"`
+	// For a successful presence_page: the page.
+	PresencePage  *PresencePage `protobuf:"bytes,9,opt,name=presence_page,json=presencePage,proto3" json:"presence_page,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_parley_v1_types_proto_msgTypes[13]
+	mi := &file_parley_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1491,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_types_proto_msgTypes[13]
+	mi := &file_parley_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1504,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_parley_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Reply) GetRef() string {
@@ -1231,11 +1556,25 @@ func (x *Reply) GetSeq() uint64 {
 	return 0
 }
 
+func (x *Reply) GetReadMarker() *ReadMarker {
+	if x != nil {
+		return x.ReadMarker
+	}
+	return nil
+}
+
+func (x *Reply) GetPresencePage() *PresencePage {
+	if x != nil {
+		return x.PresencePage
+	}
+	return nil
+}
+
 var File_parley_v1_types_proto protoreflect.FileDescriptor
 
 const file_parley_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x15parley/v1/types.proto\x12\tparley.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x03\n" +
+	"\x15parley/v1/types.proto\x12\tparley.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x03\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x16\n" +
@@ -1249,7 +1588,8 @@ const file_parley_v1_types_proto_rawDesc = "" +
 	"\adeleted\x18\t \x01(\bR\adeleted\x126\n" +
 	"\treactions\x18\n" +
 	" \x03(\v2\x18.parley.v1.ReactionCountR\treactions\x12.\n" +
-	"\breply_to\x18\v \x01(\v2\x13.parley.v1.ReplyRefR\areplyTo\"\xd7\x01\n" +
+	"\breply_to\x18\v \x01(\v2\x13.parley.v1.ReplyRefR\areplyTo\x12\x1a\n" +
+	"\bmentions\x18\f \x03(\tR\bmentions\"\xf3\x01\n" +
 	"\vMessageEdit\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x16\n" +
@@ -1258,7 +1598,8 @@ const file_parley_v1_types_proto_rawDesc = "" +
 	"\rclient_msg_id\x18\x05 \x01(\tR\vclientMsgId\x12\x1d\n" +
 	"\n" +
 	"target_seq\x18\x06 \x01(\x04R\ttargetSeq\x12\x12\n" +
-	"\x04body\x18\a \x01(\tR\x04body\"\xc5\x01\n" +
+	"\x04body\x18\a \x01(\tR\x04body\x12\x1a\n" +
+	"\bmentions\x18\b \x03(\tR\bmentions\"\xc5\x01\n" +
 	"\rMessageDelete\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x16\n" +
@@ -1285,7 +1626,7 @@ const file_parley_v1_types_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06sender\x18\x02 \x01(\tR\x06sender\x12\x18\n" +
 	"\asnippet\x18\x03 \x01(\tR\asnippet\x12\x18\n" +
-	"\adeleted\x18\x04 \x01(\bR\adeleted\"\xb1\x02\n" +
+	"\adeleted\x18\x04 \x01(\bR\adeleted\"\x9d\x03\n" +
 	"\x04Room\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\n" +
@@ -1297,30 +1638,55 @@ const file_parley_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1d\n" +
 	"\n" +
-	"created_by\x18\a \x01(\tR\tcreatedBy\"x\n" +
+	"created_by\x18\a \x01(\tR\tcreatedBy\x12\"\n" +
+	"\rlast_read_seq\x18\b \x01(\x04R\vlastReadSeq\x12!\n" +
+	"\funread_count\x18\t \x01(\x05R\vunreadCount\x12#\n" +
+	"\rmention_count\x18\n" +
+	" \x01(\x05R\fmentionCount\"x\n" +
 	"\fPresenceMeta\x12\x17\n" +
 	"\aconn_id\x18\x01 \x01(\tR\x06connId\x127\n" +
 	"\tonline_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bonlineAt\x12\x16\n" +
 	"\x06client\x18\x03 \x01(\tR\x06client\"M\n" +
 	"\bPresence\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12-\n" +
-	"\x05metas\x18\x02 \x03(\v2\x17.parley.v1.PresenceMetaR\x05metas\"h\n" +
+	"\x05metas\x18\x02 \x03(\v2\x17.parley.v1.PresenceMetaR\x05metas\"\x98\x02\n" +
 	"\x06Joined\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x19\n" +
 	"\bhead_seq\x18\x02 \x01(\x04R\aheadSeq\x12/\n" +
-	"\bpresence\x18\x03 \x03(\v2\x13.parley.v1.PresenceR\bpresence\"?\n" +
+	"\bpresence\x18\x03 \x03(\v2\x13.parley.v1.PresenceR\bpresence\x12!\n" +
+	"\fonline_count\x18\x04 \x01(\x05R\vonlineCount\x127\n" +
+	"\x18presence_next_page_token\x18\x05 \x01(\tR\x15presenceNextPageToken\x12\"\n" +
+	"\rlast_read_seq\x18\x06 \x01(\x04R\vlastReadSeq\x12.\n" +
+	"\breceipts\x18\a \x03(\v2\x12.parley.v1.ReceiptR\breceipts\"?\n" +
 	"\bReplayed\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x1f\n" +
 	"\vthrough_seq\x18\x02 \x01(\x04R\n" +
-	"throughSeq\"z\n" +
+	"throughSeq\"\x9d\x01\n" +
 	"\fPresenceDiff\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12)\n" +
 	"\x05joins\x18\x02 \x03(\v2\x13.parley.v1.PresenceR\x05joins\x12+\n" +
-	"\x06leaves\x18\x03 \x03(\v2\x13.parley.v1.PresenceR\x06leaves\"H\n" +
+	"\x06leaves\x18\x03 \x03(\v2\x13.parley.v1.PresenceR\x06leaves\x12!\n" +
+	"\fonline_count\x18\x04 \x01(\x05R\vonlineCount\"\x8a\x01\n" +
+	"\fPresencePage\x12/\n" +
+	"\bpresence\x18\x01 \x03(\v2\x13.parley.v1.PresenceR\bpresence\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12!\n" +
+	"\fonline_count\x18\x03 \x01(\x05R\vonlineCount\"\x95\x01\n" +
+	"\n" +
+	"ReadMarker\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12!\n" +
+	"\funread_count\x18\x03 \x01(\x05R\vunreadCount\x12#\n" +
+	"\rmention_count\x18\x04 \x01(\x05R\fmentionCount\x12\x19\n" +
+	"\bhead_seq\x18\x05 \x01(\x04R\aheadSeq\"x\n" +
+	"\aReceipt\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\x123\n" +
+	"\aread_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\"H\n" +
 	"\x06Typing\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
-	"\x06active\x18\x03 \x01(\bR\x06active\"\xd3\x01\n" +
+	"\x06active\x18\x03 \x01(\bR\x06active\"\xc9\x02\n" +
 	"\x05Reply\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x14\n" +
@@ -1329,7 +1695,10 @@ const file_parley_v1_types_proto_rawDesc = "" +
 	"\amessage\x18\x05 \x01(\v2\x12.parley.v1.MessageR\amessage\x12:\n" +
 	"\vretry_after\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"retryAfter\x12\x10\n" +
-	"\x03seq\x18\a \x01(\x04R\x03seq*\x86\x01\n" +
+	"\x03seq\x18\a \x01(\x04R\x03seq\x126\n" +
+	"\vread_marker\x18\b \x01(\v2\x15.parley.v1.ReadMarkerR\n" +
+	"readMarker\x12<\n" +
+	"\rpresence_page\x18\t \x01(\v2\x17.parley.v1.PresencePageR\fpresencePage*\x86\x01\n" +
 	"\x0eRoomVisibility\x12\x1f\n" +
 	"\x1bROOM_VISIBILITY_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16ROOM_VISIBILITY_PUBLIC\x10\x01\x12\x1b\n" +
@@ -1349,7 +1718,7 @@ func file_parley_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_parley_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_parley_v1_types_proto_goTypes = []any{
 	(RoomVisibility)(0),           // 0: parley.v1.RoomVisibility
 	(*Message)(nil),               // 1: parley.v1.Message
@@ -1364,34 +1733,42 @@ var file_parley_v1_types_proto_goTypes = []any{
 	(*Joined)(nil),                // 10: parley.v1.Joined
 	(*Replayed)(nil),              // 11: parley.v1.Replayed
 	(*PresenceDiff)(nil),          // 12: parley.v1.PresenceDiff
-	(*Typing)(nil),                // 13: parley.v1.Typing
-	(*Reply)(nil),                 // 14: parley.v1.Reply
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*PresencePage)(nil),          // 13: parley.v1.PresencePage
+	(*ReadMarker)(nil),            // 14: parley.v1.ReadMarker
+	(*Receipt)(nil),               // 15: parley.v1.Receipt
+	(*Typing)(nil),                // 16: parley.v1.Typing
+	(*Reply)(nil),                 // 17: parley.v1.Reply
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
 }
 var file_parley_v1_types_proto_depIdxs = []int32{
-	15, // 0: parley.v1.Message.sent_at:type_name -> google.protobuf.Timestamp
-	15, // 1: parley.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
+	18, // 0: parley.v1.Message.sent_at:type_name -> google.protobuf.Timestamp
+	18, // 1: parley.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
 	5,  // 2: parley.v1.Message.reactions:type_name -> parley.v1.ReactionCount
 	6,  // 3: parley.v1.Message.reply_to:type_name -> parley.v1.ReplyRef
-	15, // 4: parley.v1.MessageEdit.sent_at:type_name -> google.protobuf.Timestamp
-	15, // 5: parley.v1.MessageDelete.sent_at:type_name -> google.protobuf.Timestamp
-	15, // 6: parley.v1.Reaction.sent_at:type_name -> google.protobuf.Timestamp
+	18, // 4: parley.v1.MessageEdit.sent_at:type_name -> google.protobuf.Timestamp
+	18, // 5: parley.v1.MessageDelete.sent_at:type_name -> google.protobuf.Timestamp
+	18, // 6: parley.v1.Reaction.sent_at:type_name -> google.protobuf.Timestamp
 	0,  // 7: parley.v1.Room.visibility:type_name -> parley.v1.RoomVisibility
-	15, // 8: parley.v1.Room.last_message_at:type_name -> google.protobuf.Timestamp
-	15, // 9: parley.v1.Room.created_at:type_name -> google.protobuf.Timestamp
-	15, // 10: parley.v1.PresenceMeta.online_at:type_name -> google.protobuf.Timestamp
+	18, // 8: parley.v1.Room.last_message_at:type_name -> google.protobuf.Timestamp
+	18, // 9: parley.v1.Room.created_at:type_name -> google.protobuf.Timestamp
+	18, // 10: parley.v1.PresenceMeta.online_at:type_name -> google.protobuf.Timestamp
 	8,  // 11: parley.v1.Presence.metas:type_name -> parley.v1.PresenceMeta
 	9,  // 12: parley.v1.Joined.presence:type_name -> parley.v1.Presence
-	9,  // 13: parley.v1.PresenceDiff.joins:type_name -> parley.v1.Presence
-	9,  // 14: parley.v1.PresenceDiff.leaves:type_name -> parley.v1.Presence
-	1,  // 15: parley.v1.Reply.message:type_name -> parley.v1.Message
-	16, // 16: parley.v1.Reply.retry_after:type_name -> google.protobuf.Duration
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	15, // 13: parley.v1.Joined.receipts:type_name -> parley.v1.Receipt
+	9,  // 14: parley.v1.PresenceDiff.joins:type_name -> parley.v1.Presence
+	9,  // 15: parley.v1.PresenceDiff.leaves:type_name -> parley.v1.Presence
+	9,  // 16: parley.v1.PresencePage.presence:type_name -> parley.v1.Presence
+	18, // 17: parley.v1.Receipt.read_at:type_name -> google.protobuf.Timestamp
+	1,  // 18: parley.v1.Reply.message:type_name -> parley.v1.Message
+	19, // 19: parley.v1.Reply.retry_after:type_name -> google.protobuf.Duration
+	14, // 20: parley.v1.Reply.read_marker:type_name -> parley.v1.ReadMarker
+	13, // 21: parley.v1.Reply.presence_page:type_name -> parley.v1.PresencePage
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_types_proto_init() }
@@ -1405,7 +1782,7 @@ func file_parley_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_types_proto_rawDesc), len(file_parley_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

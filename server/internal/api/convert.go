@@ -43,6 +43,10 @@ func eventToProto(ev hub.Event) *parleyv1.JoinResponse {
 		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Typing{Typing: &parleyv1.Typing{
 			Room: ev.Room, User: ev.User, Active: ev.Active,
 		}}}
+	case hub.EventReadMarker:
+		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_ReadMarker{ReadMarker: readMarkToProto(ev.Room, ev.Read)}}
+	case hub.EventReceipt:
+		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Receipt{Receipt: receiptToProto(ev.Room, ev.User, ev.Read)}}
 	case hub.EventRemoved:
 		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Reply{Reply: &parleyv1.Reply{
 			Room: ev.Room, Code: int32(codes.PermissionDenied), Error: "you were removed from room " + ev.Room,
@@ -73,12 +77,13 @@ func messageToProto(m store.Message) *parleyv1.Message {
 	return &parleyv1.Message{
 		Room: m.Room, Seq: m.Seq, Sender: m.Sender, Body: m.Body,
 		SentAt: timestamppb.New(m.SentAt), ClientMsgId: m.ClientMsgID, ReplyToSeq: m.ReplyToSeq,
+		Mentions: m.Mentions,
 	}
 }
 
 func editToProto(m store.Message) *parleyv1.MessageEdit {
 	return &parleyv1.MessageEdit{Room: m.Room, Seq: m.Seq, Sender: m.Sender, SentAt: timestamppb.New(m.SentAt),
-		ClientMsgId: m.ClientMsgID, TargetSeq: m.TargetSeq, Body: m.Body}
+		ClientMsgId: m.ClientMsgID, TargetSeq: m.TargetSeq, Body: m.Body, Mentions: m.Mentions}
 }
 
 func deleteToProto(m store.Message) *parleyv1.MessageDelete {
@@ -130,5 +135,33 @@ func roomToProto(r store.Room, online int) *parleyv1.Room {
 	if !r.LastMessageAt.IsZero() {
 		out.LastMessageAt = timestamppb.New(r.LastMessageAt)
 	}
+	out.LastReadSeq = r.Read.LastReadSeq
+	out.UnreadCount, out.MentionCount = int32(r.Read.Unread), int32(r.Read.Mentions)
 	return out
+}
+
+// readMarkToProto is a user's marker in room with their counts at it.
+func readMarkToProto(room string, m *hub.ReadMark) *parleyv1.ReadMarker {
+	if m == nil {
+		return &parleyv1.ReadMarker{Room: room}
+	}
+	return &parleyv1.ReadMarker{Room: room, Seq: m.Seq, UnreadCount: int32(m.Unread),
+		MentionCount: int32(m.Mentions), HeadSeq: m.HeadSeq}
+}
+
+// receiptToProto is how far user has read room.
+func receiptToProto(room, user string, m *hub.ReadMark) *parleyv1.Receipt {
+	out := &parleyv1.Receipt{Room: room, User: user}
+	if m != nil {
+		out.Seq = m.Seq
+		if !m.ReadAt.IsZero() {
+			out.ReadAt = timestamppb.New(m.ReadAt)
+		}
+	}
+	return out
+}
+
+// markerToReceipt is a stored marker as a receipt.
+func markerToReceipt(m store.ReadMarker) *parleyv1.Receipt {
+	return receiptToProto(m.Room, m.User, &hub.ReadMark{Seq: m.Seq, ReadAt: m.ReadAt})
 }

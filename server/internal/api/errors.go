@@ -161,6 +161,10 @@ func domainCode(err error) codes.Code {
 		return codes.ResourceExhausted
 	case errors.Is(err, hub.ErrRemoved):
 		return codes.PermissionDenied
+	case errors.Is(err, hub.ErrReadMarksBacklog):
+		return codes.Unavailable
+	case errors.Is(err, hub.ErrTooManyReaders):
+		return codes.FailedPrecondition
 	case errors.Is(err, auth.ErrNoToken), errors.Is(err, auth.ErrExpired), errors.Is(err, auth.ErrInvalid):
 		return codes.Unauthenticated
 	case errors.Is(err, store.ErrClosed), errors.Is(err, errShuttingDown):

@@ -40,6 +40,8 @@ func TestStatusOf(t *testing.T) {
 		{store.ErrTooManyReactions, codes.FailedPrecondition, "too many distinct reactions on the message"},
 		{store.ErrInvalidEntry, codes.InvalidArgument, "invalid log entry"},
 		{hub.ErrSlowConsumer, codes.ResourceExhausted, hub.ErrSlowConsumer.Error()},
+		{hub.ErrReadMarksBacklog, codes.Unavailable, hub.ErrReadMarksBacklog.Error()},
+		{hub.ErrTooManyReaders, codes.FailedPrecondition, "room has too many readers for receipts"},
 		{errShuttingDown, codes.Unavailable, "server shutting down, reconnect"},
 		{errTokenExpired, codes.Unauthenticated, "token expired: send a refresh frame before exp, or reconnect with a new token"},
 		{context.Canceled, codes.Canceled, "context canceled"},

@@ -133,8 +133,11 @@ func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) erro
 		err = sess.typing(f.Typing)
 	case *parleyv1.JoinRequest_Refresh:
 		err = sess.refresh(f.Refresh.GetToken())
+	case *parleyv1.JoinRequest_MarkRead_:
+		reply.Room = f.MarkRead.GetRoom()
+		err = sess.markRead(ctx, f.MarkRead, reply)
 	default:
-		err = invalidf("frame must set one of join, leave, send, typing, refresh, edit, delete, react, unreact")
+		err = invalidf("frame must set one of join, leave, send, typing, refresh, edit, delete, react, unreact, mark_read")
 	}
 	return sess.reply(reply, err)
 }
@@ -242,11 +245,15 @@ func (sess *session) join(ctx context.Context, j *parleyv1.JoinRequest_JoinRoom,
 	if _, err := sess.s.access(ctx, sess.user, j.GetRoom()); err != nil {
 		return err
 	}
+	tail, err := sess.s.joinedTail(ctx, sess.user, j.GetRoom())
+	if err != nil {
+		return err
+	}
 	ack, err := proto.Marshal(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Reply{Reply: reply}})
 	if err != nil {
 		return err
 	}
-	return sess.s.cfg.Hub.Join(ctx, sess.conn, j.GetRoom(), hub.JoinOptions{After: j.AfterSeq, Ack: ack})
+	return sess.s.cfg.Hub.Join(ctx, sess.conn, j.GetRoom(), hub.JoinOptions{After: j.AfterSeq, Ack: ack, Tail: tail})
 }
 
 func (sess *session) leave(room string) error {
@@ -339,7 +346,11 @@ func (s *Service) Subscribe(req *parleyv1.SubscribeRequest, stream grpc.ServerSt
 
 func (s *Service) subscribeRooms(ctx context.Context, conn *hub.Conn, cursors []*parleyv1.SubscribeRequest_RoomCursor) error {
 	for _, c := range cursors {
-		if err := s.cfg.Hub.Join(ctx, conn, c.GetRoom(), hub.JoinOptions{After: c.AfterSeq}); err != nil {
+		tail, err := s.joinedTail(ctx, conn.User, c.GetRoom())
+		if err != nil {
+			return err
+		}
+		if err := s.cfg.Hub.Join(ctx, conn, c.GetRoom(), hub.JoinOptions{After: c.AfterSeq, Tail: tail}); err != nil {
 			if errors.Is(err, store.ErrRoomNotFound) {
 				return roomNotFound(c.GetRoom())
 			}

@@ -57,6 +57,7 @@ func (s *Service) AddMember(ctx context.Context, req *parleyv1.AddMemberRequest)
 	if err := s.cfg.Store.AddMember(ctx, req.GetRoom(), req.GetUser()); err != nil {
 		return nil, err
 	}
+	s.cfg.Hub.ReadersChanged(req.GetRoom())
 	return &parleyv1.AddMemberResponse{}, nil
 }
 
@@ -73,6 +74,7 @@ func (s *Service) RemoveMember(ctx context.Context, req *parleyv1.RemoveMemberRe
 	if err := s.cfg.Store.RemoveMember(ctx, req.GetRoom(), req.GetUser()); err != nil {
 		return nil, err
 	}
+	s.cfg.Hub.ReadersChanged(req.GetRoom())
 	s.cfg.Hub.Kick(req.GetRoom(), req.GetUser())
 	return &parleyv1.RemoveMemberResponse{}, nil
 }

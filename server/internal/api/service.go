@@ -212,6 +212,12 @@ func (s *Service) startSend(ctx context.Context, held hub.Held, m store.NewMessa
 		return nil, err
 	}
 	m.Room = held.Info().Name
+	if m.Kind == store.KindMessage || m.Kind == store.KindEdit {
+		if m.Mentions, err = s.mentions(ctx, held.Info(), m.Body); err != nil {
+			held.Release()
+			return nil, err
+		}
+	}
 	stored := held.StartSend(ctx, m, from)
 	return func() (hub.Sent, error) {
 		sent, err := stored()
@@ -354,7 +360,7 @@ func (s *Service) ListRooms(ctx context.Context, req *parleyv1.ListRoomsRequest)
 		}
 		after = string(raw[3:])
 	}
-	rooms, err := s.cfg.Store.VisibleRooms(ctx, identity(ctx).User, after, size+1)
+	rooms, err := s.visibleRooms(ctx, identity(ctx).User, after, size+1)
 	if err != nil {
 		return nil, err
 	}

@@ -32,10 +32,16 @@ func (c Codec) Name() string { return "proto" }
 // Marshal implements encoding.CodecV2.
 func (c Codec) Marshal(v any) (mem.BufferSlice, error) {
 	if f, ok := v.(*hub.Frame); ok {
-		if w, ok := f.Wire.(mem.BufferSlice); ok {
-			return w, nil
+		w, ok := f.Wire.(mem.BufferSlice)
+		if !ok {
+			w = mem.BufferSlice{mem.SliceBuffer(f.Data)} // see WireForm
 		}
-		return mem.BufferSlice{mem.SliceBuffer(f.Data)}, nil // see WireForm
+		if f.Tail != nil {
+			// A new slice: the shared one may be sent on other streams.
+			// Protobuf merges the tail's fields into the event's.
+			w = append(w[:len(w):len(w)], mem.SliceBuffer(f.Tail))
+		}
+		return w, nil
 	}
 	return c.proto.Marshal(v)
 }

@@ -108,6 +108,11 @@ func (h *Hub) Run(ctx context.Context) error {
 		return fmt.Errorf("subscribe to cluster presence: %w", err)
 	}
 	defer unsub()
+	unsubUsers, err := h.cfg.Broker.Subscribe(h.userSubject(), h.onUserWire)
+	if err != nil {
+		return fmt.Errorf("subscribe to cluster user events: %w", err)
+	}
+	defer unsubUsers()
 	if rq, ok := h.cfg.Broker.(requester); ok {
 		unserve, err := rq.Serve(h.stateSubject(), h.answerState)
 		if err != nil {
@@ -292,6 +297,10 @@ func (r *room) onWire(data []byte) {
 		// The room's subject reaches every node where the room is live,
 		// which is every node where the user may have a connection in it.
 		r.kick(ev.User)
+	case EventReceipt:
+		if ev.Read != nil {
+			r.broadcastReceipts([]Event{{Kind: EventReceipt, Room: r.name, User: ev.User, Read: ev.Read}})
+		}
 	}
 }
 

@@ -150,7 +150,7 @@ func (c *Conn) cutOffLocked() {
 // after a mass reconnect — would otherwise cut off every connection it is
 // queued for, none of them behind; counted so, it fits a queue without a
 // backlog and cuts off only a connection that has one.
-func (c *Conn) cost(f Frame) int { return min(len(f.Data), c.maxBytes/2) }
+func (c *Conn) cost(f Frame) int { return min(len(f.Data)+len(f.Tail), c.maxBytes/2) }
 
 func (c *Conn) pushLocked(f Frame, urgent bool) {
 	c.queue = append(c.queue, f)

@@ -26,6 +26,12 @@ var (
 	// ErrHubClosed ends the connections still open, or opened, after
 	// Hub.Close.
 	ErrHubClosed = errors.New("hub closed")
+	// ErrReadMarksBacklog means too many read markers wait to be stored
+	// (the store is slow or down) to take another now.
+	ErrReadMarksBacklog = errors.New("too many read markers are waiting to be stored (the store is slow or out of reach); mark the room read again later")
+	// ErrTooManyReaders means a room has too many readers to keep
+	// receipts for (see Config.ReceiptsMaxMembers).
+	ErrTooManyReaders = errors.New("room has too many readers for receipts")
 )
 
 // ReplayError is a join whose replay failed after the join was

@@ -26,6 +26,14 @@ const (
 	// EventRemoved: Room and User; User was removed from the room and
 	// their connections taken out of it (broker).
 	EventRemoved
+	// EventReadMarker: Room, User and Read (the marker and User's counts
+	// at it): User's read marker in the room moved. It goes to User's
+	// Join connections, not to the room (broker, on the user subject).
+	EventReadMarker
+	// EventReceipt: Room, User and Read (Seq and ReadAt): a reader of a
+	// small room read it further ("seen by"); it goes to the room
+	// (broker).
+	EventReceipt
 )
 
 // eventKindNames are the kinds' names on the wire; never change one.
@@ -36,6 +44,8 @@ var eventKindNames = [...]string{
 	EventPresenceDiff: "presence_diff",
 	EventTyping:       "typing",
 	EventRemoved:      "removed",
+	EventReadMarker:   "read_marker",
+	EventReceipt:      "receipt",
 }
 
 // String returns the kind's wire name.
@@ -87,7 +97,26 @@ type Event struct {
 	Leaves     []Presence    `json:"l,omitempty"`
 	User       string        `json:"u,omitempty"`
 	Active     bool          `json:"a,omitempty"`
+	Read       *ReadMark     `json:"rd,omitempty"`
 }
+
+// ReadMark is a user's read marker in a room and, in an EventReadMarker,
+// the user's counts at it.
+type ReadMark struct {
+	Seq    uint64    `json:"s"`
+	ReadAt time.Time `json:"t,omitzero"`
+	// Unread and Mentions count the user's unread messages after Seq, up
+	// to and including HeadSeq (see store.ReadState). HeadSeq 0 means
+	// they are not known.
+	Unread   int    `json:"un,omitempty"`
+	Mentions int    `json:"mn,omitempty"`
+	HeadSeq  uint64 `json:"h,omitempty"`
+
+	from *Conn // the connection it was marked on, if any: its reply told it
+}
+
+// counted reports whether m's counts are known.
+func (m ReadMark) counted() bool { return m.HeadSeq != 0 }
 
 // Presence is one user's connections in a room.
 type Presence struct {
@@ -119,4 +148,9 @@ type Frame struct {
 	// so the writer can tell how far each room was delivered.
 	Room string
 	Seq  uint64
+	// Tail, if set, is written right after Data (or Wire), in the same
+	// message: what one connection alone is told along with an event
+	// others share (see JoinOptions.Tail), without copying the shared
+	// bytes. The Encoder's format must read the two as one.
+	Tail []byte
 }

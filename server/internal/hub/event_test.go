@@ -2,6 +2,7 @@ package hub
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -21,6 +22,11 @@ func TestEventJSONIsStable(t *testing.T) {
 			`{"v":1,"k":"removed","n":"a","r":"team","u":"eve"}`},
 		{Event{Version: 1, Kind: EventReplayed, Room: "lobby", ThroughSeq: 7},
 			`{"v":1,"k":"replayed","r":"lobby","through":7}`},
+		{Event{Version: 1, Kind: EventReadMarker, Node: "a", Room: "lobby", User: "bob",
+			Read: &ReadMark{Seq: 7, ReadAt: time.Date(2026, 12, 6, 4, 0, 0, 0, time.UTC), Unread: 2, Mentions: 1, HeadSeq: 9}},
+			`{"v":1,"k":"read_marker","n":"a","r":"lobby","u":"bob","rd":{"s":7,"t":"2026-12-06T04:00:00Z","un":2,"mn":1,"h":9}}`},
+		{Event{Version: 1, Kind: EventReceipt, Node: "a", Room: "team", User: "ann", Read: &ReadMark{Seq: 3}},
+			`{"v":1,"k":"receipt","n":"a","r":"team","u":"ann","rd":{"s":3}}`},
 	} {
 		got, err := json.Marshal(tc.ev)
 		if err != nil {
@@ -59,7 +65,7 @@ func TestEventJSONRoundTrip(t *testing.T) {
 		if err := json.Unmarshal(data, &back); err != nil {
 			t.Fatalf("unmarshal %s: %v", data, err)
 		}
-		if back.Message != ev.Message {
+		if !reflect.DeepEqual(back.Message, ev.Message) {
 			t.Errorf("%s: entry %+v came back as %+v", data, ev.Message, back.Message)
 		}
 		again, _ := json.Marshal(back)
@@ -77,7 +83,7 @@ func TestUnknownEventKindIsAnError(t *testing.T) {
 	if _, err := json.Marshal(Event{Kind: 0}); err == nil {
 		t.Fatal("an event without a kind encoded")
 	}
-	for k := EventJoined; k <= EventRemoved; k++ {
+	for k := EventJoined; k <= EventReceipt; k++ {
 		var back EventKind
 		text, err := k.MarshalText()
 		if err != nil || back.UnmarshalText(text) != nil || back != k {

@@ -76,6 +76,19 @@ type Config struct {
 	PresenceBatchMin    int
 	PresenceBatchWindow time.Duration
 
+	// ReadMarkFlush is how often pending read markers are stored, in one
+	// batch (default DefaultReadMarkFlush); MaxPendingReadMarks bounds
+	// how many wait (default DefaultMaxPendingReadMarks), and a quarter
+	// of it brings the next flush forward (see readMarks).
+	ReadMarkFlush       time.Duration
+	MaxPendingReadMarks int
+	// ReceiptsMaxMembers is the most readers a room may have for its
+	// readers to get receipts (default DefaultReceiptsMaxMembers;
+	// negative: no receipts); ReceiptInterval is the shortest time
+	// between two receipts of one reader in one room (default 1s).
+	ReceiptsMaxMembers int
+	ReceiptInterval    time.Duration
+
 	// WireForm, if set, turns the bytes of a frame that many connections
 	// receive (messages, presence diffs, typing) into the form the
 	// transport sends, once for all of them; it becomes Frame.Wire.
@@ -88,6 +101,10 @@ const (
 	DefaultMaxRoomsPerConn = 256
 	DefaultSubject         = "parley"
 	DefaultNodeTimeout     = 5 * time.Second
+
+	DefaultReadMarkFlush       = 250 * time.Millisecond
+	DefaultMaxPendingReadMarks = 100000
+	DefaultReceiptsMaxMembers  = 50
 )
 
 func (c *Config) setDefaults() {
@@ -127,6 +144,18 @@ func (c *Config) setDefaults() {
 	if c.PresenceBatchWindow <= 0 {
 		c.PresenceBatchWindow = 100 * time.Millisecond
 	}
+	if c.ReadMarkFlush <= 0 {
+		c.ReadMarkFlush = DefaultReadMarkFlush
+	}
+	if c.MaxPendingReadMarks <= 0 {
+		c.MaxPendingReadMarks = DefaultMaxPendingReadMarks
+	}
+	if c.ReceiptsMaxMembers == 0 {
+		c.ReceiptsMaxMembers = DefaultReceiptsMaxMembers
+	}
+	if c.ReceiptInterval <= 0 {
+		c.ReceiptInterval = time.Second
+	}
 }
 
 // Hub holds the live rooms of one server.
@@ -142,10 +171,14 @@ type Hub struct {
 	life      *lifetime // owns the goroutines the hub starts; ended by Close
 	closeOnce sync.Once
 
-	rooms   sync.Map   // name -> *room
-	loadMu  sync.Mutex // serializes loading a room from the store; taken before a room's mu
-	connsMu sync.Mutex
-	conns   map[*Conn]struct{}
+	rooms     sync.Map   // name -> *room
+	loadMu    sync.Mutex // serializes loading a room from the store; taken before a room's mu
+	connsMu   sync.Mutex
+	conns     map[*Conn]struct{}
+	userConns map[string][]*Conn // the Join (tracked) connections, by user; under connsMu
+
+	marks    readMarks // read markers waiting to be stored
+	receipts receipts  // receipts being coalesced, and room sizes
 
 	messages   atomic.Int64 // messages delivered to rooms
 	deliveries atomic.Int64 // message frames queued for connections
@@ -216,6 +249,8 @@ func (h *Hub) Close() {
 		h.connsMu.Unlock()
 		h.EndAll(cause)
 		h.life.close()
+		h.closeReadMarks()
+		h.stopReceipts()
 		h.writers.close()
 		h.trim.close()
 		// The timers left would find the lifetime closed and do nothing;
@@ -253,6 +288,9 @@ func (h *Hub) Connect(user, client string, tracked bool) *Conn {
 	}
 	h.connsMu.Lock()
 	h.conns[c] = struct{}{}
+	if tracked {
+		h.addUserConnLocked(c)
+	}
 	closing := h.closing
 	h.connsMu.Unlock()
 	if closing != nil {
@@ -264,6 +302,9 @@ func (h *Hub) Connect(user, client string, tracked bool) *Conn {
 func (h *Hub) connClosed(c *Conn) {
 	h.connsMu.Lock()
 	delete(h.conns, c)
+	if c.tracked {
+		h.dropUserConnLocked(c)
+	}
 	h.connsMu.Unlock()
 }
 
@@ -323,6 +364,10 @@ type JoinOptions struct {
 	// Ack, when set, is queued just before the room's state, once the join
 	// is known to succeed.
 	Ack []byte
+	// Tail, when set, follows the room's state in its frame (see
+	// Frame.Tail): what the joiner alone is told, such as its read
+	// marker, while the state itself may be shared by many joiners.
+	Tail []byte
 }
 
 // Join adds c to a room. The room's state (head and presence) is queued for
@@ -598,6 +643,9 @@ type Stats struct {
 	// GapFills counts messages read from the store because the broker had
 	// not delivered them in time.
 	GapFills int64
+	// PendingReadMarks is the number of read markers waiting to be
+	// stored, or being stored.
+	PendingReadMarks int
 }
 
 // Stats returns the hub's current counters.
@@ -605,6 +653,9 @@ func (h *Hub) Stats() Stats {
 	st := Stats{Messages: h.messages.Load(), Deliveries: h.deliveries.Load(), SlowConsumers: h.slowCuts.Load(),
 		RemoteMessages: h.remoteIn.Load(), GapFills: h.gapFills.Load()}
 	h.rooms.Range(func(any, any) bool { st.Rooms++; return true })
+	h.marks.mu.Lock()
+	st.PendingReadMarks = len(h.marks.pending) + len(h.marks.inflight)
+	h.marks.mu.Unlock()
 	h.connsMu.Lock()
 	conns := make([]*Conn, 0, len(h.conns))
 	for c := range h.conns {

@@ -394,7 +394,7 @@ func (r *room) addLocked(c *Conn, opts JoinOptions) error {
 	if opts.After != nil {
 		pos = *opts.After
 	}
-	if (opts.Ack != nil && !c.Enqueue(Frame{Data: opts.Ack})) || !c.Enqueue(Frame{Data: state, Room: r.name, Seq: pos}) {
+	if (opts.Ack != nil && !c.Enqueue(Frame{Data: opts.Ack})) || !c.Enqueue(Frame{Data: state, Tail: opts.Tail, Room: r.name, Seq: pos}) {
 		// c ended (a state larger than its queue cuts it off): it never
 		// joined, so it must not stay in the presence.
 		if diff != nil {

@@ -3,6 +3,7 @@ package store_test
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestMessageJSON(t *testing.T) {
 		t.Errorf("reaction JSON %s", b)
 	}
 	var back store.Message
-	if err := json.Unmarshal(b, &back); err != nil || back != react {
+	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, react) {
 		t.Errorf("round trip = %+v (%v), want %+v", back, err, react)
 	}
 	var old store.Message

@@ -53,6 +53,9 @@ type Room struct {
 	// Members are stored with a new private or direct room by CreateRoom
 	// (with CreatedBy, who is always a member); reads leave it empty.
 	Members []string
+	// Read is the read state of the user VisibleRooms was asked for;
+	// other reads leave it zero.
+	Read ReadState
 }
 
 // Message is one entry of a room's log, of any kind: a chat message, or an
@@ -77,6 +80,10 @@ type Message struct {
 	ReplyToSeq uint64 `json:"reply_to_seq,omitempty"`
 	// Emoji is a reaction's emoji.
 	Emoji string `json:"emoji,omitempty"`
+	// Mentions are the users a message's or an edit's text mentions, as
+	// the API parsed them when it was sent (see NewMessage.Mentions);
+	// empty for other kinds and once the text is erased by a delete.
+	Mentions []string `json:"mentions,omitempty"`
 }
 
 // NewMessage is an entry to append; the store assigns its seq and time.
@@ -92,6 +99,37 @@ type NewMessage struct {
 	TargetSeq   uint64
 	ReplyToSeq  uint64
 	Emoji       string
+	// Mentions are the users a message's or an edit's Body mentions,
+	// parsed and checked by the caller (the store does not parse bodies).
+	// An edit replaces the message's mentions with its own; a delete
+	// clears them.
+	Mentions []string
+}
+
+// ReadMarker is how far a user has read a room: every entry up to Seq.
+// It is per-user state beside the room's log, not an entry of it, and it
+// only moves forward.
+type ReadMarker struct {
+	Room string
+	User string
+	Seq  uint64
+	// ReadAt is when the marker last moved; zero for a marker never set.
+	ReadAt time.Time
+}
+
+// ReadState is a user's read state in one room: the marker and what lies
+// after it.
+type ReadState struct {
+	// LastReadSeq is the user's marker in the room, 0 if never set.
+	LastReadSeq uint64
+	// Unread counts the room's messages (entries of kind message) after
+	// LastReadSeq that are not the user's own and not deleted.
+	Unread int
+	// Mentions counts those of the Unread messages whose current text
+	// mentions the user; in a direct room it is Unread.
+	Mentions int
+	// HeadSeq is the room's head the counts were taken at.
+	HeadSeq uint64
 }
 
 // Query selects a page of a room's messages. After and Before are exclusive
@@ -161,8 +199,27 @@ type Store interface {
 	// returns ErrRoomNotFound for an unknown room.
 	History(ctx context.Context, room, viewer string, q Query) ([]MessageView, error)
 	// VisibleRooms is ListRooms restricted to the rooms user may see: the
-	// public ones and those user is a member of.
+	// public ones and those user is a member of, each with user's
+	// ReadState. The counts cost no scan of the rooms' logs: a page of
+	// rooms takes about the same time however many messages they hold.
 	VisibleRooms(ctx context.Context, user, afterName string, limit int) ([]Room, error)
+	// SetReadMarkers moves each marker forward, all of them in one
+	// transaction, or for a large batch in a few (the SQLite store commits
+	// up to a few hundred at a time between appends; each marker moves in
+	// exactly one, and a call that fails may have moved some): a marker
+	// at or below the stored one leaves it as it is, one beyond its room's
+	// head is taken as the head. It returns the markers as they are after,
+	// in the order given (one given twice is answered twice, as it ends),
+	// with ReadAt set (zero for a marker never set, as in an empty room);
+	// a marker of an unknown room is left out. Markers are not entries:
+	// they take no seq.
+	SetReadMarkers(ctx context.Context, ms []ReadMarker) ([]ReadMarker, error)
+	// ReadState returns user's read state in room; ErrRoomNotFound for an
+	// unknown room.
+	ReadState(ctx context.Context, user, room string) (ReadState, error)
+	// ReadMarkers returns up to limit markers set in room, by user id;
+	// ErrRoomNotFound for an unknown room.
+	ReadMarkers(ctx context.Context, room string, limit int) ([]ReadMarker, error)
 	// AddMember makes user a member of room (again: no error); ErrRoomNotFound
 	// for an unknown room.
 	AddMember(ctx context.Context, room, user string) error
@@ -179,7 +236,9 @@ type Store interface {
 	// steps so appends are not held up. A pruned message takes every entry
 	// that targets it (edits, deletes, reactions) and its reactions with
 	// it, whatever their age. It returns how many log entries it deleted.
-	// Seqs are never reused: a room's head stays where it was.
+	// Seqs are never reused: a room's head stays where it was. Pruned
+	// messages leave the read counts; read markers stay where they are, and
+	// one below the pruned seqs counts only the messages still stored.
 	Prune(ctx context.Context, p Retention) (int, error)
 	// Close releases the store's resources; pending appends finish first.
 	Close() error

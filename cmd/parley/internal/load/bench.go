@@ -42,6 +42,7 @@ type benchConfig struct {
 	metricsURL     string
 	json           bool
 	quiet          bool
+	markRate       float64
 }
 
 // maxRoomsPerStream is parleyd's default --max-rooms-per-stream.
@@ -57,6 +58,8 @@ func (c *benchConfig) validate() error {
 		return cli.Usagef("--rooms must be at least 1")
 	case c.rate < 0:
 		return cli.Usagef("--rate must not be negative (0: as fast as acks allow)")
+	case c.markRate < 0 || (c.markRate > 0 && c.subscribe):
+		return cli.Usagef("--mark-read-rate must not be negative, and needs Join receivers (not --subscribe): marks go on their streams")
 	case c.duration <= 0 || c.warmup < 0 || c.drain <= 0:
 		return cli.Usagef("--duration and --drain must be positive, --warmup not negative")
 	case c.size < bodyHeader:
@@ -130,6 +133,7 @@ for load tests, or senders above its rate are refused.`)
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON on stdout")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress line on stderr")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the bench's own CPU profile (pprof) for the whole run to this file")
+	fs.Float64Var(&c.markRate, "mark-read-rate", 0, "mark_read frames per second from all receivers together, each marking its room read up to the last seq it received, the receivers in turn (0: none)")
 	pos, err := cli.ParseFlags(fs, args)
 	if err != nil {
 		return c, err
@@ -168,6 +172,8 @@ type bench struct {
 	joinLat          *histogram
 	maxLag           atomic.Int64
 	stopping         atomic.Bool
+	marks            atomic.Uint64 // mark_read frames sent
+	marksMeasured    atomic.Uint64 // of those, in the measured window
 
 	errMu      sync.Mutex // error path only
 	errCounts  map[codes.Code]uint64
@@ -484,6 +490,7 @@ func (b *bench) measure(ctx context.Context, rep *benchReport) error {
 			s.run(b.streamCtx, start+offset, interval)
 		}()
 	}
+	sending.Go(func() { b.markReads(b.streamCtx, start) })
 	prog := b.startProgress()
 	defer prog.stop()
 	if err := b.sleepUntil(ctx, b.winStart.Load()); err != nil {

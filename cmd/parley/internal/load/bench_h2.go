@@ -139,8 +139,9 @@ func (c *h2Conn) open(ctx context.Context, r *receiver, token string) error {
 	data := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(body)))
 	data = append(data, body...)
 	s := &h2Stream{r: r, f: wireFrame{wantRoom: room}, ready: make(chan error, 1)}
+	var id uint32
 	err = c.write(func() error {
-		id := c.next
+		id = c.next
 		c.next += 2
 		c.mu.Lock()
 		c.streams[id] = s
@@ -169,10 +170,26 @@ func (c *h2Conn) open(ctx context.Context, r *receiver, token string) error {
 		if err != nil {
 			return fmt.Errorf("join %s: %w", room, err)
 		}
+		if !endStream {
+			r.mark = func(seq uint64) error { return c.sendMark(id, room, seq) }
+		}
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("join %s: %w", room, ctx.Err())
 	}
+}
+
+// sendMark writes a mark_read frame on stream id. The server's windows
+// are not tracked: a mark is a few dozen bytes, a second or more apart
+// per stream, and the server reads them as they come.
+func (c *h2Conn) sendMark(id uint32, room string, seq uint64) error {
+	body, err := markFrame(room, seq)
+	if err != nil {
+		return err
+	}
+	data := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(body)))
+	data = append(data, body...)
+	return c.write(func() error { return c.fr.WriteData(id, false, data) })
 }
 
 func (c *h2Conn) scheme() string {
@@ -297,8 +314,11 @@ func (s *h2Stream) message(msg []byte) error {
 		}
 		return err
 	}
-	if f.kind == kindMessage {
+	switch f.kind {
+	case kindMessage:
 		s.r.deliver(f)
+	case kindReply:
+		s.r.reply(f)
 	}
 	return nil
 }

@@ -37,6 +37,9 @@ type benchReport struct {
 	Ack            latencySummary `json:"ack_latency"`
 	SenderLagMaxMs float64        `json:"sender_lag_max_ms"`
 
+	Marks       uint64  `json:"marks"` // mark_read frames sent in the measured window
+	MarksPerSec float64 `json:"marks_per_sec"`
+
 	Errors       map[string]uint64 `json:"errors"`
 	ErrorSamples []string          `json:"error_samples,omitempty"`
 
@@ -60,6 +63,7 @@ type reportConfig struct {
 	StreamsPerConn int     `json:"streams_per_conn"`
 	Connections    int     `json:"connections"`
 	MaxInflight    int     `json:"max_inflight"`
+	MarkReadRate   float64 `json:"mark_read_rate"`
 	Addr           string  `json:"addr"`
 }
 
@@ -104,7 +108,8 @@ func (rep *benchReport) fillConfig(b *bench, conns int) {
 	}
 	rep.Config = reportConfig{Mode: mode, Receivers: c.receivers, Rooms: c.rooms, Senders: c.senders, Rate: c.rate,
 		SizeBytes: c.size, WarmupSec: c.warmup.Seconds(), DurationSec: c.duration.Seconds(),
-		StreamsPerConn: c.streamsPerConn, Connections: conns + c.senders, MaxInflight: c.window(), Addr: b.e.Globals.Addr}
+		StreamsPerConn: c.streamsPerConn, Connections: conns + c.senders, MaxInflight: c.window(), MarkReadRate: c.markRate,
+		Addr: b.e.Globals.Addr}
 }
 
 // fillWindow records the server's and the bench's CPU over the measured
@@ -178,6 +183,8 @@ func (rep *benchReport) finish(b *bench) {
 	rep.Delivery = summarize(b.e2e.snapshot(), time.Duration(b.e2e.max.Load()))
 	rep.Ack = summarize(b.ack.snapshot(), time.Duration(b.ack.max.Load()))
 	rep.SenderLagMaxMs = ms(time.Duration(b.maxLag.Load()))
+	rep.Marks = b.marksMeasured.Load()
+	rep.MarksPerSec = float64(rep.Marks) / d
 	b.errMu.Lock()
 	rep.Errors = make(map[string]uint64, len(b.errCounts))
 	for c, n := range b.errCounts {
@@ -218,6 +225,9 @@ func (rep *benchReport) writeTable(w io.Writer) error {
 	cs := rep.Connect.PerStream
 	fmt.Fprintf(tw, "connect\t%d streams in %.2fs (per stream p50 %s, p99 %s, max %s)\n", rep.Connect.Streams, rep.Connect.Seconds, msText(cs.P50), msText(cs.P99), msText(cs.Max))
 	fmt.Fprintf(tw, "rates\tsent %.1f/s, acked %.1f/s, delivered %.1f/s\n", rep.SentPerSec, rep.AckedPerSec, rep.DeliveredPerSec)
+	if c.MarkReadRate > 0 {
+		fmt.Fprintf(tw, "read marks\t%d mark_read frames in the measured window, %.1f/s (asked %g/s)\n", rep.Marks, rep.MarksPerSec, c.MarkReadRate)
+	}
 	fmt.Fprintf(tw, "deliveries\texpected %d, received %d: lost %d, extra %d, duplicates %d, out of order %d\n",
 		rep.Expected, rep.Received, rep.Lost, rep.Extra, rep.Duplicates, rep.OutOfOrder)
 	fmt.Fprintf(tw, "latency (ms)\tcount\tp50\tp90\tp99\tp99.9\tmax\n")

@@ -31,6 +31,10 @@ type receiver struct {
 	stream grpc.ClientStream
 	last   uint64 // last seq seen in the room
 
+	seen      atomic.Uint64          // last, for the marking loop
+	mark      func(seq uint64) error // sends a mark_read frame; nil on Subscribe
+	markedSeq uint64                 // the last seq marked (the marking loop's)
+
 	frames   atomic.Uint64 // message frames received
 	measured atomic.Uint64 // distinct messages sent in the measured window
 	dups     atomic.Uint64 // seq not above the last one seen
@@ -91,6 +95,12 @@ func (r *receiver) open(ctx context.Context, conn *grpc.ClientConn, token string
 			if err != nil {
 				return fmt.Errorf("join %s: %w", room, err)
 			}
+			if desc.ClientStreams {
+				r.mark = func(seq uint64) error {
+					return r.stream.SendMsg(&parleyv1.JoinRequest{Ref: "m", Frame: &parleyv1.JoinRequest_MarkRead_{
+						MarkRead: &parleyv1.JoinRequest_MarkRead{Room: room, Seq: seq}}})
+				}
+			}
 			return nil
 		}
 	}
@@ -107,8 +117,11 @@ func (r *receiver) receive() {
 			b.streamEnded(r.name(), err)
 			return
 		}
-		if f.kind == kindMessage {
+		switch f.kind {
+		case kindMessage:
 			r.deliver(f)
+		case kindReply:
+			r.reply(f)
 		}
 	}
 }
@@ -131,6 +144,9 @@ func (r *receiver) deliver(f *wireFrame) {
 		r.gaps.Add(1)
 	}
 	r.last = f.seq
+	if r.b.cfg.markRate > 0 {
+		r.seen.Store(f.seq)
+	}
 	lat := time.Duration(now - f.sent)
 	b.live.record(r.id, lat)
 	if b.inWindow(f.sent) {

@@ -18,10 +18,11 @@ import (
 
 // Store is an in-memory store.Store. The zero value is not usable; call New.
 type Store struct {
-	mu     sync.RWMutex
-	rooms  map[string]*room
-	closed bool
-	now    func() time.Time
+	mu      sync.RWMutex
+	rooms   map[string]*room
+	markers map[markerKey]store.ReadMarker
+	closed  bool
+	now     func() time.Time
 }
 
 type room struct {
@@ -39,6 +40,7 @@ type msgState struct {
 	editedAt  time.Time
 	deleted   bool
 	reactions []*emojiState // in the order each emoji first appeared
+	mentions  []string      // those of its current text
 }
 
 // emojiState is one emoji on a message: who reacted, oldest first.
@@ -60,7 +62,7 @@ type clientKey struct{ sender, id string }
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{rooms: make(map[string]*room), now: time.Now}
+	return &Store{rooms: make(map[string]*room), markers: make(map[markerKey]store.ReadMarker), now: time.Now}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -172,6 +174,9 @@ func (s *Store) Append(_ context.Context, m store.NewMessage) (store.Message, bo
 		Body: m.Body, SentAt: s.now().UTC(), ClientMsgID: m.ClientMsgID,
 		TargetSeq: m.TargetSeq, ReplyToSeq: m.ReplyToSeq, Emoji: m.Emoji,
 	}
+	if (m.Kind == store.KindMessage || m.Kind == store.KindEdit) && len(m.Mentions) > 0 {
+		msg.Mentions = slices.Clone(m.Mentions)
+	}
 	if msg.SentAt.Before(r.info.LastMessageAt) {
 		msg.SentAt = r.info.LastMessageAt // a room's times never go backwards
 	}
@@ -218,7 +223,7 @@ func (r *room) reactionState(m store.NewMessage) store.ReactionState {
 // apply brings the state of msg's target up to date; Decide has accepted msg.
 func (r *room) apply(msg store.Message) {
 	if msg.Kind == store.KindMessage {
-		r.msgs[msg.Seq] = &msgState{}
+		r.msgs[msg.Seq] = &msgState{mentions: msg.Mentions}
 		return
 	}
 	st := r.msgs[msg.TargetSeq]
@@ -226,10 +231,13 @@ func (r *room) apply(msg store.Message) {
 	case store.KindEdit:
 		st.edits = append(st.edits, msg.Seq)
 		st.editedAt = msg.SentAt
+		st.mentions = msg.Mentions
 	case store.KindDelete:
 		st.deleted = true
+		st.mentions = nil
 		for _, seq := range append(st.edits, msg.TargetSeq) {
-			r.entry(seq).Body = ""
+			e := r.entry(seq)
+			e.Body, e.Mentions = "", nil
 		}
 	case store.KindReactionAdd:
 		if _, es := st.emoji(msg.Emoji); es != nil {
@@ -313,6 +321,7 @@ func (r *room) view(m store.Message, viewer string) store.MessageView {
 	if n := len(st.edits); n > 0 {
 		v.Body = r.entry(st.edits[n-1]).Body
 	}
+	v.Mentions = st.mentions
 	if !st.deleted {
 		for _, es := range st.reactions {
 			v.Reactions = append(v.Reactions, store.ReactionCount{
@@ -337,7 +346,18 @@ func (r *room) view(m store.Message, viewer string) store.MessageView {
 
 // VisibleRooms implements store.Store.
 func (s *Store) VisibleRooms(_ context.Context, user, afterName string, limit int) ([]store.Room, error) {
-	return s.listRooms(afterName, limit, func(r *room) bool { return r.info.Visibility == store.Public || r.members[user] })
+	rooms, err := s.listRooms(afterName, limit, func(r *room) bool { return r.info.Visibility == store.Public || r.members[user] })
+	if err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for i := range rooms {
+		if r, ok := s.rooms[rooms[i].Name]; ok {
+			rooms[i].Read = s.readStateLocked(r, user)
+		}
+	}
+	return rooms, nil
 }
 
 // AddMember implements store.Store.

@@ -12,4 +12,5 @@ func TestConformance(t *testing.T) {
 	open := func(*testing.T) store.Store { return memory.New() }
 	storetest.Run(t, open)
 	storetest.RunLog(t, open)
+	storetest.RunReadState(t, open)
 }

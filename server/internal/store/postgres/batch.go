@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
 // appendSQL is a whole batch in one statement, one round trip: PostgreSQL
@@ -32,6 +33,15 @@ import (
 // (greatest). A room that does not exist is not locked, not updated and
 // not returned, and its messages are not inserted.
 //
+// The same statement keeps the read-state counters (sqlstore/readstate.go):
+// each room's msgs moves with its head (every entry of an optimistic batch
+// is a message), each message's ord counts from the old msgs, the senders'
+// counts in room_senders are upserted (one row per room and sender, added
+// up by the writer), each message's sord counts back from its sender's new
+// count ($16: the sender's messages in the batch, $17: this one's place
+// among them), and the messages' mention rows are inserted; rooms locked
+// first keep those rows to one batch at a time.
+//
 // The statement is optimistic: it does not look up the ClientMsgIDs. A
 // message that duplicates a stored one fails it on the unique index, and
 // nothing of the batch is stored; the writer then redoes the batch
@@ -46,16 +56,31 @@ import (
 const appendSQL = `WITH locked AS MATERIALIZED (
 		SELECT name FROM rooms WHERE name = ANY($1::text[]) ORDER BY name FOR NO KEY UPDATE
 	), heads AS (
-		UPDATE rooms r SET last_seq = r.last_seq + c.n,
+		UPDATE rooms r SET last_seq = r.last_seq + c.n, msgs = r.msgs + c.n,
 			last_message_at = greatest(r.last_message_at, clock_timestamp())
 		FROM locked l JOIN unnest($1::text[], $2::bigint[]) AS c(name, n) ON c.name = l.name
 		WHERE r.name = l.name
-		RETURNING r.name, r.last_seq - c.n AS before, r.last_message_at AS at
+		RETURNING r.name, r.last_seq - c.n AS before, r.msgs - c.n AS msgs_before, r.last_message_at AS at
+	), senders AS (
+		INSERT INTO room_senders (room, sender, msgs, last_seq)
+		SELECT s.room, s.sender, s.n, h.before + s.last
+		FROM unnest($9::text[], $10::text[], $11::bigint[], $12::bigint[]) AS s(room, sender, n, last)
+		JOIN heads h ON h.name = s.room
+		ON CONFLICT (room, sender) DO UPDATE SET msgs = room_senders.msgs + excluded.msgs, last_seq = excluded.last_seq
+		RETURNING room, sender, msgs
 	), ins AS (
-		INSERT INTO messages (room, seq, sender, body, sent_at, client_msg_id)
-		SELECT m.room, h.before + m.ord, m.sender, m.body, h.at, m.id
-		FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[]) AS m(room, ord, sender, body, id)
+		INSERT INTO messages (room, seq, sender, body, sent_at, client_msg_id, ord, sord, mentions)
+		SELECT m.room, h.before + m.ord, m.sender, m.body, h.at, m.id, h.msgs_before + m.ord, s.msgs - m.sn + m.sk, m.mentions
+		FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $16::bigint[], $17::bigint[])
+			AS m(room, ord, sender, body, id, mentions, sn, sk)
 		JOIN heads h ON h.name = m.room
+		JOIN senders s ON s.room = m.room AND s.sender = m.sender
+	), ment AS (
+		INSERT INTO mentions (room, seq, "user")
+		SELECT x.room, h.before + x.ord, x.usr
+		FROM unnest($13::text[], $14::bigint[], $15::text[]) AS x(room, ord, usr)
+		JOIN heads h ON h.name = x.room
+		ON CONFLICT DO NOTHING
 	)
 	SELECT name, before, at FROM heads`
 
@@ -79,6 +104,8 @@ type batchState struct {
 	ns     []int64            // counts in the order of names
 	first  map[dedupKey]int   // the row of each ClientMsgID
 	rows   columns            // the new messages; seq holds the ordinal in the room
+	ments  [][]string         // each row's mentions, for the answer
+	rc     optimisticCounters // the rows' senders and mention rows (readstate.go)
 	rowOf  []int              // each request's row: its own or the one it duplicates
 	isDup  []bool             // whether a request duplicates an earlier one
 	heads  map[string]oldHead // the rooms that exist, as the statement found them
@@ -92,6 +119,7 @@ type columns struct {
 	room, sender, body, id []string
 	seq                    []int64
 	at                     []time.Time
+	mentions               []string // JSON, as sqlstore.EncodeMentions
 	// Entries other than messages (careful batches only).
 	kind                     []int16
 	target, replyTo, editSeq []int64
@@ -105,7 +133,8 @@ func (c *columns) reset() {
 	clear(c.body)
 	clear(c.id)
 	clear(c.emoji)
-	c.room, c.sender, c.body, c.id = c.room[:0], c.sender[:0], c.body[:0], c.id[:0]
+	clear(c.mentions)
+	c.room, c.sender, c.body, c.id, c.mentions = c.room[:0], c.sender[:0], c.body[:0], c.id[:0], c.mentions[:0]
 	c.seq, c.at = c.seq[:0], c.at[:0]
 	c.kind, c.target, c.replyTo, c.editSeq, c.emoji, c.deleted = c.kind[:0], c.target[:0], c.replyTo[:0], c.editSeq[:0], c.emoji[:0], c.deleted[:0]
 }
@@ -142,7 +171,7 @@ func (b *batchState) run(ctx context.Context, c *pgx.Conn, live []*request) erro
 		}
 		r.Out, r.Err = result{dup: b.isDup[i], msg: store.Message{
 			Room: room, Seq: h.seq + uint64(b.rows.seq[row]), Sender: b.rows.sender[row],
-			Body: b.rows.body[row], SentAt: h.at, ClientMsgID: b.rows.id[row],
+			Body: b.rows.body[row], SentAt: h.at, ClientMsgID: b.rows.id[row], Mentions: b.ments[row],
 		}}, nil
 	}
 	return nil
@@ -157,6 +186,9 @@ func (b *batchState) number(live []*request) {
 	clear(b.first)
 	b.names, b.ns, b.rowOf, b.isDup = b.names[:0], b.ns[:0], b.rowOf[:0], b.isDup[:0]
 	b.rows.reset()
+	clear(b.ments)
+	b.ments = b.ments[:0]
+	b.rc.reset()
 	for _, r := range live {
 		m := r.In
 		if m.ClientMsgID != "" {
@@ -177,6 +209,13 @@ func (b *batchState) number(live []*request) {
 		b.rows.sender = append(b.rows.sender, m.Sender)
 		b.rows.body = append(b.rows.body, m.Body)
 		b.rows.id = append(b.rows.id, m.ClientMsgID)
+		var ments []string
+		if len(m.Mentions) > 0 && (m.Kind == store.KindMessage || m.Kind == store.KindEdit) {
+			ments = slices.Clone(m.Mentions)
+		}
+		b.ments = append(b.ments, ments)
+		b.rows.mentions = append(b.rows.mentions, sqlstore.EncodeMentions(ments))
+		b.rc.add(m.Room, m.Sender, b.counts[m.Room], ments)
 	}
 	slices.Sort(b.names) // tidiness only: the lock order is the statement's ORDER BY
 	for _, name := range b.names {
@@ -187,7 +226,10 @@ func (b *batchState) number(live []*request) {
 // exec runs appendSQL and reads the old heads.
 func (b *batchState) exec(ctx context.Context, c *pgx.Conn) error {
 	r := &b.rows
-	rows, err := c.Query(ctx, appendSQL, b.names, b.ns, r.room, r.seq, r.sender, r.body, r.id)
+	rc := &b.rc
+	rc.perRow(r.room, r.sender)
+	rows, err := c.Query(ctx, appendSQL, b.names, b.ns, r.room, r.seq, r.sender, r.body, r.id, r.mentions,
+		rc.sRoom, rc.sSender, rc.sN, rc.sLast, rc.mRoom, rc.mOrd, rc.mUser, rc.rowN, rc.rowK)
 	if err != nil {
 		return b.execError(err)
 	}

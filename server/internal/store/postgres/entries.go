@@ -36,12 +36,12 @@ const (
 	updEditsSQL = `UPDATE messages m SET edit_seq = u.e
 		FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(room, seq, e)
 		WHERE m.room = u.room AND m.seq = u.seq`
-	updDeletesSQL = `UPDATE messages m SET deleted = true, body = ''
+	updDeletesSQL = `UPDATE messages m SET deleted = true, body = '', mentions = ''
 		FROM unnest($1::text[], $2::bigint[]) AS u(room, seq)
 		WHERE m.room = u.room AND m.seq = u.seq`
-	eraseEditsSQL = `UPDATE messages m SET body = ''
+	eraseEditsSQL = `UPDATE messages m SET body = '', mentions = ''
 		FROM unnest($1::text[], $2::bigint[]) AS u(room, seq)
-		WHERE m.room = u.room AND m.target_seq = u.seq AND m.target_seq <> 0 AND m.kind = 1 AND m.body <> ''`
+		WHERE m.room = u.room AND m.target_seq = u.seq AND m.target_seq <> 0 AND m.kind = 1 AND (m.body <> '' OR m.mentions <> '')`
 	delReactionsSQL = `DELETE FROM reactions r
 		USING unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) AS u(room, seq, emoji, usr)
 		WHERE r.room = u.room AND r.target_seq = u.seq AND r.emoji = u.emoji AND r."user" = u.usr`
@@ -259,10 +259,10 @@ func (es *entryState) apply(msg store.Message, i int, rows *columns) {
 	case store.KindDelete:
 		t.deleted = true
 		for _, e := range t.edits {
-			rows.body[e] = ""
+			rows.body[e], rows.mentions[e] = "", ""
 		}
 		if t.row >= 0 {
-			rows.deleted[t.row], rows.body[t.row] = true, ""
+			rows.deleted[t.row], rows.body[t.row], rows.mentions[t.row] = true, "", ""
 		} else {
 			es.deletes = append(es.deletes, key)
 		}

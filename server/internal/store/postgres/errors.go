@@ -56,11 +56,21 @@ func checkText(m store.NewMessage) error {
 	for _, f := range [...]struct{ name, s string }{
 		{"room", m.Room}, {"sender", m.Sender}, {"body", m.Body}, {"client_msg_id", m.ClientMsgID}, {"emoji", m.Emoji},
 	} {
-		if !utf8.ValidString(f.s) || strings.IndexByte(f.s, 0) >= 0 {
+		if !storable(f.s) {
 			return fmt.Errorf("postgres: append to room %q: %s: %w", m.Room, f.name, ErrInvalidText)
 		}
 	}
+	for _, u := range m.Mentions { // stored only for messages and edits, but refused for any kind
+		if !storable(u) {
+			return fmt.Errorf("postgres: append to room %q: mentions: %w", m.Room, ErrInvalidText)
+		}
+	}
 	return nil
+}
+
+// storable reports whether PostgreSQL's text can hold s.
+func storable(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
 // mark returns err with the same text that also matches sentinel in

@@ -14,6 +14,7 @@ import (
 // body, each a primary-key lookup; entries of other kinds are skipped
 // while walking the room's seqs.
 const historySQL = `SELECT m.seq, m.sender, CASE WHEN m.edit_seq <> 0 THEN coalesce(e.body, '') ELSE m.body END,
+		CASE WHEN m.edit_seq <> 0 THEN coalesce(e.mentions, '') ELSE m.mentions END,
 		m.sent_at, m.client_msg_id, m.deleted, e.sent_at, m.reply_to_seq,
 		p.sender, p.deleted, substr(CASE WHEN p.edit_seq <> 0 THEN coalesce(pe.body, '') ELSE p.body END, 1, %[1]d)
 	FROM messages m
@@ -67,7 +68,10 @@ func (s *Store) historyPage(ctx context.Context, room string, q store.Query) ([]
 		var editedAt *time.Time
 		var pSender, pSnippet *string
 		var pDeleted *bool
-		err := row.Scan(&seq, &v.Sender, &v.Body, &v.SentAt, &v.ClientMsgID, &v.Deleted, &editedAt, &replyTo, &pSender, &pDeleted, &pSnippet)
+		var mentions string
+		if err := row.Scan(&seq, &v.Sender, &v.Body, &mentions, &v.SentAt, &v.ClientMsgID, &v.Deleted, &editedAt, &replyTo, &pSender, &pDeleted, &pSnippet); err != nil {
+			return v, err
+		}
 		v.Seq, v.SentAt, v.ReplyToSeq = uint64(seq), v.SentAt.UTC(), uint64(replyTo)
 		if editedAt != nil {
 			v.EditedAt = editedAt.UTC()
@@ -78,6 +82,8 @@ func (s *Store) historyPage(ctx context.Context, room string, q store.Query) ([]
 				v.ReplyTo.Sender, v.ReplyTo.Deleted, v.ReplyTo.Snippet = *pSender, *pDeleted, *pSnippet
 			}
 		}
+		var err error
+		v.Mentions, err = sqlstore.DecodeMentions(mentions)
 		return v, err
 	})
 }

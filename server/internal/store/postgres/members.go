@@ -106,20 +106,3 @@ func (s *Store) Members(ctx context.Context, room string) (out []string, err err
 	})
 	return out, err
 }
-
-// VisibleRooms implements store.Store.
-func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit int) (out []store.Room, err error) {
-	err = s.call(ctx, func(ctx context.Context) error {
-		if limit <= 0 {
-			return nil
-		}
-		out, err = queryRooms(ctx, s, "SELECT "+roomColumns+` FROM rooms WHERE name > $1
-			AND (visibility = $2 OR EXISTS (SELECT 1 FROM members WHERE members.room = rooms.name AND members."user" = $3))
-			ORDER BY name LIMIT $4`, afterName, int32(store.Public), user, limit)
-		if err != nil {
-			return fmt.Errorf("postgres: list rooms for %q: %w", user, err)
-		}
-		return nil
-	})
-	return out, err
-}

@@ -83,6 +83,56 @@ var migrations = []string{
 		users      text[] NOT NULL, -- the first store.ReactionUsers, oldest first
 		PRIMARY KEY (room, target_seq, emoji)
 	);`,
+	// Read state (issue 17), as in the SQLite store (see
+	// sqlstore/readstate.go): each entry's mentions (a JSON array, '' for
+	// none) and ord (the room's messages up to it), each message's sord
+	// (its sender's messages in the room up to it); the room's message
+	// count and the ord retention pruned up to; messages per sender; the
+	// current mentions by user; read markers; the deleted messages. The
+	// entries already stored get their ordinals and counts here, in one
+	// pass (which rewrites every row of messages once).
+	`ALTER TABLE messages
+		ADD COLUMN mentions text NOT NULL DEFAULT '',
+		ADD COLUMN ord bigint NOT NULL DEFAULT 0,
+		ADD COLUMN sord bigint NOT NULL DEFAULT 0;
+	ALTER TABLE rooms
+		ADD COLUMN msgs bigint NOT NULL DEFAULT 0,
+		ADD COLUMN pruned_ord bigint NOT NULL DEFAULT 0;
+	CREATE TABLE room_senders (
+		room     text COLLATE "C" NOT NULL,
+		sender   text COLLATE "C" NOT NULL,
+		msgs     bigint NOT NULL, -- messages ever appended
+		last_seq bigint NOT NULL, -- the newest of them
+		pruned   bigint NOT NULL DEFAULT 0, -- of them, deleted by retention
+		PRIMARY KEY (room, sender)
+	);
+	CREATE TABLE mentions (
+		room   text COLLATE "C" NOT NULL,
+		seq    bigint NOT NULL,
+		"user" text COLLATE "C" NOT NULL,
+		PRIMARY KEY (room, seq, "user")
+	);
+	CREATE INDEX mentions_by_user ON mentions (room, "user", seq);
+	CREATE TABLE read_markers (
+		room    text COLLATE "C" NOT NULL,
+		"user"  text COLLATE "C" NOT NULL,
+		seq     bigint NOT NULL,
+		ord     bigint NOT NULL, -- the room's messages up to seq
+		own     bigint NOT NULL, -- of them, the user's
+		read_at timestamptz NOT NULL,
+		PRIMARY KEY (room, "user")
+	);
+	CREATE INDEX messages_deleted ON messages (room, seq) INCLUDE (sender) WHERE deleted;
+	UPDATE messages m SET ord = o.ord, sord = o.sord
+		FROM (SELECT room, seq, count(*) FILTER (WHERE kind = 0) OVER (PARTITION BY room ORDER BY seq) AS ord,
+			CASE WHEN kind = 0 THEN row_number() OVER (PARTITION BY room, sender, kind ORDER BY seq) ELSE 0 END AS sord
+			FROM messages) AS o
+		WHERE m.room = o.room AND m.seq = o.seq AND o.ord <> 0;
+	UPDATE rooms r SET msgs = c.n
+		FROM (SELECT room, count(*) AS n FROM messages WHERE kind = 0 GROUP BY room) AS c
+		WHERE r.name = c.room;
+	INSERT INTO room_senders (room, sender, msgs, last_seq)
+		SELECT room, sender, count(*), max(seq) FROM messages WHERE kind = 0 GROUP BY room, sender;`,
 }
 
 // migrationLockClass is the first key of the advisory lock that serialises

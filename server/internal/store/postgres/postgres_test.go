@@ -20,6 +20,7 @@ func TestConformance(t *testing.T) {
 	open := func(t *testing.T) store.Store { return postgres.OpenTest(t, postgres.Config{}) }
 	storetest.Run(t, open)
 	storetest.RunLog(t, open)
+	storetest.RunReadState(t, open)
 }
 
 // TestConformanceWriterSettings runs the suite with small batches and a long
@@ -31,6 +32,7 @@ func TestConformanceWriterSettings(t *testing.T) {
 			open := func(t *testing.T) store.Store { return postgres.OpenTest(t, cfg) }
 			storetest.Run(t, open)
 			storetest.RunLog(t, open)
+			storetest.RunReadState(t, open)
 		})
 	}
 }
@@ -124,7 +126,7 @@ func TestReopenContinuesFromStoredHead(t *testing.T) {
 		t.Errorf("first append to b after reopen got seq %d, want 5", m.Seq)
 	}
 	retry, dup, err := s.Append(ctx, store.NewMessage{Room: "a", Sender: "alice", Body: "0", ClientMsgID: "id-0"})
-	if err != nil || !dup || retry != firstA {
+	if err != nil || !dup || !reflect.DeepEqual(retry, firstA) {
 		t.Errorf("retry after reopen = %+v, dup %v, err %v; want the original %+v", retry, dup, err, firstA)
 	}
 }

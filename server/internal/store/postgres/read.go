@@ -89,7 +89,7 @@ func (s *Store) Messages(ctx context.Context, room string, q store.Query) (out [
 }
 
 const (
-	entryColumns       = "seq, sender, body, sent_at, client_msg_id, kind, target_seq, reply_to_seq, emoji"
+	entryColumns       = "seq, sender, body, sent_at, client_msg_id, kind, target_seq, reply_to_seq, emoji, mentions"
 	selectMessagesAsc  = "SELECT " + entryColumns + " FROM messages WHERE room = $1 AND seq > $2 AND seq < $3 ORDER BY seq LIMIT $4"
 	selectMessagesDesc = "SELECT " + entryColumns + " FROM messages WHERE room = $1 AND seq > $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
 )
@@ -112,8 +112,13 @@ func (s *Store) queryMessages(ctx context.Context, room string, q store.Query) (
 		m := store.Message{Room: room}
 		var seq, target, replyTo int64
 		var kind int16
-		err := row.Scan(&seq, &m.Sender, &m.Body, &m.SentAt, &m.ClientMsgID, &kind, &target, &replyTo, &m.Emoji)
+		var mentions string
+		if err := row.Scan(&seq, &m.Sender, &m.Body, &m.SentAt, &m.ClientMsgID, &kind, &target, &replyTo, &m.Emoji, &mentions); err != nil {
+			return m, err
+		}
 		m.Seq, m.SentAt, m.Kind, m.TargetSeq, m.ReplyToSeq = uint64(seq), m.SentAt.UTC(), store.Kind(kind), uint64(target), uint64(replyTo)
+		var err error
+		m.Mentions, err = sqlstore.DecodeMentions(mentions)
 		return m, err
 	})
 }

@@ -62,6 +62,16 @@ func (s *Store) pruneStep(ctx context.Context, room string, after, upto uint64) 
 				return err
 			}
 			for _, q := range []string{
+				// The read-state counters first: they read the rows about to
+				// go. Retention removes a prefix of the room's seqs, so the
+				// newest ord it removes is that of the newest row in range.
+				`UPDATE rooms SET pruned_ord = greatest(pruned_ord, coalesce(
+					(SELECT ord FROM messages WHERE room = $1 AND seq > $2 AND seq <= $3 ORDER BY seq DESC LIMIT 1), 0))
+					WHERE name = $1`,
+				`UPDATE room_senders rs SET pruned = rs.pruned + p.n
+					FROM (SELECT sender, count(*) AS n FROM messages WHERE room = $1 AND seq > $2 AND seq <= $3 AND kind = 0 GROUP BY sender) AS p
+					WHERE rs.room = $1 AND rs.sender = p.sender`,
+				"DELETE FROM mentions WHERE room = $1 AND seq > $2 AND seq <= $3",
 				"DELETE FROM messages WHERE room = $1 AND seq > $2 AND seq <= $3",
 				"DELETE FROM messages WHERE room = $1 AND target_seq > $2 AND target_seq <= $3 AND target_seq <> 0",
 				"DELETE FROM reactions WHERE room = $1 AND target_seq > $2 AND target_seq <= $3",

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 
@@ -76,7 +77,7 @@ func TestTwoStoresOneOrder(t *testing.T) {
 		t.Errorf("no batch met a duplicate stored by the other node: the test did not test that")
 	}
 	for key, outs := range byID {
-		if len(outs) != 2 || outs[0].msg != outs[1].msg || outs[0].dup == outs[1].dup {
+		if len(outs) != 2 || !reflect.DeepEqual(outs[0].msg, outs[1].msg) || outs[0].dup == outs[1].dup {
 			t.Fatalf("id %s: the two nodes were told %+v", key, outs)
 		}
 	}
@@ -120,7 +121,7 @@ func checkRoomOrder(t *testing.T, nodes []*postgres.Store, room string, n int, b
 			t.Fatalf("node %d reads %d messages in room %s, want %d", i, len(stored), room, n)
 		}
 		for j, m := range stored {
-			if m.Seq != uint64(j+1) || m != acked[m.Seq] {
+			if m.Seq != uint64(j+1) || !reflect.DeepEqual(m, acked[m.Seq]) {
 				t.Fatalf("node %d: room %s stored[%d] = %+v, acknowledged %+v", i, room, j, m, acked[m.Seq])
 			}
 		}

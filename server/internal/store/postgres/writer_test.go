@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -77,7 +78,7 @@ func TestBatchAssignsSeqsInArrivalOrder(t *testing.T) {
 			t.Errorf("request %d: got %+v dup %v err %v, want %s/%d %q dup %v", i, r.msg, r.dup, r.err, w.room, w.seq, w.body, w.dup)
 		}
 	}
-	if res[3].msg != res[1].msg {
+	if !reflect.DeepEqual(res[3].msg, res[1].msg) {
 		t.Errorf("in-batch duplicate got %+v, want the original %+v", res[3].msg, res[1].msg)
 	}
 	if !res[1].msg.SentAt.Equal(res[5].msg.SentAt) {
@@ -103,7 +104,7 @@ func TestBatchWithRetryOfStoredMessage(t *testing.T) {
 		t.Errorf("new messages got %+v, %+v and %+v, want seqs a/2, b/1 and a/3", res[0], res[2], res[3])
 	}
 	for _, i := range []int{1, 4} {
-		if !res[i].dup || res[i].msg != first.msg {
+		if !res[i].dup || !reflect.DeepEqual(res[i].msg, first.msg) {
 			t.Errorf("retry %d got %+v dup %v err %v, want the original %+v", i, res[i].msg, res[i].dup, res[i].err, first.msg)
 		}
 	}

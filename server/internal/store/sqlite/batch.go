@@ -26,12 +26,16 @@ type batchState struct {
 	args    []any
 	targets map[seqKey]*target   // messages that the batch's entries name (entries.go)
 	reacted map[reactionKey]bool // whether a user's reaction is there, as the batch sees it
+	rc      readCounters         // what the batch adds to the read-state counters (readstate.go)
 }
 
 // row is a new entry to insert, with the state of a message that entries
 // later in the batch changed.
 type row struct {
 	store.Message
+	ord     int64 // the room's messages up to this entry
+	sk      int64 // a message's place among its sender's in the batch (readCounters.message)
+	sord    int64 // a message's place among its sender's in the room: 1, 2, ...
 	editSeq uint64
 	deleted bool
 }
@@ -42,6 +46,7 @@ type head struct {
 	changed bool
 	seq     uint64
 	at      int64 // unix nanoseconds of the newest message
+	msgs    int64 // entries of kind message ever appended
 	vis     store.Visibility
 	creator string
 }
@@ -50,7 +55,7 @@ type dedupKey struct{ room, sender, id string }
 
 func newBatchState() *batchState {
 	return &batchState{heads: make(map[string]*head), known: make(map[string]head), dedup: make(map[dedupKey]store.Message),
-		targets: make(map[seqKey]*target), reacted: make(map[reactionKey]bool)}
+		targets: make(map[seqKey]*target), reacted: make(map[reactionKey]bool), rc: newReadCounters()}
 }
 
 // apply performs the batch's requests in arrival order inside the open
@@ -80,6 +85,8 @@ func (b *batchState) apply(ctx context.Context, st *statements, live []*request,
 			err = b.createRoom(ctx, st, r)
 		case r.In.member != nil:
 			err = b.changeMember(ctx, st, r)
+		case r.In.markers != nil:
+			err = b.setMarkers(ctx, st, r)
 		default:
 			err = b.appendOne(ctx, st, r)
 		}
@@ -87,10 +94,16 @@ func (b *batchState) apply(ctx context.Context, st *statements, live []*request,
 			return err
 		}
 	}
+	if err := b.writeSenders(ctx, st); err != nil {
+		return err
+	}
 	if err := b.insertRows(ctx, st); err != nil {
 		return err
 	}
 	if err := b.writeReactionCounts(ctx, st); err != nil {
+		return err
+	}
+	if err := b.rc.writeMentions(ctx, st); err != nil {
 		return err
 	}
 	return b.updateHeads(ctx, st)
@@ -104,6 +117,7 @@ func (b *batchState) reset(now time.Time, careful bool) {
 	b.rows = b.rows[:0]
 	clear(b.targets)
 	clear(b.reacted)
+	b.rc.reset()
 }
 
 // maxKnownHeads bounds the committed heads the writer remembers: enough
@@ -122,7 +136,7 @@ func (b *batchState) committed() {
 	}
 	for name, h := range b.heads {
 		if h.exists {
-			b.known[name] = head{exists: true, seq: h.seq, at: h.at, vis: h.vis, creator: h.creator}
+			b.known[name] = head{exists: true, seq: h.seq, at: h.at, msgs: h.msgs, vis: h.vis, creator: h.creator}
 		}
 	}
 }
@@ -140,6 +154,9 @@ func (b *batchState) rolledBack() {
 func (b *batchState) loadHeads(ctx context.Context, st *statements, live []*request) error {
 	names := make([]string, 0, len(live))
 	for _, r := range live {
+		if r.In.markers != nil {
+			continue // markers of rooms that SetReadMarkers found; they need no head
+		}
 		name := r.In.room()
 		if _, ok := b.heads[name]; !ok {
 			if k, ok := b.known[name]; ok {
@@ -164,12 +181,12 @@ func (b *batchState) loadHeads(ctx context.Context, st *statements, live []*requ
 	defer rows.Close()
 	for rows.Next() {
 		var name, creator string
-		var seq, at int64
+		var seq, at, msgs int64
 		var vis int
-		if err := rows.Scan(&name, &seq, &at, &vis, &creator); err != nil {
+		if err := rows.Scan(&name, &seq, &at, &vis, &creator, &msgs); err != nil {
 			return fmt.Errorf("read room heads: %w", err)
 		}
-		*b.heads[name] = head{exists: true, seq: uint64(seq), at: at, vis: store.Visibility(vis), creator: creator}
+		*b.heads[name] = head{exists: true, seq: uint64(seq), at: at, msgs: msgs, vis: store.Visibility(vis), creator: creator}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read room heads: %w", err)
@@ -225,7 +242,9 @@ func (b *batchState) changeMember(ctx context.Context, st *statements, req *requ
 func (b *batchState) pruneStep(ctx context.Context, st *statements, req *request) error {
 	op := *req.In.prune
 	after, upto := sqlstore.ClampSeq(op.after), sqlstore.ClampSeq(op.upto)
-	for _, stmt := range []*sql.Stmt{st.delMsgs, st.delTargeting, st.delReactions, st.delReactionCounts} {
+	// The counters first: they read the rows about to go (readstate.go).
+	for _, stmt := range []*sql.Stmt{st.updPrunedOrd, st.updPrunedSenders, st.delPrunedMentions,
+		st.delMsgs, st.delTargeting, st.delReactions, st.delReactionCounts} {
 		res, err := stmt.ExecContext(ctx, op.room, after, upto)
 		if err != nil {
 			return fmt.Errorf("prune room %q: %w", op.room, err)
@@ -276,7 +295,18 @@ func (b *batchState) appendOne(ctx context.Context, st *statements, req *request
 		SentAt: fromNanos(h.at), ClientMsgID: m.ClientMsgID,
 		TargetSeq: m.TargetSeq, ReplyToSeq: m.ReplyToSeq, Emoji: m.Emoji,
 	}
-	b.rows = append(b.rows, row{Message: msg})
+	if m.Kind == store.KindMessage || m.Kind == store.KindEdit {
+		if len(m.Mentions) > 0 {
+			msg.Mentions = slices.Clone(m.Mentions)
+		}
+	}
+	r := row{Message: msg}
+	if m.Kind == store.KindMessage {
+		h.msgs++
+		r.sk = b.rc.message(msg)
+	}
+	r.ord = h.msgs
+	b.rows = append(b.rows, r)
 	if m.ClientMsgID != "" {
 		b.dedup[dedupKey{m.Room, m.Sender, m.ClientMsgID}] = msg
 	}
@@ -302,7 +332,8 @@ func (b *batchState) findDuplicate(ctx context.Context, st *statements, m store.
 	}
 	orig := store.Message{Room: m.Room, Sender: m.Sender, ClientMsgID: m.ClientMsgID}
 	var seq, at, target, replyTo int64
-	err := st.selDup.QueryRowContext(ctx, m.Room, m.ClientMsgID, m.Sender).Scan(&seq, &orig.Kind, &orig.Body, &at, &target, &replyTo, &orig.Emoji)
+	var mentions string
+	err := st.selDup.QueryRowContext(ctx, m.Room, m.ClientMsgID, m.Sender).Scan(&seq, &orig.Kind, &orig.Body, &at, &target, &replyTo, &orig.Emoji, &mentions)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return store.Message{}, false, nil
@@ -310,7 +341,24 @@ func (b *batchState) findDuplicate(ctx context.Context, st *statements, m store.
 		return store.Message{}, false, fmt.Errorf("look up client_msg_id: %w", err)
 	}
 	orig.Seq, orig.SentAt, orig.TargetSeq, orig.ReplyToSeq = uint64(seq), fromNanos(at), uint64(target), uint64(replyTo)
+	if orig.Mentions, err = sqlstore.DecodeMentions(mentions); err != nil {
+		return store.Message{}, false, fmt.Errorf("look up client_msg_id: %w", err)
+	}
 	return orig, true, nil
+}
+
+// writeSenders counts the batch's messages in room_senders and gives each
+// its sord.
+func (b *batchState) writeSenders(ctx context.Context, st *statements) error {
+	if err := b.rc.writeSenders(ctx, st); err != nil {
+		return err
+	}
+	for i := range b.rows {
+		if r := &b.rows[i]; r.Kind == store.KindMessage {
+			r.sord = b.rc.sord(r.Room, r.Sender, r.sk)
+		}
+	}
+	return nil
 }
 
 // insertRows inserts the batch's new entries: plain messages (the bulk)
@@ -337,7 +385,7 @@ func (b *batchState) insertRows(ctx context.Context, st *statements) error {
 		n := st.largestInsert(len(rows))
 		args := b.args[:0]
 		for _, m := range rows[:n] {
-			args = append(args, m.Room, int64(m.Seq), m.Sender, m.Body, m.SentAt.UnixNano(), m.ClientMsgID)
+			args = append(args, m.Room, int64(m.Seq), m.Sender, m.Body, m.SentAt.UnixNano(), m.ClientMsgID, m.ord, m.sord, sqlstore.EncodeMentions(m.Mentions))
 		}
 		res, err := st.insMsgs[n].ExecContext(ctx, args...)
 		clear(args)
@@ -355,7 +403,7 @@ func (b *batchState) insertRows(ctx context.Context, st *statements) error {
 
 func insertEntry(ctx context.Context, st *statements, r row) error {
 	res, err := st.insEntry.ExecContext(ctx, r.Room, int64(r.Seq), r.Sender, r.Body, r.SentAt.UnixNano(), r.ClientMsgID,
-		int(r.Kind), int64(r.TargetSeq), int64(r.ReplyToSeq), r.Emoji, int64(r.editSeq), r.deleted)
+		int(r.Kind), int64(r.TargetSeq), int64(r.ReplyToSeq), r.Emoji, int64(r.editSeq), r.deleted, r.ord, r.sord, sqlstore.EncodeMentions(r.Mentions))
 	if err != nil {
 		return fmt.Errorf("insert %s entry: %w", r.Kind, err)
 	}
@@ -372,11 +420,12 @@ func (b *batchState) updateHeads(ctx context.Context, st *statements) error {
 		Name string `json:"n"`
 		Seq  uint64 `json:"s"`
 		At   int64  `json:"t"`
+		Msgs int64  `json:"m"`
 	}
 	var ups []update
 	for name, h := range b.heads {
 		if h.changed {
-			ups = append(ups, update{name, h.seq, h.at})
+			ups = append(ups, update{name, h.seq, h.at, h.msgs})
 		}
 	}
 	if len(ups) == 0 {

@@ -63,15 +63,15 @@ func prepareEntries(p func(string) *sql.Stmt, st *statements) {
 	st.insReaction = p("INSERT INTO reactions (room, target_seq, emoji, user, seq) VALUES (?, ?, ?, ?, ?)")
 	st.delReaction = p("DELETE FROM reactions WHERE room = ? AND target_seq = ? AND emoji = ? AND user = ?")
 	st.updEdit = p("UPDATE messages SET edit_seq = ? WHERE room = ? AND seq = ?")
-	st.updDelete = p("UPDATE messages SET deleted = 1, body = '' WHERE room = ? AND seq = ?")
+	st.updDelete = p("UPDATE messages SET deleted = 1, body = '', mentions = '' WHERE room = ? AND seq = ?")
 	// "target_seq <> 0" lets SQLite use the partial index messages_by_target.
-	st.eraseEdits = p(fmt.Sprintf("UPDATE messages SET body = '' WHERE room = ? AND target_seq = ? AND target_seq <> 0 AND kind = %d", store.KindEdit))
+	st.eraseEdits = p(fmt.Sprintf("UPDATE messages SET body = '', mentions = '' WHERE room = ? AND target_seq = ? AND target_seq <> 0 AND kind = %d", store.KindEdit))
 	st.upsReactionCount = p(fmt.Sprintf(`INSERT INTO reaction_counts (room, target_seq, emoji, count, first_seq, users)
 		VALUES (?1, ?2, ?3, ?4, ?5, (SELECT json_group_array(user) FROM
 			(SELECT user FROM reactions WHERE room = ?1 AND target_seq = ?2 AND emoji = ?3 ORDER BY seq LIMIT %d)))
 		ON CONFLICT (room, target_seq, emoji) DO UPDATE SET count = excluded.count, first_seq = excluded.first_seq, users = excluded.users`, store.ReactionUsers))
 	st.insEntry = p(`INSERT OR IGNORE INTO messages (room, seq, sender, body, sent_at, client_msg_id,
-		kind, target_seq, reply_to_seq, emoji, edit_seq, deleted) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`)
+		kind, target_seq, reply_to_seq, emoji, edit_seq, deleted, ord, sord, mentions) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
 	st.delReactionCount = p("DELETE FROM reaction_counts WHERE room = ? AND target_seq = ? AND emoji = ?")
 	st.delTargeting = p("DELETE FROM messages WHERE room = ?1 AND target_seq > ?2 AND target_seq <= ?3 AND target_seq <> 0")
 	st.delReactions = p("DELETE FROM reactions WHERE room = ? AND target_seq > ? AND target_seq <= ?")
@@ -199,6 +199,9 @@ func (b *batchState) applyEntry(ctx context.Context, st *statements, msg store.M
 
 func (b *batchState) applyEdit(ctx context.Context, st *statements, t *target, msg store.Message, i int) error {
 	t.edits = append(t.edits, i)
+	if err := b.rc.replaceMentions(ctx, st, msg.Room, msg.TargetSeq, msg.Sender, msg.Mentions, t.row < 0); err != nil {
+		return err
+	}
 	if t.row >= 0 {
 		b.rows[t.row].editSeq = msg.Seq
 		return nil
@@ -215,10 +218,14 @@ func (b *batchState) applyEdit(ctx context.Context, st *statements, t *target, m
 func (b *batchState) applyDelete(ctx context.Context, st *statements, t *target, msg store.Message) error {
 	t.deleted = true
 	for _, i := range t.edits {
-		b.rows[i].Body = ""
+		b.rows[i].Body, b.rows[i].Mentions = "", nil
+	}
+	if err := b.rc.replaceMentions(ctx, st, msg.Room, msg.TargetSeq, "", nil, t.row < 0); err != nil {
+		return err
 	}
 	if t.row >= 0 {
-		b.rows[t.row].deleted, b.rows[t.row].Body = true, ""
+		r := &b.rows[t.row]
+		r.deleted, r.Body, r.Mentions = true, "", nil
 		return nil
 	}
 	target := int64(msg.TargetSeq)

@@ -129,7 +129,9 @@ func TestDamagedHeaderIsErrCorrupt(t *testing.T) {
 func TestFullIsErrFull(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
-	s := openTemp(t, sqlite.Config{Path: path, MaxBytes: 512 << 10})
+	// The filler takes ~116 pages of 4 KiB, the empty schema ~16: room for
+	// some appends to "chat" before it is full.
+	s := openTemp(t, sqlite.Config{Path: path, MaxBytes: 640 << 10})
 	defer s.Close()
 	acked := appendUntilFull(t, s)
 

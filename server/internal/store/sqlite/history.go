@@ -15,6 +15,7 @@ import (
 // body, each a primary-key lookup; entries of other kinds are skipped
 // while walking the room's seqs.
 const historySQL = `SELECT m.seq, m.sender, CASE WHEN m.edit_seq <> 0 THEN coalesce(e.body, '') ELSE m.body END,
+		CASE WHEN m.edit_seq <> 0 THEN coalesce(e.mentions, '') ELSE m.mentions END,
 		m.sent_at, m.client_msg_id, m.deleted, coalesce(e.sent_at, 0), m.reply_to_seq,
 		p.sender, p.deleted, substr(CASE WHEN p.edit_seq <> 0 THEN coalesce(pe.body, '') ELSE p.body END, 1, %[1]d)
 	FROM messages m
@@ -69,11 +70,16 @@ func (s *Store) historyPage(ctx context.Context, room string, q store.Query) ([]
 		var seq, at, editedAt, replyTo int64
 		var pSender, pSnippet sql.NullString
 		var pDeleted sql.NullBool
-		err := row.Scan(&seq, &v.Sender, &v.Body, &at, &v.ClientMsgID, &v.Deleted, &editedAt, &replyTo, &pSender, &pDeleted, &pSnippet)
+		var mentions string
+		if err := row.Scan(&seq, &v.Sender, &v.Body, &mentions, &at, &v.ClientMsgID, &v.Deleted, &editedAt, &replyTo, &pSender, &pDeleted, &pSnippet); err != nil {
+			return v, err
+		}
 		v.Seq, v.SentAt, v.EditedAt, v.ReplyToSeq = uint64(seq), fromNanos(at), fromNanos(editedAt), uint64(replyTo)
 		if replyTo != 0 {
 			v.ReplyTo = &store.ReplyRef{Seq: uint64(replyTo), Sender: pSender.String, Snippet: pSnippet.String, Deleted: pDeleted.Bool}
 		}
+		var err error
+		v.Mentions, err = sqlstore.DecodeMentions(mentions)
 		return v, err
 	})
 }

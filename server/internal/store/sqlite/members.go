@@ -4,27 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/parleychat/parley/server/internal/store"
 	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
-
-// VisibleRooms implements store.Store.
-func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit int) (_ []store.Room, err error) {
-	if err := s.gate.Enter(); err != nil {
-		return nil, err
-	}
-	defer s.exit(&err)
-	if limit <= 0 {
-		return nil, nil
-	}
-	out, err := s.queryRooms(ctx, "SELECT "+roomColumns+` FROM rooms WHERE name > ?
-		AND (visibility = ? OR EXISTS (SELECT 1 FROM members WHERE members.room = rooms.name AND members.user = ?))
-		ORDER BY name LIMIT ?`, afterName, int(store.Public), user, limit)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list rooms for %q: %w", user, err)
-	}
-	return out, nil
-}
 
 // IsMember implements store.Store.
 func (s *Store) IsMember(ctx context.Context, room, user string) (_ bool, err error) {

@@ -81,7 +81,7 @@ func (s *Store) Messages(ctx context.Context, room string, q store.Query) (_ []s
 }
 
 const (
-	entryColumns       = "seq, sender, body, sent_at, client_msg_id, kind, target_seq, reply_to_seq, emoji"
+	entryColumns       = "seq, sender, body, sent_at, client_msg_id, kind, target_seq, reply_to_seq, emoji, mentions"
 	selectMessagesAsc  = "SELECT " + entryColumns + " FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?"
 	selectMessagesDesc = "SELECT " + entryColumns + " FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?"
 )
@@ -103,8 +103,13 @@ func (s *Store) queryMessages(ctx context.Context, room string, q store.Query) (
 	return sqlstore.Collect(rows, make([]store.Message, 0, min(q.Limit, 1024)), func(row sqlstore.Row) (store.Message, error) {
 		m := store.Message{Room: room}
 		var seq, at, target, replyTo int64
-		err := row.Scan(&seq, &m.Sender, &m.Body, &at, &m.ClientMsgID, &m.Kind, &target, &replyTo, &m.Emoji)
+		var mentions string
+		if err := row.Scan(&seq, &m.Sender, &m.Body, &at, &m.ClientMsgID, &m.Kind, &target, &replyTo, &m.Emoji, &mentions); err != nil {
+			return m, err
+		}
 		m.Seq, m.SentAt, m.TargetSeq, m.ReplyToSeq = uint64(seq), fromNanos(at), uint64(target), uint64(replyTo)
+		var err error
+		m.Mentions, err = sqlstore.DecodeMentions(mentions)
 		return m, err
 	})
 }

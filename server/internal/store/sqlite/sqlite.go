@@ -278,6 +278,54 @@ var migrations = []string{
 		users      TEXT NOT NULL,
 		PRIMARY KEY (room, target_seq, emoji)
 	) WITHOUT ROWID;`,
+	// Read state (issue 17; see sqlstore/readstate.go): each entry's
+	// mentions (a JSON array, '' for none) and ord (the room's messages up
+	// to it), each message's sord (its sender's messages in the room up
+	// to it); the room's message count and the ord retention pruned up
+	// to; per sender their messages; the current mentions by user; read
+	// markers; and the deleted messages, which the counts subtract. The
+	// entries already stored get their ordinals and counts here, in one
+	// pass over the log (the only migration so far that rewrites every
+	// row).
+	`ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT '';
+	ALTER TABLE messages ADD COLUMN ord INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE messages ADD COLUMN sord INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE rooms ADD COLUMN msgs INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE rooms ADD COLUMN pruned_ord INTEGER NOT NULL DEFAULT 0;
+	CREATE TABLE room_senders (
+		room     TEXT NOT NULL,
+		sender   TEXT NOT NULL,
+		msgs     INTEGER NOT NULL, -- messages ever appended
+		last_seq INTEGER NOT NULL, -- the newest of them
+		pruned   INTEGER NOT NULL DEFAULT 0, -- of them, deleted by retention
+		PRIMARY KEY (room, sender)
+	) WITHOUT ROWID;
+	CREATE TABLE mentions (
+		room TEXT NOT NULL,
+		seq  INTEGER NOT NULL,
+		user TEXT NOT NULL,
+		PRIMARY KEY (room, seq, user)
+	) WITHOUT ROWID;
+	CREATE INDEX mentions_by_user ON mentions (room, user, seq);
+	CREATE TABLE read_markers (
+		room    TEXT NOT NULL,
+		user    TEXT NOT NULL,
+		seq     INTEGER NOT NULL,
+		ord     INTEGER NOT NULL, -- the room's messages up to seq
+		own     INTEGER NOT NULL, -- of them, the user's
+		read_at INTEGER NOT NULL, -- unix nanoseconds
+		PRIMARY KEY (room, user)
+	) WITHOUT ROWID;
+	CREATE INDEX messages_deleted ON messages (room, seq, sender) WHERE deleted = 1;
+	UPDATE messages SET ord = o.ord, sord = o.sord
+		FROM (SELECT room, seq, sum(kind = 0) OVER (PARTITION BY room ORDER BY seq) AS ord,
+			CASE WHEN kind = 0 THEN row_number() OVER (PARTITION BY room, sender, kind ORDER BY seq) ELSE 0 END AS sord FROM messages) AS o
+		WHERE messages.room = o.room AND messages.seq = o.seq;
+	UPDATE rooms SET msgs = c.n
+		FROM (SELECT room, count(*) AS n FROM messages WHERE kind = 0 GROUP BY room) AS c
+		WHERE rooms.name = c.room;
+	INSERT INTO room_senders (room, sender, msgs, last_seq)
+		SELECT room, sender, count(*), max(seq) FROM messages WHERE kind = 0 GROUP BY room, sender;`,
 }
 
 // migrate applies the migrations the database has not seen, each in its

@@ -26,10 +26,17 @@ type statements struct {
 	updEdit, updDelete, eraseEdits                *sql.Stmt
 	upsReactionCount, delReactionCount, insEntry  *sql.Stmt
 	delTargeting, delReactions, delReactionCounts *sql.Stmt
+
+	// Read state (readstate.go): the counters appends keep, what retention
+	// does to them, and the markers.
+	upsSenders                                map[int]*sql.Stmt // by number of rows, as insMsgs
+	insMentions, delMentions                  *sql.Stmt
+	updPrunedOrd, updPrunedSenders            *sql.Stmt
+	delPrunedMentions, upsMarkers, selMarkers *sql.Stmt
 }
 
 func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, error) {
-	st := &statements{insMsgs: make(map[int]*sql.Stmt)}
+	st := &statements{insMsgs: make(map[int]*sql.Stmt), upsSenders: make(map[int]*sql.Stmt)}
 	var err error
 	p := func(q string) *sql.Stmt {
 		if err != nil {
@@ -46,19 +53,20 @@ func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, er
 	st.begin, st.commit, st.rollback = p("BEGIN IMMEDIATE"), p("COMMIT"), p("ROLLBACK")
 	// Room names and heads travel as one JSON array, so that a batch reads
 	// and writes the heads of all its rooms with one statement each.
-	st.selHeads = p(`SELECT name, last_seq, last_message_at, visibility, created_by FROM rooms
+	st.selHeads = p(`SELECT name, last_seq, last_message_at, visibility, created_by, msgs FROM rooms
 		WHERE name IN (SELECT value FROM json_each(?))`)
-	st.updHeads = p(`UPDATE rooms SET last_seq = u.seq, last_message_at = u.at
-		FROM (SELECT value ->> 'n' AS name, value ->> 's' AS seq, value ->> 't' AS at FROM json_each(?)) AS u
+	st.updHeads = p(`UPDATE rooms SET last_seq = u.seq, last_message_at = u.at, msgs = u.msgs
+		FROM (SELECT value ->> 'n' AS name, value ->> 's' AS seq, value ->> 't' AS at, value ->> 'm' AS msgs FROM json_each(?)) AS u
 		WHERE rooms.name = u.name`)
 	// "client_msg_id <> ''" lets SQLite use the partial unique index.
-	st.selDup = p(`SELECT seq, kind, body, sent_at, target_seq, reply_to_seq, emoji FROM messages
+	st.selDup = p(`SELECT seq, kind, body, sent_at, target_seq, reply_to_seq, emoji, mentions FROM messages
 		WHERE room = ? AND client_msg_id = ? AND sender = ? AND client_msg_id <> ''`)
 	st.insRoom = p("INSERT INTO rooms (name, visibility, created_by, created_at) VALUES (?, ?, ?, ?)")
 	st.insMember = p("INSERT OR IGNORE INTO members (room, user) VALUES (?, ?)")
 	st.delMember = p("DELETE FROM members WHERE room = ? AND user = ?")
 	st.delMsgs = p("DELETE FROM messages WHERE room = ? AND seq > ? AND seq <= ?")
 	prepareEntries(p, st)
+	prepareReadState(p, st, maxBatch)
 	for n := 1; n <= min(maxBatch, maxInsertRows); n *= 2 {
 		st.insMsgs[n] = p(insertSQL(n))
 	}
@@ -74,20 +82,23 @@ func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, er
 // writer counts the rows and redoes the batch carefully (see commit).
 func insertSQL(rows int) string {
 	var sb strings.Builder
-	sb.WriteString("INSERT OR IGNORE INTO messages (room, seq, sender, body, sent_at, client_msg_id) VALUES ")
+	sb.WriteString("INSERT OR IGNORE INTO messages (room, seq, sender, body, sent_at, client_msg_id, ord, sord, mentions) VALUES ")
 	for i := range rows {
 		if i > 0 {
 			sb.WriteByte(',')
 		}
-		sb.WriteString("(?,?,?,?,?,?)")
+		sb.WriteString("(?,?,?,?,?,?,?,?,?)")
 	}
 	return sb.String()
 }
 
 // largestInsert returns the largest prepared INSERT size not above n.
-func (st *statements) largestInsert(n int) int {
+func (st *statements) largestInsert(n int) int { return largest(st.insMsgs, n) }
+
+// largest returns the largest size of the statements by size not above n.
+func largest(bySize map[int]*sql.Stmt, n int) int {
 	size := 1
-	for size*2 <= n && st.insMsgs[size*2] != nil {
+	for size*2 <= n && bySize[size*2] != nil {
 		size *= 2
 	}
 	return size
@@ -96,8 +107,12 @@ func (st *statements) largestInsert(n int) int {
 func (st *statements) close() {
 	all := []*sql.Stmt{st.begin, st.commit, st.rollback, st.selHeads, st.selDup, st.insRoom, st.updHeads, st.insMember, st.delMember, st.delMsgs,
 		st.selTarget, st.selReactionCounts, st.selReacted, st.insReaction, st.delReaction, st.updEdit, st.updDelete, st.eraseEdits,
-		st.upsReactionCount, st.delReactionCount, st.insEntry, st.delTargeting, st.delReactions, st.delReactionCounts}
+		st.upsReactionCount, st.delReactionCount, st.insEntry, st.delTargeting, st.delReactions, st.delReactionCounts,
+		st.insMentions, st.delMentions, st.updPrunedOrd, st.updPrunedSenders, st.delPrunedMentions, st.upsMarkers, st.selMarkers}
 	for _, s := range st.insMsgs {
+		all = append(all, s)
+	}
+	for _, s := range st.upsSenders {
 		all = append(all, s)
 	}
 	for _, s := range all {

@@ -41,12 +41,14 @@ type writer struct {
 type request = groupcommit.Request[op, result]
 
 // op is what a request asks the writer to do: one of a room creation, a
-// membership change or a prune step if set, else an append of msg.
+// membership change, a prune step or a chunk of read markers to move if
+// set, else an append of msg.
 type op struct {
-	msg    store.NewMessage
-	create *store.Room
-	member *memberOp
-	prune  *pruneOp
+	msg     store.NewMessage
+	create  *store.Room
+	member  *memberOp
+	prune   *pruneOp
+	markers []markerRow
 }
 
 // room is the name of the room op changes.
@@ -66,13 +68,14 @@ func (o *op) room() string {
 var requests groupcommit.Pool[op, result]
 
 // result is what the writer answers a request with: the message appended
-// (or the one it duplicates), the room created, or how many messages a
-// prune step deleted.
+// (or the one it duplicates), the room created, how many messages a
+// prune step deleted, or the markers as they are after moving.
 type result struct {
 	msg     store.Message
 	room    store.Room
 	dup     bool
 	deleted int64
+	markers []store.ReadMarker
 }
 
 func startWriter(ctx context.Context, db *sql.DB, cfg Config) (*writer, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -84,7 +85,7 @@ func TestBatchAssignsSeqsInArrivalOrder(t *testing.T) {
 			t.Errorf("request %d: got %+v dup %v err %v, want %s/%d %q dup %v", i, r.msg, r.dup, r.err, w.room, w.seq, w.body, w.dup)
 		}
 	}
-	if res[3].msg != res[0].msg {
+	if !reflect.DeepEqual(res[3].msg, res[0].msg) {
 		t.Errorf("in-batch duplicate got %+v, want the original %+v", res[3].msg, res[0].msg)
 	}
 }
@@ -102,7 +103,7 @@ func TestBatchWithRetryOfStoredMessage(t *testing.T) {
 	if res[0].msg.Seq != 2 || res[0].dup || res[2].msg.Seq != 3 || res[2].dup {
 		t.Errorf("new messages got %+v and %+v, want seqs 2 and 3", res[0], res[2])
 	}
-	if !res[1].dup || res[1].msg != first.msg {
+	if !res[1].dup || !reflect.DeepEqual(res[1].msg, first.msg) {
 		t.Errorf("retry got %+v dup %v, want the original %+v", res[1].msg, res[1].dup, first.msg)
 	}
 	checkRoom(t, s, "a", 3)
@@ -189,7 +190,7 @@ func TestInsertSizes(t *testing.T) {
 			t.Errorf("largestInsert(%d) = %d, want %d", tc.n, got, tc.want)
 		}
 	}
-	if got := insertSQL(2); !strings.HasSuffix(got, fmt.Sprint("VALUES (?,?,?,?,?,?),(?,?,?,?,?,?)")) {
+	if got := insertSQL(2); !strings.HasSuffix(got, fmt.Sprint("VALUES (?,?,?,?,?,?,?,?,?),(?,?,?,?,?,?,?,?,?)")) {
 		t.Errorf("insertSQL(2) = %q", got)
 	}
 }

@@ -13,10 +13,11 @@ import (
 )
 
 // testAgainstModel sends a long random mix of entries of every kind, valid
-// and not, many pipelined through StartAppend so that a store that batches
-// sees targets, duplicates and conflicts within one batch, and checks
-// every answer, the log and the history against the memory store fed the
-// same entries one at a time.
+// and not, some mentioning users, many pipelined through StartAppend so
+// that a store that batches sees targets, duplicates and conflicts within
+// one batch, and checks every answer, the log and the history against the
+// memory store fed the same entries one at a time. After each round it
+// moves read markers in both and compares every user's read state.
 func testAgainstModel(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	model := memory.New()
@@ -46,6 +47,15 @@ func testAgainstModel(t *testing.T, s store.Store) {
 			}
 			g.learn(want)
 			outcomes[outcome(m, want, wantDup, wantErr)]++
+		}
+		compareReadState(t, s, model, g)
+		if round == 30 { // retention in the middle: what it leaves must count the same
+			n, err := s.Prune(ctx, store.Retention{MaxMessages: 150})
+			if m, _ := model.Prune(ctx, store.Retention{MaxMessages: 150}); err != nil || n != m {
+				t.Fatalf("Prune deleted %d (%v), the model %d", n, err, m)
+			}
+			t.Logf("pruned %d entries", n)
+			compareReadState(t, s, model, g)
 		}
 	}
 	t.Logf("outcomes: %v", outcomes)
@@ -122,6 +132,9 @@ func (g *gen) entry(i int) store.NewMessage {
 	default:
 		m.Kind, m.TargetSeq, m.Emoji = store.KindReactionRemove, target(), fmt.Sprint("e", rng.IntN(30))
 	}
+	if (m.Kind == store.KindMessage || m.Kind == store.KindEdit) && rng.IntN(3) == 0 {
+		m.Mentions = g.users(1 + rng.IntN(3)) // may name the sender, or a user twice
+	}
 	if rng.IntN(3) == 0 {
 		m.ClientMsgID = fmt.Sprint("id", rng.IntN(200))
 	}
@@ -168,7 +181,7 @@ func sameRule(a, b error) bool {
 
 func sameEntryIgnoringTime(a, b store.Message) bool {
 	a.SentAt = b.SentAt
-	return a == b
+	return reflect.DeepEqual(a, b)
 }
 
 func compareLogs(t *testing.T, s, model store.Store) {
@@ -200,6 +213,51 @@ func compareHistories(t *testing.T, s, model store.Store, viewer string) {
 		g.SentAt, g.EditedAt = w.SentAt, w.EditedAt
 		if !reflect.DeepEqual(g, w) {
 			t.Errorf("viewer %s, seq %d:\n got  %+v\n want %+v", viewer, g.Seq, g, w)
+		}
+	}
+}
+
+// users returns n users picked at random, among the room's and others.
+func (g *gen) users(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprint("u", g.rng.IntN(6))
+	}
+	return out
+}
+
+// compareReadState moves some markers in s and the model alike, some
+// back, some beyond the head, and compares the answers and every user's
+// read state, alone and in VisibleRooms.
+func compareReadState(t *testing.T, s, model store.Store, g *gen) {
+	t.Helper()
+	ctx := context.Background()
+	var ms []store.ReadMarker
+	for u := range 6 {
+		if g.rng.IntN(2) == 0 {
+			ms = append(ms, store.ReadMarker{Room: "r", User: fmt.Sprint("u", u), Seq: g.rng.Uint64N(g.head + 4)})
+		}
+	}
+	got, err := s.SetReadMarkers(ctx, ms)
+	want, _ := model.SetReadMarkers(ctx, ms)
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("SetReadMarkers(%+v) = %+v (%v), the model %+v", ms, got, err, want)
+	}
+	for i := range got {
+		if got[i].Seq != want[i].Seq || got[i].User != want[i].User || got[i].ReadAt.IsZero() != want[i].ReadAt.IsZero() {
+			t.Errorf("marker %d = %+v, the model's %+v", i, got[i], want[i])
+		}
+	}
+	for u := range 6 {
+		user := fmt.Sprint("u", u)
+		got, err := s.ReadState(ctx, user, "r")
+		want, _ := model.ReadState(ctx, user, "r")
+		if err != nil || got != want {
+			t.Fatalf("ReadState(%s) = %+v (%v), the model's %+v", user, got, err, want)
+		}
+		rooms, err := s.VisibleRooms(ctx, user, "", 10)
+		if err != nil || (len(rooms) > 0 && rooms[0].Read != want) {
+			t.Fatalf("VisibleRooms(%s) = %+v (%v), the model's read state %+v", user, rooms, err, want)
 		}
 	}
 }

@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Joined, Message as Message$1, MessageDelete, MessageEdit, Presence, PresenceDiff, Reaction, Replayed, Reply, Room, RoomVisibility, Typing } from "./types_pb";
+import type { Joined, Message as Message$1, MessageDelete, MessageEdit, Presence, PresenceDiff, Reaction, ReadMarker, Receipt, Replayed, Reply, Room, RoomVisibility, Typing } from "./types_pb";
 import { file_parley_v1_types } from "./types_pb";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file parley/v1/chat_service.proto.
  */
 export const file_parley_v1_chat_service: GenFile = /*@__PURE__*/
-  fileDesc("ChxwYXJsZXkvdjEvY2hhdF9zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEivgcKC0pvaW5SZXF1ZXN0EgsKA3JlZhgBIAEoCRIvCgRqb2luGAIgASgLMh8ucGFybGV5LnYxLkpvaW5SZXF1ZXN0LkpvaW5Sb29tSAASMQoFbGVhdmUYAyABKAsyIC5wYXJsZXkudjEuSm9pblJlcXVlc3QuTGVhdmVSb29tSAASKwoEc2VuZBgEIAEoCzIbLnBhcmxleS52MS5Kb2luUmVxdWVzdC5Qb3N0SAASMgoGdHlwaW5nGAUgASgLMiAucGFybGV5LnYxLkpvaW5SZXF1ZXN0LlNldFR5cGluZ0gAEjYKB3JlZnJlc2gYBiABKAsyIy5wYXJsZXkudjEuSm9pblJlcXVlc3QuUmVmcmVzaFRva2VuSAASMgoEZWRpdBgHIAEoCzIiLnBhcmxleS52MS5Kb2luUmVxdWVzdC5FZGl0TWVzc2FnZUgAEjYKBmRlbGV0ZRgIIAEoCzIkLnBhcmxleS52MS5Kb2luUmVxdWVzdC5EZWxldGVNZXNzYWdlSAASLQoFcmVhY3QYCSABKAsyHC5wYXJsZXkudjEuSm9pblJlcXVlc3QuUmVhY3RIABIvCgd1bnJlYWN0GAogASgLMhwucGFybGV5LnYxLkpvaW5SZXF1ZXN0LlJlYWN0SAAaPgoISm9pblJvb20SDAoEcm9vbRgBIAEoCRIWCglhZnRlcl9zZXEYAiABKARIAIgBAUIMCgpfYWZ0ZXJfc2VxGhkKCUxlYXZlUm9vbRIMCgRyb29tGAEgASgJGk8KBFBvc3QSDAoEcm9vbRgBIAEoCRIMCgRib2R5GAIgASgJEhUKDWNsaWVudF9tc2dfaWQYAyABKAkSFAoMcmVwbHlfdG9fc2VxGAQgASgEGk0KC0VkaXRNZXNzYWdlEgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEgwKBGJvZHkYAyABKAkSFQoNY2xpZW50X21zZ19pZBgEIAEoCRpBCg1EZWxldGVNZXNzYWdlEgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEhUKDWNsaWVudF9tc2dfaWQYAyABKAkaSAoFUmVhY3QSDAoEcm9vbRgBIAEoCRILCgNzZXEYAiABKAQSDQoFZW1vamkYAyABKAkSFQoNY2xpZW50X21zZ19pZBgEIAEoCRopCglTZXRUeXBpbmcSDAoEcm9vbRgBIAEoCRIOCgZhY3RpdmUYAiABKAgaHQoMUmVmcmVzaFRva2VuEg0KBXRva2VuGAEgASgJQgcKBWZyYW1lIroDCgxKb2luUmVzcG9uc2USIQoFcmVwbHkYASABKAsyEC5wYXJsZXkudjEuUmVwbHlIABIjCgZqb2luZWQYAiABKAsyES5wYXJsZXkudjEuSm9pbmVkSAASJQoHbWVzc2FnZRgDIAEoCzISLnBhcmxleS52MS5NZXNzYWdlSAASJwoIcmVwbGF5ZWQYBCABKAsyEy5wYXJsZXkudjEuUmVwbGF5ZWRIABIwCg1wcmVzZW5jZV9kaWZmGAUgASgLMhcucGFybGV5LnYxLlByZXNlbmNlRGlmZkgAEiMKBnR5cGluZxgGIAEoCzIRLnBhcmxleS52MS5UeXBpbmdIABImCgRlZGl0GAcgASgLMhYucGFybGV5LnYxLk1lc3NhZ2VFZGl0SAASKgoGZGVsZXRlGAggASgLMhgucGFybGV5LnYxLk1lc3NhZ2VEZWxldGVIABItCg5yZWFjdGlvbl9hZGRlZBgJIAEoCzITLnBhcmxleS52MS5SZWFjdGlvbkgAEi8KEHJlYWN0aW9uX3JlbW92ZWQYCiABKAsyEy5wYXJsZXkudjEuUmVhY3Rpb25IAEIHCgVldmVudCLKAQoQU3Vic2NyaWJlUmVxdWVzdBIMCgRyb29tGAEgASgJEhYKCWFmdGVyX3NlcRgCIAEoBEgAiAEBEkAKEGFkZGl0aW9uYWxfcm9vbXMYAyADKAsyJi5wYXJsZXkudjEuU3Vic2NyaWJlUmVxdWVzdC5Sb29tQ3Vyc29yGkAKClJvb21DdXJzb3ISDAoEcm9vbRgBIAEoCRIWCglhZnRlcl9zZXEYAiABKARIAIgBAUIMCgpfYWZ0ZXJfc2VxQgwKCl9hZnRlcl9zZXEinAMKEVN1YnNjcmliZVJlc3BvbnNlEiMKBmpvaW5lZBgCIAEoCzIRLnBhcmxleS52MS5Kb2luZWRIABIlCgdtZXNzYWdlGAMgASgLMhIucGFybGV5LnYxLk1lc3NhZ2VIABInCghyZXBsYXllZBgEIAEoCzITLnBhcmxleS52MS5SZXBsYXllZEgAEjAKDXByZXNlbmNlX2RpZmYYBSABKAsyFy5wYXJsZXkudjEuUHJlc2VuY2VEaWZmSAASIwoGdHlwaW5nGAYgASgLMhEucGFybGV5LnYxLlR5cGluZ0gAEiYKBGVkaXQYByABKAsyFi5wYXJsZXkudjEuTWVzc2FnZUVkaXRIABIqCgZkZWxldGUYCCABKAsyGC5wYXJsZXkudjEuTWVzc2FnZURlbGV0ZUgAEi0KDnJlYWN0aW9uX2FkZGVkGAkgASgLMhMucGFybGV5LnYxLlJlYWN0aW9uSAASLwoQcmVhY3Rpb25fcmVtb3ZlZBgKIAEoCzITLnBhcmxleS52MS5SZWFjdGlvbkgAQgcKBWV2ZW50Im4KElNlbmRNZXNzYWdlUmVxdWVzdBIMCgRyb29tGAEgASgJEgwKBGJvZHkYAiABKAkSFQoNY2xpZW50X21zZ19pZBgDIAEoCRIPCgd0b191c2VyGAQgASgJEhQKDHJlcGx5X3RvX3NlcRgFIAEoBCJUChJFZGl0TWVzc2FnZVJlcXVlc3QSDAoEcm9vbRgBIAEoCRILCgNzZXEYAiABKAQSDAoEYm9keRgDIAEoCRIVCg1jbGllbnRfbXNnX2lkGAQgASgJIjsKE0VkaXRNZXNzYWdlUmVzcG9uc2USJAoEZWRpdBgBIAEoCzIWLnBhcmxleS52MS5NZXNzYWdlRWRpdCJIChREZWxldGVNZXNzYWdlUmVxdWVzdBIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIVCg1jbGllbnRfbXNnX2lkGAMgASgJIkEKFURlbGV0ZU1lc3NhZ2VSZXNwb25zZRIoCgZkZWxldGUYASABKAsyGC5wYXJsZXkudjEuTWVzc2FnZURlbGV0ZSJVChJBZGRSZWFjdGlvblJlcXVlc3QSDAoEcm9vbRgBIAEoCRILCgNzZXEYAiABKAQSDQoFZW1vamkYAyABKAkSFQoNY2xpZW50X21zZ19pZBgEIAEoCSI8ChNBZGRSZWFjdGlvblJlc3BvbnNlEiUKCHJlYWN0aW9uGAEgASgLMhMucGFybGV5LnYxLlJlYWN0aW9uIlgKFVJlbW92ZVJlYWN0aW9uUmVxdWVzdBIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBINCgVlbW9qaRgDIAEoCRIVCg1jbGllbnRfbXNnX2lkGAQgASgJIj8KFlJlbW92ZVJlYWN0aW9uUmVzcG9uc2USJQoIcmVhY3Rpb24YASABKAsyEy5wYXJsZXkudjEuUmVhY3Rpb24iOgoTU2VuZE1lc3NhZ2VSZXNwb25zZRIjCgdtZXNzYWdlGAEgASgLMhIucGFybGV5LnYxLk1lc3NhZ2UivAEKE0xpc3RNZXNzYWdlc1JlcXVlc3QSDAoEcm9vbRgBIAEoCRIXCgpiZWZvcmVfc2VxGAIgASgESACIAQESFgoJYWZ0ZXJfc2VxGAMgASgESAGIAQESDQoFbGltaXQYBCABKAUSJgoFb3JkZXIYBSABKA4yFy5wYXJsZXkudjEuTWVzc2FnZU9yZGVyEhIKCnBhZ2VfdG9rZW4YBiABKAlCDQoLX2JlZm9yZV9zZXFCDAoKX2FmdGVyX3NlcSJnChRMaXN0TWVzc2FnZXNSZXNwb25zZRIkCghtZXNzYWdlcxgBIAMoCzISLnBhcmxleS52MS5NZXNzYWdlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIQCghoZWFkX3NlcRgDIAEoBCI5ChBMaXN0Um9vbXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIkwKEUxpc3RSb29tc1Jlc3BvbnNlEh4KBXJvb21zGAEgAygLMg8ucGFybGV5LnYxLlJvb20SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlAKEUNyZWF0ZVJvb21SZXF1ZXN0EgwKBG5hbWUYASABKAkSLQoKdmlzaWJpbGl0eRgCIAEoDjIZLnBhcmxleS52MS5Sb29tVmlzaWJpbGl0eSIzChJDcmVhdGVSb29tUmVzcG9uc2USHQoEcm9vbRgBIAEoCzIPLnBhcmxleS52MS5Sb29tIiMKE0xpc3RQcmVzZW5jZVJlcXVlc3QSDAoEcm9vbRgBIAEoCSJMChRMaXN0UHJlc2VuY2VSZXNwb25zZRIlCghwcmVzZW5jZRgBIAMoCzITLnBhcmxleS52MS5QcmVzZW5jZRINCgVzdGFsZRgCIAEoCCIuChBBZGRNZW1iZXJSZXF1ZXN0EgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCSITChFBZGRNZW1iZXJSZXNwb25zZSIxChNSZW1vdmVNZW1iZXJSZXF1ZXN0EgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCSIWChRSZW1vdmVNZW1iZXJSZXNwb25zZSIiChJMaXN0TWVtYmVyc1JlcXVlc3QSDAoEcm9vbRgBIAEoCSImChNMaXN0TWVtYmVyc1Jlc3BvbnNlEg8KB21lbWJlcnMYASADKAkiHwoPRGV2TG9naW5SZXF1ZXN0EgwKBHVzZXIYASABKAkiUQoQRGV2TG9naW5SZXNwb25zZRINCgV0b2tlbhgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCptCgxNZXNzYWdlT3JkZXISHQoZTUVTU0FHRV9PUkRFUl9VTlNQRUNJRklFRBAAEh4KGk1FU1NBR0VfT1JERVJfTkVXRVNUX0ZJUlNUEAESHgoaTUVTU0FHRV9PUkRFUl9PTERFU1RfRklSU1QQAjKKCQoLQ2hhdFNlcnZpY2USOwoESm9pbhIWLnBhcmxleS52MS5Kb2luUmVxdWVzdBoXLnBhcmxleS52MS5Kb2luUmVzcG9uc2UoATABEkgKCVN1YnNjcmliZRIbLnBhcmxleS52MS5TdWJzY3JpYmVSZXF1ZXN0GhwucGFybGV5LnYxLlN1YnNjcmliZVJlc3BvbnNlMAESTAoLU2VuZE1lc3NhZ2USHS5wYXJsZXkudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0Gh4ucGFybGV5LnYxLlNlbmRNZXNzYWdlUmVzcG9uc2USTAoLRWRpdE1lc3NhZ2USHS5wYXJsZXkudjEuRWRpdE1lc3NhZ2VSZXF1ZXN0Gh4ucGFybGV5LnYxLkVkaXRNZXNzYWdlUmVzcG9uc2USUgoNRGVsZXRlTWVzc2FnZRIfLnBhcmxleS52MS5EZWxldGVNZXNzYWdlUmVxdWVzdBogLnBhcmxleS52MS5EZWxldGVNZXNzYWdlUmVzcG9uc2USTAoLQWRkUmVhY3Rpb24SHS5wYXJsZXkudjEuQWRkUmVhY3Rpb25SZXF1ZXN0Gh4ucGFybGV5LnYxLkFkZFJlYWN0aW9uUmVzcG9uc2USVQoOUmVtb3ZlUmVhY3Rpb24SIC5wYXJsZXkudjEuUmVtb3ZlUmVhY3Rpb25SZXF1ZXN0GiEucGFybGV5LnYxLlJlbW92ZVJlYWN0aW9uUmVzcG9uc2USTwoMTGlzdE1lc3NhZ2VzEh4ucGFybGV5LnYxLkxpc3RNZXNzYWdlc1JlcXVlc3QaHy5wYXJsZXkudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2USRgoJTGlzdFJvb21zEhsucGFybGV5LnYxLkxpc3RSb29tc1JlcXVlc3QaHC5wYXJsZXkudjEuTGlzdFJvb21zUmVzcG9uc2USSQoKQ3JlYXRlUm9vbRIcLnBhcmxleS52MS5DcmVhdGVSb29tUmVxdWVzdBodLnBhcmxleS52MS5DcmVhdGVSb29tUmVzcG9uc2USTwoMTGlzdFByZXNlbmNlEh4ucGFybGV5LnYxLkxpc3RQcmVzZW5jZVJlcXVlc3QaHy5wYXJsZXkudjEuTGlzdFByZXNlbmNlUmVzcG9uc2USRgoJQWRkTWVtYmVyEhsucGFybGV5LnYxLkFkZE1lbWJlclJlcXVlc3QaHC5wYXJsZXkudjEuQWRkTWVtYmVyUmVzcG9uc2USTwoMUmVtb3ZlTWVtYmVyEh4ucGFybGV5LnYxLlJlbW92ZU1lbWJlclJlcXVlc3QaHy5wYXJsZXkudjEuUmVtb3ZlTWVtYmVyUmVzcG9uc2USTAoLTGlzdE1lbWJlcnMSHS5wYXJsZXkudjEuTGlzdE1lbWJlcnNSZXF1ZXN0Gh4ucGFybGV5LnYxLkxpc3RNZW1iZXJzUmVzcG9uc2USQwoIRGV2TG9naW4SGi5wYXJsZXkudjEuRGV2TG9naW5SZXF1ZXN0GhsucGFybGV5LnYxLkRldkxvZ2luUmVzcG9uc2VCNVozZ2l0aHViLmNvbS9wYXJsZXljaGF0L3BhcmxleS9nZW4vcGFybGV5L3YxO3BhcmxleXYxYgZwcm90bzM", [file_google_protobuf_timestamp, file_parley_v1_types]);
+  fileDesc("ChxwYXJsZXkvdjEvY2hhdF9zZXJ2aWNlLnByb3RvEglwYXJsZXkudjEirAkKC0pvaW5SZXF1ZXN0EgsKA3JlZhgBIAEoCRIvCgRqb2luGAIgASgLMh8ucGFybGV5LnYxLkpvaW5SZXF1ZXN0LkpvaW5Sb29tSAASMQoFbGVhdmUYAyABKAsyIC5wYXJsZXkudjEuSm9pblJlcXVlc3QuTGVhdmVSb29tSAASKwoEc2VuZBgEIAEoCzIbLnBhcmxleS52MS5Kb2luUmVxdWVzdC5Qb3N0SAASMgoGdHlwaW5nGAUgASgLMiAucGFybGV5LnYxLkpvaW5SZXF1ZXN0LlNldFR5cGluZ0gAEjYKB3JlZnJlc2gYBiABKAsyIy5wYXJsZXkudjEuSm9pblJlcXVlc3QuUmVmcmVzaFRva2VuSAASMgoEZWRpdBgHIAEoCzIiLnBhcmxleS52MS5Kb2luUmVxdWVzdC5FZGl0TWVzc2FnZUgAEjYKBmRlbGV0ZRgIIAEoCzIkLnBhcmxleS52MS5Kb2luUmVxdWVzdC5EZWxldGVNZXNzYWdlSAASLQoFcmVhY3QYCSABKAsyHC5wYXJsZXkudjEuSm9pblJlcXVlc3QuUmVhY3RIABIvCgd1bnJlYWN0GAogASgLMhwucGFybGV5LnYxLkpvaW5SZXF1ZXN0LlJlYWN0SAASNAoJbWFya19yZWFkGAsgASgLMh8ucGFybGV5LnYxLkpvaW5SZXF1ZXN0Lk1hcmtSZWFkSAASQwoNcHJlc2VuY2VfcGFnZRgMIAEoCzIqLnBhcmxleS52MS5Kb2luUmVxdWVzdC5QcmVzZW5jZVBhZ2VSZXF1ZXN0SAAaJQoITWFya1JlYWQSDAoEcm9vbRgBIAEoCRILCgNzZXEYAiABKAQaSgoTUHJlc2VuY2VQYWdlUmVxdWVzdBIMCgRyb29tGAEgASgJEhIKCnBhZ2VfdG9rZW4YAiABKAkSEQoJcGFnZV9zaXplGAMgASgFGj4KCEpvaW5Sb29tEgwKBHJvb20YASABKAkSFgoJYWZ0ZXJfc2VxGAIgASgESACIAQFCDAoKX2FmdGVyX3NlcRoZCglMZWF2ZVJvb20SDAoEcm9vbRgBIAEoCRpPCgRQb3N0EgwKBHJvb20YASABKAkSDAoEYm9keRgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJEhQKDHJlcGx5X3RvX3NlcRgEIAEoBBpNCgtFZGl0TWVzc2FnZRIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIMCgRib2R5GAMgASgJEhUKDWNsaWVudF9tc2dfaWQYBCABKAkaQQoNRGVsZXRlTWVzc2FnZRIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIVCg1jbGllbnRfbXNnX2lkGAMgASgJGkgKBVJlYWN0EgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEg0KBWVtb2ppGAMgASgJEhUKDWNsaWVudF9tc2dfaWQYBCABKAkaKQoJU2V0VHlwaW5nEgwKBHJvb20YASABKAkSDgoGYWN0aXZlGAIgASgIGh0KDFJlZnJlc2hUb2tlbhINCgV0b2tlbhgBIAEoCUIHCgVmcmFtZSKPBAoMSm9pblJlc3BvbnNlEiEKBXJlcGx5GAEgASgLMhAucGFybGV5LnYxLlJlcGx5SAASIwoGam9pbmVkGAIgASgLMhEucGFybGV5LnYxLkpvaW5lZEgAEiUKB21lc3NhZ2UYAyABKAsyEi5wYXJsZXkudjEuTWVzc2FnZUgAEicKCHJlcGxheWVkGAQgASgLMhMucGFybGV5LnYxLlJlcGxheWVkSAASMAoNcHJlc2VuY2VfZGlmZhgFIAEoCzIXLnBhcmxleS52MS5QcmVzZW5jZURpZmZIABIjCgZ0eXBpbmcYBiABKAsyES5wYXJsZXkudjEuVHlwaW5nSAASJgoEZWRpdBgHIAEoCzIWLnBhcmxleS52MS5NZXNzYWdlRWRpdEgAEioKBmRlbGV0ZRgIIAEoCzIYLnBhcmxleS52MS5NZXNzYWdlRGVsZXRlSAASLQoOcmVhY3Rpb25fYWRkZWQYCSABKAsyEy5wYXJsZXkudjEuUmVhY3Rpb25IABIvChByZWFjdGlvbl9yZW1vdmVkGAogASgLMhMucGFybGV5LnYxLlJlYWN0aW9uSAASLAoLcmVhZF9tYXJrZXIYCyABKAsyFS5wYXJsZXkudjEuUmVhZE1hcmtlckgAEiUKB3JlY2VpcHQYDCABKAsyEi5wYXJsZXkudjEuUmVjZWlwdEgAQgcKBWV2ZW50IsoBChBTdWJzY3JpYmVSZXF1ZXN0EgwKBHJvb20YASABKAkSFgoJYWZ0ZXJfc2VxGAIgASgESACIAQESQAoQYWRkaXRpb25hbF9yb29tcxgDIAMoCzImLnBhcmxleS52MS5TdWJzY3JpYmVSZXF1ZXN0LlJvb21DdXJzb3IaQAoKUm9vbUN1cnNvchIMCgRyb29tGAEgASgJEhYKCWFmdGVyX3NlcRgCIAEoBEgAiAEBQgwKCl9hZnRlcl9zZXFCDAoKX2FmdGVyX3NlcSLDAwoRU3Vic2NyaWJlUmVzcG9uc2USIwoGam9pbmVkGAIgASgLMhEucGFybGV5LnYxLkpvaW5lZEgAEiUKB21lc3NhZ2UYAyABKAsyEi5wYXJsZXkudjEuTWVzc2FnZUgAEicKCHJlcGxheWVkGAQgASgLMhMucGFybGV5LnYxLlJlcGxheWVkSAASMAoNcHJlc2VuY2VfZGlmZhgFIAEoCzIXLnBhcmxleS52MS5QcmVzZW5jZURpZmZIABIjCgZ0eXBpbmcYBiABKAsyES5wYXJsZXkudjEuVHlwaW5nSAASJgoEZWRpdBgHIAEoCzIWLnBhcmxleS52MS5NZXNzYWdlRWRpdEgAEioKBmRlbGV0ZRgIIAEoCzIYLnBhcmxleS52MS5NZXNzYWdlRGVsZXRlSAASLQoOcmVhY3Rpb25fYWRkZWQYCSABKAsyEy5wYXJsZXkudjEuUmVhY3Rpb25IABIvChByZWFjdGlvbl9yZW1vdmVkGAogASgLMhMucGFybGV5LnYxLlJlYWN0aW9uSAASJQoHcmVjZWlwdBgMIAEoCzISLnBhcmxleS52MS5SZWNlaXB0SABCBwoFZXZlbnQibgoSU2VuZE1lc3NhZ2VSZXF1ZXN0EgwKBHJvb20YASABKAkSDAoEYm9keRgCIAEoCRIVCg1jbGllbnRfbXNnX2lkGAMgASgJEg8KB3RvX3VzZXIYBCABKAkSFAoMcmVwbHlfdG9fc2VxGAUgASgEIlQKEkVkaXRNZXNzYWdlUmVxdWVzdBIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIMCgRib2R5GAMgASgJEhUKDWNsaWVudF9tc2dfaWQYBCABKAkiOwoTRWRpdE1lc3NhZ2VSZXNwb25zZRIkCgRlZGl0GAEgASgLMhYucGFybGV5LnYxLk1lc3NhZ2VFZGl0IkgKFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0EgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEhUKDWNsaWVudF9tc2dfaWQYAyABKAkiQQoVRGVsZXRlTWVzc2FnZVJlc3BvbnNlEigKBmRlbGV0ZRgBIAEoCzIYLnBhcmxleS52MS5NZXNzYWdlRGVsZXRlIlUKEkFkZFJlYWN0aW9uUmVxdWVzdBIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBINCgVlbW9qaRgDIAEoCRIVCg1jbGllbnRfbXNnX2lkGAQgASgJIjwKE0FkZFJlYWN0aW9uUmVzcG9uc2USJQoIcmVhY3Rpb24YASABKAsyEy5wYXJsZXkudjEuUmVhY3Rpb24iWAoVUmVtb3ZlUmVhY3Rpb25SZXF1ZXN0EgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEg0KBWVtb2ppGAMgASgJEhUKDWNsaWVudF9tc2dfaWQYBCABKAkiPwoWUmVtb3ZlUmVhY3Rpb25SZXNwb25zZRIlCghyZWFjdGlvbhgBIAEoCzITLnBhcmxleS52MS5SZWFjdGlvbiI6ChNTZW5kTWVzc2FnZVJlc3BvbnNlEiMKB21lc3NhZ2UYASABKAsyEi5wYXJsZXkudjEuTWVzc2FnZSK8AQoTTGlzdE1lc3NhZ2VzUmVxdWVzdBIMCgRyb29tGAEgASgJEhcKCmJlZm9yZV9zZXEYAiABKARIAIgBARIWCglhZnRlcl9zZXEYAyABKARIAYgBARINCgVsaW1pdBgEIAEoBRImCgVvcmRlchgFIAEoDjIXLnBhcmxleS52MS5NZXNzYWdlT3JkZXISEgoKcGFnZV90b2tlbhgGIAEoCUINCgtfYmVmb3JlX3NlcUIMCgpfYWZ0ZXJfc2VxImcKFExpc3RNZXNzYWdlc1Jlc3BvbnNlEiQKCG1lc3NhZ2VzGAEgAygLMhIucGFybGV5LnYxLk1lc3NhZ2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhAKCGhlYWRfc2VxGAMgASgEIjkKEExpc3RSb29tc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiTAoRTGlzdFJvb21zUmVzcG9uc2USHgoFcm9vbXMYASADKAsyDy5wYXJsZXkudjEuUm9vbRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUAoRQ3JlYXRlUm9vbVJlcXVlc3QSDAoEbmFtZRgBIAEoCRItCgp2aXNpYmlsaXR5GAIgASgOMhkucGFybGV5LnYxLlJvb21WaXNpYmlsaXR5IjMKEkNyZWF0ZVJvb21SZXNwb25zZRIdCgRyb29tGAEgASgLMg8ucGFybGV5LnYxLlJvb20iSgoTTGlzdFByZXNlbmNlUmVxdWVzdBIMCgRyb29tGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJInsKFExpc3RQcmVzZW5jZVJlc3BvbnNlEiUKCHByZXNlbmNlGAEgAygLMhMucGFybGV5LnYxLlByZXNlbmNlEg0KBXN0YWxlGAIgASgIEhcKD25leHRfcGFnZV90b2tlbhgDIAEoCRIUCgxvbmxpbmVfY291bnQYBCABKAUiLgoQQWRkTWVtYmVyUmVxdWVzdBIMCgRyb29tGAEgASgJEgwKBHVzZXIYAiABKAkiEwoRQWRkTWVtYmVyUmVzcG9uc2UiMQoTUmVtb3ZlTWVtYmVyUmVxdWVzdBIMCgRyb29tGAEgASgJEgwKBHVzZXIYAiABKAkiFgoUUmVtb3ZlTWVtYmVyUmVzcG9uc2UiIgoSTGlzdE1lbWJlcnNSZXF1ZXN0EgwKBHJvb20YASABKAkiJgoTTGlzdE1lbWJlcnNSZXNwb25zZRIPCgdtZW1iZXJzGAEgAygJIh8KD0RldkxvZ2luUmVxdWVzdBIMCgR1c2VyGAEgASgJIlEKEERldkxvZ2luUmVzcG9uc2USDQoFdG9rZW4YASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiLAoPTWFya1JlYWRSZXF1ZXN0EgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEIjkKEE1hcmtSZWFkUmVzcG9uc2USJQoGbWFya2VyGAEgASgLMhUucGFybGV5LnYxLlJlYWRNYXJrZXIiIwoTTGlzdFJlY2VpcHRzUmVxdWVzdBIMCgRyb29tGAEgASgJIjwKFExpc3RSZWNlaXB0c1Jlc3BvbnNlEiQKCHJlY2VpcHRzGAEgAygLMhIucGFybGV5LnYxLlJlY2VpcHQqbQoMTWVzc2FnZU9yZGVyEh0KGU1FU1NBR0VfT1JERVJfVU5TUEVDSUZJRUQQABIeChpNRVNTQUdFX09SREVSX05FV0VTVF9GSVJTVBABEh4KGk1FU1NBR0VfT1JERVJfT0xERVNUX0ZJUlNUEAIyoAoKC0NoYXRTZXJ2aWNlEjsKBEpvaW4SFi5wYXJsZXkudjEuSm9pblJlcXVlc3QaFy5wYXJsZXkudjEuSm9pblJlc3BvbnNlKAEwARJICglTdWJzY3JpYmUSGy5wYXJsZXkudjEuU3Vic2NyaWJlUmVxdWVzdBocLnBhcmxleS52MS5TdWJzY3JpYmVSZXNwb25zZTABEkwKC1NlbmRNZXNzYWdlEh0ucGFybGV5LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBoeLnBhcmxleS52MS5TZW5kTWVzc2FnZVJlc3BvbnNlEkwKC0VkaXRNZXNzYWdlEh0ucGFybGV5LnYxLkVkaXRNZXNzYWdlUmVxdWVzdBoeLnBhcmxleS52MS5FZGl0TWVzc2FnZVJlc3BvbnNlElIKDURlbGV0ZU1lc3NhZ2USHy5wYXJsZXkudjEuRGVsZXRlTWVzc2FnZVJlcXVlc3QaIC5wYXJsZXkudjEuRGVsZXRlTWVzc2FnZVJlc3BvbnNlEkwKC0FkZFJlYWN0aW9uEh0ucGFybGV5LnYxLkFkZFJlYWN0aW9uUmVxdWVzdBoeLnBhcmxleS52MS5BZGRSZWFjdGlvblJlc3BvbnNlElUKDlJlbW92ZVJlYWN0aW9uEiAucGFybGV5LnYxLlJlbW92ZVJlYWN0aW9uUmVxdWVzdBohLnBhcmxleS52MS5SZW1vdmVSZWFjdGlvblJlc3BvbnNlEk8KDExpc3RNZXNzYWdlcxIeLnBhcmxleS52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0Gh8ucGFybGV5LnYxLkxpc3RNZXNzYWdlc1Jlc3BvbnNlEkYKCUxpc3RSb29tcxIbLnBhcmxleS52MS5MaXN0Um9vbXNSZXF1ZXN0GhwucGFybGV5LnYxLkxpc3RSb29tc1Jlc3BvbnNlEkkKCkNyZWF0ZVJvb20SHC5wYXJsZXkudjEuQ3JlYXRlUm9vbVJlcXVlc3QaHS5wYXJsZXkudjEuQ3JlYXRlUm9vbVJlc3BvbnNlEk8KDExpc3RQcmVzZW5jZRIeLnBhcmxleS52MS5MaXN0UHJlc2VuY2VSZXF1ZXN0Gh8ucGFybGV5LnYxLkxpc3RQcmVzZW5jZVJlc3BvbnNlEkYKCUFkZE1lbWJlchIbLnBhcmxleS52MS5BZGRNZW1iZXJSZXF1ZXN0GhwucGFybGV5LnYxLkFkZE1lbWJlclJlc3BvbnNlEk8KDFJlbW92ZU1lbWJlchIeLnBhcmxleS52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0Gh8ucGFybGV5LnYxLlJlbW92ZU1lbWJlclJlc3BvbnNlEkwKC0xpc3RNZW1iZXJzEh0ucGFybGV5LnYxLkxpc3RNZW1iZXJzUmVxdWVzdBoeLnBhcmxleS52MS5MaXN0TWVtYmVyc1Jlc3BvbnNlEkMKCE1hcmtSZWFkEhoucGFybGV5LnYxLk1hcmtSZWFkUmVxdWVzdBobLnBhcmxleS52MS5NYXJrUmVhZFJlc3BvbnNlEk8KDExpc3RSZWNlaXB0cxIeLnBhcmxleS52MS5MaXN0UmVjZWlwdHNSZXF1ZXN0Gh8ucGFybGV5LnYxLkxpc3RSZWNlaXB0c1Jlc3BvbnNlEkMKCERldkxvZ2luEhoucGFybGV5LnYxLkRldkxvZ2luUmVxdWVzdBobLnBhcmxleS52MS5EZXZMb2dpblJlc3BvbnNlQjVaM2dpdGh1Yi5jb20vcGFybGV5Y2hhdC9wYXJsZXkvZ2VuL3BhcmxleS92MTtwYXJsZXl2MWIGcHJvdG8z", [file_google_protobuf_timestamp, file_parley_v1_types]);
 
 /**
  * JoinRequest is one frame sent by the client on a Join stream.
@@ -106,6 +106,22 @@ export type JoinRequest = Message<"parley.v1.JoinRequest"> & {
      */
     value: JoinRequest_React;
     case: "unreact";
+  } | {
+    /**
+     * Move the user's read marker in a room forward.
+     *
+     * @generated from field: parley.v1.JoinRequest.MarkRead mark_read = 11;
+     */
+    value: JoinRequest_MarkRead;
+    case: "markRead";
+  } | {
+    /**
+     * Ask for a page of a joined room's presence.
+     *
+     * @generated from field: parley.v1.JoinRequest.PresencePageRequest presence_page = 12;
+     */
+    value: JoinRequest_PresencePageRequest;
+    case: "presencePage";
   } | { case: undefined; value?: undefined };
 };
 
@@ -115,6 +131,72 @@ export type JoinRequest = Message<"parley.v1.JoinRequest"> & {
  */
 export const JoinRequestSchema: GenMessage<JoinRequest> = /*@__PURE__*/
   messageDesc(file_parley_v1_chat_service, 0);
+
+/**
+ * MarkRead moves the user's read marker in a room forward (see
+ * ChatService.MarkRead); the reply carries the marker as it is now.
+ *
+ * @generated from message parley.v1.JoinRequest.MarkRead
+ */
+export type JoinRequest_MarkRead = Message<"parley.v1.JoinRequest.MarkRead"> & {
+  /**
+   * The room; the user must be allowed to read it, joined or not.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The seq read up to.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message parley.v1.JoinRequest.MarkRead.
+ * Use `create(JoinRequest_MarkReadSchema)` to create a new message.
+ */
+export const JoinRequest_MarkReadSchema: GenMessage<JoinRequest_MarkRead> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 0, 0);
+
+/**
+ * PresencePageRequest asks for a page of a joined room's presence; the
+ * reply carries it.
+ *
+ * @generated from message parley.v1.JoinRequest.PresencePageRequest
+ */
+export type JoinRequest_PresencePageRequest = Message<"parley.v1.JoinRequest.PresencePageRequest"> & {
+  /**
+   * The room.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The next_page_token of the previous page, or the joined event's
+   * presence_next_page_token.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * At most this many users: 1 to 1000; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message parley.v1.JoinRequest.PresencePageRequest.
+ * Use `create(JoinRequest_PresencePageRequestSchema)` to create a new message.
+ */
+export const JoinRequest_PresencePageRequestSchema: GenMessage<JoinRequest_PresencePageRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 0, 1);
 
 /**
  * JoinRoom asks to join a room and receive its events.
@@ -144,7 +226,7 @@ export type JoinRequest_JoinRoom = Message<"parley.v1.JoinRequest.JoinRoom"> & {
  * Use `create(JoinRequest_JoinRoomSchema)` to create a new message.
  */
 export const JoinRequest_JoinRoomSchema: GenMessage<JoinRequest_JoinRoom> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 0, 0);
+  messageDesc(file_parley_v1_chat_service, 0, 2);
 
 /**
  * LeaveRoom asks to stop receiving a room's events.
@@ -165,7 +247,7 @@ export type JoinRequest_LeaveRoom = Message<"parley.v1.JoinRequest.LeaveRoom"> &
  * Use `create(JoinRequest_LeaveRoomSchema)` to create a new message.
  */
 export const JoinRequest_LeaveRoomSchema: GenMessage<JoinRequest_LeaveRoom> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 0, 1);
+  messageDesc(file_parley_v1_chat_service, 0, 3);
 
 /**
  * Post sends a message to a joined room.
@@ -208,7 +290,7 @@ export type JoinRequest_Post = Message<"parley.v1.JoinRequest.Post"> & {
  * Use `create(JoinRequest_PostSchema)` to create a new message.
  */
 export const JoinRequest_PostSchema: GenMessage<JoinRequest_Post> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 0, 2);
+  messageDesc(file_parley_v1_chat_service, 0, 4);
 
 /**
  * EditMessage replaces the text of one of the user's messages.
@@ -250,7 +332,7 @@ export type JoinRequest_EditMessage = Message<"parley.v1.JoinRequest.EditMessage
  * Use `create(JoinRequest_EditMessageSchema)` to create a new message.
  */
 export const JoinRequest_EditMessageSchema: GenMessage<JoinRequest_EditMessage> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 0, 3);
+  messageDesc(file_parley_v1_chat_service, 0, 5);
 
 /**
  * DeleteMessage takes a message back.
@@ -285,7 +367,7 @@ export type JoinRequest_DeleteMessage = Message<"parley.v1.JoinRequest.DeleteMes
  * Use `create(JoinRequest_DeleteMessageSchema)` to create a new message.
  */
 export const JoinRequest_DeleteMessageSchema: GenMessage<JoinRequest_DeleteMessage> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 0, 4);
+  messageDesc(file_parley_v1_chat_service, 0, 6);
 
 /**
  * React adds or removes the user's reaction with one emoji.
@@ -327,7 +409,7 @@ export type JoinRequest_React = Message<"parley.v1.JoinRequest.React"> & {
  * Use `create(JoinRequest_ReactSchema)` to create a new message.
  */
 export const JoinRequest_ReactSchema: GenMessage<JoinRequest_React> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 0, 5);
+  messageDesc(file_parley_v1_chat_service, 0, 7);
 
 /**
  * SetTyping says whether the user is typing in a joined room.
@@ -355,7 +437,7 @@ export type JoinRequest_SetTyping = Message<"parley.v1.JoinRequest.SetTyping"> &
  * Use `create(JoinRequest_SetTypingSchema)` to create a new message.
  */
 export const JoinRequest_SetTypingSchema: GenMessage<JoinRequest_SetTyping> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 0, 6);
+  messageDesc(file_parley_v1_chat_service, 0, 8);
 
 /**
  * RefreshToken replaces the stream's token.
@@ -376,7 +458,7 @@ export type JoinRequest_RefreshToken = Message<"parley.v1.JoinRequest.RefreshTok
  * Use `create(JoinRequest_RefreshTokenSchema)` to create a new message.
  */
 export const JoinRequest_RefreshTokenSchema: GenMessage<JoinRequest_RefreshToken> = /*@__PURE__*/
-  messageDesc(file_parley_v1_chat_service, 0, 7);
+  messageDesc(file_parley_v1_chat_service, 0, 9);
 
 /**
  * JoinResponse is one frame sent by the server on a Join stream.
@@ -476,6 +558,23 @@ export type JoinResponse = Message<"parley.v1.JoinResponse"> & {
      */
     value: Reaction;
     case: "reactionRemoved";
+  } | {
+    /**
+     * The user's read marker in a room moved, on this or another
+     * connection of the same user.
+     *
+     * @generated from field: parley.v1.ReadMarker read_marker = 11;
+     */
+    value: ReadMarker;
+    case: "readMarker";
+  } | {
+    /**
+     * A member of a small room read further.
+     *
+     * @generated from field: parley.v1.Receipt receipt = 12;
+     */
+    value: Receipt;
+    case: "receipt";
   } | { case: undefined; value?: undefined };
 };
 
@@ -632,6 +731,14 @@ export type SubscribeResponse = Message<"parley.v1.SubscribeResponse"> & {
      */
     value: Reaction;
     case: "reactionRemoved";
+  } | {
+    /**
+     * A member of a small room read further.
+     *
+     * @generated from field: parley.v1.Receipt receipt = 12;
+     */
+    value: Receipt;
+    case: "receipt";
   } | { case: undefined; value?: undefined };
 };
 
@@ -1174,6 +1281,22 @@ export type ListPresenceRequest = Message<"parley.v1.ListPresenceRequest"> & {
    * @generated from field: string room = 1;
    */
   room: string;
+
+  /**
+   * At most this many users: 1 to 1000; 0 means every user in a small room
+   * and 100 in a big one.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page, or a joined event's
+   * presence_next_page_token.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
 };
 
 /**
@@ -1205,6 +1328,20 @@ export type ListPresenceResponse = Message<"parley.v1.ListPresenceResponse"> & {
    * @generated from field: bool stale = 2;
    */
   stale: boolean;
+
+  /**
+   * Pass as page_token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 3;
+   */
+  nextPageToken: string;
+
+  /**
+   * How many distinct users are online in the room.
+   *
+   * @generated from field: int32 online_count = 4;
+   */
+  onlineCount: number;
 };
 
 /**
@@ -1390,6 +1527,97 @@ export type DevLoginResponse = Message<"parley.v1.DevLoginResponse"> & {
  */
 export const DevLoginResponseSchema: GenMessage<DevLoginResponse> = /*@__PURE__*/
   messageDesc(file_parley_v1_chat_service, 29);
+
+/**
+ * MarkReadRequest moves the caller's read marker in a room.
+ *
+ * @generated from message parley.v1.MarkReadRequest
+ */
+export type MarkReadRequest = Message<"parley.v1.MarkReadRequest"> & {
+  /**
+   * The room.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The seq read up to.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message parley.v1.MarkReadRequest.
+ * Use `create(MarkReadRequestSchema)` to create a new message.
+ */
+export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 30);
+
+/**
+ * MarkReadResponse carries the marker as it is after the request.
+ *
+ * @generated from message parley.v1.MarkReadResponse
+ */
+export type MarkReadResponse = Message<"parley.v1.MarkReadResponse"> & {
+  /**
+   * The marker, with the caller's counts in the room.
+   *
+   * @generated from field: parley.v1.ReadMarker marker = 1;
+   */
+  marker?: ReadMarker | undefined;
+};
+
+/**
+ * Describes the message parley.v1.MarkReadResponse.
+ * Use `create(MarkReadResponseSchema)` to create a new message.
+ */
+export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 31);
+
+/**
+ * ListReceiptsRequest asks how far each member of a small room has read it.
+ *
+ * @generated from message parley.v1.ListReceiptsRequest
+ */
+export type ListReceiptsRequest = Message<"parley.v1.ListReceiptsRequest"> & {
+  /**
+   * The room.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+};
+
+/**
+ * Describes the message parley.v1.ListReceiptsRequest.
+ * Use `create(ListReceiptsRequestSchema)` to create a new message.
+ */
+export const ListReceiptsRequestSchema: GenMessage<ListReceiptsRequest> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 32);
+
+/**
+ * ListReceiptsResponse lists the room's receipts.
+ *
+ * @generated from message parley.v1.ListReceiptsResponse
+ */
+export type ListReceiptsResponse = Message<"parley.v1.ListReceiptsResponse"> & {
+  /**
+   * One per member who has read anything, by user id.
+   *
+   * @generated from field: repeated parley.v1.Receipt receipts = 1;
+   */
+  receipts: Receipt[];
+};
+
+/**
+ * Describes the message parley.v1.ListReceiptsResponse.
+ * Use `create(ListReceiptsResponseSchema)` to create a new message.
+ */
+export const ListReceiptsResponseSchema: GenMessage<ListReceiptsResponse> = /*@__PURE__*/
+  messageDesc(file_parley_v1_chat_service, 33);
 
 /**
  * MessageOrder says which way ListMessages walks a room's history.
@@ -1586,6 +1814,31 @@ export const ChatService: GenService<{
     methodKind: "unary";
     input: typeof ListMembersRequestSchema;
     output: typeof ListMembersResponseSchema;
+  },
+  /**
+   * MarkRead moves the caller's read marker in a room forward; a seq at or
+   * below the marker leaves it as it is, one beyond the room's head is
+   * taken as the head. The caller's other connections receive the new
+   * marker as a read_marker event.
+   *
+   * @generated from rpc parley.v1.ChatService.MarkRead
+   */
+  markRead: {
+    methodKind: "unary";
+    input: typeof MarkReadRequestSchema;
+    output: typeof MarkReadResponseSchema;
+  },
+  /**
+   * ListReceipts tells how far each member of a small room has read it
+   * ("seen by"); a room with more members than the server keeps receipts
+   * for answers FAILED_PRECONDITION.
+   *
+   * @generated from rpc parley.v1.ChatService.ListReceipts
+   */
+  listReceipts: {
+    methodKind: "unary";
+    input: typeof ListReceiptsRequestSchema;
+    output: typeof ListReceiptsResponseSchema;
   },
   /**
    * DevLogin mints a token for any user name. It exists only on a server

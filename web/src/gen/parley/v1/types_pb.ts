@@ -12,7 +12,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file parley/v1/types.proto.
  */
 export const file_parley_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChVwYXJsZXkvdjEvdHlwZXMucHJvdG8SCXBhcmxleS52MSKwAgoHTWVzc2FnZRIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIOCgZzZW5kZXIYAyABKAkSDAoEYm9keRgEIAEoCRIrCgdzZW50X2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jbGllbnRfbXNnX2lkGAYgASgJEhQKDHJlcGx5X3RvX3NlcRgHIAEoBBItCgllZGl0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYCSABKAgSKwoJcmVhY3Rpb25zGAogAygLMhgucGFybGV5LnYxLlJlYWN0aW9uQ291bnQSJQoIcmVwbHlfdG8YCyABKAsyEy5wYXJsZXkudjEuUmVwbHlSZWYingEKC01lc3NhZ2VFZGl0EgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEg4KBnNlbmRlchgDIAEoCRIrCgdzZW50X2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jbGllbnRfbXNnX2lkGAUgASgJEhIKCnRhcmdldF9zZXEYBiABKAQSDAoEYm9keRgHIAEoCSKSAQoNTWVzc2FnZURlbGV0ZRIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIOCgZzZW5kZXIYAyABKAkSKwoHc2VudF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2xpZW50X21zZ19pZBgFIAEoCRISCgp0YXJnZXRfc2VxGAYgASgEIpwBCghSZWFjdGlvbhIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIOCgZzZW5kZXIYAyABKAkSKwoHc2VudF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2xpZW50X21zZ19pZBgFIAEoCRISCgp0YXJnZXRfc2VxGAYgASgEEg0KBWVtb2ppGAcgASgJIkoKDVJlYWN0aW9uQ291bnQSDQoFZW1vamkYASABKAkSDQoFY291bnQYAiABKAUSDAoEbWluZRgDIAEoCBINCgV1c2VycxgEIAMoCSJJCghSZXBseVJlZhILCgNzZXEYASABKAQSDgoGc2VuZGVyGAIgASgJEg8KB3NuaXBwZXQYAyABKAkSDwoHZGVsZXRlZBgEIAEoCCLkAQoEUm9vbRIMCgRuYW1lGAEgASgJEi0KCnZpc2liaWxpdHkYAiABKA4yGS5wYXJsZXkudjEuUm9vbVZpc2liaWxpdHkSEAoIbGFzdF9zZXEYAyABKAQSMwoPbGFzdF9tZXNzYWdlX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxvbmxpbmVfY291bnQYBSABKAUSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKY3JlYXRlZF9ieRgHIAEoCSJeCgxQcmVzZW5jZU1ldGESDwoHY29ubl9pZBgBIAEoCRItCglvbmxpbmVfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmNsaWVudBgDIAEoCSJACghQcmVzZW5jZRIMCgR1c2VyGAEgASgJEiYKBW1ldGFzGAIgAygLMhcucGFybGV5LnYxLlByZXNlbmNlTWV0YSJPCgZKb2luZWQSDAoEcm9vbRgBIAEoCRIQCghoZWFkX3NlcRgCIAEoBBIlCghwcmVzZW5jZRgDIAMoCzITLnBhcmxleS52MS5QcmVzZW5jZSItCghSZXBsYXllZBIMCgRyb29tGAEgASgJEhMKC3Rocm91Z2hfc2VxGAIgASgEImUKDFByZXNlbmNlRGlmZhIMCgRyb29tGAEgASgJEiIKBWpvaW5zGAIgAygLMhMucGFybGV5LnYxLlByZXNlbmNlEiMKBmxlYXZlcxgDIAMoCzITLnBhcmxleS52MS5QcmVzZW5jZSI0CgZUeXBpbmcSDAoEcm9vbRgBIAEoCRIMCgR1c2VyGAIgASgJEg4KBmFjdGl2ZRgDIAEoCCKhAQoFUmVwbHkSCwoDcmVmGAEgASgJEgwKBGNvZGUYAiABKAUSDQoFZXJyb3IYAyABKAkSDAoEcm9vbRgEIAEoCRIjCgdtZXNzYWdlGAUgASgLMhIucGFybGV5LnYxLk1lc3NhZ2USLgoLcmV0cnlfYWZ0ZXIYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SCwoDc2VxGAcgASgEKoYBCg5Sb29tVmlzaWJpbGl0eRIfChtST09NX1ZJU0lCSUxJVFlfVU5TUEVDSUZJRUQQABIaChZST09NX1ZJU0lCSUxJVFlfUFVCTElDEAESGwoXUk9PTV9WSVNJQklMSVRZX1BSSVZBVEUQAhIaChZST09NX1ZJU0lCSUxJVFlfRElSRUNUEANCNVozZ2l0aHViLmNvbS9wYXJsZXljaGF0L3BhcmxleS9nZW4vcGFybGV5L3YxO3BhcmxleXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChVwYXJsZXkvdjEvdHlwZXMucHJvdG8SCXBhcmxleS52MSLCAgoHTWVzc2FnZRIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIOCgZzZW5kZXIYAyABKAkSDAoEYm9keRgEIAEoCRIrCgdzZW50X2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jbGllbnRfbXNnX2lkGAYgASgJEhQKDHJlcGx5X3RvX3NlcRgHIAEoBBItCgllZGl0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYCSABKAgSKwoJcmVhY3Rpb25zGAogAygLMhgucGFybGV5LnYxLlJlYWN0aW9uQ291bnQSJQoIcmVwbHlfdG8YCyABKAsyEy5wYXJsZXkudjEuUmVwbHlSZWYSEAoIbWVudGlvbnMYDCADKAkisAEKC01lc3NhZ2VFZGl0EgwKBHJvb20YASABKAkSCwoDc2VxGAIgASgEEg4KBnNlbmRlchgDIAEoCRIrCgdzZW50X2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1jbGllbnRfbXNnX2lkGAUgASgJEhIKCnRhcmdldF9zZXEYBiABKAQSDAoEYm9keRgHIAEoCRIQCghtZW50aW9ucxgIIAMoCSKSAQoNTWVzc2FnZURlbGV0ZRIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIOCgZzZW5kZXIYAyABKAkSKwoHc2VudF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2xpZW50X21zZ19pZBgFIAEoCRISCgp0YXJnZXRfc2VxGAYgASgEIpwBCghSZWFjdGlvbhIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIOCgZzZW5kZXIYAyABKAkSKwoHc2VudF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2xpZW50X21zZ19pZBgFIAEoCRISCgp0YXJnZXRfc2VxGAYgASgEEg0KBWVtb2ppGAcgASgJIkoKDVJlYWN0aW9uQ291bnQSDQoFZW1vamkYASABKAkSDQoFY291bnQYAiABKAUSDAoEbWluZRgDIAEoCBINCgV1c2VycxgEIAMoCSJJCghSZXBseVJlZhILCgNzZXEYASABKAQSDgoGc2VuZGVyGAIgASgJEg8KB3NuaXBwZXQYAyABKAkSDwoHZGVsZXRlZBgEIAEoCCKoAgoEUm9vbRIMCgRuYW1lGAEgASgJEi0KCnZpc2liaWxpdHkYAiABKA4yGS5wYXJsZXkudjEuUm9vbVZpc2liaWxpdHkSEAoIbGFzdF9zZXEYAyABKAQSMwoPbGFzdF9tZXNzYWdlX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxvbmxpbmVfY291bnQYBSABKAUSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKY3JlYXRlZF9ieRgHIAEoCRIVCg1sYXN0X3JlYWRfc2VxGAggASgEEhQKDHVucmVhZF9jb3VudBgJIAEoBRIVCg1tZW50aW9uX2NvdW50GAogASgFIl4KDFByZXNlbmNlTWV0YRIPCgdjb25uX2lkGAEgASgJEi0KCW9ubGluZV9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGY2xpZW50GAMgASgJIkAKCFByZXNlbmNlEgwKBHVzZXIYASABKAkSJgoFbWV0YXMYAiADKAsyFy5wYXJsZXkudjEuUHJlc2VuY2VNZXRhIsQBCgZKb2luZWQSDAoEcm9vbRgBIAEoCRIQCghoZWFkX3NlcRgCIAEoBBIlCghwcmVzZW5jZRgDIAMoCzITLnBhcmxleS52MS5QcmVzZW5jZRIUCgxvbmxpbmVfY291bnQYBCABKAUSIAoYcHJlc2VuY2VfbmV4dF9wYWdlX3Rva2VuGAUgASgJEhUKDWxhc3RfcmVhZF9zZXEYBiABKAQSJAoIcmVjZWlwdHMYByADKAsyEi5wYXJsZXkudjEuUmVjZWlwdCItCghSZXBsYXllZBIMCgRyb29tGAEgASgJEhMKC3Rocm91Z2hfc2VxGAIgASgEInsKDFByZXNlbmNlRGlmZhIMCgRyb29tGAEgASgJEiIKBWpvaW5zGAIgAygLMhMucGFybGV5LnYxLlByZXNlbmNlEiMKBmxlYXZlcxgDIAMoCzITLnBhcmxleS52MS5QcmVzZW5jZRIUCgxvbmxpbmVfY291bnQYBCABKAUiZAoMUHJlc2VuY2VQYWdlEiUKCHByZXNlbmNlGAEgAygLMhMucGFybGV5LnYxLlByZXNlbmNlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRIUCgxvbmxpbmVfY291bnQYAyABKAUiZgoKUmVhZE1hcmtlchIMCgRyb29tGAEgASgJEgsKA3NlcRgCIAEoBBIUCgx1bnJlYWRfY291bnQYAyABKAUSFQoNbWVudGlvbl9jb3VudBgEIAEoBRIQCghoZWFkX3NlcRgFIAEoBCJfCgdSZWNlaXB0EgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCRILCgNzZXEYAyABKAQSKwoHcmVhZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiNAoGVHlwaW5nEgwKBHJvb20YASABKAkSDAoEdXNlchgCIAEoCRIOCgZhY3RpdmUYAyABKAgi/QEKBVJlcGx5EgsKA3JlZhgBIAEoCRIMCgRjb2RlGAIgASgFEg0KBWVycm9yGAMgASgJEgwKBHJvb20YBCABKAkSIwoHbWVzc2FnZRgFIAEoCzISLnBhcmxleS52MS5NZXNzYWdlEi4KC3JldHJ5X2FmdGVyGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEgsKA3NlcRgHIAEoBBIqCgtyZWFkX21hcmtlchgIIAEoCzIVLnBhcmxleS52MS5SZWFkTWFya2VyEi4KDXByZXNlbmNlX3BhZ2UYCSABKAsyFy5wYXJsZXkudjEuUHJlc2VuY2VQYWdlKoYBCg5Sb29tVmlzaWJpbGl0eRIfChtST09NX1ZJU0lCSUxJVFlfVU5TUEVDSUZJRUQQABIaChZST09NX1ZJU0lCSUxJVFlfUFVCTElDEAESGwoXUk9PTV9WSVNJQklMSVRZX1BSSVZBVEUQAhIaChZST09NX1ZJU0lCSUxJVFlfRElSRUNUEANCNVozZ2l0aHViLmNvbS9wYXJsZXljaGF0L3BhcmxleS9nZW4vcGFybGV5L3YxO3BhcmxleXYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Message is one chat message as stored in a room's history.
@@ -96,6 +96,16 @@ export type Message = Message$1<"parley.v1.Message"> & {
    * @generated from field: parley.v1.ReplyRef reply_to = 11;
    */
   replyTo?: ReplyRef | undefined;
+
+  /**
+   * The users the text mentions as @user, parsed by the server from the
+   * current text, each once, in order of first mention: in a private or
+   * direct room only its members. Set on live, replayed and listed
+   * messages; a client need not parse bodies.
+   *
+   * @generated from field: repeated string mentions = 12;
+   */
+  mentions: string[];
 };
 
 /**
@@ -160,6 +170,13 @@ export type MessageEdit = Message$1<"parley.v1.MessageEdit"> & {
    * @generated from field: string body = 7;
    */
   body: string;
+
+  /**
+   * The users the new text mentions (see Message.mentions).
+   *
+   * @generated from field: repeated string mentions = 8;
+   */
+  mentions: string[];
 };
 
 /**
@@ -429,6 +446,29 @@ export type Room = Message$1<"parley.v1.Room"> & {
    * @generated from field: string created_by = 7;
    */
   createdBy: string;
+
+  /**
+   * The seq the caller has read the room up to; 0 if never marked.
+   *
+   * @generated from field: uint64 last_read_seq = 8;
+   */
+  lastReadSeq: bigint;
+
+  /**
+   * Messages after last_read_seq, not the caller's own, not deleted (edits
+   * and reactions are not messages).
+   *
+   * @generated from field: int32 unread_count = 9;
+   */
+  unreadCount: number;
+
+  /**
+   * Of those, the ones that mention the caller; in a direct room every
+   * unread message.
+   *
+   * @generated from field: int32 mention_count = 10;
+   */
+  mentionCount: number;
 };
 
 /**
@@ -522,11 +562,42 @@ export type Joined = Message$1<"parley.v1.Joined"> & {
   headSeq: bigint;
 
   /**
-   * Everyone online in the room, including the joining connection.
+   * Everyone online in the room, including the joining connection; in a
+   * big room (see online_count) only the first page of them.
    *
    * @generated from field: repeated parley.v1.Presence presence = 3;
    */
   presence: Presence[];
+
+  /**
+   * How many distinct users are online in the room.
+   *
+   * @generated from field: int32 online_count = 4;
+   */
+  onlineCount: number;
+
+  /**
+   * Set when presence is only the first page (a big room): pass it to
+   * ListPresence, or in a presence_page frame, for the next page.
+   *
+   * @generated from field: string presence_next_page_token = 5;
+   */
+  presenceNextPageToken: string;
+
+  /**
+   * The seq the caller has read the room up to; 0 if never marked.
+   *
+   * @generated from field: uint64 last_read_seq = 6;
+   */
+  lastReadSeq: bigint;
+
+  /**
+   * In a room with few enough members for receipts, every member's read
+   * marker ("seen by"); empty in bigger rooms.
+   *
+   * @generated from field: repeated parley.v1.Receipt receipts = 7;
+   */
+  receipts: Receipt[];
 };
 
 /**
@@ -593,6 +664,13 @@ export type PresenceDiff = Message$1<"parley.v1.PresenceDiff"> & {
    * @generated from field: repeated parley.v1.Presence leaves = 3;
    */
   leaves: Presence[];
+
+  /**
+   * How many distinct users are online in the room after this change.
+   *
+   * @generated from field: int32 online_count = 4;
+   */
+  onlineCount: number;
 };
 
 /**
@@ -601,6 +679,136 @@ export type PresenceDiff = Message$1<"parley.v1.PresenceDiff"> & {
  */
 export const PresenceDiffSchema: GenMessage<PresenceDiff> = /*@__PURE__*/
   messageDesc(file_parley_v1_types, 11);
+
+/**
+ * PresencePage is one page of a room's presence.
+ *
+ * @generated from message parley.v1.PresencePage
+ */
+export type PresencePage = Message$1<"parley.v1.PresencePage"> & {
+  /**
+   * One entry per online user, each with one meta per connection, ordered
+   * by user id.
+   *
+   * @generated from field: repeated parley.v1.Presence presence = 1;
+   */
+  presence: Presence[];
+
+  /**
+   * Pass as page_token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+
+  /**
+   * How many distinct users are online in the room.
+   *
+   * @generated from field: int32 online_count = 3;
+   */
+  onlineCount: number;
+};
+
+/**
+ * Describes the message parley.v1.PresencePage.
+ * Use `create(PresencePageSchema)` to create a new message.
+ */
+export const PresencePageSchema: GenMessage<PresencePage> = /*@__PURE__*/
+  messageDesc(file_parley_v1_types, 12);
+
+/**
+ * ReadMarker is how far a user has read a room. It only moves forward.
+ *
+ * @generated from message parley.v1.ReadMarker
+ */
+export type ReadMarker = Message$1<"parley.v1.ReadMarker"> & {
+  /**
+   * The room.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The seq the user has read the room up to.
+   *
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+
+  /**
+   * The user's unread messages in the room after seq, counted through
+   * head_seq (see Room.unread_count).
+   *
+   * @generated from field: int32 unread_count = 3;
+   */
+  unreadCount: number;
+
+  /**
+   * Of those, the ones that mention the user (see Room.mention_count).
+   *
+   * @generated from field: int32 mention_count = 4;
+   */
+  mentionCount: number;
+
+  /**
+   * The room's head when the counts were taken: messages with a greater
+   * seq are not counted in them.
+   *
+   * @generated from field: uint64 head_seq = 5;
+   */
+  headSeq: bigint;
+};
+
+/**
+ * Describes the message parley.v1.ReadMarker.
+ * Use `create(ReadMarkerSchema)` to create a new message.
+ */
+export const ReadMarkerSchema: GenMessage<ReadMarker> = /*@__PURE__*/
+  messageDesc(file_parley_v1_types, 13);
+
+/**
+ * Receipt tells how far one member has read a room ("seen by"). Only rooms
+ * with few enough members have receipts.
+ *
+ * @generated from message parley.v1.Receipt
+ */
+export type Receipt = Message$1<"parley.v1.Receipt"> & {
+  /**
+   * The room.
+   *
+   * @generated from field: string room = 1;
+   */
+  room: string;
+
+  /**
+   * The member.
+   *
+   * @generated from field: string user = 2;
+   */
+  user: string;
+
+  /**
+   * The seq the member has read the room up to.
+   *
+   * @generated from field: uint64 seq = 3;
+   */
+  seq: bigint;
+
+  /**
+   * When the member's marker last moved.
+   *
+   * @generated from field: google.protobuf.Timestamp read_at = 4;
+   */
+  readAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message parley.v1.Receipt.
+ * Use `create(ReceiptSchema)` to create a new message.
+ */
+export const ReceiptSchema: GenMessage<Receipt> = /*@__PURE__*/
+  messageDesc(file_parley_v1_types, 14);
 
 /**
  * Typing tells that a user started or stopped typing in a room.
@@ -635,7 +843,7 @@ export type Typing = Message$1<"parley.v1.Typing"> & {
  * Use `create(TypingSchema)` to create a new message.
  */
 export const TypingSchema: GenMessage<Typing> = /*@__PURE__*/
-  messageDesc(file_parley_v1_types, 12);
+  messageDesc(file_parley_v1_types, 15);
 
 /**
  * Reply answers one request frame of a Join stream. A reply with an empty
@@ -696,6 +904,20 @@ export type Reply = Message$1<"parley.v1.Reply"> & {
    * @generated from field: uint64 seq = 7;
    */
   seq: bigint;
+
+  /**
+   * For a successful mark_read: the marker as it is now.
+   *
+   * @generated from field: parley.v1.ReadMarker read_marker = 8;
+   */
+  readMarker?: ReadMarker | undefined;
+
+  /**
+   * For a successful presence_page: the page.
+   *
+   * @generated from field: parley.v1.PresencePage presence_page = 9;
+   */
+  presencePage?: PresencePage | undefined;
 };
 
 /**
@@ -703,7 +925,7 @@ export type Reply = Message$1<"parley.v1.Reply"> & {
  * Use `create(ReplySchema)` to create a new message.
  */
 export const ReplySchema: GenMessage<Reply> = /*@__PURE__*/
-  messageDesc(file_parley_v1_types, 13);
+  messageDesc(file_parley_v1_types, 16);
 
 /**
  * RoomVisibility says who may see and join a room.

@@ -1,0 +1,71 @@
+package load
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/parleychat/parley/cmd/parley/internal/cli"
+	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+	"github.com/parleychat/parley/server/app"
+)
+
+// lastRead is user's read marker in room, as ListRooms tells it.
+func lastRead(t *testing.T, s *app.Server, user, room string) uint64 {
+	t.Helper()
+	conn, err := grpc.NewClient(s.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tok, _, err := s.Keys.Mint(user, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+	resp, err := parleyv1.NewChatServiceClient(conn).ListRooms(ctx, &parleyv1.ListRoomsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range resp.GetRooms() {
+		if r.GetName() == room {
+			return r.GetLastReadSeq()
+		}
+	}
+	t.Fatalf("%s does not see room %s", user, room)
+	return 0
+}
+
+// --mark-read-rate: the receivers mark their rooms read on their own
+// streams while messages flow, with both ways of reading them; the run
+// stays clean, reports the marks, and the server has the markers.
+func TestBenchMarksRead(t *testing.T) {
+	for _, via := range []string{"h2", "grpc"} {
+		t.Run(via, func(t *testing.T) {
+			s := startServer(t, func(c *app.Config) {
+				if st := os.Getenv("PARLEY_TEST_STORE"); st != "" {
+					c.Store = st
+				}
+			})
+			rep, r := runBenchJSON(t, s.Addr(), "--receivers", "10", "--rooms", "2", "--senders", "2", "--rate", "200",
+				"--mark-read-rate", "100", "--receive-via", via, "--warmup", "300ms", "--duration", "1s", "--quiet")
+			wantCode(t, r, cli.ExitOK)
+			if !rep.OK || len(rep.Errors) != 0 || rep.Lost != 0 {
+				t.Fatalf("report is not clean: %+v", rep)
+			}
+			if rep.Marks < 50 || rep.Config.MarkReadRate != 100 {
+				t.Fatalf("%d marks in the measured second at --mark-read-rate 100", rep.Marks)
+			}
+			if got := lastRead(t, s, "bench-u0", "bench-0"); got == 0 {
+				t.Fatal("receiver 0's marker was not stored")
+			}
+		})
+	}
+	s := startServer(t)
+	wantCode(t, parley(t, s.Addr(), "", "bench", "--subscribe", "--mark-read-rate", "10"), cli.ExitUsage, "--mark-read-rate")
+}

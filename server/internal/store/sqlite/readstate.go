@@ -1,0 +1,475 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/parleychat/parley/server/internal/store"
+	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
+)
+
+// Read state: how the counts avoid a scan of the log is sqlstore's
+// readstate.go. The writer keeps the counters as it appends (one upsert of
+// room_senders per batch, mention rows for the rare messages that mention
+// someone); a marker's ordinals are worked out on the read pool, so the
+// writer only upserts the marker rows.
+
+func prepareReadState(p func(string) *sql.Stmt, st *statements, maxBatch int) {
+	for n := 1; n <= min(maxBatch, maxInsertRows); n *= 2 {
+		st.upsSenders[n] = p(upsertSendersSQL(n))
+	}
+	st.insMentions = p(`INSERT OR IGNORE INTO mentions (room, seq, user)
+		SELECT value ->> 'r', value ->> 's', value ->> 'u' FROM json_each(?)`)
+	st.delMentions = p("DELETE FROM mentions WHERE room = ? AND seq = ?")
+	// Retention removes a prefix of the room's seqs: the newest ord it
+	// removes is the ord of the newest row in the step's range.
+	st.updPrunedOrd = p(`UPDATE rooms SET pruned_ord = max(pruned_ord, coalesce(
+		(SELECT ord FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq DESC LIMIT 1), 0))
+		WHERE name = ?1`)
+	st.updPrunedSenders = p(`UPDATE room_senders SET pruned = pruned + p.n
+		FROM (SELECT sender, count(*) AS n FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 AND kind = 0 GROUP BY sender) AS p
+		WHERE room_senders.room = ?1 AND room_senders.sender = p.sender`)
+	st.delPrunedMentions = p("DELETE FROM mentions WHERE room = ? AND seq > ? AND seq <= ?")
+	// A marker moves only forward: the upsert leaves a row whose seq is
+	// not below the new one as it is, and RETURNING names only the rows
+	// it wrote.
+	st.upsMarkers = p(`INSERT INTO read_markers (room, user, seq, ord, own, read_at)
+		SELECT value ->> 'r', value ->> 'u', value ->> 's', value ->> 'o', value ->> 'w', ?2 FROM json_each(?1) WHERE true
+		ON CONFLICT (room, user) DO UPDATE SET seq = excluded.seq, ord = excluded.ord, own = excluded.own, read_at = excluded.read_at
+		WHERE excluded.seq > read_markers.seq
+		RETURNING room, user, seq, read_at`)
+	st.selMarkers = p(`SELECT mk.room, mk.user, mk.seq, mk.read_at FROM json_each(?) AS k
+		JOIN read_markers mk ON mk.room = k.value ->> 'r' AND mk.user = k.value ->> 'u'`)
+}
+
+// upsertSendersSQL returns an upsert of rows (room, sender, n, last)
+// into room_senders that returns each row's new msgs. Bound parameters,
+// not JSON: it runs in every batch.
+func upsertSendersSQL(rows int) string {
+	var sb strings.Builder
+	sb.WriteString("INSERT INTO room_senders (room, sender, msgs, last_seq) VALUES ")
+	for i := range rows {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString("(?,?,?,?)")
+	}
+	sb.WriteString(` ON CONFLICT (room, sender) DO UPDATE SET msgs = msgs + excluded.msgs, last_seq = excluded.last_seq
+		RETURNING room, sender, msgs`)
+	return sb.String()
+}
+
+type senderKey struct{ room, sender string }
+
+// senderCount is what a batch appended from one sender to one room.
+type senderCount struct {
+	n     int64  // messages
+	last  uint64 // the newest one's seq
+	after int64  // the sender's msgs in the room after the batch
+}
+
+// readCounters is what a batch adds to the read-state counters: the
+// messages per (room, sender), and the mention rows of the messages it
+// stored or whose mentions an edit or delete replaced.
+type readCounters struct {
+	senders  map[senderKey]*senderCount
+	keys     []senderKey
+	mentions map[seqKey][]string // the users to give a row, by message
+	args     []any
+}
+
+func newReadCounters() readCounters {
+	return readCounters{senders: make(map[senderKey]*senderCount), mentions: make(map[seqKey][]string)}
+}
+
+func (rc *readCounters) reset() {
+	clear(rc.senders)
+	clear(rc.mentions)
+}
+
+// message counts a message the batch stores and returns its place among
+// its sender's messages to its room in the batch (1, 2, ...).
+func (rc *readCounters) message(m store.Message) int64 {
+	k := senderKey{m.Room, m.Sender}
+	c := rc.senders[k]
+	if c == nil {
+		c = &senderCount{}
+		rc.senders[k] = c
+	}
+	c.n++
+	c.last = m.Seq
+	if users := sqlstore.MentionedUsers(m.Sender, m.Mentions); len(users) > 0 {
+		rc.mentions[seqKey{m.Room, m.Seq}] = users
+	}
+	return c.n
+}
+
+// sord is the sender's ordinal of their kth message of the batch in room.
+func (rc *readCounters) sord(room, sender string, k int64) int64 {
+	c := rc.senders[senderKey{room, sender}]
+	return c.after - c.n + k
+}
+
+// writeSenders adds the batch's messages to room_senders and learns each
+// sender's count after the batch, for sord. In key order, consecutive
+// rows land on the same pages.
+func (rc *readCounters) writeSenders(ctx context.Context, st *statements) error {
+	rc.keys = rc.keys[:0]
+	for k := range rc.senders {
+		rc.keys = append(rc.keys, k)
+	}
+	slices.SortFunc(rc.keys, func(a, b senderKey) int {
+		return cmp.Or(strings.Compare(a.room, b.room), strings.Compare(a.sender, b.sender))
+	})
+	for keys := rc.keys; len(keys) > 0; {
+		n := largest(st.upsSenders, len(keys))
+		args := rc.args[:0]
+		for _, k := range keys[:n] {
+			c := rc.senders[k]
+			args = append(args, k.room, k.sender, c.n, int64(c.last))
+		}
+		err := rc.upsertSenders(ctx, st.upsSenders[n], args)
+		clear(args)
+		rc.args = args[:0]
+		if err != nil {
+			return fmt.Errorf("count the messages of %d senders: %w", n, err)
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+func (rc *readCounters) upsertSenders(ctx context.Context, stmt *sql.Stmt, args []any) error {
+	rows, err := stmt.QueryContext(ctx, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k senderKey
+		var after int64
+		if err := rows.Scan(&k.room, &k.sender, &after); err != nil {
+			return err
+		}
+		if c := rc.senders[k]; c != nil {
+			c.after = after
+		}
+	}
+	return rows.Err()
+}
+
+// replaceMentions makes users (by sender) the mentions of room's message
+// seq: an edit's, or none for a delete. stored says that the message was
+// stored before the batch, so its rows in the table go now.
+func (rc *readCounters) replaceMentions(ctx context.Context, st *statements, room string, seq uint64, sender string, users []string, stored bool) error {
+	if stored {
+		if _, err := st.delMentions.ExecContext(ctx, room, int64(seq)); err != nil {
+			return fmt.Errorf("replace the mentions of seq %d of room %q: %w", seq, room, err)
+		}
+	}
+	k := seqKey{room, seq}
+	if users = sqlstore.MentionedUsers(sender, users); len(users) > 0 {
+		rc.mentions[k] = users
+	} else {
+		delete(rc.mentions, k)
+	}
+	return nil
+}
+
+// writeMentions stores the batch's mention rows, if any, in one
+// statement.
+func (rc *readCounters) writeMentions(ctx context.Context, st *statements) error {
+	if len(rc.mentions) == 0 {
+		return nil
+	}
+	type mention struct {
+		Room string `json:"r"`
+		Seq  uint64 `json:"s"`
+		User string `json:"u"`
+	}
+	var ms []mention
+	for k, users := range rc.mentions {
+		for _, u := range users {
+			ms = append(ms, mention{k.room, k.seq, u})
+		}
+	}
+	if err := rc.exec(ctx, st.insMentions, ms); err != nil {
+		return fmt.Errorf("store mentions: %w", err)
+	}
+	return nil
+}
+
+// exec runs stmt with v as its one JSON argument, if v is not empty.
+func (rc *readCounters) exec(ctx context.Context, stmt *sql.Stmt, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil || string(b) == "[]" {
+		return err
+	}
+	_, err = stmt.ExecContext(ctx, string(b))
+	return err
+}
+
+// markerRow is a marker to move, with its ordinals (sqlstore/readstate.go).
+type markerRow struct {
+	Room string `json:"r"`
+	User string `json:"u"`
+	Seq  int64  `json:"s"`
+	Ord  int64  `json:"o"`
+	Own  int64  `json:"w"`
+}
+
+// markerChunk is the most markers one writer request moves: a request is
+// part of one transaction with the appends of its batch, and a flood of
+// markers must not hold them up for long (docs/performance.md has the
+// figures).
+const markerChunk = 250
+
+// SetReadMarkers implements store.Store. It works out on the read pool
+// which markers move and their ordinals, then hands those to the writer
+// in chunks of markerChunk, each committed with whatever appends share
+// its batch: a marker is durable once SetReadMarkers returns, and a large
+// call spans several transactions (each marker moves in exactly one). A
+// call that fails may have moved some of its markers; calling it again
+// does no harm.
+func (s *Store) SetReadMarkers(ctx context.Context, ms []store.ReadMarker) ([]store.ReadMarker, error) {
+	batch := sqlstore.NewMarkerBatch(ms)
+	got, moves, err := s.planMarkers(ctx, batch)
+	if err != nil {
+		return nil, err
+	}
+	for len(moves) > 0 {
+		n := min(len(moves), markerChunk)
+		res, err := s.do(ctx, op{markers: moves[:n]})
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range res.markers {
+			got[sqlstore.MarkerKey{Room: m.Room, User: m.User}] = m
+		}
+		moves = moves[n:]
+	}
+	return sqlstore.Answer(ms, got), nil
+}
+
+// planMarkersSQL reads, for each marker asked for (a JSON array of
+// {r, u, s}) in a room that exists, its seq clamped to the head, the
+// stored marker, and if it moves the ordinals at the new seq: the ord of
+// the newest entry at or before it (at the head, the room's msgs: most
+// markers are set there), and the user's messages at or before it: all
+// of them unless the user wrote after it, else one less than the sord of
+// the user's first message after it (a walk from the new seq to that
+// message; rows retention took are simply not found).
+const planMarkersSQL = `SELECT c.r, c.u, c.s, c.old, c.at,
+		CASE WHEN c.s <= c.old THEN NULL WHEN c.s = c.head THEN c.msgs
+			ELSE coalesce((SELECT m.ord FROM messages m WHERE m.room = c.r AND m.seq <= c.s ORDER BY m.seq DESC LIMIT 1), 0) END,
+		CASE WHEN c.s > c.old THEN coalesce((SELECT CASE WHEN rs.last_seq <= c.s THEN rs.msgs ELSE coalesce((SELECT m.sord - 1 FROM messages m
+			WHERE m.room = c.r AND m.seq > c.s AND m.seq <= rs.last_seq AND m.sender = c.u AND m.kind = 0 ORDER BY m.seq LIMIT 1), rs.msgs) END
+			FROM room_senders rs WHERE rs.room = c.r AND rs.sender = c.u), 0) END
+	FROM (SELECT k.value ->> 'r' AS r, k.value ->> 'u' AS u, min(k.value ->> 's', rm.last_seq) AS s,
+			rm.last_seq AS head, rm.msgs AS msgs, coalesce(mk.seq, 0) AS old, coalesce(mk.read_at, 0) AS at
+		FROM json_each(?) AS k
+		JOIN rooms rm ON rm.name = k.value ->> 'r'
+		LEFT JOIN read_markers mk ON mk.room = k.value ->> 'r' AND mk.user = k.value ->> 'u') AS c`
+
+// planMarkers returns the markers of batch that stay as they are (by key;
+// a marker never set has seq 0), and those that move. Markers of unknown
+// rooms are in neither.
+func (s *Store) planMarkers(ctx context.Context, batch *sqlstore.MarkerBatch) (_ map[sqlstore.MarkerKey]store.ReadMarker, _ []markerRow, err error) {
+	if err := s.gate.Enter(); err != nil {
+		return nil, nil, err
+	}
+	defer s.exit(&err)
+	in := make([]markerRow, len(batch.Keys))
+	for i, k := range batch.Keys {
+		in[i] = markerRow{Room: k.Room, User: k.User, Seq: sqlstore.ClampSeq(batch.Seqs[i])}
+	}
+	list, err := json.Marshal(in)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sqlite: encode read markers: %w", err)
+	}
+	rows, err := s.read.QueryContext(ctx, planMarkersSQL, string(list))
+	if err != nil {
+		return nil, nil, fmt.Errorf("sqlite: read markers: %w", err)
+	}
+	defer rows.Close()
+	got := make(map[sqlstore.MarkerKey]store.ReadMarker, len(in))
+	var moves []markerRow
+	for rows.Next() {
+		var m markerRow
+		var old, at int64
+		var ord, own sql.NullInt64
+		if err := rows.Scan(&m.Room, &m.User, &m.Seq, &old, &at, &ord, &own); err != nil {
+			return nil, nil, fmt.Errorf("sqlite: read markers: %w", err)
+		}
+		if m.Seq > old {
+			m.Ord, m.Own = ord.Int64, own.Int64
+			moves = append(moves, m)
+			continue
+		}
+		got[sqlstore.MarkerKey{Room: m.Room, User: m.User}] = store.ReadMarker{Room: m.Room, User: m.User, Seq: uint64(old), ReadAt: fromNanos(at)}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("sqlite: read markers: %w", err)
+	}
+	return got, moves, nil
+}
+
+// setMarkers moves a chunk of markers in the writer's transaction and
+// answers with them as they are after: those another call moved further
+// meanwhile are read back.
+func (b *batchState) setMarkers(ctx context.Context, st *statements, req *request) error {
+	list, err := json.Marshal(req.In.markers)
+	if err != nil {
+		return fmt.Errorf("encode read markers: %w", err)
+	}
+	rows, err := st.upsMarkers.QueryContext(ctx, string(list), b.now)
+	if err != nil {
+		return fmt.Errorf("move read markers: %w", err)
+	}
+	out, err := sqlstore.Collect(rows, make([]store.ReadMarker, 0, len(req.In.markers)), scanMarker)
+	rows.Close()
+	if err != nil {
+		return fmt.Errorf("move read markers: %w", err)
+	}
+	if len(out) < len(req.In.markers) {
+		if out, err = b.readMarkersBack(ctx, st, req.In.markers, out); err != nil {
+			return err
+		}
+	}
+	req.Out.markers = out
+	return nil
+}
+
+// readMarkersBack adds to out the markers of ms that the upsert left as
+// they were.
+func (b *batchState) readMarkersBack(ctx context.Context, st *statements, ms []markerRow, out []store.ReadMarker) ([]store.ReadMarker, error) {
+	moved := make(map[sqlstore.MarkerKey]bool, len(out))
+	for _, m := range out {
+		moved[sqlstore.MarkerKey{Room: m.Room, User: m.User}] = true
+	}
+	var rest []markerRow
+	for _, m := range ms {
+		if !moved[sqlstore.MarkerKey{Room: m.Room, User: m.User}] {
+			rest = append(rest, m)
+		}
+	}
+	list, err := json.Marshal(rest)
+	if err != nil {
+		return nil, fmt.Errorf("encode read markers: %w", err)
+	}
+	rows, err := st.selMarkers.QueryContext(ctx, string(list))
+	if err != nil {
+		return nil, fmt.Errorf("read markers back: %w", err)
+	}
+	defer rows.Close()
+	return sqlstore.Collect(rows, out, scanMarker)
+}
+
+func scanMarker(row sqlstore.Row) (store.ReadMarker, error) {
+	var m store.ReadMarker
+	var seq, at int64
+	err := row.Scan(&m.Room, &m.User, &seq, &at)
+	m.Seq, m.ReadAt = uint64(seq), fromNanos(at)
+	return m, err
+}
+
+// readStateSQL is what a room's row needs beside it for user ?1's read
+// state (sqlstore.ReadCounts): the marker, the room's and the user's
+// counters, and the two ranges after the marker that are counted, both
+// over small indexes: the deleted messages and the user's mentions (not
+// needed in a direct room, where every unread message counts).
+var (
+	readStateColumns = fmt.Sprintf(`, coalesce(mk.seq, 0), coalesce(mk.ord, 0), coalesce(mk.own, 0), r.msgs, r.pruned_ord,
+		coalesce(rs.msgs, 0), coalesce(rs.pruned, 0),
+		(SELECT count(*) FROM messages d WHERE d.room = r.name AND d.deleted = 1 AND d.seq > coalesce(mk.seq, 0) AND d.sender <> ?1),
+		CASE WHEN r.visibility = %d THEN 0 ELSE
+			(SELECT count(*) FROM mentions x WHERE x.room = r.name AND x.user = ?1 AND x.seq > coalesce(mk.seq, 0)) END`, store.Direct)
+	roomStateColumns = "r.name, r.visibility, r.created_by, r.created_at, r.last_seq, r.last_message_at" + readStateColumns
+)
+
+const readStateJoins = ` FROM rooms r
+	LEFT JOIN read_markers mk ON mk.room = r.name AND mk.user = ?1
+	LEFT JOIN room_senders rs ON rs.room = r.name AND rs.sender = ?1`
+
+// scanRoomState scans a room with its reader's read state.
+func scanRoomState(row sqlstore.Row) (store.Room, error) {
+	var r store.Room
+	var vis int
+	var created, seq, last, mkSeq int64
+	var c sqlstore.ReadCounts
+	if err := row.Scan(&r.Name, &vis, &r.CreatedBy, &created, &seq, &last, &mkSeq, &c.MarkerOrd, &c.MarkerOwn,
+		&c.RoomMsgs, &c.PrunedOrd, &c.OwnMsgs, &c.OwnPruned, &c.DeletedAfter, &c.MentionsAfter); err != nil {
+		return store.Room{}, err
+	}
+	r.Visibility, r.CreatedAt = store.Visibility(vis), fromNanos(created)
+	r.LastSeq, r.LastMessageAt = uint64(seq), fromNanos(last)
+	c.Direct, c.Head, c.MarkerSeq = r.Visibility == store.Direct, r.LastSeq, uint64(mkSeq)
+	r.Read = c.State()
+	return r, nil
+}
+
+// ReadState implements store.Store: one statement, so the counts are of
+// one snapshot.
+func (s *Store) ReadState(ctx context.Context, user, room string) (_ store.ReadState, err error) {
+	if err := s.gate.Enter(); err != nil {
+		return store.ReadState{}, err
+	}
+	defer s.exit(&err)
+	r, err := scanRoomState(s.read.QueryRowContext(ctx, "SELECT "+roomStateColumns+readStateJoins+" WHERE r.name = ?2", user, room))
+	if err != nil {
+		return store.ReadState{}, sqlstore.RoomErr("sqlite", room, err)
+	}
+	return r.Read, nil
+}
+
+// VisibleRooms implements store.Store.
+func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit int) (_ []store.Room, err error) {
+	if err := s.gate.Enter(); err != nil {
+		return nil, err
+	}
+	defer s.exit(&err)
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.read.QueryContext(ctx, "SELECT "+roomStateColumns+readStateJoins+` WHERE r.name > ?2
+		AND (r.visibility = ?3 OR EXISTS (SELECT 1 FROM members WHERE members.room = r.name AND members.user = ?1))
+		ORDER BY r.name LIMIT ?4`, user, afterName, int(store.Public), limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list rooms for %q: %w", user, err)
+	}
+	defer rows.Close()
+	out, err := sqlstore.Collect(rows, nil, scanRoomState)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list rooms for %q: %w", user, err)
+	}
+	return out, nil
+}
+
+// ReadMarkers implements store.Store.
+func (s *Store) ReadMarkers(ctx context.Context, room string, limit int) (_ []store.ReadMarker, err error) {
+	if err := s.gate.Enter(); err != nil {
+		return nil, err
+	}
+	defer s.exit(&err)
+	if err := s.roomExists(ctx, room); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.read.QueryContext(ctx, "SELECT room, user, seq, read_at FROM read_markers WHERE room = ? ORDER BY user LIMIT ?", room, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: read markers of %q: %w", room, err)
+	}
+	defer rows.Close()
+	out, err := sqlstore.Collect(rows, nil, scanMarker)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: read markers of %q: %w", room, err)
+	}
+	return out, nil
+}
