@@ -71,10 +71,18 @@ type Config struct {
 	GapWait time.Duration
 	// PresenceBatchMin is the number of connections from which a room
 	// gathers its presence joins and leaves and announces them together,
-	// one diff per PresenceBatchWindow at most (defaults 100 and 100ms).
-	// Smaller rooms announce each at once.
+	// one diff per PresenceBatchWindow at most (defaults 100 and
+	// DefaultPresenceBatchWindow); a big room does so too. Smaller rooms
+	// announce each at once.
 	PresenceBatchMin    int
 	PresenceBatchWindow time.Duration
+	// PresencePageThreshold is the number of distinct users online from
+	// which a room is big: a joiner's state holds the online count and the
+	// first PresencePageSize users of its presence, not all of them, and
+	// the rest is paged through on request (defaults
+	// DefaultPresencePageThreshold and 100; see presence.go).
+	PresencePageThreshold int
+	PresencePageSize      int
 
 	// WireForm, if set, turns the bytes of a frame that many connections
 	// receive (messages, presence diffs, typing) into the form the
@@ -88,6 +96,9 @@ const (
 	DefaultMaxRoomsPerConn = 256
 	DefaultSubject         = "parley"
 	DefaultNodeTimeout     = 5 * time.Second
+
+	DefaultPresenceBatchWindow   = 100 * time.Millisecond
+	DefaultPresencePageThreshold = 1000
 )
 
 func (c *Config) setDefaults() {
@@ -125,7 +136,13 @@ func (c *Config) setDefaults() {
 		c.PresenceBatchMin = 100
 	}
 	if c.PresenceBatchWindow <= 0 {
-		c.PresenceBatchWindow = 100 * time.Millisecond
+		c.PresenceBatchWindow = DefaultPresenceBatchWindow
+	}
+	if c.PresencePageThreshold <= 0 {
+		c.PresencePageThreshold = DefaultPresencePageThreshold
+	}
+	if c.PresencePageSize <= 0 {
+		c.PresencePageSize = 100
 	}
 }
 
