@@ -74,6 +74,8 @@ func runServe(args []string, stderr io.Writer) error {
 	fs.Float64Var(&cfg.SendRate, "send-rate", app.DefaultSendRate, "messages per second one user may send across all streams and REST; negative for no limit (load tests)")
 	fs.IntVar(&cfg.SendBurst, "send-burst", 0, "burst of sends allowed above --send-rate (default 2×send-rate)")
 	fs.IntVar(&cfg.MaxJoinStreamsPerUser, "max-join-streams-per-user", app.DefaultMaxJoinStreamsPerUser, "Join streams one user may have open at once")
+	fs.IntVar(&cfg.PresencePageThreshold, "presence-page-threshold", app.DefaultPresencePageThreshold, "distinct users online from which a room is big: joiners get the online count and the first 100 users of its presence, and page through the rest")
+	fs.DurationVar(&cfg.PresenceDiffInterval, "presence-diff-interval", app.DefaultPresenceDiffInterval, "in a room with 100 connections or more, or a big one, presence changes are gathered this long and announced in one diff")
 	fs.StringVar(&cfg.DefaultRoom, "default-room", app.DefaultRoomName, "public room created at start if missing; - for none")
 	fs.DurationVar(&cfg.Retention.MaxAge, "retention-max-age", 0, "delete messages older than this (e.g. 720h); 0 keeps them")
 	fs.IntVar(&cfg.Retention.MaxMessages, "retention-max-messages", 0, "keep at most this many newest messages per room; 0 keeps all")
