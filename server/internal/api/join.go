@@ -133,8 +133,13 @@ func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) erro
 		err = sess.typing(f.Typing)
 	case *parleyv1.JoinRequest_Refresh:
 		err = sess.refresh(f.Refresh.GetToken())
+	case *parleyv1.JoinRequest_PresencePage:
+		reply.Room = f.PresencePage.GetRoom()
+		if err = sess.presencePage(f.PresencePage, reply); err == nil {
+			return nil // the reply, with the page, was queued in turn with the room's diffs
+		}
 	default:
-		err = invalidf("frame must set one of join, leave, send, typing, refresh, edit, delete, react, unreact")
+		err = invalidf("frame must set one of join, leave, send, typing, refresh, edit, delete, react, unreact, presence_page")
 	}
 	return sess.reply(reply, err)
 }
