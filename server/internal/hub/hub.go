@@ -97,8 +97,8 @@ const (
 	DefaultSubject         = "parley"
 	DefaultNodeTimeout     = 5 * time.Second
 
-	DefaultPresenceBatchWindow   = 100 * time.Millisecond
-	DefaultPresencePageThreshold = 1000
+	DefaultPresenceBatchWindow   = 250 * time.Millisecond
+	DefaultPresencePageThreshold = 64
 )
 
 func (c *Config) setDefaults() {

@@ -111,7 +111,7 @@ func (r *room) addLocked(c *Conn, opts JoinOptions) error {
 	var diff []Presence
 	if c.tracked {
 		meta := Meta{ConnID: c.ID, OnlineAt: r.hub.now().UTC(), Client: c.Client, Node: r.hub.cfg.NodeID}
-		r.presence[c.User] = append(r.presence[c.User], meta)
+		r.addMetaLocked(c.User, meta)
 		diff = []Presence{{User: c.User, Metas: []Meta{meta}}}
 	}
 	// Decided with the joiner counted, so the join that makes a room big
@@ -191,8 +191,11 @@ func (r *room) joinedStateLocked(batch bool) ([]byte, error) {
 }
 
 // bigLocked reports whether the room has PresencePageThreshold distinct
-// users online or more: too many for every joiner to be handed all of them.
-func (r *room) bigLocked() bool { return len(r.presence) >= r.hub.cfg.PresencePageThreshold }
+// users online or more, or as many connections: too many for every joiner
+// to be handed all of them, and for every change to be a diff of its own.
+func (r *room) bigLocked() bool {
+	return max(len(r.presence), r.metaCount) >= r.hub.cfg.PresencePageThreshold
+}
 
 // batchingLocked reports whether presence changes wait to be announced
 // together: in a room with PresenceBatchMin connections or more, where
@@ -405,8 +408,15 @@ func (r *room) removeMetaLocked(user, connID string) {
 	r.setMetasLocked(user, r.presence[user].without(connID))
 }
 
+// addMetaLocked adds one connection's meta to the presence.
+func (r *room) addMetaLocked(user string, m Meta) {
+	r.presence[user] = append(r.presence[user], m)
+	r.metaCount++
+}
+
 // setMetasLocked makes ms user's metas; a user without any is not present.
 func (r *room) setMetasLocked(user string, ms metas) {
+	r.metaCount += len(ms) - len(r.presence[user])
 	if len(ms) > 0 {
 		r.presence[user] = ms
 	} else {

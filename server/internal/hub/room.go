@@ -33,6 +33,8 @@ type room struct {
 	presence map[string]metas         // by user
 	unsub    func()                   // ends the room's broker subscription; nil when not subscribed
 	gapTimer *time.Timer              // armed while messages wait for a gap to fill
+	// metaCount counts the metas in presence: the connections online.
+	metaCount int
 
 	// holds counts the callers of Hub.room that have not released the room
 	// yet; -1 once the room is unloaded, when a hold fails. Atomic, so that
