@@ -135,9 +135,10 @@ type Config struct {
 	// MaxJoinStreamsPerUser bounds one user's open Join streams (default
 	// DefaultMaxJoinStreamsPerUser).
 	MaxJoinStreamsPerUser int
-	// PresencePageThreshold is the number of distinct users online from
-	// which a room is big: a joiner gets the online count and the first
-	// page of its presence, and pages through the rest (default
+	// PresencePageThreshold is the number of distinct users online, or of
+	// connections, from which a room is big: a joiner gets the online
+	// count and the first page of its presence, and pages through the
+	// rest, and presence changes are gathered (default
 	// DefaultPresencePageThreshold; see docs/clients.md).
 	PresencePageThreshold int
 	// PresenceDiffInterval is how long a large room gathers presence

@@ -76,11 +76,12 @@ type Config struct {
 	// announce each at once.
 	PresenceBatchMin    int
 	PresenceBatchWindow time.Duration
-	// PresencePageThreshold is the number of distinct users online from
-	// which a room is big: a joiner's state holds the online count and the
-	// first PresencePageSize users of its presence, not all of them, and
-	// the rest is paged through on request (defaults
-	// DefaultPresencePageThreshold and 100; see presence.go).
+	// PresencePageThreshold is the number of distinct users online, or of
+	// connections, from which a room is big: a joiner's state holds the
+	// online count and the first PresencePageSize users of its presence,
+	// not all of them, the rest is paged through on request, and changes
+	// are gathered (defaults DefaultPresencePageThreshold and 100; see
+	// presence.go).
 	PresencePageThreshold int
 	PresencePageSize      int
 
