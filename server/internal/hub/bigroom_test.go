@@ -374,3 +374,31 @@ func TestRemotePresenceCoalescedInBigRooms(t *testing.T) {
 	}
 	t.Logf("%d diffs for %d remote joins", v.diffs, crowd)
 }
+
+// Connections count toward a big room too: a few users holding many
+// connections (bots, a gateway) make a room big, whose changes are
+// gathered and whose joiners get a page.
+func TestManyConnectionsOfFewUsersMakeARoomBig(t *testing.T) {
+	h := bigRoomHub(t, 5, 1)
+	first := joinR(t, h, "bot")
+	for range 3 { // 4 connections: small, each join a diff at once
+		joinR(t, h, "bot")
+	}
+	if evs := queued(t, first); len(evs) != 4 || evs[3].Kind != EventPresenceDiff || evs[3].OnlineCount != 1 {
+		t.Fatalf("first connection got %d frames for 3 more of its user's, want its state and 3 diffs", len(evs))
+	}
+	joinR(t, h, "bot") // the fifth: big
+	joinR(t, h, "alice")
+	if evs := queued(t, first); len(evs) != 0 {
+		t.Fatalf("joins in a room of 5 connections were announced at once: %v", evs)
+	}
+	flush(t, h)
+	if evs := queued(t, first); len(evs) != 1 || metaCount(evs[0].Joins) != 2 || evs[0].OnlineCount != 2 {
+		t.Fatalf("after the window: %+v, want one diff with the 2 joins, 2 online", evs)
+	}
+	carol := joinR(t, h, "carol")
+	st := queued(t, carol)[0]
+	if got := usersOf(st.Presence); !slices.Equal(got, []string{"alice"}) || st.PresenceNext != "alice" || st.OnlineCount != 2 {
+		t.Fatalf("joiner's state: %v, next %q, online %d; want a page of [alice], next after alice, 2 online", got, st.PresenceNext, st.OnlineCount)
+	}
+}
