@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
 	"github.com/parleychat/parley/server/app"
+	"github.com/parleychat/parley/server/internal/hub"
 )
 
 // joinCrowd joins n users (prefix and a number) to room, each on a Join
@@ -216,6 +218,8 @@ func TestPresencePageBadInput(t *testing.T) {
 		{"token of another kind", 0, b64("r1|big"), codes.InvalidArgument, "page_token is not one this server issued"},
 		{"token with a bad user", 0, b64("p1|big|../*"), codes.InvalidArgument, "page_token is not one this server issued"},
 		{"token without a user", 0, b64("p1|big"), codes.InvalidArgument, "page_token is not one this server issued"},
+		{"token with a bad time", 0, b64("p1|big|u001|soon|ABCD"), codes.InvalidArgument, "page_token is not one this server issued"},
+		{"token with a bad connection", 0, b64("p1|big|u001|12|abc!"), codes.InvalidArgument, "page_token is not one this server issued"},
 		{"token of another room", 0, tokenOfOther, codes.InvalidArgument, `issued for the presence of room "other", not "big"`},
 		{"token too long", 0, strings.Repeat("A", 300), codes.InvalidArgument, "page_token is not one this server issued"},
 	}
@@ -247,3 +251,71 @@ func TestPresencePageBadInput(t *testing.T) {
 }
 
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// A user with more connections than a page holds is split over pages, the
+// token carrying where inside the user the next page starts: ListPresence
+// and presence_page list each connection exactly once.
+func TestPresencePagesSplitAUserWithManyConnections(t *testing.T) {
+	ts := startServer(t, func(c *app.Config) { c.PresencePageThreshold = 3 })
+	ts.createRoom(t, "big")
+	crowd := joinCrowd(t, ts, "big", "u", 4)
+	conn, tok := ts.dial(t), ts.token(t, "bot")
+	for range 5 {
+		openJoin(t, conn, tok).join("big", nil)
+	}
+	waitFor(t, "bot's 5 connections announced", func() bool {
+		r, err := ts.Hub().PresencePage(context.Background(), "big", hub.PageCursor{}, 1000)
+		n := 0
+		for _, p := range r.Presence {
+			n += len(p.Metas)
+		}
+		return err == nil && r.Online == 5 && n == 9
+	})
+	c, ctx := ts.client(t, "reader")
+	for _, way := range []string{"ListPresence", "presence_page"} {
+		t.Run(way, func(t *testing.T) {
+			seen := map[string]int{}
+			token, pages := "", 0
+			for {
+				var ps []*parleyv1.Presence
+				if way == "ListPresence" {
+					r, err := c.ListPresence(ctx, &parleyv1.ListPresenceRequest{Room: "big", PageSize: 2, PageToken: token})
+					if err != nil {
+						t.Fatal(err)
+					}
+					ps, token = r.GetPresence(), r.GetNextPageToken()
+				} else {
+					ref := crowd[0].send(&parleyv1.JoinRequest{Frame: &parleyv1.JoinRequest_PresencePage{PresencePage: &parleyv1.JoinRequest_PresencePageRequest{
+						Room: "big", PageToken: token, PageSize: 2}}})
+					r := crowd[0].reply(ref)
+					if r.GetCode() != 0 {
+						t.Fatalf("presence_page: %s", r.GetError())
+					}
+					ps, token = r.GetPresencePage().GetPresence(), r.GetPresencePage().GetNextPageToken()
+				}
+				pages++
+				n := 0
+				for _, p := range ps {
+					for _, m := range p.GetMetas() {
+						seen[p.GetUser()+"/"+m.GetConnId()]++
+						n++
+					}
+				}
+				if n > 2 || n == 0 {
+					t.Fatalf("page %d holds %d connections, want 1 or 2", pages, n)
+				}
+				if token == "" {
+					break
+				}
+			}
+			if len(seen) != 9 {
+				t.Fatalf("pages listed %d connections, want 9: %v", len(seen), seen)
+			}
+			for k, n := range seen {
+				if n != 1 {
+					t.Errorf("%s listed %d times", k, n)
+				}
+			}
+		})
+	}
+}

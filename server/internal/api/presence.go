@@ -3,7 +3,10 @@ package api
 import (
 	"context"
 	"encoding/base64"
+	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -13,7 +16,8 @@ import (
 )
 
 // Pages of presence (see docs/clients.md): a page token is the room and
-// the last user of the page before, so users joining or leaving between
+// where the page before ended — after a user, or after one connection of a
+// user with more than a page holds — so users joining or leaving between
 // two pages shift none of the others. It is opaque to clients.
 
 const (
@@ -23,42 +27,58 @@ const (
 	presenceTokenPrefix = "p1|"
 )
 
-// presenceToken is the page token for the page after user in room; empty
-// when user is (no page follows).
-func presenceToken(room, user string) string {
-	if user == "" {
+// connIDRE matches the connection ids the hub makes (base32, no padding).
+var connIDRE = regexp.MustCompile(`^[A-Z2-7]{1,32}$`)
+
+// presenceToken is the page token for the page after c in room; empty for
+// the zero cursor (no page follows).
+func presenceToken(room string, c hub.PageCursor) string {
+	if c == (hub.PageCursor{}) {
 		return ""
 	}
-	return base64.RawURLEncoding.EncodeToString([]byte(presenceTokenPrefix + room + "|" + user))
+	tok := presenceTokenPrefix + room + "|" + c.User
+	if c.Conn != "" {
+		tok += "|" + strconv.FormatInt(c.OnlineAt.UnixNano(), 10) + "|" + c.Conn
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(tok))
 }
 
-// parsePresenceToken returns the user a page token for room's presence
-// continues after ("" for no token).
-func parsePresenceToken(tok, room string) (string, error) {
+// parsePresenceToken returns where a page token for room's presence
+// continues (the zero cursor for no token).
+func parsePresenceToken(tok, room string) (hub.PageCursor, error) {
 	if tok == "" {
-		return "", nil
+		return hub.PageCursor{}, nil
 	}
 	bad := invalidf("page_token is not one this server issued for the presence of room %q; start again without it", room)
-	if len(tok) > 200 {
-		return "", bad
+	if len(tok) > 300 {
+		return hub.PageCursor{}, bad
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil {
-		return "", bad
+		return hub.PageCursor{}, bad
 	}
 	rest, ok := strings.CutPrefix(string(raw), presenceTokenPrefix)
 	if !ok {
-		return "", bad
+		return hub.PageCursor{}, bad
 	}
-	// A room name has no '|' (validateRoom), a user id neither.
-	issued, user, ok := strings.Cut(rest, "|")
-	if !ok || !auth.ValidUser(user) {
-		return "", bad
+	// Neither a room name (validateRoom), a user id nor a connection id
+	// has a '|'.
+	parts := strings.Split(rest, "|")
+	if (len(parts) != 2 && len(parts) != 4) || !auth.ValidUser(parts[1]) {
+		return hub.PageCursor{}, bad
 	}
-	if issued != room {
-		return "", invalidf("page_token was issued for the presence of room %q, not %q; page through each room with its own tokens", truncate(issued, 80), room)
+	c := hub.PageCursor{User: parts[1]}
+	if len(parts) == 4 {
+		nanos, err := strconv.ParseInt(parts[2], 10, 64)
+		if err != nil || !connIDRE.MatchString(parts[3]) {
+			return hub.PageCursor{}, bad
+		}
+		c.OnlineAt, c.Conn = time.Unix(0, nanos).UTC(), parts[3]
 	}
-	return user, nil
+	if parts[0] != room {
+		return hub.PageCursor{}, invalidf("page_token was issued for the presence of room %q, not %q; page through each room with its own tokens", truncate(parts[0], 80), room)
+	}
+	return c, nil
 }
 
 // presencePageSize checks a requested page size: 1 to maxPresencePage,

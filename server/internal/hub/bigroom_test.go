@@ -107,11 +107,11 @@ func TestBigRoomThreshold(t *testing.T) {
 			}
 			st := evs[0]
 			if n < threshold {
-				if len(st.Presence) != n || st.OnlineCount != n || st.PresenceNext != "" {
+				if len(st.Presence) != n || st.OnlineCount != n || st.PresenceNext != (PageCursor{}) {
 					t.Fatalf("state in a room of %d users: %v, online %d, next %q; want all %d, itself included", n, usersOf(st.Presence), st.OnlineCount, st.PresenceNext, n)
 				}
 			} else {
-				if got := usersOf(st.Presence); !slices.Equal(got, []string{"u00", "u01"}) || st.OnlineCount != n-1 || st.PresenceNext != "u01" {
+				if got := usersOf(st.Presence); !slices.Equal(got, []string{"u00", "u01"}) || st.OnlineCount != n-1 || st.PresenceNext != (PageCursor{User: "u01"}) {
 					t.Fatalf("state in a big room of %d users: %v, online %d, next %q; want [u00 u01], the %d announced, next after u01", n, got, st.OnlineCount, st.PresenceNext, n-1)
 				}
 				flush(t, h)
@@ -139,7 +139,7 @@ func TestPresencePagesCoverEveryUserOnce(t *testing.T) {
 			flush(t, h)
 			reader := conns["u000"]
 			queued(t, reader)
-			pageOf := func(after string) PresencePage {
+			pageOf := func(after PageCursor) PresencePage {
 				if !onConn {
 					p, err := h.PresencePage(context.Background(), "r", after, 7)
 					if err != nil {
@@ -158,16 +158,16 @@ func TestPresencePagesCoverEveryUserOnce(t *testing.T) {
 				return page
 			}
 			seen := map[string]int{}
-			after, round := "", 0
+			after, round := PageCursor{}, 0
 			for {
 				p := pageOf(after)
 				for _, u := range p.Presence {
-					if u.User <= after {
+					if u.User <= after.User {
 						t.Fatalf("page after %q holds %q", after, u.User)
 					}
 					seen[u.User]++
 				}
-				if p.Next == "" {
+				if p.Next == (PageCursor{}) {
 					break
 				}
 				after = p.Next
@@ -279,7 +279,7 @@ func TestOnlineCountWithManyMetas(t *testing.T) {
 	if d := queued(t, watcher); len(d) != 1 || d[0].OnlineCount != 2 {
 		t.Fatalf("bot's last connection left: %+v, want online 2", d)
 	}
-	page, err := h.PresencePage(context.Background(), "r", "", 0)
+	page, err := h.PresencePage(context.Background(), "r", PageCursor{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +398,65 @@ func TestManyConnectionsOfFewUsersMakeARoomBig(t *testing.T) {
 	}
 	carol := joinR(t, h, "carol")
 	st := queued(t, carol)[0]
-	if got := usersOf(st.Presence); !slices.Equal(got, []string{"alice"}) || st.PresenceNext != "alice" || st.OnlineCount != 2 {
+	if got := usersOf(st.Presence); !slices.Equal(got, []string{"alice"}) || st.PresenceNext != (PageCursor{User: "alice"}) || st.OnlineCount != 2 {
 		t.Fatalf("joiner's state: %v, next %q, online %d; want a page of [alice], next after alice, 2 online", got, st.PresenceNext, st.OnlineCount)
+	}
+}
+
+// A page holds at most as many metas as users: a user with more
+// connections than that fills pages alone, the next page continuing
+// where the last ended, so neither a joiner's state nor any page carries
+// a crowd of one user's connections; every meta is listed exactly once.
+func TestPagesSplitAUserWithManyConnections(t *testing.T) {
+	h := bigRoomHub(t, 3, 4)
+	joinR(t, h, "a")
+	var bot []*Conn
+	for range 10 {
+		bot = append(bot, joinR(t, h, "bot"))
+	}
+	joinR(t, h, "c")
+	joinR(t, h, "c")
+	for range 3 {
+		joinR(t, h, "d")
+	}
+	flush(t, h)
+	// bot's 11th connection joins while bot is paged through, so bot's
+	// last page holds 3 and c's 2 more do not fit with them.
+	want := [][]string{{"a"}, {"bot"}, {"bot"}, {"bot"}, {"c"}, {"d"}}
+	seen := map[string]int{}
+	after := PageCursor{}
+	for i := 0; ; i++ {
+		p, err := h.PresencePage(context.Background(), "r", after, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i >= len(want) || !slices.Equal(usersOf(p.Presence), want[i]) || metaCount(p.Presence) > 4 {
+			t.Fatalf("page %d: %v with %d metas, want %v with at most 4", i, usersOf(p.Presence), metaCount(p.Presence), want[min(i, len(want)-1)])
+		}
+		for _, u := range p.Presence {
+			for _, m := range u.Metas {
+				seen[m.ConnID]++
+			}
+		}
+		if i == 1 {
+			joinR(t, h, "bot") // joins while bot is being paged: listed once, later
+			flush(t, h)
+		}
+		if p.Next == (PageCursor{}) {
+			break
+		}
+		after = p.Next
+	}
+	if len(seen) != 17 {
+		t.Fatalf("pages listed %d connections, want all 17", len(seen))
+	}
+	for conn, n := range seen {
+		if n != 1 {
+			t.Errorf("connection %s listed %d times", conn, n)
+		}
+	}
+	z := joinR(t, h, "z")
+	if st := queued(t, z)[0]; !slices.Equal(usersOf(st.Presence), []string{"a"}) || st.PresenceNext != (PageCursor{User: "a"}) {
+		t.Fatalf("joiner's first page: %v, next %+v; want [a] alone (bot's 11 do not fit), next after a", usersOf(st.Presence), st.PresenceNext)
 	}
 }

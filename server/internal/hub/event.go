@@ -89,11 +89,11 @@ type Event struct {
 	Leaves     []Presence    `json:"l,omitempty"`
 	// OnlineCount is how many distinct users are online in the room.
 	OnlineCount int `json:"o,omitempty"`
-	// PresenceNext is the last user of a page of presence that more users
-	// follow: the next page starts after it (see Hub.PresencePage).
-	PresenceNext string `json:"pn,omitempty"`
-	User         string `json:"u,omitempty"`
-	Active       bool   `json:"a,omitempty"`
+	// PresenceNext is where the next page of presence starts, when
+	// Presence is a page that more users follow (see Hub.PresencePage).
+	PresenceNext PageCursor `json:"pn,omitzero"`
+	User         string     `json:"u,omitempty"`
+	Active       bool       `json:"a,omitempty"`
 }
 
 // Presence is one user's connections in a room.

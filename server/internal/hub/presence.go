@@ -42,30 +42,42 @@ type changeKey struct{ user, conn string }
 
 // PresencePage is a page of a room's presence, by user id.
 type PresencePage struct {
-	// Presence is the page's users, sorted, each with its metas.
+	// Presence is the page's users, sorted, each with its metas sorted by
+	// online time.
 	Presence []Presence
-	// Next, when users follow the page, is its last user: the next page
-	// starts after it. Empty on the last page.
-	Next string
+	// Next is where the next page starts; zero on the last page.
+	Next PageCursor
 	// Online is how many distinct users are online in the room.
 	Online int
 }
 
-// PresencePage returns a page of a room's presence: up to limit users
-// after the user after ("" for the first page), sorted by id, as the
-// room's connections were told of it (at most a PresenceBatchWindow behind
-// in a large room). Users joining or leaving between two pages do not
-// shift the others: each page starts after the last user of the one
-// before. limit 0 asks for every user of a small room, as Presence has it,
-// and a page of PresencePageSize in a big one. Nobody is online in a room
-// that is not loaded; an unknown room is store.ErrRoomNotFound.
-func (h *Hub) PresencePage(ctx context.Context, name, after string, limit int) (PresencePage, error) {
+// PageCursor is where a page of presence ended: after User, or, when Conn
+// is set, after that meta of User (online at OnlineAt), whose later metas
+// the next page continues with. The zero PageCursor is the start.
+type PageCursor struct {
+	User     string    `json:"u"`
+	OnlineAt time.Time `json:"t,omitzero"`
+	Conn     string    `json:"c,omitempty"`
+}
+
+// PresencePage returns a page of a room's presence after the cursor
+// after, sorted by user id, as the room's connections were told of it (at
+// most a PresenceBatchWindow behind in a large room). A page holds at
+// most limit users and at most limit metas: users whole, but for one with
+// more metas than a page holds, which fills pages alone, the next page
+// continuing where the last ended: a user with thousands of connections
+// never makes a page that large. Users joining or leaving between two pages do not
+// shift the others: each page starts where the one before ended. limit 0
+// asks for every user of a small room, as Presence has it, and a page of
+// PresencePageSize in a big one. Nobody is online in a room that is not
+// loaded; an unknown room is store.ErrRoomNotFound.
+func (h *Hub) PresencePage(ctx context.Context, name string, after PageCursor, limit int) (PresencePage, error) {
 	h.awaitSynced(ctx)
 	if v, ok := h.rooms.Load(name); ok {
 		r := v.(*room)
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if limit == 0 && after == "" && !r.bigLocked() {
+		if limit == 0 && after == (PageCursor{}) && !r.bigLocked() {
 			p := r.presenceLocked()
 			return PresencePage{Presence: p, Online: len(p)}, nil
 		}
@@ -87,7 +99,7 @@ func (h *Hub) PresencePage(ctx context.Context, name, after string, limit int) (
 // c was told of those users up to that point: a client that applies the
 // page and the diffs in the order they arrive stays right. ErrNotJoined if
 // c is not in the room.
-func (h *Hub) QueuePresencePage(c *Conn, name, after string, limit int, encode func(PresencePage) ([]byte, error)) error {
+func (h *Hub) QueuePresencePage(c *Conn, name string, after PageCursor, limit int, encode func(PresencePage) ([]byte, error)) error {
 	r := c.joined(name)
 	if r == nil {
 		return fmt.Errorf("room %q: %w", name, ErrNotJoined)
@@ -173,7 +185,7 @@ func (r *room) joinedStateLocked(batch bool) ([]byte, error) {
 	}
 	ev := Event{Kind: EventJoined, Room: r.name, HeadSeq: r.head}
 	if big { // and so batching
-		page := r.shownPageLocked("", r.hub.cfg.PresencePageSize)
+		page := r.shownPageLocked(PageCursor{}, r.hub.cfg.PresencePageSize)
 		ev.Presence, ev.PresenceNext, ev.OnlineCount = page.Presence, page.Next, page.Online
 	} else {
 		ev.Presence = r.announcedPresenceLocked()
@@ -368,25 +380,51 @@ func mergeUsers(users, add, drop []string) []string {
 	return append(out, add[i:]...)
 }
 
-// shownPageLocked returns up to limit users of the announced presence
-// after the user after (limit 0: all of them).
-func (r *room) shownPageLocked(after string, limit int) PresencePage {
-	i, found := slices.BinarySearch(r.shown, after)
-	if found {
+// shownPageLocked returns a page of the announced presence after the
+// cursor after, of at most limit users and limit metas (0: all of them):
+// whole users, but for one with more than limit metas, which a page holds
+// alone and ends inside (see Hub.PresencePage).
+func (r *room) shownPageLocked(after PageCursor, limit int) PresencePage {
+	i, found := slices.BinarySearch(r.shown, after.User)
+	if found && after.Conn == "" {
 		i++
 	}
-	end := len(r.shown)
-	if limit > 0 {
-		end = min(end, i+limit)
+	page := PresencePage{Online: len(r.shown)}
+	full := func(n int) bool { return limit > 0 && n >= limit }
+	metas := 0
+	for ; i < len(r.shown) && !full(len(page.Presence)) && !full(metas); i++ {
+		u := r.shown[i]
+		ms := r.shownMetasLocked(u)
+		if u == after.User && after.Conn != "" {
+			ms = ms[sort.Search(len(ms), func(k int) bool { return metaAfter(ms[k], after.OnlineAt, after.Conn) }):]
+			if len(ms) == 0 {
+				continue
+			}
+		}
+		if limit > 0 && metas+len(ms) > limit {
+			if metas > 0 {
+				break // the user comes whole on the next page
+			}
+			// More metas than a page holds: the page ends inside the user.
+			ms = ms[:limit]
+			last := ms[len(ms)-1]
+			page.Presence = append(page.Presence, Presence{User: u, Metas: ms})
+			page.Next = PageCursor{User: u, OnlineAt: last.OnlineAt, Conn: last.ConnID}
+			return page
+		}
+		page.Presence = append(page.Presence, Presence{User: u, Metas: ms})
+		metas += len(ms)
 	}
-	page := PresencePage{Presence: make([]Presence, 0, end-i), Online: len(r.shown)}
-	for _, u := range r.shown[i:end] {
-		page.Presence = append(page.Presence, Presence{User: u, Metas: r.shownMetasLocked(u)})
-	}
-	if end < len(r.shown) {
-		page.Next = r.shown[end-1]
+	if i < len(r.shown) {
+		page.Next = PageCursor{User: page.Presence[len(page.Presence)-1].User}
 	}
 	return page
+}
+
+// metaAfter reports whether m comes after the meta online at at with
+// connection conn, in the order of sortMetas.
+func metaAfter(m Meta, at time.Time, conn string) bool {
+	return m.OnlineAt.After(at) || (m.OnlineAt.Equal(at) && m.ConnID > conn)
 }
 
 // shownMetasLocked returns the metas of user in the announced presence,
@@ -461,7 +499,7 @@ func (r *room) announcedPresenceLocked() []Presence {
 	if len(r.waiting) == 0 {
 		return r.presenceLocked()
 	}
-	return r.shownPageLocked("", 0).Presence
+	return r.shownPageLocked(PageCursor{}, 0).Presence
 }
 
 func sortMetas(metas []Meta) {
