@@ -20,10 +20,10 @@ import (
 // announces them in one diff, encoded once for every connection; a change
 // that undoes a waiting one (a meta that joined and left within the
 // window) cancels it. A big room (PresencePageThreshold distinct users or
-// more) also stops handing every joiner the whole presence: its state
-// holds the online count and the first PresencePageSize users by id, and
-// the rest is paged through on request, by user id (PresencePage,
-// QueuePresencePage).
+// more, or as many connections) also stops handing every joiner the whole
+// presence: its state holds the online count and the first page, of
+// PresencePageSize users and metas at most, and the rest is paged through
+// on request, by user id (PresencePage, QueuePresencePage).
 //
 // The announced presence is the presence with the waiting changes undone:
 // the users in shown, each with its metas but those whose join waits, and
@@ -64,13 +64,14 @@ type PageCursor struct {
 // after, sorted by user id, as the room's connections were told of it (at
 // most a PresenceBatchWindow behind in a large room). A page holds at
 // most limit users and at most limit metas: users whole, but for one with
-// more metas than a page holds, which fills pages alone, the next page
-// continuing where the last ended: a user with thousands of connections
-// never makes a page that large. Users joining or leaving between two pages do not
-// shift the others: each page starts where the one before ended. limit 0
-// asks for every user of a small room, as Presence has it, and a page of
-// PresencePageSize in a big one. Nobody is online in a room that is not
-// loaded; an unknown room is store.ErrRoomNotFound.
+// more metas than a page holds, which fills pages alone, each next page
+// going on where the last ended, so that a user with thousands of
+// connections never makes a page that large. Users joining or leaving
+// between two pages do not shift the others: each page starts where the
+// one before ended. limit 0 asks for every user of a small room, as
+// Presence has it, and a page of PresencePageSize in a big one. Nobody is
+// online in a room that is not loaded; an unknown room is
+// store.ErrRoomNotFound.
 func (h *Hub) PresencePage(ctx context.Context, name string, after PageCursor, limit int) (PresencePage, error) {
 	h.awaitSynced(ctx)
 	if v, ok := h.rooms.Load(name); ok {
