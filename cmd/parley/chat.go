@@ -491,7 +491,12 @@ func (c *chat) cmdWho(ctx context.Context, room string) {
 	for _, p := range resp.GetPresence() {
 		who = append(who, presenceLabel(p))
 	}
-	c.info("online in #%s (%d): %s", room, len(who), strings.Join(who, ", "))
+	online := max(len(who), int(resp.GetOnlineCount()))
+	more := ""
+	if resp.GetNextPageToken() != "" { // a big room: the first page
+		more = fmt.Sprintf(", and %d more", online-len(who))
+	}
+	c.info("online in #%s (%d): %s%s", room, online, strings.Join(who, ", "), more)
 }
 
 // presenceLabel is a user with their connections' client names.

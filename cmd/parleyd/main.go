@@ -76,6 +76,8 @@ func runServe(args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxJoinStreamsPerUser, "max-join-streams-per-user", app.DefaultMaxJoinStreamsPerUser, "Join streams one user may have open at once")
 	fs.DurationVar(&cfg.ReadMarkerFlush, "read-marker-flush", app.DefaultReadMarkerFlush, "how often read markers are stored, all in one batch; those marked since the last flush are lost if parleyd dies")
 	fs.IntVar(&cfg.ReceiptsMaxMembers, "receipts-max-members", app.DefaultReceiptsMaxMembers, "most readers (a private room's members; users who marked a public room read) a room may have for receipts (\"seen by\"); negative: no receipts")
+	fs.IntVar(&cfg.PresencePageThreshold, "presence-page-threshold", app.DefaultPresencePageThreshold, "distinct users (or connections) online from which a room is big: joiners get the online count and the first 100 users of its presence and page through the rest, and presence changes are gathered (see --presence-diff-interval)")
+	fs.DurationVar(&cfg.PresenceDiffInterval, "presence-diff-interval", app.DefaultPresenceDiffInterval, "in a big room, or one with 100 connections or more, presence changes are gathered this long and announced in one diff")
 	fs.StringVar(&cfg.DefaultRoom, "default-room", app.DefaultRoomName, "public room created at start if missing; - for none")
 	fs.DurationVar(&cfg.Retention.MaxAge, "retention-max-age", 0, "delete messages older than this (e.g. 720h); 0 keeps them")
 	fs.IntVar(&cfg.Retention.MaxMessages, "retention-max-messages", 0, "keep at most this many newest messages per room; 0 keeps all")

@@ -142,6 +142,16 @@ type Config struct {
 	// ReceiptsMaxMembers is the most readers a room may have for receipts
 	// ("seen by"; default DefaultReceiptsMaxMembers; negative: none).
 	ReceiptsMaxMembers int
+	// PresencePageThreshold is the number of distinct users online, or of
+	// connections, from which a room is big: a joiner gets the online
+	// count and the first page of its presence, and pages through the
+	// rest, and presence changes are gathered (default
+	// DefaultPresencePageThreshold; see docs/clients.md).
+	PresencePageThreshold int
+	// PresenceDiffInterval is how long a large room gathers presence
+	// changes before it announces them in one diff (default
+	// DefaultPresenceDiffInterval).
+	PresenceDiffInterval time.Duration
 	// DefaultRoom is a public room created at start if missing (default
 	// DefaultRoomName; "-" for none).
 	DefaultRoom string
@@ -166,6 +176,9 @@ type Config struct {
 	// Log receives the server's logs (default slog.Default()).
 	Log *slog.Logger
 }
+
+// maxPresenceDiffInterval bounds Config.PresenceDiffInterval.
+const maxPresenceDiffInterval = 5 * time.Second
 
 // Defaults of the Config fields that app itself resolves.
 const (
@@ -198,8 +211,10 @@ const (
 	DefaultBrokerSubject   = hub.DefaultSubject
 	DefaultNodeTimeout     = hub.DefaultNodeTimeout
 
-	DefaultReadMarkerFlush    = hub.DefaultReadMarkFlush
-	DefaultReceiptsMaxMembers = hub.DefaultReceiptsMaxMembers
+	DefaultReadMarkerFlush       = hub.DefaultReadMarkFlush
+	DefaultReceiptsMaxMembers    = hub.DefaultReceiptsMaxMembers
+	DefaultPresencePageThreshold = hub.DefaultPresencePageThreshold
+	DefaultPresenceDiffInterval  = hub.DefaultPresenceBatchWindow
 
 	DefaultPostgresSchema      = postgres.DefaultSchema
 	DefaultSQLiteMaxBatch      = sqlite.DefaultMaxBatch
@@ -329,6 +344,12 @@ func (c Config) Validate() error {
 	if body, msg := orDefault(c.MaxBodyBytes, DefaultMaxBodyBytes), orDefault(c.MaxMessageBytes, DefaultMaxMessageBytes); body > msg/2 {
 		errs = append(errs, fmt.Errorf("max-body-bytes %d must be at most half of max-message-bytes %d", body, msg))
 	}
+	if c.PresencePageThreshold < 0 {
+		errs = append(errs, fmt.Errorf("presence-page-threshold %d: want a number of users, or 0 for the default %d", c.PresencePageThreshold, DefaultPresencePageThreshold))
+	}
+	if c.PresenceDiffInterval < 0 || c.PresenceDiffInterval > maxPresenceDiffInterval {
+		errs = append(errs, fmt.Errorf("presence-diff-interval %v: want at most %v (0: the default, %v); presence older than that is no longer live", c.PresenceDiffInterval, maxPresenceDiffInterval, DefaultPresenceDiffInterval))
+	}
 	if c.KeepaliveTime > 0 && c.KeepaliveTime < time.Second {
 		errs = append(errs, fmt.Errorf("keepalive-time %v: grpc-go pings no more often than every 1s", c.KeepaliveTime))
 	}
@@ -396,6 +417,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	hc := hub.Config{MaxQueueBytes: cfg.MaxQueueBytes, MaxRoomsPerConn: cfg.MaxRoomsPerConn,
 		Subject: cfg.BrokerSubject, NodeID: cfg.NodeID, NodeTimeout: cfg.NodeTimeout,
 		ReadMarkFlush: cfg.ReadMarkerFlush, ReceiptsMaxMembers: cfg.ReceiptsMaxMembers,
+		PresencePageThreshold: cfg.PresencePageThreshold, PresenceBatchWindow: cfg.PresenceDiffInterval,
 		WireForm: api.WireForm}
 	if cfg.Broker != "" {
 		if s.broker, err = broker.Connect(cfg.Broker, cfg.NodeID, s.log); err != nil {

@@ -190,7 +190,7 @@ export class Chat {
       case "joined": {
         const r = this.room(ev.value.room);
         r.status = "joined";
-        r.setPresence(ev.value.presence);
+        r.setPresence(ev.value.presence, ev.value.onlineCount, ev.value.presenceNextPageToken);
         r.receipts.clear();
         for (const x of ev.value.receipts) if (x.user !== this.me) r.receipts.set(x.user, Number(x.seq));
         r.receiptsChanged();
@@ -236,7 +236,7 @@ export class Chat {
         break;
       }
       case "presenceDiff":
-        this.room(ev.value.room).applyPresence(ev.value.joins, ev.value.leaves);
+        this.room(ev.value.room).applyPresence(ev.value.joins, ev.value.leaves, ev.value.onlineCount);
         break;
       case "typing":
         this.onTyping(ev.value.room, ev.value.user, ev.value.active);
@@ -252,6 +252,25 @@ export class Chat {
       }
       default:
         return; // replayed: nothing to show
+    }
+    this.changed();
+  }
+
+  /**
+   * morePresence loads the next page of a big room's presence, on the Join
+   * stream so that it falls in line with the room's diffs.
+   */
+  async morePresence(name: string): Promise<void> {
+    const r = this.rooms.get(name);
+    if (!r || r.status !== "joined" || !r.presenceNext || r.presenceLoading) return;
+    r.presenceLoading = true;
+    this.changed();
+    const token = r.presenceNext;
+    const reply = await this.session.request({ case: "presencePage", value: { room: name, pageToken: token, pageSize: 0 } });
+    r.presenceLoading = false;
+    // A rejoin meanwhile brought a new first page: this one is stale.
+    if (reply.code === 0 && reply.presencePage && r.presenceNext === token) {
+      r.addPresencePage(reply.presencePage.presence, reply.presencePage.nextPageToken);
     }
     this.changed();
   }

@@ -97,6 +97,17 @@ export class RoomState {
   atBeginning = false;
   loadingOlder = false;
   presence = new Map<string, Map<string, PresenceMeta>>();
+  /** Distinct users online, as the server counted them in the joined state and in each diff since. */
+  online = 0;
+  /**
+   * In a big room, the token of the next page of presence; "" once every
+   * user online is loaded (always, in a small room).
+   */
+  presenceNext = "";
+  presenceLoading = false;
+  // The last user of the pages loaded while more follow: diffs are applied
+  // to the users up to it, and the ones after it come with the next pages.
+  private presenceThrough = "";
   typing = new Map<string, number>();
   pending: PendingSend[] = [];
   members?: string[];
@@ -298,15 +309,40 @@ export class RoomState {
     return lo ? list[lo - 1].peek().seq : 0;
   }
 
-  /** setPresence replaces the presence state. */
-  setPresence(list: Presence[]): void {
+  /**
+   * setPresence replaces the presence state with a joined event's: every
+   * user in a small room, the first page in a big one (next is set).
+   */
+  setPresence(list: Presence[], online = list.length, next = ""): void {
     this.presence.clear();
-    this.applyPresence(list, []);
+    this.presenceNext = "";
+    this.presenceThrough = "";
+    this.online = online;
+    this.addPresencePage(list, next);
   }
 
-  /** applyPresence applies a diff: metas are keyed by connection. */
-  applyPresence(joins: Presence[], leaves: Presence[]): void {
+  /**
+   * addPresencePage adds the next page of a big room's presence. It arrives
+   * on the stream in turn with the diffs, so it is as current as they are.
+   */
+  addPresencePage(list: Presence[], next: string): void {
+    this.presenceNext = "";
+    this.applyPresence(list, []);
+    this.presenceNext = next;
+    if (!next) this.presenceThrough = "";
+    else if (list.length > 0) this.presenceThrough = list[list.length - 1].user;
+  }
+
+  /**
+   * applyPresence applies a diff: metas are keyed by connection. While
+   * pages of a big room remain, joins of users past the loaded pages are
+   * left for those pages (user ids order pages), but for the user's own;
+   * online is the count after the diff.
+   */
+  applyPresence(joins: Presence[], leaves: Presence[], online?: number): void {
+    if (online !== undefined) this.online = online;
     for (const p of joins) {
+      if (this.presenceNext && p.user > this.presenceThrough && p.user !== this.me) continue;
       let metas = this.presence.get(p.user);
       if (!metas) this.presence.set(p.user, (metas = new Map()));
       for (const m of p.metas) metas.set(m.connId, m);
@@ -321,13 +357,13 @@ export class RoomState {
 
   /** onlineCount is the number of distinct users online, live when joined. */
   onlineCount(): number {
-    return this.status === "joined" ? this.presence.size : (this.info?.onlineCount ?? 0);
+    return this.status === "joined" ? this.online || this.presence.size : (this.info?.onlineCount ?? 0);
   }
 
   /** reset forgets the live state of a room that was left. */
   reset(): void {
     this.status = "idle";
-    this.presence.clear();
+    this.setPresence([]);
     for (const t of this.typing.values()) window.clearTimeout(t);
     this.typing.clear();
   }

@@ -426,7 +426,7 @@ export class ChatView extends Component<Props> implements Scroll {
         }}
       >
         <div class="people-head">
-          <h2>{joined ? (stale ? "Online (reconnecting\u2026)" : `Online \u2014 ${users.length}`) : "Online"}</h2>
+          <h2 data-testid="online-count">{joined ? (stale ? "Online (reconnecting\u2026)" : `Online \u2014 ${r.onlineCount()}`) : "Online"}</h2>
           <button class="icon drawer-close" type="button" aria-label="Close the people panel" title="Close" data-testid="close-people" onClick={() => this.setDrawer("", true)}>
             {"\u00d7"}
           </button>
@@ -457,6 +457,11 @@ export class ChatView extends Component<Props> implements Scroll {
           })}
           {r && !joined ? <li class="empty">{r.status === "new-dm" ? "Nobody here yet" : "Not joined"}</li> : null}
         </ul>
+        {joined && r.presenceNext ? (
+          <button type="button" class="ghost small presence-more" data-testid="presence-more" disabled={r.presenceLoading} onClick={() => void chat.morePresence(r.name)}>
+            {r.presenceLoading ? "Loading\u2026" : `Show more (${Math.max(0, r.onlineCount() - users.length)} more online)`}
+          </button>
+        ) : null}
         <Members key={r?.name ?? ""} chat={chat} me={me} r={r} />
       </aside>
     );

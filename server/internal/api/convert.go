@@ -28,6 +28,7 @@ func eventToProto(ev hub.Event) *parleyv1.JoinResponse {
 	case hub.EventJoined:
 		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Joined{Joined: &parleyv1.Joined{
 			Room: ev.Room, HeadSeq: ev.HeadSeq, Presence: presenceToProto(ev.Presence),
+			OnlineCount: int32(ev.OnlineCount), PresenceNextPageToken: presenceToken(ev.Room, ev.PresenceNext),
 		}}}
 	case hub.EventMessage:
 		return entryToProto(ev.Message)
@@ -38,6 +39,7 @@ func eventToProto(ev hub.Event) *parleyv1.JoinResponse {
 	case hub.EventPresenceDiff:
 		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_PresenceDiff{PresenceDiff: &parleyv1.PresenceDiff{
 			Room: ev.Room, Joins: presenceToProto(ev.Joins), Leaves: presenceToProto(ev.Leaves),
+			OnlineCount: int32(ev.OnlineCount),
 		}}}
 	case hub.EventTyping:
 		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Typing{Typing: &parleyv1.Typing{

@@ -136,8 +136,13 @@ func (sess *session) handle(ctx context.Context, req *parleyv1.JoinRequest) erro
 	case *parleyv1.JoinRequest_MarkRead_:
 		reply.Room = f.MarkRead.GetRoom()
 		err = sess.markRead(ctx, f.MarkRead, reply)
+	case *parleyv1.JoinRequest_PresencePage:
+		reply.Room = f.PresencePage.GetRoom()
+		if err = sess.presencePage(f.PresencePage, reply); err == nil {
+			return nil // the reply, with the page, was queued in turn with the room's diffs
+		}
 	default:
-		err = invalidf("frame must set one of join, leave, send, typing, refresh, edit, delete, react, unreact, mark_read")
+		err = invalidf("frame must set one of join, leave, send, typing, refresh, edit, delete, react, unreact, mark_read, presence_page")
 	}
 	return sess.reply(reply, err)
 }

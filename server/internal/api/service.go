@@ -401,18 +401,6 @@ func (s *Service) CreateRoom(ctx context.Context, req *parleyv1.CreateRoomReques
 	return &parleyv1.CreateRoomResponse{Room: roomToProto(r, 0)}, nil
 }
 
-// ListPresence implements parleyv1.ChatServiceServer.
-func (s *Service) ListPresence(ctx context.Context, req *parleyv1.ListPresenceRequest) (*parleyv1.ListPresenceResponse, error) {
-	if _, err := s.access(ctx, identity(ctx).User, req.GetRoom()); err != nil {
-		return nil, err
-	}
-	p, _, err := s.cfg.Hub.Presence(ctx, req.GetRoom())
-	if err != nil {
-		return nil, err
-	}
-	return &parleyv1.ListPresenceResponse{Presence: presenceToProto(p), Stale: s.cfg.Hub.CutOff()}, nil
-}
-
 // DevLogin implements parleyv1.ChatServiceServer.
 func (s *Service) DevLogin(_ context.Context, req *parleyv1.DevLoginRequest) (*parleyv1.DevLoginResponse, error) {
 	if !s.cfg.Dev {

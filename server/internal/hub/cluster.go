@@ -311,7 +311,7 @@ func (r *room) applyRemote(user string, m Meta, join bool) {
 	_, had := r.presence[user].get(m.ConnID)
 	switch {
 	case join && !had:
-		r.presence[user] = append(r.presence[user], m)
+		r.addMetaLocked(user, m)
 		r.grewLocked()
 		r.broadcastDiffLocked([]Presence{{User: user, Metas: []Meta{m}}}, nil, nil)
 	case !join && had:
@@ -365,7 +365,7 @@ func (r *room) syncNode(node string, want map[string][]Meta) {
 				continue
 			}
 			if _, ok := r.presence[user].get(m.ConnID); !ok {
-				r.presence[user] = append(r.presence[user], m)
+				r.addMetaLocked(user, m)
 				added = append(added, m)
 			}
 		}

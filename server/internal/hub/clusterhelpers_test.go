@@ -66,6 +66,14 @@ type testCluster struct {
 
 func startTestCluster(t testing.TB, url string, rooms int, heartbeat time.Duration, ids ...string) *testCluster {
 	t.Helper()
+	return startTestClusterWith(t, url, rooms, Config{HeartbeatInterval: heartbeat}, testEncode, ids...)
+}
+
+// startTestClusterWith is startTestCluster with each hub's Config based on
+// cfg (the cluster's fields are set; a zero NodeTimeout is 10 heartbeats)
+// and events encoded by enc.
+func startTestClusterWith(t testing.TB, url string, rooms int, cfg Config, enc Encoder, ids ...string) *testCluster {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	st := memory.New()
 	for i := range rooms + 1 {
@@ -93,7 +101,12 @@ func startTestCluster(t testing.TB, url string, rooms int, heartbeat time.Durati
 		}
 		t.Cleanup(nb.Close)
 		b := &lossyBroker{NATS: nb}
-		h := New(Config{Broker: b, Subject: tc.subject, NodeID: id, HeartbeatInterval: heartbeat, NodeTimeout: 10 * heartbeat}, st, testEncode, log)
+		hc := cfg
+		hc.Broker, hc.Subject, hc.NodeID = b, tc.subject, id
+		if hc.NodeTimeout == 0 {
+			hc.NodeTimeout = 10 * hc.HeartbeatInterval
+		}
+		h := New(hc, st, enc, log)
 		ctx, cancel := context.WithCancel(context.Background())
 		tc.hubs[id], tc.brokers[id], tc.stop[id] = h, b, cancel
 		wg.Go(func() {

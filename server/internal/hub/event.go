@@ -13,13 +13,15 @@ type EventKind int
 // The kinds of event. Every kind may be sent to connections; those marked
 // "broker" also travel between nodes.
 const (
-	// EventJoined: Room, HeadSeq and Presence (the room's state).
+	// EventJoined: Room, HeadSeq, Presence and OnlineCount (the room's
+	// state); in a big room Presence is the first page of it, and
+	// PresenceNext is set when more users follow.
 	EventJoined EventKind = iota + 1
 	// EventMessage: Room and Message, an entry of the room's log (broker).
 	EventMessage
 	// EventReplayed: Room and ThroughSeq.
 	EventReplayed
-	// EventPresenceDiff: Room, Joins and Leaves.
+	// EventPresenceDiff: Room, Joins, Leaves and OnlineCount (after them).
 	EventPresenceDiff
 	// EventTyping: Room, User and Active (broker).
 	EventTyping
@@ -95,9 +97,14 @@ type Event struct {
 	Presence   []Presence    `json:"p,omitempty"`
 	Joins      []Presence    `json:"j,omitempty"`
 	Leaves     []Presence    `json:"l,omitempty"`
-	User       string        `json:"u,omitempty"`
-	Active     bool          `json:"a,omitempty"`
-	Read       *ReadMark     `json:"rd,omitempty"`
+	// OnlineCount is how many distinct users are online in the room.
+	OnlineCount int `json:"o,omitempty"`
+	// PresenceNext is where the next page of presence starts, when
+	// Presence is a page that more users follow (see Hub.PresencePage).
+	PresenceNext PageCursor `json:"pn,omitzero"`
+	User         string     `json:"u,omitempty"`
+	Active       bool       `json:"a,omitempty"`
+	Read         *ReadMark  `json:"rd,omitempty"`
 }
 
 // ReadMark is a user's read marker in a room and, in an EventReadMarker,

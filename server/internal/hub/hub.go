@@ -71,10 +71,19 @@ type Config struct {
 	GapWait time.Duration
 	// PresenceBatchMin is the number of connections from which a room
 	// gathers its presence joins and leaves and announces them together,
-	// one diff per PresenceBatchWindow at most (defaults 100 and 100ms).
-	// Smaller rooms announce each at once.
+	// one diff per PresenceBatchWindow at most (defaults 100 and
+	// DefaultPresenceBatchWindow); a big room does so too. Smaller rooms
+	// announce each at once.
 	PresenceBatchMin    int
 	PresenceBatchWindow time.Duration
+	// PresencePageThreshold is the number of distinct users online, or of
+	// connections, from which a room is big: a joiner's state holds the
+	// online count and the first PresencePageSize users of its presence,
+	// not all of them, the rest is paged through on request, and changes
+	// are gathered (defaults DefaultPresencePageThreshold and 100; see
+	// presence.go).
+	PresencePageThreshold int
+	PresencePageSize      int
 
 	// ReadMarkFlush is how often pending read markers are stored, in one
 	// batch (default DefaultReadMarkFlush); MaxPendingReadMarks bounds
@@ -102,9 +111,11 @@ const (
 	DefaultSubject         = "parley"
 	DefaultNodeTimeout     = 5 * time.Second
 
-	DefaultReadMarkFlush       = 250 * time.Millisecond
-	DefaultMaxPendingReadMarks = 100000
-	DefaultReceiptsMaxMembers  = 50
+	DefaultReadMarkFlush         = 250 * time.Millisecond
+	DefaultMaxPendingReadMarks   = 100000
+	DefaultReceiptsMaxMembers    = 50
+	DefaultPresenceBatchWindow   = 250 * time.Millisecond
+	DefaultPresencePageThreshold = 64
 )
 
 func (c *Config) setDefaults() {
@@ -142,7 +153,13 @@ func (c *Config) setDefaults() {
 		c.PresenceBatchMin = 100
 	}
 	if c.PresenceBatchWindow <= 0 {
-		c.PresenceBatchWindow = 100 * time.Millisecond
+		c.PresenceBatchWindow = DefaultPresenceBatchWindow
+	}
+	if c.PresencePageThreshold <= 0 {
+		c.PresencePageThreshold = DefaultPresencePageThreshold
+	}
+	if c.PresencePageSize <= 0 {
+		c.PresencePageSize = 100
 	}
 	if c.ReadMarkFlush <= 0 {
 		c.ReadMarkFlush = DefaultReadMarkFlush

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -34,6 +33,8 @@ type room struct {
 	presence map[string]metas         // by user
 	unsub    func()                   // ends the room's broker subscription; nil when not subscribed
 	gapTimer *time.Timer              // armed while messages wait for a gap to fill
+	// metaCount counts the metas in presence: the connections online.
+	metaCount int
 
 	// holds counts the callers of Hub.room that have not released the room
 	// yet; -1 once the room is unloaded, when a hold fails. Atomic, so that
@@ -44,16 +45,22 @@ type room struct {
 	subsPeak, presencePeak int
 
 	// In a large room, presence changes wait here to be announced together
-	// (see broadcastDiffLocked); diffTimer is armed while they wait.
-	diffs     []presenceChange
+	// (see broadcastDiffLocked), at most one per meta; diffTimer is armed
+	// while they wait. leftOf holds the metas whose leave waits, by user.
+	waiting   map[changeKey]presenceChange
+	leftOf    map[string]metas
 	diffTimer *time.Timer
+	// shown are the users of the presence the room's connections were told
+	// of (the announced presence), sorted: pages of presence are cut from
+	// it by user id.
+	shown []string
 
 	// announced counts presence diffs sent. In a large room the joined
 	// state (what was announced, and the head) changes only with it or with
 	// the head, so joiners in between share one encoding of it.
 	announced uint64
 	joined    []byte    // the shared joined state; nil when there is none
-	joinedKey [2]uint64 // announced and head when joined was encoded
+	joinedKey [3]uint64 // announced, head and whether the room was big when joined was encoded
 }
 
 // pendingEntry is a stored message that waits for a gap before it to fill.
@@ -80,13 +87,6 @@ func textOf(m store.Message) uint64 {
 		return m.TargetSeq
 	}
 	return 0
-}
-
-// presenceChange is one meta joining or leaving, not yet announced.
-type presenceChange struct {
-	user string
-	meta Meta
-	join bool
 }
 
 func newRoom(h *Hub, info store.Room) *room {
@@ -128,7 +128,7 @@ func (r *room) release() {
 // waiting to be announced.
 func (r *room) idleLocked() bool {
 	return r.holds.Load() == 0 && len(r.subs) == 0 && len(r.presence) == 0 &&
-		len(r.pending) == 0 && r.gapTimer == nil && len(r.diffs) == 0 && r.diffTimer == nil
+		len(r.pending) == 0 && r.gapTimer == nil && len(r.waiting) == 0 && r.diffTimer == nil
 }
 
 // unloadIfIdleLocked takes an idle room out of the hub; the next request
@@ -373,161 +373,6 @@ func (r *room) join(ctx context.Context, c *Conn, opts JoinOptions) error {
 	return nil
 }
 
-func (r *room) addLocked(c *Conn, opts JoinOptions) error {
-	batch := r.batchingLocked()
-	var diff []Presence
-	if c.tracked {
-		meta := Meta{ConnID: c.ID, OnlineAt: r.hub.now().UTC(), Client: c.Client, Node: r.hub.cfg.NodeID}
-		r.presence[c.User] = append(r.presence[c.User], meta)
-		diff = []Presence{{User: c.User, Metas: []Meta{meta}}}
-		if batch {
-			r.queueDiffLocked(diff, nil)
-		}
-	}
-	state, err := r.joinedStateLocked(batch)
-	if err != nil {
-		return err
-	}
-	// The joined frame carries the position from which the connection
-	// receives the room, so a writer knows where to resume it.
-	pos := r.head
-	if opts.After != nil {
-		pos = *opts.After
-	}
-	if (opts.Ack != nil && !c.Enqueue(Frame{Data: opts.Ack})) || !c.Enqueue(Frame{Data: state, Tail: opts.Tail, Room: r.name, Seq: pos}) {
-		// c ended (a state larger than its queue cuts it off): it never
-		// joined, so it must not stay in the presence.
-		if diff != nil {
-			r.removeMetaLocked(c.User, c.ID)
-			if batch {
-				r.queueDiffLocked(nil, diff) // cancels its join, still waiting
-			}
-		}
-		return c.Err()
-	}
-	r.subs[c] = opts.After == nil
-	r.grewLocked()
-	if diff != nil {
-		if !batch {
-			r.sendDiffLocked(diff, nil, c)
-		}
-		r.hub.publishPresence(r.name, c.User, diff[0].Metas[0], true)
-	}
-	return nil
-}
-
-// joinedStateLocked encodes a joiner's state: the room's head and what it
-// has announced of its presence. In a large room (batch) that does not hold
-// the changes still waiting, the joiner's own included (the diff that
-// announces them reaches the joiner too), so it stays the same until the
-// next diff is sent or the head moves, and every joiner until then gets the
-// same encoding: a crowd joining costs one O(n) state per window instead of
-// one per joiner. In a small room each join is announced at once, so the
-// state is encoded for each joiner.
-func (r *room) joinedStateLocked(batch bool) ([]byte, error) {
-	key := [2]uint64{r.announced, r.head}
-	if batch && r.joined != nil && r.joinedKey == key {
-		return r.joined, nil
-	}
-	state, err := r.hub.encode(Event{Kind: EventJoined, Room: r.name, HeadSeq: r.head, Presence: r.announcedPresenceLocked()})
-	if err != nil {
-		return nil, fmt.Errorf("encode joined: %w", err)
-	}
-	r.joined = nil
-	if batch {
-		r.joined, r.joinedKey = state, key
-	}
-	return state, nil
-}
-
-// batchingLocked reports whether presence changes wait to be announced
-// together: in a room with PresenceBatchMin connections or more, where
-// announcing each join to everyone would cost O(n) frames per join and
-// O(n²) for a crowd, and while earlier changes still wait (they go first).
-func (r *room) batchingLocked() bool {
-	return len(r.diffs) > 0 || len(r.subs) >= r.hub.cfg.PresenceBatchMin
-}
-
-// broadcastDiffLocked announces joins and leaves to every subscriber but
-// skip, at once in a small room, else with the other changes of the next
-// PresenceBatchWindow.
-func (r *room) broadcastDiffLocked(joins, leaves []Presence, skip *Conn) {
-	if r.batchingLocked() {
-		r.queueDiffLocked(joins, leaves)
-		return
-	}
-	r.sendDiffLocked(joins, leaves, skip)
-}
-
-// queueDiffLocked adds changes to those waiting. A change that undoes a
-// waiting one (a connection that leaves before its join was announced)
-// cancels it: nobody was told.
-func (r *room) queueDiffLocked(joins, leaves []Presence) {
-	add := func(user string, m Meta, join bool) {
-		for i, d := range r.diffs {
-			if d.meta.ConnID == m.ConnID && d.user == user && d.join != join {
-				r.diffs = append(r.diffs[:i], r.diffs[i+1:]...)
-				return
-			}
-		}
-		r.diffs = append(r.diffs, presenceChange{user: user, meta: m, join: join})
-	}
-	for _, p := range joins {
-		for _, m := range p.Metas {
-			add(p.User, m, true)
-		}
-	}
-	for _, p := range leaves {
-		for _, m := range p.Metas {
-			add(p.User, m, false)
-		}
-	}
-	if r.diffTimer == nil && len(r.diffs) > 0 {
-		r.diffTimer = time.AfterFunc(r.hub.cfg.PresenceBatchWindow, r.hub.life.timed(r.flushDiffs))
-	}
-}
-
-// flushDiffs announces the waiting changes in one diff, to everyone.
-func (r *room) flushDiffs() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	defer r.unloadIfIdleLocked()
-	r.diffTimer = nil
-	if len(r.diffs) == 0 {
-		return
-	}
-	var joins, leaves []Presence
-	group := func(list []Presence, d presenceChange) []Presence {
-		for i := range list {
-			if list[i].User == d.user {
-				list[i].Metas = append(list[i].Metas, d.meta)
-				return list
-			}
-		}
-		return append(list, Presence{User: d.user, Metas: []Meta{d.meta}})
-	}
-	for _, d := range r.diffs {
-		if d.join {
-			joins = group(joins, d)
-		} else {
-			leaves = group(leaves, d)
-		}
-	}
-	r.diffs = nil // a crowd's changes would otherwise keep their peak
-	r.sendDiffLocked(joins, leaves, nil)
-}
-
-func (r *room) sendDiffLocked(joins, leaves []Presence, skip *Conn) {
-	r.announced++
-	r.joined = nil
-	data, err := r.hub.encode(Event{Kind: EventPresenceDiff, Room: r.name, Joins: joins, Leaves: leaves})
-	if err != nil {
-		r.hub.log.Error("encode presence diff", "room", r.name, "err", err)
-		return
-	}
-	r.broadcastLocked(r.hub.shared(data, "", 0), skip)
-}
-
 // replay queues the stored messages after seq for c, then switches c to
 // live delivery with no gap and no duplicate: the store is read outside the
 // room's lock up to a head seen under it, and the last stretch, delivered
@@ -657,39 +502,6 @@ func (r *room) leave(c *Conn) {
 	r.hub.publishPresence(r.name, c.User, meta, false)
 }
 
-// removeMetaLocked takes one connection's meta out of the presence.
-func (r *room) removeMetaLocked(user, connID string) {
-	r.setMetasLocked(user, r.presence[user].without(connID))
-}
-
-// setMetasLocked makes ms user's metas; a user without any is not present.
-func (r *room) setMetasLocked(user string, ms metas) {
-	if len(ms) > 0 {
-		r.presence[user] = ms
-	} else {
-		delete(r.presence, user)
-	}
-}
-
-// metas are one user's presence metas in a room, one per connection. Most
-// users have one or two connections in a room: a slice costs a few dozen
-// bytes where a map by connection id would cost most of a KiB.
-type metas []Meta
-
-func (ms metas) get(connID string) (Meta, bool) {
-	for _, m := range ms {
-		if m.ConnID == connID {
-			return m, true
-		}
-	}
-	return Meta{}, false
-}
-
-// without removes connID's meta, in place.
-func (ms metas) without(connID string) metas {
-	return slices.DeleteFunc(ms, func(m Meta) bool { return m.ConnID == connID })
-}
-
 // kick takes user's connections out of the room and tells them why.
 func (r *room) kick(user string) {
 	notice, err := r.hub.encode(Event{Kind: EventRemoved, Room: r.name})
@@ -731,75 +543,4 @@ func (r *room) typing(c *Conn, active bool) error {
 	r.broadcastLocked(r.hub.shared(data, "", 0), c)
 	r.hub.publish(Event{Kind: EventTyping, Room: r.name, User: c.User, Active: active})
 	return nil
-}
-
-// presenceLocked returns the room's presence, sorted by user and online time.
-func (r *room) presenceLocked() []Presence {
-	return sortPresence(r.presence, nil, nil)
-}
-
-// announcedPresenceLocked returns the presence the room's subscribers have
-// been told of: without the joins still waiting, with the leaves.
-func (r *room) announcedPresenceLocked() []Presence {
-	if len(r.diffs) == 0 {
-		return r.presenceLocked()
-	}
-	hidden := make(map[string]bool)
-	gone := make(map[string][]Meta)
-	for _, d := range r.diffs {
-		if d.join {
-			hidden[d.meta.ConnID] = true
-		} else {
-			gone[d.user] = append(gone[d.user], d.meta)
-		}
-	}
-	return sortPresence(r.presence, hidden, gone)
-}
-
-// sortPresence lists presence without the hidden connections and with the
-// extra metas, sorted by user and online time.
-func sortPresence(presence map[string]metas, hidden map[string]bool, extra map[string][]Meta) []Presence {
-	out := make([]Presence, 0, len(presence)+len(extra))
-	for user, metas := range presence {
-		p := Presence{User: user, Metas: make([]Meta, 0, len(metas)+len(extra[user]))}
-		for _, m := range metas {
-			if !hidden[m.ConnID] {
-				p.Metas = append(p.Metas, m)
-			}
-		}
-		p.Metas = append(p.Metas, extra[user]...)
-		if len(p.Metas) == 0 {
-			continue
-		}
-		sortMetas(p.Metas)
-		out = append(out, p)
-	}
-	for user, metas := range extra {
-		if _, ok := presence[user]; !ok {
-			p := Presence{User: user, Metas: append([]Meta(nil), metas...)}
-			sortMetas(p.Metas)
-			out = append(out, p)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
-	return out
-}
-
-func sortMetas(metas []Meta) {
-	sort.Slice(metas, func(i, j int) bool {
-		a, b := metas[i], metas[j]
-		return a.OnlineAt.Before(b.OnlineAt) || (a.OnlineAt.Equal(b.OnlineAt) && a.ConnID < b.ConnID)
-	})
-}
-
-func (r *room) snapshot() (presence []Presence, head uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.presenceLocked(), r.head
-}
-
-func (r *room) onlineCount() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.presence)
 }
