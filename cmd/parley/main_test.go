@@ -33,13 +33,15 @@ func TestMain(m *testing.M) {
 }
 
 // startServer runs an in-process parleyd with a durable SQLite store in a
-// temporary directory, shut down when the test ends.
+// temporary directory (or the store PARLEY_TEST_STORE names), shut down
+// when the test ends.
 func startServer(t testing.TB, mods ...func(*app.Config)) *app.Server {
 	t.Helper()
 	cfg := app.Config{
 		Listen: "127.0.0.1:0", DataDir: t.TempDir(), Dev: true, ShutdownTimeout: 5 * time.Second,
 		SendRate: -1, // the tests send in bursts; the per-user limit has its own tests
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Store:    os.Getenv("PARLEY_TEST_STORE"),
 	}
 	for _, m := range mods {
 		m(&cfg)

@@ -2,22 +2,12 @@ package main
 
 import (
 	"context"
-	"os"
 	"regexp"
 	"testing"
 
 	"github.com/parleychat/parley/cmd/parley/internal/cli"
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
-	"github.com/parleychat/parley/server/app"
 )
-
-// envStore runs the server on PARLEY_TEST_STORE when it is set (default:
-// SQLite in the test's directory).
-func envStore(c *app.Config) {
-	if s := os.Getenv("PARLEY_TEST_STORE"); s != "" {
-		c.Store = s
-	}
-}
 
 func sendAs(t *testing.T, c parleyv1.ChatServiceClient, ctx context.Context, room string, bodies ...string) uint64 {
 	t.Helper()
@@ -34,7 +24,7 @@ func sendAs(t *testing.T, c parleyv1.ChatServiceClient, ctx context.Context, roo
 
 // parley rooms shows the caller's unread and mention counts.
 func TestRoomsShowsUnreadAndMentions(t *testing.T) {
-	s := startServer(t, envStore)
+	s := startServer(t)
 	bob, bctx := apiClient(t, s, "bob")
 	sendAs(t, bob, bctx, "lobby", "hi", "hey @alice", "bye")
 	tok := mint(t, s, "alice")
@@ -54,7 +44,7 @@ func TestRoomsShowsUnreadAndMentions(t *testing.T) {
 // parley chat marks a room read as it prints its messages, and shows a
 // mark made on another device and another reader's receipt.
 func TestChatMarksReadAndShowsReadState(t *testing.T) {
-	s := startServer(t, envStore)
+	s := startServer(t)
 	alice, actx := apiClient(t, s, "alice")
 	if _, err := alice.CreateRoom(actx, &parleyv1.CreateRoomRequest{Name: "news"}); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package load
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -47,11 +46,7 @@ func lastRead(t *testing.T, s *app.Server, user, room string) uint64 {
 func TestBenchMarksRead(t *testing.T) {
 	for _, via := range []string{"h2", "grpc"} {
 		t.Run(via, func(t *testing.T) {
-			s := startServer(t, func(c *app.Config) {
-				if st := os.Getenv("PARLEY_TEST_STORE"); st != "" {
-					c.Store = st
-				}
-			})
+			s := startServer(t)
 			rep, r := runBenchJSON(t, s.Addr(), "--receivers", "10", "--rooms", "2", "--senders", "2", "--rate", "200",
 				"--mark-read-rate", "100", "--receive-via", via, "--warmup", "300ms", "--duration", "1s", "--quiet")
 			wantCode(t, r, cli.ExitOK)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,13 +18,15 @@ import (
 const runTimeout = 40 * time.Second
 
 // startServer runs an in-process parleyd with a durable SQLite store in a
-// temporary directory, shut down when the test ends.
+// temporary directory (or the store PARLEY_TEST_STORE names), shut down
+// when the test ends.
 func startServer(t testing.TB, mods ...func(*app.Config)) *app.Server {
 	t.Helper()
 	cfg := app.Config{
 		Listen: "127.0.0.1:0", DataDir: t.TempDir(), Dev: true, ShutdownTimeout: 5 * time.Second,
 		SendRate: -1, // the load generator sends in bursts
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Store:    os.Getenv("PARLEY_TEST_STORE"),
 	}
 	for _, m := range mods {
 		m(&cfg)
