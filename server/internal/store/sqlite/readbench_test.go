@@ -85,3 +85,47 @@ func fillReadBench(b *testing.B, path string, rb storetest.ReadBench) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkUpgradeToReadState times Open of a database that schema 4
+// left with 1,000 rooms of 1,000 messages (-short: 100 rooms): the
+// migration to read state counts them all and rewrites every row once.
+func BenchmarkUpgradeToReadState(b *testing.B) {
+	rooms := 1000
+	if testing.Short() {
+		rooms = 100
+	}
+	for b.Loop() {
+		b.StopTimer()
+		path := filepath.Join(b.TempDir(), "parley.db")
+		db, err := sql.Open("sqlite", path+"?_pragma=synchronous(OFF)")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		if err := sqlite.MigrateTo(ctx, db, 4); err != nil {
+			b.Fatal(err)
+		}
+		for _, q := range []string{
+			`WITH RECURSIVE r(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM r WHERE i + 1 < ?1)
+				INSERT INTO rooms (name, visibility, created_by, created_at, last_seq) SELECT printf('room-%05d', i), 1, 'u1', 1, 1000 FROM r`,
+			`WITH RECURSIVE s(seq) AS (SELECT 1 UNION ALL SELECT seq + 1 FROM s WHERE seq < 1000)
+				INSERT INTO messages (room, seq, sender, body, sent_at)
+				SELECT name, seq, 'u' || (seq % 7), 'message ' || seq || ': some text of a typical length for a chat line', seq
+				FROM rooms, s ORDER BY name, seq`,
+		} {
+			if _, err := db.ExecContext(ctx, q, rooms); err != nil {
+				b.Fatal(err)
+			}
+		}
+		db.Close()
+		b.StartTimer()
+		s := openTemp(b, sqlite.Config{Path: path})
+		b.StopTimer()
+		if r, err := s.ReadState(ctx, "u1", "room-00000"); err != nil || r.Unread != 857 {
+			b.Fatalf("after the upgrade: %+v (%v), want 857 unread", r, err)
+		}
+		s.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(rooms*1000)/(b.Elapsed().Seconds()/float64(b.N)), "msgs/s")
+}
