@@ -14,6 +14,8 @@ var (
 	NewSchema    = newSchema
 	NeedPostgres = needPostgres
 	ExecSQL      = execSQL
+	VacuumSchema = vacuumSchema
+	Backends     = backends
 )
 
 // CarefulBatches is how many batches s redid carefully because the unique

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,13 +26,32 @@ func postgresCPU() time.Duration {
 		if open < 0 || end < open || string(b[open+1:end]) != "postgres" {
 			continue
 		}
-		fields := bytes.Fields(b[end+1:])
-		if len(fields) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseInt(string(fields[11]), 10, 64)
-		s, _ := strconv.ParseInt(string(fields[12]), 10, 64)
-		ticks += u + s
+		ticks += statTicks(b[end+1:])
 	}
 	return time.Duration(ticks) * (time.Second / 100) // USER_HZ is 100 on Linux
+}
+
+// statTicks returns utime+stime from the fields of /proc/PID/stat after
+// the command's closing parenthesis.
+func statTicks(rest []byte) int64 {
+	fields := bytes.Fields(rest)
+	if len(fields) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(string(fields[11]), 10, 64)
+	s, _ := strconv.ParseInt(string(fields[12]), 10, 64)
+	return u + s
+}
+
+// processesCPU is the user+system CPU time used so far by the processes
+// pids (those gone count nothing).
+func processesCPU(pids []int) time.Duration {
+	var ticks int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if end := bytes.LastIndexByte(b, ')'); err == nil && end > 0 {
+			ticks += statTicks(b[end+1:])
+		}
+	}
+	return time.Duration(ticks) * (time.Second / 100)
 }

@@ -134,3 +134,43 @@ func execSQL(t testing.TB, schema string, sql string) {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
+
+// vacuumSchema runs VACUUM (ANALYZE) on schema's tables, outside any
+// transaction, as autovacuum would in time: it sets the visibility map
+// that index-only scans need.
+func vacuumSchema(t testing.TB, schema string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, testDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SET search_path TO "+schema); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "VACUUM (ANALYZE)"); err != nil {
+		t.Fatalf("vacuum %s: %v", schema, err)
+	}
+}
+
+// backends returns the process ids of the server's backends serving
+// connections whose application_name is app.
+func backends(t testing.TB, app string) []int {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, testDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT pid FROM pg_stat_activity WHERE application_name = $1", app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pids
+}

@@ -24,6 +24,11 @@ const (
 	idsOrdered idKind = "ordered" // time-ordered, like UUIDv7 or ULID
 	idsRandom  idKind = "random"  // random, like UUIDv4
 	idsNone    idKind = "none"    // no ClientMsgID: nothing to deduplicate
+	// idsOwnRoom is idsOrdered with each appender sending to one room only
+	// (its number modulo benchRooms), as people mostly talk in a few rooms:
+	// 1,000 appenders are 1,000 (room, sender) pairs, where with the others
+	// each appender sends to every room in turn (100,000 pairs).
+	idsOwnRoom idKind = "ordered-own-room"
 )
 
 // BenchmarkAppend measures durable appends through the writer with N
@@ -48,6 +53,11 @@ func BenchmarkAppend(b *testing.B) {
 			})
 		}
 	}
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("group-own-room/appenders=%d", n), func(b *testing.B) {
+			benchAppend(b, sqlite.Config{}, n, idsOwnRoom)
+		})
+	}
 }
 
 // BenchmarkStoreAlone is the store's throughput on its own at large
@@ -63,7 +73,71 @@ func BenchmarkStoreAlone(b *testing.B) {
 	}
 }
 
+// BenchmarkAppendBesideMarkers is Append/group with 100 appenders, alone
+// and while read markers move beside it as the API flushes them: every
+// 250 ms a SetReadMarkers call of 2,000 markers, each of one of 5,000
+// users in one of the rooms, set at the head. It shows what the markers'
+// writes, chunked between the appends, cost the appends' latency.
+func BenchmarkAppendBesideMarkers(b *testing.B) {
+	for _, markers := range []bool{false, true} {
+		b.Run(fmt.Sprintf("markers=%v/appenders=100", markers), func(b *testing.B) {
+			var beside func(s *sqlite.Store, stop <-chan struct{}) func()
+			if markers {
+				beside = floodMarkers(b)
+			}
+			benchAppendBeside(b, sqlite.Config{}, 100, idsOrdered, beside)
+		})
+	}
+}
+
+// floodMarkers returns a function that starts moving markers on s every
+// 250 ms until stop, and returns a function that waits for it and reports
+// the latency of a SetReadMarkers call.
+func floodMarkers(b *testing.B) func(s *sqlite.Store, stop <-chan struct{}) func() {
+	return func(s *sqlite.Store, stop <-chan struct{}) func() {
+		var lat []time.Duration
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			rng := rand.New(rand.NewPCG(9, 10))
+			tick := time.NewTicker(250 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				ms := make([]store.ReadMarker, 2000)
+				for i := range ms {
+					ms[i] = store.ReadMarker{Room: fmt.Sprint("room-", rng.IntN(benchRooms)), User: fmt.Sprint("reader-", rng.IntN(5000)), Seq: 1 << 40}
+				}
+				t0 := time.Now()
+				if _, err := s.SetReadMarkers(context.Background(), ms); err != nil {
+					b.Error(err)
+					return
+				}
+				lat = append(lat, time.Since(t0))
+			}
+		}()
+		return func() {
+			<-done
+			if len(lat) > 0 {
+				slices.Sort(lat)
+				b.ReportMetric(float64(len(lat)), "marker-batches")
+				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "marker-batch-p50-ms")
+			}
+		}
+	}
+}
+
 func benchAppend(b *testing.B, cfg sqlite.Config, appenders int, ids idKind) {
+	benchAppendBeside(b, cfg, appenders, ids, nil)
+}
+
+// benchAppendBeside is benchAppend with beside, if not nil, started once
+// the rooms exist and stopped when the appenders are done.
+func benchAppendBeside(b *testing.B, cfg sqlite.Config, appenders int, ids idKind, beside func(s *sqlite.Store, stop <-chan struct{}) func()) {
 	s := openTemp(b, cfg)
 	defer s.Close()
 	for i := range benchRooms {
@@ -75,6 +149,10 @@ func benchAppend(b *testing.B, cfg sqlite.Config, appenders int, ids idKind) {
 	var next atomic.Int64
 	lat := make([][]time.Duration, appenders)
 	var wg sync.WaitGroup
+	stop, finish := make(chan struct{}), func() {}
+	if beside != nil {
+		finish = beside(s, stop)
+	}
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	start := time.Now()
@@ -84,6 +162,8 @@ func benchAppend(b *testing.B, cfg sqlite.Config, appenders int, ids idKind) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
+	close(stop)
+	finish()
 	reportLatency(b, lat, elapsed)
 	// CPU time per message says what the store costs even when other
 	// processes share the machine and blur msgs/s.
@@ -102,6 +182,9 @@ func appendLoop(b *testing.B, s *sqlite.Store, g int, ids idKind, next *atomic.I
 	for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
 		m := store.NewMessage{Room: fmt.Sprint("room-", int(i)%benchRooms), Sender: fmt.Sprint("user-", g), Body: body}
 		switch ids {
+		case idsOwnRoom:
+			m.Room = fmt.Sprint("room-", g%benchRooms)
+			m.ClientMsgID = fmt.Sprintf("%016x", i)
 		case idsOrdered:
 			m.ClientMsgID = fmt.Sprintf("%016x", i)
 		case idsRandom:
