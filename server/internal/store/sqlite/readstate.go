@@ -378,7 +378,7 @@ func scanMarker(row sqlstore.Row) (store.ReadMarker, error) {
 	return m, err
 }
 
-// readStateSQL is what a room's row needs beside it for user ?1's read
+// readStateColumns is what a room's row needs beside it for user ?1's read
 // state (sqlstore.ReadCounts): the marker, the room's and the user's
 // counters, and the two ranges after the marker that are counted, both
 // over small indexes: the deleted messages and the user's mentions (not
