@@ -66,13 +66,12 @@ type h2Stream struct {
 	unacked uint32     // bytes read since the stream's last WINDOW_UPDATE
 }
 
-// dialH2 opens a connection to addr (TLS if tc is not nil) and starts its
-// reader goroutine, tracked by b.readers.
-func dialH2(ctx context.Context, b *bench, addr string, tc *tls.Config) (*h2Conn, error) {
-	var d net.Dialer
+// dialH2 opens a connection to addr with d (TLS if tc is not nil) and
+// starts its reader goroutine, tracked by b.readers.
+func dialH2(ctx context.Context, b *bench, addr string, tc *tls.Config, d *net.Dialer) (*h2Conn, error) {
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+		return nil, dialError(addr, err)
 	}
 	if tc != nil {
 		tc = tc.Clone()
@@ -88,8 +87,15 @@ func dialH2(ctx context.Context, b *bench, addr string, tc *tls.Config) (*h2Conn
 		nc = tlsConn
 	}
 	c := &h2Conn{b: b, nc: nc, auth: addr, next: 1, streams: make(map[uint32]*h2Stream)}
-	c.bw = bufio.NewWriterSize(nc, 16<<10)
-	c.fr = http2.NewFramer(c.bw, bufio.NewReaderSize(nc, 64<<10))
+	// Buffers sized for thousands of connections: the writer carries only
+	// stream openings and window updates; a connection with one stream
+	// reads a few frames at a time.
+	readBuf := 64 << 10
+	if b.cfg.streamsPerConn == 1 {
+		readBuf = 16 << 10
+	}
+	c.bw = bufio.NewWriterSize(nc, 4<<10)
+	c.fr = http2.NewFramer(c.bw, bufio.NewReaderSize(nc, readBuf))
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = 1 << 20
 	c.fr.SetReuseFrames()
