@@ -207,7 +207,7 @@ func (c *h2Conn) read() {
 			c.headers(f)
 		case *http2.SettingsFrame:
 			if !f.IsAck() {
-				err = c.write(c.fr.WriteSettingsAck)
+				err = c.write(func() error { c.applySettings(f); return c.fr.WriteSettingsAck() })
 			}
 		case *http2.PingFrame:
 			if !f.IsAck() {
@@ -221,6 +221,15 @@ func (c *h2Conn) read() {
 			c.failAll(err)
 			return
 		}
+	}
+}
+
+// applySettings applies the server's settings that bind the connection's
+// writing side, as any HTTP/2 client must: the size of the header table
+// the server keeps for the stream openings it decodes. Call it with wmu held.
+func (c *h2Conn) applySettings(f *http2.SettingsFrame) {
+	if v, ok := f.Value(http2.SettingHeaderTableSize); ok {
+		c.henc.SetMaxDynamicTableSizeLimit(v)
 	}
 }
 
