@@ -52,6 +52,7 @@ type benchConfig struct {
 	serverPID    int
 	serverPprof  string
 	profileDir   string
+	rssSettle    time.Duration
 }
 
 // maxRoomsPerStream is parleyd's default --max-rooms-per-stream.
@@ -174,6 +175,7 @@ ulimit -n) or that does not finish within --step-timeout. --rate,
 	})
 	fs.IntVar(&c.serverPID, "server-pid", 0, "with --ramp: the server's process id, to read its RSS from /proc/PID/status (a server on this machine)")
 	fs.StringVar(&c.serverPprof, "server-pprof", "", "with --ramp: the server's pprof base URL (parleyd --pprof-listen), e.g. http://127.0.0.1:6060: garbage-collect it before each memory reading")
+	fs.DurationVar(&c.rssSettle, "rss-settle", 2*time.Minute, "with --ramp: after each step's joins, wait up to this long for the server's RSS to stop falling (Go returns freed memory to the system gradually); 0: read it at once")
 	fs.StringVar(&c.profileDir, "profile-dir", "", "with --ramp and --server-pprof: keep the server's heap and goroutine profiles of each step in this directory")
 	pos, err := cli.ParseFlags(fs, args)
 	if err != nil {

@@ -37,6 +37,8 @@ type serverSample struct {
 	queueBytes float64 // parley_queue_bytes
 	stackInuse float64 // go_memstats_stack_inuse_bytes
 	maxFDs     float64 // process_max_fds
+	heapIdle   float64 // go_memstats_heap_idle_bytes
+	heapFreed  float64 // go_memstats_heap_released_bytes
 }
 
 // metricsClient scrapes the servers' Prometheus text endpoints; with
@@ -87,6 +89,8 @@ func (m *metricsClient) scrape(ctx context.Context) (serverSample, error) {
 		sum.queueBytes += s.queueBytes
 		sum.stackInuse += s.stackInuse
 		sum.maxFDs += s.maxFDs
+		sum.heapIdle += s.heapIdle
+		sum.heapFreed += s.heapFreed
 		sum.at = s.at
 	}
 	return sum, nil
@@ -109,19 +113,21 @@ func (m *metricsClient) scrapeOne(ctx context.Context, url string) (serverSample
 		return s, fmt.Errorf("scrape %s: HTTP %d", url, resp.StatusCode)
 	}
 	want := map[string]*float64{
-		"process_cpu_seconds_total":     &s.cpuSeconds,
-		"process_resident_memory_bytes": &s.rss,
-		"parley_deliveries_total":       &s.deliveries,
-		"parley_messages_total":         &s.messages,
-		"parley_streams":                &s.streams,
-		"parley_slow_consumers_total":   &s.slowCuts,
-		"go_memstats_heap_inuse_bytes":  &s.heapInuse,
-		"go_goroutines":                 &s.goroutines,
-		"process_open_fds":              &s.fds,
-		"parley_grpc_connections":       &s.grpcConns,
-		"parley_queue_bytes":            &s.queueBytes,
-		"go_memstats_stack_inuse_bytes": &s.stackInuse,
-		"process_max_fds":               &s.maxFDs,
+		"process_cpu_seconds_total":       &s.cpuSeconds,
+		"process_resident_memory_bytes":   &s.rss,
+		"parley_deliveries_total":         &s.deliveries,
+		"parley_messages_total":           &s.messages,
+		"parley_streams":                  &s.streams,
+		"parley_slow_consumers_total":     &s.slowCuts,
+		"go_memstats_heap_inuse_bytes":    &s.heapInuse,
+		"go_goroutines":                   &s.goroutines,
+		"process_open_fds":                &s.fds,
+		"parley_grpc_connections":         &s.grpcConns,
+		"parley_queue_bytes":              &s.queueBytes,
+		"go_memstats_stack_inuse_bytes":   &s.stackInuse,
+		"process_max_fds":                 &s.maxFDs,
+		"go_memstats_heap_idle_bytes":     &s.heapIdle,
+		"go_memstats_heap_released_bytes": &s.heapFreed,
 	}
 	found := 0
 	sc := bufio.NewScanner(resp.Body)

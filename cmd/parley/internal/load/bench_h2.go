@@ -312,8 +312,11 @@ func (s *h2Stream) message(msg []byte) error {
 		}
 		return err
 	}
-	if f.kind == kindMessage {
+	switch f.kind {
+	case kindMessage:
 		s.r.deliver(f)
+	case kindPresence:
+		s.r.presence.Add(1)
 	}
 	return nil
 }

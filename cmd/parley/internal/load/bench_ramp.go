@@ -50,6 +50,16 @@ type rampStep struct {
 	AllJoinedSec   float64        `json:"all_joined_sec"` // both
 	Join           latencySummary `json:"join_per_stream"`
 	SettleSec      float64        `json:"settle_sec"` // waiting for the server's goroutines to settle
+	// What connecting and joining cost, in cores over AllJoinedSec: the
+	// server's CPU (from /metrics), the bench's own, and the machine's
+	// (anything else running shows as busy beyond the two).
+	JoinServerCores  float64 `json:"join_server_cores"`
+	JoinBenchCores   float64 `json:"join_bench_cores"`
+	JoinMachineCores float64 `json:"join_machine_busy_cores"`
+	// PresenceDiffsPerStream is how many presence diffs the streams
+	// received from the step's start until the server settled, per stream
+	// open at its end.
+	PresenceDiffsPerStream float64 `json:"presence_diffs_per_stream"`
 
 	Server              rampServer   `json:"server"`
 	RSSPerStream        float64      `json:"rss_per_stream_bytes"`
@@ -63,16 +73,21 @@ type rampStep struct {
 
 // rampServer is the server's state at one reading.
 type rampServer struct {
-	RSSBytes        float64 `json:"rss_bytes"`
+	RSSBytes        float64 `json:"rss_bytes"` // once it stopped falling (see --rss-settle)
 	RSSSource       string  `json:"rss_source"`
+	RSSAfterGCBytes float64 `json:"rss_after_gc_bytes"` // right after the garbage collection
+	RSSSettleSec    float64 `json:"rss_settle_sec"`
 	HeapInuseBytes  float64 `json:"heap_inuse_bytes"`
 	StackInuseBytes float64 `json:"stack_inuse_bytes"`
-	Goroutines      float64 `json:"goroutines"`
-	Streams         float64 `json:"streams"`
-	GRPCConns       float64 `json:"grpc_connections"`
-	OpenFDs         float64 `json:"open_fds"`
-	MaxFDs          float64 `json:"max_fds"`
-	Error           string  `json:"error,omitempty"`
+	// HeapKeptBytes is heap the runtime has free but has not returned to
+	// the operating system (idle minus released): part of RSS.
+	HeapKeptBytes float64 `json:"heap_kept_bytes"`
+	Goroutines    float64 `json:"goroutines"`
+	Streams       float64 `json:"streams"`
+	GRPCConns     float64 `json:"grpc_connections"`
+	OpenFDs       float64 `json:"open_fds"`
+	MaxFDs        float64 `json:"max_fds"`
+	Error         string  `json:"error,omitempty"`
 }
 
 // fanoutReport is a step's messages and their deliveries to every stream
@@ -177,6 +192,8 @@ func (b *bench) rampStep(ctx context.Context, rs *rampState, k, target int, base
 	sctx, cancel := context.WithTimeout(ctx, cfg.stepTimeout)
 	defer cancel()
 	var opened atomic.Int64
+	cpu0, mach0, diffs0 := cpuTime(), readMachineCPU(), b.presenceDiffs()
+	srv0, serr := b.metrics.scrape(ctx)
 	t0 := time.Now()
 	stopTicker := b.tick(func() {
 		b.progressf("%s: %d/%d new streams joined after %.0fs", what, opened.Load(), st.NewStreams, time.Since(t0).Seconds())
@@ -193,6 +210,11 @@ func (b *bench) rampStep(ctx context.Context, rs *rampState, k, target int, base
 	}
 	st.AllJoinedSec = time.Since(t0).Seconds()
 	stopTicker()
+	st.JoinBenchCores = (cpuTime() - cpu0).Seconds() / st.AllJoinedSec
+	st.JoinMachineCores = (readMachineCPU().busy - mach0.busy) / st.AllJoinedSec
+	if srv1, err := b.metrics.scrape(ctx); err == nil && serr == nil {
+		st.JoinServerCores = (srv1.cpuSeconds - srv0.cpuSeconds) / srv1.at.Sub(srv0.at).Seconds()
+	}
 	if err != nil {
 		return st, fmt.Errorf("%s: %w%s", what, err, b.stallHint(ctx, sctx))
 	}
@@ -204,6 +226,7 @@ func (b *bench) rampStep(ctx context.Context, rs *rampState, k, target int, base
 	t2 := time.Now()
 	b.settle(ctx)
 	st.SettleSec = time.Since(t2).Seconds()
+	st.PresenceDiffsPerStream = float64(b.presenceDiffs()-diffs0) / float64(target)
 	st.Server = b.serverState(ctx, strconv.Itoa(target))
 	st.perStream(base)
 	st.Fanout, err = b.rampFanout(ctx, rs)
@@ -267,30 +290,63 @@ func (b *bench) settle(ctx context.Context) {
 // --server-pprof is given (and its profiles kept with --profile-dir, named
 // after step), RSS from /proc with --server-pid, the rest from /metrics.
 func (b *bench) serverState(ctx context.Context, step string) rampServer {
-	var out rampServer
 	if b.cfg.serverPprof != "" {
 		if err := b.collectServer(ctx, step); err != nil {
-			out.Error = err.Error()
-			return out
+			return rampServer{Error: err.Error()}
 		}
 	}
-	s, err := b.metrics.scrape(ctx)
+	out, err := b.readServer(ctx)
 	if err != nil {
-		out.Error = err.Error()
+		return rampServer{Error: err.Error()}
+	}
+	out.RSSAfterGCBytes = out.RSSBytes
+	if b.cfg.rssSettle <= 0 {
 		return out
 	}
-	out = rampServer{RSSBytes: s.rss, RSSSource: "/metrics", HeapInuseBytes: s.heapInuse, StackInuseBytes: s.stackInuse,
-		Goroutines: s.goroutines, Streams: s.streams, GRPCConns: s.grpcConns, OpenFDs: s.fds, MaxFDs: s.maxFDs}
+	// The runtime returns freed memory to the system a little at a time
+	// (about 1% of a core's time): after a storm, RSS falls for a while.
+	t0 := time.Now()
+	deadline := t0.Add(b.cfg.rssSettle)
+	var past []float64 // RSS once a second
+	for time.Now().Before(deadline) {
+		past = append(past, out.RSSBytes)
+		if n := len(past); n > 5 && past[n-1] >= 0.995*past[n-6] {
+			break // fell less than 0.5% in 5 s
+		}
+		select {
+		case <-time.After(time.Second): // polling interval
+		case <-ctx.Done():
+			return out
+		}
+		next, err := b.readServer(ctx)
+		if err != nil {
+			break
+		}
+		next.RSSAfterGCBytes = out.RSSAfterGCBytes
+		out = next
+	}
+	out.RSSSettleSec = time.Since(t0).Seconds()
+	return out
+}
+
+// readServer reads the server's /metrics, and RSS from /proc with
+// --server-pid.
+func (b *bench) readServer(ctx context.Context) (rampServer, error) {
+	s, err := b.metrics.scrape(ctx)
+	if err != nil {
+		return rampServer{}, err
+	}
+	out := rampServer{RSSBytes: s.rss, RSSSource: "/metrics", HeapInuseBytes: s.heapInuse, StackInuseBytes: s.stackInuse,
+		HeapKeptBytes: s.heapIdle - s.heapFreed, Goroutines: s.goroutines, Streams: s.streams, GRPCConns: s.grpcConns, OpenFDs: s.fds, MaxFDs: s.maxFDs}
 	if b.cfg.serverPID > 0 {
 		path := fmt.Sprintf("/proc/%d/status", b.cfg.serverPID)
 		rss, err := procRSS(path)
 		if err != nil {
-			out.Error = err.Error()
-			return out
+			return out, err
 		}
 		out.RSSBytes, out.RSSSource = rss, path
 	}
-	return out
+	return out, nil
 }
 
 // procRSS reads VmRSS from a /proc/PID/status file, in bytes.
@@ -425,6 +481,13 @@ func (b *bench) awaitDeliveries(ctx context.Context, want uint64) {
 	}
 }
 
+func (b *bench) presenceDiffs() (n uint64) {
+	for _, r := range b.receivers {
+		n += r.presence.Load()
+	}
+	return n
+}
+
 func (b *bench) duplicates() (n uint64) {
 	for _, r := range b.receivers {
 		n += r.dups.Load()
@@ -471,13 +534,14 @@ func (rep *rampReport) writeTable(w io.Writer) error {
 		c.Addr, strings.TrimSuffix(c.Mode, " ramp"), c.Rooms, c.StreamsPerConn, c.Senders, rep.RampMessages)
 	fmt.Fprintf(w, "server before the ramp: %s\n\n", rep.Base.text())
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "streams\tconns\tconnect s\tjoin s\tall joined s\tjoin p50/p99/max ms\tserver rss\trss/stream\trss/conn\theap/stream\tstacks/stream\tgoroutines\t/conn\tfan-out p50/p99/max ms\tack p50 ms\tlost/dup/reorder")
+	fmt.Fprintln(tw, "streams\tconns\tconnect s\tjoin s\tall joined s\tjoin p50/p99/max ms\tjoin cores srv/bench/all\tdiffs/stream\tserver rss (after GC)\trss/stream\trss/conn\theap/stream\tstacks/stream\tfree heap kept\tgoroutines\t/conn\tfan-out p50/p99/max ms\tack p50 ms\tlost/dup/reorder")
 	for _, st := range rep.Steps {
 		f, j := st.Fanout, st.Join
-		fmt.Fprintf(tw, "%d\t%d\t%.2f\t%.2f\t%.2f\t%.0f/%.0f/%.0f\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.2f\t%.1f/%.1f/%.1f\t%.1f\t%d/%d/%d\n",
+		fmt.Fprintf(tw, "%d\t%d\t%.2f\t%.2f\t%.2f\t%.0f/%.0f/%.0f\t%.2f/%.2f/%.2f\t%.1f\t%s (%s)\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.2f\t%.1f/%.1f/%.1f\t%.1f\t%d/%d/%d\n",
 			st.Streams, st.Connections, st.ConnectSec, st.JoinSec, st.AllJoinedSec, j.P50, j.P99, j.Max,
-			bytesText(st.Server.RSSBytes), bytesText(st.RSSPerStream), bytesText(st.RSSPerConn), bytesText(st.HeapPerStream),
-			bytesText(st.StackPerStream), st.Server.Goroutines, st.GoroutinesPerConn,
+			st.JoinServerCores, st.JoinBenchCores, st.JoinMachineCores, st.PresenceDiffsPerStream,
+			bytesText(st.Server.RSSBytes), bytesText(st.Server.RSSAfterGCBytes), bytesText(st.RSSPerStream), bytesText(st.RSSPerConn), bytesText(st.HeapPerStream),
+			bytesText(st.StackPerStream), bytesText(st.Server.HeapKeptBytes), st.Server.Goroutines, st.GoroutinesPerConn,
 			f.Latency.P50, f.Latency.P99, f.Latency.Max, f.Ack.P50, f.Lost, f.Duplicates, f.OutOfOrder)
 	}
 	if err := tw.Flush(); err != nil {
@@ -506,8 +570,9 @@ func (s rampServer) text() string {
 	if s.Error != "" {
 		return "no figures: " + s.Error
 	}
-	return fmt.Sprintf("rss %s (from %s), heap in use %s, stacks %s, %.0f goroutines, %.0f of %.0f files open",
-		bytesText(s.RSSBytes), s.RSSSource, bytesText(s.HeapInuseBytes), bytesText(s.StackInuseBytes), s.Goroutines, s.OpenFDs, s.MaxFDs)
+	return fmt.Sprintf("rss %s (from %s; %s right after GC), heap in use %s, stacks %s, free heap not returned %s, %.0f goroutines, %.0f of %.0f files open",
+		bytesText(s.RSSBytes), s.RSSSource, bytesText(s.RSSAfterGCBytes), bytesText(s.HeapInuseBytes), bytesText(s.StackInuseBytes), bytesText(s.HeapKeptBytes),
+		s.Goroutines, s.OpenFDs, s.MaxFDs)
 }
 
 // rampCmd runs a ramp for Bench and prints its report.

@@ -27,7 +27,7 @@ import (
 func TestBenchRamp(t *testing.T) {
 	s := startServer(t)
 	r := parley(t, s.Addr(), "", "bench", "--json", "--quiet", "--ramp", "60,300", "--streams-per-conn", "10", "--rooms", "2",
-		"--senders", "2", "--ramp-messages", "3", "--local-addrs", "127.0.0.1,127.0.0.2", "--server-pid", fmt.Sprint(os.Getpid()))
+		"--senders", "2", "--ramp-messages", "3", "--local-addrs", "127.0.0.1,127.0.0.2", "--server-pid", fmt.Sprint(os.Getpid()), "--rss-settle", "0")
 	wantCode(t, r, cli.ExitOK)
 	var rep rampReport
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
@@ -49,7 +49,8 @@ func TestBenchRamp(t *testing.T) {
 			t.Errorf("step %d: latencies %+v, ack %+v", i, f.Latency, f.Ack)
 		}
 		if st.AllJoinedSec <= 0 || st.Join.Count != uint64(st.NewStreams) || st.Server.Error != "" ||
-			st.Server.RSSSource != fmt.Sprintf("/proc/%d/status", os.Getpid()) || st.Server.RSSBytes <= 0 || st.Server.Streams < float64(want.streams) {
+			st.Server.RSSSource != fmt.Sprintf("/proc/%d/status", os.Getpid()) || st.Server.RSSBytes <= 0 || st.Server.Streams < float64(want.streams) ||
+			st.Server.RSSAfterGCBytes != st.Server.RSSBytes || st.JoinServerCores <= 0 || st.JoinBenchCores <= 0 {
 			t.Errorf("step %d: join %+v in %.2fs, server %+v", i, st.Join, st.AllJoinedSec, st.Server)
 		}
 	}
@@ -60,7 +61,7 @@ func TestBenchRampTableAndProfiles(t *testing.T) {
 	s := startServerWithPprof(t)
 	dir := t.TempDir()
 	r := parley(t, s.addr, "", "bench", "--quiet", "--ramp", "5,20", "--ramp-messages", "1",
-		"--server-pprof", "http://"+s.pprof, "--profile-dir", dir)
+		"--server-pprof", "http://"+s.pprof, "--profile-dir", dir, "--rss-settle", "1500ms")
 	wantCode(t, r, cli.ExitOK)
 	for _, want := range []string{`(?m)^5 +5 +`, `(?m)^20 +20 +`, `(?m)^result +PASS$`, `server before the ramp: rss`} {
 		if !regexp.MustCompile(want).MatchString(r.stdout) {

@@ -36,6 +36,7 @@ type receiver struct {
 	dups     atomic.Uint64 // seq not above the last one seen
 	gaps     atomic.Uint64 // seq more than one above the last one seen
 	foreign  atomic.Uint64 // messages that are not the bench's
+	presence atomic.Uint64 // presence diffs received after the joined frame
 }
 
 // request is what opens r's stream: the method and its first message,
@@ -109,8 +110,11 @@ func (r *receiver) receive() {
 			b.streamEnded(r.name(), err)
 			return
 		}
-		if f.kind == kindMessage {
+		switch f.kind {
+		case kindMessage:
 			r.deliver(f)
+		case kindPresence:
+			r.presence.Add(1)
 		}
 	}
 }
