@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"runtime/pprof"
@@ -43,6 +44,16 @@ type benchConfig struct {
 	json           bool
 	quiet          bool
 	markRate       float64
+
+	// Ramp mode (bench_ramp.go).
+	ramp         []int // receiving streams after each step; empty: not a ramp
+	rampMessages int
+	stepTimeout  time.Duration
+	localAddrs   []net.IP // source addresses of the receiving connections, in turn
+	serverPID    int
+	serverPprof  string
+	profileDir   string
+	rssSettle    time.Duration
 }
 
 // maxRoomsPerStream is parleyd's default --max-rooms-per-stream.
@@ -70,6 +81,12 @@ func (c *benchConfig) validate() error {
 		return cli.Usagef("--receive-via must be h2 or grpc")
 	case !roomPrefixRE.MatchString(c.roomPrefix):
 		return cli.Usagef("--room-prefix must be 1-48 characters of a-z, 0-9, '-', '_'")
+	case len(c.ramp) > 0 && (c.rampMessages < 1 || c.stepTimeout <= 0):
+		return cli.Usagef("--ramp-messages must be at least 1 and --step-timeout positive")
+	case len(c.ramp) == 0 && (c.serverPID != 0 || c.serverPprof != "" || c.profileDir != ""):
+		return cli.Usagef("--server-pid, --server-pprof and --profile-dir go with --ramp")
+	case c.profileDir != "" && c.serverPprof == "":
+		return cli.Usagef("--profile-dir needs --server-pprof (the profiles come from the server)")
 	case c.senders > 0 && (c.rooms+c.senders-1)/c.senders > maxRoomsPerStream:
 		return cli.Usagef("each sender joins the rooms it sends to, at most %d: use --senders %d or more", maxRoomsPerStream, (c.rooms+maxRoomsPerStream-1)/maxRoomsPerStream)
 	}
@@ -111,7 +128,21 @@ Rooms are named <room-prefix>-<n> and created if missing. Tokens: --token-cmd
 (run once per user, the user name appended), else --token or PARLEY_TOKEN
 (every stream the same user), else DevLogin (a --dev server). The server's
 per-user limits apply to the bench's users: start parleyd with --send-rate -1
-for load tests, or senders above its rate are refused.`)
+for load tests, or senders above its rate are refused.
+
+With --ramp (for example --ramp 1000,5000,19000) the bench grows a crowd in
+steps instead: at each step it connects receiving streams up to the step's
+count (--streams-per-conn to a connection, in --rooms), then reports how long
+connecting and joining took, the server's memory (RSS per stream and per
+connection, from /metrics or, with --server-pid, /proc/PID/status; heap and
+goroutines) once its goroutine count has settled, and the fan-out of
+--ramp-messages messages from the senders, one at a time, to every stream
+connected so far: latency percentiles, loss, duplicates and reordering.
+With --server-pprof the server is garbage-collected before each memory
+reading, and --profile-dir keeps its heap and goroutine profiles per step.
+The ramp stops at the first step the bench cannot open files for (see
+ulimit -n) or that does not finish within --step-timeout. --rate,
+--warmup and --duration do not apply.`)
 	c := benchConfig{}
 	fs.IntVar(&c.receivers, "receivers", 100, "receiving streams")
 	fs.IntVar(&c.rooms, "rooms", 1, "rooms; receiver i is in room i mod rooms")
@@ -134,12 +165,31 @@ for load tests, or senders above its rate are refused.`)
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress line on stderr")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the bench's own CPU profile (pprof) for the whole run to this file")
 	fs.Float64Var(&c.markRate, "mark-read-rate", 0, "mark_read frames per second from all receivers together, each marking its room read up to the last seq it received, the receivers in turn (0: none)")
+	fs.Func("ramp", "grow the receiving streams in steps to these counts, comma-separated (e.g. 1000,5000,19000), reporting each step (instead of --receivers)", func(v string) error {
+		var err error
+		c.ramp, err = parseRamp(v)
+		return err
+	})
+	fs.IntVar(&c.rampMessages, "ramp-messages", 1, "with --ramp: messages each sender sends to each of its rooms per step, one at a time, each after the last one's deliveries")
+	fs.DurationVar(&c.stepTimeout, "step-timeout", 5*time.Minute, "with --ramp: how long one step's connects and joins may take")
+	fs.Func("local-addrs", "source addresses of the receiving connections, comma-separated, used in turn (e.g. 127.0.0.2,127.0.0.3: each loopback address has its own ~28,000 ports to the server)", func(v string) error {
+		var err error
+		c.localAddrs, err = parseIPs(v)
+		return err
+	})
+	fs.IntVar(&c.serverPID, "server-pid", 0, "with --ramp: the server's process id, to read its RSS from /proc/PID/status (a server on this machine)")
+	fs.StringVar(&c.serverPprof, "server-pprof", "", "with --ramp: the server's pprof base URL (parleyd --pprof-listen), e.g. http://127.0.0.1:6060: garbage-collect it before each memory reading")
+	fs.DurationVar(&c.rssSettle, "rss-settle", 2*time.Minute, "with --ramp: after each step's joins, wait up to this long for the server's RSS to stop falling (Go returns freed memory to the system gradually); 0: read it at once")
+	fs.StringVar(&c.profileDir, "profile-dir", "", "with --ramp and --server-pprof: keep the server's heap and goroutine profiles of each step in this directory")
 	pos, err := cli.ParseFlags(fs, args)
 	if err != nil {
 		return c, err
 	}
 	if len(pos) != 0 {
 		return c, cli.Usagef("bench takes no arguments")
+	}
+	if len(c.ramp) > 0 {
+		c.receivers = c.ramp[len(c.ramp)-1]
 	}
 	return c, c.validate()
 }
@@ -160,9 +210,10 @@ type bench struct {
 
 	receivers []*receiver
 	senders   []*sender
-	conns     []*grpc.ClientConn
-	h2conns   []*h2Conn       // receiving connections with --receive-via h2
-	streamCtx context.Context // every stream's context; cancelled at the end
+	conns     []*grpc.ClientConn // the senders' connections
+	rconns    []*grpc.ClientConn // receiving connections with --receive-via grpc
+	h2conns   []*h2Conn          // receiving connections with --receive-via h2
+	streamCtx context.Context    // every stream's context; cancelled at the end
 	stop      context.CancelFunc
 	readers   sync.WaitGroup
 
@@ -202,6 +253,9 @@ func Bench(ctx context.Context, e *cli.Env, args []string) error {
 			return err
 		}
 		defer stop()
+	}
+	if len(cfg.ramp) > 0 {
+		return rampCmd(ctx, b)
 	}
 	rep, err := b.run(ctx)
 	if err != nil {
@@ -288,6 +342,9 @@ func (b *bench) close() {
 	for _, c := range b.conns {
 		c.Close()
 	}
+	for _, c := range b.rconns {
+		c.Close()
+	}
 	for _, c := range b.h2conns {
 		c.close()
 	}
@@ -362,7 +419,7 @@ func (b *bench) errorTotal() uint64 {
 func (b *bench) run(ctx context.Context) (*benchReport, error) {
 	cfg := b.cfg
 	conns := (cfg.receivers + cfg.streamsPerConn - 1) / cfg.streamsPerConn
-	if _, err := raiseNoFile(uint64(conns+cfg.senders) + 256); err != nil {
+	if _, err := raiseNoFile(uint64(conns+cfg.senders) + filesBesideConns); err != nil {
 		return nil, err
 	}
 	if err := b.fetchTokens(ctx); err != nil {
@@ -400,27 +457,8 @@ func firstErr(errs ...error) error {
 func (b *bench) connect(ctx context.Context, rep *benchReport) error {
 	cfg := b.cfg
 	nconns := (cfg.receivers + cfg.streamsPerConn - 1) / cfg.streamsPerConn
-	var tc *tls.Config
-	if cfg.receiveVia == "h2" {
-		var err error
-		if tc, err = b.e.Globals.TLSConfig(); err != nil {
-			return err
-		}
-	}
-	for range nconns {
-		if cfg.receiveVia == "h2" {
-			c, err := dialH2(ctx, b, b.e.Globals.NextAddr(), tc)
-			if err != nil {
-				return err
-			}
-			b.h2conns = append(b.h2conns, c)
-			continue
-		}
-		conn, err := b.e.Globals.Dial()
-		if err != nil {
-			return err
-		}
-		b.conns = append(b.conns, conn)
+	if err := b.dialReceivers(ctx, nconns); err != nil {
+		return err
 	}
 	b.progressf("connecting %d receiving streams over %d connections", cfg.receivers, nconns)
 	start := time.Now()
@@ -429,17 +467,93 @@ func (b *bench) connect(ctx context.Context, rep *benchReport) error {
 		b.progressf("connected %d/%d streams after %.0fs", opened.Load(), cfg.receivers, time.Since(start).Seconds())
 	})
 	defer stopTicker()
-	err := parallel(ctx, cfg.receivers, cfg.connectWorkers, func(ctx context.Context, i int) error {
+	if err := b.openStreams(ctx, 0, cfg.receivers, b.joinLat, &opened); err != nil {
+		return err
+	}
+	if err := b.openSenders(ctx); err != nil {
+		return err
+	}
+	rep.Connect = connectReport{Streams: cfg.receivers + cfg.senders, Seconds: time.Since(start).Seconds(),
+		PerStream: summarize(b.joinLat.snapshot(), time.Duration(b.joinLat.max.Load()))}
+	return nil
+}
+
+// dialReceivers opens receiving connections, connectWorkers at a time,
+// until there are n.
+func (b *bench) dialReceivers(ctx context.Context, n int) error {
+	have := len(b.h2conns) + len(b.rconns)
+	if n <= have {
+		return nil
+	}
+	var tc *tls.Config
+	if b.cfg.receiveVia == "h2" {
+		var err error
+		if tc, err = b.e.Globals.TLSConfig(); err != nil {
+			return err
+		}
+	}
+	h2 := make([]*h2Conn, n-have)
+	rc := make([]*grpc.ClientConn, n-have)
+	err := parallel(ctx, n-have, b.cfg.connectWorkers, func(ctx context.Context, i int) error {
+		var err error
+		if b.cfg.receiveVia == "h2" {
+			h2[i], err = dialH2(ctx, b, b.e.Globals.NextAddr(), tc, b.dialer(have+i))
+		} else {
+			rc[i], err = b.dialGRPC(have + i)
+		}
+		return err
+	})
+	// Keep what was opened, so that close closes it even after a failure.
+	for i := range h2 {
+		if h2[i] != nil {
+			b.h2conns = append(b.h2conns, h2[i])
+		}
+		if rc[i] != nil {
+			b.rconns = append(b.rconns, rc[i])
+		}
+	}
+	return err
+}
+
+// dialer returns the dialer of receiving connection i: from the i-th of
+// --local-addrs in turn, if given.
+func (b *bench) dialer(i int) *net.Dialer {
+	d := &net.Dialer{}
+	if n := len(b.cfg.localAddrs); n > 0 {
+		d.LocalAddr = &net.TCPAddr{IP: b.cfg.localAddrs[i%n]}
+	}
+	return d
+}
+
+// dialGRPC opens receiving connection i with grpc-go's client.
+func (b *bench) dialGRPC(i int) (*grpc.ClientConn, error) {
+	d := b.dialer(i)
+	return b.e.Globals.Dial(grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, dialError(addr, err)
+		}
+		return c, nil
+	}))
+}
+
+// openStreams opens receivers [from, to) on their connections, connectWorkers
+// at a time, each joined to its room, recording each one's join latency in
+// lat and counting them in opened.
+func (b *bench) openStreams(ctx context.Context, from, to int, lat *histogram, opened *atomic.Int64) error {
+	cfg := b.cfg
+	return parallel(ctx, to-from, cfg.connectWorkers, func(ctx context.Context, k int) error {
+		i := from + k
 		r := b.receivers[i]
 		t0 := time.Now()
 		token := b.tokens[i%len(b.tokens)]
 		if cfg.receiveVia == "h2" {
 			// The connection's reader goroutine receives for the stream.
-			if err := b.h2conns[i/cfg.streamsPerConn].open(b.streamCtx, r, token); err != nil {
+			if err := b.h2conns[i/cfg.streamsPerConn].open(ctx, r, token); err != nil {
 				return fmt.Errorf("receiver %d: %w", i, err)
 			}
 		} else {
-			if err := r.open(b.streamCtx, b.conns[i/cfg.streamsPerConn], token); err != nil {
+			if err := r.open(ctx, b.streamCtx, b.rconns[i/cfg.streamsPerConn], token); err != nil {
 				return fmt.Errorf("receiver %d: %w", i, err)
 			}
 			b.readers.Add(1)
@@ -448,25 +562,25 @@ func (b *bench) connect(ctx context.Context, rep *benchReport) error {
 				r.receive()
 			}()
 		}
-		b.joinLat.record(i, time.Since(t0))
+		lat.record(i, time.Since(t0))
 		opened.Add(1)
 		return nil
 	})
-	if err != nil {
-		return err
-	}
+}
+
+// openSenders opens every sender's stream on a connection of its own and
+// joins its rooms.
+func (b *bench) openSenders(ctx context.Context) error {
 	for j, s := range b.senders {
 		conn, err := b.e.Globals.Dial()
 		if err != nil {
 			return err
 		}
 		b.conns = append(b.conns, conn)
-		if err := s.open(b.streamCtx, conn, b.tokens[(cfg.receivers+j)%len(b.tokens)]); err != nil {
+		if err := s.open(b.streamCtx, conn, b.tokens[(b.cfg.receivers+j)%len(b.tokens)]); err != nil {
 			return err
 		}
 	}
-	rep.Connect = connectReport{Streams: cfg.receivers + cfg.senders, Seconds: time.Since(start).Seconds(),
-		PerStream: summarize(b.joinLat.snapshot(), time.Duration(b.joinLat.max.Load()))}
 	return nil
 }
 
@@ -574,7 +688,8 @@ func (b *bench) received() uint64 {
 	return n
 }
 
-// tick calls fn every second until the returned stop is called.
+// tick calls fn every second until the returned stop is called (once or
+// more).
 func (b *bench) tick(fn func()) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -592,7 +707,8 @@ func (b *bench) tick(fn func()) (stop func()) {
 			}
 		}
 	}()
-	return func() { close(done); wg.Wait() }
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }
 
 func (b *bench) progressf(format string, args ...any) {

@@ -35,6 +35,10 @@ type serverSample struct {
 	fds        float64 // process_open_fds
 	grpcConns  float64 // parley_grpc_connections
 	queueBytes float64 // parley_queue_bytes
+	stackInuse float64 // go_memstats_stack_inuse_bytes
+	maxFDs     float64 // process_max_fds
+	heapIdle   float64 // go_memstats_heap_idle_bytes
+	heapFreed  float64 // go_memstats_heap_released_bytes
 }
 
 // metricsClient scrapes the servers' Prometheus text endpoints; with
@@ -83,6 +87,10 @@ func (m *metricsClient) scrape(ctx context.Context) (serverSample, error) {
 		sum.fds += s.fds
 		sum.grpcConns += s.grpcConns
 		sum.queueBytes += s.queueBytes
+		sum.stackInuse += s.stackInuse
+		sum.maxFDs += s.maxFDs
+		sum.heapIdle += s.heapIdle
+		sum.heapFreed += s.heapFreed
 		sum.at = s.at
 	}
 	return sum, nil
@@ -105,17 +113,21 @@ func (m *metricsClient) scrapeOne(ctx context.Context, url string) (serverSample
 		return s, fmt.Errorf("scrape %s: HTTP %d", url, resp.StatusCode)
 	}
 	want := map[string]*float64{
-		"process_cpu_seconds_total":     &s.cpuSeconds,
-		"process_resident_memory_bytes": &s.rss,
-		"parley_deliveries_total":       &s.deliveries,
-		"parley_messages_total":         &s.messages,
-		"parley_streams":                &s.streams,
-		"parley_slow_consumers_total":   &s.slowCuts,
-		"go_memstats_heap_inuse_bytes":  &s.heapInuse,
-		"go_goroutines":                 &s.goroutines,
-		"process_open_fds":              &s.fds,
-		"parley_grpc_connections":       &s.grpcConns,
-		"parley_queue_bytes":            &s.queueBytes,
+		"process_cpu_seconds_total":       &s.cpuSeconds,
+		"process_resident_memory_bytes":   &s.rss,
+		"parley_deliveries_total":         &s.deliveries,
+		"parley_messages_total":           &s.messages,
+		"parley_streams":                  &s.streams,
+		"parley_slow_consumers_total":     &s.slowCuts,
+		"go_memstats_heap_inuse_bytes":    &s.heapInuse,
+		"go_goroutines":                   &s.goroutines,
+		"process_open_fds":                &s.fds,
+		"parley_grpc_connections":         &s.grpcConns,
+		"parley_queue_bytes":              &s.queueBytes,
+		"go_memstats_stack_inuse_bytes":   &s.stackInuse,
+		"process_max_fds":                 &s.maxFDs,
+		"go_memstats_heap_idle_bytes":     &s.heapIdle,
+		"go_memstats_heap_released_bytes": &s.heapFreed,
 	}
 	found := 0
 	sc := bufio.NewScanner(resp.Body)
@@ -173,7 +185,8 @@ func readMachineCPU() machineCPU {
 }
 
 // raiseNoFile raises the open-file limit to cover need descriptors, up to
-// the hard limit, and reports the limit in force.
+// the hard limit, and reports the limit in force; if that is below need,
+// the error says so (errFileLimit).
 func raiseNoFile(need uint64) (uint64, error) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
@@ -187,9 +200,43 @@ func raiseNoFile(need uint64) (uint64, error) {
 		return 0, err
 	}
 	if lim.Cur < need {
-		return lim.Cur, fmt.Errorf("need %d open files but the hard limit is %d: raise it (ulimit -Hn) or use more --streams-per-conn", need, lim.Max)
+		return lim.Cur, fmt.Errorf("%w: %d connections and streams need %d", fileLimitError(lim.Cur), need-filesBesideConns, need)
 	}
 	return lim.Cur, nil
+}
+
+// filesBesideConns is what the bench keeps open besides its connections:
+// the control connection, metrics scrapes, standard streams, and slack.
+const filesBesideConns = 256
+
+// errFileLimit is the cause of a run stopped by the open-file limit.
+var errFileLimit = errors.New("file limit")
+
+// fileLimitError says what the open-file limit allows and what to do.
+func fileLimitError(limit uint64) error {
+	return fmt.Errorf("%w: the bench process may open at most %d files (ulimit -n); use --streams-per-conn", errFileLimit, limit)
+}
+
+// noFileLimit returns the open-file limit in force.
+func noFileLimit() uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	return lim.Cur
+}
+
+// dialError explains a failed connect whose cause the user can act on:
+// the open-file limit, or no local port left.
+func dialError(addr string, err error) error {
+	switch {
+	case errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE):
+		return fmt.Errorf("connect to %s: %w (%v)", addr, fileLimitError(noFileLimit()), err)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("connect to %s: %w: no local port left (each source address has ~28,000 to one server address): "+
+			"spread the connections with --local-addrs 127.0.0.2,127.0.0.3,... or use --streams-per-conn", addr, err)
+	}
+	return fmt.Errorf("connect to %s: %w", addr, err)
 }
 
 // tokenSource gets a token for a user: a fixed one, a command's output, or

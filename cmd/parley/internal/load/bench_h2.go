@@ -66,13 +66,12 @@ type h2Stream struct {
 	unacked uint32     // bytes read since the stream's last WINDOW_UPDATE
 }
 
-// dialH2 opens a connection to addr (TLS if tc is not nil) and starts its
-// reader goroutine, tracked by b.readers.
-func dialH2(ctx context.Context, b *bench, addr string, tc *tls.Config) (*h2Conn, error) {
-	var d net.Dialer
+// dialH2 opens a connection to addr with d (TLS if tc is not nil) and
+// starts its reader goroutine, tracked by b.readers.
+func dialH2(ctx context.Context, b *bench, addr string, tc *tls.Config, d *net.Dialer) (*h2Conn, error) {
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+		return nil, dialError(addr, err)
 	}
 	if tc != nil {
 		tc = tc.Clone()
@@ -88,8 +87,15 @@ func dialH2(ctx context.Context, b *bench, addr string, tc *tls.Config) (*h2Conn
 		nc = tlsConn
 	}
 	c := &h2Conn{b: b, nc: nc, auth: addr, next: 1, streams: make(map[uint32]*h2Stream)}
-	c.bw = bufio.NewWriterSize(nc, 16<<10)
-	c.fr = http2.NewFramer(c.bw, bufio.NewReaderSize(nc, 64<<10))
+	// Buffers sized for thousands of connections: the writer carries only
+	// stream openings and window updates; a connection with one stream
+	// reads a few frames at a time.
+	readBuf := 64 << 10
+	if b.cfg.streamsPerConn == 1 {
+		readBuf = 16 << 10
+	}
+	c.bw = bufio.NewWriterSize(nc, 4<<10)
+	c.fr = http2.NewFramer(c.bw, bufio.NewReaderSize(nc, readBuf))
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = 1 << 20
 	c.fr.SetReuseFrames()
@@ -218,7 +224,7 @@ func (c *h2Conn) read() {
 			c.headers(f)
 		case *http2.SettingsFrame:
 			if !f.IsAck() {
-				err = c.write(c.fr.WriteSettingsAck)
+				err = c.write(func() error { c.applySettings(f); return c.fr.WriteSettingsAck() })
 			}
 		case *http2.PingFrame:
 			if !f.IsAck() {
@@ -232,6 +238,15 @@ func (c *h2Conn) read() {
 			c.failAll(err)
 			return
 		}
+	}
+}
+
+// applySettings applies the server's settings that bind the connection's
+// writing side, as any HTTP/2 client must: the size of the header table
+// the server keeps for the stream openings it decodes. Call it with wmu held.
+func (c *h2Conn) applySettings(f *http2.SettingsFrame) {
+	if v, ok := f.Value(http2.SettingHeaderTableSize); ok {
+		c.henc.SetMaxDynamicTableSizeLimit(v)
 	}
 }
 
@@ -319,6 +334,8 @@ func (s *h2Stream) message(msg []byte) error {
 		s.r.deliver(f)
 	case kindReply:
 		s.r.reply(f)
+	case kindPresence:
+		s.r.presence.Add(1)
 	}
 	return nil
 }

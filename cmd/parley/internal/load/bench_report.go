@@ -211,10 +211,13 @@ func (rep *benchReport) check(b *bench) {
 	rep.OK = len(rep.Problems) == 0
 }
 
-func (rep *benchReport) writeJSON(w io.Writer) error {
+func (rep *benchReport) writeJSON(w io.Writer) error { return writeJSON(w, rep) }
+
+// writeJSON writes v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(rep)
+	return enc.Encode(v)
 }
 
 func (rep *benchReport) writeTable(w io.Writer) error {

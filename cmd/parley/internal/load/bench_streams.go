@@ -40,6 +40,7 @@ type receiver struct {
 	dups     atomic.Uint64 // seq not above the last one seen
 	gaps     atomic.Uint64 // seq more than one above the last one seen
 	foreign  atomic.Uint64 // messages that are not the bench's
+	presence atomic.Uint64 // presence diffs received after the joined frame
 }
 
 // request is what opens r's stream: the method and its first message,
@@ -70,11 +71,13 @@ func (r *receiver) joined(f *wireFrame) (bool, error) {
 // name identifies r in errors.
 func (r *receiver) name() string { return fmt.Sprintf("receiver %d (%s)", r.id, r.b.roomNames[r.room]) }
 
-// open starts the stream with grpc-go, joins the room, and waits for the
-// joined frame.
-func (r *receiver) open(ctx context.Context, conn *grpc.ClientConn, token string) error {
+// open starts the stream with grpc-go in streamCtx, joins the room, and
+// waits for the joined frame; if wait ends first, the stream ends too.
+func (r *receiver) open(wait, streamCtx context.Context, conn *grpc.ClientConn, token string) error {
 	room := r.b.roomNames[r.room]
 	method, msg, desc := r.request()
+	ctx, cancel := context.WithCancel(streamCtx)
+	defer context.AfterFunc(wait, cancel)()
 	var err error
 	r.stream, err = conn.NewStream(cli.WithAuth(ctx, token), desc, method, grpc.ForceCodecV2(r.b.codec))
 	if err == nil {
@@ -122,6 +125,8 @@ func (r *receiver) receive() {
 			r.deliver(f)
 		case kindReply:
 			r.reply(f)
+		case kindPresence:
+			r.presence.Add(1)
 		}
 	}
 }
@@ -173,6 +178,7 @@ type sender struct {
 	window chan struct{} // a token per unacknowledged send
 	ring   []ackSlot
 	ready  chan error // the reader saw every room joined, or a failure
+	next   int        // the next send's number (--ramp: sendRound)
 
 	sent     atomic.Uint64
 	acked    atomic.Uint64
@@ -349,4 +355,26 @@ func (s *sender) drained(deadline time.Time) bool {
 		time.Sleep(5 * time.Millisecond) // polling interval
 	}
 	return len(s.window) == 0
+}
+
+// sendRound sends one message to each of the sender's rooms, now, and
+// waits until deadline for their acks (--ramp).
+func (s *sender) sendRound(ctx context.Context, deadline time.Time) error {
+	body := make([]byte, 0, s.b.cfg.size)
+	for range s.rooms {
+		select {
+		case s.window <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		k := s.next
+		s.next++
+		if err := s.send(k, s.b.now(), &body); err != nil {
+			return fmt.Errorf("sender %d: %w", s.id, err)
+		}
+	}
+	if !s.drained(deadline) {
+		return fmt.Errorf("sender %d: %d sends not acknowledged within --drain", s.id, len(s.window))
+	}
+	return nil
 }

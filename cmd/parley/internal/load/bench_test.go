@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -238,7 +239,7 @@ func TestH2ReceiverOpenFailsWithStatus(t *testing.T) {
 	b := &bench{roomNames: []string{"lobby"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := dialH2(ctx, b, s.Addr(), nil)
+	c, err := dialH2(ctx, b, s.Addr(), nil, &net.Dialer{})
 	if err != nil {
 		t.Fatal(err)
 	}
