@@ -69,7 +69,7 @@ func fillDatabase(t *testing.T, path string) {
 	defer db.Close()
 	_, err = db.Exec(`
 		WITH RECURSIVE r(i) AS (SELECT 0 UNION ALL SELECT i+1 FROM r WHERE i < 39)
-		INSERT INTO rooms SELECT printf('room-%02d', i), 1, 'alice', 0, 200, 0 FROM r;
+		INSERT INTO rooms (name, visibility, created_by, created_at, last_seq, last_message_at) SELECT printf('room-%02d', i), 1, 'alice', 0, 200, 0 FROM r;
 		WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i+1 FROM s WHERE i < 7999)
 		INSERT INTO messages (room, seq, sender, body, sent_at, client_msg_id) SELECT printf('room-%02d', i/200), i%200+1, 'alice', hex(randomblob(200)), 0, '' FROM s;
 		PRAGMA wal_checkpoint(TRUNCATE);`)
