@@ -129,7 +129,28 @@ test("two people reply, react, edit and delete: live, resumed and after a reload
   await t.test("A edits her message: both see the text, the (edited) marker and the quote follow", async () => {
     const q = row(A, question);
     assert.equal(await row(B, question).getByTestId("action-edit").count(), 0, "bob may not edit alice's message");
-    await act(A, q, "edit");
+    // The edit box must have focus and its cursor at the end as soon as it
+    // is in the page: text typed (or filled) into it right away replaces
+    // nothing and lands after the old text only if the user put it there.
+    // A MutationObserver sees the box the moment it is inserted, before any
+    // paint; focusing later (after the paint) lost a fill in CI.
+    await q.hover();
+    const firstSight = await q.getByTestId("action-edit").evaluate(
+      (btn, seq) =>
+        new Promise((resolve) => {
+          const mo = new MutationObserver(() => {
+            const ta = document.querySelector(`[data-testid="message"][data-seq="${seq}"] [data-testid="edit-input"]`);
+            if (!ta) return;
+            mo.disconnect();
+            resolve({ focused: document.activeElement === ta, start: ta.selectionStart, end: ta.selectionEnd, length: ta.value.length });
+          });
+          mo.observe(document.body, { childList: true, subtree: true });
+          btn.click();
+        }),
+      question,
+    );
+    const n = "what's for lunch?".length;
+    assert.deepEqual(firstSight, { focused: true, start: n, end: n, length: n }, "the edit box, the moment it is inserted");
     const input = q.getByTestId("edit-input");
     assert.equal(await input.inputValue(), "what's for lunch?");
     await input.fill("what's for dinner?");

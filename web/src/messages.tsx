@@ -517,7 +517,11 @@ function Quote({ room, v }: { room: RoomState; v: Msg }): VNode {
 
 function EditForm({ body, save, cancel }: { body: string; save(body: string): void; cancel(): void }): VNode {
   const input = useRef<HTMLTextAreaElement>(null);
-  useEffect(() => {
+  // A layout effect, not useEffect: Preact runs useEffect after the next
+  // paint, so a user (or a test) could already have selected or typed in
+  // the shown textarea, and moving the cursor then would put their text
+  // after the old one instead of replacing it.
+  useLayoutEffect(() => {
     const el = input.current!;
     el.focus();
     el.setSelectionRange(el.value.length, el.value.length);
