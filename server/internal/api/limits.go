@@ -16,8 +16,10 @@ type userLimits struct {
 	burst   int
 	streams int // most Join streams per user; 0 means no limit
 
-	mu    sync.Mutex
-	users map[string]*userLimit
+	mu     sync.Mutex
+	users  map[string]*userLimit
+	sweep  int // map size at which the next new user sweeps idle ones
+	sweeps int // sweeps so far (tests read it)
 }
 
 type userLimit struct {
@@ -25,7 +27,11 @@ type userLimit struct {
 	streams int
 }
 
-// sweepAt is the map size at which idle users are forgotten.
+// sweepAt is the smallest map size at which idle users are forgotten.
+// After a sweep the next one waits until the map has doubled what the
+// sweep left, so a crowd of users who all keep a stream open (a join
+// storm of 100,000) costs O(1) per new user, amortized, instead of a scan
+// of everyone per join.
 const sweepAt = 10000
 
 func newUserLimits(perSecond float64, burst, streams int) *userLimits {
@@ -33,14 +39,15 @@ func newUserLimits(perSecond float64, burst, streams int) *userLimits {
 	if perSecond <= 0 {
 		r = rate.Inf
 	}
-	return &userLimits{rate: r, burst: max(burst, 1), streams: streams, users: make(map[string]*userLimit)}
+	return &userLimits{rate: r, burst: max(burst, 1), streams: streams, users: make(map[string]*userLimit), sweep: sweepAt}
 }
 
 func (l *userLimits) getLocked(user string) *userLimit {
 	u := l.users[user]
 	if u == nil {
-		if len(l.users) >= sweepAt {
+		if len(l.users) >= l.sweep {
 			l.sweepLocked()
+			l.sweep = max(sweepAt, 2*len(l.users))
 		}
 		u = &userLimit{}
 		l.users[user] = u
@@ -62,6 +69,7 @@ func (l *userLimits) limiter(user string) *rate.Limiter {
 // sweepLocked forgets users with no stream and a full bucket: they would
 // get the same fresh limiter back.
 func (l *userLimits) sweepLocked() {
+	l.sweeps++
 	now := time.Now()
 	for name, u := range l.users {
 		if u.streams == 0 && (u.send == nil || u.send.TokensAt(now) >= float64(l.burst)) {
@@ -118,6 +126,9 @@ func (l *userLimits) openStream(user string) (func(), error) {
 	return func() {
 		l.mu.Lock()
 		u.streams--
+		if u.streams == 0 && u.send == nil && l.users[user] == u {
+			delete(l.users, user) // a receiving-only user: nothing to keep
+		}
 		l.mu.Unlock()
 	}, nil
 }
