@@ -109,7 +109,7 @@ func TestBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-concurrency=1", "--test-reporter=spec",
-		"e2e/chat.test.mjs", "e2e/events.test.mjs", "e2e/mobile.test.mjs", "e2e/origin.test.mjs", "e2e/ratelimit.test.mjs", "e2e/readstate.test.mjs", "e2e/token.test.mjs")
+		"e2e/chat.test.mjs", "e2e/events.test.mjs", "e2e/mobile.test.mjs", "e2e/origin.test.mjs", "e2e/ratelimit.test.mjs", "e2e/readstate.test.mjs", "e2e/roomlist.test.mjs", "e2e/token.test.mjs")
 	cmd.Env = append(os.Environ(), "PARLEYD_BIN="+bin, "PARLEY_ARTIFACTS="+artifacts, "PARLEY_CHROMIUM="+chromium)
 	// node, the browsers and the servers it starts share a process group, so
 	// nothing outlives the test, even on a timeout.

@@ -86,6 +86,21 @@ export async function restClient(url, user) {
       });
       if (!res.ok) throw new Error(`send to ${room}: ${res.status} ${await res.text()}`);
     },
+    async sendTo(toUser, body, clientMsgId) {
+      const res = await fetch(`${url}/v1/users/${encodeURIComponent(toUser)}/messages`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ body, clientMsgId }),
+      });
+      if (!res.ok) throw new Error(`send to user ${toUser}: ${res.status} ${await res.text()}`);
+    },
+    /** presence returns the users online in a room, sorted. */
+    async presence(room) {
+      const res = await fetch(`${url}/v1/rooms/${encodeURIComponent(room)}/presence`, { headers: { authorization: `Bearer ${token}` } });
+      if (!res.ok) throw new Error(`presence of ${room}: ${res.status} ${await res.text()}`);
+      const { presence = [] } = await res.json();
+      return presence.map((p) => p.user).sort();
+    },
   };
 }
 

@@ -8,8 +8,18 @@ import { JoinSession, StreamLost, type ConnState, type Frame } from "./session";
 
 const typingIdleMs = 3000;
 const typingExpiryMs = 8000;
-const roomsPollMs = 5000;
 const pageSize = 50;
+// maxOnStream is how many rooms the app keeps on its Join stream, joined
+// or followed: the server takes 256 a stream unless told otherwise
+// (--max-rooms-per-stream). Rooms past it keep the counts of the last list.
+const maxOnStream = 240;
+// After a room_visible event the rooms are listed again within
+// relistMinMs plus up to relistSpreadMs, spread so that every client
+// hearing of a new public room does not list at the same moment, and one
+// list serves a burst; never twice within relistEveryMs.
+const relistMinMs = 200;
+const relistSpreadMs = 800;
+const relistEveryMs = 3000;
 // rateRetryMs is the wait after a refused send whose reply says none.
 const rateRetryMs = 1000;
 // changeWaitMs is how long an edit, delete or reaction waits for the stream.
@@ -26,8 +36,11 @@ export class Chat {
   roomsLoaded = false;
   private session: JoinSession;
   private typingStop = new Map<string, number>();
-  private pollTimer = 0;
-  private left: Record<string, number> = {};
+  private relistTimer = 0;
+  private relistedAt = 0;
+  // The stream refused a room for the rooms it holds: follow no more
+  // until the next connect.
+  private streamFull = false;
   // The newest seq of the open room in view, and whether its list is at its end.
   private visibleSeq = 0;
   private atBottom = true;
@@ -60,16 +73,13 @@ export class Chat {
     if (initialRoom) this.open(initialRoom);
     this.session.start();
     void this.refreshRooms();
-    this.pollTimer = window.setInterval(() => {
-      if (document.visibilityState === "visible") void this.refreshRooms();
-    }, roomsPollMs);
     document.addEventListener("visibilitychange", this.onVisible);
     window.addEventListener("focus", this.onVisible);
   }
 
   /** stop disconnects; the page is signing out. */
   stop(): void {
-    window.clearInterval(this.pollTimer);
+    window.clearTimeout(this.relistTimer);
     document.removeEventListener("visibilitychange", this.onVisible);
     window.removeEventListener("focus", this.onVisible);
     for (const t of this.markTimers.values()) window.clearTimeout(t);
@@ -120,25 +130,37 @@ export class Chat {
     if (location.hash !== href) history.replaceState(null, "", href);
   }
 
-  /** leave leaves a room and shows another joined one. */
+  /**
+   * leave leaves a room and shows another joined one. The room stays in
+   * the list, followed quietly for its badge.
+   */
   leave(name: string): void {
     const r = this.room(name);
     r.wanted = false;
     r.reset();
-    this.left[name] = r.headSeq();
     this.session.notify({ case: "leave", value: { room: name } });
     if (this.current === name) {
       const next = [...this.rooms.values()].find((x) => x.wanted && x.name !== name);
       this.setCurrent(next?.name ?? "");
     }
     this.save();
+    this.followAll();
     this.changed();
   }
 
   // onOpen runs on every (re)connect: rejoin every wanted room from the last
   // seq seen, then resend what was not acknowledged, in that order on the
-  // stream (the server handles a stream's frames in order).
+  // stream (the server handles a stream's frames in order); then follow
+  // the other listed rooms from where their counts are, and list the rooms
+  // again (some may have come or gone while the stream was down).
   private onOpen(): void {
+    this.streamFull = false;
+    for (const r of this.rooms.values()) {
+      if (!r.quiet) continue;
+      // Followed on the stream that dropped: nowhere now.
+      r.quiet = false;
+      if (!r.wanted) r.status = "idle";
+    }
     for (const r of this.rooms.values()) {
       if (!r.wanted) continue;
       if (r.status === "new-dm") {
@@ -151,6 +173,7 @@ export class Chat {
     }
     for (const name of this.unsentMarks) void this.sendMark(this.room(name));
     this.unsentMarks.clear();
+    this.followAll();
     void this.refreshRooms();
   }
 
@@ -159,6 +182,11 @@ export class Chat {
   }
 
   private async join(r: RoomState): Promise<void> {
+    if (r.quiet) {
+      // Followed quietly until now: leave, and join to be seen in it.
+      r.quiet = false;
+      if (r.status === "joining" || r.status === "joined") this.session.notify({ case: "leave", value: { room: r.name } });
+    }
     r.status = "joining";
     r.error = "";
     const afterSeq = r.lastSeq > 0 ? BigInt(r.lastSeq) : undefined;
@@ -198,12 +226,14 @@ export class Chat {
           r.dividerSeq = Math.max(r.readSeq, Number(ev.value.lastReadSeq));
           r.unreadAtOpen = r.unread();
         }
-        if (!r.historyLoaded) void this.loadHistory(r);
+        // A followed room counts what comes; its history waits for it to be opened.
+        if (r.wanted && !r.historyLoaded) void this.loadHistory(r);
         break;
       }
       case "message": {
         const r = this.room(ev.value.room);
-        if (r.add(ev.value)) {
+        // A followed room counts its messages without keeping them.
+        if (r.quiet ? r.passed(Number(ev.value.seq)) : r.add(ev.value)) {
           r.count(ev.value, this.me);
           this.clearTyping(r, ev.value.sender);
           if (r.name === this.current) this.markRead(r);
@@ -217,7 +247,8 @@ export class Chat {
         // Every entry moves the room's position, shown or not.
         const r = this.room(ev.value.room);
         const e = { kind: ev.case, value: ev.value } as Entry;
-        r.apply(e);
+        if (r.quiet) r.passed(Number(ev.value.seq));
+        else r.apply(e);
         r.recount(e, this.me);
         if (r.name === this.current) this.markRead(r);
         break;
@@ -241,10 +272,21 @@ export class Chat {
       case "typing":
         this.onTyping(ev.value.room, ev.value.user, ev.value.active);
         break;
+      case "roomVisible":
+        // A room we may see now: a new public room, a private one we were
+        // added to, a new direct conversation.
+        this.relistSoon();
+        return;
       case "reply": {
         // The server took us out of a room (removed from its members).
         const r = this.rooms.get(ev.value.room);
         if (!r || ev.value.code === 0) return;
+        if (r.quiet && !r.wanted && ev.value.code === Code.Unavailable) {
+          // A followed room's replay failed: follow it again shortly.
+          r.reset();
+          window.setTimeout(() => this.followAll(), rateRetryMs);
+          return;
+        }
         r.reset();
         r.info = undefined; // out of the list until the server lists it again
         this.refused(r, ev.value);
@@ -546,8 +588,16 @@ export class Chat {
       return;
     }
     for (const r of this.rooms.values()) {
-      if (!seen.has(r.name)) r.info = undefined;
-      else if (isDirect(r.name) && !r.wanted && r.headSeq() > (this.left[r.name] ?? 0)) this.autoJoin(r);
+      if (seen.has(r.name)) {
+        // Refused before (removed from a private room), listed again now (added back).
+        if (r.status === "error" && !r.wanted && r.name !== this.current) r.status = "idle";
+        continue;
+      }
+      r.info = undefined;
+      if (r.quiet) {
+        this.session.notify({ case: "leave", value: { room: r.name } });
+        r.reset();
+      }
     }
     const cur = this.rooms.get(this.current);
     if (cur?.info?.visibility === RoomVisibility.PRIVATE && !cur.members) void this.loadMembers(cur);
@@ -555,15 +605,59 @@ export class Chat {
       this.roomsLoaded = true;
       if (!this.current) this.openDefault();
     }
+    this.followAll();
     this.changed();
   }
 
-  // autoJoin joins a direct room someone opened with us, so its messages
-  // arrive live and show as unread.
-  private autoJoin(r: RoomState): void {
-    r.wanted = true;
-    this.save();
-    if (this.session.online) void this.join(r);
+  // relistSoon lists the rooms again after a room_visible event (see
+  // relistMinMs).
+  private relistSoon(): void {
+    if (this.relistTimer) return;
+    const wait = Math.max(relistMinMs + Math.random() * relistSpreadMs, this.relistedAt + relistEveryMs - Date.now());
+    this.relistTimer = window.setTimeout(() => {
+      this.relistTimer = 0;
+      this.relistedAt = Date.now();
+      void this.refreshRooms();
+    }, wait);
+  }
+
+  /**
+   * followAll follows the listed rooms that are not on the stream, up to
+   * maxOnStream: joined quietly (out of their presence), from where their
+   * counts are, so that each message counts in the badge as it comes, once.
+   * Direct and private rooms go first, then the most recently active.
+   */
+  private followAll(): void {
+    if (!this.session.online || this.streamFull) return;
+    let on = 0;
+    const idle: RoomState[] = [];
+    for (const r of this.rooms.values()) {
+      if (r.status === "joining" || r.status === "joined") on++;
+      else if (r.status === "idle" && r.info && !r.wanted && r.name !== this.current) idle.push(r);
+    }
+    const rank = (r: RoomState) => (isDirect(r.name) || r.info?.visibility === RoomVisibility.PRIVATE ? 0 : 1);
+    const at = (r: RoomState) => Number(r.info?.lastMessageAt?.seconds ?? 0n);
+    idle.sort((a, b) => rank(a) - rank(b) || at(b) - at(a) || a.name.localeCompare(b.name));
+    for (const r of idle.slice(0, Math.max(0, maxOnStream - on))) void this.follow(r);
+  }
+
+  // follow joins a room quietly for its badge.
+  private async follow(r: RoomState): Promise<void> {
+    r.quiet = true;
+    r.status = "joining";
+    r.error = "";
+    const reply = await this.session.request({ case: "join", value: { room: r.name, afterSeq: BigInt(r.headSeq()), quiet: true } });
+    // Opened meanwhile, or the stream dropped (onOpen follows it again).
+    if (!r.quiet || reply.code === StreamLost) return;
+    if (reply.code === 0) {
+      if (r.status === "joining") r.status = "joined";
+    } else {
+      // Gone from the list (the next list drops it), or the stream is full.
+      r.quiet = false;
+      r.status = "idle";
+      if (reply.code === Code.ResourceExhausted) this.streamFull = true;
+    }
+    this.changed();
   }
 
   private openDefault(): void {
@@ -656,14 +750,13 @@ export class Chat {
   // save keeps this tab's rooms in sessionStorage, so a reload rejoins them.
   private save(): void {
     const wanted = [...this.rooms.values()].filter((r) => r.wanted).map((r) => r.name);
-    sessionStorage.setItem(this.key("rooms"), JSON.stringify({ wanted, current: this.current, left: this.left }));
+    sessionStorage.setItem(this.key("rooms"), JSON.stringify({ wanted, current: this.current }));
   }
 
   private restore(): void {
     try {
       const saved = JSON.parse(sessionStorage.getItem(this.key("rooms")) ?? "null");
       if (!saved) return;
-      this.left = saved.left ?? {};
       for (const name of saved.wanted ?? []) {
         const r = this.room(name);
         r.wanted = true;

@@ -67,6 +67,11 @@ export class RoomState {
   info?: Room;
   /** The user wants to be in the room: it is (re)joined on every connect. */
   wanted = false;
+  /**
+   * The room is on the stream quietly, out of its presence, for its badge
+   * alone (see Chat.followAll); status tells how far the join got.
+   */
+  quiet = false;
   status: RoomStatus = "idle";
   error = "";
   /** Highest seq received; the messages up to it are contiguous. */
@@ -160,6 +165,28 @@ export class RoomState {
     this.sortedCache = null;
     if (seq > this.lastSeq) this.lastSeq = seq;
     if (m.clientMsgId) this.pending = this.pending.filter((p) => p.clientMsgId !== m.clientMsgId);
+    return true;
+  }
+
+  /**
+   * passed takes an entry of a room followed for its badge alone: the
+   * room's position moves to it and nothing is kept, so a busy room costs
+   * no memory while it is not shown. Messages held from before are
+   * dropped (the view is no longer current): the newest page of history
+   * loads again when the room is opened. It reports whether the entry
+   * was new.
+   */
+  passed(seq: number): boolean {
+    if (seq <= this.lastSeq) return false;
+    this.lastSeq = seq;
+    if (this.msgs.size || this.orphans.length) {
+      this.msgs.clear();
+      this.sortedCache = null;
+      this.orphans = [];
+      this.historyLoaded = false;
+      this.olderToken = "";
+      this.atBeginning = false;
+    }
     return true;
   }
 
@@ -363,6 +390,7 @@ export class RoomState {
   /** reset forgets the live state of a room that was left. */
   reset(): void {
     this.status = "idle";
+    this.quiet = false;
     this.setPresence([]);
     for (const t of this.typing.values()) window.clearTimeout(t);
     this.typing.clear();

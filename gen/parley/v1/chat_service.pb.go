@@ -350,6 +350,7 @@ type JoinResponse struct {
 	//	*JoinResponse_ReactionRemoved
 	//	*JoinResponse_ReadMarker
 	//	*JoinResponse_Receipt
+	//	*JoinResponse_RoomVisible
 	Event         isJoinResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -500,6 +501,15 @@ func (x *JoinResponse) GetReceipt() *Receipt {
 	return nil
 }
 
+func (x *JoinResponse) GetRoomVisible() *RoomVisible {
+	if x != nil {
+		if x, ok := x.Event.(*JoinResponse_RoomVisible); ok {
+			return x.RoomVisible
+		}
+	}
+	return nil
+}
+
 type isJoinResponse_Event interface {
 	isJoinResponse_Event()
 }
@@ -565,6 +575,11 @@ type JoinResponse_Receipt struct {
 	Receipt *Receipt `protobuf:"bytes,12,opt,name=receipt,proto3,oneof"`
 }
 
+type JoinResponse_RoomVisible struct {
+	// A room became visible to the user: list the rooms again.
+	RoomVisible *RoomVisible `protobuf:"bytes,13,opt,name=room_visible,json=roomVisible,proto3,oneof"`
+}
+
 func (*JoinResponse_Reply) isJoinResponse_Event() {}
 
 func (*JoinResponse_Joined) isJoinResponse_Event() {}
@@ -588,6 +603,8 @@ func (*JoinResponse_ReactionRemoved) isJoinResponse_Event() {}
 func (*JoinResponse_ReadMarker) isJoinResponse_Event() {}
 
 func (*JoinResponse_Receipt) isJoinResponse_Event() {}
+
+func (*JoinResponse_RoomVisible) isJoinResponse_Event() {}
 
 // SubscribeRequest names the rooms to receive, each from its own position.
 type SubscribeRequest struct {
@@ -2688,7 +2705,15 @@ type JoinRequest_JoinRoom struct {
 	// When set, every stored message with a greater seq is replayed first,
 	// then a Replayed event, then live messages. When unset, only live
 	// messages are sent.
-	AfterSeq      *uint64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3,oneof" json:"after_seq,omitempty"`
+	AfterSeq *uint64 `protobuf:"varint,2,opt,name=after_seq,json=afterSeq,proto3,oneof" json:"after_seq,omitempty"`
+	// Join without showing in the room's presence: the stream receives
+	// the room's events as any joiner does, but the user is not online in
+	// it for this join. For a room list that follows rooms the user is not
+	// looking at, for their unread counts (from ListRooms): its Joined
+	// carries no last_read_seq and no receipts. To show in the presence
+	// when the user opens the room, leave it and join it again without
+	// quiet.
+	Quiet         bool `protobuf:"varint,3,opt,name=quiet,proto3" json:"quiet,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2735,6 +2760,13 @@ func (x *JoinRequest_JoinRoom) GetAfterSeq() uint64 {
 		return *x.AfterSeq
 	}
 	return 0
+}
+
+func (x *JoinRequest_JoinRoom) GetQuiet() bool {
+	if x != nil {
+		return x.Quiet
+	}
+	return false
 }
 
 // LeaveRoom asks to stop receiving a room's events.
@@ -3227,7 +3259,7 @@ var File_parley_v1_chat_service_proto protoreflect.FileDescriptor
 
 const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1cparley/v1/chat_service.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15parley/v1/types.proto\"\xd6\v\n" +
+	"\x1cparley/v1/chat_service.proto\x12\tparley.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15parley/v1/types.proto\"\xec\v\n" +
 	"\vJoinRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x125\n" +
 	"\x04join\x18\x02 \x01(\v2\x1f.parley.v1.JoinRequest.JoinRoomH\x00R\x04join\x128\n" +
@@ -3249,10 +3281,11 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1b\n" +
-	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x1aN\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x1ad\n" +
 	"\bJoinRoom\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12 \n" +
-	"\tafter_seq\x18\x02 \x01(\x04H\x00R\bafterSeq\x88\x01\x01B\f\n" +
+	"\tafter_seq\x18\x02 \x01(\x04H\x00R\bafterSeq\x88\x01\x01\x12\x14\n" +
+	"\x05quiet\x18\x03 \x01(\bR\x05quietB\f\n" +
 	"\n" +
 	"_after_seq\x1a\x1f\n" +
 	"\tLeaveRoom\x12\x12\n" +
@@ -3282,7 +3315,7 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\x06active\x18\x02 \x01(\bR\x06active\x1a$\n" +
 	"\fRefreshToken\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05tokenB\a\n" +
-	"\x05frame\"\x8a\x05\n" +
+	"\x05frame\"\xc7\x05\n" +
 	"\fJoinResponse\x12(\n" +
 	"\x05reply\x18\x01 \x01(\v2\x10.parley.v1.ReplyH\x00R\x05reply\x12+\n" +
 	"\x06joined\x18\x02 \x01(\v2\x11.parley.v1.JoinedH\x00R\x06joined\x12.\n" +
@@ -3297,7 +3330,8 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	" \x01(\v2\x13.parley.v1.ReactionH\x00R\x0freactionRemoved\x128\n" +
 	"\vread_marker\x18\v \x01(\v2\x15.parley.v1.ReadMarkerH\x00R\n" +
 	"readMarker\x12.\n" +
-	"\areceipt\x18\f \x01(\v2\x12.parley.v1.ReceiptH\x00R\areceiptB\a\n" +
+	"\areceipt\x18\f \x01(\v2\x12.parley.v1.ReceiptH\x00R\areceipt\x12;\n" +
+	"\froom_visible\x18\r \x01(\v2\x16.parley.v1.RoomVisibleH\x00R\vroomVisibleB\a\n" +
 	"\x05event\"\xfb\x01\n" +
 	"\x10SubscribeRequest\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12 \n" +
@@ -3524,10 +3558,11 @@ var file_parley_v1_chat_service_proto_goTypes = []any{
 	(*Reaction)(nil),                        // 54: parley.v1.Reaction
 	(*ReadMarker)(nil),                      // 55: parley.v1.ReadMarker
 	(*Receipt)(nil),                         // 56: parley.v1.Receipt
-	(*Room)(nil),                            // 57: parley.v1.Room
-	(RoomVisibility)(0),                     // 58: parley.v1.RoomVisibility
-	(*Presence)(nil),                        // 59: parley.v1.Presence
-	(*timestamppb.Timestamp)(nil),           // 60: google.protobuf.Timestamp
+	(*RoomVisible)(nil),                     // 57: parley.v1.RoomVisible
+	(*Room)(nil),                            // 58: parley.v1.Room
+	(RoomVisibility)(0),                     // 59: parley.v1.RoomVisibility
+	(*Presence)(nil),                        // 60: parley.v1.Presence
+	(*timestamppb.Timestamp)(nil),           // 61: google.protobuf.Timestamp
 }
 var file_parley_v1_chat_service_proto_depIdxs = []int32{
 	37, // 0: parley.v1.JoinRequest.join:type_name -> parley.v1.JoinRequest.JoinRoom
@@ -3553,70 +3588,71 @@ var file_parley_v1_chat_service_proto_depIdxs = []int32{
 	54, // 20: parley.v1.JoinResponse.reaction_removed:type_name -> parley.v1.Reaction
 	55, // 21: parley.v1.JoinResponse.read_marker:type_name -> parley.v1.ReadMarker
 	56, // 22: parley.v1.JoinResponse.receipt:type_name -> parley.v1.Receipt
-	45, // 23: parley.v1.SubscribeRequest.additional_rooms:type_name -> parley.v1.SubscribeRequest.RoomCursor
-	47, // 24: parley.v1.SubscribeResponse.joined:type_name -> parley.v1.Joined
-	48, // 25: parley.v1.SubscribeResponse.message:type_name -> parley.v1.Message
-	49, // 26: parley.v1.SubscribeResponse.replayed:type_name -> parley.v1.Replayed
-	50, // 27: parley.v1.SubscribeResponse.presence_diff:type_name -> parley.v1.PresenceDiff
-	51, // 28: parley.v1.SubscribeResponse.typing:type_name -> parley.v1.Typing
-	52, // 29: parley.v1.SubscribeResponse.edit:type_name -> parley.v1.MessageEdit
-	53, // 30: parley.v1.SubscribeResponse.delete:type_name -> parley.v1.MessageDelete
-	54, // 31: parley.v1.SubscribeResponse.reaction_added:type_name -> parley.v1.Reaction
-	54, // 32: parley.v1.SubscribeResponse.reaction_removed:type_name -> parley.v1.Reaction
-	56, // 33: parley.v1.SubscribeResponse.receipt:type_name -> parley.v1.Receipt
-	52, // 34: parley.v1.EditMessageResponse.edit:type_name -> parley.v1.MessageEdit
-	53, // 35: parley.v1.DeleteMessageResponse.delete:type_name -> parley.v1.MessageDelete
-	54, // 36: parley.v1.AddReactionResponse.reaction:type_name -> parley.v1.Reaction
-	54, // 37: parley.v1.RemoveReactionResponse.reaction:type_name -> parley.v1.Reaction
-	48, // 38: parley.v1.SendMessageResponse.message:type_name -> parley.v1.Message
-	0,  // 39: parley.v1.ListMessagesRequest.order:type_name -> parley.v1.MessageOrder
-	48, // 40: parley.v1.ListMessagesResponse.messages:type_name -> parley.v1.Message
-	57, // 41: parley.v1.ListRoomsResponse.rooms:type_name -> parley.v1.Room
-	58, // 42: parley.v1.CreateRoomRequest.visibility:type_name -> parley.v1.RoomVisibility
-	57, // 43: parley.v1.CreateRoomResponse.room:type_name -> parley.v1.Room
-	59, // 44: parley.v1.ListPresenceResponse.presence:type_name -> parley.v1.Presence
-	60, // 45: parley.v1.DevLoginResponse.expires_at:type_name -> google.protobuf.Timestamp
-	55, // 46: parley.v1.MarkReadResponse.marker:type_name -> parley.v1.ReadMarker
-	56, // 47: parley.v1.ListReceiptsResponse.receipts:type_name -> parley.v1.Receipt
-	1,  // 48: parley.v1.ChatService.Join:input_type -> parley.v1.JoinRequest
-	3,  // 49: parley.v1.ChatService.Subscribe:input_type -> parley.v1.SubscribeRequest
-	5,  // 50: parley.v1.ChatService.SendMessage:input_type -> parley.v1.SendMessageRequest
-	6,  // 51: parley.v1.ChatService.EditMessage:input_type -> parley.v1.EditMessageRequest
-	8,  // 52: parley.v1.ChatService.DeleteMessage:input_type -> parley.v1.DeleteMessageRequest
-	10, // 53: parley.v1.ChatService.AddReaction:input_type -> parley.v1.AddReactionRequest
-	12, // 54: parley.v1.ChatService.RemoveReaction:input_type -> parley.v1.RemoveReactionRequest
-	15, // 55: parley.v1.ChatService.ListMessages:input_type -> parley.v1.ListMessagesRequest
-	17, // 56: parley.v1.ChatService.ListRooms:input_type -> parley.v1.ListRoomsRequest
-	19, // 57: parley.v1.ChatService.CreateRoom:input_type -> parley.v1.CreateRoomRequest
-	21, // 58: parley.v1.ChatService.ListPresence:input_type -> parley.v1.ListPresenceRequest
-	23, // 59: parley.v1.ChatService.AddMember:input_type -> parley.v1.AddMemberRequest
-	25, // 60: parley.v1.ChatService.RemoveMember:input_type -> parley.v1.RemoveMemberRequest
-	27, // 61: parley.v1.ChatService.ListMembers:input_type -> parley.v1.ListMembersRequest
-	31, // 62: parley.v1.ChatService.MarkRead:input_type -> parley.v1.MarkReadRequest
-	33, // 63: parley.v1.ChatService.ListReceipts:input_type -> parley.v1.ListReceiptsRequest
-	29, // 64: parley.v1.ChatService.DevLogin:input_type -> parley.v1.DevLoginRequest
-	2,  // 65: parley.v1.ChatService.Join:output_type -> parley.v1.JoinResponse
-	4,  // 66: parley.v1.ChatService.Subscribe:output_type -> parley.v1.SubscribeResponse
-	14, // 67: parley.v1.ChatService.SendMessage:output_type -> parley.v1.SendMessageResponse
-	7,  // 68: parley.v1.ChatService.EditMessage:output_type -> parley.v1.EditMessageResponse
-	9,  // 69: parley.v1.ChatService.DeleteMessage:output_type -> parley.v1.DeleteMessageResponse
-	11, // 70: parley.v1.ChatService.AddReaction:output_type -> parley.v1.AddReactionResponse
-	13, // 71: parley.v1.ChatService.RemoveReaction:output_type -> parley.v1.RemoveReactionResponse
-	16, // 72: parley.v1.ChatService.ListMessages:output_type -> parley.v1.ListMessagesResponse
-	18, // 73: parley.v1.ChatService.ListRooms:output_type -> parley.v1.ListRoomsResponse
-	20, // 74: parley.v1.ChatService.CreateRoom:output_type -> parley.v1.CreateRoomResponse
-	22, // 75: parley.v1.ChatService.ListPresence:output_type -> parley.v1.ListPresenceResponse
-	24, // 76: parley.v1.ChatService.AddMember:output_type -> parley.v1.AddMemberResponse
-	26, // 77: parley.v1.ChatService.RemoveMember:output_type -> parley.v1.RemoveMemberResponse
-	28, // 78: parley.v1.ChatService.ListMembers:output_type -> parley.v1.ListMembersResponse
-	32, // 79: parley.v1.ChatService.MarkRead:output_type -> parley.v1.MarkReadResponse
-	34, // 80: parley.v1.ChatService.ListReceipts:output_type -> parley.v1.ListReceiptsResponse
-	30, // 81: parley.v1.ChatService.DevLogin:output_type -> parley.v1.DevLoginResponse
-	65, // [65:82] is the sub-list for method output_type
-	48, // [48:65] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	57, // 23: parley.v1.JoinResponse.room_visible:type_name -> parley.v1.RoomVisible
+	45, // 24: parley.v1.SubscribeRequest.additional_rooms:type_name -> parley.v1.SubscribeRequest.RoomCursor
+	47, // 25: parley.v1.SubscribeResponse.joined:type_name -> parley.v1.Joined
+	48, // 26: parley.v1.SubscribeResponse.message:type_name -> parley.v1.Message
+	49, // 27: parley.v1.SubscribeResponse.replayed:type_name -> parley.v1.Replayed
+	50, // 28: parley.v1.SubscribeResponse.presence_diff:type_name -> parley.v1.PresenceDiff
+	51, // 29: parley.v1.SubscribeResponse.typing:type_name -> parley.v1.Typing
+	52, // 30: parley.v1.SubscribeResponse.edit:type_name -> parley.v1.MessageEdit
+	53, // 31: parley.v1.SubscribeResponse.delete:type_name -> parley.v1.MessageDelete
+	54, // 32: parley.v1.SubscribeResponse.reaction_added:type_name -> parley.v1.Reaction
+	54, // 33: parley.v1.SubscribeResponse.reaction_removed:type_name -> parley.v1.Reaction
+	56, // 34: parley.v1.SubscribeResponse.receipt:type_name -> parley.v1.Receipt
+	52, // 35: parley.v1.EditMessageResponse.edit:type_name -> parley.v1.MessageEdit
+	53, // 36: parley.v1.DeleteMessageResponse.delete:type_name -> parley.v1.MessageDelete
+	54, // 37: parley.v1.AddReactionResponse.reaction:type_name -> parley.v1.Reaction
+	54, // 38: parley.v1.RemoveReactionResponse.reaction:type_name -> parley.v1.Reaction
+	48, // 39: parley.v1.SendMessageResponse.message:type_name -> parley.v1.Message
+	0,  // 40: parley.v1.ListMessagesRequest.order:type_name -> parley.v1.MessageOrder
+	48, // 41: parley.v1.ListMessagesResponse.messages:type_name -> parley.v1.Message
+	58, // 42: parley.v1.ListRoomsResponse.rooms:type_name -> parley.v1.Room
+	59, // 43: parley.v1.CreateRoomRequest.visibility:type_name -> parley.v1.RoomVisibility
+	58, // 44: parley.v1.CreateRoomResponse.room:type_name -> parley.v1.Room
+	60, // 45: parley.v1.ListPresenceResponse.presence:type_name -> parley.v1.Presence
+	61, // 46: parley.v1.DevLoginResponse.expires_at:type_name -> google.protobuf.Timestamp
+	55, // 47: parley.v1.MarkReadResponse.marker:type_name -> parley.v1.ReadMarker
+	56, // 48: parley.v1.ListReceiptsResponse.receipts:type_name -> parley.v1.Receipt
+	1,  // 49: parley.v1.ChatService.Join:input_type -> parley.v1.JoinRequest
+	3,  // 50: parley.v1.ChatService.Subscribe:input_type -> parley.v1.SubscribeRequest
+	5,  // 51: parley.v1.ChatService.SendMessage:input_type -> parley.v1.SendMessageRequest
+	6,  // 52: parley.v1.ChatService.EditMessage:input_type -> parley.v1.EditMessageRequest
+	8,  // 53: parley.v1.ChatService.DeleteMessage:input_type -> parley.v1.DeleteMessageRequest
+	10, // 54: parley.v1.ChatService.AddReaction:input_type -> parley.v1.AddReactionRequest
+	12, // 55: parley.v1.ChatService.RemoveReaction:input_type -> parley.v1.RemoveReactionRequest
+	15, // 56: parley.v1.ChatService.ListMessages:input_type -> parley.v1.ListMessagesRequest
+	17, // 57: parley.v1.ChatService.ListRooms:input_type -> parley.v1.ListRoomsRequest
+	19, // 58: parley.v1.ChatService.CreateRoom:input_type -> parley.v1.CreateRoomRequest
+	21, // 59: parley.v1.ChatService.ListPresence:input_type -> parley.v1.ListPresenceRequest
+	23, // 60: parley.v1.ChatService.AddMember:input_type -> parley.v1.AddMemberRequest
+	25, // 61: parley.v1.ChatService.RemoveMember:input_type -> parley.v1.RemoveMemberRequest
+	27, // 62: parley.v1.ChatService.ListMembers:input_type -> parley.v1.ListMembersRequest
+	31, // 63: parley.v1.ChatService.MarkRead:input_type -> parley.v1.MarkReadRequest
+	33, // 64: parley.v1.ChatService.ListReceipts:input_type -> parley.v1.ListReceiptsRequest
+	29, // 65: parley.v1.ChatService.DevLogin:input_type -> parley.v1.DevLoginRequest
+	2,  // 66: parley.v1.ChatService.Join:output_type -> parley.v1.JoinResponse
+	4,  // 67: parley.v1.ChatService.Subscribe:output_type -> parley.v1.SubscribeResponse
+	14, // 68: parley.v1.ChatService.SendMessage:output_type -> parley.v1.SendMessageResponse
+	7,  // 69: parley.v1.ChatService.EditMessage:output_type -> parley.v1.EditMessageResponse
+	9,  // 70: parley.v1.ChatService.DeleteMessage:output_type -> parley.v1.DeleteMessageResponse
+	11, // 71: parley.v1.ChatService.AddReaction:output_type -> parley.v1.AddReactionResponse
+	13, // 72: parley.v1.ChatService.RemoveReaction:output_type -> parley.v1.RemoveReactionResponse
+	16, // 73: parley.v1.ChatService.ListMessages:output_type -> parley.v1.ListMessagesResponse
+	18, // 74: parley.v1.ChatService.ListRooms:output_type -> parley.v1.ListRoomsResponse
+	20, // 75: parley.v1.ChatService.CreateRoom:output_type -> parley.v1.CreateRoomResponse
+	22, // 76: parley.v1.ChatService.ListPresence:output_type -> parley.v1.ListPresenceResponse
+	24, // 77: parley.v1.ChatService.AddMember:output_type -> parley.v1.AddMemberResponse
+	26, // 78: parley.v1.ChatService.RemoveMember:output_type -> parley.v1.RemoveMemberResponse
+	28, // 79: parley.v1.ChatService.ListMembers:output_type -> parley.v1.ListMembersResponse
+	32, // 80: parley.v1.ChatService.MarkRead:output_type -> parley.v1.MarkReadResponse
+	34, // 81: parley.v1.ChatService.ListReceipts:output_type -> parley.v1.ListReceiptsResponse
+	30, // 82: parley.v1.ChatService.DevLogin:output_type -> parley.v1.DevLoginResponse
+	66, // [66:83] is the sub-list for method output_type
+	49, // [49:66] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_chat_service_proto_init() }
@@ -3651,6 +3687,7 @@ func file_parley_v1_chat_service_proto_init() {
 		(*JoinResponse_ReactionRemoved)(nil),
 		(*JoinResponse_ReadMarker)(nil),
 		(*JoinResponse_Receipt)(nil),
+		(*JoinResponse_RoomVisible)(nil),
 	}
 	file_parley_v1_chat_service_proto_msgTypes[2].OneofWrappers = []any{}
 	file_parley_v1_chat_service_proto_msgTypes[3].OneofWrappers = []any{

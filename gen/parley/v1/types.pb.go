@@ -1309,6 +1309,56 @@ func (x *ReadMarker) GetHeadSeq() uint64 {
 	return 0
 }
 
+// RoomVisible tells a Join stream that a room became visible to its user:
+// a public room was created, the user was added to a private room, or a
+// direct conversation with the user began. The stream does not receive the
+// room's events until it joins it; a room list lists the rooms again
+// (ListRooms) and joins the new one.
+type RoomVisible struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room.
+	Room          string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomVisible) Reset() {
+	*x = RoomVisible{}
+	mi := &file_parley_v1_types_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomVisible) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomVisible) ProtoMessage() {}
+
+func (x *RoomVisible) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_types_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomVisible.ProtoReflect.Descriptor instead.
+func (*RoomVisible) Descriptor() ([]byte, []int) {
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RoomVisible) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
 // Receipt tells how far one member has read a room ("seen by"). Only rooms
 // with few enough members have receipts.
 type Receipt struct {
@@ -1327,7 +1377,7 @@ type Receipt struct {
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_parley_v1_types_proto_msgTypes[14]
+	mi := &file_parley_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1389,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_types_proto_msgTypes[14]
+	mi := &file_parley_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1402,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_parley_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Receipt) GetRoom() string {
@@ -1398,7 +1448,7 @@ type Typing struct {
 
 func (x *Typing) Reset() {
 	*x = Typing{}
-	mi := &file_parley_v1_types_proto_msgTypes[15]
+	mi := &file_parley_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1460,7 @@ func (x *Typing) String() string {
 func (*Typing) ProtoMessage() {}
 
 func (x *Typing) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_types_proto_msgTypes[15]
+	mi := &file_parley_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1473,7 @@ func (x *Typing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Typing.ProtoReflect.Descriptor instead.
 func (*Typing) Descriptor() ([]byte, []int) {
-	return file_parley_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Typing) GetRoom() string {
@@ -1479,7 +1529,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_parley_v1_types_proto_msgTypes[16]
+	mi := &file_parley_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1541,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_types_proto_msgTypes[16]
+	mi := &file_parley_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1554,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_parley_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Reply) GetRef() string {
@@ -1677,7 +1727,9 @@ const file_parley_v1_types_proto_rawDesc = "" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12!\n" +
 	"\funread_count\x18\x03 \x01(\x05R\vunreadCount\x12#\n" +
 	"\rmention_count\x18\x04 \x01(\x05R\fmentionCount\x12\x19\n" +
-	"\bhead_seq\x18\x05 \x01(\x04R\aheadSeq\"x\n" +
+	"\bhead_seq\x18\x05 \x01(\x04R\aheadSeq\"!\n" +
+	"\vRoomVisible\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\"x\n" +
 	"\aReceipt\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x10\n" +
@@ -1718,7 +1770,7 @@ func file_parley_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_parley_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_parley_v1_types_proto_goTypes = []any{
 	(RoomVisibility)(0),           // 0: parley.v1.RoomVisibility
 	(*Message)(nil),               // 1: parley.v1.Message
@@ -1735,33 +1787,34 @@ var file_parley_v1_types_proto_goTypes = []any{
 	(*PresenceDiff)(nil),          // 12: parley.v1.PresenceDiff
 	(*PresencePage)(nil),          // 13: parley.v1.PresencePage
 	(*ReadMarker)(nil),            // 14: parley.v1.ReadMarker
-	(*Receipt)(nil),               // 15: parley.v1.Receipt
-	(*Typing)(nil),                // 16: parley.v1.Typing
-	(*Reply)(nil),                 // 17: parley.v1.Reply
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
+	(*RoomVisible)(nil),           // 15: parley.v1.RoomVisible
+	(*Receipt)(nil),               // 16: parley.v1.Receipt
+	(*Typing)(nil),                // 17: parley.v1.Typing
+	(*Reply)(nil),                 // 18: parley.v1.Reply
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
 }
 var file_parley_v1_types_proto_depIdxs = []int32{
-	18, // 0: parley.v1.Message.sent_at:type_name -> google.protobuf.Timestamp
-	18, // 1: parley.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
+	19, // 0: parley.v1.Message.sent_at:type_name -> google.protobuf.Timestamp
+	19, // 1: parley.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
 	5,  // 2: parley.v1.Message.reactions:type_name -> parley.v1.ReactionCount
 	6,  // 3: parley.v1.Message.reply_to:type_name -> parley.v1.ReplyRef
-	18, // 4: parley.v1.MessageEdit.sent_at:type_name -> google.protobuf.Timestamp
-	18, // 5: parley.v1.MessageDelete.sent_at:type_name -> google.protobuf.Timestamp
-	18, // 6: parley.v1.Reaction.sent_at:type_name -> google.protobuf.Timestamp
+	19, // 4: parley.v1.MessageEdit.sent_at:type_name -> google.protobuf.Timestamp
+	19, // 5: parley.v1.MessageDelete.sent_at:type_name -> google.protobuf.Timestamp
+	19, // 6: parley.v1.Reaction.sent_at:type_name -> google.protobuf.Timestamp
 	0,  // 7: parley.v1.Room.visibility:type_name -> parley.v1.RoomVisibility
-	18, // 8: parley.v1.Room.last_message_at:type_name -> google.protobuf.Timestamp
-	18, // 9: parley.v1.Room.created_at:type_name -> google.protobuf.Timestamp
-	18, // 10: parley.v1.PresenceMeta.online_at:type_name -> google.protobuf.Timestamp
+	19, // 8: parley.v1.Room.last_message_at:type_name -> google.protobuf.Timestamp
+	19, // 9: parley.v1.Room.created_at:type_name -> google.protobuf.Timestamp
+	19, // 10: parley.v1.PresenceMeta.online_at:type_name -> google.protobuf.Timestamp
 	8,  // 11: parley.v1.Presence.metas:type_name -> parley.v1.PresenceMeta
 	9,  // 12: parley.v1.Joined.presence:type_name -> parley.v1.Presence
-	15, // 13: parley.v1.Joined.receipts:type_name -> parley.v1.Receipt
+	16, // 13: parley.v1.Joined.receipts:type_name -> parley.v1.Receipt
 	9,  // 14: parley.v1.PresenceDiff.joins:type_name -> parley.v1.Presence
 	9,  // 15: parley.v1.PresenceDiff.leaves:type_name -> parley.v1.Presence
 	9,  // 16: parley.v1.PresencePage.presence:type_name -> parley.v1.Presence
-	18, // 17: parley.v1.Receipt.read_at:type_name -> google.protobuf.Timestamp
+	19, // 17: parley.v1.Receipt.read_at:type_name -> google.protobuf.Timestamp
 	1,  // 18: parley.v1.Reply.message:type_name -> parley.v1.Message
-	19, // 19: parley.v1.Reply.retry_after:type_name -> google.protobuf.Duration
+	20, // 19: parley.v1.Reply.retry_after:type_name -> google.protobuf.Duration
 	14, // 20: parley.v1.Reply.read_marker:type_name -> parley.v1.ReadMarker
 	13, // 21: parley.v1.Reply.presence_page:type_name -> parley.v1.PresencePage
 	22, // [22:22] is the sub-list for method output_type
@@ -1782,7 +1835,7 @@ func file_parley_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_types_proto_rawDesc), len(file_parley_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

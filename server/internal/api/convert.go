@@ -49,6 +49,8 @@ func eventToProto(ev hub.Event) *parleyv1.JoinResponse {
 		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_ReadMarker{ReadMarker: readMarkToProto(ev.Room, ev.Read)}}
 	case hub.EventReceipt:
 		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Receipt{Receipt: receiptToProto(ev.Room, ev.User, ev.Read)}}
+	case hub.EventRoomVisible:
+		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_RoomVisible{RoomVisible: &parleyv1.RoomVisible{Room: ev.Room}}}
 	case hub.EventRemoved:
 		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Reply{Reply: &parleyv1.Reply{
 			Room: ev.Room, Code: int32(codes.PermissionDenied), Error: "you were removed from room " + ev.Room,

@@ -250,15 +250,21 @@ func (sess *session) join(ctx context.Context, j *parleyv1.JoinRequest_JoinRoom,
 	if _, err := sess.s.access(ctx, sess.user, j.GetRoom()); err != nil {
 		return err
 	}
-	tail, err := sess.s.joinedTail(ctx, sess.user, j.GetRoom())
-	if err != nil {
-		return err
+	var tail []byte
+	if !j.GetQuiet() {
+		// A quiet joiner follows the room for its counts, which it has
+		// from ListRooms: its joined carries no marker and no receipts,
+		// which spares the store a read or two a room.
+		var err error
+		if tail, err = sess.s.joinedTail(ctx, sess.user, j.GetRoom()); err != nil {
+			return err
+		}
 	}
 	ack, err := proto.Marshal(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Reply{Reply: reply}})
 	if err != nil {
 		return err
 	}
-	return sess.s.cfg.Hub.Join(ctx, sess.conn, j.GetRoom(), hub.JoinOptions{After: j.AfterSeq, Ack: ack, Tail: tail})
+	return sess.s.cfg.Hub.Join(ctx, sess.conn, j.GetRoom(), hub.JoinOptions{After: j.AfterSeq, Ack: ack, Tail: tail, Quiet: j.GetQuiet()})
 }
 
 func (sess *session) leave(room string) error {

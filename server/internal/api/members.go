@@ -26,8 +26,16 @@ func (s *Service) directRoom(ctx context.Context, user string, req *parleyv1.Sen
 		return name, nil
 	}
 	_, err := s.cfg.Store.CreateRoom(ctx, store.Room{Name: name, Visibility: store.Direct, CreatedBy: user, Members: []string{to}})
-	if err != nil && !errors.Is(err, store.ErrRoomExists) {
+	switch {
+	case errors.Is(err, store.ErrRoomExists):
+	case err != nil:
 		return "", err
+	default:
+		// Both room lists learn of it: the other user's, and the sender's
+		// other devices. One that joins it before this message is stored
+		// still gets it (it joins from seq 0).
+		s.cfg.Hub.RoomVisible(name, to)
+		s.cfg.Hub.RoomVisible(name, user)
 	}
 	return name, nil
 }
@@ -58,6 +66,7 @@ func (s *Service) AddMember(ctx context.Context, req *parleyv1.AddMemberRequest)
 		return nil, err
 	}
 	s.cfg.Hub.ReadersChanged(req.GetRoom())
+	s.cfg.Hub.RoomVisible(req.GetRoom(), req.GetUser())
 	return &parleyv1.AddMemberResponse{}, nil
 }
 

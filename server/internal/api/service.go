@@ -398,6 +398,15 @@ func (s *Service) CreateRoom(ctx context.Context, req *parleyv1.CreateRoomReques
 		}
 		return nil, err
 	}
+	// Room lists learn of it without polling: a public room is everyone's,
+	// a private one is its creator's (on their other devices) until they
+	// add members.
+	switch r.Visibility {
+	case store.Public:
+		s.cfg.Hub.RoomVisible(r.Name, "")
+	default:
+		s.cfg.Hub.RoomVisible(r.Name, r.CreatedBy)
+	}
 	return &parleyv1.CreateRoomResponse{Room: roomToProto(r, 0)}, nil
 }
 

@@ -36,6 +36,12 @@ const (
 	// small room read it further ("seen by"); it goes to the room
 	// (broker).
 	EventReceipt
+	// EventRoomVisible: Room, and User unless it is for every user: Room
+	// became visible to User (a direct conversation began, User was added
+	// to a private room), or to every user when User is empty (a public
+	// room was created). It goes to Join connections, not to the room
+	// (broker, on the user subject).
+	EventRoomVisible
 )
 
 // eventKindNames are the kinds' names on the wire; never change one.
@@ -48,6 +54,7 @@ var eventKindNames = [...]string{
 	EventRemoved:      "removed",
 	EventReadMarker:   "read_marker",
 	EventReceipt:      "receipt",
+	EventRoomVisible:  "room_visible",
 }
 
 // String returns the kind's wire name.

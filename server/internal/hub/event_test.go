@@ -27,6 +27,10 @@ func TestEventJSONIsStable(t *testing.T) {
 			`{"v":1,"k":"read_marker","n":"a","r":"lobby","u":"bob","rd":{"s":7,"t":"2026-12-06T04:00:00Z","un":2,"mn":1,"h":9}}`},
 		{Event{Version: 1, Kind: EventReceipt, Node: "a", Room: "team", User: "ann", Read: &ReadMark{Seq: 3}},
 			`{"v":1,"k":"receipt","n":"a","r":"team","u":"ann","rd":{"s":3}}`},
+		{Event{Version: 1, Kind: EventRoomVisible, Node: "a", Room: "dm:ann:bob", User: "bob"},
+			`{"v":1,"k":"room_visible","n":"a","r":"dm:ann:bob","u":"bob"}`},
+		{Event{Version: 1, Kind: EventRoomVisible, Node: "a", Room: "news"},
+			`{"v":1,"k":"room_visible","n":"a","r":"news"}`},
 	} {
 		got, err := json.Marshal(tc.ev)
 		if err != nil {
@@ -83,7 +87,7 @@ func TestUnknownEventKindIsAnError(t *testing.T) {
 	if _, err := json.Marshal(Event{Kind: 0}); err == nil {
 		t.Fatal("an event without a kind encoded")
 	}
-	for k := EventJoined; k <= EventReceipt; k++ {
+	for k := EventJoined; k <= EventRoomVisible; k++ {
 		var back EventKind
 		text, err := k.MarshalText()
 		if err != nil || back.UnmarshalText(text) != nil || back != k {

@@ -385,6 +385,11 @@ type JoinOptions struct {
 	// Frame.Tail): what the joiner alone is told, such as its read
 	// marker, while the state itself may be shared by many joiners.
 	Tail []byte
+	// Quiet, when set, keeps the connection out of the room's presence
+	// for this join: it receives the room as any joiner does, but its
+	// user is not online in the room through it. A room list follows the
+	// rooms its user is not looking at this way, for their unread counts.
+	Quiet bool
 }
 
 // Join adds c to a room. The room's state (head and presence) is queued for

@@ -122,7 +122,7 @@ func (h *Hub) QueuePresencePage(c *Conn, name string, after PageCursor, limit in
 
 func (r *room) addLocked(c *Conn, opts JoinOptions) error {
 	var diff []Presence
-	if c.tracked {
+	if c.tracked && !opts.Quiet {
 		meta := Meta{ConnID: c.ID, OnlineAt: r.hub.now().UTC(), Client: c.Client, Node: r.hub.cfg.NodeID}
 		r.addMetaLocked(c.User, meta)
 		diff = []Presence{{User: c.User, Metas: []Meta{meta}}}

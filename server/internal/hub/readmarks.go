@@ -250,11 +250,20 @@ func (h *Hub) markerStored(ctx context.Context, m store.ReadMarker, asked ReadMa
 }
 
 // deliverToUser queues a user event, encoded once, for each of the
-// user's Join connections on this node but skip.
+// user's Join connections on this node but skip; an event without a user
+// goes to every Join connection.
 func (h *Hub) deliverToUser(ev Event, skip *Conn) {
 	h.connsMu.Lock()
-	conns := slices.DeleteFunc(slices.Clone(h.userConns[ev.User]), func(c *Conn) bool { return c == skip })
+	var conns []*Conn
+	if ev.User == "" {
+		for _, cs := range h.userConns {
+			conns = append(conns, cs...)
+		}
+	} else {
+		conns = slices.Clone(h.userConns[ev.User])
+	}
 	h.connsMu.Unlock()
+	conns = slices.DeleteFunc(conns, func(c *Conn) bool { return c == skip })
 	if len(conns) == 0 {
 		return
 	}
@@ -334,8 +343,25 @@ func (h *Hub) onUserWire(data []byte) {
 		h.log.Warn("skip a cluster user event this node cannot read", "version", ev.Version, "err", err)
 		return
 	}
-	if ev.Node == h.cfg.NodeID || ev.Kind != EventReadMarker || ev.Read == nil {
+	if ev.Node == h.cfg.NodeID {
+		return
+	}
+	switch {
+	case ev.Kind == EventReadMarker && ev.Read != nil && ev.User != "":
+	case ev.Kind == EventRoomVisible && ev.Room != "":
+	default:
 		return
 	}
 	h.deliverToUser(ev, nil)
+}
+
+// RoomVisible tells user's Join connections, on every node, that a room
+// became visible to them, so that a room list lists the rooms again
+// instead of polling for new ones; with user "", every Join connection's
+// (a public room was created). A room list that hears of it lists once;
+// the event is a few dozen bytes.
+func (h *Hub) RoomVisible(room, user string) {
+	ev := Event{Kind: EventRoomVisible, Room: room, User: user}
+	h.deliverToUser(ev, nil)
+	h.publishUser(ev)
 }

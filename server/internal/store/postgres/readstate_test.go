@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"reflect"
-	"slices"
 	"testing"
 
 	"github.com/parleychat/parley/server/internal/store"
 	"github.com/parleychat/parley/server/internal/store/postgres"
+	"github.com/parleychat/parley/server/internal/store/storetest"
 )
 
 // Markers, and the counts they give, survive a restart; a second node
@@ -78,7 +78,6 @@ func TestReadStateUnstorableText(t *testing.T) {
 // holds entries of every kind in: the upgrade counts them, and the
 // counts, markers and mentions work on them and on new ones.
 func TestUpgradeToReadState(t *testing.T) {
-	ctx := context.Background()
 	schema := postgres.NewSchema(t)
 	postgres.MigrateTo(t, schema, 3)
 	postgres.ExecSQL(t, schema, `INSERT INTO rooms (name, visibility, created_by, created_at, last_seq, last_message_at) VALUES
@@ -97,57 +96,5 @@ func TestUpgradeToReadState(t *testing.T) {
 		INSERT INTO reactions (room, target_seq, emoji, "user", seq) VALUES ('r', 1, '👍', 'alice', 3);
 		INSERT INTO reaction_counts (room, target_seq, emoji, count, first_seq, users) VALUES ('r', 1, '👍', 1, 3, '{alice}');`)
 	s := postgres.OpenTest(t, postgres.Config{Schema: schema})
-	// r's messages: 1 alice, 2 bob, 4 carol (deleted), 7 bob, 8 alice.
-	for _, c := range []struct {
-		user, room string
-		want       store.ReadState
-	}{
-		{"bob", "r", store.ReadState{Unread: 2, HeadSeq: 8}},
-		{"alice", "r", store.ReadState{Unread: 2, HeadSeq: 8}},
-		{"carol", "r", store.ReadState{Unread: 4, HeadSeq: 8}},
-		{"bob", "q", store.ReadState{Unread: 1, HeadSeq: 2}},
-		{"bob", "empty", store.ReadState{}},
-	} {
-		if got, err := s.ReadState(ctx, c.user, c.room); err != nil || got != c.want {
-			t.Errorf("ReadState(%s, %s) after the upgrade = %+v (%v), want %+v", c.user, c.room, got, err, c.want)
-		}
-	}
-	if _, err := s.SetReadMarkers(ctx, []store.ReadMarker{{Room: "r", User: "bob", Seq: 3}, {Room: "r", User: "carol", Seq: 7}}); err != nil {
-		t.Fatal(err)
-	}
-	mustAppend(t, s, store.NewMessage{Room: "r", Sender: "alice", Body: "@bob @carol", Mentions: []string{"bob", "carol"}}) // 9
-	mustAppend(t, s, store.NewMessage{Room: "r", Sender: "bob", Body: "b3"})                                                // 10
-	for _, c := range []struct {
-		user string
-		want store.ReadState
-	}{
-		{"bob", store.ReadState{LastReadSeq: 3, Unread: 2, Mentions: 1, HeadSeq: 10}},   // 8, 9
-		{"carol", store.ReadState{LastReadSeq: 7, Unread: 3, Mentions: 1, HeadSeq: 10}}, // 8, 9, 10
-	} {
-		if got, err := s.ReadState(ctx, c.user, "r"); err != nil || got != c.want {
-			t.Errorf("ReadState(%s, r) after new messages = %+v (%v), want %+v", c.user, got, err, c.want)
-		}
-	}
-	ms, err := s.Messages(ctx, "r", store.Query{Limit: 20})
-	if err != nil || len(ms) != 10 {
-		t.Fatalf("Messages = %d (%v)", len(ms), err)
-	}
-	for _, m := range ms {
-		var want []string
-		if m.Seq == 9 {
-			want = []string{"bob", "carol"}
-		}
-		if !slices.Equal(m.Mentions, want) {
-			t.Errorf("seq %d has mentions %v, want %v", m.Seq, m.Mentions, want)
-		}
-	}
-	if n, err := s.Prune(ctx, store.Retention{MaxMessages: 3}); err != nil || n != 7 { // 1-7 and the reaction
-		t.Fatalf("Prune = %d (%v), want 7", n, err)
-	}
-	if got, err := s.ReadState(ctx, "carol", "r"); err != nil || got != (store.ReadState{LastReadSeq: 7, Unread: 3, Mentions: 1, HeadSeq: 10}) {
-		t.Errorf("carol after pruning = %+v (%v)", got, err)
-	}
-	if got, err := s.ReadState(ctx, "dan", "r"); err != nil || got != (store.ReadState{Unread: 3, HeadSeq: 10}) {
-		t.Errorf("dan after pruning = %+v (%v)", got, err)
-	}
+	storetest.CheckReadStateUpgrade(t, s)
 }

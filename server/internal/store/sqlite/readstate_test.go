@@ -5,11 +5,11 @@ import (
 	"database/sql"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"testing"
 
 	"github.com/parleychat/parley/server/internal/store"
 	"github.com/parleychat/parley/server/internal/store/sqlite"
+	"github.com/parleychat/parley/server/internal/store/storetest"
 )
 
 // Markers, and the counts they give, survive a restart.
@@ -90,58 +90,5 @@ func TestUpgradeToReadState(t *testing.T) {
 
 	s := openTemp(t, sqlite.Config{Path: path})
 	defer s.Close()
-	// r's messages: 1 alice, 2 bob, 4 carol (deleted), 7 bob, 8 alice.
-	for _, c := range []struct {
-		user, room string
-		want       store.ReadState
-	}{
-		{"bob", "r", store.ReadState{Unread: 2, HeadSeq: 8}},
-		{"alice", "r", store.ReadState{Unread: 2, HeadSeq: 8}},
-		{"carol", "r", store.ReadState{Unread: 4, HeadSeq: 8}},
-		{"bob", "q", store.ReadState{Unread: 1, HeadSeq: 2}},
-		{"bob", "empty", store.ReadState{}},
-	} {
-		if got, err := s.ReadState(ctx, c.user, c.room); err != nil || got != c.want {
-			t.Errorf("ReadState(%s, %s) after the upgrade = %+v (%v), want %+v", c.user, c.room, got, err, c.want)
-		}
-	}
-	if _, err := s.SetReadMarkers(ctx, []store.ReadMarker{{Room: "r", User: "bob", Seq: 3}, {Room: "r", User: "carol", Seq: 7}}); err != nil {
-		t.Fatal(err)
-	}
-	mustAppend(t, s, store.NewMessage{Room: "r", Sender: "alice", Body: "@bob @carol", Mentions: []string{"bob", "carol"}}) // 9
-	mustAppend(t, s, store.NewMessage{Room: "r", Sender: "bob", Body: "b3"})                                                // 10
-	for _, c := range []struct {
-		user string
-		want store.ReadState
-	}{
-		{"bob", store.ReadState{LastReadSeq: 3, Unread: 2, Mentions: 1, HeadSeq: 10}},   // 8, 9
-		{"carol", store.ReadState{LastReadSeq: 7, Unread: 3, Mentions: 1, HeadSeq: 10}}, // 8, 9, 10
-	} {
-		if got, err := s.ReadState(ctx, c.user, "r"); err != nil || got != c.want {
-			t.Errorf("ReadState(%s, r) after new messages = %+v (%v), want %+v", c.user, got, err, c.want)
-		}
-	}
-	ms, err := s.Messages(ctx, "r", store.Query{Limit: 20})
-	if err != nil || len(ms) != 10 {
-		t.Fatalf("Messages = %d (%v)", len(ms), err)
-	}
-	for _, m := range ms {
-		var want []string
-		if m.Seq == 9 {
-			want = []string{"bob", "carol"}
-		}
-		if !slices.Equal(m.Mentions, want) {
-			t.Errorf("seq %d has mentions %v, want %v", m.Seq, m.Mentions, want)
-		}
-	}
-	// Retention counts the upgraded rows out like new ones.
-	if n, err := s.Prune(ctx, store.Retention{MaxMessages: 3}); err != nil || n != 7 { // 1-7 and the reaction
-		t.Fatalf("Prune = %d (%v), want 7", n, err)
-	}
-	if got, err := s.ReadState(ctx, "carol", "r"); err != nil || got != (store.ReadState{LastReadSeq: 7, Unread: 3, Mentions: 1, HeadSeq: 10}) {
-		t.Errorf("carol after pruning = %+v (%v)", got, err)
-	}
-	if got, err := s.ReadState(ctx, "dan", "r"); err != nil || got != (store.ReadState{Unread: 3, HeadSeq: 10}) {
-		t.Errorf("dan after pruning = %+v (%v)", got, err)
-	}
+	storetest.CheckReadStateUpgrade(t, s)
 }

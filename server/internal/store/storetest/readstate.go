@@ -443,3 +443,70 @@ func testReadStateAfterPrune(t *testing.T, s store.Store) {
 	checkState(t, s, "carol", "r", store.ReadState{LastReadSeq: 8, Unread: 1, Mentions: 1, HeadSeq: 13})
 	checkState(t, s, "bob", "r", store.ReadState{HeadSeq: 13})
 }
+
+// CheckReadStateUpgrade checks a store just opened, and so upgraded to
+// read state, on a database that the schema before read state filled as
+// each store's TestUpgradeToReadState does: room r, at head 8, holds every
+// kind of entry (1 alice, 2 bob, 3 alice's 👍 on 1, 4 carol's deleted
+// message, 5 alice's edit of 1, 6 carol's delete of 4, 7 bob, 8 alice),
+// q, at head 2, holds 1 bob and 2 alice, and empty holds nothing. The
+// upgrade counts those entries, and the counts, markers, mentions and
+// retention work on them and on new ones.
+func CheckReadStateUpgrade(t *testing.T, s store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	// r's messages: 1 alice, 2 bob, 4 carol (deleted), 7 bob, 8 alice.
+	for _, c := range []struct {
+		user, room string
+		want       store.ReadState
+	}{
+		{"bob", "r", store.ReadState{Unread: 2, HeadSeq: 8}},
+		{"alice", "r", store.ReadState{Unread: 2, HeadSeq: 8}},
+		{"carol", "r", store.ReadState{Unread: 4, HeadSeq: 8}},
+		{"bob", "q", store.ReadState{Unread: 1, HeadSeq: 2}},
+		{"bob", "empty", store.ReadState{}},
+	} {
+		if got, err := s.ReadState(ctx, c.user, c.room); err != nil || got != c.want {
+			t.Errorf("ReadState(%s, %s) after the upgrade = %+v (%v), want %+v", c.user, c.room, got, err, c.want)
+		}
+	}
+	if _, err := s.SetReadMarkers(ctx, []store.ReadMarker{{Room: "r", User: "bob", Seq: 3}, {Room: "r", User: "carol", Seq: 7}}); err != nil {
+		t.Fatal(err)
+	}
+	mustStore(t, s, mention(msg("r", "alice", "@bob @carol"), "bob", "carol")) // 9
+	mustStore(t, s, msg("r", "bob", "b3"))                                     // 10
+	for _, c := range []struct {
+		user string
+		want store.ReadState
+	}{
+		{"bob", store.ReadState{LastReadSeq: 3, Unread: 2, Mentions: 1, HeadSeq: 10}},   // 8, 9
+		{"carol", store.ReadState{LastReadSeq: 7, Unread: 3, Mentions: 1, HeadSeq: 10}}, // 8, 9, 10
+	} {
+		if got, err := s.ReadState(ctx, c.user, "r"); err != nil || got != c.want {
+			t.Errorf("ReadState(%s, r) after new messages = %+v (%v), want %+v", c.user, got, err, c.want)
+		}
+	}
+	ms, err := s.Messages(ctx, "r", store.Query{Limit: 20})
+	if err != nil || len(ms) != 10 {
+		t.Fatalf("Messages = %d (%v)", len(ms), err)
+	}
+	for _, m := range ms {
+		var want []string
+		if m.Seq == 9 {
+			want = []string{"bob", "carol"}
+		}
+		if !slices.Equal(m.Mentions, want) {
+			t.Errorf("seq %d has mentions %v, want %v", m.Seq, m.Mentions, want)
+		}
+	}
+	// Retention counts the upgraded rows out like new ones.
+	if n, err := s.Prune(ctx, store.Retention{MaxMessages: 3}); err != nil || n != 7 { // 1-7 and the reaction
+		t.Fatalf("Prune = %d (%v), want 7", n, err)
+	}
+	if got, err := s.ReadState(ctx, "carol", "r"); err != nil || got != (store.ReadState{LastReadSeq: 7, Unread: 3, Mentions: 1, HeadSeq: 10}) {
+		t.Errorf("carol after pruning = %+v (%v)", got, err)
+	}
+	if got, err := s.ReadState(ctx, "dan", "r"); err != nil || got != (store.ReadState{Unread: 3, HeadSeq: 10}) {
+		t.Errorf("dan after pruning = %+v (%v)", got, err)
+	}
+}
