@@ -30,6 +30,7 @@ type statements struct {
 	// Read state (readstate.go): the counters appends keep, what retention
 	// does to them, and the markers.
 	upsSenders                                map[int]*sql.Stmt // by number of rows, as insMsgs
+	selSenders, clearUncounted                *sql.Stmt
 	insMentions, delMentions                  *sql.Stmt
 	updPrunedOrd, updPrunedSenders            *sql.Stmt
 	delPrunedMentions, upsMarkers, selMarkers *sql.Stmt
@@ -55,8 +56,9 @@ func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, er
 	// and writes the heads of all its rooms with one statement each.
 	st.selHeads = p(`SELECT name, last_seq, last_message_at, visibility, created_by, msgs FROM rooms
 		WHERE name IN (SELECT value FROM json_each(?))`)
-	st.updHeads = p(`UPDATE rooms SET last_seq = u.seq, last_message_at = u.at, msgs = u.msgs
-		FROM (SELECT value ->> 'n' AS name, value ->> 's' AS seq, value ->> 't' AS at, value ->> 'm' AS msgs FROM json_each(?)) AS u
+	st.updHeads = p(`UPDATE rooms SET last_seq = u.seq, last_message_at = u.at, msgs = u.msgs, uncounted_from = u.uf
+		FROM (SELECT value ->> 'n' AS name, value ->> 's' AS seq, value ->> 't' AS at, value ->> 'm' AS msgs, value ->> 'u' AS uf
+			FROM json_each(?)) AS u
 		WHERE rooms.name = u.name`)
 	// "client_msg_id <> ''" lets SQLite use the partial unique index.
 	st.selDup = p(`SELECT seq, kind, body, sent_at, target_seq, reply_to_seq, emoji, mentions FROM messages
@@ -108,7 +110,7 @@ func (st *statements) close() {
 	all := []*sql.Stmt{st.begin, st.commit, st.rollback, st.selHeads, st.selDup, st.insRoom, st.updHeads, st.insMember, st.delMember, st.delMsgs,
 		st.selTarget, st.selReactionCounts, st.selReacted, st.insReaction, st.delReaction, st.updEdit, st.updDelete, st.eraseEdits,
 		st.upsReactionCount, st.delReactionCount, st.insEntry, st.delTargeting, st.delReactions, st.delReactionCounts,
-		st.insMentions, st.delMentions, st.updPrunedOrd, st.updPrunedSenders, st.delPrunedMentions, st.upsMarkers, st.selMarkers}
+		st.selSenders, st.clearUncounted, st.insMentions, st.delMentions, st.updPrunedOrd, st.updPrunedSenders, st.delPrunedMentions, st.upsMarkers, st.selMarkers}
 	for _, s := range st.insMsgs {
 		all = append(all, s)
 	}
