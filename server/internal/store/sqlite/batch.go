@@ -23,6 +23,7 @@ type batchState struct {
 	known   map[string]head            // committed heads of existing rooms, kept across batches
 	dedup   map[dedupKey]store.Message // new entries with a ClientMsgID
 	rows    []row                      // new entries to insert
+	names   []string                   // the rooms whose heads move
 	args    []any
 	targets map[seqKey]*target   // messages that the batch's entries name (entries.go)
 	reacted map[reactionKey]bool // whether a user's reaction is there, as the batch sees it
@@ -434,35 +435,32 @@ func insertEntry(ctx context.Context, st *statements, r row) error {
 	return nil
 }
 
-// updateHeads writes the new head of every room the batch appended to, in
-// one statement.
+// updateHeads writes the new head of every room the batch appended to,
+// in as few statements as the prepared sizes allow.
 func (b *batchState) updateHeads(ctx context.Context, st *statements) error {
-	type update struct {
-		Name string `json:"n"`
-		Seq  uint64 `json:"s"`
-		At   int64  `json:"t"`
-		Msgs int64  `json:"m"`
-		From uint64 `json:"u"` // uncounted_from (senders.go)
-	}
-	var ups []update
+	b.names = b.names[:0]
 	for name, h := range b.heads {
 		if h.changed {
-			ups = append(ups, update{name, h.seq, h.at, h.msgs, b.sc.from[name]})
+			b.names = append(b.names, name)
 		}
 	}
-	if len(ups) == 0 {
-		return nil
-	}
-	list, err := json.Marshal(ups)
-	if err != nil {
-		return fmt.Errorf("encode room heads: %w", err)
-	}
-	res, err := st.updHeads.ExecContext(ctx, string(list))
-	if err != nil {
-		return fmt.Errorf("update room heads: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n != int64(len(ups)) {
-		return fmt.Errorf("update room heads: %d of %d rows updated (%v)", n, len(ups), err)
+	for names := b.names; len(names) > 0; {
+		n := largest(st.updHeads, len(names))
+		args := b.args[:0]
+		for _, name := range names[:n] {
+			h := b.heads[name]
+			args = append(args, name, int64(h.seq), h.at, h.msgs, int64(b.sc.from[name]))
+		}
+		res, err := st.updHeads[n].ExecContext(ctx, args...)
+		clear(args)
+		b.args = args[:0]
+		if err != nil {
+			return fmt.Errorf("update room heads: %w", err)
+		}
+		if got, err := res.RowsAffected(); err != nil || got != int64(n) {
+			return fmt.Errorf("update room heads: %d of %d rows updated (%v)", got, n, err)
+		}
+		names = names[n:]
 	}
 	return nil
 }

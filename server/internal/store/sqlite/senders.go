@@ -234,7 +234,7 @@ func (sc *senderCounts) sord(room, sender string, k int64) int64 {
 
 // maxCachedCounts bounds the writer's cache of senders' counts, as
 // maxKnownHeads the heads.
-const maxCachedCounts = 1 << 16
+const maxCachedCounts = 1 << 17
 
 // loadBases gives every sender of the batch its count before it: from the
 // writer's cache, else room_senders (as this transaction sees it, after
