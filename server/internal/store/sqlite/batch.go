@@ -31,6 +31,7 @@ type batchState struct {
 	sc      senderCounts         // what the batch adds to the senders' counts (senders.go)
 
 	counts   map[senderKey]int64 // committed senders' counts, kept across batches (senders.go)
+	fresh    map[string]bool     // rooms created since counts was made: it holds all their senders
 	ledger   *ledger
 	flushAge time.Duration
 }
@@ -62,7 +63,7 @@ type dedupKey struct{ room, sender, id string }
 func newBatchState(l *ledger, flushAge time.Duration) *batchState {
 	return &batchState{heads: make(map[string]*head), known: make(map[string]head), dedup: make(map[dedupKey]store.Message),
 		targets: make(map[seqKey]*target), reacted: make(map[reactionKey]bool), rc: newReadCounters(),
-		sc: newSenderCounts(), counts: make(map[senderKey]int64), ledger: l, flushAge: flushAge}
+		sc: newSenderCounts(), counts: make(map[senderKey]int64), fresh: make(map[string]bool), ledger: l, flushAge: flushAge}
 }
 
 // apply performs the batch's requests in arrival order inside the open
@@ -234,6 +235,7 @@ func (b *batchState) createRoom(ctx context.Context, st *statements, req *reques
 	}
 	r.Members = nil
 	*h = head{exists: true, vis: r.Visibility, creator: r.CreatedBy}
+	b.fresh[r.Name] = true // harmless if the batch rolls back: the room has no senders either way
 	req.Out.room = r
 	return nil
 }
