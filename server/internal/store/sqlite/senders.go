@@ -5,12 +5,15 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/parleychat/parley/server/internal/store"
 )
 
 // Per-sender counts without a write per batch.
@@ -41,8 +44,8 @@ import (
 //     its place among the sender's messages in the batch.
 //   - After a crash, Open counts each room's messages from its
 //     uncounted_from into room_senders (recountSenders): at most about
-//     two flushAges of appends. A clean Close leaves the same to the next
-//     Open.
+//     two flushAges of appends. A clean Close writes the ledger first
+//     (flushAll).
 //   - A prune step flushes its room first: retention subtracts what it
 //     deletes from room_senders (pruned), so the rows must be there.
 //
@@ -297,8 +300,13 @@ func (b *batchState) loadBases(ctx context.Context, st *statements) error {
 // and clears their uncounted_from, in sender order so that consecutive
 // rows share pages. The ledger forgets them once the batch commits.
 func (b *batchState) flushDue(ctx context.Context, st *statements, prune []string) error {
+	b.sc.flush = b.ledger.dueRooms(b.now, b.flushAge, prune)
+	return b.writeFlush(ctx, st)
+}
+
+// writeFlush writes the counts of the rooms in b.sc.flush.
+func (b *batchState) writeFlush(ctx context.Context, st *statements) error {
 	sc := &b.sc
-	sc.flush = b.ledger.dueRooms(b.now, b.flushAge, prune)
 	if len(sc.flush) == 0 {
 		return nil
 	}
@@ -400,11 +408,64 @@ func countSeqs(r *roomLedger) int {
 	return n
 }
 
+// flushAll writes the counts of every room in the ledger, as the writer
+// stops, so that the next Open has nothing to count. If it fails, that
+// Open counts them (recountSenders).
+func (w *writer) flushAll() {
+	b, ctx := w.b, context.Background()
+	b.reset(time.Now(), false)
+	for _, r := range b.ledger.rooms {
+		b.sc.flush = append(b.sc.flush, r)
+	}
+	if len(b.sc.flush) == 0 {
+		return
+	}
+	if _, err := w.st.begin.ExecContext(ctx); err != nil {
+		return
+	}
+	if err := b.writeFlush(ctx, w.st); err != nil {
+		w.st.rollback.ExecContext(ctx) //nolint:errcheck // the next Open counts them
+		return
+	}
+	w.st.commit.ExecContext(ctx) //nolint:errcheck // the next Open counts them
+}
+
 // recountSenders counts into room_senders the messages of every room
 // from its uncounted_from, which the ledger of the process that wrote
 // them held when it stopped, and marks the rooms counted. Run at Open,
-// before the writer starts.
-func recountSenders(ctx context.Context, conn *sql.Conn) error {
+// before the writer starts. In a damaged database whose messages cannot
+// all be read it counts nothing and takes the rooms into l instead, with
+// none of their uncounted messages: their counts then take those for
+// unread, but the rest of the database is served (as Open does for a
+// damaged database: the operator has Check).
+func recountSenders(ctx context.Context, conn *sql.Conn, l *ledger, path string) error {
+	err := countUncounted(ctx, conn)
+	if err == nil || !errors.Is(classify(path, err), store.ErrCorrupt) {
+		return err
+	}
+	rows, lerr := conn.QueryContext(ctx, "SELECT name, uncounted_from, last_seq FROM rooms WHERE uncounted_from > 0")
+	if lerr != nil {
+		return err
+	}
+	defer rows.Close()
+	now := time.Now().UnixNano()
+	for rows.Next() {
+		r := &roomLedger{since: now, seqs: make(map[string][]uint64)}
+		var from, head int64
+		if err := rows.Scan(&r.name, &from, &head); err != nil {
+			return err
+		}
+		r.from, r.through = uint64(from), uint64(head)
+		l.rooms[r.name] = r
+		l.queue = append(l.queue, r)
+	}
+	if rows.Err() != nil {
+		return err
+	}
+	return nil
+}
+
+func countUncounted(ctx context.Context, conn *sql.Conn) error {
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: count senders: %w", err)

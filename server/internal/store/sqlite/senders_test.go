@@ -3,7 +3,9 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -79,15 +81,32 @@ func checkReadState(t *testing.T, s store.Store, user, room string, want store.R
 	}
 }
 
-// A store stopped while the senders' counts of its newest messages were
-// only in the writer's memory (as after a crash: Close writes nothing
-// more) counts those messages into room_senders when it opens again, and
-// the counts, and the sords of new messages, carry on exactly.
+// crashImage copies the database at path, with its WAL, to a new file as
+// a crash of the process holding it would leave it (no write is under
+// way: every append has returned), and returns the copy's path.
+func crashImage(t *testing.T, path string) string {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "crashed.db")
+	for _, suffix := range []string{"", "-wal"} {
+		b, err := os.ReadFile(path + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(img+suffix, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return img
+}
+
+// A database left by a crash while the senders' counts of its newest
+// messages were only in the writer's memory: Open counts those messages
+// into room_senders, and the counts, and the sords of new messages, carry
+// on exactly. A clean Close writes them itself.
 func TestSenderCountsRecountedAtOpen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "parley.db")
-	cfg := sqlite.WithSenderFlushAge(sqlite.Config{Path: path}, -1)
-	s := openTemp(t, cfg)
+	s := openTemp(t, sqlite.WithSenderFlushAge(sqlite.Config{Path: path}, -1))
 	mustCreateRoom(t, s, "r")
 	mustCreateRoom(t, s, "q")
 	for _, m := range []store.NewMessage{
@@ -115,17 +134,22 @@ func TestSenderCountsRecountedAtOpen(t *testing.T) {
 		checkReadState(t, s, user, "r", w)
 	}
 	if rows, from := rawSenders(t, path); len(rows) != 0 || from["r"] != 1 || from["q"] != 1 {
-		t.Fatalf("before the restart: room_senders %+v, uncounted_from %v; want nothing counted from seq 1", rows, from)
+		t.Fatalf("before the crash: room_senders %+v, uncounted_from %v; want nothing counted from seq 1", rows, from)
 	}
+	crashed := crashImage(t, path)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-
-	s = openTemp(t, cfg)
-	defer s.Close()
 	wantRows := []senderRow{{"q", "bob", 1, 1, 0}, {"r", "alice", 3, 5, 0}, {"r", "bob", 1, 2, 0}, {"r", "carol", 1, 6, 0}}
 	if rows, from := rawSenders(t, path); !reflect.DeepEqual(rows, wantRows) || from["r"] != 0 || from["q"] != 0 {
-		t.Errorf("after the restart: room_senders %+v, uncounted_from %v; want %+v, all counted", rows, from, wantRows)
+		t.Errorf("after Close: room_senders %+v, uncounted_from %v; want %+v, all counted", rows, from, wantRows)
+	}
+
+	cfg := sqlite.WithSenderFlushAge(sqlite.Config{Path: crashed}, -1)
+	s = openTemp(t, cfg)
+	defer s.Close()
+	if rows, from := rawSenders(t, crashed); !reflect.DeepEqual(rows, wantRows) || from["r"] != 0 || from["q"] != 0 {
+		t.Errorf("after the crash: room_senders %+v, uncounted_from %v; want %+v, all counted", rows, from, wantRows)
 	}
 	for user, w := range want {
 		checkReadState(t, s, user, "r", w)
@@ -198,5 +222,38 @@ func TestUpgradeToLazySenderCounts(t *testing.T) {
 	wantRows := []senderRow{{"r", "alice", 3, 5, 0}, {"r", "bob", 2, 4, 0}}
 	if rows, from := rawSenders(t, path); !reflect.DeepEqual(rows, wantRows) || from["r"] != 0 {
 		t.Errorf("room_senders %+v, uncounted_from %v; want %+v, all counted", rows, from, wantRows)
+	}
+}
+
+// A crash image whose messages are damaged still opens (Open serves what
+// can be read; Check reports the damage), though the count of what the
+// crash left uncounted cannot be made.
+func TestCrashImageDamagedOpens(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "parley.db")
+	s := openTemp(t, sqlite.Config{Path: path})
+	fillRooms(t, s, 40, 200)
+	crashed := crashImage(t, path)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Checkpoint the image's WAL into it, so that the damage hits pages
+	// its messages are read from.
+	db, err := sql.Open("sqlite", crashed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	damage(t, crashed, 8<<10)
+	s = openTemp(t, sqlite.Config{Path: crashed})
+	defer s.Close()
+	if err := s.Check(ctx); !errors.Is(err, store.ErrCorrupt) {
+		t.Errorf("Check of the damaged image = %v, want store.ErrCorrupt", err)
+	}
+	if _, err := s.ReadState(ctx, "bob", "room-00"); err != nil && !errors.Is(err, store.ErrCorrupt) {
+		t.Errorf("ReadState = %v, want nil or store.ErrCorrupt", err)
 	}
 }

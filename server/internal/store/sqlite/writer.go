@@ -87,7 +87,7 @@ func startWriter(ctx context.Context, db *sql.DB, cfg Config, l *ledger) (*write
 		conn.Close()
 		return nil, err
 	}
-	if err := recountSenders(ctx, conn); err != nil {
+	if err := recountSenders(ctx, conn, l, cfg.Path); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -213,6 +213,7 @@ func (s *Store) wait(r *request) (result, error) {
 // waits for it. The caller guarantees that nobody is sending.
 func (w *writer) close() error {
 	w.q.Close()
+	w.flushAll()
 	w.st.close()
 	if err := w.conn.Close(); err != nil {
 		return fmt.Errorf("sqlite: close writer connection: %w", err)
