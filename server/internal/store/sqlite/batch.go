@@ -23,10 +23,17 @@ type batchState struct {
 	known   map[string]head            // committed heads of existing rooms, kept across batches
 	dedup   map[dedupKey]store.Message // new entries with a ClientMsgID
 	rows    []row                      // new entries to insert
+	names   []string                   // the rooms whose heads move
 	args    []any
 	targets map[seqKey]*target   // messages that the batch's entries name (entries.go)
 	reacted map[reactionKey]bool // whether a user's reaction is there, as the batch sees it
-	rc      readCounters         // what the batch adds to the read-state counters (readstate.go)
+	rc      readCounters         // the mention rows the batch adds (readstate.go)
+	sc      senderCounts         // what the batch adds to the senders' counts (senders.go)
+
+	counts   map[senderKey]int64 // committed senders' counts, kept across batches (senders.go)
+	fresh    map[string]bool     // rooms created since counts was made: it holds all their senders
+	ledger   *ledger
+	flushAge time.Duration
 }
 
 // row is a new entry to insert, with the state of a message that entries
@@ -34,7 +41,7 @@ type batchState struct {
 type row struct {
 	store.Message
 	ord     int64 // the room's messages up to this entry
-	sk      int64 // a message's place among its sender's in the batch (readCounters.message)
+	sk      int64 // a message's place among its sender's in the batch (senderCounts.add)
 	sord    int64 // a message's place among its sender's in the room: 1, 2, ...
 	editSeq uint64
 	deleted bool
@@ -53,9 +60,10 @@ type head struct {
 
 type dedupKey struct{ room, sender, id string }
 
-func newBatchState() *batchState {
+func newBatchState(l *ledger, flushAge time.Duration) *batchState {
 	return &batchState{heads: make(map[string]*head), known: make(map[string]head), dedup: make(map[dedupKey]store.Message),
-		targets: make(map[seqKey]*target), reacted: make(map[reactionKey]bool), rc: newReadCounters()}
+		targets: make(map[seqKey]*target), reacted: make(map[reactionKey]bool), rc: newReadCounters(),
+		sc: newSenderCounts(), counts: make(map[senderKey]int64), fresh: make(map[string]bool), ledger: l, flushAge: flushAge}
 }
 
 // apply performs the batch's requests in arrival order inside the open
@@ -64,6 +72,15 @@ func newBatchState() *batchState {
 func (b *batchState) apply(ctx context.Context, st *statements, live []*request, careful bool) error {
 	b.reset(time.Now(), careful)
 	if err := b.loadHeads(ctx, st, live); err != nil {
+		return err
+	}
+	var pruned []string
+	for _, r := range live {
+		if r.In.prune != nil {
+			pruned = append(pruned, r.In.prune.room)
+		}
+	}
+	if err := b.flushDue(ctx, st, pruned); err != nil {
 		return err
 	}
 	// Prune steps go first: they delete only entries committed before the
@@ -118,6 +135,7 @@ func (b *batchState) reset(now time.Time, careful bool) {
 	clear(b.targets)
 	clear(b.reacted)
 	b.rc.reset()
+	b.sc.reset()
 }
 
 // maxKnownHeads bounds the committed heads the writer remembers: enough
@@ -139,6 +157,7 @@ func (b *batchState) committed() {
 			b.known[name] = head{exists: true, seq: h.seq, at: h.at, msgs: h.msgs, vis: h.vis, creator: h.creator}
 		}
 	}
+	b.countsCommitted()
 }
 
 // rolledBack forgets what the batch's rooms were thought to hold, so the
@@ -216,6 +235,7 @@ func (b *batchState) createRoom(ctx context.Context, st *statements, req *reques
 	}
 	r.Members = nil
 	*h = head{exists: true, vis: r.Visibility, creator: r.CreatedBy}
+	b.fresh[r.Name] = true // harmless if the batch rolls back: the room has no senders either way
 	req.Out.room = r
 	return nil
 }
@@ -287,6 +307,9 @@ func (b *batchState) appendOne(ctx context.Context, st *statements, req *request
 		}
 		return err
 	}
+	if _, ok := b.sc.from[m.Room]; !ok {
+		b.sc.from[m.Room] = b.ledger.from(m.Room, h.seq, b.sc.flushing)
+	}
 	h.seq++
 	h.at = max(h.at, b.now) // a room's times never go backwards, even if the clock does
 	h.changed = true
@@ -303,7 +326,8 @@ func (b *batchState) appendOne(ctx context.Context, st *statements, req *request
 	r := row{Message: msg}
 	if m.Kind == store.KindMessage {
 		h.msgs++
-		r.sk = b.rc.message(msg)
+		r.sk = b.sc.add(msg.Room, msg.Sender, msg.Seq)
+		b.rc.message(msg)
 	}
 	r.ord = h.msgs
 	b.rows = append(b.rows, r)
@@ -347,15 +371,15 @@ func (b *batchState) findDuplicate(ctx context.Context, st *statements, m store.
 	return orig, true, nil
 }
 
-// writeSenders counts the batch's messages in room_senders and gives each
-// its sord.
+// writeSenders gives each of the batch's messages its sord. The counts
+// themselves reach room_senders later (senders.go).
 func (b *batchState) writeSenders(ctx context.Context, st *statements) error {
-	if err := b.rc.writeSenders(ctx, st); err != nil {
+	if err := b.loadBases(ctx, st); err != nil {
 		return err
 	}
 	for i := range b.rows {
 		if r := &b.rows[i]; r.Kind == store.KindMessage {
-			r.sord = b.rc.sord(r.Room, r.Sender, r.sk)
+			r.sord = b.sc.sord(r.Room, r.Sender, r.sk)
 		}
 	}
 	return nil
@@ -413,34 +437,32 @@ func insertEntry(ctx context.Context, st *statements, r row) error {
 	return nil
 }
 
-// updateHeads writes the new head of every room the batch appended to, in
-// one statement.
+// updateHeads writes the new head of every room the batch appended to,
+// in as few statements as the prepared sizes allow.
 func (b *batchState) updateHeads(ctx context.Context, st *statements) error {
-	type update struct {
-		Name string `json:"n"`
-		Seq  uint64 `json:"s"`
-		At   int64  `json:"t"`
-		Msgs int64  `json:"m"`
-	}
-	var ups []update
+	b.names = b.names[:0]
 	for name, h := range b.heads {
 		if h.changed {
-			ups = append(ups, update{name, h.seq, h.at, h.msgs})
+			b.names = append(b.names, name)
 		}
 	}
-	if len(ups) == 0 {
-		return nil
-	}
-	list, err := json.Marshal(ups)
-	if err != nil {
-		return fmt.Errorf("encode room heads: %w", err)
-	}
-	res, err := st.updHeads.ExecContext(ctx, string(list))
-	if err != nil {
-		return fmt.Errorf("update room heads: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n != int64(len(ups)) {
-		return fmt.Errorf("update room heads: %d of %d rows updated (%v)", n, len(ups), err)
+	for names := b.names; len(names) > 0; {
+		n := largest(st.updHeads, len(names))
+		args := b.args[:0]
+		for _, name := range names[:n] {
+			h := b.heads[name]
+			args = append(args, name, int64(h.seq), h.at, h.msgs, int64(b.sc.from[name]))
+		}
+		res, err := st.updHeads[n].ExecContext(ctx, args...)
+		clear(args)
+		b.args = args[:0]
+		if err != nil {
+			return fmt.Errorf("update room heads: %w", err)
+		}
+		if got, err := res.RowsAffected(); err != nil || got != int64(n) {
+			return fmt.Errorf("update room heads: %d of %d rows updated (%v)", got, n, err)
+		}
+		names = names[n:]
 	}
 	return nil
 }

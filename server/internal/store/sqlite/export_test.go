@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"time"
 )
 
 // MigrateTo applies the schema's first n migrations to db, as an older
@@ -14,4 +15,12 @@ func MigrateTo(ctx context.Context, db *sql.DB, n int) error {
 		}
 	}
 	return nil
+}
+
+// WithSenderFlushAge returns cfg with the writer keeping a room's senders'
+// counts in memory for at most d (negative: until too many) before it
+// writes them to room_senders (senders.go).
+func WithSenderFlushAge(cfg Config, d time.Duration) Config {
+	cfg.senderFlushAge = d
+	return cfg
 }

@@ -9,7 +9,7 @@ import (
 // The writer's memory of committed heads stays bounded, and starts again
 // with a new map when full rather than clearing the one at its peak size.
 func TestKnownHeadsBounded(t *testing.T) {
-	b := newBatchState()
+	b := newBatchState(newLedger(), defaultFlushAge)
 	var full uintptr
 	for i := range 3 * maxKnownHeads {
 		clear(b.heads)

@@ -1,28 +1,33 @@
 package sqlite
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"slices"
+	"runtime"
 	"strings"
+	"time"
 
 	"github.com/parleychat/parley/server/internal/store"
 	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
 )
 
 // Read state: how the counts avoid a scan of the log is sqlstore's
-// readstate.go. The writer keeps the counters as it appends (one upsert of
-// room_senders per batch, mention rows for the rare messages that mention
-// someone); a marker's ordinals are worked out on the read pool, so the
-// writer only upserts the marker rows.
+// readstate.go. The writer keeps the counters as it appends (the senders'
+// counts in memory, written to room_senders about once a second per room:
+// senders.go; mention rows for the rare messages that mention someone); a
+// marker's ordinals are worked out on the read pool, so the writer only
+// upserts the marker rows.
 
 func prepareReadState(p func(string) *sql.Stmt, st *statements, maxBatch int) {
 	for n := 1; n <= min(maxBatch, maxInsertRows); n *= 2 {
 		st.upsSenders[n] = p(upsertSendersSQL(n))
 	}
+	st.selSenders = p(`SELECT k.value ->> 'r', k.value ->> 's', rs.msgs FROM json_each(?) AS k
+		JOIN room_senders rs ON rs.room = k.value ->> 'r' AND rs.sender = k.value ->> 's'`)
+	st.clearUncounted = p("UPDATE rooms SET uncounted_from = 0 WHERE name IN (SELECT value FROM json_each(?))")
 	st.insMentions = p(`INSERT OR IGNORE INTO mentions (room, seq, user)
 		SELECT value ->> 'r', value ->> 's', value ->> 'u' FROM json_each(?)`)
 	st.delMentions = p("DELETE FROM mentions WHERE room = ? AND seq = ?")
@@ -48,8 +53,8 @@ func prepareReadState(p func(string) *sql.Stmt, st *statements, maxBatch int) {
 }
 
 // upsertSendersSQL returns an upsert of rows (room, sender, n, last)
-// into room_senders that returns each row's new msgs. Bound parameters,
-// not JSON: it runs in every batch.
+// into room_senders: a flush of the ledger (senders.go). Bound
+// parameters, not JSON: a flush may write thousands of rows.
 func upsertSendersSQL(rows int) string {
 	var sb strings.Builder
 	sb.WriteString("INSERT INTO room_senders (room, sender, msgs, last_seq) VALUES ")
@@ -59,108 +64,30 @@ func upsertSendersSQL(rows int) string {
 		}
 		sb.WriteString("(?,?,?,?)")
 	}
-	sb.WriteString(` ON CONFLICT (room, sender) DO UPDATE SET msgs = msgs + excluded.msgs, last_seq = excluded.last_seq
-		RETURNING room, sender, msgs`)
+	sb.WriteString(" ON CONFLICT (room, sender) DO UPDATE SET msgs = msgs + excluded.msgs, last_seq = excluded.last_seq")
 	return sb.String()
 }
 
-type senderKey struct{ room, sender string }
-
-// senderCount is what a batch appended from one sender to one room.
-type senderCount struct {
-	n     int64  // messages
-	last  uint64 // the newest one's seq
-	after int64  // the sender's msgs in the room after the batch
-}
-
-// readCounters is what a batch adds to the read-state counters: the
-// messages per (room, sender), and the mention rows of the messages it
-// stored or whose mentions an edit or delete replaced.
+// readCounters is what a batch adds to the mention rows: those of the
+// messages it stored or whose mentions an edit or delete replaced. (The
+// senders' counts are senders.go's.)
 type readCounters struct {
-	senders  map[senderKey]*senderCount
-	keys     []senderKey
 	mentions map[seqKey][]string // the users to give a row, by message
-	args     []any
 }
 
 func newReadCounters() readCounters {
-	return readCounters{senders: make(map[senderKey]*senderCount), mentions: make(map[seqKey][]string)}
+	return readCounters{mentions: make(map[seqKey][]string)}
 }
 
 func (rc *readCounters) reset() {
-	clear(rc.senders)
 	clear(rc.mentions)
 }
 
-// message counts a message the batch stores and returns its place among
-// its sender's messages to its room in the batch (1, 2, ...).
-func (rc *readCounters) message(m store.Message) int64 {
-	k := senderKey{m.Room, m.Sender}
-	c := rc.senders[k]
-	if c == nil {
-		c = &senderCount{}
-		rc.senders[k] = c
-	}
-	c.n++
-	c.last = m.Seq
+// message notes the mentions of a message the batch stores.
+func (rc *readCounters) message(m store.Message) {
 	if users := sqlstore.MentionedUsers(m.Sender, m.Mentions); len(users) > 0 {
 		rc.mentions[seqKey{m.Room, m.Seq}] = users
 	}
-	return c.n
-}
-
-// sord is the sender's ordinal of their kth message of the batch in room.
-func (rc *readCounters) sord(room, sender string, k int64) int64 {
-	c := rc.senders[senderKey{room, sender}]
-	return c.after - c.n + k
-}
-
-// writeSenders adds the batch's messages to room_senders and learns each
-// sender's count after the batch, for sord. In key order, consecutive
-// rows land on the same pages.
-func (rc *readCounters) writeSenders(ctx context.Context, st *statements) error {
-	rc.keys = rc.keys[:0]
-	for k := range rc.senders {
-		rc.keys = append(rc.keys, k)
-	}
-	slices.SortFunc(rc.keys, func(a, b senderKey) int {
-		return cmp.Or(strings.Compare(a.room, b.room), strings.Compare(a.sender, b.sender))
-	})
-	for keys := rc.keys; len(keys) > 0; {
-		n := largest(st.upsSenders, len(keys))
-		args := rc.args[:0]
-		for _, k := range keys[:n] {
-			c := rc.senders[k]
-			args = append(args, k.room, k.sender, c.n, int64(c.last))
-		}
-		err := rc.upsertSenders(ctx, st.upsSenders[n], args)
-		clear(args)
-		rc.args = args[:0]
-		if err != nil {
-			return fmt.Errorf("count the messages of %d senders: %w", n, err)
-		}
-		keys = keys[n:]
-	}
-	return nil
-}
-
-func (rc *readCounters) upsertSenders(ctx context.Context, stmt *sql.Stmt, args []any) error {
-	rows, err := stmt.QueryContext(ctx, args...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var k senderKey
-		var after int64
-		if err := rows.Scan(&k.room, &k.sender, &after); err != nil {
-			return err
-		}
-		if c := rc.senders[k]; c != nil {
-			c.after = after
-		}
-	}
-	return rows.Err()
 }
 
 // replaceMentions makes users (by sender) the mentions of room's message
@@ -260,21 +187,25 @@ func (s *Store) SetReadMarkers(ctx context.Context, ms []store.ReadMarker) ([]st
 // {r, u, s}) in a room that exists, its seq clamped to the head, the
 // stored marker, and if it moves the ordinals at the new seq: the ord of
 // the newest entry at or before it (at the head, the room's msgs: most
-// markers are set there), and the user's messages at or before it: all
-// of them unless the user wrote after it, else one less than the sord of
-// the user's first message after it (a walk from the new seq to that
-// message; rows retention took are simply not found).
+// markers are set there), and what the user's own messages at or before
+// it take: room_senders' msgs, and if the user's newest counted message
+// is after it, one less than the sord of their first message after it
+// (a walk from the new seq to that message; rows retention took are
+// simply not found); also the room's uncounted_from and head, for the
+// ledger (planMarkers).
 const planMarkersSQL = `SELECT c.r, c.u, c.s, c.old, c.at,
 		CASE WHEN c.s <= c.old THEN NULL WHEN c.s = c.head THEN c.msgs
 			ELSE coalesce((SELECT m.ord FROM messages m WHERE m.room = c.r AND m.seq <= c.s ORDER BY m.seq DESC LIMIT 1), 0) END,
-		CASE WHEN c.s > c.old THEN coalesce((SELECT CASE WHEN rs.last_seq <= c.s THEN rs.msgs ELSE coalesce((SELECT m.sord - 1 FROM messages m
-			WHERE m.room = c.r AND m.seq > c.s AND m.seq <= rs.last_seq AND m.sender = c.u AND m.kind = 0 ORDER BY m.seq LIMIT 1), rs.msgs) END
-			FROM room_senders rs WHERE rs.room = c.r AND rs.sender = c.u), 0) END
+		coalesce(rs.msgs, 0),
+		CASE WHEN c.s > c.old AND rs.last_seq > c.s THEN (SELECT m.sord - 1 FROM messages m
+			WHERE m.room = c.r AND m.seq > c.s AND m.seq <= rs.last_seq AND m.sender = c.u AND m.kind = 0 ORDER BY m.seq LIMIT 1) END,
+		c.uf, c.head
 	FROM (SELECT k.value ->> 'r' AS r, k.value ->> 'u' AS u, min(k.value ->> 's', rm.last_seq) AS s,
-			rm.last_seq AS head, rm.msgs AS msgs, coalesce(mk.seq, 0) AS old, coalesce(mk.read_at, 0) AS at
+			rm.last_seq AS head, rm.msgs AS msgs, rm.uncounted_from AS uf, coalesce(mk.seq, 0) AS old, coalesce(mk.read_at, 0) AS at
 		FROM json_each(?) AS k
 		JOIN rooms rm ON rm.name = k.value ->> 'r'
-		LEFT JOIN read_markers mk ON mk.room = k.value ->> 'r' AND mk.user = k.value ->> 'u') AS c`
+		LEFT JOIN read_markers mk ON mk.room = k.value ->> 'r' AND mk.user = k.value ->> 'u') AS c
+	LEFT JOIN room_senders rs ON rs.room = c.r AND rs.sender = c.u`
 
 // planMarkers returns the markers of batch that stay as they are (by key;
 // a marker never set has seq 0), and those that move. Markers of unknown
@@ -292,26 +223,73 @@ func (s *Store) planMarkers(ctx context.Context, batch *sqlstore.MarkerBatch) (_
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqlite: encode read markers: %w", err)
 	}
-	rows, err := s.read.QueryContext(ctx, planMarkersSQL, string(list))
+	type plan struct {
+		got   map[sqlstore.MarkerKey]store.ReadMarker
+		moves []markerRow
+	}
+	p, err := readAgain(ctx, func() (plan, error) {
+		got, moves, err := s.readMarkerPlan(ctx, string(list), len(in))
+		return plan{got, moves}, err
+	})
+	return p.got, p.moves, err
+}
+
+// errLedgerAhead means that a read's snapshot is not the ledger's
+// (ledger.count): the read is done again.
+var errLedgerAhead = errors.New("sqlite: the senders' counts in memory do not match the read's snapshot")
+
+// ledgerWait bounds how long readAgain reads again. A snapshot and the
+// ledger differ only while the writer takes a commit in (microseconds)
+// or when a flush committed during the read.
+const ledgerWait = time.Second
+
+// readAgain runs read until its snapshot and the ledger match, for at
+// most ledgerWait.
+func readAgain[T any](ctx context.Context, read func() (T, error)) (T, error) {
+	deadline := time.Now().Add(ledgerWait)
+	for {
+		v, err := read()
+		if !errors.Is(err, errLedgerAhead) || time.Now().After(deadline) {
+			return v, err
+		}
+		if err := ctx.Err(); err != nil {
+			return v, err
+		}
+		runtime.Gosched()
+	}
+}
+
+// readMarkerPlan runs planMarkersSQL once.
+func (s *Store) readMarkerPlan(ctx context.Context, list string, n int) (map[sqlstore.MarkerKey]store.ReadMarker, []markerRow, error) {
+	rows, err := s.read.QueryContext(ctx, planMarkersSQL, list)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqlite: read markers: %w", err)
 	}
 	defer rows.Close()
-	got := make(map[sqlstore.MarkerKey]store.ReadMarker, len(in))
+	got := make(map[sqlstore.MarkerKey]store.ReadMarker, n)
 	var moves []markerRow
 	for rows.Next() {
 		var m markerRow
-		var old, at int64
-		var ord, own sql.NullInt64
-		if err := rows.Scan(&m.Room, &m.User, &m.Seq, &old, &at, &ord, &own); err != nil {
+		var old, at, counted, uf, head int64
+		var ord, walked sql.NullInt64
+		if err := rows.Scan(&m.Room, &m.User, &m.Seq, &old, &at, &ord, &counted, &walked, &uf, &head); err != nil {
 			return nil, nil, fmt.Errorf("sqlite: read markers: %w", err)
 		}
-		if m.Seq > old {
-			m.Ord, m.Own = ord.Int64, own.Int64
-			moves = append(moves, m)
+		if m.Seq <= old {
+			got[sqlstore.MarkerKey{Room: m.Room, User: m.User}] = store.ReadMarker{Room: m.Room, User: m.User, Seq: uint64(old), ReadAt: fromNanos(at)}
 			continue
 		}
-		got[sqlstore.MarkerKey{Room: m.Room, User: m.User}] = store.ReadMarker{Room: m.Room, User: m.User, Seq: uint64(old), ReadAt: fromNanos(at)}
+		m.Ord, m.Own = ord.Int64, walked.Int64
+		if !walked.Valid {
+			// Every counted message of the user is at or before the new
+			// seq (or was pruned): add the uncounted ones that are too.
+			more, ok := s.counts.count(m.Room, m.User, uint64(uf), uint64(head), uint64(m.Seq))
+			if !ok {
+				return nil, nil, errLedgerAhead
+			}
+			m.Own = counted + more
+		}
+		moves = append(moves, m)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, nil, fmt.Errorf("sqlite: read markers: %w", err)
@@ -380,12 +358,13 @@ func scanMarker(row sqlstore.Row) (store.ReadMarker, error) {
 
 // readStateColumns is what a room's row needs beside it for user ?1's read
 // state (sqlstore.ReadCounts): the marker, the room's and the user's
-// counters, and the two ranges after the marker that are counted, both
-// over small indexes: the deleted messages and the user's mentions (not
-// needed in a direct room, where every unread message counts).
+// counters (with uncounted_from, for the ledger: roomStateScanner), and
+// the two ranges after the marker that are counted, both over small
+// indexes: the deleted messages and the user's mentions (not needed in a
+// direct room, where every unread message counts).
 var (
 	readStateColumns = fmt.Sprintf(`, coalesce(mk.seq, 0), coalesce(mk.ord, 0), coalesce(mk.own, 0), r.msgs, r.pruned_ord,
-		coalesce(rs.msgs, 0), coalesce(rs.pruned, 0),
+		coalesce(rs.msgs, 0), coalesce(rs.pruned, 0), r.uncounted_from,
 		(SELECT count(*) FROM messages d WHERE d.room = r.name AND d.deleted = 1 AND d.seq > coalesce(mk.seq, 0) AND d.sender <> ?1),
 		CASE WHEN r.visibility = %d THEN 0 ELSE
 			(SELECT count(*) FROM mentions x WHERE x.room = r.name AND x.user = ?1 AND x.seq > coalesce(mk.seq, 0)) END`, store.Direct)
@@ -396,21 +375,30 @@ const readStateJoins = ` FROM rooms r
 	LEFT JOIN read_markers mk ON mk.room = r.name AND mk.user = ?1
 	LEFT JOIN room_senders rs ON rs.room = r.name AND rs.sender = ?1`
 
-// scanRoomState scans a room with its reader's read state.
-func scanRoomState(row sqlstore.Row) (store.Room, error) {
-	var r store.Room
-	var vis int
-	var created, seq, last, mkSeq int64
-	var c sqlstore.ReadCounts
-	if err := row.Scan(&r.Name, &vis, &r.CreatedBy, &created, &seq, &last, &mkSeq, &c.MarkerOrd, &c.MarkerOwn,
-		&c.RoomMsgs, &c.PrunedOrd, &c.OwnMsgs, &c.OwnPruned, &c.DeletedAfter, &c.MentionsAfter); err != nil {
-		return store.Room{}, err
+// roomStateScanner returns a scanner of rooms with user's read state,
+// which adds the user's uncounted messages from the ledger; it fails with
+// errLedgerAhead if the ledger cannot tell them for the row's snapshot.
+func (s *Store) roomStateScanner(user string) func(row sqlstore.Row) (store.Room, error) {
+	return func(row sqlstore.Row) (store.Room, error) {
+		var r store.Room
+		var vis int
+		var created, seq, last, mkSeq, uf int64
+		var c sqlstore.ReadCounts
+		if err := row.Scan(&r.Name, &vis, &r.CreatedBy, &created, &seq, &last, &mkSeq, &c.MarkerOrd, &c.MarkerOwn,
+			&c.RoomMsgs, &c.PrunedOrd, &c.OwnMsgs, &c.OwnPruned, &uf, &c.DeletedAfter, &c.MentionsAfter); err != nil {
+			return store.Room{}, err
+		}
+		r.Visibility, r.CreatedAt = store.Visibility(vis), fromNanos(created)
+		r.LastSeq, r.LastMessageAt = uint64(seq), fromNanos(last)
+		more, ok := s.counts.count(r.Name, user, uint64(uf), r.LastSeq, r.LastSeq)
+		if !ok {
+			return store.Room{}, errLedgerAhead
+		}
+		c.OwnMsgs += more
+		c.Direct, c.Head, c.MarkerSeq = r.Visibility == store.Direct, r.LastSeq, uint64(mkSeq)
+		r.Read = c.State()
+		return r, nil
 	}
-	r.Visibility, r.CreatedAt = store.Visibility(vis), fromNanos(created)
-	r.LastSeq, r.LastMessageAt = uint64(seq), fromNanos(last)
-	c.Direct, c.Head, c.MarkerSeq = r.Visibility == store.Direct, r.LastSeq, uint64(mkSeq)
-	r.Read = c.State()
-	return r, nil
 }
 
 // ReadState implements store.Store: one statement, so the counts are of
@@ -420,11 +408,11 @@ func (s *Store) ReadState(ctx context.Context, user, room string) (_ store.ReadS
 		return store.ReadState{}, err
 	}
 	defer s.exit(&err)
-	r, err := scanRoomState(s.read.QueryRowContext(ctx, "SELECT "+roomStateColumns+readStateJoins+" WHERE r.name = ?2", user, room))
-	if err != nil {
-		return store.ReadState{}, sqlstore.RoomErr("sqlite", room, err)
-	}
-	return r.Read, nil
+	scan := s.roomStateScanner(user)
+	r, err := readAgain(ctx, func() (store.Room, error) {
+		return scan(s.read.QueryRowContext(ctx, "SELECT "+roomStateColumns+readStateJoins+" WHERE r.name = ?2", user, room))
+	})
+	return r.Read, sqlstore.RoomErr("sqlite", room, err)
 }
 
 // VisibleRooms implements store.Store.
@@ -436,6 +424,10 @@ func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit 
 	if limit <= 0 {
 		return nil, nil
 	}
+	return readAgain(ctx, func() ([]store.Room, error) { return s.visibleRooms(ctx, user, afterName, limit) })
+}
+
+func (s *Store) visibleRooms(ctx context.Context, user, afterName string, limit int) ([]store.Room, error) {
 	rows, err := s.read.QueryContext(ctx, "SELECT "+roomStateColumns+readStateJoins+` WHERE r.name > ?2
 		AND (r.visibility = ?3 OR EXISTS (SELECT 1 FROM members WHERE members.room = r.name AND members.user = ?1))
 		ORDER BY r.name LIMIT ?4`, user, afterName, int(store.Public), limit)
@@ -443,11 +435,11 @@ func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit 
 		return nil, fmt.Errorf("sqlite: list rooms for %q: %w", user, err)
 	}
 	defer rows.Close()
-	out, err := sqlstore.Collect(rows, nil, scanRoomState)
-	if err != nil {
+	out, err := sqlstore.Collect(rows, nil, s.roomStateScanner(user))
+	if err != nil && !errors.Is(err, errLedgerAhead) {
 		return nil, fmt.Errorf("sqlite: list rooms for %q: %w", user, err)
 	}
-	return out, nil
+	return out, err
 }
 
 // ReadMarkers implements store.Store.

@@ -60,6 +60,11 @@ type Config struct {
 	// the rest of the disk to the WAL, the logs and everything else. Pages
 	// freed by deletions are reused. Zero: only the disk bounds it.
 	MaxBytes int64
+
+	// senderFlushAge is how long a room's senders' counts may stay in
+	// the writer's memory before it writes them (senders.go; 0:
+	// defaultFlushAge, negative: only when too many). Tests set it.
+	senderFlushAge time.Duration
 }
 
 // Validate reports every problem with c at once.
@@ -99,6 +104,9 @@ func (c Config) withDefaults() Config {
 	if c.BusyTimeout == 0 {
 		c.BusyTimeout = DefaultBusyTimeout
 	}
+	if c.senderFlushAge == 0 {
+		c.senderFlushAge = defaultFlushAge
+	}
 	return c
 }
 
@@ -110,6 +118,9 @@ type Store struct {
 	read  *sql.DB
 	w     *writer
 	gate  sqlstore.Gate
+	// counts holds the senders' counts the writer has not written to
+	// room_senders yet, which readers add (senders.go).
+	counts *ledger
 }
 
 var _ store.Store = (*Store)(nil)
@@ -124,12 +135,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := checkWritable(cfg.Path); err != nil {
 		return nil, err
 	}
-	s := &Store{cfg: cfg}
+	s := &Store{cfg: cfg, counts: newLedger()}
 	if err := s.openDBs(ctx); err != nil {
 		s.closeDBs()
 		return nil, classify(cfg.Path, err)
 	}
-	w, err := startWriter(ctx, s.write, cfg)
+	w, err := startWriter(ctx, s.write, cfg, s.counts)
 	if err != nil {
 		s.closeDBs()
 		return nil, classify(cfg.Path, err)
@@ -326,6 +337,10 @@ var migrations = []string{
 		WHERE rooms.name = c.room;
 	INSERT INTO room_senders (room, sender, msgs, last_seq)
 		SELECT room, sender, count(*), max(seq) FROM messages WHERE kind = 0 GROUP BY room, sender;`,
+	// The senders' counts are written lazily (senders.go): uncounted_from
+	// is the first seq of the room that room_senders does not count yet,
+	// 0 if it counts every message, as the previous version left them all.
+	`ALTER TABLE rooms ADD COLUMN uncounted_from INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // migrate applies the migrations the database has not seen, each in its

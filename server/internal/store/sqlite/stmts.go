@@ -15,7 +15,8 @@ const maxInsertRows = 1024
 type statements struct {
 	begin, commit, rollback *sql.Stmt
 	selHeads, selDup        *sql.Stmt
-	insRoom, updHeads       *sql.Stmt
+	insRoom                 *sql.Stmt
+	updHeads                map[int]*sql.Stmt // by number of rooms, as insMsgs
 	insMember, delMember    *sql.Stmt
 	delMsgs                 *sql.Stmt
 	insMsgs                 map[int]*sql.Stmt // by number of rows: 1, 2, 4, ...
@@ -30,13 +31,14 @@ type statements struct {
 	// Read state (readstate.go): the counters appends keep, what retention
 	// does to them, and the markers.
 	upsSenders                                map[int]*sql.Stmt // by number of rows, as insMsgs
+	selSenders, clearUncounted                *sql.Stmt
 	insMentions, delMentions                  *sql.Stmt
 	updPrunedOrd, updPrunedSenders            *sql.Stmt
 	delPrunedMentions, upsMarkers, selMarkers *sql.Stmt
 }
 
 func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, error) {
-	st := &statements{insMsgs: make(map[int]*sql.Stmt), upsSenders: make(map[int]*sql.Stmt)}
+	st := &statements{insMsgs: make(map[int]*sql.Stmt), updHeads: make(map[int]*sql.Stmt), upsSenders: make(map[int]*sql.Stmt)}
 	var err error
 	p := func(q string) *sql.Stmt {
 		if err != nil {
@@ -55,9 +57,6 @@ func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, er
 	// and writes the heads of all its rooms with one statement each.
 	st.selHeads = p(`SELECT name, last_seq, last_message_at, visibility, created_by, msgs FROM rooms
 		WHERE name IN (SELECT value FROM json_each(?))`)
-	st.updHeads = p(`UPDATE rooms SET last_seq = u.seq, last_message_at = u.at, msgs = u.msgs
-		FROM (SELECT value ->> 'n' AS name, value ->> 's' AS seq, value ->> 't' AS at, value ->> 'm' AS msgs FROM json_each(?)) AS u
-		WHERE rooms.name = u.name`)
 	// "client_msg_id <> ''" lets SQLite use the partial unique index.
 	st.selDup = p(`SELECT seq, kind, body, sent_at, target_seq, reply_to_seq, emoji, mentions FROM messages
 		WHERE room = ? AND client_msg_id = ? AND sender = ? AND client_msg_id <> ''`)
@@ -69,6 +68,7 @@ func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, er
 	prepareReadState(p, st, maxBatch)
 	for n := 1; n <= min(maxBatch, maxInsertRows); n *= 2 {
 		st.insMsgs[n] = p(insertSQL(n))
+		st.updHeads[n] = p(updateHeadsSQL(n))
 	}
 	if err != nil {
 		st.close()
@@ -92,6 +92,25 @@ func insertSQL(rows int) string {
 	return sb.String()
 }
 
+// updateHeadsSQL returns an UPDATE of the heads of rooms rooms, bound as
+// (name, seq, at, msgs, uncounted_from) rows. Bound parameters, not one
+// JSON array: it runs in every batch, and encoding and taking apart the
+// JSON cost more than the update (a profile of 100 appenders over 100
+// rooms: 12 % of the process).
+func updateHeadsSQL(rooms int) string {
+	var sb strings.Builder
+	sb.WriteString(`UPDATE rooms SET last_seq = u.column2, last_message_at = u.column3, msgs = u.column4, uncounted_from = u.column5
+		FROM (VALUES `)
+	for i := range rooms {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString("(?,?,?,?,?)")
+	}
+	sb.WriteString(") AS u WHERE rooms.name = u.column1")
+	return sb.String()
+}
+
 // largestInsert returns the largest prepared INSERT size not above n.
 func (st *statements) largestInsert(n int) int { return largest(st.insMsgs, n) }
 
@@ -105,11 +124,14 @@ func largest(bySize map[int]*sql.Stmt, n int) int {
 }
 
 func (st *statements) close() {
-	all := []*sql.Stmt{st.begin, st.commit, st.rollback, st.selHeads, st.selDup, st.insRoom, st.updHeads, st.insMember, st.delMember, st.delMsgs,
+	all := []*sql.Stmt{st.begin, st.commit, st.rollback, st.selHeads, st.selDup, st.insRoom, st.insMember, st.delMember, st.delMsgs,
 		st.selTarget, st.selReactionCounts, st.selReacted, st.insReaction, st.delReaction, st.updEdit, st.updDelete, st.eraseEdits,
 		st.upsReactionCount, st.delReactionCount, st.insEntry, st.delTargeting, st.delReactions, st.delReactionCounts,
-		st.insMentions, st.delMentions, st.updPrunedOrd, st.updPrunedSenders, st.delPrunedMentions, st.upsMarkers, st.selMarkers}
+		st.selSenders, st.clearUncounted, st.insMentions, st.delMentions, st.updPrunedOrd, st.updPrunedSenders, st.delPrunedMentions, st.upsMarkers, st.selMarkers}
 	for _, s := range st.insMsgs {
+		all = append(all, s)
+	}
+	for _, s := range st.updHeads {
 		all = append(all, s)
 	}
 	for _, s := range st.upsSenders {

@@ -78,7 +78,7 @@ type result struct {
 	markers []store.ReadMarker
 }
 
-func startWriter(ctx context.Context, db *sql.DB, cfg Config) (*writer, error) {
+func startWriter(ctx context.Context, db *sql.DB, cfg Config, l *ledger) (*writer, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: writer connection: %w", err)
@@ -87,12 +87,17 @@ func startWriter(ctx context.Context, db *sql.DB, cfg Config) (*writer, error) {
 		conn.Close()
 		return nil, err
 	}
+	if err := recountSenders(ctx, conn, l, cfg.Path); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	st, err := prepare(ctx, conn, cfg.MaxBatch)
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
-	w := &writer{path: cfg.Path, conn: conn, st: st, q: groupcommit.New[*request]("sqlite", cfg.MaxBatch, cfg.MaxBatchDelay), b: newBatchState()}
+	w := &writer{path: cfg.Path, conn: conn, st: st, q: groupcommit.New[*request]("sqlite", cfg.MaxBatch, cfg.MaxBatchDelay),
+		b: newBatchState(l, cfg.senderFlushAge)}
 	w.process = groupcommit.Answer(w.commit)
 	go w.q.Run(w.process)
 	return w, nil
@@ -208,6 +213,7 @@ func (s *Store) wait(r *request) (result, error) {
 // waits for it. The caller guarantees that nobody is sending.
 func (w *writer) close() error {
 	w.q.Close()
+	w.flushAll()
 	w.st.close()
 	if err := w.conn.Close(); err != nil {
 		return fmt.Errorf("sqlite: close writer connection: %w", err)

@@ -19,7 +19,10 @@ import (
 //     and pruned_ord, the ord of the newest entry retention deleted;
 //   - per (room, sender) in room_senders: msgs, how many messages the
 //     sender appended there, last_seq, the seq of the newest, and pruned,
-//     how many of them retention deleted;
+//     how many of them retention deleted (PostgreSQL upserts the rows in
+//     every batch; SQLite's writer counts in memory and writes a room's
+//     rows about once a second, and its readers add what it has not
+//     written yet: sqlite/senders.go);
 //   - in mentions a row (room, seq, user) for each user that a message's
 //     current text mentions, but for its sender: an edit replaces the
 //     message's rows, a delete and retention remove them;
@@ -49,7 +52,9 @@ type ReadCounts struct {
 	// or before it.
 	MarkerSeq            uint64
 	MarkerOrd, MarkerOwn int64
-	// OwnMsgs and OwnPruned are the user's row of room_senders (0 if none).
+	// OwnMsgs and OwnPruned are the user's row of room_senders (0 if
+	// none); in SQLite OwnMsgs adds the user's messages not written there
+	// yet.
 	OwnMsgs, OwnPruned int64
 	// DeletedAfter counts the deleted messages after the marker that are
 	// not the user's; MentionsAfter the user's mention rows after it.
