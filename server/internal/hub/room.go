@@ -54,13 +54,17 @@ type room struct {
 	// of (the announced presence), sorted: pages of presence are cut from
 	// it by user id.
 	shown []string
+	// paged is set while the room's connections hold only the first page
+	// of the announced presence (the room was big when it was last
+	// announced), not all of it; see flushDiffs.
+	paged bool
 
 	// announced counts presence diffs sent. In a large room the joined
 	// state (what was announced, and the head) changes only with it or with
 	// the head, so joiners in between share one encoding of it.
 	announced uint64
 	joined    []byte    // the shared joined state; nil when there is none
-	joinedKey [3]uint64 // announced, head and whether the room was big when joined was encoded
+	joinedKey [3]uint64 // announced, head and whether the joined state was paged when encoded
 }
 
 // pendingEntry is a stored message that waits for a gap before it to fill.
