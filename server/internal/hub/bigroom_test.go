@@ -18,16 +18,21 @@ import (
 
 // bigRoomHub returns a hub with room "r" whose rooms are big from
 // threshold users, with pages of pageSize users; waiting presence changes
-// are announced only when the test calls flush (the window is an hour).
+// are announced only when the test calls flush (the window is an hour),
+// a changed count with them (no bound on count-only diffs).
 func bigRoomHub(t *testing.T, threshold, pageSize int) *Hub {
+	return bigRoomHubWith(t, Config{PresencePageThreshold: threshold, PresencePageSize: pageSize, PresenceCountRate: 1 << 40})
+}
+
+func bigRoomHubWith(t *testing.T, cfg Config) *Hub {
 	t.Helper()
 	st := memory.New()
 	if _, err := st.CreateRoom(context.Background(), store.Room{Name: "r", Visibility: store.Public}); err != nil {
 		t.Fatal(err)
 	}
 	encode := func(ev Event) ([]byte, error) { return json.Marshal(ev) }
-	return New(Config{PresencePageThreshold: threshold, PresencePageSize: pageSize, PresenceBatchWindow: time.Hour},
-		st, encode, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg.PresenceBatchWindow = time.Hour
+	return New(cfg, st, encode, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
 // flush announces room r's waiting presence changes, as its timer would.
@@ -630,5 +635,51 @@ func TestBigRoomDiffsNameOnlyTheFirstPage(t *testing.T) {
 	joinR(t, h, "zz")
 	if evs := queued(t, watcher); len(evs) != 1 || !slices.Equal(usersOf(evs[0].Joins), []string{"zz"}) || evs[0].OnlineCount != 2 {
 		t.Fatalf("a join into the small room again: %+v, want its diff at once", evs)
+	}
+}
+
+// A diff that would carry a changed online count and nothing else is sent
+// at most every n/PresenceCountRate seconds in a room of n connections:
+// the first at once, the next when that time has passed, with the count
+// as it is then; a change within the first page goes out with its window
+// all the same, carrying the count.
+func TestBigRoomCountOnlyDiffsSpaced(t *testing.T) {
+	const rate = 20 // 21 connections: 1.05 s between count-only diffs
+	h := bigRoomHubWith(t, Config{PresencePageThreshold: 5, PresencePageSize: 5, PresenceCountRate: rate})
+	for i := range 20 {
+		joinR(t, h, fmt.Sprintf("p%02d", i))
+	}
+	flush(t, h)
+	watcher := joinR(t, h, "w")
+	awaitCount := func(want int) time.Time {
+		t.Helper()
+		var got []Event
+		waitUntil(t, fmt.Sprint("the count ", want), func() bool { got = append(got, queued(t, watcher)...); return len(got) > 0 })
+		at := time.Now()
+		if len(got) != 1 || got[0].OnlineCount != want || len(got[0].Joins)+len(got[0].Leaves) != 0 {
+			t.Fatalf("got %+v, want one diff of the count %d alone", got, want)
+		}
+		return at
+	}
+	queued(t, watcher) // its state
+	flush(t, h)
+	last := awaitCount(21)
+	joinR(t, h, "q00")
+	joinR(t, h, "q01")
+	flush(t, h)
+	if evs := queued(t, watcher); len(evs) != 0 && time.Since(last) < 800*time.Millisecond {
+		t.Fatalf("a count-only diff right after another: %+v, want it to wait", evs)
+	}
+	joinR(t, h, "q02")
+	flush(t, h) // another window: still one timer, one diff
+	awaitCount(24)
+	if waited := time.Since(last); waited < 800*time.Millisecond {
+		t.Fatalf("the next count-only diff came %v after the last, want about 1.05 s", waited)
+	}
+	// A change within the first page is not held back.
+	joinR(t, h, "a")
+	flush(t, h)
+	if evs := queued(t, watcher); len(evs) != 1 || !slices.Equal(usersOf(evs[0].Joins), []string{"a"}) || evs[0].OnlineCount != 25 {
+		t.Fatalf("a join into the first page right after a count: %+v, want its diff at once, with the count 25", evs)
 	}
 }

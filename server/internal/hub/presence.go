@@ -296,7 +296,9 @@ func (r *room) waitLocked(user string, m Meta, join bool) {
 // online count. So a diff holds at most two pages of metas, however many
 // joined or left: a crowd joining a room of n costs each member a frame
 // per window of a bounded size, not n metas. A window whose changes left
-// the view and the count as they were sends nothing.
+// the view and the count as they were sends nothing; one that changed the
+// count alone sends it at most every n/PresenceCountRate seconds
+// (countLocked).
 func (r *room) flushDiffs() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -311,7 +313,7 @@ func (r *room) flushDiffs() {
 		r.sendDiffLocked(joins, leaves, nil)
 		return
 	}
-	before, online := r.viewLocked(), len(r.shown) // what the connections hold
+	before := r.viewLocked() // what the connections hold
 	joins, leaves := groupChanges(r.waiting)
 	r.waiting, r.leftOf = nil, nil
 	r.showLocked(joins, leaves)
@@ -319,9 +321,52 @@ func (r *room) flushDiffs() {
 	joins, leaves = viewDiff(before, r.viewLocked())
 	r.announced++
 	r.joined = nil
-	if len(joins) == 0 && len(leaves) == 0 && len(r.shown) == online {
+	if len(joins) == 0 && len(leaves) == 0 {
+		r.countLocked()
 		return
 	}
+	r.sendViewDiffLocked(joins, leaves)
+}
+
+// countLocked sends a diff of the online count alone if it changed since
+// the last diff, and the last diff that changed it is long enough ago: a
+// room of n connections sends such a diff at most every
+// n/PresenceCountRate seconds, so that a storm of joins past the first
+// page of a room of 100,000 costs each member a frame every few seconds,
+// not four a second. Otherwise it arms countTimer to send it then.
+func (r *room) countLocked() {
+	if len(r.shown) == r.sentOnline || r.countTimer != nil {
+		return
+	}
+	gap := time.Duration(len(r.subs)) * time.Second / time.Duration(r.hub.cfg.PresenceCountRate)
+	if wait := gap - r.hub.now().Sub(r.sentAt); wait > 0 {
+		r.countTimer = time.AfterFunc(wait, r.hub.life.timed(r.flushCount))
+		return
+	}
+	r.sendViewDiffLocked(nil, nil)
+}
+
+// flushCount sends the online count that waited (countLocked), unless a
+// diff with it went out meanwhile or changes wait (their diff will carry
+// it).
+func (r *room) flushCount() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	defer r.unloadIfIdleLocked()
+	r.countTimer = nil
+	if len(r.waiting) > 0 || len(r.shown) == r.sentOnline {
+		return
+	}
+	r.sendViewDiffLocked(nil, nil)
+}
+
+// sendViewDiffLocked sends a big room's diff, of its first page and its
+// online count, to every subscriber.
+func (r *room) sendViewDiffLocked(joins, leaves []Presence) {
+	if len(r.shown) != r.sentOnline {
+		r.sentAt = r.hub.now()
+	}
+	r.sentOnline = len(r.shown)
 	data, err := r.hub.encode(Event{Kind: EventPresenceDiff, Room: r.name, Joins: joins, Leaves: leaves, OnlineCount: len(r.shown)})
 	if err != nil {
 		r.hub.log.Error("encode presence diff", "room", r.name, "err", err)
@@ -404,6 +449,7 @@ func (r *room) sendDiffLocked(joins, leaves []Presence, skip *Conn) {
 	r.announced++
 	r.joined = nil
 	r.showLocked(joins, leaves)
+	r.sentOnline = len(r.shown)
 	data, err := r.hub.encode(Event{Kind: EventPresenceDiff, Room: r.name, Joins: joins, Leaves: leaves, OnlineCount: len(r.shown)})
 	if err != nil {
 		r.hub.log.Error("encode presence diff", "room", r.name, "err", err)
