@@ -34,9 +34,19 @@ func joinCrowd(t *testing.T, ts *testServer, room, prefix string, n int) []*join
 		out = append(out, js)
 	}
 	if n > 1 {
-		out[0].awaitJoinOf(room, fmt.Sprintf("%s%03d", prefix, n-1))
+		out[0].awaitOnline(room, n)
 	}
 	return out
+}
+
+// awaitOnline waits until js receives a diff of room with online count
+// n: in a big room, joins past the first page are not named, but the
+// count is always there.
+func (js *joinStream) awaitOnline(room string, n int) *parleyv1.PresenceDiff {
+	js.t.Helper()
+	return js.next(func(ev *parleyv1.JoinResponse) bool {
+		return ev.GetPresenceDiff().GetRoom() == room && ev.GetPresenceDiff().GetOnlineCount() == int32(n)
+	}, nil).GetPresenceDiff()
 }
 
 // awaitJoinOf waits until js receives the diff announcing user in room.
@@ -56,8 +66,12 @@ func usersOf(ps []*parleyv1.Presence) []string {
 }
 
 // The threshold over real gRPC: with one user fewer than it, a joiner's
-// state lists everyone; from it on, the first 100 users by id, the online
-// count, and a token for the rest, which ListPresence pages through.
+// state lists everyone. The join that makes the room big still gets
+// everything announced (what the members hold), and the window's diff
+// brings every view down to the first 100 users by id. From then on a
+// joiner gets the first 100 users by id, the online count, and a token
+// for the rest, which ListPresence pages through; a join past the first
+// page reaches everyone as a diff of the online count alone.
 func TestPresencePageThreshold(t *testing.T) {
 	const threshold = 105
 	for _, n := range []int{threshold - 1, threshold, threshold + 1} {
@@ -73,22 +87,35 @@ func TestPresencePageThreshold(t *testing.T) {
 				if len(st.GetPresence()) != n-1 || st.GetOnlineCount() != int32(n-1) || st.GetPresenceNextPageToken() != "" {
 					t.Fatalf("joined of a room of %d: %d users, online %d, token %q; want all %d announced", n, len(st.GetPresence()), st.GetOnlineCount(), st.GetPresenceNextPageToken(), n-1)
 				}
+				last.awaitJoinOf("big", "zz-last")
 				return
 			}
 			users := usersOf(st.GetPresence())
-			if len(users) != 100 || !slices.IsSorted(users) || users[0] != "u000" || st.GetOnlineCount() != int32(n-1) || st.GetPresenceNextPageToken() == "" {
+			var wantLeaves []string // out of the first page
+			if n == threshold {
+				if len(users) != n-1 || st.GetOnlineCount() != int32(n-1) || st.GetPresenceNextPageToken() != "" {
+					t.Fatalf("joined of the room turning big: %d users, online %d, token %q; want the %d announced, no token", len(users), st.GetOnlineCount(), st.GetPresenceNextPageToken(), n-1)
+				}
+				wantLeaves = users[100:]
+			} else if len(users) != 100 || !slices.IsSorted(users) || users[0] != "u000" || st.GetOnlineCount() != int32(n-1) || st.GetPresenceNextPageToken() == "" {
 				t.Fatalf("joined of a big room of %d: %d users from %s, online %d, token %q; want the first 100 of the %d announced and a token",
 					n, len(users), users[0], st.GetOnlineCount(), st.GetPresenceNextPageToken(), n-1)
 			}
-			// The joiner's own join comes in the next diff, to it too.
-			if d := last.awaitJoinOf("big", "zz-last"); d.GetOnlineCount() != int32(n) {
-				t.Fatalf("diff with the joiner: online %d, want %d", d.GetOnlineCount(), n)
-			}
-			if d := crowd[0].awaitJoinOf("big", "zz-last"); d.GetOnlineCount() != int32(n) {
-				t.Fatalf("member's diff with the joiner: online %d, want %d", d.GetOnlineCount(), n)
+			// The next diff, to the joiner and to a member alike: the
+			// count with the joiner, and no join (zz-last sorts past the
+			// first page).
+			for who, js := range map[string]*joinStream{"joiner": last, "member": crowd[0]} {
+				d := js.awaitOnline("big", n)
+				if len(d.GetJoins()) != 0 || !slices.Equal(usersOf(d.GetLeaves()), wantLeaves) {
+					t.Fatalf("%s's diff with the joiner: joins %v, leaves %v; want no joins, leaves %v", who, usersOf(d.GetJoins()), usersOf(d.GetLeaves()), wantLeaves)
+				}
 			}
 			c, ctx := ts.client(t, "reader")
-			rest, err := c.ListPresence(ctx, &parleyv1.ListPresenceRequest{Room: "big", PageToken: st.GetPresenceNextPageToken()})
+			first, err := c.ListPresence(ctx, &parleyv1.ListPresenceRequest{Room: "big", PageSize: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rest, err := c.ListPresence(ctx, &parleyv1.ListPresenceRequest{Room: "big", PageToken: first.GetNextPageToken()})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -300,7 +300,8 @@ export class Chat {
 
   /**
    * morePresence loads the next page of a big room's presence, on the Join
-   * stream so that it falls in line with the room's diffs.
+   * stream. Pages past the first are shown as they came: the room's diffs
+   * keep only the first page live (docs/clients.md).
    */
   async morePresence(name: string): Promise<void> {
     const r = this.rooms.get(name);

@@ -101,7 +101,18 @@ export class RoomState {
   olderToken = "";
   atBeginning = false;
   loadingOlder = false;
+  /**
+   * The presence the server keeps live: everyone in a small room, the first
+   * page in a big one (its diffs name only what comes into or goes out of
+   * that page; see docs/clients.md).
+   */
   presence = new Map<string, Map<string, PresenceMeta>>();
+  /**
+   * In a big room, the users of the pages loaded past the first: a snapshot
+   * as of when each page came (diffs do not name them), dropped with the
+   * presence on a rejoin.
+   */
+  presenceMore = new Map<string, Map<string, PresenceMeta>>();
   /** Distinct users online, as the server counted them in the joined state and in each diff since. */
   online = 0;
   /**
@@ -110,9 +121,6 @@ export class RoomState {
    */
   presenceNext = "";
   presenceLoading = false;
-  // The last user of the pages loaded while more follow: diffs are applied
-  // to the users up to it, and the ones after it come with the next pages.
-  private presenceThrough = "";
   typing = new Map<string, number>();
   pending: PendingSend[] = [];
   members?: string[];
@@ -342,34 +350,35 @@ export class RoomState {
    */
   setPresence(list: Presence[], online = list.length, next = ""): void {
     this.presence.clear();
-    this.presenceNext = "";
-    this.presenceThrough = "";
+    this.presenceMore.clear();
     this.online = online;
-    this.addPresencePage(list, next);
-  }
-
-  /**
-   * addPresencePage adds the next page of a big room's presence. It arrives
-   * on the stream in turn with the diffs, so it is as current as they are.
-   */
-  addPresencePage(list: Presence[], next: string): void {
-    this.presenceNext = "";
     this.applyPresence(list, []);
     this.presenceNext = next;
-    if (!next) this.presenceThrough = "";
-    else if (list.length > 0) this.presenceThrough = list[list.length - 1].user;
   }
 
   /**
-   * applyPresence applies a diff: metas are keyed by connection. While
-   * pages of a big room remain, joins of users past the loaded pages are
-   * left for those pages (user ids order pages), but for the user's own;
-   * online is the count after the diff.
+   * addPresencePage adds the next page of a big room's presence past the
+   * first: it is shown as it came, as fresh as when it was answered.
+   */
+  addPresencePage(list: Presence[], next: string): void {
+    for (const p of list) {
+      let metas = this.presenceMore.get(p.user);
+      if (!metas) this.presenceMore.set(p.user, (metas = new Map()));
+      for (const m of p.metas) metas.set(m.connId, m);
+    }
+    this.presenceNext = next;
+  }
+
+  /**
+   * applyPresence applies a diff to the live presence: metas are keyed by
+   * connection, as in Phoenix. In a big room the diff is of the first page
+   * (a user can come into it or go out of it by moving as others come and
+   * go), so applying it keeps exactly the first page; online is the count
+   * after the diff.
    */
   applyPresence(joins: Presence[], leaves: Presence[], online?: number): void {
     if (online !== undefined) this.online = online;
     for (const p of joins) {
-      if (this.presenceNext && p.user > this.presenceThrough && p.user !== this.me) continue;
       let metas = this.presence.get(p.user);
       if (!metas) this.presence.set(p.user, (metas = new Map()));
       for (const m of p.metas) metas.set(m.connId, m);
@@ -380,6 +389,16 @@ export class RoomState {
       for (const m of p.metas) metas.delete(m.connId);
       if (metas.size === 0) this.presence.delete(p.user);
     }
+  }
+
+  /**
+   * shownPresence is who the people list shows: the live presence, then
+   * the users of the later pages loaded that it does not hold.
+   */
+  shownPresence(): [string, Map<string, PresenceMeta>][] {
+    const out = [...this.presence.entries()];
+    for (const [user, metas] of this.presenceMore) if (!this.presence.has(user)) out.push([user, metas]);
+    return out;
   }
 
   /** onlineCount is the number of distinct users online, live when joined. */

@@ -413,7 +413,7 @@ export class ChatView extends Component<Props> implements Scroll {
   private peoplePanel(r: RoomState | undefined): VNode {
     const { chat, me } = this.props;
     const joined = !!r && r.status === "joined";
-    const users = joined ? [...r.presence.entries()].sort(([a], [b]) => (a === me ? -1 : b === me ? 1 : a.localeCompare(b))) : [];
+    const users = joined ? r.shownPresence().sort(([a], [b]) => (a === me ? -1 : b === me ? 1 : a.localeCompare(b))) : [];
     // While the stream is down, the last known presence is shown dimmed.
     const stale = chat.conn !== "online";
     return (

@@ -934,7 +934,8 @@ type Joined struct {
 	// The room's newest seq at the moment of joining.
 	HeadSeq uint64 `protobuf:"varint,2,opt,name=head_seq,json=headSeq,proto3" json:"head_seq,omitempty"`
 	// Everyone online in the room, including the joining connection; in a
-	// big room (see online_count) only the first page of them.
+	// big room (see online_count) only the first page of them, which is
+	// what the room's presence_diffs keep up to date.
 	Presence []*Presence `protobuf:"bytes,3,rep,name=presence,proto3" json:"presence,omitempty"`
 	// How many distinct users are online in the room.
 	OnlineCount int32 `protobuf:"varint,4,opt,name=online_count,json=onlineCount,proto3" json:"online_count,omitempty"`
@@ -1086,15 +1087,23 @@ func (x *Replayed) GetThroughSeq() uint64 {
 }
 
 // PresenceDiff tells who came online in a room and who left since the last
-// state or diff.
+// state or diff. In a big room it tells only of the first page of the
+// presence (the page Joined carries): joins are metas that came into it
+// (by coming online, or by moving up as users before them left), leaves
+// metas that went out of it (by going away, or by moving down as users
+// before them came), so that applying diffs to Joined.presence keeps
+// exactly the first page; changes past the first page are not named, and
+// pages fetched after it are as fresh as when fetched. See docs/clients.md.
 type PresenceDiff struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The room whose presence changed.
 	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
-	// Metas that came online, grouped by user.
+	// Metas that came online (in a big room: into the first page), grouped
+	// by user.
 	Joins []*Presence `protobuf:"bytes,2,rep,name=joins,proto3" json:"joins,omitempty"`
-	// Metas that went away, grouped by user. A user whose last meta left is no
-	// longer online.
+	// Metas that went away (in a big room: out of the first page), grouped
+	// by user. A user whose last meta left is no longer online (in a big
+	// room: no longer on the first page).
 	Leaves []*Presence `protobuf:"bytes,3,rep,name=leaves,proto3" json:"leaves,omitempty"`
 	// How many distinct users are online in the room after this change.
 	OnlineCount   int32 `protobuf:"varint,4,opt,name=online_count,json=onlineCount,proto3" json:"online_count,omitempty"`

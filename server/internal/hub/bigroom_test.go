@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -16,16 +18,21 @@ import (
 
 // bigRoomHub returns a hub with room "r" whose rooms are big from
 // threshold users, with pages of pageSize users; waiting presence changes
-// are announced only when the test calls flush (the window is an hour).
+// are announced only when the test calls flush (the window is an hour),
+// a changed count with them (no bound on count-only diffs).
 func bigRoomHub(t *testing.T, threshold, pageSize int) *Hub {
+	return bigRoomHubWith(t, Config{PresencePageThreshold: threshold, PresencePageSize: pageSize, PresenceCountRate: 1 << 40})
+}
+
+func bigRoomHubWith(t *testing.T, cfg Config) *Hub {
 	t.Helper()
 	st := memory.New()
 	if _, err := st.CreateRoom(context.Background(), store.Room{Name: "r", Visibility: store.Public}); err != nil {
 		t.Fatal(err)
 	}
 	encode := func(ev Event) ([]byte, error) { return json.Marshal(ev) }
-	return New(Config{PresencePageThreshold: threshold, PresencePageSize: pageSize, PresenceBatchWindow: time.Hour},
-		st, encode, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg.PresenceBatchWindow = time.Hour
+	return New(cfg, st, encode, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
 // flush announces room r's waiting presence changes, as its timer would.
@@ -85,10 +92,14 @@ func metaCount(ps []Presence) int {
 }
 
 // Below the threshold a joiner gets the whole presence, itself included,
-// and everyone a diff at once; from it on, the online count and the first
-// page of what was announced (the joiner comes in the next diff, like
-// every change in a room that gathers them), with where the next page
-// starts.
+// and everyone a diff at once. The join that makes the room big waits
+// for the window, and its joiner gets everything announced, as the
+// members hold it; the window's diff then brings every member's view down
+// to the first page (the users past it go out of the view, named as
+// leaves) with the online count. From then on a joiner gets the online
+// count and the first page of what was announced, with where the next
+// page starts, and a join past the first page is a diff of the count
+// alone.
 func TestBigRoomThreshold(t *testing.T) {
 	const threshold, page = 5, 2
 	for _, n := range []int{threshold - 1, threshold, threshold + 1} {
@@ -106,19 +117,33 @@ func TestBigRoomThreshold(t *testing.T) {
 				t.Fatalf("joiner got %v, want its joined state", evs)
 			}
 			st := evs[0]
-			if n < threshold {
+			switch {
+			case n < threshold:
 				if len(st.Presence) != n || st.OnlineCount != n || st.PresenceNext != (PageCursor{}) {
 					t.Fatalf("state in a room of %d users: %v, online %d, next %q; want all %d, itself included", n, usersOf(st.Presence), st.OnlineCount, st.PresenceNext, n)
 				}
-			} else {
+				d := queued(t, members[0])
+				if len(d) != 1 || d[0].Kind != EventPresenceDiff || metaCount(d[0].Joins) != 1 || d[0].OnlineCount != n {
+					t.Fatalf("member got %+v for the join, want one diff with it and online count %d", d, n)
+				}
+			case n == threshold:
+				if got := usersOf(st.Presence); len(got) != n-1 || st.OnlineCount != n-1 || st.PresenceNext != (PageCursor{}) {
+					t.Fatalf("state as the room turns big: %v, online %d, next %q; want the %d announced, no next page", got, st.OnlineCount, st.PresenceNext, n-1)
+				}
+				flush(t, h)
+				d := queued(t, members[0])
+				if len(d) != 1 || d[0].Kind != EventPresenceDiff || len(d[0].Joins) != 0 || !slices.Equal(usersOf(d[0].Leaves), []string{"u02", "u03"}) || d[0].OnlineCount != n {
+					t.Fatalf("member got %+v as the room turned big, want one diff taking u02 and u03 out of its view, online count %d", d, n)
+				}
+			default:
 				if got := usersOf(st.Presence); !slices.Equal(got, []string{"u00", "u01"}) || st.OnlineCount != n-1 || st.PresenceNext != (PageCursor{User: "u01"}) {
 					t.Fatalf("state in a big room of %d users: %v, online %d, next %q; want [u00 u01], the %d announced, next after u01", n, got, st.OnlineCount, st.PresenceNext, n-1)
 				}
 				flush(t, h)
-			}
-			d := queued(t, members[0])
-			if len(d) != 1 || d[0].Kind != EventPresenceDiff || metaCount(d[0].Joins) != 1 || d[0].OnlineCount != n {
-				t.Fatalf("member got %+v for the join, want one diff with it and online count %d", d, n)
+				d := queued(t, members[0])
+				if len(d) != 1 || d[0].Kind != EventPresenceDiff || len(d[0].Joins)+len(d[0].Leaves) != 0 || d[0].OnlineCount != n {
+					t.Fatalf("member got %+v for a join past the first page, want one diff with the online count %d alone", d, n)
+				}
 			}
 		})
 	}
@@ -246,8 +271,11 @@ func TestBigRoomDiffsCoalesced(t *testing.T) {
 }
 
 // The online count counts users, not connections: a user with many
-// connections counts once until the last one leaves, and a diff carries
-// only the metas that changed, never the user's others.
+// connections counts once until the last one leaves. A big room's diffs
+// name only the metas that came into or went out of the first page, which
+// holds a user with more connections than a page alone: the rest of the
+// user's metas are never named, and a connection past the page that
+// changes neither the page nor the count sends nothing.
 func TestOnlineCountWithManyMetas(t *testing.T) {
 	h := bigRoomHub(t, 3, 100)
 	watcher := joinR(t, h, "watcher")
@@ -258,26 +286,26 @@ func TestOnlineCountWithManyMetas(t *testing.T) {
 	}
 	flush(t, h)
 	evs := queued(t, watcher)
-	if d := evs[len(evs)-1]; d.OnlineCount != 3 || metaCount(d.Joins) != 1000 {
-		t.Fatalf("after bot's 1,000 connections joined: online %d, %d metas; want 3 online, 1,000 metas", d.OnlineCount, metaCount(d.Joins))
+	if d := evs[len(evs)-1]; d.OnlineCount != 3 || !slices.Equal(usersOf(d.Joins), []string{"bot"}) || metaCount(d.Joins) != 100 || !slices.Equal(usersOf(d.Leaves), []string{"other", "watcher"}) {
+		t.Fatalf("after bot's 1,000 connections joined: online %d, joins %v (%d metas), leaves %v; want 3 online, bot's first 100 metas filling the first page, other and watcher out of it", d.OnlineCount, usersOf(d.Joins), metaCount(d.Joins), usersOf(d.Leaves))
 	}
 	extra := joinR(t, h, "bot")
 	flush(t, h)
-	if d := queued(t, watcher); len(d) != 1 || metaCount(d[0].Joins) != 1 || d[0].OnlineCount != 3 {
-		t.Fatalf("one more connection of bot: %+v, want one diff with its meta alone, 3 online", d)
+	if d := queued(t, watcher); len(d) != 0 {
+		t.Fatalf("one more connection of bot, past the first page: %+v, want nothing", d)
 	}
 	extra.Close()
 	for _, c := range bot[1:] {
 		c.Close()
 	}
 	flush(t, h)
-	if d := queued(t, watcher); len(d) != 1 || metaCount(d[0].Leaves) != 1000 || d[0].OnlineCount != 3 {
-		t.Fatalf("all but one of bot's connections left: %d diffs, want one with 1,000 leaves and 3 online", len(d))
+	if d := queued(t, watcher); len(d) != 1 || metaCount(d[0].Leaves) != 99 || !slices.Equal(usersOf(d[0].Joins), []string{"other", "watcher"}) || d[0].OnlineCount != 3 {
+		t.Fatalf("all but one of bot's connections left: %d diffs, want one with the 99 of the first page leaving, other and watcher back in it, 3 online", len(d))
 	}
 	bot[0].Close()
 	flush(t, h)
-	if d := queued(t, watcher); len(d) != 1 || d[0].OnlineCount != 2 {
-		t.Fatalf("bot's last connection left: %+v, want online 2", d)
+	if d := queued(t, watcher); len(d) != 1 || d[0].OnlineCount != 2 || metaCount(d[0].Leaves) != 1 {
+		t.Fatalf("bot's last connection left: %+v, want its leave, online 2", d)
 	}
 	page, err := h.PresencePage(context.Background(), "r", PageCursor{}, 0)
 	if err != nil {
@@ -322,14 +350,15 @@ func TestBigRoomMemberNeverGetsTheWholeStateAgain(t *testing.T) {
 				t.Fatalf("member's state: %v, online %d; want the first page of 3 of the 20", usersOf(ev.Presence), ev.OnlineCount)
 			}
 		case EventPresenceDiff:
-			// A round's 30 joins less the 15 that left within it, and
-			// the member's own join in the first.
-			want := 15
-			if diffs == 0 {
-				want = 16
+			// Each round leaves 15 more online (and the member joined in
+			// the first); the first round's crowd sorts first and fills
+			// the page of 3, after which the page stays and only the
+			// count changes.
+			if want := 20 + 1 + 15*(diffs+1); ev.OnlineCount != want {
+				t.Fatalf("diff %d: online %d, want %d", diffs, ev.OnlineCount, want)
 			}
-			if n := metaCount(ev.Joins) + metaCount(ev.Leaves); n != want {
-				t.Fatalf("diff %d has %d metas, want %d", diffs, n, want)
+			if n := metaCount(ev.Joins) + metaCount(ev.Leaves); n > 2*3 {
+				t.Fatalf("diff %d has %d metas, want at most two pages of 3", diffs, n)
 			}
 			diffs++
 		}
@@ -365,14 +394,36 @@ func TestRemotePresenceCoalescedInBigRooms(t *testing.T) {
 				v.apply(f.Data)
 			}
 		}
-		return len(v.conns) == crowd+1
+		return v.online == crowd+1
 	})
+	// The member's view is the first page, as b pages it.
+	page, err := b.PresencePage(context.Background(), "r", PageCursor{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Online != crowd+1 || !sameView(v.conns, page.Presence) {
+		t.Fatalf("member's view: %d metas; first page on b: %d metas of %d users online", len(v.conns), metaCount(page.Presence), page.Online)
+	}
 	// While the room had fewer than 5 users each join was a diff of its
 	// own; then a diff per window, however many joins it gathered.
 	if v.diffs > 4+10 {
 		t.Fatalf("the member got %d diffs for %d remote joins, want them gathered", v.diffs, crowd)
 	}
 	t.Logf("%d diffs for %d remote joins", v.diffs, crowd)
+}
+
+// sameView reports whether a view's connections are exactly those of ps.
+func sameView(conns map[string]string, ps []Presence) bool {
+	n := 0
+	for _, p := range ps {
+		for _, m := range p.Metas {
+			if conns[m.ConnID] != p.User {
+				return false
+			}
+			n++
+		}
+	}
+	return n == len(conns)
 }
 
 // Connections count toward a big room too: a few users holding many
@@ -393,8 +444,10 @@ func TestManyConnectionsOfFewUsersMakeARoomBig(t *testing.T) {
 		t.Fatalf("joins in a room of 5 connections were announced at once: %v", evs)
 	}
 	flush(t, h)
-	if evs := queued(t, first); len(evs) != 1 || metaCount(evs[0].Joins) != 2 || evs[0].OnlineCount != 2 {
-		t.Fatalf("after the window: %+v, want one diff with the 2 joins, 2 online", evs)
+	// The window's diff brings the view to the first page, of one meta:
+	// alice in, bot's 4 announced metas out.
+	if evs := queued(t, first); len(evs) != 1 || !slices.Equal(usersOf(evs[0].Joins), []string{"alice"}) || metaCount(evs[0].Leaves) != 4 || evs[0].OnlineCount != 2 {
+		t.Fatalf("after the window: %+v, want one diff with alice joining the first page and bot's 4 metas leaving it, 2 online", evs)
 	}
 	carol := joinR(t, h, "carol")
 	st := queued(t, carol)[0]
@@ -458,5 +511,175 @@ func TestPagesSplitAUserWithManyConnections(t *testing.T) {
 	z := joinR(t, h, "z")
 	if st := queued(t, z)[0]; !slices.Equal(usersOf(st.Presence), []string{"a"}) || st.PresenceNext != (PageCursor{User: "a"}) {
 		t.Fatalf("joiner's first page: %v, next %+v; want [a] alone (bot's 11 do not fit), next after a", usersOf(st.Presence), st.PresenceNext)
+	}
+}
+
+// A big room's diffs name only what its members can be looking at, the
+// first page: a storm of joins of users who sort past it reaches a member
+// as diffs of the online count alone, however large the storm; joins and
+// leaves within the page are named, and so are the users that move into
+// or out of it as others come and go before them. A member applying the
+// diffs as Phoenix does (joins add metas, leaves take them away) holds,
+// after every diff, exactly the first page a fresh ListPresence returns,
+// with its count; and a window that changes neither sends nothing.
+func TestBigRoomDiffsNameOnlyTheFirstPage(t *testing.T) {
+	const page = 10
+	h := bigRoomHub(t, 5, page)
+	users := map[string][]*Conn{}
+	join := func(user string) { users[user] = append(users[user], joinR(t, h, user)) }
+	leave := func(user string) {
+		cs := users[user]
+		cs[len(cs)-1].Close()
+		if users[user] = cs[:len(cs)-1]; len(users[user]) == 0 {
+			delete(users, user)
+		}
+	}
+	for i := range 20 {
+		join(fmt.Sprintf("p%02d", i))
+	}
+	flush(t, h)
+	watcher := joinR(t, h, "w")
+	v := &view{t: t, name: "watcher"}
+	var last Event // the last diff the watcher got in a round
+	round := func(what string) int {
+		t.Helper()
+		flush(t, h)
+		n := 0
+		last = Event{}
+		for _, ev := range queued(t, watcher) {
+			data, err := json.Marshal(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v.apply(data)
+			if ev.Kind == EventPresenceDiff {
+				n++
+				last = ev
+			}
+		}
+		want, err := h.PresencePage(context.Background(), "r", PageCursor{}, page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.online != want.Online || want.Online != len(users)+1 || !sameView(v.conns, want.Presence) {
+			t.Fatalf("%s: the watcher holds %d metas, online %d; a fresh first page is %v (%d metas), online %d, of %d users", what, len(v.conns), v.online, usersOf(want.Presence), metaCount(want.Presence), want.Online, len(users)+1)
+		}
+		return n
+	}
+	round("the watcher's join") // past the page: nothing named
+
+	// A storm of 500 users who sort after the first page (p00..p09).
+	for i := range 500 {
+		join(fmt.Sprintf("q%03d", i))
+	}
+	if n := round("a storm past the first page"); n != 1 || len(last.Joins)+len(last.Leaves) != 0 || last.OnlineCount != 521 {
+		t.Fatalf("a storm of 500 joins past the first page: %d diffs, the last naming %d joins and %d leaves, online %d; want one diff of the count 521 alone", n, metaCount(last.Joins), metaCount(last.Leaves), last.OnlineCount)
+	}
+	for i := range 250 {
+		leave(fmt.Sprintf("q%03d", i))
+	}
+	if n := round("leaves past the first page"); n != 1 || len(last.Joins)+len(last.Leaves) != 0 || last.OnlineCount != 271 {
+		t.Fatalf("250 leaves past the first page: %d diffs, the last naming %d joins and %d leaves, online %d; want one diff of the count 271 alone", n, metaCount(last.Joins), metaCount(last.Leaves), last.OnlineCount)
+	}
+
+	// Changes within the page are named, and the users they push out of
+	// it or pull into it.
+	leave("p03")
+	join("p03a")
+	join("a1")
+	if n := round("changes within the first page"); n != 1 || !slices.Equal(usersOf(last.Joins), []string{"a1", "p03a"}) || !slices.Equal(usersOf(last.Leaves), []string{"p03", "p09"}) || last.OnlineCount != 272 {
+		t.Fatalf("p03 left, p03a and a1 joined: %d diffs, the last with joins %v, leaves %v, online %d; want joins [a1 p03a], leaves [p03 p09] (p09 pushed out), online 272", n, usersOf(last.Joins), usersOf(last.Leaves), last.OnlineCount)
+	}
+	leave("a1")
+	leave("p00")
+	if n := round("leaves pulling users in"); n != 1 || !slices.Equal(usersOf(last.Joins), []string{"p09", "p10"}) || !slices.Equal(usersOf(last.Leaves), []string{"a1", "p00"}) || last.OnlineCount != 270 {
+		t.Fatalf("a1 and p00 left: joins %v, leaves %v, online %d; want p09 and p10 pulled in, online 270", usersOf(last.Joins), usersOf(last.Leaves), last.OnlineCount)
+	}
+
+	// Nothing the watcher looks at changed: a user's second connection
+	// past the page, a join and leave within one window.
+	join("q400")
+	join("ghost")
+	leave("ghost")
+	if n := round("no change in view or count"); n != 0 {
+		t.Fatalf("a window that changed neither the first page nor the count sent %d diffs", n)
+	}
+
+	// Random changes, many users with several connections: after every
+	// window the watcher's view is the fresh first page.
+	rng := rand.New(rand.NewPCG(1, 21))
+	for w := range 40 {
+		for range rng.IntN(60) {
+			if rng.IntN(2) == 0 || len(users) < 10 {
+				join(fmt.Sprintf("%c%02d", 'a'+rng.IntN(26), rng.IntN(30)))
+				continue
+			}
+			names := slices.Sorted(maps.Keys(users))
+			leave(names[rng.IntN(len(names))])
+		}
+		round(fmt.Sprint("random window ", w))
+	}
+
+	// Everyone but the watcher goes: the room is small again, the diff
+	// that makes it so leaves the watcher holding everyone, and the next
+	// join is announced at once, named, as in any small room.
+	for len(users) > 0 {
+		for user := range users {
+			leave(user)
+		}
+	}
+	round("the room turning small")
+	if len(v.conns) != 1 || v.online != 1 {
+		t.Fatalf("alone in the room, the watcher holds %d metas, online %d", len(v.conns), v.online)
+	}
+	joinR(t, h, "zz")
+	if evs := queued(t, watcher); len(evs) != 1 || !slices.Equal(usersOf(evs[0].Joins), []string{"zz"}) || evs[0].OnlineCount != 2 {
+		t.Fatalf("a join into the small room again: %+v, want its diff at once", evs)
+	}
+}
+
+// A diff that would carry a changed online count and nothing else is sent
+// at most every n/PresenceCountRate seconds in a room of n connections:
+// the first at once, the next when that time has passed, with the count
+// as it is then; a change within the first page goes out with its window
+// all the same, carrying the count.
+func TestBigRoomCountOnlyDiffsSpaced(t *testing.T) {
+	const rate = 20 // 21 connections: 1.05 s between count-only diffs
+	h := bigRoomHubWith(t, Config{PresencePageThreshold: 5, PresencePageSize: 5, PresenceCountRate: rate})
+	for i := range 20 {
+		joinR(t, h, fmt.Sprintf("p%02d", i))
+	}
+	flush(t, h)
+	watcher := joinR(t, h, "w")
+	awaitCount := func(want int) time.Time {
+		t.Helper()
+		var got []Event
+		waitUntil(t, fmt.Sprint("the count ", want), func() bool { got = append(got, queued(t, watcher)...); return len(got) > 0 })
+		at := time.Now()
+		if len(got) != 1 || got[0].OnlineCount != want || len(got[0].Joins)+len(got[0].Leaves) != 0 {
+			t.Fatalf("got %+v, want one diff of the count %d alone", got, want)
+		}
+		return at
+	}
+	queued(t, watcher) // its state
+	flush(t, h)
+	last := awaitCount(21)
+	joinR(t, h, "q00")
+	joinR(t, h, "q01")
+	flush(t, h)
+	if evs := queued(t, watcher); len(evs) != 0 && time.Since(last) < 800*time.Millisecond {
+		t.Fatalf("a count-only diff right after another: %+v, want it to wait", evs)
+	}
+	joinR(t, h, "q02")
+	flush(t, h) // another window: still one timer, one diff
+	awaitCount(24)
+	if waited := time.Since(last); waited < 800*time.Millisecond {
+		t.Fatalf("the next count-only diff came %v after the last, want about 1.05 s", waited)
+	}
+	// A change within the first page is not held back.
+	joinR(t, h, "a")
+	flush(t, h)
+	if evs := queued(t, watcher); len(evs) != 1 || !slices.Equal(usersOf(evs[0].Joins), []string{"a"}) || evs[0].OnlineCount != 25 {
+		t.Fatalf("a join into the first page right after a count: %+v, want its diff at once, with the count 25", evs)
 	}
 }

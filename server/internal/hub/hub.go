@@ -84,6 +84,12 @@ type Config struct {
 	// presence.go).
 	PresencePageThreshold int
 	PresencePageSize      int
+	// PresenceCountRate bounds the diffs a big room sends that carry a
+	// changed online count and nothing else: at most PresenceCountRate
+	// frames a second over all its connections, so that a room of n waits
+	// n/PresenceCountRate seconds between two (never less than
+	// PresenceBatchWindow). Default DefaultPresenceCountRate.
+	PresenceCountRate int
 
 	// ReadMarkFlush is how often pending read markers are stored, in one
 	// batch (default DefaultReadMarkFlush); MaxPendingReadMarks bounds
@@ -116,6 +122,10 @@ const (
 	DefaultReceiptsMaxMembers    = 50
 	DefaultPresenceBatchWindow   = 250 * time.Millisecond
 	DefaultPresencePageThreshold = 64
+	// DefaultPresenceCountRate is the default PresenceCountRate: a room
+	// of 25,000 connections or fewer sends a changed count once per diff
+	// interval, one of 100,000 every 4 s (see docs/performance.md).
+	DefaultPresenceCountRate = 25_000
 )
 
 func (c *Config) setDefaults() {
@@ -160,6 +170,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PresencePageSize <= 0 {
 		c.PresencePageSize = 100
+	}
+	if c.PresenceCountRate <= 0 {
+		c.PresenceCountRate = DefaultPresenceCountRate
 	}
 	if c.ReadMarkFlush <= 0 {
 		c.ReadMarkFlush = DefaultReadMarkFlush
@@ -275,7 +288,7 @@ func (h *Hub) Close() {
 		h.rooms.Range(func(_, v any) bool {
 			r := v.(*room)
 			r.mu.Lock()
-			for _, t := range []*time.Timer{r.gapTimer, r.diffTimer} {
+			for _, t := range []*time.Timer{r.gapTimer, r.diffTimer, r.countTimer} {
 				if t != nil {
 					t.Stop()
 				}

@@ -23,7 +23,9 @@ import (
 // more, or as many connections) also stops handing every joiner the whole
 // presence: its state holds the online count and the first page, of
 // PresencePageSize users and metas at most, and the rest is paged through
-// on request, by user id (PresencePage, QueuePresencePage).
+// on request, by user id (PresencePage, QueuePresencePage). Its diffs name
+// only what came into or went out of that first page, with the online
+// count (flushDiffs), so that their size does not grow with the crowd.
 //
 // The announced presence is the presence with the waiting changes undone:
 // the users in shown, each with its metas but those whose join waits, and
@@ -97,9 +99,9 @@ func (h *Hub) PresencePage(ctx context.Context, name string, after PageCursor, l
 // (see PresencePage; limit must be positive), encoded by encode, as an
 // urgent frame. The page is taken and queued under the room's lock, so it
 // falls between two of the presence diffs c receives and is exactly what
-// c was told of those users up to that point: a client that applies the
-// page and the diffs in the order they arrive stays right. ErrNotJoined if
-// c is not in the room.
+// was announced of those users up to that point. A big room's diffs keep
+// only its first page up to date (see flushDiffs): a later page is as
+// fresh as when it was queued. ErrNotJoined if c is not in the room.
 func (h *Hub) QueuePresencePage(c *Conn, name string, after PageCursor, limit int, encode func(PresencePage) ([]byte, error)) error {
 	r := c.joined(name)
 	if r == nil {
@@ -167,25 +169,28 @@ func (r *room) addLocked(c *Conn, opts JoinOptions) error {
 }
 
 // joinedStateLocked encodes a joiner's state: the room's head and what it
-// has announced of its presence, with the online count; in a big room only
-// the first page of it. In a large room (batch) that does not hold the
-// changes still waiting, the joiner's own included (the diff that
-// announces them reaches the joiner too), so it stays the same until the
-// next diff is sent or the head moves, and every joiner until then gets the
-// same encoding: a crowd joining costs one state per window instead of
-// one per joiner. In a small room each join is announced at once, so the
-// state is encoded for each joiner.
+// has announced of its presence, with the online count; in a paged room
+// (one that was big when its presence was last announced) only the first
+// page of it, which is what the room's diffs keep up to date. A room that
+// has grown big since its last diff hands out everything announced, as its
+// members hold it, until that diff: a small room's worth. In a large room
+// (batch) that does not hold the changes still waiting, the joiner's own
+// included (the diff that announces them reaches the joiner too, if it
+// names them), so it stays the same until the next diff is sent or the
+// head moves, and every joiner until then gets the same encoding: a crowd
+// joining costs one state per window instead of one per joiner. In a
+// small room each join is announced at once, so the state is encoded for
+// each joiner.
 func (r *room) joinedStateLocked(batch bool) ([]byte, error) {
-	big := r.bigLocked()
 	key := [3]uint64{r.announced, r.head, 0}
-	if big {
+	if r.paged {
 		key[2] = 1
 	}
 	if batch && r.joined != nil && r.joinedKey == key {
 		return r.joined, nil
 	}
 	ev := Event{Kind: EventJoined, Room: r.name, HeadSeq: r.head}
-	if big { // and so batching
+	if r.paged { // and so batching
 		page := r.shownPageLocked(PageCursor{}, r.hub.cfg.PresencePageSize)
 		ev.Presence, ev.PresenceNext, ev.OnlineCount = page.Presence, page.Next, page.Online
 	} else {
@@ -214,9 +219,10 @@ func (r *room) bigLocked() bool {
 // together: in a room with PresenceBatchMin connections or more, where
 // announcing each join to everyone would cost O(n) frames per join and
 // O(n²) for a crowd, in a big room (its connections may be on other
-// nodes), and while earlier changes still wait (they go first).
+// nodes), and while earlier changes still wait (they go first) or the
+// room's connections hold only its first page (see flushDiffs).
 func (r *room) batchingLocked() bool {
-	return len(r.waiting) > 0 || len(r.subs) >= r.hub.cfg.PresenceBatchMin || r.bigLocked()
+	return len(r.waiting) > 0 || len(r.subs) >= r.hub.cfg.PresenceBatchMin || r.bigLocked() || r.paged
 }
 
 // broadcastDiffLocked announces joins and leaves to every subscriber but
@@ -280,6 +286,19 @@ func (r *room) waitLocked(user string, m Meta, join bool) {
 }
 
 // flushDiffs announces the waiting changes in one diff, to everyone.
+//
+// In a small room the diff names every change, as Phoenix does. In a big
+// room, or one whose connections hold only its first page (paged), it
+// names only what changed in the view the connections hold: the metas
+// that came into the first page of the announced presence, by joining or
+// by moving up as users before them left, and the metas that went out of
+// it, by leaving or by moving down as users before them joined; with the
+// online count. So a diff holds at most two pages of metas, however many
+// joined or left: a crowd joining a room of n costs each member a frame
+// per window of a bounded size, not n metas. A window whose changes left
+// the view and the count as they were sends nothing; one that changed the
+// count alone sends it at most every n/PresenceCountRate seconds
+// (countLocked).
 func (r *room) flushDiffs() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -288,9 +307,113 @@ func (r *room) flushDiffs() {
 	if len(r.waiting) == 0 {
 		return
 	}
+	if !r.paged && !r.bigLocked() {
+		joins, leaves := groupChanges(r.waiting)
+		r.waiting, r.leftOf = nil, nil // a crowd's changes would otherwise keep their peak
+		r.sendDiffLocked(joins, leaves, nil)
+		return
+	}
+	before := r.viewLocked() // what the connections hold
 	joins, leaves := groupChanges(r.waiting)
-	r.waiting, r.leftOf = nil, nil // a crowd's changes would otherwise keep their peak
-	r.sendDiffLocked(joins, leaves, nil)
+	r.waiting, r.leftOf = nil, nil
+	r.showLocked(joins, leaves)
+	r.paged = r.bigLocked()
+	joins, leaves = viewDiff(before, r.viewLocked())
+	r.announced++
+	r.joined = nil
+	if len(joins) == 0 && len(leaves) == 0 {
+		r.countLocked()
+		return
+	}
+	r.sendViewDiffLocked(joins, leaves)
+}
+
+// countLocked sends a diff of the online count alone if it changed since
+// the last diff, and the last diff that changed it is long enough ago: a
+// room of n connections sends such a diff at most every
+// n/PresenceCountRate seconds, so that a storm of joins past the first
+// page of a room of 100,000 costs each member a frame every few seconds,
+// not four a second. Otherwise it arms countTimer to send it then.
+func (r *room) countLocked() {
+	if len(r.shown) == r.sentOnline || r.countTimer != nil {
+		return
+	}
+	gap := time.Duration(len(r.subs)) * time.Second / time.Duration(r.hub.cfg.PresenceCountRate)
+	if wait := gap - r.hub.now().Sub(r.sentAt); wait > 0 {
+		r.countTimer = time.AfterFunc(wait, r.hub.life.timed(r.flushCount))
+		return
+	}
+	r.sendViewDiffLocked(nil, nil)
+}
+
+// flushCount sends the online count that waited (countLocked), unless a
+// diff with it went out meanwhile or changes wait (their diff will carry
+// it).
+func (r *room) flushCount() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	defer r.unloadIfIdleLocked()
+	r.countTimer = nil
+	if len(r.waiting) > 0 || len(r.shown) == r.sentOnline {
+		return
+	}
+	r.sendViewDiffLocked(nil, nil)
+}
+
+// sendViewDiffLocked sends a big room's diff, of its first page and its
+// online count, to every subscriber.
+func (r *room) sendViewDiffLocked(joins, leaves []Presence) {
+	if len(r.shown) != r.sentOnline {
+		r.sentAt = r.hub.now()
+	}
+	r.sentOnline = len(r.shown)
+	data, err := r.hub.encode(Event{Kind: EventPresenceDiff, Room: r.name, Joins: joins, Leaves: leaves, OnlineCount: len(r.shown)})
+	if err != nil {
+		r.hub.log.Error("encode presence diff", "room", r.name, "err", err)
+		return
+	}
+	r.broadcastLocked(r.hub.shared(data, "", 0), nil)
+}
+
+// viewLocked returns the announced presence the room's connections hold:
+// its first page in a paged room, all of it otherwise.
+func (r *room) viewLocked() []Presence {
+	if r.paged {
+		return r.shownPageLocked(PageCursor{}, r.hub.cfg.PresencePageSize).Presence
+	}
+	return r.shownPageLocked(PageCursor{}, 0).Presence
+}
+
+// viewDiff returns the metas in after but not before (joins) and in
+// before but not after (leaves), by user and connection, each grouped by
+// user as groupChanges does. Both are sorted by user, each user's metas
+// by online time.
+func viewDiff(before, after []Presence) (joins, leaves []Presence) {
+	in := func(ps []Presence) map[changeKey]bool {
+		m := make(map[changeKey]bool, len(ps))
+		for _, p := range ps {
+			for _, meta := range p.Metas {
+				m[changeKey{p.User, meta.ConnID}] = true
+			}
+		}
+		return m
+	}
+	missing := func(ps []Presence, other map[changeKey]bool) []Presence {
+		var out []Presence
+		for _, p := range ps {
+			var ms []Meta
+			for _, meta := range p.Metas {
+				if !other[changeKey{p.User, meta.ConnID}] {
+					ms = append(ms, meta)
+				}
+			}
+			if len(ms) > 0 {
+				out = append(out, Presence{User: p.User, Metas: ms})
+			}
+		}
+		return out
+	}
+	return missing(after, in(before)), missing(before, in(after))
 }
 
 // groupChanges groups changes by user into joins and leaves, each sorted
@@ -326,6 +449,7 @@ func (r *room) sendDiffLocked(joins, leaves []Presence, skip *Conn) {
 	r.announced++
 	r.joined = nil
 	r.showLocked(joins, leaves)
+	r.sentOnline = len(r.shown)
 	data, err := r.hub.encode(Event{Kind: EventPresenceDiff, Room: r.name, Joins: joins, Leaves: leaves, OnlineCount: len(r.shown)})
 	if err != nil {
 		r.hub.log.Error("encode presence diff", "room", r.name, "err", err)

@@ -21,10 +21,11 @@ import (
 // frames it received: the joined state, then every diff. It fails the test
 // on a join of a connection it already knows or a leave of one it does not.
 type view struct {
-	t     *testing.T
-	name  string
-	conns map[string]string // conn ID -> user
-	diffs int
+	t      *testing.T
+	name   string
+	conns  map[string]string // conn ID -> user
+	diffs  int
+	online int // the online count of the last state or diff
 }
 
 func (v *view) apply(data []byte) {
@@ -34,6 +35,7 @@ func (v *view) apply(data []byte) {
 	}
 	switch ev.Kind {
 	case EventJoined:
+		v.online = ev.OnlineCount
 		v.conns = map[string]string{}
 		for _, p := range ev.Presence {
 			for _, m := range p.Metas {
@@ -42,6 +44,7 @@ func (v *view) apply(data []byte) {
 		}
 	case EventPresenceDiff:
 		v.diffs++
+		v.online = ev.OnlineCount
 		for _, p := range ev.Joins {
 			for _, m := range p.Metas {
 				if _, ok := v.conns[m.ConnID]; ok {

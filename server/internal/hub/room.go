@@ -54,13 +54,23 @@ type room struct {
 	// of (the announced presence), sorted: pages of presence are cut from
 	// it by user id.
 	shown []string
+	// paged is set while the room's connections hold only the first page
+	// of the announced presence (the room was big when it was last
+	// announced), not all of it; see flushDiffs.
+	paged bool
+	// sentOnline is the online count of the last diff sent, sentAt when a
+	// diff last carried a change of it; countTimer is armed while a count
+	// that changed waits to be sent alone (see flushDiffs).
+	sentOnline int
+	sentAt     time.Time
+	countTimer *time.Timer
 
 	// announced counts presence diffs sent. In a large room the joined
 	// state (what was announced, and the head) changes only with it or with
 	// the head, so joiners in between share one encoding of it.
 	announced uint64
 	joined    []byte    // the shared joined state; nil when there is none
-	joinedKey [3]uint64 // announced, head and whether the room was big when joined was encoded
+	joinedKey [3]uint64 // announced, head and whether the joined state was paged when encoded
 }
 
 // pendingEntry is a stored message that waits for a gap before it to fill.
@@ -128,7 +138,7 @@ func (r *room) release() {
 // waiting to be announced.
 func (r *room) idleLocked() bool {
 	return r.holds.Load() == 0 && len(r.subs) == 0 && len(r.presence) == 0 &&
-		len(r.pending) == 0 && r.gapTimer == nil && len(r.waiting) == 0 && r.diffTimer == nil
+		len(r.pending) == 0 && r.gapTimer == nil && len(r.waiting) == 0 && r.diffTimer == nil && r.countTimer == nil
 }
 
 // unloadIfIdleLocked takes an idle room out of the hub; the next request

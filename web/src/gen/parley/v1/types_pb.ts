@@ -563,7 +563,8 @@ export type Joined = Message$1<"parley.v1.Joined"> & {
 
   /**
    * Everyone online in the room, including the joining connection; in a
-   * big room (see online_count) only the first page of them.
+   * big room (see online_count) only the first page of them, which is
+   * what the room's presence_diffs keep up to date.
    *
    * @generated from field: repeated parley.v1.Presence presence = 3;
    */
@@ -638,7 +639,13 @@ export const ReplayedSchema: GenMessage<Replayed> = /*@__PURE__*/
 
 /**
  * PresenceDiff tells who came online in a room and who left since the last
- * state or diff.
+ * state or diff. In a big room it tells only of the first page of the
+ * presence (the page Joined carries): joins are metas that came into it
+ * (by coming online, or by moving up as users before them left), leaves
+ * metas that went out of it (by going away, or by moving down as users
+ * before them came), so that applying diffs to Joined.presence keeps
+ * exactly the first page; changes past the first page are not named, and
+ * pages fetched after it are as fresh as when fetched. See docs/clients.md.
  *
  * @generated from message parley.v1.PresenceDiff
  */
@@ -651,15 +658,17 @@ export type PresenceDiff = Message$1<"parley.v1.PresenceDiff"> & {
   room: string;
 
   /**
-   * Metas that came online, grouped by user.
+   * Metas that came online (in a big room: into the first page), grouped
+   * by user.
    *
    * @generated from field: repeated parley.v1.Presence joins = 2;
    */
   joins: Presence[];
 
   /**
-   * Metas that went away, grouped by user. A user whose last meta left is no
-   * longer online.
+   * Metas that went away (in a big room: out of the first page), grouped
+   * by user. A user whose last meta left is no longer online (in a big
+   * room: no longer on the first page).
    *
    * @generated from field: repeated parley.v1.Presence leaves = 3;
    */
