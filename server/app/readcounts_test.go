@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+	"github.com/parleychat/parley/server/app"
 )
 
 // ListRooms counts, per room and for the caller: messages after the
@@ -247,5 +249,27 @@ func TestMarksCountedInMemoryAreTheStoresCounts(t *testing.T) {
 	after := ts.Hub().Stats()
 	if n := after.MarksInMemory - before.MarksInMemory; n != int64(inMemory) {
 		t.Errorf("%d marks answered from memory, want %d", n, inMemory)
+	}
+}
+
+// A user's first mark in a room reads the store, and tells the server the
+// marker it found: the next one, before any flush, is counted in memory.
+func TestSecondMarkIsCountedInMemory(t *testing.T) {
+	ts := startServer(t, func(c *app.Config) { c.ReadMarkerFlush = time.Hour })
+	ts.createRoom(t, "second")
+	as := openJoin(t, ts.dial(t), ts.token(t, "alice"))
+	as.join("second", nil)
+	bob, bctx := ts.client(t, "bob")
+	sendN(t, bob, bctx, "second", 3)
+	before := ts.Hub().Stats()
+	if r := as.markRead("second", 1); marker(r.GetReadMarker()) != "1/2/0@3" {
+		t.Fatalf("first mark: %v", r)
+	}
+	if r := as.markRead("second", 2); marker(r.GetReadMarker()) != "2/1/0@3" {
+		t.Fatalf("second mark: %v", r)
+	}
+	if after := ts.Hub().Stats(); after.MarksFromStore-before.MarksFromStore != 1 || after.MarksInMemory-before.MarksInMemory != 1 {
+		t.Fatalf("%d marks read the store, %d were counted in memory; want 1 and 1",
+			after.MarksFromStore-before.MarksFromStore, after.MarksInMemory-before.MarksInMemory)
 	}
 }
