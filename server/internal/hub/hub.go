@@ -6,7 +6,9 @@
 // Lock order: Hub.syncMu, then Hub.loadMu, then a room's mu, then a
 // Conn's mu, then the writers' or the trimmer's mu; Hub.pubMu may be taken
 // under a room's mu; Hub.connsMu and Hub.nodesMu are taken alone, and no
-// room's mu is held while another room's is taken.
+// room's mu is held while another room's is taken. The read markers'
+// readMarks.flushMu is taken before their readMarks.mu and before a room's
+// mu; their mu is never held with a room's.
 //
 // A room is loaded while it is used and unloaded when it is not: Hub.room
 // finds or loads it and holds it (room.hold, an atomic count); the holder
