@@ -418,7 +418,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Subject: cfg.BrokerSubject, NodeID: cfg.NodeID, NodeTimeout: cfg.NodeTimeout,
 		ReadMarkFlush: cfg.ReadMarkerFlush, ReceiptsMaxMembers: cfg.ReceiptsMaxMembers,
 		PresencePageThreshold: cfg.PresencePageThreshold, PresenceBatchWindow: cfg.PresenceDiffInterval,
-		WireForm: api.WireForm}
+		Retention: cfg.Retention, WireForm: api.WireForm}
 	if cfg.Broker != "" {
 		if s.broker, err = broker.Connect(cfg.Broker, cfg.NodeID, s.log); err != nil {
 			s.store.Close()

@@ -46,6 +46,10 @@ func newMetrics(h *hub.Hub, extra ...prometheus.Collector) *metrics {
 			stat(func(s hub.Stats) float64 { return float64(s.GapFills) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_read_markers_pending", Help: "Read markers marked but not stored yet (stored in batches every --read-marker-flush)."},
 			stat(func(s hub.Stats) float64 { return float64(s.PendingReadMarks) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_read_marks_in_memory_total", Help: "Read marks answered and counted from a live room's recent entries, without reading the store."},
+			stat(func(s hub.Stats) float64 { return float64(s.MarksInMemory) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "parley_read_marks_from_store_total", Help: "Read marks that read the store: a room not live on this server, a marker not known here yet, or a long unread stretch."},
+			stat(func(s hub.Stats) float64 { return float64(s.MarksFromStore) })),
 	)
 	m.reg.MustRegister(extra...)
 	return m

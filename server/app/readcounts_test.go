@@ -1,11 +1,14 @@
 package app_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
+	"github.com/parleychat/parley/server/app"
 )
 
 // ListRooms counts, per room and for the caller: messages after the
@@ -149,5 +152,124 @@ func TestMentionsOnEveryPath(t *testing.T) {
 	club, err := alice.ListMessages(actx, &parleyv1.ListMessagesRequest{Room: "club"})
 	if err != nil || len(club.GetMessages()) != 1 || mentions(club.GetMessages()[0]) != "[alice bob]" {
 		t.Fatalf("private room history: %v %v", club, err)
+	}
+}
+
+// A mark in a room live on the server is answered from memory — the
+// room's recent entries and the marker the server stored — with the
+// counts the store gives ListRooms, at every seq, on a Join stream and in
+// a unary call: own messages, a reaction, edits that drop or add a
+// mention, a delete, and a direct room. A user's first mark, and a mark
+// before the delete's cut of the room's ring (seq 5 onwards after the
+// delete of 4), read the store.
+func TestMarksCountedInMemoryAreTheStoresCounts(t *testing.T) {
+	ts := startServer(t)
+	ts.createRoom(t, "tally")
+	bs := openJoin(t, ts.dial(t), ts.token(t, "bob"))
+	bs.join("tally", nil)
+	as := openJoin(t, ts.dial(t), ts.token(t, "alice"))
+	as.join("tally", nil)
+
+	m1 := okSeq(t, bs.post("tally", "hi @alice", ""))        // 1
+	m2 := okSeq(t, bs.post("tally", "plain", ""))            // 2
+	okSeq(t, as.post("tally", "mine, @bob", ""))             // 3: alice's own
+	m4 := okSeq(t, bs.post("tally", "soon gone @alice", "")) // 4
+	okSeq(t, bs.react("tally", m1, "👍", ""))                 // 5
+	okSeq(t, bs.post("tally", "@alice @carol", ""))          // 6
+	okSeq(t, bs.edit("tally", m1, "hi all", ""))             // 7
+	okSeq(t, bs.del("tally", m4, ""))                        // 8
+	okSeq(t, bs.edit("tally", m2, "plain @alice", ""))       // 9: an edit of a message before the cut
+	okSeq(t, as.post("tally", "@carol see", ""))             // 10
+	okSeq(t, bs.post("tally", "last", ""))                   // 11
+
+	// A direct room both are in.
+	alice, actx := ts.client(t, "alice")
+	bob, bctx := ts.client(t, "bob")
+	if _, err := bob.SendMessage(bctx, &parleyv1.SendMessageRequest{ToUser: "alice", Body: "psst"}); err != nil {
+		t.Fatal(err)
+	}
+	as.join("dm:alice:bob", nil)
+	bs.join("dm:alice:bob", nil)
+	okSeq(t, as.post("dm:alice:bob", "yes?", ""))
+	okSeq(t, bs.post("dm:alice:bob", "@alice look", ""))
+	okSeq(t, bs.post("dm:alice:bob", "and this", ""))
+
+	carol, cctx := ts.client(t, "carol")
+	unary := func(c parleyv1.ChatServiceClient, ctx context.Context) func(string, uint64) *parleyv1.ReadMarker {
+		return func(room string, seq uint64) *parleyv1.ReadMarker {
+			resp, err := c.MarkRead(ctx, &parleyv1.MarkReadRequest{Room: room, Seq: seq})
+			if err != nil {
+				t.Fatalf("mark %s at %d: %v", room, seq, err)
+			}
+			return resp.GetMarker()
+		}
+	}
+	frame := func(js *joinStream) func(string, uint64) *parleyv1.ReadMarker {
+		return func(room string, seq uint64) *parleyv1.ReadMarker {
+			r := js.markRead(room, seq)
+			if r.GetCode() != 0 {
+				t.Fatalf("mark %s at %d: %v", room, seq, r)
+			}
+			return r.GetReadMarker()
+		}
+	}
+	before := ts.Hub().Stats()
+	inMemory := 0
+	for _, c := range []struct {
+		user   string
+		room   string
+		head   uint64
+		mark   func(string, uint64) *parleyv1.ReadMarker
+		client parleyv1.ChatServiceClient
+		ctx    context.Context
+		cut    uint64 // marks below it read the store
+	}{
+		{"alice", "tally", 11, frame(as), alice, actx, 4},
+		{"bob", "tally", 11, frame(bs), bob, bctx, 4},
+		{"carol", "tally", 11, unary(carol, cctx), carol, cctx, 4}, // marks without joining
+		{"alice", "dm:alice:bob", 4, unary(alice, actx), alice, actx, 2},
+		{"bob", "dm:alice:bob", 4, frame(bs), bob, bctx, 2},
+	} {
+		for seq := uint64(1); seq <= c.head; seq++ {
+			got := marker(c.mark(c.room, seq))
+			want := roomRead(t, c.client, c.ctx, c.room) // stores the marker first
+			var s, h uint64
+			var u, m int
+			if _, err := fmt.Sscanf(want, "%d/%d/%d of %d", &s, &u, &m, &h); err != nil {
+				t.Fatal(err)
+			}
+			if w := fmt.Sprintf("%d/%d/%d@%d", s, u, m, h); got != w {
+				t.Fatalf("%s marks %s at %d: %s, but ListRooms says %s", c.user, c.room, seq, got, w)
+			}
+			if seq >= c.cut {
+				inMemory++
+			}
+		}
+	}
+	after := ts.Hub().Stats()
+	if n := after.MarksInMemory - before.MarksInMemory; n != int64(inMemory) {
+		t.Errorf("%d marks answered from memory, want %d", n, inMemory)
+	}
+}
+
+// A user's first mark in a room reads the store, and tells the server the
+// marker it found: the next one, before any flush, is counted in memory.
+func TestSecondMarkIsCountedInMemory(t *testing.T) {
+	ts := startServer(t, func(c *app.Config) { c.ReadMarkerFlush = time.Hour })
+	ts.createRoom(t, "second")
+	as := openJoin(t, ts.dial(t), ts.token(t, "alice"))
+	as.join("second", nil)
+	bob, bctx := ts.client(t, "bob")
+	sendN(t, bob, bctx, "second", 3)
+	before := ts.Hub().Stats()
+	if r := as.markRead("second", 1); marker(r.GetReadMarker()) != "1/2/0@3" {
+		t.Fatalf("first mark: %v", r)
+	}
+	if r := as.markRead("second", 2); marker(r.GetReadMarker()) != "2/1/0@3" {
+		t.Fatalf("second mark: %v", r)
+	}
+	if after := ts.Hub().Stats(); after.MarksFromStore-before.MarksFromStore != 1 || after.MarksInMemory-before.MarksInMemory != 1 {
+		t.Fatalf("%d marks read the store, %d were counted in memory; want 1 and 1",
+			after.MarksFromStore-before.MarksFromStore, after.MarksInMemory-before.MarksInMemory)
 	}
 }

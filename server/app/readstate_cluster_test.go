@@ -57,3 +57,43 @@ func TestClusterReadMarkerSync(t *testing.T) {
 		t.Fatalf("node 0 got read_marker %s", marker(got))
 	}
 }
+
+// A node where a room is live answers its users' marks from memory,
+// counting the entries other nodes sent, and learns of a marker another
+// node stored from the user subject: a lower mark on it then answers that
+// marker as it is, without reading the store.
+func TestClusterMarkCountedInMemory(t *testing.T) {
+	nodes := startCluster(t, 2)
+	privateRoom(t, nodes[0], "alice", "pair", "bob")
+	here := openJoin(t, nodes[0].dial(t), nodes[0].token(t, "alice"))
+	here.join("pair", nil)
+	there := openJoin(t, nodes[1].dial(t), nodes[1].token(t, "alice"))
+	there.join("pair", nil)
+	bs := openJoin(t, nodes[1].dial(t), nodes[1].token(t, "bob"))
+	bs.join("pair", nil)
+	for _, body := range []string{"one", "two @alice", "three"} {
+		okSeq(t, bs.post("pair", body, ""))
+	}
+	here.next(func(ev *parleyv1.JoinResponse) bool { return ev.GetMessage().GetSeq() == 3 }, nil)
+
+	if r := here.markRead("pair", 1); marker(r.GetReadMarker()) != "1/2/1@3" {
+		t.Fatalf("first mark on node 0: %v", r)
+	}
+	waitFor(t, "node 0 to store its marker", func() bool { return nodes[0].Hub().Stats().PendingReadMarks == 0 })
+	if r := there.markRead("pair", 2); marker(r.GetReadMarker()) != "2/1/0@3" {
+		t.Fatalf("mark on node 1: %v", r)
+	}
+	if got := here.next(func(ev *parleyv1.JoinResponse) bool {
+		return isReadMarker("pair")(ev) && ev.GetReadMarker().GetSeq() == 2
+	}, nil).GetReadMarker(); marker(got) != "2/1/0@3" {
+		t.Fatalf("node 0 got read_marker %s", marker(got))
+	}
+	before := nodes[0].Hub().Stats()
+	if r := here.markRead("pair", 1); marker(r.GetReadMarker()) != "2/1/0@3" {
+		t.Fatalf("a lower mark on node 0 after node 1 stored 2: %v, want the marker as it is", r)
+	}
+	if after := nodes[0].Hub().Stats(); after.MarksInMemory != before.MarksInMemory+1 || after.MarksFromStore != before.MarksFromStore {
+		t.Fatalf("node 0 answered from memory %d times, read the store %d times; want 1 and 0",
+			after.MarksInMemory-before.MarksInMemory, after.MarksFromStore-before.MarksFromStore)
+	}
+}

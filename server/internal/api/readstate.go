@@ -37,6 +37,10 @@ const maxCountScan = 200
 // nothing. The room must be one user may read, joined or not: any other
 // gets the answer of a room that does not exist. from is the connection
 // it came on, nil for a unary call.
+//
+// Most marks are answered by the hub from memory (hub.Hub.MarkReadLive);
+// the rest read the user's read state from the store, and count from
+// its history.
 func (s *Service) markRead(ctx context.Context, user, room string, seq uint64, from *hub.Conn) (*parleyv1.ReadMarker, error) {
 	if err := validateRoom(room); err != nil {
 		return nil, err
@@ -53,10 +57,18 @@ func (s *Service) markRead(ctx context.Context, user, room string, seq uint64, f
 		// its mark costs no store read.
 		return readMarkToProto(room, &p), nil
 	}
+	live, ok, err := s.cfg.Hub.MarkReadLive(ctx, user, room, seq, from)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		return readMarkToProto(room, &live), nil
+	}
 	rs, err := s.readState(ctx, user, room)
 	if err != nil {
 		return nil, err
 	}
+	s.cfg.Hub.NoteReadMark(user, room, rs.LastReadSeq)
 	cur := hub.ReadMark{Seq: rs.LastReadSeq, Unread: rs.Unread, Mentions: rs.Mentions, HeadSeq: rs.HeadSeq}
 	if pending && p.Seq > cur.Seq {
 		cur = p

@@ -6,7 +6,9 @@
 // Lock order: Hub.syncMu, then Hub.loadMu, then a room's mu, then a
 // Conn's mu, then the writers' or the trimmer's mu; Hub.pubMu may be taken
 // under a room's mu; Hub.connsMu and Hub.nodesMu are taken alone, and no
-// room's mu is held while another room's is taken.
+// room's mu is held while another room's is taken. The read markers'
+// readMarks.flushMu is taken before their readMarks.mu and before a room's
+// mu; their mu is never held with a room's.
 //
 // A room is loaded while it is used and unloaded when it is not: Hub.room
 // finds or loads it and holds it (room.hold, an atomic count); the holder
@@ -103,6 +105,11 @@ type Config struct {
 	// between two receipts of one reader in one room (default 1s).
 	ReceiptsMaxMembers int
 	ReceiptInterval    time.Duration
+	// Retention is what the store's retention deletes (zero: nothing),
+	// the same on every node: a mark is counted from a room's recent
+	// entries only where retention cannot have taken any of them (see
+	// MarkReadLive).
+	Retention store.Retention
 
 	// WireForm, if set, turns the bytes of a frame that many connections
 	// receive (messages, presence diffs, typing) into the form the
@@ -216,6 +223,9 @@ type Hub struct {
 	remoteIn   atomic.Int64 // messages received from other nodes
 	gapFills   atomic.Int64 // messages read from the store to fill a gap
 	closing    error        // set by EndAll: new connections end at once with it
+	// Marks MarkReadLive answered from memory, and those it left to the
+	// store.
+	marksInMemory, marksFromStore atomic.Int64
 
 	incarnation int64 // tells this run of the node from earlier ones
 	// pubMu orders this node's presence changes: presenceSeq numbers the
@@ -681,12 +691,16 @@ type Stats struct {
 	// PendingReadMarks is the number of read markers waiting to be
 	// stored, or being stored.
 	PendingReadMarks int
+	// MarksInMemory counts the marks MarkReadLive answered, and counted,
+	// without the store; MarksFromStore those it left to the store.
+	MarksInMemory, MarksFromStore int64
 }
 
 // Stats returns the hub's current counters.
 func (h *Hub) Stats() Stats {
 	st := Stats{Messages: h.messages.Load(), Deliveries: h.deliveries.Load(), SlowConsumers: h.slowCuts.Load(),
-		RemoteMessages: h.remoteIn.Load(), GapFills: h.gapFills.Load()}
+		RemoteMessages: h.remoteIn.Load(), GapFills: h.gapFills.Load(),
+		MarksInMemory: h.marksInMemory.Load(), MarksFromStore: h.marksFromStore.Load()}
 	h.rooms.Range(func(any, any) bool { st.Rooms++; return true })
 	h.marks.mu.Lock()
 	st.PendingReadMarks = len(h.marks.pending) + len(h.marks.inflight)

@@ -193,6 +193,9 @@ func (h *Hub) flushReadMarks(ctx context.Context) error {
 		ms = append(ms, store.ReadMarker{Room: k.room, User: k.user, Seq: m.Seq})
 	}
 	out, err := h.store.SetReadMarkers(ctx, ms)
+	for _, m := range out { // learnt before the batch stops being pending
+		h.NoteReadMark(m.User, m.Room, m.Seq)
+	}
 	mk.mu.Lock()
 	if err != nil {
 		mk.restoreLocked(batch)
@@ -352,6 +355,7 @@ func (h *Hub) onUserWire(data []byte) {
 	default:
 		return
 	}
+	h.NoteReadMark(ev.User, ev.Room, ev.Read.Seq)
 	h.deliverToUser(ev, nil)
 }
 

@@ -35,6 +35,11 @@ type room struct {
 	gapTimer *time.Timer              // armed while messages wait for a gap to fill
 	// metaCount counts the metas in presence: the connections online.
 	metaCount int
+	// marks are the stored read markers of the users whose marker this
+	// node learnt while the room was loaded, by user (see
+	// Hub.MarkReadLive): each is the stored marker at some moment, so
+	// never ahead of it.
+	marks map[string]uint64
 
 	// holds counts the callers of Hub.room that have not released the room
 	// yet; -1 once the room is unloaded, when a hold fails. Atomic, so that
@@ -82,10 +87,24 @@ type pendingEntry struct {
 
 // recentFrame is a frame of the room's ring of recent entries, and the
 // message whose text it carries: a message's own seq, an edit's target,
-// 0 for an entry without text.
+// 0 for an entry without text. A message or an edit keeps, besides, what
+// counting unread messages needs (see countAfterLocked).
 type recentFrame struct {
 	Frame
-	text uint64
+	text     uint64
+	kind     store.Kind
+	sender   string   // of a message or an edit
+	mentions []string // of a message's or an edit's text
+	sentAt   int64    // of a message, in Unix nanoseconds
+}
+
+// newRecentFrame is the ring's frame f of entry m.
+func newRecentFrame(f Frame, m store.Message) recentFrame {
+	rf := recentFrame{Frame: f, text: textOf(m), kind: m.Kind}
+	if rf.text != 0 {
+		rf.sender, rf.mentions, rf.sentAt = m.Sender, m.Mentions, m.SentAt.UnixNano()
+	}
+	return rf
 }
 
 // textOf is the message whose text m carries, 0 if none.
@@ -260,6 +279,11 @@ func (r *room) skipPrunedLocked(before uint64) {
 		return
 	}
 	r.hub.log.Info("skip seqs the store no longer holds", "room", r.name, "from", r.head+1, "to", first-1)
+	// Retention took the gap's seqs, and may have taken the ring's (all
+	// below them) too: the ring no longer tells what the store holds, for
+	// a resume or for counting unread messages.
+	clear(r.recent)
+	r.recent = r.recent[:0]
 	r.head = first - 1
 	r.deliverPendingLocked()
 }
@@ -302,7 +326,7 @@ func (p *pendingEntry) release() {
 func (r *room) fanOutLocked(f Frame, m store.Message, last *Conn) {
 	r.head = f.Seq
 	// The ring grows as entries come, so an idle room costs nothing.
-	rf := recentFrame{Frame: f, text: textOf(m)}
+	rf := newRecentFrame(f, m)
 	if n := r.hub.cfg.RecentMessages; len(r.recent) == n {
 		copy(r.recent, r.recent[1:])
 		r.recent[n-1] = rf
