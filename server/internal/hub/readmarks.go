@@ -351,11 +351,11 @@ func (h *Hub) onUserWire(data []byte) {
 	}
 	switch {
 	case ev.Kind == EventReadMarker && ev.Read != nil && ev.User != "":
+		h.NoteReadMark(ev.User, ev.Room, ev.Read.Seq)
 	case ev.Kind == EventRoomVisible && ev.Room != "":
 	default:
 		return
 	}
-	h.NoteReadMark(ev.User, ev.Room, ev.Read.Seq)
 	h.deliverToUser(ev, nil)
 }
 
