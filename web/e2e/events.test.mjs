@@ -78,6 +78,7 @@ test("two people reply, react, edit and delete: live, resumed and after a reload
   }
   await send(A, "what's for lunch?");
   await row(B, "what's for lunch?").waitFor();
+  await row(A, "what's for lunch?").waitFor(); // the sender's own copy comes last
   const question = (await messages(A)).find((m) => m.body === "what's for lunch?").seq;
 
   await t.test("B replies: the quote shows above the composer, then above the reply for both", async () => {
@@ -165,7 +166,10 @@ test("two people reply, react, edit and delete: live, resumed and after a reload
 
   await t.test("B deletes a message after confirming: both see a tombstone", async () => {
     await send(B, "typo mesage");
+    // The sender's own copy comes last (after everyone else's), so wait
+    // for both pages before reading bob's.
     await row(A, "typo mesage").waitFor();
+    await row(B, "typo mesage").waitFor();
     const seq = (await messages(B)).find((m) => m.body === "typo mesage").seq;
     // A reaction on it goes with it.
     await act(A, row(A, seq), "react");
@@ -264,6 +268,7 @@ test("two people reply, react, edit and delete: live, resumed and after a reload
     for (let i = 1; i <= 30; i++) await owner.send("events", `filler ${i}`, `filler-${i}`);
     await send(A, "short");
     await row(B, "short").waitFor();
+    await row(A, "short").waitFor(); // the sender's own copy comes last
     const gap = () => B.getByTestId("messages").evaluate((box) => box.scrollHeight - box.scrollTop - box.clientHeight);
     const scrolls = await B.getByTestId("messages").evaluate((box) => box.scrollHeight > box.clientHeight + 200);
     assert.ok(scrolls, "the list is long enough to scroll");
