@@ -20,30 +20,24 @@ import (
 // docs/performance.md); the bench checks the counts it reads against the
 // rooms' contents.
 func BenchmarkReadState(b *testing.B) {
-	for _, shape := range storetest.ReadBenchShapes {
-		b.Run("shape="+shape.Name, func(b *testing.B) {
-			rb := storetest.ReadBench{Rooms: 1000, PerRoom: 10_000, Reader: "me", DeleteEvery: shape.DeleteEvery, MentionEvery: shape.MentionEvery}
-			if testing.Short() {
-				rb.Rooms, rb.PerRoom = 200, 1000
-			}
-			schema := postgres.NewSchema(b)
-			// The store's connections carry the schema's name, so that the
-			// bench can find its backends and their CPU time.
-			dsn := postgres.NeedPostgres(b)
-			if strings.Contains(dsn, "?") {
-				dsn += "&application_name=" + schema
-			} else {
-				dsn += "?application_name=" + schema
-			}
-			s := postgres.OpenTest(b, postgres.Config{DSN: dsn, Schema: schema})
-			start := time.Now()
-			postgres.ExecSQL(b, schema, fillReadBenchSQL(rb))
-			postgres.VacuumSchema(b, schema)
-			b.Logf("filled %d rooms of %d messages in %v", rb.Rooms, rb.PerRoom, time.Since(start).Round(time.Second))
-			server := func() time.Duration { return processesCPU(postgres.Backends(b, schema)) }
-			storetest.BenchReadState(b, s, rb, storetest.BenchCPU{Process: cpuTime, Server: server})
-		})
-	}
+	storetest.RunReadBenchShapes(b, func(b *testing.B, rb storetest.ReadBench) {
+		schema := postgres.NewSchema(b)
+		// The store's connections carry the schema's name, so that the
+		// bench can find its backends and their CPU time.
+		dsn := postgres.NeedPostgres(b)
+		if strings.Contains(dsn, "?") {
+			dsn += "&application_name=" + schema
+		} else {
+			dsn += "?application_name=" + schema
+		}
+		s := postgres.OpenTest(b, postgres.Config{DSN: dsn, Schema: schema})
+		start := time.Now()
+		postgres.ExecSQL(b, schema, fillReadBenchSQL(rb))
+		postgres.VacuumSchema(b, schema)
+		b.Logf("filled %d rooms of %d messages in %v", rb.Rooms, rb.PerRoom, time.Since(start).Round(time.Second))
+		server := func() time.Duration { return processesCPU(postgres.Backends(b, schema)) }
+		storetest.BenchReadState(b, s, rb, storetest.BenchCPU{Process: cpuTime, Server: server})
+	})
 }
 
 // fillReadBenchSQL writes rb's rooms as the writer would have left them

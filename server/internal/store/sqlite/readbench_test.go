@@ -18,22 +18,16 @@ import (
 // have kept, which takes a minute instead of the writer's ten; the bench
 // checks the counts it reads against the rooms' contents.
 func BenchmarkReadState(b *testing.B) {
-	for _, shape := range storetest.ReadBenchShapes {
-		b.Run("shape="+shape.Name, func(b *testing.B) {
-			rb := storetest.ReadBench{Rooms: 1000, PerRoom: 10_000, Reader: "me", DeleteEvery: shape.DeleteEvery, MentionEvery: shape.MentionEvery}
-			if testing.Short() {
-				rb.Rooms, rb.PerRoom = 200, 1000
-			}
-			path := filepath.Join(b.TempDir(), "parley.db")
-			openTemp(b, sqlite.Config{Path: path}).Close() // the schema
-			start := time.Now()
-			fillReadBench(b, path, rb)
-			b.Logf("filled %d rooms of %d messages in %v", rb.Rooms, rb.PerRoom, time.Since(start).Round(time.Second))
-			s := openTemp(b, sqlite.Config{Path: path})
-			defer s.Close()
-			storetest.BenchReadState(b, s, rb, storetest.BenchCPU{Process: cpuTime})
-		})
-	}
+	storetest.RunReadBenchShapes(b, func(b *testing.B, rb storetest.ReadBench) {
+		path := filepath.Join(b.TempDir(), "parley.db")
+		openTemp(b, sqlite.Config{Path: path}).Close() // the schema
+		start := time.Now()
+		fillReadBench(b, path, rb)
+		b.Logf("filled %d rooms of %d messages in %v", rb.Rooms, rb.PerRoom, time.Since(start).Round(time.Second))
+		s := openTemp(b, sqlite.Config{Path: path})
+		defer s.Close()
+		storetest.BenchReadState(b, s, rb, storetest.BenchCPU{Process: cpuTime})
+	})
 }
 
 // fillReadBench writes rb's rooms into the database at path, room by

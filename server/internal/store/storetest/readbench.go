@@ -37,6 +37,21 @@ var ReadBenchShapes = []struct {
 	DeleteEvery, MentionEvery int
 }{{"typical", 499, 199}, {"heavy", 97, 41}}
 
+// RunReadBenchShapes runs bench once per shape of ReadBenchShapes, each
+// as a sub-benchmark with its ReadBench: 1,000 rooms of 10,000 messages
+// read by "me" (-short: 200 rooms of 1,000).
+func RunReadBenchShapes(b *testing.B, bench func(b *testing.B, rb ReadBench)) {
+	for _, shape := range ReadBenchShapes {
+		b.Run("shape="+shape.Name, func(b *testing.B) {
+			rb := ReadBench{Rooms: 1000, PerRoom: 10_000, Reader: "me", DeleteEvery: shape.DeleteEvery, MentionEvery: shape.MentionEvery}
+			if testing.Short() {
+				rb.Rooms, rb.PerRoom = 200, 1000
+			}
+			bench(b, rb)
+		})
+	}
+}
+
 // RoomName is the name of room i (0-based); names sort as i does.
 func (rb ReadBench) RoomName(i int) string { return fmt.Sprintf("room-%05d", i) }
 
