@@ -34,6 +34,7 @@ type benchConfig struct {
 	size           int
 	subscribe      bool
 	receiveVia     string // "h2" or "grpc"
+	sendVia        string // "join" or "unary"
 	streamsPerConn int
 	roomPrefix     string
 	users          int
@@ -79,6 +80,8 @@ func (c *benchConfig) validate() error {
 		return cli.Usagef("--streams-per-conn and --connect-concurrency must be at least 1, --users not negative")
 	case c.receiveVia != "h2" && c.receiveVia != "grpc":
 		return cli.Usagef("--receive-via must be h2 or grpc")
+	case c.sendVia != "join" && c.sendVia != "unary":
+		return cli.Usagef("--send-via must be join or unary")
 	case !roomPrefixRE.MatchString(c.roomPrefix):
 		return cli.Usagef("--room-prefix must be 1-48 characters of a-z, 0-9, '-', '_'")
 	case len(c.ramp) > 0 && (c.rampMessages < 1 || c.stepTimeout <= 0):
@@ -122,7 +125,7 @@ Receiving streams are read with the bench's own HTTP/2 and gRPC framing
 (--receive-via h2): one goroutine per connection parses every message in
 place, so receiving costs a fraction of what the server spends sending.
 --receive-via grpc reads them with grpc-go's client instead. Senders always
-use grpc-go.
+use grpc-go: Join streams, or SendMessage calls with --send-via unary.
 
 Rooms are named <room-prefix>-<n> and created if missing. Tokens: --token-cmd
 (run once per user, the user name appended), else --token or PARLEY_TOKEN
@@ -154,6 +157,7 @@ ulimit -n) or that does not finish within --step-timeout. --rate,
 	fs.IntVar(&c.size, "size", 100, "message body size in bytes")
 	fs.BoolVar(&c.subscribe, "subscribe", false, "receive with Subscribe (server streaming) instead of Join")
 	fs.StringVar(&c.receiveVia, "receive-via", "h2", "how receiving streams are read: h2 (the bench's own HTTP/2 framing: one goroutine per connection, cheap) or grpc (grpc-go's client)")
+	fs.StringVar(&c.sendVia, "send-via", "join", "how senders send: join (pipelined send frames on a Join stream that joined the sender's rooms, so the sender gets its own messages too) or unary (SendMessage calls, each sender waiting for its replies; no stream, so messages go to the receivers only)")
 	fs.IntVar(&c.streamsPerConn, "streams-per-conn", 1, "receiving streams per HTTP/2 connection (the server allows 100 by default)")
 	fs.StringVar(&c.roomPrefix, "room-prefix", "bench", "prefix of the bench's room and user names")
 	fs.IntVar(&c.users, "users", 0, "distinct users the streams are spread over (0: one per stream); the server's per-user limits apply")
@@ -473,7 +477,11 @@ func (b *bench) connect(ctx context.Context, rep *benchReport) error {
 	if err := b.openSenders(ctx); err != nil {
 		return err
 	}
-	rep.Connect = connectReport{Streams: cfg.receivers + cfg.senders, Seconds: time.Since(start).Seconds(),
+	streams := cfg.receivers + cfg.senders
+	if cfg.sendVia == "unary" {
+		streams = cfg.receivers // the senders have connections, not streams
+	}
+	rep.Connect = connectReport{Streams: streams, Seconds: time.Since(start).Seconds(),
 		PerStream: summarize(b.joinLat.snapshot(), time.Duration(b.joinLat.max.Load()))}
 	return nil
 }
@@ -577,7 +585,12 @@ func (b *bench) openSenders(ctx context.Context) error {
 			return err
 		}
 		b.conns = append(b.conns, conn)
-		if err := s.open(b.streamCtx, conn, b.tokens[(b.cfg.receivers+j)%len(b.tokens)]); err != nil {
+		token := b.tokens[(b.cfg.receivers+j)%len(b.tokens)]
+		if b.cfg.sendVia == "unary" {
+			s.api, s.token = parleyv1.NewChatServiceClient(conn), token
+			continue
+		}
+		if err := s.open(b.streamCtx, conn, token); err != nil {
 			return err
 		}
 	}

@@ -56,6 +56,7 @@ type reportConfig struct {
 	Receivers      int     `json:"receivers"`
 	Rooms          int     `json:"rooms"`
 	Senders        int     `json:"senders"`
+	SendVia        string  `json:"send_via"`
 	Rate           float64 `json:"rate"`
 	SizeBytes      int     `json:"size_bytes"`
 	WarmupSec      float64 `json:"warmup_sec"`
@@ -106,7 +107,7 @@ func (rep *benchReport) fillConfig(b *bench, conns int) {
 	if c.subscribe {
 		mode = "subscribe"
 	}
-	rep.Config = reportConfig{Mode: mode, Receivers: c.receivers, Rooms: c.rooms, Senders: c.senders, Rate: c.rate,
+	rep.Config = reportConfig{Mode: mode, Receivers: c.receivers, Rooms: c.rooms, Senders: c.senders, SendVia: c.sendVia, Rate: c.rate,
 		SizeBytes: c.size, WarmupSec: c.warmup.Seconds(), DurationSec: c.duration.Seconds(),
 		StreamsPerConn: c.streamsPerConn, Connections: conns + c.senders, MaxInflight: c.window(), MarkReadRate: c.markRate,
 		Addr: b.e.Globals.Addr}
@@ -222,8 +223,8 @@ func writeJSON(w io.Writer, v any) error {
 
 func (rep *benchReport) writeTable(w io.Writer) error {
 	c := rep.Config
-	fmt.Fprintf(w, "parley bench against %s: %d %s streams in %d room(s) over %d connection(s), %d sender(s) at %s, %d-byte bodies, %gs warm-up + %gs measured\n\n",
-		c.Addr, c.Receivers, c.Mode, c.Rooms, c.Connections, c.Senders, rateText(c.Rate), c.SizeBytes, c.WarmupSec, c.DurationSec)
+	fmt.Fprintf(w, "parley bench against %s: %d %s streams in %d room(s) over %d connection(s), %d %s sender(s) at %s, %d-byte bodies, %gs warm-up + %gs measured\n\n",
+		c.Addr, c.Receivers, c.Mode, c.Rooms, c.Connections, c.Senders, c.SendVia, rateText(c.Rate), c.SizeBytes, c.WarmupSec, c.DurationSec)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	cs := rep.Connect.PerStream
 	fmt.Fprintf(tw, "connect\t%d streams in %.2fs (per stream p50 %s, p99 %s, max %s)\n", rep.Connect.Streams, rep.Connect.Seconds, msText(cs.P50), msText(cs.P99), msText(cs.Max))

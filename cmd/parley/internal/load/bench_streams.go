@@ -180,6 +180,10 @@ type sender struct {
 	ready  chan error // the reader saw every room joined, or a failure
 	next   int        // the next send's number (--ramp: sendRound)
 
+	// With --send-via unary: no stream, a SendMessage call per send.
+	api   parleyv1.ChatServiceClient
+	token string
+
 	sent     atomic.Uint64
 	acked    atomic.Uint64
 	failed   atomic.Uint64
@@ -261,16 +265,26 @@ func (s *sender) ack(f *wireFrame) {
 		b.countError(codes.Internal, fmt.Sprintf("sender %d: reply to unknown ref %d", s.id, f.ref))
 		return
 	}
-	sent := slot.sent.Load()
-	if f.code != 0 {
+	s.settleAt(now, int(slot.room.Load()), slot.sent.Load(), codes.Code(f.code), f.errMsg)
+}
+
+// settle counts the answer to a send to room stamped sent: an ack, or a
+// failure with its code and message; and frees its place in the window.
+func (s *sender) settle(room int, sent int64, code codes.Code, msg string) {
+	s.settleAt(s.b.now(), room, sent, code, msg)
+}
+
+func (s *sender) settleAt(now int64, room int, sent int64, code codes.Code, msg string) {
+	b := s.b
+	if code != codes.OK {
 		s.failed.Add(1)
-		b.countError(codes.Code(f.code), fmt.Sprintf("send: %s", f.errMsg))
+		b.countError(code, fmt.Sprintf("send: %s", msg))
 	} else {
 		s.acked.Add(1)
 		lat := time.Duration(now - sent)
 		b.ackLive.record(s.id, lat)
 		if b.inWindow(sent) {
-			b.roomAcked[slot.room.Load()].Add(1)
+			b.roomAcked[room].Add(1)
 			b.ack.record(s.id, lat)
 		}
 	}
@@ -326,24 +340,48 @@ func (s *sender) send(k int, stamp int64, body *[]byte) error {
 	b := s.b
 	room := s.rooms[k%len(s.rooms)]
 	ref := uint64(k) + 1
-	slot := &s.ring[ref&uint64(len(s.ring)-1)]
-	slot.sent.Store(stamp)
-	slot.room.Store(int32(room))
-	slot.ref.Store(ref)
-	*body = appendBody((*body)[:0], stamp, b.cfg.size)
 	refs := strconv.FormatUint(ref, 10)
-	req := &parleyv1.JoinRequest{Ref: refs, Frame: &parleyv1.JoinRequest_Send{Send: &parleyv1.JoinRequest_Post{
-		Room: b.roomNames[room], Body: string(*body), ClientMsgId: b.clientMsgID(stamp, s.id, refs),
-	}}}
+	*body = appendBody((*body)[:0], stamp, b.cfg.size)
 	s.sent.Add(1)
 	if b.inWindow(stamp) {
 		s.measured.Add(1)
 	}
+	if s.api != nil {
+		s.sendUnary(room, stamp, string(*body), b.clientMsgID(stamp, s.id, refs))
+		return nil
+	}
+	slot := &s.ring[ref&uint64(len(s.ring)-1)]
+	slot.sent.Store(stamp)
+	slot.room.Store(int32(room))
+	slot.ref.Store(ref)
+	req := &parleyv1.JoinRequest{Ref: refs, Frame: &parleyv1.JoinRequest_Send{Send: &parleyv1.JoinRequest_Post{
+		Room: b.roomNames[room], Body: string(*body), ClientMsgId: b.clientMsgID(stamp, s.id, refs),
+	}}}
 	if err := s.stream.SendMsg(req); err != nil {
 		<-s.window
 		return err // the reader reports why the stream ended
 	}
 	return nil
+}
+
+// sendUnary sends a message to room with SendMessage and, when it is
+// answered, counts it as ack counts a reply on a Join stream. The call runs
+// on a goroutine of its own, so a sender keeps up to cap(window) calls in
+// flight; with --rate 0 that is one, and the sender waits for each answer.
+func (s *sender) sendUnary(room int, stamp int64, body, msgID string) {
+	b := s.b
+	b.readers.Add(1)
+	go func() {
+		defer b.readers.Done()
+		_, err := s.api.SendMessage(cli.WithAuth(b.streamCtx, s.token),
+			&parleyv1.SendMessageRequest{Room: b.roomNames[room], Body: body, ClientMsgId: msgID})
+		if err != nil && b.stopping.Load() {
+			<-s.window
+			return // the bench ended the call
+		}
+		st := status.Convert(err)
+		s.settle(room, stamp, st.Code(), st.Message())
+	}()
 }
 
 // drained waits until every send is acknowledged or until deadline.

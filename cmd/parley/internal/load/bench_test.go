@@ -76,6 +76,32 @@ func TestBenchSubscribeTable(t *testing.T) {
 	}
 }
 
+// Senders that call SendMessage and wait for each answer: they hold no
+// stream, so only the receivers connect and get the messages, and every
+// acknowledged message reaches each receiver of its room once, in order.
+func TestBenchUnarySenders(t *testing.T) {
+	s := startServer(t)
+	rep, r := runBenchJSON(t, s.Addr(), "--send-via", "unary", "--receivers", "10", "--rooms", "2", "--senders", "3",
+		"--rate", "0", "--warmup", "200ms", "--duration", "1s", "--quiet", "--room-prefix", "unary")
+	wantCode(t, r, cli.ExitOK)
+	if !rep.OK || rep.Lost != 0 || rep.Duplicates != 0 || rep.OutOfOrder != 0 || rep.Extra != 0 || len(rep.Errors) != 0 {
+		t.Fatalf("report is not clean: %+v\nstderr: %s", rep, r.stderr)
+	}
+	if rep.Config.SendVia != "unary" || rep.Connect.Streams != 10 {
+		t.Errorf("send via %q with %d streams connected: want unary, the 10 receivers' only", rep.Config.SendVia, rep.Connect.Streams)
+	}
+	if rep.Acked < 10 || rep.Expected != rep.Acked*5 || rep.Received != rep.Expected || rep.Ack.Count != rep.Acked {
+		t.Errorf("acked %d, expected %d, received %d, ack latencies %d: want 5 deliveries per acked send", rep.Acked, rep.Expected, rep.Received, rep.Ack.Count)
+	}
+	// A failed call counts as a failed send with its status.
+	rep, r = runBenchJSON(t, s.Addr(), "--send-via", "unary", "--receivers", "2", "--rooms", "1", "--senders", "1",
+		"--rate", "20", "--size", "5000", "--warmup", "0s", "--duration", "300ms", "--quiet", "--room-prefix", "unary-big")
+	wantCode(t, r, cli.ExitFail)
+	if rep.Errors["InvalidArgument"] == 0 {
+		t.Errorf("bodies over the server's limit: errors %v, want InvalidArgument", rep.Errors)
+	}
+}
+
 // Idle streams and no senders: the run measures memory only.
 func TestBenchIdle(t *testing.T) {
 	s := startServer(t)
@@ -91,6 +117,7 @@ func TestBenchFlagErrors(t *testing.T) {
 	wantCode(t, parley(t, s.Addr(), "", "bench", "--size", "10"), cli.ExitUsage, "--size must be at least")
 	wantCode(t, parley(t, s.Addr(), "", "bench", "--rooms", "600", "--senders", "2"), cli.ExitUsage, "use --senders 3 or more")
 	wantCode(t, parley(t, s.Addr(), "", "bench", "--room-prefix", "Bad"), cli.ExitUsage, "--room-prefix")
+	wantCode(t, parley(t, s.Addr(), "", "bench", "--send-via", "rest"), cli.ExitUsage, "--send-via must be join or unary")
 	// A token that the server refuses is an error, not a report.
 	wantCode(t, parley(t, s.Addr(), "bad-token", "bench", "--duration", "1s"), cli.ExitFail, "Unauthenticated")
 }
