@@ -33,7 +33,6 @@ type Queue[T any] struct {
 	done     chan struct{}
 	maxBatch int
 	delay    time.Duration
-	timer    *time.Timer
 	lastSize int // size of the previous batch: how many to wait for
 	batch    []T // reused between batches
 	sizes    prometheus.Histogram
@@ -46,12 +45,10 @@ type Queue[T any] struct {
 // senders seldom block on a full queue. store names the store in the
 // queue's metrics (see Collectors).
 func New[T any](store string, maxBatch int, delay time.Duration) *Queue[T] {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
 	labels := prometheus.Labels{"store": store}
 	q := &Queue[T]{
 		reqs: make(chan T, max(4*maxBatch, 4096)), done: make(chan struct{}),
-		maxBatch: maxBatch, delay: delay, timer: timer,
+		maxBatch: maxBatch, delay: delay,
 		sizes: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "parley_store_batch_size", Help: "Requests (appends, room and member changes) committed together in one batch.",
 			ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(1, 2, 13), // 1 .. 4096
@@ -113,12 +110,19 @@ func (q *Queue[T]) Run(process func([]T)) {
 // maxBatch. When the queue runs dry before the batch is as large as the
 // previous one, the senders answered last time are probably about to send
 // again, so it waits up to delay for them. A lone sender never waits.
+//
+// Each wait has a timer of its own. Resetting one timer for every wait
+// would be cheaper to allocate but not to run: a reset that moves a timer
+// still in the runtime's heap to an earlier time makes the runtime scan
+// the whole heap of its P when that time comes, and a server with
+// thousands of connections has thousands of timers there (a reset per
+// batch took 10% of parleyd's CPU at 1,000 sends/s; docs/performance.md).
 func (q *Queue[T]) collect(first T) []T {
 	batch := append(q.batch[:0], first)
-	waiting := false
+	var timer *time.Timer
 	defer func() {
-		if waiting {
-			q.timer.Stop()
+		if timer != nil {
+			timer.Stop()
 		}
 	}()
 	for len(batch) < q.maxBatch {
@@ -134,9 +138,8 @@ func (q *Queue[T]) collect(first T) []T {
 		if q.delay <= 0 || len(batch) >= q.lastSize {
 			return batch
 		}
-		if !waiting {
-			waiting = true
-			q.timer.Reset(q.delay)
+		if timer == nil {
+			timer = time.NewTimer(q.delay)
 		}
 		select {
 		case r, ok := <-q.reqs:
@@ -144,8 +147,7 @@ func (q *Queue[T]) collect(first T) []T {
 				return batch
 			}
 			batch = append(batch, r)
-		case <-q.timer.C:
-			waiting = false
+		case <-timer.C:
 			return batch
 		}
 	}
