@@ -448,20 +448,33 @@ func (s *Store) ReadMarkers(ctx context.Context, room string, limit int) (_ []st
 		return nil, err
 	}
 	defer s.exit(&err)
-	if err := s.roomExists(ctx, room); err != nil {
-		return nil, err
-	}
-	if limit <= 0 {
-		return nil, nil
-	}
-	rows, err := s.read.QueryContext(ctx, "SELECT room, user, seq, read_at FROM read_markers WHERE room = ? ORDER BY user LIMIT ?", room, limit)
+	// One read for the room and its markers: a row of NULLs for a room
+	// without any, none for an unknown room. (Every join of a small room
+	// reads its receipts, so a storm of joins makes many of these.)
+	rows, err := s.read.QueryContext(ctx, `SELECT m.user, m.seq, m.read_at FROM rooms r
+		LEFT JOIN read_markers m ON m.room = r.name WHERE r.name = ? ORDER BY m.user LIMIT ?`, room, max(limit, 1))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: read markers of %q: %w", room, err)
 	}
 	defer rows.Close()
-	out, err := sqlstore.Collect(rows, nil, scanMarker)
-	if err != nil {
+	var out []store.ReadMarker
+	found := false
+	for rows.Next() {
+		found = true
+		var user sql.NullString
+		var seq, at sql.NullInt64
+		if err := rows.Scan(&user, &seq, &at); err != nil {
+			return nil, fmt.Errorf("sqlite: read markers of %q: %w", room, err)
+		}
+		if user.Valid && limit > 0 {
+			out = append(out, store.ReadMarker{Room: room, User: user.String, Seq: uint64(seq.Int64), ReadAt: fromNanos(at.Int64)})
+		}
+	}
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: read markers of %q: %w", room, err)
+	}
+	if !found {
+		return nil, sqlstore.RoomErr("sqlite", room, sql.ErrNoRows)
 	}
 	return out, nil
 }
