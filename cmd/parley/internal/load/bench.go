@@ -45,6 +45,7 @@ type benchConfig struct {
 	json           bool
 	quiet          bool
 	markRate       float64
+	markStale      bool
 
 	// Ramp mode (bench_ramp.go).
 	ramp         []int // receiving streams after each step; empty: not a ramp
@@ -70,6 +71,8 @@ func (c *benchConfig) validate() error {
 		return cli.Usagef("--rooms must be at least 1")
 	case c.rate < 0:
 		return cli.Usagef("--rate must not be negative (0: as fast as acks allow)")
+	case c.markStale && c.markRate <= 0:
+		return cli.Usagef("--mark-read-stale goes with --mark-read-rate")
 	case c.markRate < 0 || (c.markRate > 0 && c.subscribe):
 		return cli.Usagef("--mark-read-rate must not be negative, and needs Join receivers (not --subscribe): marks go on their streams")
 	case c.duration <= 0 || c.warmup < 0 || c.drain <= 0:
@@ -168,6 +171,7 @@ ulimit -n) or that does not finish within --step-timeout. --rate,
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON on stdout")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress line on stderr")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the bench's own CPU profile (pprof) for the whole run to this file")
+	fs.BoolVar(&c.markStale, "mark-read-stale", false, "with --mark-read-rate: each receiver's marks after its first repeat that seq, so no marker moves (no store write, no receipt): what the mark frames and their replies cost alone")
 	fs.Float64Var(&c.markRate, "mark-read-rate", 0, "mark_read frames per second from all receivers together, each marking its room read up to the last seq it received, the receivers in turn (0: none)")
 	fs.Func("ramp", "grow the receiving streams in steps to these counts, comma-separated (e.g. 1000,5000,19000), reporting each step (instead of --receivers)", func(v string) error {
 		var err error

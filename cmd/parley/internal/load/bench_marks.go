@@ -60,11 +60,17 @@ func (b *bench) markReads(ctx context.Context, start int64) {
 }
 
 // markOne marks r's room read up to the last seq r received, if that
-// moved since r's last mark; it reports whether it sent a mark.
+// moved since r's last mark; it reports whether it sent a mark. With
+// --mark-read-stale every mark after r's first repeats it, so that no
+// marker moves: the server answers each from memory and stores nothing,
+// which is the cost of the frames alone.
 func (r *receiver) markOne() bool {
 	seq := r.seen.Load()
-	if r.mark == nil || seq == 0 || seq == r.markedSeq {
+	switch {
+	case r.mark == nil || seq == 0 || (seq == r.markedSeq && !r.b.cfg.markStale):
 		return false
+	case r.b.cfg.markStale && r.markedSeq != 0:
+		seq = r.markedSeq
 	}
 	r.markedSeq = seq
 	if err := r.mark(seq); err != nil {

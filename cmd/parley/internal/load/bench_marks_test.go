@@ -14,8 +14,9 @@ import (
 	"github.com/parleychat/parley/server/app"
 )
 
-// lastRead is user's read marker in room, as ListRooms tells it.
-func lastRead(t *testing.T, s *app.Server, user, room string) uint64 {
+// lastRead is user's read marker in room and the room's last seq, as
+// ListRooms tells them.
+func lastRead(t *testing.T, s *app.Server, user, room string) (read, last uint64) {
 	t.Helper()
 	conn, err := grpc.NewClient(s.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -33,11 +34,11 @@ func lastRead(t *testing.T, s *app.Server, user, room string) uint64 {
 	}
 	for _, r := range resp.GetRooms() {
 		if r.GetName() == room {
-			return r.GetLastReadSeq()
+			return r.GetLastReadSeq(), r.GetLastSeq()
 		}
 	}
 	t.Fatalf("%s does not see room %s", user, room)
-	return 0
+	return 0, 0
 }
 
 // --mark-read-rate: the receivers mark their rooms read on their own
@@ -60,11 +61,30 @@ func TestBenchMarksRead(t *testing.T) {
 			if rep.Marks == 0 || rep.Marks > 150 || rep.Config.MarkReadRate != 100 {
 				t.Fatalf("%d marks in the measured second at --mark-read-rate 100; want 1 to 150", rep.Marks)
 			}
-			if got := lastRead(t, s, "bench-u0", "bench-0"); got == 0 {
+			if got, _ := lastRead(t, s, "bench-u0", "bench-0"); got == 0 {
 				t.Fatal("receiver 0's marker was not stored")
 			}
 		})
 	}
 	s := startServer(t)
 	wantCode(t, parley(t, s.Addr(), "", "bench", "--subscribe", "--mark-read-rate", "10"), cli.ExitUsage, "--mark-read-rate")
+	wantCode(t, parley(t, s.Addr(), "", "bench", "--mark-read-stale"), cli.ExitUsage, "--mark-read-stale goes with --mark-read-rate")
+}
+
+// --mark-read-stale: the receivers keep marking, but every mark repeats
+// their first, so the markers stay where the first marks put them while
+// the rooms go on (without it they follow the head, above).
+func TestBenchMarksReadStale(t *testing.T) {
+	s := startServer(t)
+	rep, r := runBenchJSON(t, s.Addr(), "--receivers", "10", "--rooms", "2", "--senders", "2", "--rate", "200",
+		"--mark-read-rate", "100", "--mark-read-stale", "--warmup", "300ms", "--duration", "1s", "--quiet")
+	wantCode(t, r, cli.ExitOK)
+	if !rep.OK || len(rep.Errors) != 0 || rep.Lost != 0 || rep.Marks < 10 {
+		t.Fatalf("report is not clean, or too few marks (%d): %+v", rep.Marks, rep)
+	}
+	// 100 msgs/s into each room for 1.3 s; each receiver's first mark
+	// comes with its first messages.
+	if got, last := lastRead(t, s, "bench-u0", "bench-0"); got == 0 || got > last/2 {
+		t.Fatalf("receiver 0's marker is at %d of %d after %d stale marks; want its first mark's seq, early on", got, last, rep.Marks)
+	}
 }
