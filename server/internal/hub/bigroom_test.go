@@ -100,6 +100,40 @@ func metaCount(ps []Presence) int {
 // count and the first page of what was announced, with where the next
 // page starts, and a join past the first page is a diff of the count
 // alone.
+// With the default threshold a room of 31 users is small — its joiner is
+// handed everyone, itself included, and every member gets the join at once
+// — and the 32nd user makes it big: that joiner's own join waits for the
+// room's next diff. (docs/performance.md, "Join storms again", has why 32.)
+func TestDefaultPageThresholdIs32Users(t *testing.T) {
+	h := bigRoomHubWith(t, Config{})
+	var first *Conn
+	for i := range 30 {
+		c := joinR(t, h, fmt.Sprintf("u%02d", i))
+		if first == nil {
+			first = c
+		}
+	}
+	queued(t, first)
+	evs := queued(t, joinR(t, h, "u30"))
+	if len(evs) != 1 || len(evs[0].Presence) != 31 || evs[0].OnlineCount != 31 {
+		t.Fatalf("the 31st joiner got %+v, want a joined state of all 31 users", evs)
+	}
+	if d := queued(t, first); len(d) != 1 || d[0].Kind != EventPresenceDiff || metaCount(d[0].Joins) != 1 {
+		t.Fatalf("a member got %+v for the 31st join, want its diff at once", d)
+	}
+	evs = queued(t, joinR(t, h, "u31"))
+	if len(evs) != 1 || len(evs[0].Presence) != 31 || evs[0].OnlineCount != 31 {
+		t.Fatalf("the 32nd joiner got %+v, want the 31 announced users, itself not yet", evs)
+	}
+	if d := queued(t, first); len(d) != 0 {
+		t.Fatalf("a member got %+v for the 32nd join before the room's next diff", d)
+	}
+	flush(t, h)
+	if d := queued(t, first); len(d) != 1 || d[0].Kind != EventPresenceDiff || d[0].OnlineCount != 32 {
+		t.Fatalf("a member got %+v at the next diff, want the 32nd join with online count 32", d)
+	}
+}
+
 func TestBigRoomThreshold(t *testing.T) {
 	const threshold, page = 5, 2
 	for _, n := range []int{threshold - 1, threshold, threshold + 1} {

@@ -128,7 +128,7 @@ const (
 	DefaultMaxPendingReadMarks   = 100000
 	DefaultReceiptsMaxMembers    = 50
 	DefaultPresenceBatchWindow   = 250 * time.Millisecond
-	DefaultPresencePageThreshold = 64
+	DefaultPresencePageThreshold = 32
 	// DefaultPresenceCountRate is the default PresenceCountRate: a room
 	// of 25,000 connections or fewer sends a changed count once per diff
 	// interval, one of 100,000 every 4 s (see docs/performance.md).

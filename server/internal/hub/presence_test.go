@@ -307,7 +307,8 @@ func TestJoinedStateLargerThanQueue(t *testing.T) {
 	}
 	encode := func(ev Event) ([]byte, error) { return json.Marshal(ev) }
 	const queue = 4096
-	h := New(Config{MaxQueueBytes: queue}, st, encode, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// 61 users, all in the state: a room under the paging threshold.
+	h := New(Config{MaxQueueBytes: queue, PresencePageThreshold: 100}, st, encode, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	for i := range 60 {
 		c := h.Connect(fmt.Sprint("member-", i), "", true)
 		if err := h.Join(ctx, c, "r", JoinOptions{}); err != nil {
