@@ -192,19 +192,22 @@ func (s *Store) SetReadMarkers(ctx context.Context, ms []store.ReadMarker) ([]st
 // is after it, one less than the sord of their first message after it
 // (a walk from the new seq to that message; rows retention took are
 // simply not found); also the room's uncounted_from and head, for the
-// ledger (planMarkers).
-const planMarkersSQL = `SELECT c.r, c.u, c.s, c.old, c.at,
+// ledger (planMarkers). The markers' fields are taken out of the JSON
+// once, in a materialized CTE: reading them where they are used took
+// five extractions a marker, a third of the read's time.
+const planMarkersSQL = `WITH k AS MATERIALIZED (SELECT value ->> 'r' AS r, value ->> 'u' AS u, value ->> 's' AS s FROM json_each(?))
+	SELECT c.r, c.u, c.s, c.old, c.at,
 		CASE WHEN c.s <= c.old THEN NULL WHEN c.s = c.head THEN c.msgs
 			ELSE coalesce((SELECT m.ord FROM messages m WHERE m.room = c.r AND m.seq <= c.s ORDER BY m.seq DESC LIMIT 1), 0) END,
 		coalesce(rs.msgs, 0),
 		CASE WHEN c.s > c.old AND rs.last_seq > c.s THEN (SELECT m.sord - 1 FROM messages m
 			WHERE m.room = c.r AND m.seq > c.s AND m.seq <= rs.last_seq AND m.sender = c.u AND m.kind = 0 ORDER BY m.seq LIMIT 1) END,
 		c.uf, c.head
-	FROM (SELECT k.value ->> 'r' AS r, k.value ->> 'u' AS u, min(k.value ->> 's', rm.last_seq) AS s,
+	FROM (SELECT k.r AS r, k.u AS u, min(k.s, rm.last_seq) AS s,
 			rm.last_seq AS head, rm.msgs AS msgs, rm.uncounted_from AS uf, coalesce(mk.seq, 0) AS old, coalesce(mk.read_at, 0) AS at
-		FROM json_each(?) AS k
-		JOIN rooms rm ON rm.name = k.value ->> 'r'
-		LEFT JOIN read_markers mk ON mk.room = k.value ->> 'r' AND mk.user = k.value ->> 'u') AS c
+		FROM k
+		JOIN rooms rm ON rm.name = k.r
+		LEFT JOIN read_markers mk ON mk.room = k.r AND mk.user = k.u) AS c
 	LEFT JOIN room_senders rs ON rs.room = c.r AND rs.sender = c.u`
 
 // planMarkers returns the markers of batch that stay as they are (by key;
