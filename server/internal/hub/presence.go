@@ -313,7 +313,7 @@ func (r *room) flushDiffs() {
 		r.sendDiffLocked(joins, leaves, nil)
 		return
 	}
-	before := r.viewLocked() // what the connections hold
+	before := r.viewLocked() // what the connections hold (the waiting changes undone)
 	joins, leaves := groupChanges(r.waiting)
 	r.waiting, r.leftOf = nil, nil
 	r.showLocked(joins, leaves)
@@ -366,13 +366,7 @@ func (r *room) sendViewDiffLocked(joins, leaves []Presence) {
 	if len(r.shown) != r.sentOnline {
 		r.sentAt = r.hub.now()
 	}
-	r.sentOnline = len(r.shown)
-	data, err := r.hub.encode(Event{Kind: EventPresenceDiff, Room: r.name, Joins: joins, Leaves: leaves, OnlineCount: len(r.shown)})
-	if err != nil {
-		r.hub.log.Error("encode presence diff", "room", r.name, "err", err)
-		return
-	}
-	r.broadcastLocked(r.hub.shared(data, "", 0), nil)
+	r.broadcastPresenceDiffLocked(joins, leaves, nil)
 }
 
 // viewLocked returns the announced presence the room's connections hold:
@@ -449,6 +443,12 @@ func (r *room) sendDiffLocked(joins, leaves []Presence, skip *Conn) {
 	r.announced++
 	r.joined = nil
 	r.showLocked(joins, leaves)
+	r.broadcastPresenceDiffLocked(joins, leaves, skip)
+}
+
+// broadcastPresenceDiffLocked encodes a diff of joins and leaves with the
+// online count of what is shown, once, for every subscriber but skip.
+func (r *room) broadcastPresenceDiffLocked(joins, leaves []Presence, skip *Conn) {
 	r.sentOnline = len(r.shown)
 	data, err := r.hub.encode(Event{Kind: EventPresenceDiff, Room: r.name, Joins: joins, Leaves: leaves, OnlineCount: len(r.shown)})
 	if err != nil {

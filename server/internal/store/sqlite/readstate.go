@@ -58,12 +58,7 @@ func prepareReadState(p func(string) *sql.Stmt, st *statements, maxBatch int) {
 func upsertSendersSQL(rows int) string {
 	var sb strings.Builder
 	sb.WriteString("INSERT INTO room_senders (room, sender, msgs, last_seq) VALUES ")
-	for i := range rows {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		sb.WriteString("(?,?,?,?)")
-	}
+	writeValueRows(&sb, rows, 4)
 	sb.WriteString(" ON CONFLICT (room, sender) DO UPDATE SET msgs = msgs + excluded.msgs, last_seq = excluded.last_seq")
 	return sb.String()
 }

@@ -25,8 +25,9 @@ import (
 // message, which cost appends 30-60 % more CPU (docs/performance.md, "What
 // the counters cost an append"). Now the writer counts the newest
 // messages in memory and writes them to room_senders in rounds (five to
-// ten seconds after a room's first uncounted message; see flushBudget), inside whatever batches run then, so that each sender's
-// row is written once a round however many batches appended to it:
+// ten seconds after a room's first uncounted message; see flushBudget),
+// inside whatever batches run then, so that each sender's row is written
+// once a round however many batches appended to it:
 //
 //   - rooms.uncounted_from is the first seq of the room whose messages
 //     room_senders does not count yet, 0 if it counts them all. Every

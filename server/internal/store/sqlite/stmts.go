@@ -83,13 +83,20 @@ func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, er
 func insertSQL(rows int) string {
 	var sb strings.Builder
 	sb.WriteString("INSERT OR IGNORE INTO messages (room, seq, sender, body, sent_at, client_msg_id, ord, sord, mentions) VALUES ")
+	writeValueRows(&sb, rows, 9)
+	return sb.String()
+}
+
+// writeValueRows writes rows tuples of cols parameters, comma-separated:
+// the VALUES of a statement prepared for that many rows.
+func writeValueRows(sb *strings.Builder, rows, cols int) {
+	tuple := "(" + strings.Repeat("?,", cols-1) + "?)"
 	for i := range rows {
 		if i > 0 {
 			sb.WriteByte(',')
 		}
-		sb.WriteString("(?,?,?,?,?,?,?,?,?)")
+		sb.WriteString(tuple)
 	}
-	return sb.String()
 }
 
 // updateHeadsSQL returns an UPDATE of the heads of rooms rooms, bound as
@@ -101,12 +108,7 @@ func updateHeadsSQL(rooms int) string {
 	var sb strings.Builder
 	sb.WriteString(`UPDATE rooms SET last_seq = u.column2, last_message_at = u.column3, msgs = u.column4, uncounted_from = u.column5
 		FROM (VALUES `)
-	for i := range rooms {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		sb.WriteString("(?,?,?,?,?)")
-	}
+	writeValueRows(&sb, rooms, 5)
 	sb.WriteString(") AS u WHERE rooms.name = u.column1")
 	return sb.String()
 }
