@@ -25,10 +25,15 @@ type batchState struct {
 	rows    []row                      // new entries to insert
 	names   []string                   // the rooms whose heads move
 	args    []any
-	targets map[seqKey]*target   // messages that the batch's entries name (entries.go)
-	reacted map[reactionKey]bool // whether a user's reaction is there, as the batch sees it
-	rc      readCounters         // the mention rows the batch adds (readstate.go)
-	sc      senderCounts         // what the batch adds to the senders' counts (senders.go)
+	texts   []int // rows with a text, by index into rows (writeBodies)
+
+	// lastBody is the last committed id in bodies, unknownBody if the
+	// next batch must read it; nextBody the last the batch has used.
+	lastBody, nextBody int64
+	targets            map[seqKey]*target   // messages that the batch's entries name (entries.go)
+	reacted            map[reactionKey]bool // whether a user's reaction is there, as the batch sees it
+	rc                 readCounters         // the mention rows the batch adds (readstate.go)
+	sc                 senderCounts         // what the batch adds to the senders' counts (senders.go)
 
 	counts   map[senderKey]int64 // committed senders' counts, kept across batches (senders.go)
 	fresh    map[string]bool     // rooms created since counts was made: it holds all their senders
@@ -45,6 +50,7 @@ type row struct {
 	sord    int64 // a message's place among its sender's in the room: 1, 2, ...
 	editSeq uint64
 	deleted bool
+	bodyID  int64 // its text's row in bodies, 0 for none
 }
 
 // head is a room's head as the batch sees it.
@@ -63,7 +69,8 @@ type dedupKey struct{ room, sender, id string }
 func newBatchState(l *ledger, flushAge time.Duration) *batchState {
 	return &batchState{heads: make(map[string]*head), known: make(map[string]head), dedup: make(map[dedupKey]store.Message),
 		targets: make(map[seqKey]*target), reacted: make(map[reactionKey]bool), rc: newReadCounters(),
-		sc: newSenderCounts(), counts: make(map[senderKey]int64), fresh: make(map[string]bool), ledger: l, flushAge: flushAge}
+		sc: newSenderCounts(), counts: make(map[senderKey]int64), fresh: make(map[string]bool), ledger: l, flushAge: flushAge,
+		lastBody: unknownBody}
 }
 
 // apply performs the batch's requests in arrival order inside the open
@@ -128,6 +135,7 @@ func (b *batchState) apply(ctx context.Context, st *statements, live []*request,
 
 func (b *batchState) reset(now time.Time, careful bool) {
 	b.careful, b.now = careful, now.UnixNano()
+	b.nextBody = b.lastBody
 	clear(b.heads)
 	clear(b.dedup)
 	clear(b.rows)
@@ -157,12 +165,14 @@ func (b *batchState) committed() {
 			b.known[name] = head{exists: true, seq: h.seq, at: h.at, msgs: h.msgs, vis: h.vis, creator: h.creator}
 		}
 	}
+	b.lastBody = b.nextBody
 	b.countsCommitted()
 }
 
 // rolledBack forgets what the batch's rooms were thought to hold, so the
 // next batch reads their heads from the database.
 func (b *batchState) rolledBack() {
+	b.lastBody = unknownBody
 	for name := range b.heads {
 		delete(b.known, name)
 	}
@@ -263,7 +273,7 @@ func (b *batchState) pruneStep(ctx context.Context, st *statements, req *request
 	op := *req.In.prune
 	after, upto := sqlstore.ClampSeq(op.after), sqlstore.ClampSeq(op.upto)
 	// The counters first: they read the rows about to go (readstate.go).
-	for _, stmt := range []*sql.Stmt{st.updPrunedOrd, st.updPrunedSenders, st.delPrunedMentions,
+	for _, stmt := range []*sql.Stmt{st.updPrunedOrd, st.updPrunedSenders, st.delPrunedMentions, st.delPrunedBodies,
 		st.delMsgs, st.delTargeting, st.delReactions, st.delReactionCounts} {
 		res, err := stmt.ExecContext(ctx, op.room, after, upto)
 		if err != nil {
@@ -395,6 +405,9 @@ func (b *batchState) insertRows(ctx context.Context, st *statements) error {
 		return cmp.Or(strings.Compare(x.Room, y.Room), strings.Compare(x.ClientMsgID, y.ClientMsgID),
 			strings.Compare(x.Sender, y.Sender), cmp.Compare(x.Seq, y.Seq))
 	})
+	if err := b.writeBodies(ctx, st); err != nil {
+		return err
+	}
 	plain := b.rows[:0] // compacted in place: b.rows is not read again
 	for _, r := range b.rows {
 		if r.Kind != store.KindMessage || r.ReplyToSeq != 0 || r.editSeq != 0 || r.deleted {
@@ -409,7 +422,7 @@ func (b *batchState) insertRows(ctx context.Context, st *statements) error {
 		n := st.largestInsert(len(rows))
 		args := b.args[:0]
 		for _, m := range rows[:n] {
-			args = append(args, m.Room, int64(m.Seq), m.Sender, m.Body, m.SentAt.UnixNano(), m.ClientMsgID, m.ord, m.sord, sqlstore.EncodeMentions(m.Mentions))
+			args = append(args, m.Room, int64(m.Seq), m.Sender, m.bodyID, m.SentAt.UnixNano(), m.ClientMsgID, m.ord, m.sord, sqlstore.EncodeMentions(m.Mentions))
 		}
 		res, err := st.insMsgs[n].ExecContext(ctx, args...)
 		clear(args)
@@ -426,7 +439,7 @@ func (b *batchState) insertRows(ctx context.Context, st *statements) error {
 }
 
 func insertEntry(ctx context.Context, st *statements, r row) error {
-	res, err := st.insEntry.ExecContext(ctx, r.Room, int64(r.Seq), r.Sender, r.Body, r.SentAt.UnixNano(), r.ClientMsgID,
+	res, err := st.insEntry.ExecContext(ctx, r.Room, int64(r.Seq), r.Sender, r.bodyID, r.SentAt.UnixNano(), r.ClientMsgID,
 		int(r.Kind), int64(r.TargetSeq), int64(r.ReplyToSeq), r.Emoji, int64(r.editSeq), r.deleted, r.ord, r.sord, sqlstore.EncodeMentions(r.Mentions))
 	if err != nil {
 		return fmt.Errorf("insert %s entry: %w", r.Kind, err)

@@ -70,8 +70,8 @@ func prepareEntries(p func(string) *sql.Stmt, st *statements) {
 		VALUES (?1, ?2, ?3, ?4, ?5, (SELECT json_group_array(user) FROM
 			(SELECT user FROM reactions WHERE room = ?1 AND target_seq = ?2 AND emoji = ?3 ORDER BY seq LIMIT %d)))
 		ON CONFLICT (room, target_seq, emoji) DO UPDATE SET count = excluded.count, first_seq = excluded.first_seq, users = excluded.users`, store.ReactionUsers))
-	st.insEntry = p(`INSERT OR IGNORE INTO messages (room, seq, sender, body, sent_at, client_msg_id,
-		kind, target_seq, reply_to_seq, emoji, edit_seq, deleted, ord, sord, mentions) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+	st.insEntry = p(`INSERT OR IGNORE INTO messages (room, seq, sender, body, body_id, sent_at, client_msg_id,
+		kind, target_seq, reply_to_seq, emoji, edit_seq, deleted, ord, sord, mentions) VALUES (?,?,?,'',?,?,?,?,?,?,?,?,?,?,?,?)`)
 	st.delReactionCount = p("DELETE FROM reaction_counts WHERE room = ? AND target_seq = ? AND emoji = ?")
 	st.delTargeting = p("DELETE FROM messages WHERE room = ?1 AND target_seq > ?2 AND target_seq <= ?3 AND target_seq <> 0")
 	st.delReactions = p("DELETE FROM reactions WHERE room = ? AND target_seq > ? AND target_seq <= ?")
@@ -213,8 +213,9 @@ func (b *batchState) applyEdit(ctx context.Context, st *statements, t *target, m
 }
 
 // applyDelete marks the target deleted and erases its body and those of
-// its edits: in the batch's rows, and in the table (secure_delete zeroes
-// the freed bytes in the pages).
+// its edits: in the batch's rows, and in the tables (the texts overwritten
+// in place in bodies, see bodies.go; older ones in messages, where
+// secure_delete zeroes the freed bytes).
 func (b *batchState) applyDelete(ctx context.Context, st *statements, t *target, msg store.Message) error {
 	t.deleted = true
 	for _, i := range t.edits {
@@ -229,6 +230,12 @@ func (b *batchState) applyDelete(ctx context.Context, st *statements, t *target,
 		return nil
 	}
 	target := int64(msg.TargetSeq)
+	if _, err := st.eraseBody.ExecContext(ctx, msg.Room, target); err != nil {
+		return fmt.Errorf("erase seq %d of room %q: %w", target, msg.Room, err)
+	}
+	if _, err := st.eraseEditBodies.ExecContext(ctx, msg.Room, target); err != nil {
+		return fmt.Errorf("erase the edits of seq %d of room %q: %w", target, msg.Room, err)
+	}
 	if _, err := st.updDelete.ExecContext(ctx, msg.Room, target); err != nil {
 		return fmt.Errorf("delete seq %d of room %q: %w", target, msg.Room, err)
 	}

@@ -163,3 +163,130 @@ func TestUpgradeToEntryKinds(t *testing.T) {
 		t.Errorf("retry of an old message: seq %d dup %v (%v)", m.Seq, dup, err)
 	}
 }
+
+// A delete erases the text from the files however the log's pages were
+// split and merged before it: many rooms written interleaved, in batches,
+// so that rows move between pages, then some messages and edits deleted.
+// Before bodies had a table of their own, appended to and overwritten in
+// place, a page split left old copies of moved rows in a page's unused
+// space, where secure_delete does not reach.
+func TestDeleteErasesAfterPageSplits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes ~6,000 entries")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "parley.db")
+	s := openTemp(t, sqlite.Config{Path: path})
+	defer s.Close()
+	const rooms, perRoom = 40, 120
+	for r := range rooms {
+		mustCreateRoom(t, s, fmt.Sprint("r", r))
+	}
+	type sent struct {
+		room string
+		seq  uint64
+		body string
+	}
+	var msgs []sent
+	for i := range perRoom {
+		var waits []func() (store.Message, bool, error)
+		for r := range rooms {
+			b := make([]byte, 8+(i*7+r*13)%40)
+			rand.Read(b)
+			body := "secret-" + hex.EncodeToString(b)
+			waits = append(waits, s.StartAppend(ctx, store.NewMessage{Room: fmt.Sprint("r", r), Sender: "alice", Body: body}))
+		}
+		for _, w := range waits {
+			m, _, err := w()
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, sent{m.Room, m.Seq, m.Body})
+		}
+	}
+	var gone, kept []string
+	for i, m := range msgs {
+		switch i % 5 {
+		case 0:
+			gone = append(gone, m.body)
+			mustAppend(t, s, store.NewMessage{Room: m.room, Kind: store.KindDelete, Sender: "alice", TargetSeq: m.seq})
+		case 1:
+			e := mustAppend(t, s, store.NewMessage{Room: m.room, Kind: store.KindEdit, Sender: "alice", TargetSeq: m.seq, Body: m.body + "-edited"})
+			gone = append(gone, m.body+"-edited")
+			if i%10 == 1 {
+				mustAppend(t, s, store.NewMessage{Room: m.room, Kind: store.KindDelete, Sender: "alice", TargetSeq: m.seq})
+			} else {
+				kept = append(kept, e.Body)
+				gone = gone[:len(gone)-1]
+			}
+		default:
+			kept = append(kept, m.body)
+		}
+	}
+	checkpoint(t, path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, text := range gone {
+		if bytes.Contains(b, []byte(text)) {
+			left = append(left, text)
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("%d of %d deleted texts are still in the database file after a checkpoint, such as %q", len(left), len(gone), left[0])
+	}
+	for _, text := range kept {
+		if !bytes.Contains(b, []byte(text)) {
+			t.Fatalf("text %q, still shown, is not in the database file: the search cannot see", text)
+		}
+	}
+}
+
+// Retention takes the texts of the entries it prunes with them, erased
+// ones too: no row of bodies is left that no entry names.
+func TestPruneDeletesTexts(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "parley.db")
+	s := openTemp(t, sqlite.Config{Path: path})
+	defer s.Close()
+	mustCreateRoom(t, s, "r")
+	var seqs []uint64
+	for i := range 10 {
+		seqs = append(seqs, mustAppend(t, s, store.NewMessage{Room: "r", Sender: "alice", Body: fmt.Sprint("text ", i)}).Seq)
+	}
+	mustAppend(t, s, store.NewMessage{Room: "r", Kind: store.KindEdit, Sender: "alice", TargetSeq: seqs[1], Body: "text 1, edited"})
+	mustAppend(t, s, store.NewMessage{Room: "r", Kind: store.KindEdit, Sender: "alice", TargetSeq: seqs[2], Body: "text 2, edited"})
+	mustAppend(t, s, store.NewMessage{Room: "r", Kind: store.KindDelete, Sender: "alice", TargetSeq: seqs[2]})
+	mustAppend(t, s, store.NewMessage{Room: "r", Kind: store.KindDelete, Sender: "alice", TargetSeq: seqs[7]})
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	count := func(q string) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRow(q).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return n
+	}
+	const texts, orphans = "SELECT count(*) FROM bodies", "SELECT count(*) FROM bodies WHERE id NOT IN (SELECT body_id FROM messages)"
+	if n, o := count(texts), count(orphans); n != 12 || o != 0 {
+		t.Fatalf("before the prune: %d texts, %d named by no entry; want 12 and 0", n, o)
+	}
+	if _, err := s.Prune(ctx, store.Retention{MaxMessages: 5}); err != nil {
+		t.Fatal(err)
+	}
+	// Left: messages 5 to 9 (7 erased) and no edit.
+	if n, o := count(texts), count(orphans); n != 5 || o != 0 {
+		t.Errorf("after the prune: %d texts, %d named by no entry; want 5 and 0", n, o)
+	}
+	ms, err := s.Messages(ctx, "r", store.Query{Limit: 20})
+	if err != nil || len(ms) != 6 || ms[0].Body != "text 5" || ms[2].Body != "" || ms[2].Seq != seqs[7] {
+		t.Errorf("after the prune: %+v (%v)", ms, err)
+	}
+}

@@ -14,16 +14,33 @@ import (
 // from the latest edit's row, and the reply's parent with its current
 // body, each a primary-key lookup; entries of other kinds are skipped
 // while walking the room's seqs.
-const historySQL = `SELECT m.seq, m.sender, CASE WHEN m.edit_seq <> 0 THEN coalesce(e.body, '') ELSE m.body END,
+var historySQL = `SELECT m.seq, m.sender, ` + currentText("m", "e", "mb") + `,
 		CASE WHEN m.edit_seq <> 0 THEN coalesce(e.mentions, '') ELSE m.mentions END,
 		m.sent_at, m.client_msg_id, m.deleted, coalesce(e.sent_at, 0), m.reply_to_seq,
-		p.sender, p.deleted, substr(CASE WHEN p.edit_seq <> 0 THEN coalesce(pe.body, '') ELSE p.body END, 1, %[1]d)
+		p.sender, p.deleted, substr(` + currentText("p", "pe", "pb") + `, 1, %[1]d)
 	FROM messages m
 	LEFT JOIN messages e ON m.edit_seq <> 0 AND e.room = m.room AND e.seq = m.edit_seq
+	LEFT JOIN bodies mb ON mb.id = ` + currentTextID("m", "e") + `
 	LEFT JOIN messages p ON m.reply_to_seq <> 0 AND p.room = m.room AND p.seq = m.reply_to_seq AND p.kind = 0
 	LEFT JOIN messages pe ON p.edit_seq <> 0 AND pe.room = p.room AND pe.seq = p.edit_seq
+	LEFT JOIN bodies pb ON pb.id = ` + currentTextID("p", "pe") + `
 	WHERE m.room = ? AND m.seq > ? AND m.seq < ? AND m.kind = 0
 	ORDER BY m.seq %[2]s LIMIT ?`
+
+// currentTextID is the SQL for the id in bodies of the current text of
+// message m whose latest edit, if any, is joined as e: 0 if that text is
+// in its row's own column (or there is none).
+func currentTextID(m, e string) string {
+	return fmt.Sprintf("CASE WHEN %[1]s.edit_seq <> 0 THEN coalesce(%[2]s.body_id, 0) ELSE %[1]s.body_id END", m, e)
+}
+
+// currentText is the SQL for the current text of message m whose latest
+// edit, if any, is joined as e, and the text's row in bodies as b (see
+// bodyOf).
+func currentText(m, e, b string) string {
+	return fmt.Sprintf(`CASE WHEN %[3]s.id IS NOT NULL THEN (CASE WHEN typeof(%[3]s.body) = 'text' THEN %[3]s.body ELSE '' END)
+		WHEN %[1]s.edit_seq <> 0 THEN coalesce(%[2]s.body, '') ELSE %[1]s.body END`, m, e, b)
+}
 
 var (
 	historyAsc  = fmt.Sprintf(historySQL, store.SnippetRunes, "")

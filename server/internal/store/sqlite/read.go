@@ -80,8 +80,8 @@ func (s *Store) Messages(ctx context.Context, room string, q store.Query) (_ []s
 	return out, nil
 }
 
-const (
-	entryColumns       = "seq, sender, body, sent_at, client_msg_id, kind, target_seq, reply_to_seq, emoji, mentions"
+var (
+	entryColumns       = "seq, sender, " + bodyOf("messages") + ", sent_at, client_msg_id, kind, target_seq, reply_to_seq, emoji, mentions"
 	selectMessagesAsc  = "SELECT " + entryColumns + " FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq LIMIT ?"
 	selectMessagesDesc = "SELECT " + entryColumns + " FROM messages WHERE room = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?"
 )

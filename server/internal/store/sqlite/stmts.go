@@ -21,6 +21,11 @@ type statements struct {
 	delMsgs                 *sql.Stmt
 	insMsgs                 map[int]*sql.Stmt // by number of rows: 1, 2, 4, ...
 
+	// The texts (see migration 8): appended, erased in place, pruned.
+	insBodies                    map[int]*sql.Stmt // by number of rows, as insMsgs
+	selLastBody, delPrunedBodies *sql.Stmt
+	eraseBody, eraseEditBodies   *sql.Stmt
+
 	// Entries other than messages (entries.go), and retention's cascade.
 	selTarget, selReactionCounts, selReacted      *sql.Stmt
 	insReaction, delReaction                      *sql.Stmt
@@ -38,7 +43,8 @@ type statements struct {
 }
 
 func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, error) {
-	st := &statements{insMsgs: make(map[int]*sql.Stmt), updHeads: make(map[int]*sql.Stmt), upsSenders: make(map[int]*sql.Stmt)}
+	st := &statements{insMsgs: make(map[int]*sql.Stmt), updHeads: make(map[int]*sql.Stmt), upsSenders: make(map[int]*sql.Stmt),
+		insBodies: make(map[int]*sql.Stmt)}
 	var err error
 	p := func(q string) *sql.Stmt {
 		if err != nil {
@@ -58,16 +64,18 @@ func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, er
 	st.selHeads = p(`SELECT name, last_seq, last_message_at, visibility, created_by, msgs FROM rooms
 		WHERE name IN (SELECT value FROM json_each(?))`)
 	// "client_msg_id <> ''" lets SQLite use the partial unique index.
-	st.selDup = p(`SELECT seq, kind, body, sent_at, target_seq, reply_to_seq, emoji, mentions FROM messages
+	st.selDup = p(`SELECT seq, kind, ` + bodyOf("messages") + `, sent_at, target_seq, reply_to_seq, emoji, mentions FROM messages
 		WHERE room = ? AND client_msg_id = ? AND sender = ? AND client_msg_id <> ''`)
 	st.insRoom = p("INSERT INTO rooms (name, visibility, created_by, created_at) VALUES (?, ?, ?, ?)")
 	st.insMember = p("INSERT OR IGNORE INTO members (room, user) VALUES (?, ?)")
 	st.delMember = p("DELETE FROM members WHERE room = ? AND user = ?")
 	st.delMsgs = p("DELETE FROM messages WHERE room = ? AND seq > ? AND seq <= ?")
+	prepareBodies(p, st)
 	prepareEntries(p, st)
 	prepareReadState(p, st, maxBatch)
 	for n := 1; n <= min(maxBatch, maxInsertRows); n *= 2 {
 		st.insMsgs[n] = p(insertSQL(n))
+		st.insBodies[n] = p(insertBodiesSQL(n))
 		st.updHeads[n] = p(updateHeadsSQL(n))
 	}
 	if err != nil {
@@ -77,20 +85,33 @@ func prepare(ctx context.Context, conn *sql.Conn, maxBatch int) (*statements, er
 	return st, nil
 }
 
-// insertSQL returns an INSERT of rows messages. OR IGNORE: a row that the
-// unique index turns away is skipped rather than failing the statement; the
-// writer counts the rows and redoes the batch carefully (see commit).
+// insertSQL returns an INSERT of rows messages, their texts named by
+// body_id. OR IGNORE: a row that the unique index turns away is skipped
+// rather than failing the statement; the writer counts the rows and redoes
+// the batch carefully (see commit).
 func insertSQL(rows int) string {
 	var sb strings.Builder
-	sb.WriteString("INSERT OR IGNORE INTO messages (room, seq, sender, body, sent_at, client_msg_id, ord, sord, mentions) VALUES ")
-	writeValueRows(&sb, rows, 9)
+	sb.WriteString("INSERT OR IGNORE INTO messages (room, seq, sender, body, body_id, sent_at, client_msg_id, ord, sord, mentions) VALUES ")
+	writeTuples(&sb, rows, "(?,?,?,'',?,?,?,?,?,?)")
+	return sb.String()
+}
+
+// insertBodiesSQL returns an INSERT of rows texts, as (id, body) rows.
+func insertBodiesSQL(rows int) string {
+	var sb strings.Builder
+	sb.WriteString("INSERT INTO bodies (id, body) VALUES ")
+	writeValueRows(&sb, rows, 2)
 	return sb.String()
 }
 
 // writeValueRows writes rows tuples of cols parameters, comma-separated:
 // the VALUES of a statement prepared for that many rows.
 func writeValueRows(sb *strings.Builder, rows, cols int) {
-	tuple := "(" + strings.Repeat("?,", cols-1) + "?)"
+	writeTuples(sb, rows, "("+strings.Repeat("?,", cols-1)+"?)")
+}
+
+// writeTuples writes rows copies of tuple, comma-separated.
+func writeTuples(sb *strings.Builder, rows int, tuple string) {
 	for i := range rows {
 		if i > 0 {
 			sb.WriteByte(',')
@@ -129,7 +150,8 @@ func (st *statements) close() {
 	all := []*sql.Stmt{st.begin, st.commit, st.rollback, st.selHeads, st.selDup, st.insRoom, st.insMember, st.delMember, st.delMsgs,
 		st.selTarget, st.selReactionCounts, st.selReacted, st.insReaction, st.delReaction, st.updEdit, st.updDelete, st.eraseEdits,
 		st.upsReactionCount, st.delReactionCount, st.insEntry, st.delTargeting, st.delReactions, st.delReactionCounts,
-		st.selSenders, st.clearUncounted, st.insMentions, st.delMentions, st.updPrunedOrd, st.updPrunedSenders, st.delPrunedMentions, st.upsMarkers, st.selMarkers}
+		st.selSenders, st.clearUncounted, st.insMentions, st.delMentions, st.updPrunedOrd, st.updPrunedSenders, st.delPrunedMentions, st.upsMarkers, st.selMarkers,
+		st.selLastBody, st.delPrunedBodies, st.eraseBody, st.eraseEditBodies}
 	for _, s := range st.insMsgs {
 		all = append(all, s)
 	}
@@ -137,6 +159,9 @@ func (st *statements) close() {
 		all = append(all, s)
 	}
 	for _, s := range st.upsSenders {
+		all = append(all, s)
+	}
+	for _, s := range st.insBodies {
 		all = append(all, s)
 	}
 	for _, s := range all {

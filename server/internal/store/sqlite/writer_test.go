@@ -142,7 +142,7 @@ func addPoisonTrigger(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	_, err = db.Exec(`CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.body = 'poison'
+	_, err = db.Exec(`CREATE TRIGGER poison BEFORE INSERT ON bodies WHEN NEW.body = 'poison'
 		BEGIN SELECT RAISE(ABORT, 'poisoned'); END`)
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +190,7 @@ func TestInsertSizes(t *testing.T) {
 			t.Errorf("largestInsert(%d) = %d, want %d", tc.n, got, tc.want)
 		}
 	}
-	if got := insertSQL(2); !strings.HasSuffix(got, fmt.Sprint("VALUES (?,?,?,?,?,?,?,?,?),(?,?,?,?,?,?,?,?,?)")) {
+	if got := insertSQL(2); !strings.HasSuffix(got, fmt.Sprint("VALUES (?,?,?,'',?,?,?,?,?,?),(?,?,?,'',?,?,?,?,?,?)")) {
 		t.Errorf("insertSQL(2) = %q", got)
 	}
 }
