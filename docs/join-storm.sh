@@ -30,7 +30,7 @@ trap 'kill "$server" "$poller" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 port=$((20000 + RANDOM % 5000))
 "$parleyd" --dev --listen "127.0.0.1:$port" --pprof-listen "127.0.0.1:$((port + 1))" --data-dir "$work/data" \
-	--log-level warn --send-rate -1 --max-join-streams-per-user 100000 "$@" >"$work/parleyd.log" 2>&1 &
+	--log-level warn --send-rate -1 --room-create-rate -1 --max-join-streams-per-user 100000 "$@" >"$work/parleyd.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do
 	curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break

@@ -132,6 +132,11 @@ type Config struct {
 	// SendBurst is the bucket size (default 2×SendRate).
 	SendRate  float64
 	SendBurst int
+	// RoomCreateRate bounds the rooms each user may create per second
+	// (default DefaultRoomCreateRate; negative: no limit), with bursts of
+	// RoomCreateBurst (default DefaultRoomCreateBurst).
+	RoomCreateRate  float64
+	RoomCreateBurst int
 	// MaxJoinStreamsPerUser bounds one user's open Join streams (default
 	// DefaultMaxJoinStreamsPerUser).
 	MaxJoinStreamsPerUser int
@@ -204,6 +209,8 @@ const (
 
 	DefaultMaxBodyBytes          = api.DefaultMaxBodyBytes
 	DefaultSendRate              = api.DefaultSendRate
+	DefaultRoomCreateRate        = api.DefaultRoomCreateRate
+	DefaultRoomCreateBurst       = api.DefaultRoomCreateBurst
 	DefaultMaxJoinStreamsPerUser = api.DefaultMaxJoinStreamsPerUser
 
 	DefaultMaxQueueBytes   = hub.DefaultMaxQueueBytes
@@ -434,7 +441,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		})
 	}
 	s.svc = api.New(api.Config{Hub: s.hub, Store: s.store, Keys: s.Keys, Log: s.log, MaxBodyBytes: cfg.MaxBodyBytes, Dev: cfg.Dev,
-		SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, MaxJoinStreamsPerUser: cfg.MaxJoinStreamsPerUser})
+		SendRate: cfg.SendRate, SendBurst: cfg.SendBurst, RoomCreateRate: cfg.RoomCreateRate, RoomCreateBurst: cfg.RoomCreateBurst,
+		MaxJoinStreamsPerUser: cfg.MaxJoinStreamsPerUser})
 	collectors := append(storeCollectors(s.db), s.storeHlth.collectors()...)
 	if s.broker != nil {
 		s.brokerHlth.log = s.log

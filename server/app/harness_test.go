@@ -37,7 +37,8 @@ func startServer(t testing.TB, mods ...func(*app.Config)) *testServer {
 		Listen:          "127.0.0.1:0",
 		DataDir:         t.TempDir(),
 		Store:           testStore(),
-		SendRate:        -1, // tests that check the limit set it
+		SendRate:        -1, // tests that check the limits set them
+		RoomCreateRate:  -1,
 		Dev:             true,
 		ShutdownTimeout: 5 * time.Second,
 		Log:             slog.New(slog.NewTextHandler(io.Discard, nil)),

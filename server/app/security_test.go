@@ -496,3 +496,50 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// A user who floods CreateRoom is refused past the burst, with when to
+// retry, over gRPC and REST; a refused call creates nothing, and other
+// users keep their own budget. (Each public room is announced to every
+// Join connection of the cluster: unbounded, one user could fill
+// everyone's queue.)
+func TestCreateRoomFloodRefused(t *testing.T) {
+	ts := startServer(t, func(c *appConfig) { c.RoomCreateRate, c.RoomCreateBurst = 0.001, 3 })
+	mallory, mctx := ts.client(t, "mallory")
+	for i := range 3 {
+		if _, err := mallory.CreateRoom(mctx, &parleyv1.CreateRoomRequest{Name: fmt.Sprint("spam-", i)}); err != nil {
+			t.Fatalf("room %d of the burst: %v", i, err)
+		}
+	}
+	_, err := mallory.CreateRoom(mctx, &parleyv1.CreateRoomRequest{Name: "spam-3"})
+	if st := statusOf(err); st.Code() != codes.ResourceExhausted || retryDelay(st) <= 0 || !strings.Contains(st.Message(), "creating rooms too fast") {
+		t.Fatalf("a room past the burst: %v, want RESOURCE_EXHAUSTED with a retry delay", err)
+	}
+	code, body := restDo(t, http.MethodPost, "http://"+ts.Addr()+"/v1/rooms", ts.token(t, "mallory"), map[string]any{"name": "spam-4"})
+	if code != http.StatusTooManyRequests {
+		t.Fatalf("REST create past the burst: %d %v, want 429", code, body)
+	}
+	// Bad input is refused before the budget: it takes no token and
+	// answers INVALID_ARGUMENT, not RESOURCE_EXHAUSTED.
+	if _, err := mallory.CreateRoom(mctx, &parleyv1.CreateRoomRequest{Name: "no spaces allowed"}); statusOf(err).Code() != codes.InvalidArgument {
+		t.Fatalf("a bad name past the burst: %v, want INVALID_ARGUMENT", err)
+	}
+	alice, actx := ts.client(t, "alice")
+	for _, name := range []string{"spam-3", "spam-4"} {
+		if _, err := alice.CreateRoom(actx, &parleyv1.CreateRoomRequest{Name: name}); err != nil {
+			t.Fatalf("alice creates %s, which mallory's refused calls must not have created: %v", name, err)
+		}
+	}
+	resp, err := alice.ListRooms(actx, &parleyv1.ListRoomsRequest{PageSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]string{}
+	for _, r := range resp.GetRooms() {
+		by[r.GetName()] = r.GetCreatedBy()
+	}
+	for name, want := range map[string]string{"spam-0": "mallory", "spam-2": "mallory", "spam-3": "alice", "spam-4": "alice"} {
+		if by[name] != want {
+			t.Errorf("room %s created by %q, want %q (rooms: %v)", name, by[name], want, by)
+		}
+	}
+}

@@ -9,12 +9,16 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// userLimits holds each user's send rate limiter and open Join streams.
-// One mutex guards the map; the limiters are safe on their own.
+// userLimits holds each user's send and room-creation rate limiters and
+// open Join streams. One mutex guards the map; the limiters are safe on
+// their own.
 type userLimits struct {
 	rate    rate.Limit
 	burst   int
 	streams int // most Join streams per user; 0 means no limit
+
+	createRate  rate.Limit // rooms a user may create per second; rate.Inf: no limit
+	createBurst int
 
 	mu     sync.Mutex
 	users  map[string]*userLimit
@@ -24,6 +28,7 @@ type userLimits struct {
 
 type userLimit struct {
 	send    *rate.Limiter // made by the user's first send: most streams only receive
+	create  *rate.Limiter // made by the user's first CreateRoom
 	streams int
 }
 
@@ -39,7 +44,42 @@ func newUserLimits(perSecond float64, burst, streams int) *userLimits {
 	if perSecond <= 0 {
 		r = rate.Inf
 	}
-	return &userLimits{rate: r, burst: max(burst, 1), streams: streams, users: make(map[string]*userLimit), sweep: sweepAt}
+	return &userLimits{rate: r, burst: max(burst, 1), streams: streams, users: make(map[string]*userLimit), sweep: sweepAt,
+		createRate: rate.Inf, createBurst: 1}
+}
+
+// limitCreates bounds the rooms one user may create: perSecond with
+// bursts of burst; perSecond <= 0 means no limit.
+func (l *userLimits) limitCreates(perSecond float64, burst int) {
+	l.createRate, l.createBurst = rate.Limit(perSecond), max(burst, 1)
+	if perSecond <= 0 {
+		l.createRate = rate.Inf
+	}
+}
+
+// allowCreate takes one room creation from user's bucket, or returns a
+// retryError saying when to retry. A CreateRoom is a unary call that
+// writes to the store and, for a public room, sends an event to every
+// Join connection of the cluster: a flood is refused, not held.
+func (l *userLimits) allowCreate(user string) error {
+	if l.createRate == rate.Inf {
+		return nil
+	}
+	l.mu.Lock()
+	u := l.getLocked(user)
+	if u.create == nil {
+		u.create = rate.NewLimiter(l.createRate, l.createBurst)
+	}
+	lim := u.create
+	l.mu.Unlock()
+	r := lim.Reserve()
+	d := r.Delay()
+	if d == 0 {
+		return nil
+	}
+	r.Cancel()
+	return retryable(d, fmt.Sprintf("creating rooms too fast: at most %g rooms/s per user (burst %d); retry in %v",
+		float64(l.createRate), l.createBurst, d.Round(time.Millisecond)))
 }
 
 func (l *userLimits) getLocked(user string) *userLimit {
@@ -66,13 +106,14 @@ func (l *userLimits) limiter(user string) *rate.Limiter {
 	return u.send
 }
 
-// sweepLocked forgets users with no stream and a full bucket: they would
-// get the same fresh limiter back.
+// sweepLocked forgets users with no stream and full buckets: they would
+// get the same fresh limiters back.
 func (l *userLimits) sweepLocked() {
 	l.sweeps++
 	now := time.Now()
 	for name, u := range l.users {
-		if u.streams == 0 && (u.send == nil || u.send.TokensAt(now) >= float64(l.burst)) {
+		if u.streams == 0 && (u.send == nil || u.send.TokensAt(now) >= float64(l.burst)) &&
+			(u.create == nil || u.create.TokensAt(now) >= float64(l.createBurst)) {
 			delete(l.users, name)
 		}
 	}
@@ -126,7 +167,7 @@ func (l *userLimits) openStream(user string) (func(), error) {
 	return func() {
 		l.mu.Lock()
 		u.streams--
-		if u.streams == 0 && u.send == nil && l.users[user] == u {
+		if u.streams == 0 && u.send == nil && u.create == nil && l.users[user] == u {
 			delete(l.users, user) // a receiving-only user: nothing to keep
 		}
 		l.mu.Unlock()

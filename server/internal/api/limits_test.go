@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 )
@@ -45,5 +46,29 @@ func TestOpenStreamSweepsAmortized(t *testing.T) {
 	done()
 	if _, ok := l.users["sender"]; !ok {
 		t.Fatal("a user with a send bucket was forgotten when their stream closed; their rate would reset")
+	}
+}
+
+// Room creations have a bucket of their own, kept while it is not full:
+// a flood past the burst is refused with a delay, and a sweep does not
+// hand the flooder a fresh bucket.
+func TestCreateBucketKeptUntilFull(t *testing.T) {
+	l := newUserLimits(-1, 0, 0)
+	l.limitCreates(0.001, 2)
+	for i := range 2 {
+		if err := l.allowCreate("mallory"); err != nil {
+			t.Fatalf("room %d of the burst: %v", i, err)
+		}
+	}
+	var re *retryError
+	if err := l.allowCreate("mallory"); !errors.As(err, &re) || re.after <= 0 {
+		t.Fatalf("past the burst: %v, want a retryError with a delay", err)
+	}
+	l.sweepLocked()
+	if err := l.allowCreate("mallory"); err == nil {
+		t.Fatal("a sweep forgot a user whose create bucket is empty: the flood starts again")
+	}
+	if err := l.allowCreate("alice"); err != nil {
+		t.Fatalf("another user: %v", err)
 	}
 }

@@ -44,6 +44,13 @@ type Config struct {
 	// limit), with bursts of SendBurst (default 2×SendRate).
 	SendRate  float64
 	SendBurst int
+	// RoomCreateRate is how many rooms per second one user may create
+	// with CreateRoom (default DefaultRoomCreateRate; negative: no limit),
+	// with bursts of RoomCreateBurst (default DefaultRoomCreateBurst).
+	// Direct rooms, made by a user's first message to another, count as
+	// sends instead.
+	RoomCreateRate  float64
+	RoomCreateBurst int
 	// MaxJoinStreamsPerUser bounds one user's open Join streams (default
 	// DefaultMaxJoinStreamsPerUser).
 	MaxJoinStreamsPerUser int
@@ -58,6 +65,8 @@ const (
 	DefaultMaxBodyBytes          = 4096
 	DefaultDevTokenTTL           = 24 * time.Hour
 	DefaultSendRate              = 50
+	DefaultRoomCreateRate        = 0.2
+	DefaultRoomCreateBurst       = 20
 	DefaultMaxJoinStreamsPerUser = 32
 )
 
@@ -95,6 +104,12 @@ func New(cfg Config) *Service {
 	if cfg.SendBurst <= 0 {
 		cfg.SendBurst = int(max(2*cfg.SendRate, 1))
 	}
+	if cfg.RoomCreateRate == 0 {
+		cfg.RoomCreateRate = DefaultRoomCreateRate
+	}
+	if cfg.RoomCreateBurst <= 0 {
+		cfg.RoomCreateBurst = DefaultRoomCreateBurst
+	}
 	if cfg.MaxJoinStreamsPerUser <= 0 {
 		cfg.MaxJoinStreamsPerUser = DefaultMaxJoinStreamsPerUser
 	}
@@ -103,6 +118,7 @@ func New(cfg Config) *Service {
 	}
 	s := &Service{cfg: cfg, log: cfg.Log, draining: make(chan struct{}),
 		limits: newUserLimits(cfg.SendRate, cfg.SendBurst, cfg.MaxJoinStreamsPerUser)}
+	s.limits.limitCreates(cfg.RoomCreateRate, cfg.RoomCreateBurst)
 	s.typing = newTypingLimiter(cfg.TypingInterval, func(c *hub.Conn, room string, active bool) error {
 		return s.cfg.Hub.Typing(c, room, active)
 	})
@@ -390,6 +406,9 @@ func (s *Service) CreateRoom(ctx context.Context, req *parleyv1.CreateRoomReques
 		vis = store.Private
 	default:
 		return nil, invalidf("visibility must be PUBLIC or PRIVATE; direct rooms are made by sending to a user")
+	}
+	if err := s.limits.allowCreate(identity(ctx).User); err != nil {
+		return nil, err
 	}
 	r, err := s.cfg.Store.CreateRoom(ctx, store.Room{Name: req.GetName(), Visibility: vis, CreatedBy: identity(ctx).User})
 	if err != nil {

@@ -130,11 +130,13 @@ place, so receiving costs a fraction of what the server spends sending.
 --receive-via grpc reads them with grpc-go's client instead. Senders always
 use grpc-go: Join streams, or SendMessage calls with --send-via unary.
 
-Rooms are named <room-prefix>-<n> and created if missing. Tokens: --token-cmd
-(run once per user, the user name appended), else --token or PARLEY_TOKEN
-(every stream the same user), else DevLogin (a --dev server). The server's
-per-user limits apply to the bench's users: start parleyd with --send-rate -1
-for load tests, or senders above its rate are refused.
+Rooms are named <room-prefix>-<n> and created if missing, each by the bench's
+users in turn (a bench user refused for creating rooms too fast waits as told).
+Tokens: --token-cmd (run once per user, the user name appended), else --token
+or PARLEY_TOKEN (every stream the same user), else DevLogin (a --dev server).
+The server's per-user limits apply to the bench's users: start parleyd with
+--send-rate -1 for load tests, or senders above its rate are refused, and with
+--room-create-rate -1 when a few users create many rooms.
 
 With --ramp (for example --ramp 1000,5000,19000) the bench grows a crowd in
 steps instead: at each step it connects receiving streams up to the step's

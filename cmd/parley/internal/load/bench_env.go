@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -293,17 +294,56 @@ func (b *bench) fetchTokens(ctx context.Context) error {
 	})
 }
 
-// createRooms creates the bench's rooms; rooms that exist already are fine.
+// createRooms creates the bench's rooms, each by one of its users in
+// turn; rooms that exist already are fine.
 func (b *bench) createRooms(ctx context.Context) error {
+	rc := &roomCreator{e: b.e, api: b.api}
 	return parallel(ctx, b.cfg.rooms, 16, func(ctx context.Context, i int) error {
-		cctx, cancel := context.WithTimeout(cli.WithAuth(ctx, b.tokens[0]), b.e.Globals.Timeout)
-		defer cancel()
-		_, err := b.api.CreateRoom(cctx, &parleyv1.CreateRoomRequest{Name: b.roomNames[i]})
-		if err != nil && status.Code(err) != codes.AlreadyExists {
-			return fmt.Errorf("create room %s: %w", b.roomNames[i], err)
-		}
-		return nil
+		return rc.create(ctx, b.tokens[i%len(b.tokens)], b.roomNames[i])
 	})
+}
+
+// roomCreator creates the rooms of a bench or soak run.
+type roomCreator struct {
+	e    *cli.Env
+	api  parleyv1.ChatServiceClient
+	told sync.Once
+}
+
+// create creates a public room as the token's user; one that exists
+// already is fine. Refused for creating too fast (the server's
+// --room-create-rate), it waits as the answer's RetryInfo says and tries
+// again, telling why on standard error the first time in the run.
+func (c *roomCreator) create(ctx context.Context, token, name string) error {
+	for {
+		cctx, cancel := context.WithTimeout(cli.WithAuth(ctx, token), c.e.Globals.Timeout)
+		_, err := c.api.CreateRoom(cctx, &parleyv1.CreateRoomRequest{Name: name})
+		cancel()
+		st := status.Convert(err)
+		switch st.Code() {
+		case codes.OK, codes.AlreadyExists:
+			return nil
+		case codes.ResourceExhausted:
+		default:
+			return fmt.Errorf("create room %s: %w", name, err)
+		}
+		wait := time.Second
+		for _, d := range st.Details() {
+			if ri, ok := d.(*errdetails.RetryInfo); ok {
+				wait = ri.GetRetryDelay().AsDuration()
+			}
+		}
+		c.told.Do(func() {
+			fmt.Fprintf(c.e.Stderr, "parley: create room %s: %s (waiting as told; start parleyd with --room-create-rate -1 for load tests)\n", name, st.Message())
+		})
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("create room %s: %w", name, ctx.Err())
+		}
+	}
 }
 
 // parallel runs fn(0..n-1) with at most workers at once and returns the

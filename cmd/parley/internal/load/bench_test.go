@@ -279,3 +279,25 @@ func TestH2ReceiverOpenFailsWithStatus(t *testing.T) {
 		t.Fatalf("open with a bad token: %v, want UNAUTHENTICATED", err)
 	}
 }
+
+// Rooms are created by the bench's users in turn, and a user refused for
+// creating rooms too fast waits as the answer's RetryInfo says: with one
+// token, 6 rooms against a burst of 2 all get created, the wait told on
+// standard error.
+func TestBenchCreatesRoomsWithinTheServersLimit(t *testing.T) {
+	s := startServer(t, func(c *app.Config) { c.RoomCreateRate, c.RoomCreateBurst = 20, 2 })
+	tok, _, err := s.Keys.Mint("solo", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := parley(t, s.Addr(), tok, "bench", "--json", "--receivers", "6", "--rooms", "6", "--senders", "0",
+		"--warmup", "0s", "--duration", "100ms", "--quiet")
+	wantCode(t, r, cli.ExitOK)
+	if !strings.Contains(r.stderr, "creating rooms too fast") {
+		t.Errorf("stderr does not tell of the wait:\n%s", r.stderr)
+	}
+	var rep benchReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || rep.Server.Streams != 6 {
+		t.Errorf("report %+v (%v): want 6 streams, one in each room", rep.Server, err)
+	}
+}

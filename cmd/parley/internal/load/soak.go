@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/parleychat/parley/cmd/parley/internal/cli"
 	parleyv1 "github.com/parleychat/parley/gen/parley/v1"
@@ -301,14 +299,9 @@ func (s *soak) prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	rc := &roomCreator{e: s.e, api: s.api}
 	return parallel(ctx, s.cfg.rooms, 16, func(ctx context.Context, i int) error {
-		cctx, cancel := context.WithTimeout(cli.WithAuth(ctx, s.users[0].token), s.e.Globals.Timeout)
-		defer cancel()
-		_, err := s.api.CreateRoom(cctx, &parleyv1.CreateRoomRequest{Name: s.roomNames[i]})
-		if err != nil && status.Code(err) != codes.AlreadyExists {
-			return fmt.Errorf("create room %s: %w", s.roomNames[i], err)
-		}
-		return nil
+		return rc.create(ctx, s.users[i%len(s.users)].token, s.roomNames[i])
 	})
 }
 
