@@ -448,7 +448,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.brokerHlth.log = s.log
 		collectors = append(collectors, s.brokerHlth.collector())
 	}
-	s.metrics = newMetrics(s.hub, collectors...)
+	s.metrics = newMetrics(s.hub, append(collectors, s.hub.Collectors()...)...)
 	tc := s.transportConfig()
 	s.grpc = s.newGRPCServer(tc)
 	if s.net, err = transport.Listen(ctx, tc, s.grpc); err != nil {

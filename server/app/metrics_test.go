@@ -74,6 +74,14 @@ func TestMetrics(t *testing.T) {
 	if s := m[`parley_store_commit_seconds_sum{store="sqlite"}`]; s <= 0 {
 		t.Errorf("parley_store_commit_seconds_sum = %v, want > 0", s)
 	}
+	// Where the three sends waited: each for the store's answer, and the
+	// connections for the writers that wrote them.
+	if c := m["parley_send_store_wait_seconds_count"]; c != 3 {
+		t.Errorf("parley_send_store_wait_seconds_count = %v, want one per send (3)", c)
+	}
+	if c := m["parley_write_line_wait_seconds_count"]; c < 2 {
+		t.Errorf("parley_write_line_wait_seconds_count = %v, want a turn at least for each of a and b", c)
+	}
 	// A connection that closes is no longer counted.
 	aConn.Close()
 	waitFor(t, "two gRPC connections left", func() bool { return scrape(t, ts.Addr())["parley_grpc_connections"] == 2 })

@@ -32,6 +32,7 @@ type Conn struct {
 	write   func([]Frame) error // sends frames to the client; nil in pull mode
 	writers sync.WaitGroup      // the turn in line or being written
 	writing bool                // in the writers' line or being written
+	readyAt time.Time           // when it joined the writers' line; guarded by the writers' mu
 	urgent  bool                // an urgent frame was queued while writing
 
 	draining bool          // Next returns ErrConnClosed once the queue is empty

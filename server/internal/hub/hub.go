@@ -204,6 +204,7 @@ type Hub struct {
 	now    func() time.Time
 
 	writers   *writers  // write the queues of connections in push mode
+	lat       latencies // where messages wait (latency.go)
 	trim      trimmer   // gives back the memory of queues after a burst
 	life      *lifetime // owns the goroutines the hub starts; ended by Close
 	closeOnce sync.Once
@@ -255,6 +256,7 @@ func New(cfg Config, st store.Store, enc Encoder, log *slog.Logger) *Hub {
 		nodes:       make(map[string]*remoteNode),
 		synced:      make(chan struct{}),
 		writers:     newWriters(),
+		lat:         newLatencies(),
 		trim:        trimmer{delay: cfg.QueueTrimDelay},
 		life:        newLifetime(),
 	}
@@ -586,12 +588,14 @@ type Sent struct {
 // is released once the message is delivered. m.Room must be the room's
 // name.
 func (x Held) StartSend(ctx context.Context, m store.NewMessage, from *Conn) (wait func() (Sent, error)) {
+	start := time.Now()
 	stored := x.h.store.StartAppend(ctx, m)
 	return func() (Sent, error) {
 		// The room stays loaded until the message is delivered: a room
 		// loaded afresh meanwhile could read a head that misses it.
 		defer x.r.release()
 		msg, duplicate, err := stored()
+		x.h.lat.storeWait.Observe(since(start))
 		return x.h.stored(ctx, x.r, msg, duplicate, err, from)
 	}
 }

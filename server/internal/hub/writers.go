@@ -66,6 +66,7 @@ func (w *writers) ready(c *Conn, urgent bool) bool {
 	if w.closed {
 		return false
 	}
+	c.readyAt = time.Now()
 	w.line.push(c, urgent)
 	w.startLocked()
 	return true
@@ -113,10 +114,13 @@ func (w *writers) run(wr *writer) {
 		}
 		c := w.line.popFront()
 		wr.turns++
+		waited := since(c.readyAt)
 		w.mu.Unlock()
+		c.hub.lat.lineWait.Observe(waited)
 		again, urgent := c.writeTurn()
 		w.mu.Lock()
 		if again {
+			c.readyAt = time.Now()
 			w.line.push(c, urgent)
 		}
 	}
