@@ -73,7 +73,7 @@ func runServe(args []string, stderr io.Writer) error {
 	maxStreams := fs.Uint("max-streams-per-conn", app.DefaultMaxStreamsPerConn, "concurrent streams on one HTTP/2 connection (the HTTP/2 rapid-reset mitigation relies on it)")
 	fs.Float64Var(&cfg.SendRate, "send-rate", app.DefaultSendRate, "messages per second one user may send across all streams and REST; negative for no limit (load tests)")
 	fs.IntVar(&cfg.SendBurst, "send-burst", 0, "burst of sends allowed above --send-rate (default 2×send-rate)")
-	fs.Float64Var(&cfg.RoomCreateRate, "room-create-rate", app.DefaultRoomCreateRate, "rooms per second one user may create (CreateRoom; a public room is announced to every connection); negative for no limit")
+	fs.Float64Var(&cfg.RoomCreateRate, "room-create-rate", app.DefaultRoomCreateRate, "rooms per second one user may create (CreateRoom, where a public room is announced to every connection, and direct rooms started by a first message); negative for no limit")
 	fs.IntVar(&cfg.RoomCreateBurst, "room-create-burst", app.DefaultRoomCreateBurst, "rooms one user may create at once above --room-create-rate")
 	fs.IntVar(&cfg.MaxJoinStreamsPerUser, "max-join-streams-per-user", app.DefaultMaxJoinStreamsPerUser, "Join streams one user may have open at once")
 	fs.DurationVar(&cfg.ReadMarkerFlush, "read-marker-flush", app.DefaultReadMarkerFlush, "how often read markers are stored, all in one batch; those marked since the last flush are lost if parleyd dies")

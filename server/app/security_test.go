@@ -543,3 +543,44 @@ func TestCreateRoomFloodRefused(t *testing.T) {
 		}
 	}
 }
+
+// A direct message that is bad input creates no direct room, and new
+// direct rooms draw on the sender's room-creation budget: a user cannot
+// fill the store with rooms by messaging made-up users.
+func TestDirectRoomsBadInputAndFlood(t *testing.T) {
+	ts := startServer(t, func(c *appConfig) { c.RoomCreateRate, c.RoomCreateBurst = 0.001, 2 })
+	mallory, mctx := ts.client(t, "mallory")
+	for _, req := range []*parleyv1.SendMessageRequest{
+		{ToUser: "bob", Body: ""},
+		{ToUser: "bob", Body: strings.Repeat("x", 5000)},
+		{ToUser: "bob", Body: "hi", ClientMsgId: strings.Repeat("i", 100)},
+	} {
+		if _, err := mallory.SendMessage(mctx, req); statusOf(err).Code() != codes.InvalidArgument {
+			t.Fatalf("bad direct message (body %d bytes, id %d): %v, want INVALID_ARGUMENT", len(req.GetBody()), len(req.GetClientMsgId()), err)
+		}
+	}
+	bob, bctx := ts.client(t, "bob")
+	if _, err := bob.ListMessages(bctx, &parleyv1.ListMessagesRequest{Room: "dm:bob:mallory"}); statusOf(err).Code() != codes.NotFound {
+		t.Fatalf("after bad direct messages only, the direct room: %v, want NOT_FOUND (never created)", err)
+	}
+	// Two new direct rooms fit the burst; a third is refused and made not.
+	for _, to := range []string{"bob", "carol"} {
+		if _, err := mallory.SendMessage(mctx, &parleyv1.SendMessageRequest{ToUser: to, Body: "hi"}); err != nil {
+			t.Fatalf("direct message to %s: %v", to, err)
+		}
+	}
+	_, err := mallory.SendMessage(mctx, &parleyv1.SendMessageRequest{ToUser: "dave", Body: "hi"})
+	if st := statusOf(err); st.Code() != codes.ResourceExhausted || retryDelay(st) <= 0 {
+		t.Fatalf("a third new direct room past the burst: %v, want RESOURCE_EXHAUSTED with a retry delay", err)
+	}
+	dave, dctx := ts.client(t, "dave")
+	if _, err := dave.ListMessages(dctx, &parleyv1.ListMessagesRequest{Room: "dm:dave:mallory"}); statusOf(err).Code() != codes.NotFound {
+		t.Fatalf("the refused direct room: %v, want NOT_FOUND (never created)", err)
+	}
+	// Messages into existing direct rooms are sends, not creations.
+	for range 3 {
+		if _, err := mallory.SendMessage(mctx, &parleyv1.SendMessageRequest{ToUser: "bob", Body: "again"}); err != nil {
+			t.Fatalf("a message into an existing direct room: %v", err)
+		}
+	}
+}

@@ -10,7 +10,9 @@ import (
 )
 
 // directRoom returns the direct room between the caller and req.ToUser,
-// creating it on first use.
+// creating it on first use. A new direct room takes one from the caller's
+// room-creation budget, as CreateRoom does: otherwise messages to made-up
+// users would fill the store with rooms at the send rate.
 func (s *Service) directRoom(ctx context.Context, user string, req *parleyv1.SendMessageRequest) (string, error) {
 	to := req.GetToUser()
 	switch {
@@ -24,6 +26,9 @@ func (s *Service) directRoom(ctx context.Context, user string, req *parleyv1.Sen
 	name := directRoomName(user, to)
 	if _, err := s.cfg.Hub.Room(ctx, name); err == nil {
 		return name, nil
+	}
+	if err := s.limits.allowCreate(user); err != nil {
+		return "", err
 	}
 	_, err := s.cfg.Store.CreateRoom(ctx, store.Room{Name: name, Visibility: store.Direct, CreatedBy: user, Members: []string{to}})
 	switch {

@@ -47,8 +47,8 @@ type Config struct {
 	// RoomCreateRate is how many rooms per second one user may create
 	// with CreateRoom (default DefaultRoomCreateRate; negative: no limit),
 	// with bursts of RoomCreateBurst (default DefaultRoomCreateBurst).
-	// Direct rooms, made by a user's first message to another, count as
-	// sends instead.
+	// A direct room, made by a user's first message to another, counts
+	// too.
 	RoomCreateRate  float64
 	RoomCreateBurst int
 	// MaxJoinStreamsPerUser bounds one user's open Join streams (default
@@ -201,15 +201,20 @@ func (s *Service) holdForSend(ctx context.Context, user, name string) (hub.Held,
 
 // SendMessage implements parleyv1.ChatServiceServer.
 func (s *Service) SendMessage(ctx context.Context, req *parleyv1.SendMessageRequest) (*parleyv1.SendMessageResponse, error) {
-	user, room := identity(ctx).User, req.GetRoom()
+	user := identity(ctx).User
+	m := store.NewMessage{Room: req.GetRoom(), Sender: user, Body: req.GetBody(),
+		ClientMsgID: req.GetClientMsgId(), ReplyToSeq: req.GetReplyToSeq()}
 	if req.GetToUser() != "" {
+		// Checked before the direct room is made: bad input makes none.
+		if err := s.checkEntry(m); err != nil {
+			return nil, err
+		}
 		var err error
-		if room, err = s.directRoom(ctx, user, req); err != nil {
+		if m.Room, err = s.directRoom(ctx, user, req); err != nil {
 			return nil, err
 		}
 	}
-	sent, err := s.sendEntry(ctx, store.NewMessage{Room: room, Sender: user, Body: req.GetBody(),
-		ClientMsgID: req.GetClientMsgId(), ReplyToSeq: req.GetReplyToSeq()})
+	sent, err := s.sendEntry(ctx, m)
 	if err != nil {
 		return nil, err
 	}
