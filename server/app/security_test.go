@@ -584,3 +584,28 @@ func TestDirectRoomsBadInputAndFlood(t *testing.T) {
 		}
 	}
 }
+
+// Membership changes count as sends: a room's creator who adds and
+// removes a user in a loop is refused past the send rate, with when to
+// retry, and the refused change is not made.
+func TestMembershipFloodRefused(t *testing.T) {
+	ts := startServer(t, func(c *appConfig) { c.SendRate, c.SendBurst = 0.001, 2 })
+	alice, actx := ts.client(t, "alice")
+	if _, err := alice.CreateRoom(actx, &parleyv1.CreateRoomRequest{Name: "club", Visibility: parleyv1.RoomVisibility_ROOM_VISIBILITY_PRIVATE}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddMember(actx, &parleyv1.AddMemberRequest{Room: "club", User: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.RemoveMember(actx, &parleyv1.RemoveMemberRequest{Room: "club", User: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := alice.AddMember(actx, &parleyv1.AddMemberRequest{Room: "club", User: "bob"})
+	if st := statusOf(err); st.Code() != codes.ResourceExhausted || retryDelay(st) <= 0 {
+		t.Fatalf("a third membership change past the burst: %v, want RESOURCE_EXHAUSTED with a retry delay", err)
+	}
+	resp, err := alice.ListMembers(actx, &parleyv1.ListMembersRequest{Room: "club"})
+	if err != nil || slices.Contains(resp.GetMembers(), "bob") {
+		t.Fatalf("members after the refused add: %v (%v), want bob not among them", resp.GetMembers(), err)
+	}
+}

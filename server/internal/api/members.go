@@ -62,9 +62,14 @@ func (s *Service) managedRoom(ctx context.Context, room, member string) (store.R
 	return r, nil
 }
 
-// AddMember implements parleyv1.ChatServiceServer.
+// AddMember implements parleyv1.ChatServiceServer. Membership changes
+// count as sends (--send-rate): each is a store write and an event to the
+// member's connections, so a creator cannot flood a user with them.
 func (s *Service) AddMember(ctx context.Context, req *parleyv1.AddMemberRequest) (*parleyv1.AddMemberResponse, error) {
 	if _, err := s.managedRoom(ctx, req.GetRoom(), req.GetUser()); err != nil {
+		return nil, err
+	}
+	if err := s.limits.allowSend(ctx, identity(ctx).User, true); err != nil {
 		return nil, err
 	}
 	if err := s.cfg.Store.AddMember(ctx, req.GetRoom(), req.GetUser()); err != nil {
@@ -84,6 +89,9 @@ func (s *Service) RemoveMember(ctx context.Context, req *parleyv1.RemoveMemberRe
 	}
 	if req.GetUser() == r.CreatedBy {
 		return nil, errorf(errPrecondition, "the creator of room %q cannot be removed", req.GetRoom())
+	}
+	if err := s.limits.allowSend(ctx, identity(ctx).User, true); err != nil {
+		return nil, err
 	}
 	if err := s.cfg.Store.RemoveMember(ctx, req.GetRoom(), req.GetUser()); err != nil {
 		return nil, err
