@@ -418,25 +418,14 @@ func (b *batchState) insertRows(ctx context.Context, st *statements) error {
 		}
 		plain = append(plain, r)
 	}
-	for rows := plain; len(rows) > 0; {
-		n := st.largestInsert(len(rows))
-		args := b.args[:0]
-		for _, m := range rows[:n] {
-			args = append(args, m.Room, int64(m.Seq), m.Sender, m.bodyID, m.SentAt.UnixNano(), m.ClientMsgID, m.ord, m.sord, sqlstore.EncodeMentions(m.Mentions))
-		}
-		res, err := st.insMsgs[n].ExecContext(ctx, args...)
-		clear(args)
-		b.args = args[:0]
-		if err != nil {
-			return fmt.Errorf("insert %d messages: %w", n, err)
-		}
-		if got, err := res.RowsAffected(); err != nil || got != int64(n) {
-			return fmt.Errorf("insert %d messages, %d inserted (%v): %w", n, got, err, errSkippedRow)
-		}
-		rows = rows[n:]
-	}
-	return nil
+	return execRows(ctx, st.insMsgs, plain, &b.args, "insert messages", errSkippedRow, func(args []any, m row) []any {
+		return append(args, m.Room, int64(m.Seq), m.Sender, m.bodyID, m.SentAt.UnixNano(), m.ClientMsgID, m.ord, m.sord, sqlstore.EncodeMentions(m.Mentions))
+	})
 }
+
+// errHeadMissing means that a room's row was not there to take its new
+// head: the batch fails (it is not retried, as a skipped message row is).
+var errHeadMissing = errors.New("a room's row was not updated")
 
 func insertEntry(ctx context.Context, st *statements, r row) error {
 	res, err := st.insEntry.ExecContext(ctx, r.Room, int64(r.Seq), r.Sender, r.bodyID, r.SentAt.UnixNano(), r.ClientMsgID,
@@ -459,25 +448,10 @@ func (b *batchState) updateHeads(ctx context.Context, st *statements) error {
 			b.names = append(b.names, name)
 		}
 	}
-	for names := b.names; len(names) > 0; {
-		n := largest(st.updHeads, len(names))
-		args := b.args[:0]
-		for _, name := range names[:n] {
-			h := b.heads[name]
-			args = append(args, name, int64(h.seq), h.at, h.msgs, int64(b.sc.from[name]))
-		}
-		res, err := st.updHeads[n].ExecContext(ctx, args...)
-		clear(args)
-		b.args = args[:0]
-		if err != nil {
-			return fmt.Errorf("update room heads: %w", err)
-		}
-		if got, err := res.RowsAffected(); err != nil || got != int64(n) {
-			return fmt.Errorf("update room heads: %d of %d rows updated (%v)", got, n, err)
-		}
-		names = names[n:]
-	}
-	return nil
+	return execRows(ctx, st.updHeads, b.names, &b.args, "update room heads", errHeadMissing, func(args []any, name string) []any {
+		h := b.heads[name]
+		return append(args, name, int64(h.seq), h.at, h.msgs, int64(b.sc.from[name]))
+	})
 }
 
 func fromNanos(ns int64) time.Time {

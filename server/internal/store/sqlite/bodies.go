@@ -63,19 +63,7 @@ func (b *batchState) writeBodies(ctx context.Context, st *statements) error {
 		}
 	}
 	b.texts = texts
-	for len(texts) > 0 {
-		n := largest(st.insBodies, len(texts))
-		args := b.args[:0]
-		for _, i := range texts[:n] {
-			args = append(args, b.rows[i].bodyID, b.rows[i].Body)
-		}
-		_, err := st.insBodies[n].ExecContext(ctx, args...)
-		clear(args)
-		b.args = args[:0]
-		if err != nil {
-			return fmt.Errorf("insert %d texts: %w", n, err)
-		}
-		texts = texts[n:]
-	}
-	return nil
+	return execRows(ctx, st.insBodies, texts, &b.args, "insert texts", nil, func(args []any, i int) []any {
+		return append(args, b.rows[i].bodyID, b.rows[i].Body)
+	})
 }

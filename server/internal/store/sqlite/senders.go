@@ -324,20 +324,12 @@ func (b *batchState) writeFlush(ctx context.Context, st *statements) error {
 	slices.SortFunc(sc.keys, func(x, y senderKey) int {
 		return cmp.Or(strings.Compare(x.room, y.room), strings.Compare(x.sender, y.sender))
 	})
-	for keys := sc.keys; len(keys) > 0; {
-		n := largest(st.upsSenders, len(keys))
-		args := sc.args[:0]
-		for _, k := range keys[:n] {
-			seqs := b.ledger.rooms[k.room].seqs[k.sender]
-			args = append(args, k.room, k.sender, len(seqs), int64(seqs[len(seqs)-1]))
-		}
-		_, err := st.upsSenders[n].ExecContext(ctx, args...)
-		clear(args)
-		sc.args = args[:0]
-		if err != nil {
-			return fmt.Errorf("count the messages of %d senders: %w", n, err)
-		}
-		keys = keys[n:]
+	err := execRows(ctx, st.upsSenders, sc.keys, &sc.args, "count the messages of senders", nil, func(args []any, k senderKey) []any {
+		seqs := b.ledger.rooms[k.room].seqs[k.sender]
+		return append(args, k.room, k.sender, len(seqs), int64(seqs[len(seqs)-1]))
+	})
+	if err != nil {
+		return err
 	}
 	list, err := json.Marshal(names)
 	if err != nil {

@@ -134,8 +134,33 @@ func updateHeadsSQL(rooms int) string {
 	return sb.String()
 }
 
-// largestInsert returns the largest prepared INSERT size not above n.
-func (st *statements) largestInsert(n int) int { return largest(st.insMsgs, n) }
+// execRows runs the statements prepared per number of rows (bySize) over
+// items, in as few as the prepared sizes allow, binding each item's
+// values with bind into args (a buffer kept between calls). With a
+// mismatch error, each statement must affect as many rows as it bound,
+// else the error wraps mismatch. what names the rows in errors.
+func execRows[T any](ctx context.Context, bySize map[int]*sql.Stmt, items []T, args *[]any, what string, mismatch error, bind func([]any, T) []any) error {
+	for len(items) > 0 {
+		n := largest(bySize, len(items))
+		a := (*args)[:0]
+		for _, it := range items[:n] {
+			a = bind(a, it)
+		}
+		res, err := bySize[n].ExecContext(ctx, a...)
+		clear(a)
+		*args = a[:0]
+		if err != nil {
+			return fmt.Errorf("%s (%d): %w", what, n, err)
+		}
+		if mismatch != nil {
+			if got, err := res.RowsAffected(); err != nil || got != int64(n) {
+				return fmt.Errorf("%s: %d of %d rows (%v): %w", what, got, n, err, mismatch)
+			}
+		}
+		items = items[n:]
+	}
+	return nil
+}
 
 // largest returns the largest size of the statements by size not above n.
 func largest(bySize map[int]*sql.Stmt, n int) int {

@@ -186,8 +186,8 @@ func TestInsertSizes(t *testing.T) {
 		st.insMsgs[n] = &sql.Stmt{}
 	}
 	for _, tc := range []struct{ n, want int }{{1, 1}, {2, 2}, {3, 2}, {7, 4}, {8, 8}, {100, 8}} {
-		if got := st.largestInsert(tc.n); got != tc.want {
-			t.Errorf("largestInsert(%d) = %d, want %d", tc.n, got, tc.want)
+		if got := largest(st.insMsgs, tc.n); got != tc.want {
+			t.Errorf("largest(insMsgs, %d) = %d, want %d", tc.n, got, tc.want)
 		}
 	}
 	if got := insertSQL(2); !strings.HasSuffix(got, fmt.Sprint("VALUES (?,?,?,'',?,?,?,?,?,?),(?,?,?,'',?,?,?,?,?,?)")) {
