@@ -75,7 +75,7 @@ func runServe(args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.SendBurst, "send-burst", 0, "burst of sends allowed above --send-rate (default 2×send-rate)")
 	fs.Float64Var(&cfg.RoomCreateRate, "room-create-rate", app.DefaultRoomCreateRate, "rooms per second one user may create (CreateRoom, where a public room is announced to every connection, and direct rooms started by a first message); negative for no limit")
 	fs.IntVar(&cfg.RoomCreateBurst, "room-create-burst", app.DefaultRoomCreateBurst, "rooms one user may create at once above --room-create-rate")
-	fs.IntVar(&cfg.MaxJoinStreamsPerUser, "max-join-streams-per-user", app.DefaultMaxJoinStreamsPerUser, "Join streams one user may have open at once")
+	fs.IntVar(&cfg.MaxJoinStreamsPerUser, "max-join-streams-per-user", app.DefaultMaxJoinStreamsPerUser, "Join and Subscribe streams one user may have open at once")
 	fs.DurationVar(&cfg.ReadMarkerFlush, "read-marker-flush", app.DefaultReadMarkerFlush, "how often read markers are stored, all in one batch; those marked since the last flush are lost if parleyd dies")
 	fs.IntVar(&cfg.ReceiptsMaxMembers, "receipts-max-members", app.DefaultReceiptsMaxMembers, "most readers (a private room's members; users who marked a public room read) a room may have for receipts (\"seen by\"); negative: no receipts")
 	fs.IntVar(&cfg.PresencePageThreshold, "presence-page-threshold", app.DefaultPresencePageThreshold, "distinct users (or connections) online from which a room is big: joiners get the online count and the first 100 users of its presence and page through the rest, and presence changes are gathered (see --presence-diff-interval)")

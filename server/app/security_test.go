@@ -197,8 +197,17 @@ func TestResourceLimits(t *testing.T) {
 		}
 		extra := openJoin(t, ts.dial(t), tok)
 		st := extra.waitEnd()
-		if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "3 Join streams") || retryDelay(st) == 0 {
+		if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "3 Join and Subscribe streams") || retryDelay(st) == 0 {
 			t.Fatalf("4th stream: %v, want RESOURCE_EXHAUSTED with RetryInfo", st)
+		}
+		// Subscribe streams count too: a user cannot get round the limit
+		// with receive-only streams.
+		sub, err := parleyv1.NewChatServiceClient(ts.dial(t)).Subscribe(authCtx(t, tok), &parleyv1.SubscribeRequest{Room: "lobby"})
+		if err == nil {
+			_, err = sub.Recv()
+		}
+		if st := statusOf(err); st.Code() != codes.ResourceExhausted || retryDelay(st) == 0 {
+			t.Fatalf("a Subscribe stream past the limit: %v, want RESOURCE_EXHAUSTED with RetryInfo", err)
 		}
 	})
 	t.Run("too many streams on one connection", func(t *testing.T) {

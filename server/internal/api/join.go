@@ -337,6 +337,13 @@ func (s *Service) Subscribe(req *parleyv1.SubscribeRequest, stream grpc.ServerSt
 	}
 	ctx := stream.Context()
 	id := identity(ctx)
+	// Subscribe streams count with the user's Join streams: each holds a
+	// connection in the hub and may replay history.
+	release, err := s.limits.openStream(id.User)
+	if err != nil {
+		return err
+	}
+	defer release()
 	cursors := append([]*parleyv1.SubscribeRequest_RoomCursor{{Room: req.GetRoom(), AfterSeq: req.AfterSeq}}, req.GetAdditionalRooms()...)
 	for _, c := range cursors {
 		if _, err := s.access(ctx, id.User, c.GetRoom()); err != nil {

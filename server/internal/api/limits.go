@@ -154,14 +154,15 @@ func (l *userLimits) allowSend(ctx context.Context, user string, hold bool) erro
 	return retryable(after, fmt.Sprintf("sending too fast: at most %g messages/s per user (burst %d); retry in %v", float64(l.rate), l.burst, after.Round(time.Millisecond)))
 }
 
-// openStream counts a Join stream for user, refusing one past the limit.
+// openStream counts a Join or Subscribe stream for user, refusing one
+// past the limit.
 // The returned func closes it.
 func (l *userLimits) openStream(user string) (func(), error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	u := l.getLocked(user)
 	if l.streams > 0 && u.streams >= l.streams {
-		return nil, retryable(time.Second, fmt.Sprintf("user %s already has %d Join streams open, the limit; close one first", user, l.streams))
+		return nil, retryable(time.Second, fmt.Sprintf("user %s already has %d Join and Subscribe streams open, the limit; close one first", user, l.streams))
 	}
 	u.streams++
 	return func() {
