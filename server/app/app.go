@@ -147,6 +147,12 @@ type Config struct {
 	// ReceiptsMaxMembers is the most readers a room may have for receipts
 	// ("seen by"; default DefaultReceiptsMaxMembers; negative: none).
 	ReceiptsMaxMembers int
+	// ReceiptInterval is the shortest time between two receipts of one
+	// reader in one room: the window receipts are coalesced over
+	// (default DefaultReceiptInterval). Longer windows send fewer frames
+	// (one write per connection of the room per window) and make "seen
+	// by" lag further.
+	ReceiptInterval time.Duration
 	// PresencePageThreshold is the number of distinct users online, or of
 	// connections, from which a room is big: a joiner gets the online
 	// count and the first page of its presence, and pages through the
@@ -220,6 +226,7 @@ const (
 
 	DefaultReadMarkerFlush       = hub.DefaultReadMarkFlush
 	DefaultReceiptsMaxMembers    = hub.DefaultReceiptsMaxMembers
+	DefaultReceiptInterval       = time.Second
 	DefaultPresencePageThreshold = hub.DefaultPresencePageThreshold
 	DefaultPresenceDiffInterval  = hub.DefaultPresenceBatchWindow
 
@@ -423,7 +430,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	hc := hub.Config{MaxQueueBytes: cfg.MaxQueueBytes, MaxRoomsPerConn: cfg.MaxRoomsPerConn,
 		Subject: cfg.BrokerSubject, NodeID: cfg.NodeID, NodeTimeout: cfg.NodeTimeout,
-		ReadMarkFlush: cfg.ReadMarkerFlush, ReceiptsMaxMembers: cfg.ReceiptsMaxMembers,
+		ReadMarkFlush: cfg.ReadMarkerFlush, ReceiptsMaxMembers: cfg.ReceiptsMaxMembers, ReceiptInterval: cfg.ReceiptInterval,
 		PresencePageThreshold: cfg.PresencePageThreshold, PresenceBatchWindow: cfg.PresenceDiffInterval,
 		Retention: cfg.Retention, WireForm: api.WireForm}
 	if cfg.Broker != "" {

@@ -186,3 +186,45 @@ func TestNoReceiptsInABigRoom(t *testing.T) {
 		}
 	}
 }
+
+// --receipt-interval sets the window receipts are coalesced over: with
+// 3 s, a reader marking for 1.5 s causes one receipt at once and the
+// newest only when the window ends (with the default 1 s, a second one
+// would come after about a second).
+func TestReceiptIntervalIsConfigurable(t *testing.T) {
+	ts := startServer(t, func(c *app.Config) { c.ReceiptsMaxMembers, c.ReceiptInterval = 3, 3*time.Second })
+	privateRoom(t, ts, "alice", "slow", "bob", "carol")
+	alice, actx := ts.client(t, "alice")
+	head := sendN(t, alice, actx, "slow", 30)
+	bs := openJoin(t, ts.dial(t), ts.token(t, "bob"))
+	bs.join("slow", nil)
+	carol, cctx := ts.client(t, "carol")
+	start := time.Now()
+	for seq := range head {
+		if _, err := carol.MarkRead(cctx, &parleyv1.MarkReadRequest{Room: "slow", Seq: seq + 1}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // pacing the reader, not waiting on the server
+	}
+	var early int
+	var newest time.Duration
+	for newest == 0 {
+		select {
+		case ev := <-bs.events:
+			if r := ev.GetReceipt(); r != nil && r.GetUser() == "carol" {
+				at := time.Since(start)
+				if at < 2500*time.Millisecond {
+					early++
+				}
+				if r.GetSeq() == head {
+					newest = at
+				}
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("carol's newest receipt never came")
+		}
+	}
+	if early > 1 || newest < 2500*time.Millisecond {
+		t.Fatalf("%d receipts in the first 2.5 s, the newest at %v: want 1, and the newest when the 3 s window ends", early, newest)
+	}
+}
