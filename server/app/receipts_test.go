@@ -59,11 +59,7 @@ func receiptsString(rs []*parleyv1.Receipt) string {
 // carry the receipts.
 func TestReceiptsAreCoalesced(t *testing.T) {
 	ts := startServer(t, func(c *app.Config) { c.ReceiptsMaxMembers = 3 })
-	privateRoom(t, ts, "alice", "small", "bob", "carol")
-	alice, actx := ts.client(t, "alice")
-	head := sendN(t, alice, actx, "small", 100)
-	bs := openJoin(t, ts.dial(t), ts.token(t, "bob"))
-	bs.join("small", nil)
+	alice, actx, head, bs := readersRoom(t, ts, "small", 100)
 	bob, bctx := ts.client(t, "bob")
 	sub, err := bob.Subscribe(bctx, &parleyv1.SubscribeRequest{Room: "small"})
 	if err != nil {
@@ -193,11 +189,7 @@ func TestNoReceiptsInABigRoom(t *testing.T) {
 // would come after about a second).
 func TestReceiptIntervalIsConfigurable(t *testing.T) {
 	ts := startServer(t, func(c *app.Config) { c.ReceiptsMaxMembers, c.ReceiptInterval = 3, 3*time.Second })
-	privateRoom(t, ts, "alice", "slow", "bob", "carol")
-	alice, actx := ts.client(t, "alice")
-	head := sendN(t, alice, actx, "slow", 30)
-	bs := openJoin(t, ts.dial(t), ts.token(t, "bob"))
-	bs.join("slow", nil)
+	_, _, head, bs := readersRoom(t, ts, "slow", 30)
 	carol, cctx := ts.client(t, "carol")
 	start := time.Now()
 	for seq := range head {
@@ -227,4 +219,17 @@ func TestReceiptIntervalIsConfigurable(t *testing.T) {
 	if early > 1 || newest < 2500*time.Millisecond {
 		t.Fatalf("%d receipts in the first 2.5 s, the newest at %v: want 1, and the newest when the 3 s window ends", early, newest)
 	}
+}
+
+// readersRoom makes alice's private room with bob and carol, sends n
+// messages to it as alice, and joins it on a Join stream of bob's. It
+// returns alice's client, the room's head and bob's stream.
+func readersRoom(t *testing.T, ts *testServer, room string, n int) (parleyv1.ChatServiceClient, context.Context, uint64, *joinStream) {
+	t.Helper()
+	privateRoom(t, ts, "alice", room, "bob", "carol")
+	alice, actx := ts.client(t, "alice")
+	head := sendN(t, alice, actx, room, n)
+	bs := openJoin(t, ts.dial(t), ts.token(t, "bob"))
+	bs.join(room, nil)
+	return alice, actx, head, bs
 }
