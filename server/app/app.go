@@ -226,7 +226,7 @@ const (
 
 	DefaultReadMarkerFlush       = hub.DefaultReadMarkFlush
 	DefaultReceiptsMaxMembers    = hub.DefaultReceiptsMaxMembers
-	DefaultReceiptInterval       = time.Second
+	DefaultReceiptInterval       = hub.DefaultReceiptInterval
 	DefaultPresencePageThreshold = hub.DefaultPresencePageThreshold
 	DefaultPresenceDiffInterval  = hub.DefaultPresenceBatchWindow
 

@@ -65,19 +65,10 @@ func (l *userLimits) allowCreate(user string) error {
 	if l.createRate == rate.Inf {
 		return nil
 	}
-	l.mu.Lock()
-	u := l.getLocked(user)
-	if u.create == nil {
-		u.create = rate.NewLimiter(l.createRate, l.createBurst)
-	}
-	lim := u.create
-	l.mu.Unlock()
-	r := lim.Reserve()
-	d := r.Delay()
+	d := take(l.bucket(user, func(u *userLimit) **rate.Limiter { return &u.create }, l.createRate, l.createBurst))
 	if d == 0 {
 		return nil
 	}
-	r.Cancel()
 	return retryable(d, fmt.Sprintf("creating rooms too fast: at most %g rooms/s per user (burst %d); retry in %v",
 		float64(l.createRate), l.createBurst, d.Round(time.Millisecond)))
 }
@@ -95,15 +86,27 @@ func (l *userLimits) getLocked(user string) *userLimit {
 	return u
 }
 
-// limiter returns user's send limiter.
-func (l *userLimits) limiter(user string) *rate.Limiter {
+// bucket returns the limiter pick chooses in user's record, made with r
+// and burst on first use.
+func (l *userLimits) bucket(user string, pick func(*userLimit) **rate.Limiter, r rate.Limit, burst int) *rate.Limiter {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	u := l.getLocked(user)
-	if u.send == nil {
-		u.send = rate.NewLimiter(l.rate, l.burst)
+	p := pick(l.getLocked(user))
+	if *p == nil {
+		*p = rate.NewLimiter(r, burst)
 	}
-	return u.send
+	return *p
+}
+
+// take takes a token from lim if one is there now, and returns 0; else it
+// takes none and returns how long until one is.
+func take(lim *rate.Limiter) time.Duration {
+	r := lim.Reserve()
+	d := r.Delay()
+	if d > 0 {
+		r.Cancel()
+	}
+	return d
 }
 
 // sweepLocked forgets users with no stream and full buckets: they would
@@ -133,12 +136,10 @@ func (l *userLimits) allowSend(ctx context.Context, user string, hold bool) erro
 	if l.rate == rate.Inf {
 		return nil
 	}
-	r := l.limiter(user).Reserve()
-	d := r.Delay()
+	d := take(l.bucket(user, func(u *userLimit) **rate.Limiter { return &u.send }, l.rate, l.burst))
 	if d == 0 {
 		return nil
 	}
-	r.Cancel()
 	if !hold {
 		return retryable(d, fmt.Sprintf("sending too fast: at most %g messages/s per user (burst %d); retry in %v", float64(l.rate), l.burst, d.Round(time.Millisecond)))
 	}

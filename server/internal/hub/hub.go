@@ -102,7 +102,8 @@ type Config struct {
 	// ReceiptsMaxMembers is the most readers a room may have for its
 	// readers to get receipts (default DefaultReceiptsMaxMembers;
 	// negative: no receipts); ReceiptInterval is the shortest time
-	// between two receipts of one reader in one room (default 1s).
+	// between two receipts of one reader in one room (default
+	// DefaultReceiptInterval).
 	ReceiptsMaxMembers int
 	ReceiptInterval    time.Duration
 	// Retention is what the store's retention deletes (zero: nothing),
@@ -127,6 +128,7 @@ const (
 	DefaultReadMarkFlush         = 250 * time.Millisecond
 	DefaultMaxPendingReadMarks   = 100000
 	DefaultReceiptsMaxMembers    = 50
+	DefaultReceiptInterval       = time.Second
 	DefaultPresenceBatchWindow   = 250 * time.Millisecond
 	DefaultPresencePageThreshold = 32
 	// DefaultPresenceCountRate is the default PresenceCountRate: a room
@@ -191,7 +193,7 @@ func (c *Config) setDefaults() {
 		c.ReceiptsMaxMembers = DefaultReceiptsMaxMembers
 	}
 	if c.ReceiptInterval <= 0 {
-		c.ReceiptInterval = time.Second
+		c.ReceiptInterval = DefaultReceiptInterval
 	}
 }
 

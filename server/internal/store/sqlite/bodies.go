@@ -42,7 +42,13 @@ func prepareBodies(p func(string) *sql.Stmt, st *statements) {
 // retention deletes it with its entry.
 func bodyOf(t string) string {
 	return fmt.Sprintf(`CASE WHEN %[1]s.body_id = 0 THEN %[1]s.body
-		ELSE coalesce((SELECT CASE WHEN typeof(body) = 'text' THEN body ELSE '' END FROM bodies WHERE id = %[1]s.body_id), '') END`, t)
+		ELSE coalesce((SELECT %[2]s FROM bodies WHERE id = %[1]s.body_id), '') END`, t, liveText("bodies"))
+}
+
+// liveText is the SQL for the text of the bodies row aliased b: empty once
+// a delete erased it (a blob of zeros).
+func liveText(b string) string {
+	return fmt.Sprintf("CASE WHEN typeof(%[1]s.body) = 'text' THEN %[1]s.body ELSE '' END", b)
 }
 
 // writeBodies gives each of the batch's rows with a text the next id and

@@ -38,8 +38,8 @@ func currentTextID(m, e string) string {
 // edit, if any, is joined as e, and the text's row in bodies as b (see
 // bodyOf).
 func currentText(m, e, b string) string {
-	return fmt.Sprintf(`CASE WHEN %[3]s.id IS NOT NULL THEN (CASE WHEN typeof(%[3]s.body) = 'text' THEN %[3]s.body ELSE '' END)
-		WHEN %[1]s.edit_seq <> 0 THEN coalesce(%[2]s.body, '') ELSE %[1]s.body END`, m, e, b)
+	return fmt.Sprintf(`CASE WHEN %[3]s.id IS NOT NULL THEN %[4]s
+		WHEN %[1]s.edit_seq <> 0 THEN coalesce(%[2]s.body, '') ELSE %[1]s.body END`, m, e, b, liveText(b))
 }
 
 var (
