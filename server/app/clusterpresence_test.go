@@ -63,6 +63,9 @@ func TestClusterPresenceHoldsThroughABrokerOutage(t *testing.T) {
 		}
 	}
 	carol.closeAndWait() // leaves while nobody can hear it on node 0
+	// Her own node drops her once it has seen her stream end, which is a
+	// moment after the client's close returns.
+	waitFor(t, "node 1 to drop carol", func() bool { return !strings.Contains(presenceOf(t, nodes[1], "hall"), "carol") })
 	after1 := presenceOf(t, nodes[1], "hall")
 	// The outage lasts three node timeouts; all along, each node keeps
 	// listing the other's users.
