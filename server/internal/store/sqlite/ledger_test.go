@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/parleychat/parley/server/internal/store"
 )
@@ -73,5 +74,43 @@ func TestReadBeforeFlushReadsAgain(t *testing.T) {
 	}
 	if got, err := s.ReadState(ctx, "alice", "r"); err != nil || got != (store.ReadState{Unread: 1, HeadSeq: 3}) {
 		t.Errorf("ReadState after the flush = %+v (%v), want 1 unread", got, err)
+	}
+}
+
+// A read that missed the ledger is read again however long it took:
+// under load a read may wait more than a second for the read pool, and
+// one miss after such a wait must not fail the call. Only reads that
+// keep missing do, after ledgerReads of them.
+func TestReadAgainAfterASlowRead(t *testing.T) {
+	ctx := context.Background()
+	reads := 0
+	got, err := readAgain(ctx, func() (int, error) {
+		reads++
+		if reads == 1 {
+			time.Sleep(1100 * time.Millisecond) // a read that waited for the pool, not a synchronisation
+			return 0, errLedgerAhead
+		}
+		return 7, nil
+	})
+	if got != 7 || err != nil || reads != 2 {
+		t.Errorf("readAgain after a slow read that missed = %d, %v after %d reads; want 7, nil after 2", got, err, reads)
+	}
+
+	reads = 0
+	_, err = readAgain(ctx, func() (int, error) { reads++; return 0, errLedgerAhead })
+	if !errors.Is(err, errLedgerAhead) || reads != ledgerReads {
+		t.Errorf("readAgain of reads that always miss = %v after %d reads; want errLedgerAhead after %d", err, reads, ledgerReads)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	reads = 0
+	_, err = readAgain(cctx, func() (int, error) {
+		if reads++; reads == 3 {
+			cancel()
+		}
+		return 0, errLedgerAhead
+	})
+	if !errors.Is(err, context.Canceled) || reads != 3 {
+		t.Errorf("readAgain with its context ended after 3 reads = %v after %d reads; want context.Canceled after 3", err, reads)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"time"
 
 	"github.com/parleychat/parley/server/internal/store"
 	"github.com/parleychat/parley/server/internal/store/internal/sqlstore"
@@ -236,18 +235,22 @@ func (s *Store) planMarkers(ctx context.Context, batch *sqlstore.MarkerBatch) (_
 // (ledger.count): the read is done again.
 var errLedgerAhead = errors.New("sqlite: the senders' counts in memory do not match the read's snapshot")
 
-// ledgerWait bounds how long readAgain reads again. A snapshot and the
+// ledgerReads bounds how many times readAgain reads. A snapshot and the
 // ledger differ only while the writer takes a commit in (microseconds)
-// or when a flush committed during the read.
-const ledgerWait = time.Second
+// or when a flush committed during the read, so the next read nearly
+// always matches; reads that keep missing mean a bug, not bad luck. The
+// bound counts reads, not time: under load one read may wait long for
+// the read pool, and a read that missed once must still be read again
+// (a bound of one second did not, and a join storm beside 5,000 marks a
+// second got INTERNAL for it).
+const ledgerReads = 1000
 
-// readAgain runs read until its snapshot and the ledger match, for at
-// most ledgerWait.
+// readAgain runs read until its snapshot and the ledger match, at most
+// ledgerReads times, or until ctx ends.
 func readAgain[T any](ctx context.Context, read func() (T, error)) (T, error) {
-	deadline := time.Now().Add(ledgerWait)
-	for {
+	for n := 1; ; n++ {
 		v, err := read()
-		if !errors.Is(err, errLedgerAhead) || time.Now().After(deadline) {
+		if !errors.Is(err, errLedgerAhead) || n == ledgerReads {
 			return v, err
 		}
 		if err := ctx.Err(); err != nil {
