@@ -22,7 +22,10 @@ func newMetrics(h *hub.Hub, extra ...prometheus.Collector) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	m.reg.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collectors.NewGoCollector(),
+		// The scheduler's metrics too: go_sched_latencies_seconds (how long
+		// goroutines wait runnable for a thread) is where a busy server's
+		// tail shows before any of ours (docs/operations.md).
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "parley_grpc_connections", Help: "Open HTTP/2 connections on grpc-go's transport."},
 			func() float64 { return float64(m.grpcConns.Count()) }),
 	)

@@ -57,7 +57,9 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, m[k], v)
 		}
 	}
-	for _, k := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes", "go_goroutines"} {
+	// go_sched_latencies_seconds: the runtime's scheduling latencies,
+	// which the Go collector leaves out unless asked.
+	for _, k := range []string{"process_cpu_seconds_total", "process_resident_memory_bytes", "go_goroutines", "go_sched_latencies_seconds_count"} {
 		if m[k] <= 0 {
 			t.Errorf("%s = %v, want > 0", k, m[k])
 		}
