@@ -40,21 +40,23 @@ type userLimit struct {
 const sweepAt = 10000
 
 func newUserLimits(perSecond float64, burst, streams int) *userLimits {
-	r := rate.Limit(perSecond)
-	if perSecond <= 0 {
-		r = rate.Inf
-	}
-	return &userLimits{rate: r, burst: max(burst, 1), streams: streams, users: make(map[string]*userLimit), sweep: sweepAt,
+	return &userLimits{rate: limitOf(perSecond), burst: max(burst, 1), streams: streams, users: make(map[string]*userLimit), sweep: sweepAt,
 		createRate: rate.Inf, createBurst: 1}
 }
 
 // limitCreates bounds the rooms one user may create: perSecond with
 // bursts of burst; perSecond <= 0 means no limit.
 func (l *userLimits) limitCreates(perSecond float64, burst int) {
-	l.createRate, l.createBurst = rate.Limit(perSecond), max(burst, 1)
+	l.createRate, l.createBurst = limitOf(perSecond), max(burst, 1)
+}
+
+// limitOf is the rate of a per-second flag: rate.Inf (no limit) for 0 or
+// less.
+func limitOf(perSecond float64) rate.Limit {
 	if perSecond <= 0 {
-		l.createRate = rate.Inf
+		return rate.Inf
 	}
+	return rate.Limit(perSecond)
 }
 
 // allowCreate takes one room creation from user's bucket, or returns a
@@ -109,14 +111,19 @@ func take(lim *rate.Limiter) time.Duration {
 	return d
 }
 
+// full reports whether lim, if made, holds its whole burst at now: a
+// fresh limiter would be the same.
+func full(lim *rate.Limiter, burst int, now time.Time) bool {
+	return lim == nil || lim.TokensAt(now) >= float64(burst)
+}
+
 // sweepLocked forgets users with no stream and full buckets: they would
 // get the same fresh limiters back.
 func (l *userLimits) sweepLocked() {
 	l.sweeps++
 	now := time.Now()
 	for name, u := range l.users {
-		if u.streams == 0 && (u.send == nil || u.send.TokensAt(now) >= float64(l.burst)) &&
-			(u.create == nil || u.create.TokensAt(now) >= float64(l.createBurst)) {
+		if u.streams == 0 && full(u.send, l.burst, now) && full(u.create, l.createBurst, now) {
 			delete(l.users, name)
 		}
 	}

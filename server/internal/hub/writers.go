@@ -66,10 +66,16 @@ func (w *writers) ready(c *Conn, urgent bool) bool {
 	if w.closed {
 		return false
 	}
-	c.readyAt = time.Now()
-	w.line.push(c, urgent)
+	w.enlineLocked(c, urgent)
 	w.startLocked()
 	return true
+}
+
+// enlineLocked puts c in line, at the front if urgent, noting when for
+// the line-wait histogram.
+func (w *writers) enlineLocked(c *Conn, urgent bool) {
+	c.readyAt = time.Now()
+	w.line.push(c, urgent)
 }
 
 // close lets no writer start any more and waits for the running ones,
@@ -120,8 +126,7 @@ func (w *writers) run(wr *writer) {
 		again, urgent := c.writeTurn()
 		w.mu.Lock()
 		if again {
-			c.readyAt = time.Now()
-			w.line.push(c, urgent)
+			w.enlineLocked(c, urgent)
 		}
 	}
 }
