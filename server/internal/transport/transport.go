@@ -101,13 +101,32 @@ const (
 // clients cannot ping more often than every 10s anyway.
 const keepaliveMinTime = 10 * time.Second
 
+// The server's receive windows, fixed. grpc-go's default is a dynamic
+// window sized by BDP probing: the first DATA frame after each probe's
+// answer makes the server write a WINDOW_UPDATE and a PING and then read
+// the client's PING ACK. A chat client sends a trickle of small frames (a
+// send, a mark, a typing notice), so nearly every frame it sends cost the
+// server a write and a read more, and the client an answer; fixed windows
+// take that out (docs/performance.md, "Fixed receive windows"). They also
+// bound what a client may have in flight to the server below what probing
+// may grow to (16 MiB): 64 KiB a stream, grpc-go's initial window (a
+// longer message still passes: grpc-go widens a stream's window for the
+// message it is reading), and 1 MiB a connection, so that the streams of
+// a gateway's connection need not take turns.
+const (
+	streamWindow = 64 << 10
+	connWindow   = 1 << 20
+)
+
 // GRPCServerOptions returns the grpc.Server options that put cfg's message,
-// stream and header limits, handshake timeout and keepalive on grpc-go's
-// own transport.
+// stream and header limits, handshake timeout, keepalive and fixed receive
+// windows on grpc-go's own transport.
 func GRPCServerOptions(cfg Config) []grpc.ServerOption {
 	cfg.setDefaults()
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		grpc.StaticStreamWindowSize(streamWindow),
+		grpc.StaticConnWindowSize(connWindow),
 		grpc.MaxConcurrentStreams(cfg.MaxStreamsPerConn),
 		grpc.MaxHeaderListSize(uint32(cfg.MaxHeaderBytes)),
 		// The HTTP/2 preface and settings are due within ReadHeaderTimeout
