@@ -183,6 +183,31 @@ func (s *Service) noReceipts(room string) error {
 // room, its receipts. It is a JoinResponse whose joined event holds only
 // those fields: decoded after the shared state, protobuf merges it in.
 func (s *Service) joinedTail(ctx context.Context, user, room string) ([]byte, error) {
+	flushes := s.cfg.Hub.ReadMarkFlushes()
+	j, err := s.storedTail(ctx, user, room)
+	if err != nil {
+		return nil, err
+	}
+	p, pending := s.cfg.Hub.PendingRead(user, room)
+	if s.cfg.Hub.ReadMarkFlushes() != flushes {
+		// A flush stored markers after the read began, and PendingRead may
+		// no longer have them: read them from the store.
+		if j, err = s.storedTail(ctx, user, room); err != nil {
+			return nil, err
+		}
+	}
+	if pending && p.Seq > j.LastReadSeq {
+		j.LastReadSeq = p.Seq
+	}
+	if j.LastReadSeq == 0 && len(j.Receipts) == 0 {
+		return nil, nil
+	}
+	return proto.Marshal(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Joined{Joined: j}})
+}
+
+// storedTail is joinedTail's read of the store: the room's receipts, if
+// it is small, and user's stored marker.
+func (s *Service) storedTail(ctx context.Context, user, room string) (*parleyv1.Joined, error) {
 	j := &parleyv1.Joined{}
 	ms, err := s.cfg.Hub.Receipts(ctx, room)
 	switch {
@@ -203,19 +228,14 @@ func (s *Service) joinedTail(ctx context.Context, user, room string) ([]byte, er
 	default:
 		return nil, err
 	}
-	if p, ok := s.cfg.Hub.PendingRead(user, room); ok && p.Seq > j.LastReadSeq {
-		j.LastReadSeq = p.Seq
-	}
-	if j.LastReadSeq == 0 && len(j.Receipts) == 0 {
-		return nil, nil
-	}
-	return proto.Marshal(&parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Joined{Joined: j}})
+	return j, nil
 }
 
 // visibleRooms is the store's VisibleRooms, with the markers user marked
 // and the hub has not stored yet stored first, so that a room list read
 // right after a mark counts from it.
 func (s *Service) visibleRooms(ctx context.Context, user, after string, limit int) ([]store.Room, error) {
+	flushes := s.cfg.Hub.ReadMarkFlushes()
 	rooms, err := s.cfg.Store.VisibleRooms(ctx, user, after, limit)
 	if err != nil {
 		return nil, err
@@ -227,6 +247,11 @@ func (s *Service) visibleRooms(ctx context.Context, user, after string, limit in
 			}
 			return s.cfg.Store.VisibleRooms(ctx, user, after, limit)
 		}
+	}
+	if s.cfg.Hub.ReadMarkFlushes() != flushes {
+		// A flush stored markers after the read began, and PendingRead no
+		// longer has them: read them from the store.
+		return s.cfg.Store.VisibleRooms(ctx, user, after, limit)
 	}
 	return rooms, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parleychat/parley/server/internal/store"
@@ -36,6 +37,9 @@ type readMarks struct {
 	armed    bool                 // timer is set to fire
 	space    chan struct{}        // closed and replaced after each flush: wakes marks waiting for room
 	flushMu  sync.Mutex           // one flush at a time; taken before mu
+	// stored counts the flushes that stored a batch; it moves, under mu,
+	// when inflight is emptied (see ReadMarkFlushes).
+	stored atomic.Uint64
 }
 
 // markKey is a user's marker in a room.
@@ -146,6 +150,13 @@ func (h *Hub) PendingRead(user, room string) (ReadMark, bool) {
 	return p, ok
 }
 
+// ReadMarkFlushes counts the flushes that have stored pending markers. A
+// reader of markers from the store that then asks PendingRead whether a
+// newer one waits reads this before and after: a flush may store the
+// marker in between, after the store was read and before PendingRead
+// looked, and then the count has moved and the store must be read again.
+func (h *Hub) ReadMarkFlushes() uint64 { return h.marks.stored.Load() }
+
 // FlushReadMarks stores every pending marker now, and returns once they
 // are stored and their events sent.
 func (h *Hub) FlushReadMarks(ctx context.Context) error { return h.flushReadMarks(ctx) }
@@ -199,6 +210,8 @@ func (h *Hub) flushReadMarks(ctx context.Context) error {
 	mk.mu.Lock()
 	if err != nil {
 		mk.restoreLocked(batch)
+	} else {
+		mk.stored.Add(1)
 	}
 	mk.inflight = nil
 	if mk.space != nil {
