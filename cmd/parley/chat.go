@@ -626,8 +626,10 @@ func (c *chat) event(ctx context.Context, ev *parleyv1.JoinResponse) {
 		c.reaction(e.ReactionRemoved, false)
 	case *parleyv1.JoinResponse_ReadMarker:
 		c.readMarker(e.ReadMarker)
-	case *parleyv1.JoinResponse_Receipt:
-		c.receipt(e.Receipt)
+	case *parleyv1.JoinResponse_Receipts:
+		for _, r := range e.Receipts.GetReceipts() {
+			c.receipt(r)
+		}
 	case *parleyv1.JoinResponse_Replayed:
 		// Stored messages are done; live ones follow. Nothing to show.
 	default:

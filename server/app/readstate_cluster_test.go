@@ -42,7 +42,7 @@ func TestClusterReadMarkerSync(t *testing.T) {
 	if limit := time.Second; took > limit && !raceEnabled {
 		t.Fatalf("the marker took %v to reach the other node, more than %v", took, limit)
 	}
-	if r := bs.next(isReceipt("pair", "alice"), nil).GetReceipt(); r.GetSeq() != 1 {
+	if r := receiptOf(bs.next(isReceipt("pair", "alice"), nil), "pair", "alice"); r.GetSeq() != 1 {
 		t.Fatalf("bob's receipt on node 1: %v", r)
 	}
 	// A later mark on node 1 moves the marker on node 0's stream too.

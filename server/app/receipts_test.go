@@ -12,10 +12,22 @@ import (
 	"github.com/parleychat/parley/server/app"
 )
 
-func isReceipt(room, user string) func(*parleyv1.JoinResponse) bool {
-	return func(ev *parleyv1.JoinResponse) bool {
-		return ev.GetReceipt().GetRoom() == room && ev.GetReceipt().GetUser() == user
+// receiptOf returns user's receipt in ev if ev is a receipts event of
+// room that holds one, nil otherwise.
+func receiptOf(ev *parleyv1.JoinResponse, room, user string) *parleyv1.Receipt {
+	if ev.GetReceipts().GetRoom() != room {
+		return nil
 	}
+	for _, r := range ev.GetReceipts().GetReceipts() {
+		if r.GetUser() == user {
+			return r
+		}
+	}
+	return nil
+}
+
+func isReceipt(room, user string) func(*parleyv1.JoinResponse) bool {
+	return func(ev *parleyv1.JoinResponse) bool { return receiptOf(ev, room, user) != nil }
 }
 
 // privateRoom creates a private room of owner's with members.
@@ -72,7 +84,7 @@ func TestReceiptsAreCoalesced(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if r := ev.GetReceipt(); r != nil {
+			for _, r := range ev.GetReceipts().GetReceipts() {
 				subReceipts <- r
 			}
 		}
@@ -86,7 +98,7 @@ func TestReceiptsAreCoalesced(t *testing.T) {
 		for time.Now().Before(until) {
 			select {
 			case ev := <-bs.events:
-				if r := ev.GetReceipt(); r != nil && r.GetUser() == "carol" {
+				if r := receiptOf(ev, "small", "carol"); r != nil {
 					arrivals = append(arrivals, time.Since(start))
 					last = r.GetSeq()
 				}
@@ -177,7 +189,7 @@ func TestNoReceiptsInABigRoom(t *testing.T) {
 		switch {
 		case room == "big" && ev.GetMessage().GetBody() != "sentinel":
 			t.Fatalf("bob got %v in the big room before the sentinel: no receipts there", ev)
-		case room == "small" && (ev.GetReceipt().GetUser() != "alice" || ev.GetReceipt().GetSeq() != 3):
+		case room == "small" && receiptOf(ev, "small", "alice").GetSeq() != 3:
 			t.Fatalf("bob got %v in the small room, want alice's receipt before the sentinel", ev)
 		}
 	}
@@ -203,7 +215,7 @@ func TestReceiptIntervalIsConfigurable(t *testing.T) {
 	for newest == 0 {
 		select {
 		case ev := <-bs.events:
-			if r := ev.GetReceipt(); r != nil && r.GetUser() == "carol" {
+			if r := receiptOf(ev, "slow", "carol"); r != nil {
 				at := time.Since(start)
 				if at < 2500*time.Millisecond {
 					early++

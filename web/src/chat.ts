@@ -257,12 +257,18 @@ export class Chat {
         // A mark made on another connection of ours, or further than ours.
         this.room(ev.value.room).marked(ev.value);
         break;
-      case "receipt": {
-        if (ev.value.user === this.me) return;
+      case "receipts": {
+        // Members of a small room read further; our own marker may be
+        // among them, and we know it.
         const r = this.room(ev.value.room);
-        const seq = Number(ev.value.seq);
-        if (seq <= (r.receipts.get(ev.value.user) ?? 0)) return;
-        r.receipts.set(ev.value.user, seq);
+        let changed = false;
+        for (const rc of ev.value.receipts) {
+          const seq = Number(rc.seq);
+          if (rc.user === this.me || seq <= (r.receipts.get(rc.user) ?? 0)) continue;
+          r.receipts.set(rc.user, seq);
+          changed = true;
+        }
+        if (!changed) return;
         r.receiptsChanged();
         break;
       }

@@ -351,6 +351,7 @@ type JoinResponse struct {
 	//	*JoinResponse_ReadMarker
 	//	*JoinResponse_Receipt
 	//	*JoinResponse_RoomVisible
+	//	*JoinResponse_Receipts
 	Event         isJoinResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -492,6 +493,7 @@ func (x *JoinResponse) GetReadMarker() *ReadMarker {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in parley/v1/chat_service.proto.
 func (x *JoinResponse) GetReceipt() *Receipt {
 	if x != nil {
 		if x, ok := x.Event.(*JoinResponse_Receipt); ok {
@@ -505,6 +507,15 @@ func (x *JoinResponse) GetRoomVisible() *RoomVisible {
 	if x != nil {
 		if x, ok := x.Event.(*JoinResponse_RoomVisible); ok {
 			return x.RoomVisible
+		}
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetReceipts() *Receipts {
+	if x != nil {
+		if x, ok := x.Event.(*JoinResponse_Receipts); ok {
+			return x.Receipts
 		}
 	}
 	return nil
@@ -571,13 +582,20 @@ type JoinResponse_ReadMarker struct {
 }
 
 type JoinResponse_Receipt struct {
-	// A member of a small room read further.
+	// Not sent any more: receipts carries them.
+	//
+	// Deprecated: Marked as deprecated in parley/v1/chat_service.proto.
 	Receipt *Receipt `protobuf:"bytes,12,opt,name=receipt,proto3,oneof"`
 }
 
 type JoinResponse_RoomVisible struct {
 	// A room became visible to the user: list the rooms again.
 	RoomVisible *RoomVisible `protobuf:"bytes,13,opt,name=room_visible,json=roomVisible,proto3,oneof"`
+}
+
+type JoinResponse_Receipts struct {
+	// Members of a small room read further.
+	Receipts *Receipts `protobuf:"bytes,14,opt,name=receipts,proto3,oneof"`
 }
 
 func (*JoinResponse_Reply) isJoinResponse_Event() {}
@@ -605,6 +623,8 @@ func (*JoinResponse_ReadMarker) isJoinResponse_Event() {}
 func (*JoinResponse_Receipt) isJoinResponse_Event() {}
 
 func (*JoinResponse_RoomVisible) isJoinResponse_Event() {}
+
+func (*JoinResponse_Receipts) isJoinResponse_Event() {}
 
 // SubscribeRequest names the rooms to receive, each from its own position.
 type SubscribeRequest struct {
@@ -687,6 +707,7 @@ type SubscribeResponse struct {
 	//	*SubscribeResponse_ReactionAdded
 	//	*SubscribeResponse_ReactionRemoved
 	//	*SubscribeResponse_Receipt
+	//	*SubscribeResponse_Receipts
 	Event         isSubscribeResponse_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -810,10 +831,20 @@ func (x *SubscribeResponse) GetReactionRemoved() *Reaction {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in parley/v1/chat_service.proto.
 func (x *SubscribeResponse) GetReceipt() *Receipt {
 	if x != nil {
 		if x, ok := x.Event.(*SubscribeResponse_Receipt); ok {
 			return x.Receipt
+		}
+	}
+	return nil
+}
+
+func (x *SubscribeResponse) GetReceipts() *Receipts {
+	if x != nil {
+		if x, ok := x.Event.(*SubscribeResponse_Receipts); ok {
+			return x.Receipts
 		}
 	}
 	return nil
@@ -869,8 +900,15 @@ type SubscribeResponse_ReactionRemoved struct {
 }
 
 type SubscribeResponse_Receipt struct {
-	// A member of a small room read further.
+	// Not sent any more: receipts carries them.
+	//
+	// Deprecated: Marked as deprecated in parley/v1/chat_service.proto.
 	Receipt *Receipt `protobuf:"bytes,12,opt,name=receipt,proto3,oneof"`
+}
+
+type SubscribeResponse_Receipts struct {
+	// Members of a small room read further.
+	Receipts *Receipts `protobuf:"bytes,14,opt,name=receipts,proto3,oneof"`
 }
 
 func (*SubscribeResponse_Joined) isSubscribeResponse_Event() {}
@@ -892,6 +930,8 @@ func (*SubscribeResponse_ReactionAdded) isSubscribeResponse_Event() {}
 func (*SubscribeResponse_ReactionRemoved) isSubscribeResponse_Event() {}
 
 func (*SubscribeResponse_Receipt) isSubscribeResponse_Event() {}
+
+func (*SubscribeResponse_Receipts) isSubscribeResponse_Event() {}
 
 // SendMessageRequest sends one message, to a room or directly to a user.
 type SendMessageRequest struct {
@@ -3315,7 +3355,7 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\x06active\x18\x02 \x01(\bR\x06active\x1a$\n" +
 	"\fRefreshToken\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05tokenB\a\n" +
-	"\x05frame\"\xc7\x05\n" +
+	"\x05frame\"\xfe\x05\n" +
 	"\fJoinResponse\x12(\n" +
 	"\x05reply\x18\x01 \x01(\v2\x10.parley.v1.ReplyH\x00R\x05reply\x12+\n" +
 	"\x06joined\x18\x02 \x01(\v2\x11.parley.v1.JoinedH\x00R\x06joined\x12.\n" +
@@ -3329,9 +3369,10 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\x10reaction_removed\x18\n" +
 	" \x01(\v2\x13.parley.v1.ReactionH\x00R\x0freactionRemoved\x128\n" +
 	"\vread_marker\x18\v \x01(\v2\x15.parley.v1.ReadMarkerH\x00R\n" +
-	"readMarker\x12.\n" +
-	"\areceipt\x18\f \x01(\v2\x12.parley.v1.ReceiptH\x00R\areceipt\x12;\n" +
-	"\froom_visible\x18\r \x01(\v2\x16.parley.v1.RoomVisibleH\x00R\vroomVisibleB\a\n" +
+	"readMarker\x122\n" +
+	"\areceipt\x18\f \x01(\v2\x12.parley.v1.ReceiptB\x02\x18\x01H\x00R\areceipt\x12;\n" +
+	"\froom_visible\x18\r \x01(\v2\x16.parley.v1.RoomVisibleH\x00R\vroomVisible\x121\n" +
+	"\breceipts\x18\x0e \x01(\v2\x13.parley.v1.ReceiptsH\x00R\breceiptsB\a\n" +
 	"\x05event\"\xfb\x01\n" +
 	"\x10SubscribeRequest\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12 \n" +
@@ -3344,7 +3385,7 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\n" +
 	"_after_seqB\f\n" +
 	"\n" +
-	"_after_seq\"\xab\x04\n" +
+	"_after_seq\"\xe2\x04\n" +
 	"\x11SubscribeResponse\x12+\n" +
 	"\x06joined\x18\x02 \x01(\v2\x11.parley.v1.JoinedH\x00R\x06joined\x12.\n" +
 	"\amessage\x18\x03 \x01(\v2\x12.parley.v1.MessageH\x00R\amessage\x121\n" +
@@ -3355,8 +3396,9 @@ const file_parley_v1_chat_service_proto_rawDesc = "" +
 	"\x06delete\x18\b \x01(\v2\x18.parley.v1.MessageDeleteH\x00R\x06delete\x12<\n" +
 	"\x0ereaction_added\x18\t \x01(\v2\x13.parley.v1.ReactionH\x00R\rreactionAdded\x12@\n" +
 	"\x10reaction_removed\x18\n" +
-	" \x01(\v2\x13.parley.v1.ReactionH\x00R\x0freactionRemoved\x12.\n" +
-	"\areceipt\x18\f \x01(\v2\x12.parley.v1.ReceiptH\x00R\areceiptB\a\n" +
+	" \x01(\v2\x13.parley.v1.ReactionH\x00R\x0freactionRemoved\x122\n" +
+	"\areceipt\x18\f \x01(\v2\x12.parley.v1.ReceiptB\x02\x18\x01H\x00R\areceipt\x121\n" +
+	"\breceipts\x18\x0e \x01(\v2\x13.parley.v1.ReceiptsH\x00R\breceiptsB\a\n" +
 	"\x05event\"\x9b\x01\n" +
 	"\x12SendMessageRequest\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
@@ -3559,10 +3601,11 @@ var file_parley_v1_chat_service_proto_goTypes = []any{
 	(*ReadMarker)(nil),                      // 55: parley.v1.ReadMarker
 	(*Receipt)(nil),                         // 56: parley.v1.Receipt
 	(*RoomVisible)(nil),                     // 57: parley.v1.RoomVisible
-	(*Room)(nil),                            // 58: parley.v1.Room
-	(RoomVisibility)(0),                     // 59: parley.v1.RoomVisibility
-	(*Presence)(nil),                        // 60: parley.v1.Presence
-	(*timestamppb.Timestamp)(nil),           // 61: google.protobuf.Timestamp
+	(*Receipts)(nil),                        // 58: parley.v1.Receipts
+	(*Room)(nil),                            // 59: parley.v1.Room
+	(RoomVisibility)(0),                     // 60: parley.v1.RoomVisibility
+	(*Presence)(nil),                        // 61: parley.v1.Presence
+	(*timestamppb.Timestamp)(nil),           // 62: google.protobuf.Timestamp
 }
 var file_parley_v1_chat_service_proto_depIdxs = []int32{
 	37, // 0: parley.v1.JoinRequest.join:type_name -> parley.v1.JoinRequest.JoinRoom
@@ -3589,70 +3632,72 @@ var file_parley_v1_chat_service_proto_depIdxs = []int32{
 	55, // 21: parley.v1.JoinResponse.read_marker:type_name -> parley.v1.ReadMarker
 	56, // 22: parley.v1.JoinResponse.receipt:type_name -> parley.v1.Receipt
 	57, // 23: parley.v1.JoinResponse.room_visible:type_name -> parley.v1.RoomVisible
-	45, // 24: parley.v1.SubscribeRequest.additional_rooms:type_name -> parley.v1.SubscribeRequest.RoomCursor
-	47, // 25: parley.v1.SubscribeResponse.joined:type_name -> parley.v1.Joined
-	48, // 26: parley.v1.SubscribeResponse.message:type_name -> parley.v1.Message
-	49, // 27: parley.v1.SubscribeResponse.replayed:type_name -> parley.v1.Replayed
-	50, // 28: parley.v1.SubscribeResponse.presence_diff:type_name -> parley.v1.PresenceDiff
-	51, // 29: parley.v1.SubscribeResponse.typing:type_name -> parley.v1.Typing
-	52, // 30: parley.v1.SubscribeResponse.edit:type_name -> parley.v1.MessageEdit
-	53, // 31: parley.v1.SubscribeResponse.delete:type_name -> parley.v1.MessageDelete
-	54, // 32: parley.v1.SubscribeResponse.reaction_added:type_name -> parley.v1.Reaction
-	54, // 33: parley.v1.SubscribeResponse.reaction_removed:type_name -> parley.v1.Reaction
-	56, // 34: parley.v1.SubscribeResponse.receipt:type_name -> parley.v1.Receipt
-	52, // 35: parley.v1.EditMessageResponse.edit:type_name -> parley.v1.MessageEdit
-	53, // 36: parley.v1.DeleteMessageResponse.delete:type_name -> parley.v1.MessageDelete
-	54, // 37: parley.v1.AddReactionResponse.reaction:type_name -> parley.v1.Reaction
-	54, // 38: parley.v1.RemoveReactionResponse.reaction:type_name -> parley.v1.Reaction
-	48, // 39: parley.v1.SendMessageResponse.message:type_name -> parley.v1.Message
-	0,  // 40: parley.v1.ListMessagesRequest.order:type_name -> parley.v1.MessageOrder
-	48, // 41: parley.v1.ListMessagesResponse.messages:type_name -> parley.v1.Message
-	58, // 42: parley.v1.ListRoomsResponse.rooms:type_name -> parley.v1.Room
-	59, // 43: parley.v1.CreateRoomRequest.visibility:type_name -> parley.v1.RoomVisibility
-	58, // 44: parley.v1.CreateRoomResponse.room:type_name -> parley.v1.Room
-	60, // 45: parley.v1.ListPresenceResponse.presence:type_name -> parley.v1.Presence
-	61, // 46: parley.v1.DevLoginResponse.expires_at:type_name -> google.protobuf.Timestamp
-	55, // 47: parley.v1.MarkReadResponse.marker:type_name -> parley.v1.ReadMarker
-	56, // 48: parley.v1.ListReceiptsResponse.receipts:type_name -> parley.v1.Receipt
-	1,  // 49: parley.v1.ChatService.Join:input_type -> parley.v1.JoinRequest
-	3,  // 50: parley.v1.ChatService.Subscribe:input_type -> parley.v1.SubscribeRequest
-	5,  // 51: parley.v1.ChatService.SendMessage:input_type -> parley.v1.SendMessageRequest
-	6,  // 52: parley.v1.ChatService.EditMessage:input_type -> parley.v1.EditMessageRequest
-	8,  // 53: parley.v1.ChatService.DeleteMessage:input_type -> parley.v1.DeleteMessageRequest
-	10, // 54: parley.v1.ChatService.AddReaction:input_type -> parley.v1.AddReactionRequest
-	12, // 55: parley.v1.ChatService.RemoveReaction:input_type -> parley.v1.RemoveReactionRequest
-	15, // 56: parley.v1.ChatService.ListMessages:input_type -> parley.v1.ListMessagesRequest
-	17, // 57: parley.v1.ChatService.ListRooms:input_type -> parley.v1.ListRoomsRequest
-	19, // 58: parley.v1.ChatService.CreateRoom:input_type -> parley.v1.CreateRoomRequest
-	21, // 59: parley.v1.ChatService.ListPresence:input_type -> parley.v1.ListPresenceRequest
-	23, // 60: parley.v1.ChatService.AddMember:input_type -> parley.v1.AddMemberRequest
-	25, // 61: parley.v1.ChatService.RemoveMember:input_type -> parley.v1.RemoveMemberRequest
-	27, // 62: parley.v1.ChatService.ListMembers:input_type -> parley.v1.ListMembersRequest
-	31, // 63: parley.v1.ChatService.MarkRead:input_type -> parley.v1.MarkReadRequest
-	33, // 64: parley.v1.ChatService.ListReceipts:input_type -> parley.v1.ListReceiptsRequest
-	29, // 65: parley.v1.ChatService.DevLogin:input_type -> parley.v1.DevLoginRequest
-	2,  // 66: parley.v1.ChatService.Join:output_type -> parley.v1.JoinResponse
-	4,  // 67: parley.v1.ChatService.Subscribe:output_type -> parley.v1.SubscribeResponse
-	14, // 68: parley.v1.ChatService.SendMessage:output_type -> parley.v1.SendMessageResponse
-	7,  // 69: parley.v1.ChatService.EditMessage:output_type -> parley.v1.EditMessageResponse
-	9,  // 70: parley.v1.ChatService.DeleteMessage:output_type -> parley.v1.DeleteMessageResponse
-	11, // 71: parley.v1.ChatService.AddReaction:output_type -> parley.v1.AddReactionResponse
-	13, // 72: parley.v1.ChatService.RemoveReaction:output_type -> parley.v1.RemoveReactionResponse
-	16, // 73: parley.v1.ChatService.ListMessages:output_type -> parley.v1.ListMessagesResponse
-	18, // 74: parley.v1.ChatService.ListRooms:output_type -> parley.v1.ListRoomsResponse
-	20, // 75: parley.v1.ChatService.CreateRoom:output_type -> parley.v1.CreateRoomResponse
-	22, // 76: parley.v1.ChatService.ListPresence:output_type -> parley.v1.ListPresenceResponse
-	24, // 77: parley.v1.ChatService.AddMember:output_type -> parley.v1.AddMemberResponse
-	26, // 78: parley.v1.ChatService.RemoveMember:output_type -> parley.v1.RemoveMemberResponse
-	28, // 79: parley.v1.ChatService.ListMembers:output_type -> parley.v1.ListMembersResponse
-	32, // 80: parley.v1.ChatService.MarkRead:output_type -> parley.v1.MarkReadResponse
-	34, // 81: parley.v1.ChatService.ListReceipts:output_type -> parley.v1.ListReceiptsResponse
-	30, // 82: parley.v1.ChatService.DevLogin:output_type -> parley.v1.DevLoginResponse
-	66, // [66:83] is the sub-list for method output_type
-	49, // [49:66] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	58, // 24: parley.v1.JoinResponse.receipts:type_name -> parley.v1.Receipts
+	45, // 25: parley.v1.SubscribeRequest.additional_rooms:type_name -> parley.v1.SubscribeRequest.RoomCursor
+	47, // 26: parley.v1.SubscribeResponse.joined:type_name -> parley.v1.Joined
+	48, // 27: parley.v1.SubscribeResponse.message:type_name -> parley.v1.Message
+	49, // 28: parley.v1.SubscribeResponse.replayed:type_name -> parley.v1.Replayed
+	50, // 29: parley.v1.SubscribeResponse.presence_diff:type_name -> parley.v1.PresenceDiff
+	51, // 30: parley.v1.SubscribeResponse.typing:type_name -> parley.v1.Typing
+	52, // 31: parley.v1.SubscribeResponse.edit:type_name -> parley.v1.MessageEdit
+	53, // 32: parley.v1.SubscribeResponse.delete:type_name -> parley.v1.MessageDelete
+	54, // 33: parley.v1.SubscribeResponse.reaction_added:type_name -> parley.v1.Reaction
+	54, // 34: parley.v1.SubscribeResponse.reaction_removed:type_name -> parley.v1.Reaction
+	56, // 35: parley.v1.SubscribeResponse.receipt:type_name -> parley.v1.Receipt
+	58, // 36: parley.v1.SubscribeResponse.receipts:type_name -> parley.v1.Receipts
+	52, // 37: parley.v1.EditMessageResponse.edit:type_name -> parley.v1.MessageEdit
+	53, // 38: parley.v1.DeleteMessageResponse.delete:type_name -> parley.v1.MessageDelete
+	54, // 39: parley.v1.AddReactionResponse.reaction:type_name -> parley.v1.Reaction
+	54, // 40: parley.v1.RemoveReactionResponse.reaction:type_name -> parley.v1.Reaction
+	48, // 41: parley.v1.SendMessageResponse.message:type_name -> parley.v1.Message
+	0,  // 42: parley.v1.ListMessagesRequest.order:type_name -> parley.v1.MessageOrder
+	48, // 43: parley.v1.ListMessagesResponse.messages:type_name -> parley.v1.Message
+	59, // 44: parley.v1.ListRoomsResponse.rooms:type_name -> parley.v1.Room
+	60, // 45: parley.v1.CreateRoomRequest.visibility:type_name -> parley.v1.RoomVisibility
+	59, // 46: parley.v1.CreateRoomResponse.room:type_name -> parley.v1.Room
+	61, // 47: parley.v1.ListPresenceResponse.presence:type_name -> parley.v1.Presence
+	62, // 48: parley.v1.DevLoginResponse.expires_at:type_name -> google.protobuf.Timestamp
+	55, // 49: parley.v1.MarkReadResponse.marker:type_name -> parley.v1.ReadMarker
+	56, // 50: parley.v1.ListReceiptsResponse.receipts:type_name -> parley.v1.Receipt
+	1,  // 51: parley.v1.ChatService.Join:input_type -> parley.v1.JoinRequest
+	3,  // 52: parley.v1.ChatService.Subscribe:input_type -> parley.v1.SubscribeRequest
+	5,  // 53: parley.v1.ChatService.SendMessage:input_type -> parley.v1.SendMessageRequest
+	6,  // 54: parley.v1.ChatService.EditMessage:input_type -> parley.v1.EditMessageRequest
+	8,  // 55: parley.v1.ChatService.DeleteMessage:input_type -> parley.v1.DeleteMessageRequest
+	10, // 56: parley.v1.ChatService.AddReaction:input_type -> parley.v1.AddReactionRequest
+	12, // 57: parley.v1.ChatService.RemoveReaction:input_type -> parley.v1.RemoveReactionRequest
+	15, // 58: parley.v1.ChatService.ListMessages:input_type -> parley.v1.ListMessagesRequest
+	17, // 59: parley.v1.ChatService.ListRooms:input_type -> parley.v1.ListRoomsRequest
+	19, // 60: parley.v1.ChatService.CreateRoom:input_type -> parley.v1.CreateRoomRequest
+	21, // 61: parley.v1.ChatService.ListPresence:input_type -> parley.v1.ListPresenceRequest
+	23, // 62: parley.v1.ChatService.AddMember:input_type -> parley.v1.AddMemberRequest
+	25, // 63: parley.v1.ChatService.RemoveMember:input_type -> parley.v1.RemoveMemberRequest
+	27, // 64: parley.v1.ChatService.ListMembers:input_type -> parley.v1.ListMembersRequest
+	31, // 65: parley.v1.ChatService.MarkRead:input_type -> parley.v1.MarkReadRequest
+	33, // 66: parley.v1.ChatService.ListReceipts:input_type -> parley.v1.ListReceiptsRequest
+	29, // 67: parley.v1.ChatService.DevLogin:input_type -> parley.v1.DevLoginRequest
+	2,  // 68: parley.v1.ChatService.Join:output_type -> parley.v1.JoinResponse
+	4,  // 69: parley.v1.ChatService.Subscribe:output_type -> parley.v1.SubscribeResponse
+	14, // 70: parley.v1.ChatService.SendMessage:output_type -> parley.v1.SendMessageResponse
+	7,  // 71: parley.v1.ChatService.EditMessage:output_type -> parley.v1.EditMessageResponse
+	9,  // 72: parley.v1.ChatService.DeleteMessage:output_type -> parley.v1.DeleteMessageResponse
+	11, // 73: parley.v1.ChatService.AddReaction:output_type -> parley.v1.AddReactionResponse
+	13, // 74: parley.v1.ChatService.RemoveReaction:output_type -> parley.v1.RemoveReactionResponse
+	16, // 75: parley.v1.ChatService.ListMessages:output_type -> parley.v1.ListMessagesResponse
+	18, // 76: parley.v1.ChatService.ListRooms:output_type -> parley.v1.ListRoomsResponse
+	20, // 77: parley.v1.ChatService.CreateRoom:output_type -> parley.v1.CreateRoomResponse
+	22, // 78: parley.v1.ChatService.ListPresence:output_type -> parley.v1.ListPresenceResponse
+	24, // 79: parley.v1.ChatService.AddMember:output_type -> parley.v1.AddMemberResponse
+	26, // 80: parley.v1.ChatService.RemoveMember:output_type -> parley.v1.RemoveMemberResponse
+	28, // 81: parley.v1.ChatService.ListMembers:output_type -> parley.v1.ListMembersResponse
+	32, // 82: parley.v1.ChatService.MarkRead:output_type -> parley.v1.MarkReadResponse
+	34, // 83: parley.v1.ChatService.ListReceipts:output_type -> parley.v1.ListReceiptsResponse
+	30, // 84: parley.v1.ChatService.DevLogin:output_type -> parley.v1.DevLoginResponse
+	68, // [68:85] is the sub-list for method output_type
+	51, // [51:68] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_chat_service_proto_init() }
@@ -3688,6 +3733,7 @@ func file_parley_v1_chat_service_proto_init() {
 		(*JoinResponse_ReadMarker)(nil),
 		(*JoinResponse_Receipt)(nil),
 		(*JoinResponse_RoomVisible)(nil),
+		(*JoinResponse_Receipts)(nil),
 	}
 	file_parley_v1_chat_service_proto_msgTypes[2].OneofWrappers = []any{}
 	file_parley_v1_chat_service_proto_msgTypes[3].OneofWrappers = []any{
@@ -3701,6 +3747,7 @@ func file_parley_v1_chat_service_proto_init() {
 		(*SubscribeResponse_ReactionAdded)(nil),
 		(*SubscribeResponse_ReactionRemoved)(nil),
 		(*SubscribeResponse_Receipt)(nil),
+		(*SubscribeResponse_Receipts)(nil),
 	}
 	file_parley_v1_chat_service_proto_msgTypes[14].OneofWrappers = []any{}
 	file_parley_v1_chat_service_proto_msgTypes[36].OneofWrappers = []any{}

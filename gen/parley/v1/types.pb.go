@@ -1442,6 +1442,65 @@ func (x *Receipt) GetReadAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// Receipts tells how far members of a small room have read it ("seen by"):
+// the readers whose markers moved in one interval of the server's
+// --receipt-interval, together, so that a room whose readers all mark
+// costs each connection one frame an interval.
+type Receipts struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The room.
+	Room string `protobuf:"bytes,1,opt,name=room,proto3" json:"room,omitempty"`
+	// One per reader, each with their newest marker. It may include your own
+	// marker when others' are in it too: skip it.
+	Receipts      []*Receipt `protobuf:"bytes,2,rep,name=receipts,proto3" json:"receipts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Receipts) Reset() {
+	*x = Receipts{}
+	mi := &file_parley_v1_types_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Receipts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Receipts) ProtoMessage() {}
+
+func (x *Receipts) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_v1_types_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Receipts.ProtoReflect.Descriptor instead.
+func (*Receipts) Descriptor() ([]byte, []int) {
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Receipts) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *Receipts) GetReceipts() []*Receipt {
+	if x != nil {
+		return x.Receipts
+	}
+	return nil
+}
+
 // Typing tells that a user started or stopped typing in a room.
 type Typing struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1457,7 +1516,7 @@ type Typing struct {
 
 func (x *Typing) Reset() {
 	*x = Typing{}
-	mi := &file_parley_v1_types_proto_msgTypes[16]
+	mi := &file_parley_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +1528,7 @@ func (x *Typing) String() string {
 func (*Typing) ProtoMessage() {}
 
 func (x *Typing) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_types_proto_msgTypes[16]
+	mi := &file_parley_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +1541,7 @@ func (x *Typing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Typing.ProtoReflect.Descriptor instead.
 func (*Typing) Descriptor() ([]byte, []int) {
-	return file_parley_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Typing) GetRoom() string {
@@ -1538,7 +1597,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_parley_v1_types_proto_msgTypes[17]
+	mi := &file_parley_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +1609,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_v1_types_proto_msgTypes[17]
+	mi := &file_parley_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +1622,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_parley_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_parley_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Reply) GetRef() string {
@@ -1743,7 +1802,10 @@ const file_parley_v1_types_proto_rawDesc = "" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\x123\n" +
-	"\aread_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\"H\n" +
+	"\aread_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x06readAt\"N\n" +
+	"\bReceipts\x12\x12\n" +
+	"\x04room\x18\x01 \x01(\tR\x04room\x12.\n" +
+	"\breceipts\x18\x02 \x03(\v2\x12.parley.v1.ReceiptR\breceipts\"H\n" +
 	"\x06Typing\x12\x12\n" +
 	"\x04room\x18\x01 \x01(\tR\x04room\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -1779,7 +1841,7 @@ func file_parley_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_parley_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_parley_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_parley_v1_types_proto_goTypes = []any{
 	(RoomVisibility)(0),           // 0: parley.v1.RoomVisibility
 	(*Message)(nil),               // 1: parley.v1.Message
@@ -1798,39 +1860,41 @@ var file_parley_v1_types_proto_goTypes = []any{
 	(*ReadMarker)(nil),            // 14: parley.v1.ReadMarker
 	(*RoomVisible)(nil),           // 15: parley.v1.RoomVisible
 	(*Receipt)(nil),               // 16: parley.v1.Receipt
-	(*Typing)(nil),                // 17: parley.v1.Typing
-	(*Reply)(nil),                 // 18: parley.v1.Reply
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*Receipts)(nil),              // 17: parley.v1.Receipts
+	(*Typing)(nil),                // 18: parley.v1.Typing
+	(*Reply)(nil),                 // 19: parley.v1.Reply
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
 }
 var file_parley_v1_types_proto_depIdxs = []int32{
-	19, // 0: parley.v1.Message.sent_at:type_name -> google.protobuf.Timestamp
-	19, // 1: parley.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
+	20, // 0: parley.v1.Message.sent_at:type_name -> google.protobuf.Timestamp
+	20, // 1: parley.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
 	5,  // 2: parley.v1.Message.reactions:type_name -> parley.v1.ReactionCount
 	6,  // 3: parley.v1.Message.reply_to:type_name -> parley.v1.ReplyRef
-	19, // 4: parley.v1.MessageEdit.sent_at:type_name -> google.protobuf.Timestamp
-	19, // 5: parley.v1.MessageDelete.sent_at:type_name -> google.protobuf.Timestamp
-	19, // 6: parley.v1.Reaction.sent_at:type_name -> google.protobuf.Timestamp
+	20, // 4: parley.v1.MessageEdit.sent_at:type_name -> google.protobuf.Timestamp
+	20, // 5: parley.v1.MessageDelete.sent_at:type_name -> google.protobuf.Timestamp
+	20, // 6: parley.v1.Reaction.sent_at:type_name -> google.protobuf.Timestamp
 	0,  // 7: parley.v1.Room.visibility:type_name -> parley.v1.RoomVisibility
-	19, // 8: parley.v1.Room.last_message_at:type_name -> google.protobuf.Timestamp
-	19, // 9: parley.v1.Room.created_at:type_name -> google.protobuf.Timestamp
-	19, // 10: parley.v1.PresenceMeta.online_at:type_name -> google.protobuf.Timestamp
+	20, // 8: parley.v1.Room.last_message_at:type_name -> google.protobuf.Timestamp
+	20, // 9: parley.v1.Room.created_at:type_name -> google.protobuf.Timestamp
+	20, // 10: parley.v1.PresenceMeta.online_at:type_name -> google.protobuf.Timestamp
 	8,  // 11: parley.v1.Presence.metas:type_name -> parley.v1.PresenceMeta
 	9,  // 12: parley.v1.Joined.presence:type_name -> parley.v1.Presence
 	16, // 13: parley.v1.Joined.receipts:type_name -> parley.v1.Receipt
 	9,  // 14: parley.v1.PresenceDiff.joins:type_name -> parley.v1.Presence
 	9,  // 15: parley.v1.PresenceDiff.leaves:type_name -> parley.v1.Presence
 	9,  // 16: parley.v1.PresencePage.presence:type_name -> parley.v1.Presence
-	19, // 17: parley.v1.Receipt.read_at:type_name -> google.protobuf.Timestamp
-	1,  // 18: parley.v1.Reply.message:type_name -> parley.v1.Message
-	20, // 19: parley.v1.Reply.retry_after:type_name -> google.protobuf.Duration
-	14, // 20: parley.v1.Reply.read_marker:type_name -> parley.v1.ReadMarker
-	13, // 21: parley.v1.Reply.presence_page:type_name -> parley.v1.PresencePage
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	20, // 17: parley.v1.Receipt.read_at:type_name -> google.protobuf.Timestamp
+	16, // 18: parley.v1.Receipts.receipts:type_name -> parley.v1.Receipt
+	1,  // 19: parley.v1.Reply.message:type_name -> parley.v1.Message
+	21, // 20: parley.v1.Reply.retry_after:type_name -> google.protobuf.Duration
+	14, // 21: parley.v1.Reply.read_marker:type_name -> parley.v1.ReadMarker
+	13, // 22: parley.v1.Reply.presence_page:type_name -> parley.v1.PresencePage
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_parley_v1_types_proto_init() }
@@ -1844,7 +1908,7 @@ func file_parley_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_v1_types_proto_rawDesc), len(file_parley_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

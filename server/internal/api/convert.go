@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"google.golang.org/grpc/codes"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -47,8 +48,12 @@ func eventToProto(ev hub.Event) *parleyv1.JoinResponse {
 		}}}
 	case hub.EventReadMarker:
 		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_ReadMarker{ReadMarker: readMarkToProto(ev.Room, ev.Read)}}
-	case hub.EventReceipt:
-		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Receipt{Receipt: receiptToProto(ev.Room, ev.User, ev.Read)}}
+	case hub.EventReceipts:
+		rs := &parleyv1.Receipts{Room: ev.Room, Receipts: make([]*parleyv1.Receipt, len(ev.Receipts))}
+		for i, r := range ev.Receipts {
+			rs.Receipts[i] = receiptToProto(ev.Room, r.User, r.Seq, r.ReadAt)
+		}
+		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_Receipts{Receipts: rs}}
 	case hub.EventRoomVisible:
 		return &parleyv1.JoinResponse{Event: &parleyv1.JoinResponse_RoomVisible{RoomVisible: &parleyv1.RoomVisible{Room: ev.Room}}}
 	case hub.EventRemoved:
@@ -153,19 +158,17 @@ func readMarkToProto(room string, m *hub.ReadMark) *parleyv1.ReadMarker {
 		MentionCount: int32(m.Mentions), HeadSeq: m.HeadSeq}
 }
 
-// receiptToProto is how far user has read room.
-func receiptToProto(room, user string, m *hub.ReadMark) *parleyv1.Receipt {
-	out := &parleyv1.Receipt{Room: room, User: user}
-	if m != nil {
-		out.Seq = m.Seq
-		if !m.ReadAt.IsZero() {
-			out.ReadAt = timestamppb.New(m.ReadAt)
-		}
+// receiptToProto is how far user has read room, and when the marker last
+// moved (zero: not known).
+func receiptToProto(room, user string, seq uint64, readAt time.Time) *parleyv1.Receipt {
+	out := &parleyv1.Receipt{Room: room, User: user, Seq: seq}
+	if !readAt.IsZero() {
+		out.ReadAt = timestamppb.New(readAt)
 	}
 	return out
 }
 
 // markerToReceipt is a stored marker as a receipt.
 func markerToReceipt(m store.ReadMarker) *parleyv1.Receipt {
-	return receiptToProto(m.Room, m.User, &hub.ReadMark{Seq: m.Seq, ReadAt: m.ReadAt})
+	return receiptToProto(m.Room, m.User, m.Seq, m.ReadAt)
 }

@@ -299,7 +299,7 @@ func (r *room) onWire(data []byte) {
 		r.kick(ev.User)
 	case EventReceipt:
 		if ev.Read != nil {
-			r.broadcastReceipts([]Event{{Kind: EventReceipt, Room: r.name, User: ev.User, Read: ev.Read}})
+			r.broadcastReceipts([]Receipt{{User: ev.User, Seq: ev.Read.Seq, ReadAt: ev.Read.ReadAt}})
 		}
 	}
 }

@@ -33,8 +33,9 @@ const (
 	// Join connections, not to the room (broker, on the user subject).
 	EventReadMarker
 	// EventReceipt: Room, User and Read (Seq and ReadAt): a reader of a
-	// small room read it further ("seen by"); it goes to the room
-	// (broker).
+	// small room read it further ("seen by"). It travels between nodes
+	// only (broker); each node gives it to the room's connections as an
+	// EventReceipts.
 	EventReceipt
 	// EventRoomVisible: Room, and User unless it is for every user: Room
 	// became visible to User (a direct conversation began, User was added
@@ -42,6 +43,10 @@ const (
 	// room was created). It goes to Join connections, not to the room
 	// (broker, on the user subject).
 	EventRoomVisible
+	// EventReceipts: Room and Receipts: readers of a small room who read
+	// it further, together ("seen by"); it goes to the room's
+	// connections.
+	EventReceipts
 )
 
 // eventKindNames are the kinds' names on the wire; never change one.
@@ -55,6 +60,7 @@ var eventKindNames = [...]string{
 	EventReadMarker:   "read_marker",
 	EventReceipt:      "receipt",
 	EventRoomVisible:  "room_visible",
+	EventReceipts:     "receipts",
 }
 
 // String returns the kind's wire name.
@@ -112,6 +118,14 @@ type Event struct {
 	User         string     `json:"u,omitempty"`
 	Active       bool       `json:"a,omitempty"`
 	Read         *ReadMark  `json:"rd,omitempty"`
+	Receipts     []Receipt  `json:"rs,omitempty"`
+}
+
+// Receipt is one reader's marker in an EventReceipts.
+type Receipt struct {
+	User   string    `json:"u"`
+	Seq    uint64    `json:"s"`
+	ReadAt time.Time `json:"t,omitzero"`
 }
 
 // ReadMark is a user's read marker in a room and, in an EventReadMarker,

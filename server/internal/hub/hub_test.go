@@ -21,6 +21,12 @@ func testEncode(ev Event) ([]byte, error) {
 		return fmt.Appendf(nil, "msg %s %d", ev.Room, ev.Message.Seq), nil
 	case EventReplayed:
 		return fmt.Appendf(nil, "replayed %s %d", ev.Room, ev.ThroughSeq), nil
+	case EventReceipts:
+		b := fmt.Appendf(nil, "receipts %s", ev.Room)
+		for _, r := range ev.Receipts {
+			b = fmt.Appendf(b, " %s@%d", r.User, r.Seq)
+		}
+		return b, nil
 	}
 	return fmt.Appendf(nil, "event %d %s", ev.Kind, ev.Room), nil
 }

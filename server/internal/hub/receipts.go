@@ -17,15 +17,15 @@ import (
 // Bigger rooms have no receipts, as in Slack and Discord: an event per
 // reader to every reader grows with the square of the room.
 //
-// When a reader's marker moves in a small room, an EventReceipt goes to
-// the room's connections on every node but the reader's own. Receipts
-// are coalesced per room: the first move in a quiet room goes at once
-// and opens a window of ReceiptInterval; the moves made during it wait,
-// only the newest of each reader kept, and go together when it ends,
+// When a reader's marker moves in a small room, a receipt goes to the
+// room's connections on every node. Receipts are coalesced per room: the
+// first move in a quiet room goes at once and opens a window of
+// ReceiptInterval; the moves made during it wait, only the newest of
+// each reader kept, and go together when it ends, as one EventReceipts,
 // opening the next. So a reader causes at most one receipt per room per
 // interval however fast it marks, and a room whose readers all mark
-// costs each of its connections one burst of frames an interval, which
-// the hub's writers write in one turn, rather than a write per reader.
+// costs each of its connections one frame an interval rather than one
+// per reader.
 type receipts struct {
 	mu      sync.Mutex
 	windows map[string]*receiptWindow // by room; open windows only
@@ -123,42 +123,40 @@ func (h *Hub) receiptsIn(ctx context.Context, room string) bool {
 	return small
 }
 
-// sendReceipts sends receipts of a room to its connections here, one
-// burst for all of them, and to the other nodes.
+// sendReceipts sends receipts of a room to its connections here, as one
+// event, and to the other nodes, one event each.
 func (h *Hub) sendReceipts(name string, ms []store.ReadMarker) {
-	evs := make([]Event, len(ms))
-	for i, m := range ms {
-		evs[i] = Event{Kind: EventReceipt, Room: name, User: m.User, Read: &ReadMark{Seq: m.Seq, ReadAt: m.ReadAt}}
-	}
 	if r, ok := h.rooms.Load(name); ok {
-		r.(*room).broadcastReceipts(evs)
+		rs := make([]Receipt, len(ms))
+		for i, m := range ms {
+			rs[i] = Receipt{User: m.User, Seq: m.Seq, ReadAt: m.ReadAt}
+		}
+		r.(*room).broadcastReceipts(rs)
 	}
-	for _, ev := range evs {
-		h.publish(ev)
+	for _, m := range ms {
+		h.publish(Event{Kind: EventReceipt, Room: name, User: m.User, Read: &ReadMark{Seq: m.Seq, ReadAt: m.ReadAt}})
 	}
 }
 
-// broadcastReceipts encodes each receipt once and queues them, together,
-// for everyone in the room but each receipt's reader, who knows how far
-// they have read.
-func (r *room) broadcastReceipts(evs []Event) {
-	frames := make([]Frame, 0, len(evs))
-	users := make([]string, 0, len(evs))
-	for _, ev := range evs {
-		data, err := r.hub.encode(ev)
-		if err != nil {
-			r.hub.log.Error("encode a receipt", "room", r.name, "err", err)
-			continue
-		}
-		frames, users = append(frames, r.hub.shared(data, "", 0)), append(users, ev.User)
+// broadcastReceipts encodes receipts once, as one EventReceipts, and
+// queues it for everyone in the room but a reader whose own receipt is
+// all it holds: a reader knows how far they have read.
+func (r *room) broadcastReceipts(rs []Receipt) {
+	data, err := r.hub.encode(Event{Kind: EventReceipts, Room: r.name, Receipts: rs})
+	if err != nil {
+		r.hub.log.Error("encode receipts", "room", r.name, "err", err)
+		return
+	}
+	f := r.hub.shared(data, "", 0)
+	var only string
+	if len(rs) == 1 {
+		only = rs[0].User
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for c := range r.subs {
-		for i, f := range frames {
-			if c.User != users[i] {
-				c.Enqueue(f)
-			}
+		if c.User != only {
+			c.Enqueue(f)
 		}
 	}
 }
