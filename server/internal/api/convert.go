@@ -2,9 +2,9 @@ package api
 
 import (
 	"fmt"
-	"google.golang.org/grpc/codes"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
