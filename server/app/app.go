@@ -148,10 +148,11 @@ type Config struct {
 	// ("seen by"; default DefaultReceiptsMaxMembers; negative: none).
 	ReceiptsMaxMembers int
 	// ReceiptInterval is the shortest time between two receipts of one
-	// reader in one room: the window receipts are coalesced over
-	// (default DefaultReceiptInterval). Longer windows send fewer frames
-	// (one write per connection of the room per window) and make "seen
-	// by" lag further.
+	// reader in one room (default DefaultReceiptInterval). The windows
+	// receipts are coalesced over last it and a random part of up to a
+	// quarter of it, so that rooms send theirs apart. Longer windows send
+	// fewer frames (one write per connection of the room per window) and
+	// make "seen by" lag further.
 	ReceiptInterval time.Duration
 	// PresencePageThreshold is the number of distinct users online, or of
 	// connections, from which a room is big: a joiner gets the online

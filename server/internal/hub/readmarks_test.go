@@ -329,3 +329,62 @@ func TestReceiptsAreCoalescedPerRoom(t *testing.T) {
 		t.Fatalf("the reader's own connection got receipts %q, want only the window's", own)
 	}
 }
+
+// Receipt windows that open together, at one flush, end apart: each
+// lasts the interval and a random part of up to a quarter of it. With
+// windows of one length, rooms whose readers mark at the same rate send
+// their receipts at the same instant window after window, a burst that
+// held up the messages delivered beside it.
+func TestReceiptWindowsOpenedTogetherEndApart(t *testing.T) {
+	const rooms, interval = 40, 800 * time.Millisecond
+	h, _ := newMarkHub(t, Config{ReadMarkFlush: time.Hour, ReceiptInterval: interval}, rooms)
+	ctx := context.Background()
+	watcher := h.Connect("watch", "", true)
+	for i := range rooms {
+		if err := h.Join(ctx, watcher, fmt.Sprint("r", i), JoinOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	markAll := func(seq uint64) {
+		t.Helper()
+		for i := range rooms {
+			if err := h.MarkRead(ctx, "ann", fmt.Sprint("r", i), ReadMark{Seq: seq, HeadSeq: 10}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := h.FlushReadMarks(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := time.AfterFunc(10*time.Second, watcher.Close) // ends a wait for receipts that never come
+	defer stop.Stop()
+	receipts := func(want string) []time.Time {
+		t.Helper()
+		var at []time.Time
+		for len(at) < rooms {
+			for _, f := range drain(t, watcher) {
+				if strings.HasPrefix(f, "receipts ") {
+					if !strings.HasSuffix(f, want) {
+						t.Fatalf("got %q, want receipts of %s", f, want)
+					}
+					at = append(at, time.Now())
+				}
+			}
+		}
+		return at
+	}
+	opened := time.Now() // no window opens before
+	markAll(1)
+	receipts("ann@1") // the first move of each room goes at once and opens its window
+	markAll(2)
+	ends := receipts("ann@2")
+	first, last := slices.MinFunc(ends, time.Time.Compare), slices.MaxFunc(ends, time.Time.Compare)
+	if early := first.Sub(opened); early < interval {
+		t.Errorf("a window ended %v after the flush that opened it; want at least the interval, %v", early, interval)
+	}
+	// 40 draws from [0, 200 ms] lie within 100 ms of each other with a
+	// chance of about 40/2^39.
+	if spread := last.Sub(first); spread < interval/8 {
+		t.Errorf("the %d windows ended within %v of each other; want them spread over up to %v", rooms, spread, interval/4)
+	}
+}

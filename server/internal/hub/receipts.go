@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -20,12 +21,13 @@ import (
 // When a reader's marker moves in a small room, a receipt goes to the
 // room's connections on every node. Receipts are coalesced per room: the
 // first move in a quiet room goes at once and opens a window of
-// ReceiptInterval; the moves made during it wait, only the newest of
-// each reader kept, and go together when it ends, as one EventReceipts,
+// ReceiptInterval and a random part of up to a quarter of it (see
+// windowLength); the moves made during it wait, only the newest of each
+// reader kept, and go together when it ends, as one EventReceipts,
 // opening the next. So a reader causes at most one receipt per room per
 // interval however fast it marks, and a room whose readers all mark
-// costs each of its connections one frame an interval rather than one
-// per reader.
+// costs each of its connections one frame a window rather than one per
+// reader.
 type receipts struct {
 	mu      sync.Mutex
 	windows map[string]*receiptWindow // by room; open windows only
@@ -86,10 +88,24 @@ func (h *Hub) receiptFor(ctx context.Context, m store.ReadMarker) {
 		rc.windows = make(map[string]*receiptWindow)
 	}
 	w := &receiptWindow{}
-	w.timer = time.AfterFunc(h.cfg.ReceiptInterval, h.life.timed(func() { h.receiptWindowEnd(m.Room, w) }))
+	w.timer = time.AfterFunc(h.windowLength(), h.life.timed(func() { h.receiptWindowEnd(m.Room, w) }))
 	rc.windows[m.Room] = w
 	rc.mu.Unlock()
 	h.sendReceipts(m.Room, []store.ReadMarker{m})
+}
+
+// windowLength returns how long a receipt window stays open:
+// ReceiptInterval and a random part of up to a quarter of it. Windows
+// open when a flush stores markers, many rooms' at once, so with windows
+// of one length those rooms would send their receipts at the same
+// instant window after window: 5,000 readers marking once a second made
+// a burst of frames every flush period that held up the messages
+// delivered beside it (docs/performance.md, "Read markers under load").
+// The random part drifts the rooms apart; the interval stays the least
+// time between two receipts of a room.
+func (h *Hub) windowLength() time.Duration {
+	iv := h.cfg.ReceiptInterval
+	return iv + rand.N(iv/4+1)
 }
 
 // receiptWindowEnd sends the receipts held in w, if any, and keeps the
@@ -104,7 +120,7 @@ func (h *Hub) receiptWindowEnd(room string, w *receiptWindow) {
 		return
 	}
 	w.held = nil
-	w.timer.Reset(h.cfg.ReceiptInterval)
+	w.timer.Reset(h.windowLength())
 	rc.mu.Unlock()
 	ctx, cancel := h.life.withTimeout(flushTimeout)
 	defer cancel()
