@@ -77,7 +77,7 @@ func (s *Store) historyPage(ctx context.Context, room string, q store.Query) ([]
 	if q.Descending {
 		query = historyDesc
 	}
-	rows, err := s.read.QueryContext(ctx, query, room, after, before, q.Limit)
+	rows, err := s.reads.query(ctx, query, room, after, before, q.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func (s *Store) historyPage(ctx context.Context, room string, q store.Query) ([]
 // addReactions fills in the reactions of the page's messages.
 func (s *Store) addReactions(ctx context.Context, room, viewer string, page []store.MessageView) error {
 	bySeq, lo, hi := sqlstore.NewReactionPage(page)
-	rows, err := s.read.QueryContext(ctx, `SELECT target_seq, emoji, count, users FROM reaction_counts
+	rows, err := s.reads.query(ctx, `SELECT target_seq, emoji, count, users FROM reaction_counts
 		WHERE room = ? AND target_seq >= ? AND target_seq <= ? ORDER BY target_seq, first_seq`, room, int64(lo), int64(hi))
 	if err != nil {
 		return err
@@ -130,7 +130,7 @@ func (s *Store) addReactions(ctx context.Context, room, viewer string, page []st
 
 // markMine sets Mine on the viewer's own reactions.
 func (s *Store) markMine(ctx context.Context, room, viewer string, lo, hi uint64, bySeq sqlstore.ReactionPage) error {
-	rows, err := s.read.QueryContext(ctx, `SELECT target_seq, emoji FROM reactions
+	rows, err := s.reads.query(ctx, `SELECT target_seq, emoji FROM reactions
 		WHERE room = ? AND user = ? AND target_seq >= ? AND target_seq <= ?`, room, viewer, int64(lo), int64(hi))
 	if err != nil {
 		return err

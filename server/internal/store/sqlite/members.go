@@ -14,7 +14,7 @@ func (s *Store) IsMember(ctx context.Context, room, user string) (_ bool, err er
 	}
 	defer s.exit(&err)
 	var n int
-	err = s.read.QueryRowContext(ctx, "SELECT count(*) FROM members WHERE room = ? AND user = ?", room, user).Scan(&n)
+	err = s.reads.queryRow(ctx, "SELECT count(*) FROM members WHERE room = ? AND user = ?", room, user).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("sqlite: read membership of %q: %w", room, err)
 	}
@@ -30,7 +30,7 @@ func (s *Store) Members(ctx context.Context, room string) (_ []string, err error
 	if err := s.roomExists(ctx, room); err != nil {
 		return nil, err
 	}
-	rows, err := s.read.QueryContext(ctx, "SELECT user FROM members WHERE room = ? ORDER BY user", room)
+	rows, err := s.reads.query(ctx, "SELECT user FROM members WHERE room = ? ORDER BY user", room)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: read members of %q: %w", room, err)
 	}

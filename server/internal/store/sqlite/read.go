@@ -16,7 +16,7 @@ func (s *Store) Room(ctx context.Context, name string) (_ store.Room, err error)
 		return store.Room{}, err
 	}
 	defer s.exit(&err)
-	row := s.read.QueryRowContext(ctx, "SELECT "+roomColumns+" FROM rooms WHERE name = ?", name)
+	row := s.reads.queryRow(ctx, "SELECT "+roomColumns+" FROM rooms WHERE name = ?", name)
 	r, err := scanRoom(row)
 	if err != nil {
 		return store.Room{}, sqlstore.RoomErr("sqlite", name, err)
@@ -41,7 +41,7 @@ func (s *Store) ListRooms(ctx context.Context, afterName string, limit int) (_ [
 }
 
 func (s *Store) queryRooms(ctx context.Context, query string, args ...any) ([]store.Room, error) {
-	rows, err := s.read.QueryContext(ctx, query, args...)
+	rows, err := s.reads.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func (s *Store) queryMessages(ctx context.Context, room string, q store.Query) (
 	if q.Descending {
 		query = selectMessagesDesc
 	}
-	rows, err := s.read.QueryContext(ctx, query, room, after, before, q.Limit)
+	rows, err := s.reads.query(ctx, query, room, after, before, q.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -116,5 +116,5 @@ func (s *Store) queryMessages(ctx context.Context, room string, q store.Query) (
 
 func (s *Store) roomExists(ctx context.Context, room string) error {
 	var one int
-	return sqlstore.RoomErr("sqlite", room, s.read.QueryRowContext(ctx, "SELECT 1 FROM rooms WHERE name = ?", room).Scan(&one))
+	return sqlstore.RoomErr("sqlite", room, s.reads.queryRow(ctx, "SELECT 1 FROM rooms WHERE name = ?", room).Scan(&one))
 }

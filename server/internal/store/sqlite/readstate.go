@@ -262,7 +262,7 @@ func readAgain[T any](ctx context.Context, read func() (T, error)) (T, error) {
 
 // readMarkerPlan runs planMarkersSQL once.
 func (s *Store) readMarkerPlan(ctx context.Context, list string, n int) (map[sqlstore.MarkerKey]store.ReadMarker, []markerRow, error) {
-	rows, err := s.read.QueryContext(ctx, planMarkersSQL, list)
+	rows, err := s.reads.query(ctx, planMarkersSQL, list)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sqlite: read markers: %w", err)
 	}
@@ -411,7 +411,7 @@ func (s *Store) ReadState(ctx context.Context, user, room string) (_ store.ReadS
 	defer s.exit(&err)
 	scan := s.roomStateScanner(user)
 	r, err := readAgain(ctx, func() (store.Room, error) {
-		return scan(s.read.QueryRowContext(ctx, "SELECT "+roomStateColumns+readStateJoins+" WHERE r.name = ?2", user, room))
+		return scan(s.reads.queryRow(ctx, "SELECT "+roomStateColumns+readStateJoins+" WHERE r.name = ?2", user, room))
 	})
 	return r.Read, sqlstore.RoomErr("sqlite", room, err)
 }
@@ -429,7 +429,7 @@ func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit 
 }
 
 func (s *Store) visibleRooms(ctx context.Context, user, afterName string, limit int) ([]store.Room, error) {
-	rows, err := s.read.QueryContext(ctx, "SELECT "+roomStateColumns+readStateJoins+` WHERE r.name > ?2
+	rows, err := s.reads.query(ctx, "SELECT "+roomStateColumns+readStateJoins+` WHERE r.name > ?2
 		AND (r.visibility = ?3 OR EXISTS (SELECT 1 FROM members WHERE members.room = r.name AND members.user = ?1))
 		ORDER BY r.name LIMIT ?4`, user, afterName, int(store.Public), limit)
 	if err != nil {
@@ -452,7 +452,7 @@ func (s *Store) ReadMarkers(ctx context.Context, room string, limit int) (_ []st
 	// One read for the room and its markers: a row of NULLs for a room
 	// without any, none for an unknown room. (Every join of a small room
 	// reads its receipts, so a storm of joins makes many of these.)
-	rows, err := s.read.QueryContext(ctx, `SELECT m.user, m.seq, m.read_at FROM rooms r
+	rows, err := s.reads.query(ctx, `SELECT m.user, m.seq, m.read_at FROM rooms r
 		LEFT JOIN read_markers m ON m.room = r.name WHERE r.name = ? ORDER BY m.user LIMIT ?`, room, max(limit, 1))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: read markers of %q: %w", room, err)

@@ -43,13 +43,13 @@ func (s *Store) pruneBounds(ctx context.Context, room string, byAge bool, cutoff
 	}
 	defer s.exit(&err)
 	var first, last sql.NullInt64
-	if err := s.read.QueryRowContext(ctx, "SELECT min(seq) FROM messages WHERE room = ?", room).Scan(&first); err != nil {
+	if err := s.reads.queryRow(ctx, "SELECT min(seq) FROM messages WHERE room = ?", room).Scan(&first); err != nil {
 		return 0, 0, fmt.Errorf("sqlite: prune %q: %w", room, err)
 	}
 	if byAge {
 		// Times never go backwards within a room, so the old messages are a
 		// prefix of its seqs.
-		err := s.read.QueryRowContext(ctx, "SELECT max(seq) FROM messages WHERE room = ? AND sent_at < ?", room, cutoff).Scan(&last)
+		err := s.reads.queryRow(ctx, "SELECT max(seq) FROM messages WHERE room = ? AND sent_at < ?", room, cutoff).Scan(&last)
 		if err != nil {
 			return 0, 0, fmt.Errorf("sqlite: prune %q: %w", room, err)
 		}
@@ -69,7 +69,7 @@ func (s *Store) newestMessage(ctx context.Context, room string, n int) (seq uint
 	}
 	defer s.exit(&err)
 	var got int64
-	err = s.read.QueryRowContext(ctx, "SELECT seq FROM messages WHERE room = ? AND kind = 0 ORDER BY seq DESC LIMIT 1 OFFSET ?", room, n-1).Scan(&got)
+	err = s.reads.queryRow(ctx, "SELECT seq FROM messages WHERE room = ? AND kind = 0 ORDER BY seq DESC LIMIT 1 OFFSET ?", room, n-1).Scan(&got)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return 0, nil

@@ -116,6 +116,7 @@ type Store struct {
 	cfg   Config
 	write *sql.DB // one connection, owned by the writer goroutine
 	read  *sql.DB
+	reads readStmts // s.read's queries, prepared
 	w     *writer
 	gate  sqlstore.Gate
 	// counts holds the senders' counts the writer has not written to
@@ -180,6 +181,7 @@ func (s *Store) openDBs(ctx context.Context) error {
 	}
 	s.read.SetMaxOpenConns(s.cfg.ReadConns)
 	s.read.SetMaxIdleConns(s.cfg.ReadConns)
+	s.reads.db = s.read
 	return nil
 }
 
@@ -400,6 +402,9 @@ func (s *Store) Close() error {
 
 func (s *Store) closeDBs() error {
 	var errs []error
+	if err := s.reads.close(); err != nil {
+		errs = append(errs, fmt.Errorf("sqlite: close: %w", err))
+	}
 	for _, db := range []*sql.DB{s.read, s.write} {
 		if db != nil {
 			if err := db.Close(); err != nil {
