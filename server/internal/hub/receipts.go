@@ -109,7 +109,7 @@ func (h *Hub) windowLength() time.Duration {
 }
 
 // receiptWindowEnd sends the receipts held in w, if any, and keeps the
-// window open for another interval; otherwise it closes it.
+// window open for another window length; otherwise it closes it.
 func (h *Hub) receiptWindowEnd(room string, w *receiptWindow) {
 	rc := &h.receipts
 	rc.mu.Lock()
