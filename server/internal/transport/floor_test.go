@@ -48,6 +48,8 @@ func BenchmarkIdleStreamFloor(b *testing.B) {
 	}
 }
 
+// idleDesc's stream reads a message, sends its server's sends, and then
+// reads until the client goes.
 var idleDesc = grpc.ServiceDesc{
 	ServiceName: "bench.Idle",
 	HandlerType: (*any)(nil),
@@ -68,7 +70,11 @@ var idleDesc = grpc.ServiceDesc{
 				}
 			}
 			f.parked.Add(1)
-			return ss.RecvMsg(&req) // until the client goes
+			for { // until the client goes
+				if err := ss.RecvMsg(&req); err != nil {
+					return err
+				}
+			}
 		},
 	}},
 }

@@ -24,7 +24,7 @@ import (
 // PING.
 func TestNoFlowControlProbes(t *testing.T) {
 	gs := grpc.NewServer(append(GRPCServerOptions(Config{}), grpc.SharedWriteBuffer(true))...)
-	gs.RegisterService(&drainDesc, nil)
+	gs.RegisterService(&idleDesc, &idleServer{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestNoFlowControlProbes(t *testing.T) {
 	}
 
 	for _, f := range []hpack.HeaderField{
-		{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"}, {Name: ":path", Value: "/test.Drain/Read"},
+		{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"}, {Name: ":path", Value: "/bench.Idle/Park"},
 		{Name: ":authority", Value: "parley"}, {Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"},
 	} {
 		henc.WriteField(f)
@@ -106,23 +106,6 @@ func TestNoFlowControlProbes(t *testing.T) {
 			}
 		}
 	}
-}
-
-// drainDesc's stream reads its client's messages until the client goes.
-var drainDesc = grpc.ServiceDesc{
-	ServiceName: "test.Drain",
-	HandlerType: (*any)(nil),
-	Streams: []grpc.StreamDesc{{
-		StreamName: "Read", ServerStreams: true, ClientStreams: true,
-		Handler: func(_ any, ss grpc.ServerStream) error {
-			for {
-				var req healthpb.HealthCheckRequest
-				if err := ss.RecvMsg(&req); err != nil {
-					return err
-				}
-			}
-		},
-	}},
 }
 
 // A message longer than a stream's fixed window still arrives whole:
