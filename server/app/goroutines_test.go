@@ -2,9 +2,9 @@ package app_test
 
 import (
 	"bytes"
+	"fmt"
 	"runtime"
 	"testing"
-	"time"
 )
 
 // parleyGoroutines counts the goroutines running Parley's own server code
@@ -55,16 +55,8 @@ func TestIdleJoinStreamHoldsOneGoroutine(t *testing.T) {
 	// so may the goroutines of the frames just answered (a join's ends
 	// after its reply is queued, and the client may read the reply first).
 	waitFor(t, "the writers to finish", func() bool { return parleyGoroutines("hub.(*writers).run") == 0 })
-	for deadline := time.Now().Add(waitTimeout); ; {
-		got := parleyGoroutines("") - before
-		if got <= n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d idle Join streams hold %d goroutines of the server's own, want at most %d (one each)", n, got, n)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not synchronisation
-	}
+	waitFor(t, fmt.Sprintf("%d idle Join streams to hold at most %d goroutines of the server's own (one each)", n, n),
+		func() bool { return parleyGoroutines("")-before <= n })
 
 	// They still work: a message reaches all of them, through writers
 	// started for it.
