@@ -376,6 +376,15 @@ const readStateJoins = ` FROM rooms r
 	LEFT JOIN read_markers mk ON mk.room = r.name AND mk.user = ?1
 	LEFT JOIN room_senders rs ON rs.room = r.name AND rs.sender = ?1`
 
+// The read-state queries, built once: user ?1's state in room ?2, and a
+// page of the rooms after ?2 that ?1 may see (public: ?3), at most ?4.
+var (
+	readStateSQL    = "SELECT " + roomStateColumns + readStateJoins + " WHERE r.name = ?2"
+	visibleRoomsSQL = "SELECT " + roomStateColumns + readStateJoins + ` WHERE r.name > ?2
+		AND (r.visibility = ?3 OR EXISTS (SELECT 1 FROM members WHERE members.room = r.name AND members.user = ?1))
+		ORDER BY r.name LIMIT ?4`
+)
+
 // roomStateScanner returns a scanner of rooms with user's read state,
 // which adds the user's uncounted messages from the ledger; it fails with
 // errLedgerAhead if the ledger cannot tell them for the row's snapshot.
@@ -411,7 +420,7 @@ func (s *Store) ReadState(ctx context.Context, user, room string) (_ store.ReadS
 	defer s.exit(&err)
 	scan := s.roomStateScanner(user)
 	r, err := readAgain(ctx, func() (store.Room, error) {
-		return scan(s.reads.queryRow(ctx, "SELECT "+roomStateColumns+readStateJoins+" WHERE r.name = ?2", user, room))
+		return scan(s.reads.queryRow(ctx, readStateSQL, user, room))
 	})
 	return r.Read, sqlstore.RoomErr("sqlite", room, err)
 }
@@ -429,9 +438,7 @@ func (s *Store) VisibleRooms(ctx context.Context, user, afterName string, limit 
 }
 
 func (s *Store) visibleRooms(ctx context.Context, user, afterName string, limit int) ([]store.Room, error) {
-	rows, err := s.reads.query(ctx, "SELECT "+roomStateColumns+readStateJoins+` WHERE r.name > ?2
-		AND (r.visibility = ?3 OR EXISTS (SELECT 1 FROM members WHERE members.room = r.name AND members.user = ?1))
-		ORDER BY r.name LIMIT ?4`, user, afterName, int(store.Public), limit)
+	rows, err := s.reads.query(ctx, visibleRoomsSQL, user, afterName, int(store.Public), limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list rooms for %q: %w", user, err)
 	}
